@@ -1,0 +1,232 @@
+//! WorkloadEntry and ServiceEntry: workloads and the services they back.
+
+use serde_yaml::Value;
+
+use super::{
+    DecodeError, Fields, Findings, Result, Shape, keyword, list, port, port_map, string,
+    string_list, string_map, uint32,
+};
+use crate::diag::{Diagnostic, FieldPath};
+use crate::networking::{
+    Location, Resolution, ServiceEntry, ServiceEntryEndpoint, ServiceEntryPort, ServiceEntrySpec,
+    WorkloadEntry, WorkloadEntrySpec,
+};
+use crate::object::ObjectMeta;
+use crate::protocol::canonical_protocol;
+
+/// The fields of a WorkloadEntry spec, which are also those of a ServiceEntry endpoint.
+const WORKLOAD: Shape = Shape {
+    known: &[
+        "address",
+        "ports",
+        "labels",
+        "serviceAccount",
+        "locality",
+        "weight",
+    ],
+    unsupported: &["network"],
+    ignored: &[],
+    proto_names: true,
+};
+
+const SERVICE_ENTRY: Shape = Shape {
+    known: &[
+        "hosts",
+        "ports",
+        "location",
+        "resolution",
+        "endpoints",
+        "exportTo",
+    ],
+    unsupported: &["addresses", "workloadSelector", "subjectAltNames"],
+    ignored: &[],
+    proto_names: true,
+};
+
+const PORT: Shape = Shape {
+    known: &["number", "protocol", "name", "targetPort"],
+    unsupported: &[],
+    ignored: &[],
+    proto_names: true,
+};
+
+pub(crate) fn decode_workload_entry(
+    meta: ObjectMeta,
+    path: &FieldPath,
+    spec: &Value,
+) -> Result<WorkloadEntry> {
+    let e = decode_endpoint(path, spec)?;
+    Ok(WorkloadEntry {
+        meta,
+        spec: WorkloadEntrySpec {
+            address: e.address,
+            labels: e.labels,
+            ports: e.ports,
+            service_account: e.service_account,
+            locality: e.locality,
+            weight: e.weight,
+        },
+    })
+}
+
+fn decode_endpoint(path: &FieldPath, value: &Value) -> Result<ServiceEntryEndpoint> {
+    let fields = Fields::new(value, path, &WORKLOAD)?;
+    let opt_string = |name: &str| -> Result<Option<String>> {
+        fields.get(name).map(|(p, v)| string(v, &p)).transpose()
+    };
+    Ok(ServiceEntryEndpoint {
+        address: opt_string("address")?.unwrap_or_default(),
+        ports: fields
+            .get("ports")
+            .map(|(p, v)| port_map(v, &p))
+            .transpose()?
+            .unwrap_or_default(),
+        labels: fields
+            .get("labels")
+            .map(|(p, v)| string_map(v, &p))
+            .transpose()?
+            .unwrap_or_default(),
+        locality: opt_string("locality")?,
+        weight: fields
+            .get("weight")
+            .map(|(p, v)| uint32(v, &p))
+            .transpose()?,
+        service_account: opt_string("serviceAccount")?,
+    })
+}
+
+pub(crate) fn decode_service_entry(
+    meta: ObjectMeta,
+    path: &FieldPath,
+    spec: &Value,
+    findings: &mut Findings,
+) -> Result<ServiceEntry> {
+    let fields = Fields::new(spec, path, &SERVICE_ENTRY)?;
+    if let Some((p, v)) = fields.get("exportTo") {
+        check_export_to(v, &p)?;
+    }
+    let hosts = fields
+        .get("hosts")
+        .map(|(p, v)| string_list(v, &p))
+        .transpose()?
+        .unwrap_or_default();
+    let mut ports = Vec::new();
+    if let Some((p, v)) = fields.get("ports") {
+        for (p, v) in list(v, &p)? {
+            ports.push(decode_port(&p, v, findings)?);
+        }
+    }
+    let location = match fields.get("location") {
+        Some((p, v)) => keyword(
+            v,
+            &p,
+            &[
+                ("MESH_EXTERNAL", Location::MeshExternal),
+                ("MESH_INTERNAL", Location::MeshInternal),
+            ],
+        )?,
+        None => Location::default(),
+    };
+    let resolution = match fields.get("resolution") {
+        Some((p, v)) => decode_resolution(v, &p)?,
+        None => Resolution::default(),
+    };
+    let mut endpoints = Vec::new();
+    if let Some((p, v)) = fields.get("endpoints") {
+        for (p, v) in list(v, &p)? {
+            endpoints.push(decode_endpoint(&p, v)?);
+        }
+    }
+    Ok(ServiceEntry {
+        meta,
+        spec: ServiceEntrySpec {
+            hosts,
+            ports,
+            location,
+            resolution,
+            endpoints,
+        },
+    })
+}
+
+fn decode_resolution(value: &Value, path: &FieldPath) -> Result<Resolution> {
+    if value
+        .as_str()
+        .is_some_and(|s| s.eq_ignore_ascii_case("DNS_ROUND_ROBIN"))
+    {
+        return Err(DecodeError::new(
+            path,
+            "resolution DNS_ROUND_ROBIN is not supported yet",
+        ));
+    }
+    keyword(
+        value,
+        path,
+        &[
+            ("NONE", Resolution::None),
+            ("STATIC", Resolution::Static),
+            ("DNS", Resolution::Dns),
+        ],
+    )
+}
+
+fn decode_port(
+    path: &FieldPath,
+    value: &Value,
+    findings: &mut Findings,
+) -> Result<ServiceEntryPort> {
+    let fields = Fields::new(value, path, &PORT)?;
+    let (p, v) = fields.require("number")?;
+    let number = port(v, &p)?;
+    let name = fields
+        .get("name")
+        .map(|(p, v)| string(v, &p))
+        .transpose()?
+        .unwrap_or_default();
+    let protocol = match fields.get("protocol") {
+        Some((p, v)) => {
+            let written = string(v, &p)?;
+            match canonical_protocol(&written) {
+                Some("UDP") => {
+                    findings.push(Diagnostic::error(p, "protocol UDP is not supported yet"))
+                }
+                Some(_) => {}
+                None => findings.push(Diagnostic::error(
+                    p,
+                    format!(
+                        "unknown protocol {written:?}; expected one of {}",
+                        crate::protocol::PROTOCOLS.join(", ")
+                    ),
+                )),
+            }
+            Some(
+                canonical_protocol(&written)
+                    .map_or_else(|| written.to_ascii_uppercase(), str::to_string),
+            )
+        }
+        None => None,
+    };
+    let target_port = fields
+        .get("targetPort")
+        .map(|(p, v)| port(v, &p))
+        .transpose()?;
+    Ok(ServiceEntryPort {
+        number,
+        name,
+        protocol,
+        target_port,
+    })
+}
+
+/// `exportTo` may only say what Bowline does anyway: visible everywhere.
+pub(crate) fn check_export_to(value: &Value, path: &FieldPath) -> Result<()> {
+    for (p, v) in list(value, path)? {
+        if string(v, &p)? != "*" {
+            return Err(DecodeError::new(
+                &p,
+                "field is not supported yet (only the value \"*\" is)",
+            ));
+        }
+    }
+    Ok(())
+}

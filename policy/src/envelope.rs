@@ -1,0 +1,148 @@
+//! Which documents Bowline decodes, by apiVersion and kind.
+//!
+//! ```text
+//! v1 Service, networking.istio.io/{v1,v1beta1,v1alpha3} WorkloadEntry | ServiceEntry | VirtualService | DestinationRule
+//!     ──► decoded
+//! other Istio kinds, Gateway API kinds          ──► rejected: not supported yet
+//! a known kind under the wrong apiVersion       ──► rejected at `apiVersion`
+//! everything else (Deployment, ConfigMap, ...)  ──► skipped with a warning
+//! ```
+
+use crate::object::Kind;
+
+/// What to do with a document of some apiVersion and kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    Decode(Kind),
+    /// A kind Bowline decodes, under an apiVersion that does not serve it.
+    WrongVersion(Kind),
+    /// A kind that configures the mesh, which Bowline does not handle yet.
+    NotSupported,
+    /// A kind in an Istio group that Istio does not have either.
+    Unknown,
+    /// A kind that does not configure the mesh.
+    Ignored,
+}
+
+const ISTIO_NETWORKING: &str = "networking.istio.io";
+const ISTIO_VERSIONS: [&str; 3] = ["v1", "v1beta1", "v1alpha3"];
+
+/// Istio kinds Bowline does not decode yet, in any `*.istio.io` group.
+const ISTIO_KINDS: &[&str] = &[
+    "Gateway",
+    "Sidecar",
+    "EnvoyFilter",
+    "WorkloadGroup",
+    "ProxyConfig",
+    "Telemetry",
+    "PeerAuthentication",
+    "AuthorizationPolicy",
+    "RequestAuthentication",
+    "WasmPlugin",
+    "IstioOperator",
+];
+
+/// Kubernetes groups whose kinds Bowline knows; under any of them, one of our
+/// kind names is a mistake rather than a third-party resource.
+const KUBERNETES_GROUPS: &[&str] = &["", "apps", "batch", "autoscaling", "policy"];
+
+/// `networking.istio.io/v1` -> (`networking.istio.io`, `v1`); `v1` -> (``, `v1`).
+fn split(api_version: &str) -> (&str, &str) {
+    api_version.rsplit_once('/').unwrap_or(("", api_version))
+}
+
+pub(crate) fn route(api_version: &str, kind: &str) -> Route {
+    let (group, version) = split(api_version);
+    let istio_group = group == "istio.io" || group.ends_with(".istio.io");
+    let ours = istio_group || group.ends_with(".k8s.io") || KUBERNETES_GROUPS.contains(&group);
+    if let Some(known) = Kind::from_name(kind) {
+        let served = match known {
+            Kind::Service => group.is_empty() && version == "v1",
+            _ => group == ISTIO_NETWORKING && ISTIO_VERSIONS.contains(&version),
+        };
+        return if served {
+            Route::Decode(known)
+        } else if ours {
+            Route::WrongVersion(known)
+        } else {
+            Route::Ignored
+        };
+    }
+    let mesh_kind = group == "gateway.networking.k8s.io"
+        || kind == "List"
+        || (istio_group && ISTIO_KINDS.contains(&kind));
+    if mesh_kind {
+        Route::NotSupported
+    } else if istio_group {
+        Route::Unknown
+    } else {
+        Route::Ignored
+    }
+}
+
+/// The apiVersions that serve `kind`, for error messages.
+pub(crate) fn expected_versions(kind: Kind) -> String {
+    match kind {
+        Kind::Service => "v1".to_string(),
+        _ => ISTIO_VERSIONS
+            .iter()
+            .map(|v| format!("{ISTIO_NETWORKING}/{v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(route("v1", "Service"), Route::Decode(Kind::Service));
+        for v in [
+            "networking.istio.io/v1",
+            "networking.istio.io/v1beta1",
+            "networking.istio.io/v1alpha3",
+        ] {
+            assert_eq!(
+                route(v, "VirtualService"),
+                Route::Decode(Kind::VirtualService)
+            );
+            assert_eq!(
+                route(v, "WorkloadEntry"),
+                Route::Decode(Kind::WorkloadEntry)
+            );
+        }
+        assert_eq!(
+            route("networking.istio.io/v2", "ServiceEntry"),
+            Route::WrongVersion(Kind::ServiceEntry)
+        );
+        assert_eq!(
+            route("v1", "DestinationRule"),
+            Route::WrongVersion(Kind::DestinationRule)
+        );
+        assert_eq!(
+            route("apps/v1", "Service"),
+            Route::WrongVersion(Kind::Service)
+        );
+        assert_eq!(route("serving.knative.dev/v1", "Service"), Route::Ignored);
+        assert_eq!(
+            route("networking.istio.io/v1alpha3", "Gateway"),
+            Route::NotSupported
+        );
+        assert_eq!(
+            route("security.istio.io/v1", "AuthorizationPolicy"),
+            Route::NotSupported
+        );
+        assert_eq!(
+            route("gateway.networking.k8s.io/v1", "HTTPRoute"),
+            Route::NotSupported
+        );
+        assert_eq!(
+            route("networking.istio.io/v1", "VirtualServce"),
+            Route::Unknown
+        );
+        assert_eq!(route("apps/v1", "Deployment"), Route::Ignored);
+        assert_eq!(route("v1", "ConfigMap"), Route::Ignored);
+    }
+}

@@ -1,0 +1,143 @@
+//! The Kubernetes envelope shared by every object: apiVersion, kind, metadata, spec.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::core::Service;
+use crate::networking::{DestinationRule, ServiceEntry, VirtualService, WorkloadEntry};
+
+pub use crate::parse::{ParsedDocument, decode_document, parse_documents, parse_stream};
+
+/// `metadata`: the parts of Kubernetes' ObjectMeta that the mesh uses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub name: String,
+    /// `default` when the document names none.
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The kinds Bowline understands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Service,
+    WorkloadEntry,
+    ServiceEntry,
+    VirtualService,
+    DestinationRule,
+}
+
+/// Identifies one object across files: two documents with the same key are the same object.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+}
+
+/// One decoded and validated object.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Object {
+    Service(Service),
+    WorkloadEntry(WorkloadEntry),
+    ServiceEntry(ServiceEntry),
+    VirtualService(VirtualService),
+    DestinationRule(DestinationRule),
+}
+
+impl Kind {
+    /// Every kind, in key order.
+    pub const ALL: [Kind; 5] = [
+        Kind::Service,
+        Kind::WorkloadEntry,
+        Kind::ServiceEntry,
+        Kind::VirtualService,
+        Kind::DestinationRule,
+    ];
+
+    /// The `kind` as written in YAML.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Service => "Service",
+            Kind::WorkloadEntry => "WorkloadEntry",
+            Kind::ServiceEntry => "ServiceEntry",
+            Kind::VirtualService => "VirtualService",
+            Kind::DestinationRule => "DestinationRule",
+        }
+    }
+
+    /// The kind named `kind` in YAML, if Bowline decodes it.
+    pub fn from_name(kind: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == kind)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+impl Object {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Object::Service(_) => Kind::Service,
+            Object::WorkloadEntry(_) => Kind::WorkloadEntry,
+            Object::ServiceEntry(_) => Kind::ServiceEntry,
+            Object::VirtualService(_) => Kind::VirtualService,
+            Object::DestinationRule(_) => Kind::DestinationRule,
+        }
+    }
+
+    pub fn meta(&self) -> &ObjectMeta {
+        match self {
+            Object::Service(o) => &o.meta,
+            Object::WorkloadEntry(o) => &o.meta,
+            Object::ServiceEntry(o) => &o.meta,
+            Object::VirtualService(o) => &o.meta,
+            Object::DestinationRule(o) => &o.meta,
+        }
+    }
+
+    pub fn key(&self) -> ObjectKey {
+        let meta = self.meta();
+        ObjectKey {
+            kind: self.kind(),
+            namespace: meta.namespace.clone(),
+            name: meta.name.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip_through_their_names() {
+        for kind in Kind::ALL {
+            assert_eq!(Kind::from_name(kind.as_str()), Some(kind));
+        }
+        assert_eq!(Kind::from_name("Gateway"), None);
+        let mut sorted = Kind::ALL;
+        sorted.sort();
+        assert_eq!(sorted, Kind::ALL);
+    }
+
+    #[test]
+    fn key_display_names_kind_namespace_and_name() {
+        let key = ObjectKey {
+            kind: Kind::VirtualService,
+            namespace: "default".into(),
+            name: "reviews".into(),
+        };
+        assert_eq!(key.to_string(), "VirtualService default/reviews");
+    }
+}

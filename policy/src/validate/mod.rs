@@ -1,0 +1,120 @@
+//! Semantic validation of decoded objects: every error at once, each with its
+//! field path, plus warnings for what is legal but probably wrong.
+//!
+//! Validation sees only one object. Checks that need several (does this
+//! destination name a service? is this host routed twice?) belong to the
+//! registry and the snapshot.
+
+mod names;
+mod routing;
+mod service;
+mod workload;
+
+use std::collections::BTreeMap;
+
+use crate::diag::{Diagnostic, FieldPath};
+use crate::object::{Kind, Object, ObjectMeta};
+
+/// Every problem with `object`. The diagnostics carry paths but no file,
+/// document or object; the caller adds those.
+pub fn validate(object: &Object) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    check_meta(object.meta(), object.kind(), &mut out);
+    match object {
+        Object::Service(s) => service::check(&s.spec, &mut out),
+        Object::WorkloadEntry(w) => workload::check_workload_entry(&w.spec, &mut out),
+        Object::ServiceEntry(s) => workload::check_service_entry(&s.spec, &mut out),
+        Object::VirtualService(v) => routing::check_virtual_service(&v.spec, &mut out),
+        Object::DestinationRule(d) => routing::check_destination_rule(&d.spec, &mut out),
+    }
+    out
+}
+
+fn check_meta(meta: &ObjectMeta, kind: Kind, out: &mut Vec<Diagnostic>) {
+    let path = FieldPath::new("metadata");
+    let name = if kind == Kind::Service {
+        names::dns1035_label(&meta.name)
+    } else {
+        names::dns1123_subdomain(&meta.name)
+    };
+    if let Err(e) = name {
+        out.push(Diagnostic::error(path.field("name"), e));
+    }
+    if let Err(e) = names::dns1123_label(&meta.namespace) {
+        out.push(Diagnostic::error(path.field("namespace"), e));
+    }
+    check_labels(&meta.labels, &path.field("labels"), out);
+    for key in meta.annotations.keys() {
+        if let Err(e) = names::label_key(key) {
+            out.push(Diagnostic::error(path.field("annotations").key(key), e));
+        }
+    }
+}
+
+/// Label keys and values, as Kubernetes checks them.
+fn check_labels(labels: &BTreeMap<String, String>, path: &FieldPath, out: &mut Vec<Diagnostic>) {
+    for (key, value) in labels {
+        let at = path.key(key);
+        if let Err(e) = names::label_key(key) {
+            out.push(Diagnostic::error(at.clone(), e));
+        }
+        if let Err(e) = names::label_value(value) {
+            out.push(Diagnostic::error(at, e));
+        }
+    }
+}
+
+/// A port number that decoded (0..=65535) but must be 1..=65535.
+fn check_port(number: u16, path: FieldPath, out: &mut Vec<Diagnostic>) {
+    if number == 0 {
+        out.push(Diagnostic::error(path, "port must be 1-65535, got 0"));
+    }
+}
+
+/// Reports each value that repeats an earlier one, naming where it first was.
+fn check_unique<T: Ord + std::fmt::Display>(
+    items: impl IntoIterator<Item = (FieldPath, T)>,
+    what: &str,
+    out: &mut Vec<Diagnostic>,
+) {
+    let mut seen: BTreeMap<T, FieldPath> = BTreeMap::new();
+    for (path, value) in items {
+        match seen.get(&value) {
+            Some(first) => out.push(Diagnostic::error(
+                path,
+                format!("duplicate {what} {value}, also at {first}"),
+            )),
+            None => {
+                seen.insert(value, path);
+            }
+        }
+    }
+}
+
+/// `region/zone/subzone`: at most three parts.
+fn check_locality(locality: &str, path: FieldPath, out: &mut Vec<Diagnostic>) {
+    if locality.split('/').count() > 3 {
+        out.push(Diagnostic::warning(
+            path,
+            format!("locality {locality:?} has more than three parts (region/zone/subzone)"),
+        ));
+    }
+}
+
+/// Endpoint weights: 0 is legal but means the default, 1.
+fn check_weight(weight: Option<u32>, path: FieldPath, out: &mut Vec<Diagnostic>) {
+    if weight == Some(0) {
+        out.push(Diagnostic::warning(path, "weight 0 is treated as 1"));
+    }
+}
+
+fn check_service_account(account: Option<&str>, path: FieldPath, out: &mut Vec<Diagnostic>) {
+    if let Some(account) = account
+        && let Err(e) = names::dns1123_subdomain(account)
+    {
+        out.push(Diagnostic::error(path, e));
+    }
+}
+
+#[cfg(test)]
+mod tests;
