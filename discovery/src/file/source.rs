@@ -1,0 +1,188 @@
+//! The I/O edge of the file source: read a directory, watch it, send changes.
+//!
+//! ```text
+//! start ──► scan ──► send full listing (always, even empty)
+//!   loop: notify event (then a short quiet period) | 2 s resync tick
+//!         ──► scan ──► diff with what was sent ──► send changes, if any
+//! ```
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::scan::{Listing, diff, scan, unreadable};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("config directory {} does not exist", path.display())]
+    MissingDirectory { path: PathBuf },
+    #[error("config path {} is not a directory", path.display())]
+    NotADirectory { path: PathBuf },
+    #[error("cannot read config directory {}", path.display())]
+    ReadDirectory {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot watch config directory {}", path.display())]
+    Watch {
+        path: PathBuf,
+        #[source]
+        source: notify::Error,
+    },
+    #[error("config directory scan did not finish")]
+    ScanTask(#[source] tokio::task::JoinError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One change to a config file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FileChange {
+    /// The file is new or its text changed.
+    Upsert { path: PathBuf, text: String },
+    /// The file is gone.
+    Remove { path: PathBuf },
+}
+
+impl FileChange {
+    pub fn path(&self) -> &Path {
+        match self {
+            FileChange::Upsert { path, .. } | FileChange::Remove { path } => path,
+        }
+    }
+}
+
+/// How long to wait after a file event for the rest of an editor's writes.
+const QUIET: Duration = Duration::from_millis(50);
+/// How often to rescan in case an event was missed.
+const RESYNC: Duration = Duration::from_secs(2);
+
+/// Watches a directory of YAML files and sends their changes.
+#[derive(Debug)]
+pub struct FileSource {
+    dir: PathBuf,
+}
+
+impl FileSource {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        FileSource { dir: dir.into() }
+    }
+
+    /// Sends the full listing as the first batch, then every change. Returns
+    /// `Ok` when `tx` is closed; fails when the directory is missing at start
+    /// or cannot be watched.
+    pub async fn run(self, tx: mpsc::Sender<Vec<FileChange>>) -> Result<()> {
+        let dir = self.dir;
+        check_directory(&dir).await?;
+
+        // Watch before the first scan, so nothing written in between is missed.
+        let (wake_tx, mut wake_rx) = mpsc::channel::<()>(1);
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if let Err(e) = &event {
+                    warn!(error = %e, "config directory watch error; rescanning");
+                }
+                // A full channel already holds a wake-up, which is all this says.
+                let _ = wake_tx.try_send(());
+            })
+            .map_err(|source| Error::Watch {
+                path: dir.clone(),
+                source,
+            })?;
+        watcher
+            .watch(&dir, RecursiveMode::Recursive)
+            .map_err(|source| Error::Watch {
+                path: dir.clone(),
+                source,
+            })?;
+
+        let mut known = BTreeMap::new();
+        let mut warned = BTreeMap::new();
+        let listing = scan_blocking(&dir)
+            .await?
+            .map_err(|source| Error::ReadDirectory {
+                path: dir.clone(),
+                source,
+            })?;
+        warn_unreadable(&mut warned, &listing);
+        let initial = diff(&mut known, listing);
+        info!(dir = %dir.display(), files = initial.len(), "config directory loaded");
+        if tx.send(initial).await.is_err() {
+            return Ok(());
+        }
+
+        let mut resync = tokio::time::interval(RESYNC);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        resync.tick().await;
+        loop {
+            tokio::select! {
+                () = tx.closed() => return Ok(()),
+                Some(()) = wake_rx.recv() => {
+                    tokio::time::sleep(QUIET).await;
+                    while wake_rx.try_recv().is_ok() {}
+                }
+                _ = resync.tick() => {}
+            }
+            let listing = match scan_blocking(&dir).await? {
+                Ok(listing) => listing,
+                Err(e) => {
+                    warn!(dir = %dir.display(), error = %e, "cannot list config directory; keeping the last files");
+                    continue;
+                }
+            };
+            warn_unreadable(&mut warned, &listing);
+            let changes = diff(&mut known, listing);
+            if changes.is_empty() {
+                continue;
+            }
+            debug!(dir = %dir.display(), changes = changes.len(), "config files changed");
+            if tx.send(changes).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Warns once about each path that has become unreadable, not on every scan.
+fn warn_unreadable(warned: &mut BTreeMap<PathBuf, String>, listing: &Listing) {
+    let now = unreadable(listing);
+    for (path, why) in &now {
+        if warned.get(path) != Some(why) {
+            warn!(path = %path.display(), error = %why, "cannot read config path; keeping its last text");
+        }
+    }
+    *warned = now;
+}
+
+async fn check_directory(dir: &Path) -> Result<()> {
+    match tokio::fs::metadata(dir).await {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(Error::NotADirectory {
+            path: dir.to_path_buf(),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::MissingDirectory {
+            path: dir.to_path_buf(),
+        }),
+        Err(source) => Err(Error::ReadDirectory {
+            path: dir.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Scans on the blocking pool: directory walks and reads are blocking I/O.
+async fn scan_blocking(dir: &Path) -> Result<io::Result<Listing>> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || scan(&dir))
+        .await
+        .map_err(Error::ScanTask)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,251 @@
+//! Building the registry from config objects.
+//!
+//! ```text
+//! Service ──► name.namespace.svc.cluster.local ◄── WorkloadEntries its selector matches
+//! ServiceEntry ──► one service per host ◄── its endpoints (or the host itself, for DNS)
+//! ```
+//!
+//! Objects are taken in key order (kind, namespace, name), so when two claim
+//! the same host the first wins, every time.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use policy::core::{Service, TargetPort};
+use policy::networking::{self, Location, ServiceEntry, ServiceEntryEndpoint, WorkloadEntry};
+use policy::{Diagnostic, FieldPath, Object, ObjectKey};
+
+use super::{Endpoint, Port, Protocol, Registry, Resolution, ServiceModel};
+
+/// The suffix Kubernetes Services get in their fully qualified host name.
+pub const CLUSTER_DOMAIN: &str = "svc.cluster.local";
+
+impl Registry {
+    /// Builds the registry from config objects, ignoring kinds that do not
+    /// define services or workloads. The diagnostics are warnings about hosts
+    /// that two objects define: the object that lost is named.
+    pub fn build<'a>(objects: impl IntoIterator<Item = &'a Object>) -> (Registry, Vec<Diagnostic>) {
+        let mut objects: Vec<(ObjectKey, &Object)> =
+            objects.into_iter().map(|o| (o.key(), o)).collect();
+        objects.sort_by(|a, b| a.0.cmp(&b.0));
+        let workloads: Vec<&WorkloadEntry> = objects
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Object::WorkloadEntry(w) => Some(w),
+                _ => None,
+            })
+            .collect();
+
+        let mut claims = Claims::default();
+        for (key, object) in &objects {
+            match object {
+                Object::Service(svc) => {
+                    let model = service_model(svc, &workloads);
+                    claims.claim(model, key, FieldPath::new("metadata.name"));
+                }
+                Object::ServiceEntry(se) => {
+                    for (i, host) in se.spec.hosts.iter().enumerate() {
+                        let model = service_entry_model(se, host);
+                        claims.claim(model, key, FieldPath::new("spec.hosts").index(i));
+                    }
+                }
+                _ => {}
+            }
+        }
+        (
+            Registry {
+                services: claims.services,
+            },
+            claims.diagnostics,
+        )
+    }
+
+    /// The service with this fully qualified host name.
+    pub fn get(&self, hostname: &str) -> Option<&Arc<ServiceModel>> {
+        self.services.get(hostname)
+    }
+}
+
+/// Who holds each host so far.
+#[derive(Debug, Default)]
+struct Claims {
+    services: BTreeMap<String, Arc<ServiceModel>>,
+    owners: BTreeMap<String, ObjectKey>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Claims {
+    fn claim(&mut self, model: ServiceModel, key: &ObjectKey, path: FieldPath) {
+        if let Some(owner) = self.owners.get(&model.hostname) {
+            self.diagnostics.push(
+                Diagnostic::warning(
+                    path,
+                    format!(
+                        "host {} is already defined by {owner}; this definition is ignored",
+                        model.hostname
+                    ),
+                )
+                .on(key.clone()),
+            );
+            return;
+        }
+        self.owners.insert(model.hostname.clone(), key.clone());
+        self.services
+            .insert(model.hostname.clone(), Arc::new(model));
+    }
+}
+
+fn service_model(svc: &Service, workloads: &[&WorkloadEntry]) -> ServiceModel {
+    let meta = &svc.meta;
+    let spec = &svc.spec;
+    let ports = spec
+        .ports
+        .iter()
+        .map(|p| Port {
+            name: p.name.clone().unwrap_or_default(),
+            number: p.port,
+            protocol: Protocol::of_service_port(p.name.as_deref(), p.app_protocol.as_deref()),
+        })
+        .collect();
+    let selected = workloads.iter().filter(|w| {
+        w.meta.namespace == meta.namespace
+            && !spec.selector.is_empty()
+            && spec
+                .selector
+                .iter()
+                .all(|(k, v)| w.spec.labels.get(k) == Some(v))
+    });
+    let mut endpoints: Vec<Endpoint> = selected.filter_map(|w| workload_endpoint(svc, w)).collect();
+    sort_endpoints(&mut endpoints);
+    ServiceModel {
+        hostname: format!("{}.{}.{CLUSTER_DOMAIN}", meta.name, meta.namespace),
+        namespace: meta.namespace.clone(),
+        name: Some(meta.name.clone()),
+        ports,
+        endpoints,
+        resolution: Resolution::Static,
+        mesh_external: false,
+    }
+}
+
+/// The endpoint a WorkloadEntry gives a Service; `None` when it serves none
+/// of the service's ports.
+fn workload_endpoint(svc: &Service, w: &WorkloadEntry) -> Option<Endpoint> {
+    let mut ports = BTreeMap::new();
+    for port in &svc.spec.ports {
+        let by_name = port
+            .name
+            .as_ref()
+            .and_then(|n| w.spec.ports.get(n))
+            .copied();
+        let target = match (&port.target_port, by_name) {
+            (_, Some(number)) => Some(number),
+            (Some(TargetPort::Number(n)), None) => Some(*n),
+            (Some(TargetPort::Name(name)), None) => w.spec.ports.get(name).copied(),
+            (None, None) => Some(port.port),
+        };
+        if let Some(target) = target {
+            ports.insert(port.port, target);
+        }
+    }
+    if ports.is_empty() {
+        return None;
+    }
+    Some(Endpoint {
+        address: w.spec.address.clone(),
+        ports,
+        labels: w.spec.labels.clone(),
+        service_account: w.spec.service_account.clone(),
+        locality: w.spec.locality.clone().unwrap_or_default(),
+        weight: weight(w.spec.weight),
+        workload: Some((w.meta.namespace.clone(), w.meta.name.clone())),
+    })
+}
+
+fn service_entry_model(se: &ServiceEntry, host: &str) -> ServiceModel {
+    let spec = &se.spec;
+    let ports = spec
+        .ports
+        .iter()
+        .map(|p| Port {
+            name: p.name.clone(),
+            number: p.number,
+            protocol: p
+                .protocol
+                .as_deref()
+                .map_or(Protocol::Unknown, Protocol::from_name),
+        })
+        .collect();
+    let resolution = match spec.resolution {
+        networking::Resolution::Static => Resolution::Static,
+        networking::Resolution::Dns => Resolution::Dns,
+        networking::Resolution::None => Resolution::Passthrough,
+    };
+    let mut endpoints: Vec<Endpoint> = match resolution {
+        Resolution::Passthrough => Vec::new(),
+        Resolution::Dns if spec.endpoints.is_empty() => {
+            let host_endpoint = ServiceEntryEndpoint {
+                address: host.to_string(),
+                ..Default::default()
+            };
+            vec![entry_endpoint(se, &host_endpoint)]
+        }
+        _ => spec
+            .endpoints
+            .iter()
+            .map(|e| entry_endpoint(se, e))
+            .collect(),
+    };
+    sort_endpoints(&mut endpoints);
+    ServiceModel {
+        hostname: host.to_string(),
+        namespace: se.meta.namespace.clone(),
+        name: None,
+        ports,
+        endpoints,
+        resolution,
+        mesh_external: spec.location == Location::MeshExternal,
+    }
+}
+
+/// Endpoint ports: the endpoint's own `ports[name]`, else the port's
+/// `targetPort`, else the port number.
+fn entry_endpoint(se: &ServiceEntry, e: &ServiceEntryEndpoint) -> Endpoint {
+    let ports = se
+        .spec
+        .ports
+        .iter()
+        .map(|p| {
+            let target = e
+                .ports
+                .get(&p.name)
+                .copied()
+                .or(p.target_port)
+                .unwrap_or(p.number);
+            (p.number, target)
+        })
+        .collect();
+    Endpoint {
+        address: e.address.clone(),
+        ports,
+        labels: e.labels.clone(),
+        service_account: e.service_account.clone(),
+        locality: e.locality.clone().unwrap_or_default(),
+        weight: weight(e.weight),
+        workload: None,
+    }
+}
+
+/// Weights default to 1, and 0 means the default.
+fn weight(weight: Option<u32>) -> u32 {
+    weight.unwrap_or(1).max(1)
+}
+
+fn sort_endpoints(endpoints: &mut [Endpoint]) {
+    endpoints.sort_by(|a, b| {
+        (&a.address, &a.workload, &a.ports).cmp(&(&b.address, &b.workload, &b.ports))
+    });
+}
+
+#[cfg(test)]
+mod tests;

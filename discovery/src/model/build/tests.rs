@@ -1,0 +1,272 @@
+//! Registry building, from our own YAML.
+
+use policy::{ParsedDocument, Severity, parse_documents};
+
+use super::*;
+
+fn objects(text: &str) -> Vec<Object> {
+    parse_documents("test.yaml", text)
+        .into_iter()
+        .map(|d| match d {
+            ParsedDocument::Object { object, .. } => object,
+            other => panic!("invalid test input: {other:#?}"),
+        })
+        .collect()
+}
+
+fn build(text: &str) -> (Registry, Vec<Diagnostic>) {
+    let objects = objects(text);
+    Registry::build(&objects)
+}
+
+const REVIEWS: &str = "apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: shop}
+spec:
+  selector: {app: reviews}
+  ports:
+  - {name: http, port: 9080}
+  - {name: grpc-api, port: 9090, targetPort: 19090}
+  - {name: metrics, port: 9100, targetPort: prom}
+  - {name: tcp-db, port: 5432, appProtocol: kubernetes.io/h2c}
+";
+
+fn workload(name: &str, ns: &str, address: &str, extra: &str) -> String {
+    format!(
+        "---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  address: {address}\n{extra}"
+    )
+}
+
+#[test]
+fn service_ports_and_protocols() {
+    let (registry, diagnostics) = build(REVIEWS);
+    assert!(diagnostics.is_empty());
+    let svc = registry.get("reviews.shop.svc.cluster.local").unwrap();
+    assert_eq!(svc.name.as_deref(), Some("reviews"));
+    assert_eq!(svc.namespace, "shop");
+    assert_eq!(svc.resolution, Resolution::Static);
+    assert!(!svc.mesh_external);
+    let protocols: Vec<(u16, Protocol)> =
+        svc.ports.iter().map(|p| (p.number, p.protocol)).collect();
+    assert_eq!(
+        protocols,
+        vec![
+            (9080, Protocol::Http),
+            (9090, Protocol::Grpc),
+            (9100, Protocol::Unknown),
+            (5432, Protocol::Http2),
+        ]
+    );
+    assert!(svc.endpoints.is_empty());
+}
+
+#[test]
+fn workload_entries_back_services_by_selector_and_namespace() {
+    let text = [
+        REVIEWS.to_string(),
+        workload("vm-b", "shop", "10.0.0.2", "  labels: {app: reviews, version: v2}\n  ports: {prom: 19100}\n  weight: 0\n"),
+        workload("vm-a", "shop", "10.0.0.1", "  labels: {app: reviews, version: v1}\n  ports: {http: 8080}\n  serviceAccount: reviews\n  locality: eu/west\n  weight: 5\n"),
+        workload("vm-other-ns", "other", "10.0.0.3", "  labels: {app: reviews}\n"),
+        workload("vm-other-app", "shop", "10.0.0.4", "  labels: {app: ratings}\n"),
+    ]
+    .concat();
+    let (registry, _) = build(&text);
+    let svc = registry.get("reviews.shop.svc.cluster.local").unwrap();
+    let addresses: Vec<&str> = svc.endpoints.iter().map(|e| e.address.as_str()).collect();
+    assert_eq!(addresses, vec!["10.0.0.1", "10.0.0.2"]);
+
+    let a = &svc.endpoints[0];
+    // ports[name] wins, numeric targetPort next, named targetPort is skipped when absent,
+    // the service port number last.
+    assert_eq!(
+        a.ports,
+        BTreeMap::from([(9080, 8080), (9090, 19090), (5432, 5432)])
+    );
+    assert_eq!(a.service_account.as_deref(), Some("reviews"));
+    assert_eq!(a.locality, "eu/west");
+    assert_eq!(a.weight, 5);
+    assert_eq!(a.workload, Some(("shop".to_string(), "vm-a".to_string())));
+    assert_eq!(a.labels.get("version").map(String::as_str), Some("v1"));
+
+    let b = &svc.endpoints[1];
+    assert_eq!(
+        b.ports,
+        BTreeMap::from([(9080, 9080), (9090, 19090), (9100, 19100), (5432, 5432)])
+    );
+    assert_eq!(b.locality, "");
+    assert_eq!(b.weight, 1, "weight 0 means the default");
+}
+
+#[test]
+fn an_empty_selector_selects_nothing() {
+    let text = [
+        "apiVersion: v1\nkind: Service\nmetadata: {name: bare}\nspec:\n  ports: [{port: 80}]\n"
+            .to_string(),
+        workload("vm", "default", "10.0.0.1", "  labels: {app: x}\n"),
+    ]
+    .concat();
+    let (registry, _) = build(&text);
+    assert!(
+        registry
+            .get("bare.default.svc.cluster.local")
+            .unwrap()
+            .endpoints
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_workload_serving_none_of_the_ports_is_not_an_endpoint() {
+    let text = [
+        "apiVersion: v1\nkind: Service\nmetadata: {name: m}\nspec:\n  selector: {app: m}\n  ports: [{name: metrics, port: 9100, targetPort: prom}]\n".to_string(),
+        workload("vm", "default", "10.0.0.1", "  labels: {app: m}\n"),
+    ]
+    .concat();
+    let (registry, _) = build(&text);
+    assert!(
+        registry
+            .get("m.default.svc.cluster.local")
+            .unwrap()
+            .endpoints
+            .is_empty()
+    );
+}
+
+const EXTERNAL: &str = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: external, namespace: egress}
+spec:
+  hosts: [api.example.com, eu.api.example.com]
+  ports:
+  - {number: 443, name: https, protocol: tls}
+  - {number: 80, name: http, protocol: HTTP, targetPort: 8080}
+  resolution: STATIC
+  endpoints:
+  - address: 10.1.0.2
+    ports: {https: 8443}
+    weight: 3
+    locality: us/east
+  - address: 10.1.0.1
+    labels: {zone: a}
+";
+
+#[test]
+fn service_entries_make_one_service_per_host() {
+    let (registry, diagnostics) = build(EXTERNAL);
+    assert!(diagnostics.is_empty());
+    assert_eq!(registry.services.len(), 2);
+    let svc = registry.get("eu.api.example.com").unwrap();
+    assert_eq!(svc.name, None);
+    assert_eq!(svc.namespace, "egress");
+    assert!(svc.mesh_external);
+    assert_eq!(svc.resolution, Resolution::Static);
+    assert_eq!(svc.ports[0].protocol, Protocol::Tls);
+    assert_eq!(svc.ports[1].protocol, Protocol::Http);
+    let first = &svc.endpoints[0];
+    assert_eq!(first.address, "10.1.0.1");
+    assert_eq!(first.ports, BTreeMap::from([(443, 443), (80, 8080)]));
+    assert_eq!(first.weight, 1);
+    assert_eq!(first.workload, None);
+    let second = &svc.endpoints[1];
+    assert_eq!(second.ports, BTreeMap::from([(443, 8443), (80, 8080)]));
+    assert_eq!((second.weight, second.locality.as_str()), (3, "us/east"));
+}
+
+#[test]
+fn dns_entries_without_endpoints_resolve_the_host_itself() {
+    let text = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: g}\nspec:\n  hosts: [www.example.com]\n  location: MESH_INTERNAL\n  ports: [{number: 443, name: tls, protocol: TLS, targetPort: 8443}]\n  resolution: DNS\n";
+    let (registry, _) = build(text);
+    let svc = registry.get("www.example.com").unwrap();
+    assert_eq!(svc.resolution, Resolution::Dns);
+    assert!(!svc.mesh_external);
+    assert_eq!(svc.endpoints.len(), 1);
+    assert_eq!(svc.endpoints[0].address, "www.example.com");
+    assert_eq!(svc.endpoints[0].ports, BTreeMap::from([(443, 8443)]));
+    assert_eq!(svc.endpoints[0].weight, 1);
+}
+
+#[test]
+fn none_resolution_is_passthrough_and_protocol_may_be_absent() {
+    let text = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: w}\nspec:\n  hosts: ['*.example.com']\n  ports: [{number: 22, name: ssh}]\n";
+    let (registry, _) = build(text);
+    let svc = registry.get("*.example.com").unwrap();
+    assert_eq!(svc.resolution, Resolution::Passthrough);
+    assert!(svc.endpoints.is_empty());
+    assert_eq!(svc.ports[0].protocol, Protocol::Unknown);
+}
+
+#[test]
+fn the_first_object_by_key_wins_a_host() {
+    let text = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: zz, namespace: a}
+spec:
+  hosts: [reviews.shop.svc.cluster.local, shared.example.com]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: aa, namespace: a}
+spec:
+  hosts: [shared.example.com]
+  ports: [{number: 81, name: http, protocol: HTTP}]
+  resolution: DNS
+---
+"
+    .to_string()
+        + REVIEWS;
+    let (registry, diagnostics) = build(&text);
+    assert_eq!(
+        registry
+            .get("reviews.shop.svc.cluster.local")
+            .unwrap()
+            .name
+            .as_deref(),
+        Some("reviews")
+    );
+    assert_eq!(
+        registry.get("shared.example.com").unwrap().ports[0].number,
+        81
+    );
+    let found: Vec<String> = diagnostics
+        .iter()
+        .map(|d| {
+            assert_eq!(d.severity, Severity::Warning);
+            format!("{}: {}: {}", d.object.as_ref().unwrap(), d.path, d.message)
+        })
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            "ServiceEntry a/zz: spec.hosts[0]: host reviews.shop.svc.cluster.local is already defined by Service shop/reviews; this definition is ignored",
+            "ServiceEntry a/zz: spec.hosts[1]: host shared.example.com is already defined by ServiceEntry a/aa; this definition is ignored",
+        ]
+    );
+}
+
+#[test]
+fn build_is_deterministic_whatever_the_input_order() {
+    let text = [
+        EXTERNAL.to_string(),
+        "---\n".to_string(),
+        REVIEWS.to_string(),
+        workload("vm-b", "shop", "10.0.0.2", "  labels: {app: reviews}\n"),
+        workload("vm-a", "shop", "10.0.0.1", "  labels: {app: reviews}\n"),
+    ]
+    .concat();
+    let mut objects = objects(&text);
+    let (forward, _) = Registry::build(&objects);
+    objects.reverse();
+    let (backward, _) = Registry::build(&objects);
+    assert_eq!(forward, backward);
+    assert_eq!(forward.services.len(), 3);
+}
+
+#[test]
+fn other_kinds_are_ignored() {
+    let text = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\nspec:\n  host: reviews\n";
+    let (registry, diagnostics) = build(text);
+    assert!(registry.services.is_empty());
+    assert!(diagnostics.is_empty());
+}
