@@ -1,0 +1,149 @@
+//! The compiler: `compile(&Snapshot, &Proxy) -> ProxyResources`, a pure function.
+//!
+//! ```text
+//! Snapshot ─┬─► clusters, endpoints   (once per snapshot, shared by all proxies)
+//!           └─► listeners, routes     (per proxy: its address, namespace and inbound ports)
+//! ```
+//!
+//! No I/O, clock, environment or globals: the same snapshot and proxy always
+//! give the same bytes, which is what makes content-hash versions and golden
+//! tests work.
+
+mod cluster;
+mod endpoint;
+mod listener;
+pub mod names;
+mod proto;
+mod route;
+mod verify;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use discovery::model::Resolution;
+
+use crate::proxy::Proxy;
+use crate::resources::{ProxyResources, Resource, ResourceMap, ResourceType};
+use crate::snapshot::Snapshot;
+
+pub use verify::verify;
+
+use listener::InboundPort;
+
+/// The part of every proxy's config that does not depend on the proxy.
+#[derive(Debug, Default)]
+pub struct SharedResources {
+    clusters: ResourceMap,
+    endpoints: Arc<ResourceMap>,
+}
+
+/// Compiles the Envoy resources one proxy should have.
+pub fn compile(snapshot: &Snapshot, proxy: &Proxy) -> ProxyResources {
+    let shared = snapshot
+        .shared
+        .get_or_init(|| Arc::new(compile_shared(snapshot)));
+
+    let inbound = inbound_ports(snapshot, proxy);
+    let mut clusters = shared.clusters.clone();
+    let mut listeners = ResourceMap::new();
+    let mut routes = ResourceMap::new();
+
+    let outbound = listener::outbound(proxy);
+    insert(
+        &mut listeners,
+        ResourceType::Listener,
+        &outbound.name.clone(),
+        &outbound,
+    );
+    let route_config = route::outbound(snapshot, proxy);
+    insert(
+        &mut routes,
+        ResourceType::Route,
+        &route_config.name.clone(),
+        &route_config,
+    );
+
+    for port in &inbound {
+        let c = cluster::inbound(
+            port.port,
+            port.app,
+            matches!(
+                port.protocol,
+                discovery::Protocol::Http2 | discovery::Protocol::Grpc
+            ),
+        );
+        insert(&mut clusters, ResourceType::Cluster, &c.name.clone(), &c);
+        let l = listener::inbound(proxy, port);
+        insert(&mut listeners, ResourceType::Listener, &l.name.clone(), &l);
+    }
+
+    ProxyResources::new(
+        Arc::new(clusters),
+        shared.endpoints.clone(),
+        Arc::new(listeners),
+        Arc::new(routes),
+    )
+}
+
+fn insert<M: prost::Message>(map: &mut ResourceMap, ty: ResourceType, name: &str, message: &M) {
+    map.insert(name.to_string(), Arc::new(Resource::new(ty, name, message)));
+}
+
+/// Outbound clusters and their endpoints: one per service port and subset.
+fn compile_shared(snapshot: &Snapshot) -> SharedResources {
+    let mut clusters = ResourceMap::new();
+    let mut endpoints = ResourceMap::new();
+    for service in snapshot.registry.services.values() {
+        let rule = snapshot
+            .destination_rules
+            .get(&service.hostname)
+            .map(|r| r.as_ref());
+        for c in cluster::outbound_clusters(service, rule) {
+            insert(&mut clusters, ResourceType::Cluster, &c.name, &c.to_proto());
+            if c.uses_eds() {
+                insert(
+                    &mut endpoints,
+                    ResourceType::Endpoint,
+                    &c.name,
+                    &c.load_assignment(),
+                );
+            }
+        }
+    }
+    SharedResources {
+        clusters,
+        endpoints: Arc::new(endpoints),
+    }
+}
+
+/// The ports at which services reach this workload: every endpoint whose
+/// address is the proxy's own, in the proxy's namespace. Ports without a
+/// declared application address get no listener.
+fn inbound_ports(snapshot: &Snapshot, proxy: &Proxy) -> Vec<InboundPort> {
+    let address = proxy.address.to_string();
+    let mut ports: BTreeMap<u16, InboundPort> = BTreeMap::new();
+    for service in snapshot.registry.services.values() {
+        if service.namespace != proxy.namespace
+            || service.mesh_external
+            || service.resolution != Resolution::Static
+        {
+            continue;
+        }
+        for endpoint in service.endpoints.iter().filter(|e| e.address == address) {
+            for port in &service.ports {
+                let Some(&target) = endpoint.ports.get(&port.number) else {
+                    continue;
+                };
+                let Some(app) = proxy.app_for(target) else {
+                    continue;
+                };
+                ports.entry(target).or_insert(InboundPort {
+                    port: target,
+                    protocol: port.protocol,
+                    app,
+                });
+            }
+        }
+    }
+    ports.into_values().collect()
+}

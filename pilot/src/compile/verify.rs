@@ -1,0 +1,66 @@
+//! The consistency check: everything one resource names exists in the same
+//! proxy's resources (go-control-plane's `Consistent()`), so Envoy never waits
+//! forever for a route or an endpoint that will not come.
+
+use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster::ClusterDiscoveryType};
+use envoy_types::pb::envoy::config::listener::v3::{Listener, filter};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, http_connection_manager::RouteSpecifier,
+};
+use prost::Message;
+
+use crate::resources::{ProxyResources, ResourceType};
+
+/// Lists every dangling reference: RDS names no route configuration has, and
+/// EDS clusters without a load assignment. Empty when consistent.
+pub fn verify(resources: &ProxyResources) -> Vec<String> {
+    let mut problems = Vec::new();
+    let routes = resources.get(ResourceType::Route);
+    let endpoints = resources.get(ResourceType::Endpoint);
+    for listener in resources.get(ResourceType::Listener).values() {
+        let Ok(listener) = Listener::decode(listener.body.value.as_slice()) else {
+            problems.push(format!("listener {} does not decode", listener.name));
+            continue;
+        };
+        for chain in &listener.filter_chains {
+            for f in &chain.filters {
+                let Some(filter::ConfigType::TypedConfig(any)) = &f.config_type else {
+                    continue;
+                };
+                let Ok(hcm) = HttpConnectionManager::decode(any.value.as_slice()) else {
+                    continue;
+                };
+                if let Some(RouteSpecifier::Rds(rds)) = &hcm.route_specifier {
+                    if !routes.contains_key(&rds.route_config_name) {
+                        problems.push(format!(
+                            "listener {} uses route configuration {} that does not exist",
+                            listener.name, rds.route_config_name
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    for cluster in resources.get(ResourceType::Cluster).values() {
+        let Ok(cluster) = Cluster::decode(cluster.body.value.as_slice()) else {
+            problems.push(format!("cluster {} does not decode", cluster.name));
+            continue;
+        };
+        let eds = matches!(cluster.cluster_discovery_type, Some(ClusterDiscoveryType::Type(t)) if t == envoy_types::pb::envoy::config::cluster::v3::cluster::DiscoveryType::Eds as i32);
+        if eds {
+            let name = cluster
+                .eds_cluster_config
+                .as_ref()
+                .map(|c| c.service_name.as_str())
+                .filter(|n| !n.is_empty())
+                .unwrap_or(&cluster.name);
+            if !endpoints.contains_key(name) {
+                problems.push(format!(
+                    "cluster {} has no load assignment {name}",
+                    cluster.name
+                ));
+            }
+        }
+    }
+    problems
+}
