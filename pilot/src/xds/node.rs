@@ -1,0 +1,196 @@
+//! Reads a [`Proxy`] from the Envoy `Node` of the first xDS request.
+//!
+//! The keys are the ones in [`crate::proxy::meta`], written by the agent into
+//! the bootstrap. Unknown keys are ignored: Envoy and other agents add their own.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::google::protobuf::value::Kind;
+use envoy_types::pb::google::protobuf::{Struct, Value};
+
+use crate::proxy::{DEFAULT_OUTBOUND_PORT, Proxy, meta};
+
+/// Why a node cannot be served.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeError {
+    #[error("node id is empty")]
+    MissingId,
+    #[error("node metadata.{0}: missing")]
+    Missing(&'static str),
+    #[error("node metadata.{key}: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+pub type Result<T, E = NodeError> = std::result::Result<T, E>;
+
+impl TryFrom<&Node> for Proxy {
+    type Error = NodeError;
+
+    #[allow(deprecated)] // `listening_addresses` is deprecated but still a field.
+    fn try_from(node: &Node) -> Result<Self> {
+        let Node {
+            id,
+            cluster: _,
+            metadata,
+            dynamic_parameters: _,
+            locality: _,
+            user_agent_name: _,
+            extensions: _,
+            client_features: _,
+            listening_addresses: _,
+            user_agent_version_type: _,
+        } = node;
+        if id.is_empty() {
+            return Err(NodeError::MissingId);
+        }
+        let empty = Struct::default();
+        let fields = Fields(metadata.as_ref().unwrap_or(&empty));
+
+        let namespace = fields.required_string(meta::NAMESPACE)?;
+        let workload = fields.required_string(meta::WORKLOAD)?;
+        let address = fields.required_string(meta::ADDRESS)?;
+        let address: IpAddr = address
+            .parse()
+            .map_err(|_| invalid(meta::ADDRESS, format!("{address:?} is not an IP address")))?;
+        let labels = fields.string_map(meta::LABELS)?;
+        let service_account = fields.optional_string(meta::SERVICE_ACCOUNT)?;
+        let app_address = fields
+            .optional_string(meta::APP_ADDRESS)?
+            .map(|s| socket_addr(meta::APP_ADDRESS, &s))
+            .transpose()?;
+        let app_ports = fields
+            .string_map(meta::APP_PORTS)?
+            .into_iter()
+            .map(|(port, target)| {
+                let key = format!("{}.{port}", meta::APP_PORTS);
+                Ok((parse_port(&key, &port)?, socket_addr(&key, &target)?))
+            })
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        let outbound_port = fields.port(meta::OUTBOUND_PORT)?;
+
+        Ok(Proxy {
+            id: id.clone(),
+            namespace,
+            workload,
+            address,
+            labels,
+            service_account,
+            app_address,
+            app_ports,
+            outbound_port: outbound_port.unwrap_or(DEFAULT_OUTBOUND_PORT),
+        })
+    }
+}
+
+/// The node's metadata struct, with typed accessors that name the key on error.
+struct Fields<'a>(&'a Struct);
+
+impl Fields<'_> {
+    /// The value of `key`, with JSON `null` treated as absent.
+    fn get(&self, key: &str) -> Option<&Kind> {
+        match self.0.fields.get(key) {
+            Some(Value {
+                kind: Some(Kind::NullValue(_)) | None,
+            })
+            | None => None,
+            Some(Value { kind: Some(kind) }) => Some(kind),
+        }
+    }
+
+    fn required_string(&self, key: &'static str) -> Result<String> {
+        match self.optional_string(key)? {
+            Some(s) => Ok(s),
+            None => Err(NodeError::Missing(key)),
+        }
+    }
+
+    /// A string value; an empty string counts as absent.
+    fn optional_string(&self, key: &'static str) -> Result<Option<String>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Kind::StringValue(s)) if s.is_empty() => Ok(None),
+            Some(Kind::StringValue(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(invalid(
+                key,
+                format!("expected a string, got {}", kind_name(other)),
+            )),
+        }
+    }
+
+    /// A struct whose values are all strings; absent is empty.
+    fn string_map(&self, key: &'static str) -> Result<BTreeMap<String, String>> {
+        match self.get(key) {
+            None => Ok(BTreeMap::new()),
+            Some(Kind::StructValue(s)) => s
+                .fields
+                .iter()
+                .map(|(k, v)| match &v.kind {
+                    Some(Kind::StringValue(s)) => Ok((k.clone(), s.clone())),
+                    other => Err(invalid(
+                        &format!("{key}.{k}"),
+                        format!(
+                            "expected a string, got {}",
+                            other.as_ref().map_or("nothing", kind_name)
+                        ),
+                    )),
+                })
+                .collect(),
+            Some(other) => Err(invalid(
+                key,
+                format!("expected a struct, got {}", kind_name(other)),
+            )),
+        }
+    }
+
+    /// A port given as a number or a decimal string.
+    fn port(&self, key: &'static str) -> Result<Option<u16>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Kind::StringValue(s)) => parse_port(key, s).map(Some),
+            Some(Kind::NumberValue(n)) => {
+                let port = *n as u16;
+                if *n >= 1.0 && f64::from(port) == *n {
+                    Ok(Some(port))
+                } else {
+                    Err(invalid(key, format!("{n} is not a port number")))
+                }
+            }
+            Some(other) => Err(invalid(
+                key,
+                format!("expected a number or a string, got {}", kind_name(other)),
+            )),
+        }
+    }
+}
+
+fn parse_port(key: &str, s: &str) -> Result<u16> {
+    match s.parse::<u16>() {
+        Ok(port) if port != 0 => Ok(port),
+        _ => Err(invalid(key, format!("{s:?} is not a port number"))),
+    }
+}
+
+fn socket_addr(key: &str, s: &str) -> Result<SocketAddr> {
+    s.parse()
+        .map_err(|_| invalid(key, format!("{s:?} is not an IP:PORT address")))
+}
+
+fn invalid(key: &str, reason: String) -> NodeError {
+    NodeError::Invalid {
+        key: key.to_string(),
+        reason,
+    }
+}
+
+fn kind_name(kind: &Kind) -> &'static str {
+    match kind {
+        Kind::NullValue(_) => "null",
+        Kind::NumberValue(_) => "a number",
+        Kind::StringValue(_) => "a string",
+        Kind::BoolValue(_) => "a boolean",
+        Kind::StructValue(_) => "a struct",
+        Kind::ListValue(_) => "a list",
+    }
+}

@@ -1,0 +1,297 @@
+//! The tonic ADS service: moves messages between a gRPC stream and a
+//! [`Connection`], and compiles the proxy's resources on every snapshot change.
+//!
+//! ```text
+//! inbound requests ──┐
+//!                    ├──► select ──► Connection ──► StatusRegistry
+//! snapshot changes ──┘   (compile)       │
+//!                                        └──► mpsc ──► response stream
+//! ```
+//!
+//! One task per stream. The first request must carry a node whose metadata
+//! parses into a [`Proxy`]; otherwise the stream ends with `InvalidArgument`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
+    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Status, Streaming};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::compile::compile;
+use crate::proxy::Proxy;
+use crate::resources::{ProxyResources, ResourceType};
+use crate::snapshot::Snapshot;
+use crate::xds::connection::{Connection, Mode, Response};
+use crate::xds::status::{ProxyStatus, StatusRegistry};
+
+/// Responses buffered per stream before the sender waits for the proxy to read.
+const RESPONSE_BUFFER: usize = 16;
+
+/// The Aggregated Discovery Service, for both state-of-the-world and Delta streams.
+#[derive(Debug)]
+pub struct AdsServer {
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    status: Arc<StatusRegistry>,
+    next_stream: AtomicU64,
+}
+
+impl AdsServer {
+    pub fn new(snapshots: watch::Receiver<Arc<Snapshot>>, status: Arc<StatusRegistry>) -> Self {
+        AdsServer {
+            snapshots,
+            status,
+            next_stream: AtomicU64::new(1),
+        }
+    }
+
+    pub fn into_service(self) -> AggregatedDiscoveryServiceServer<AdsServer> {
+        AggregatedDiscoveryServiceServer::new(self)
+    }
+
+    /// Starts the task serving one stream and returns its response stream.
+    fn open<V: Variant>(
+        &self,
+        inbound: Streaming<V::Request>,
+    ) -> ReceiverStream<Result<V::Response, Status>> {
+        let (tx, rx) = mpsc::channel(RESPONSE_BUFFER);
+        let stream = StreamTask {
+            stream_id: self.next_stream.fetch_add(1, Ordering::Relaxed),
+            snapshots: self.snapshots.clone(),
+            status: self.status.clone(),
+            tx,
+            nacks_counted: 0,
+        };
+        tokio::spawn(stream.run::<V>(inbound));
+        ReceiverStream::new(rx)
+    }
+}
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for AdsServer {
+    type StreamAggregatedResourcesStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
+    type DeltaAggregatedResourcesStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<tonic::Response<Self::StreamAggregatedResourcesStream>, Status> {
+        let responses = self.open::<Sotw>(request.into_inner());
+        Ok(tonic::Response::new(responses))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<tonic::Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        let responses = self.open::<Delta>(request.into_inner());
+        Ok(tonic::Response::new(responses))
+    }
+}
+
+/// The message types and handlers of one protocol variant.
+trait Variant: Send + 'static {
+    type Request: Send + 'static;
+    type Response: Send + 'static;
+    const MODE: Mode;
+    fn node(req: &Self::Request) -> Option<&Node>;
+    fn handle(connection: &mut Connection, req: Self::Request) -> Vec<Response>;
+    fn message(response: Response) -> Option<Self::Response>;
+}
+
+#[derive(Debug)]
+struct Sotw;
+
+impl Variant for Sotw {
+    type Request = DiscoveryRequest;
+    type Response = DiscoveryResponse;
+    const MODE: Mode = Mode::Sotw;
+
+    fn node(req: &DiscoveryRequest) -> Option<&Node> {
+        req.node.as_ref()
+    }
+
+    fn handle(connection: &mut Connection, req: DiscoveryRequest) -> Vec<Response> {
+        connection.on_sotw_request(req)
+    }
+
+    fn message(response: Response) -> Option<DiscoveryResponse> {
+        response.into_sotw()
+    }
+}
+
+#[derive(Debug)]
+struct Delta;
+
+impl Variant for Delta {
+    type Request = DeltaDiscoveryRequest;
+    type Response = DeltaDiscoveryResponse;
+    const MODE: Mode = Mode::Delta;
+
+    fn node(req: &DeltaDiscoveryRequest) -> Option<&Node> {
+        req.node.as_ref()
+    }
+
+    fn handle(connection: &mut Connection, req: DeltaDiscoveryRequest) -> Vec<Response> {
+        connection.on_delta_request(req)
+    }
+
+    fn message(response: Response) -> Option<DeltaDiscoveryResponse> {
+        response.into_delta()
+    }
+}
+
+/// Everything one stream's task owns.
+#[derive(Debug)]
+struct StreamTask<T> {
+    stream_id: u64,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    status: Arc<StatusRegistry>,
+    tx: mpsc::Sender<Result<T, Status>>,
+    /// NACKs of this stream already counted in the registry.
+    nacks_counted: u64,
+}
+
+/// Versions of every type of a compiled set, to skip pushes that change nothing.
+type Versions = [String; 4];
+
+fn versions(resources: &ProxyResources) -> Versions {
+    ResourceType::ALL.map(|ty| resources.version(ty))
+}
+
+impl<T: Send + 'static> StreamTask<T> {
+    async fn run<V: Variant<Response = T>>(self, mut inbound: Streaming<V::Request>) {
+        let stream_id = self.stream_id;
+        let first = match inbound.next().await {
+            Some(Ok(req)) => req,
+            Some(Err(error)) => {
+                debug!(stream_id, %error, "stream failed before its first request");
+                return;
+            }
+            None => return,
+        };
+        let proxy = match V::node(&first).map(Proxy::try_from) {
+            Some(Ok(proxy)) => proxy,
+            Some(Err(error)) => {
+                let node = V::node(&first).map_or("", |n| n.id.as_str());
+                warn!(stream_id, node, %error, "rejecting stream");
+                let _ = self
+                    .tx
+                    .send(Err(Status::invalid_argument(error.to_string())))
+                    .await;
+                return;
+            }
+            None => {
+                warn!(stream_id, "rejecting stream: first request carries no node");
+                let _ = self
+                    .tx
+                    .send(Err(Status::invalid_argument(
+                        "first request carries no node",
+                    )))
+                    .await;
+                return;
+            }
+        };
+        let span = info_span!("ads", node = %proxy.id, stream_id, mode = ?V::MODE);
+        self.serve::<V>(proxy, first, inbound)
+            .instrument(span)
+            .await;
+    }
+
+    async fn serve<V: Variant<Response = T>>(
+        mut self,
+        proxy: Proxy,
+        first: V::Request,
+        mut inbound: Streaming<V::Request>,
+    ) {
+        info!("proxy connected");
+        let mut connection = Connection::new(V::MODE);
+        let snapshot = self.snapshots.borrow_and_update().clone();
+        let resources = compile(&snapshot, &proxy);
+        let mut last_versions = versions(&resources);
+        connection.on_resources(Arc::new(resources));
+        let responses = V::handle(&mut connection, first);
+        let mut open = self.step::<V>(&proxy, &connection, responses).await;
+
+        let mut watching = true;
+        while open {
+            tokio::select! {
+                request = inbound.next() => match request {
+                    Some(Ok(req)) => {
+                        let responses = V::handle(&mut connection, req);
+                        open = self.step::<V>(&proxy, &connection, responses).await;
+                    }
+                    Some(Err(error)) => {
+                        debug!(%error, "stream error");
+                        open = false;
+                    }
+                    None => open = false,
+                },
+                changed = self.snapshots.changed(), if watching => {
+                    if changed.is_err() {
+                        debug!("snapshot source closed, serving the last snapshot");
+                        watching = false;
+                        continue;
+                    }
+                    let snapshot = self.snapshots.borrow_and_update().clone();
+                    let resources = compile(&snapshot, &proxy);
+                    let versions = versions(&resources);
+                    if versions == last_versions {
+                        debug!(generation = snapshot.generation, "snapshot change leaves this proxy unchanged");
+                        continue;
+                    }
+                    last_versions = versions;
+                    let responses = connection.on_resources(Arc::new(resources));
+                    if !responses.is_empty() {
+                        let types: Vec<&str> = responses.iter().map(Response::type_url).collect();
+                        debug!(generation = snapshot.generation, ?types, "push");
+                    }
+                    open = self.step::<V>(&proxy, &connection, responses).await;
+                }
+            }
+        }
+        self.status.remove(&proxy.id, self.stream_id);
+        info!("proxy disconnected");
+    }
+
+    /// Publishes the connection's status and NACK count, then sends
+    /// `responses`. Returns false when the proxy has gone away.
+    async fn step<V: Variant<Response = T>>(
+        &mut self,
+        proxy: &Proxy,
+        connection: &Connection,
+        responses: Vec<Response>,
+    ) -> bool {
+        let nacks = connection.nacks();
+        if nacks > self.nacks_counted {
+            self.status.record_nacks(nacks - self.nacks_counted);
+            self.nacks_counted = nacks;
+        }
+        self.status
+            .update(ProxyStatus::new(proxy, self.stream_id, connection));
+        for response in responses {
+            debug!(
+                type_url = response.type_url(),
+                version = response.version(),
+                nonce = response.nonce(),
+                "sending response"
+            );
+            let Some(message) = V::message(response) else {
+                continue;
+            };
+            if self.tx.send(Ok(message)).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+}

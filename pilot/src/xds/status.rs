@@ -1,0 +1,138 @@
+//! What each connected proxy has been sent, has ACKed and has rejected.
+//!
+//! The xDS server writes a [`ProxyStatus`] after every step of a stream; the
+//! admin API reads [`StatusRegistry::list`]. The JSON shape of `ProxyStatus`
+//! is a public contract:
+//!
+//! ```text
+//! {"id": "...", "namespace": "...", "workload": "...", "address": "...",
+//!  "mode": "sotw" | "delta", "stream_id": 7, "nacks": 0,
+//!  "xds": {"<type url>": {"sent_version": "..." | null,
+//!                         "acked_version": "..." | null,
+//!                         "nack": null | {"version": "...", "message": "..."}}}}
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use dashmap::DashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::proxy::Proxy;
+use crate::xds::connection::{Connection, Mode};
+
+/// A configuration the proxy rejected, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Nack {
+    /// The version we sent that was rejected.
+    pub version: String,
+    /// Envoy's error text.
+    pub message: String,
+}
+
+/// Protocol state of one resource type on one stream.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypeStatus {
+    pub sent_version: Option<String>,
+    pub acked_version: Option<String>,
+    /// The last NACK on this stream; kept after later ACKs, so compare its
+    /// version with `acked_version` to see whether it is still current.
+    pub nack: Option<Nack>,
+}
+
+/// Type URL -> state, for the types the proxy has requested.
+pub type XdsStatus = BTreeMap<String, TypeStatus>;
+
+/// One connected proxy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxyStatus {
+    pub id: String,
+    pub namespace: String,
+    pub workload: String,
+    pub address: IpAddr,
+    pub mode: Mode,
+    /// Increases with every stream the server accepts; a reconnect gets a new one.
+    pub stream_id: u64,
+    /// NACKs received on this stream, of every type.
+    pub nacks: u64,
+    pub xds: XdsStatus,
+}
+
+impl ProxyStatus {
+    pub fn new(proxy: &Proxy, stream_id: u64, connection: &Connection) -> Self {
+        ProxyStatus {
+            id: proxy.id.clone(),
+            namespace: proxy.namespace.clone(),
+            workload: proxy.workload.clone(),
+            address: proxy.address,
+            mode: connection.mode(),
+            stream_id,
+            nacks: connection.nacks(),
+            xds: connection.status(),
+        }
+    }
+}
+
+/// Status of every connected proxy, by node id, and the NACK counter.
+#[derive(Debug, Default)]
+pub struct StatusRegistry {
+    proxies: DashMap<String, ProxyStatus>,
+    nacks_total: AtomicU64,
+}
+
+impl StatusRegistry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records `status`, unless a newer stream of the same node id already
+    /// holds the entry.
+    pub fn update(&self, status: ProxyStatus) {
+        match self.proxies.entry(status.id.clone()) {
+            dashmap::Entry::Occupied(mut e) => {
+                if e.get().stream_id <= status.stream_id {
+                    e.insert(status);
+                }
+            }
+            dashmap::Entry::Vacant(e) => {
+                e.insert(status);
+            }
+        }
+    }
+
+    /// Forgets `id` when its stream `stream_id` ends, unless a newer stream
+    /// of the same node id replaced it.
+    pub fn remove(&self, id: &str, stream_id: u64) {
+        self.proxies.remove_if(id, |_, s| s.stream_id == stream_id);
+    }
+
+    /// Counts `n` more NACKs, from any proxy.
+    pub fn record_nacks(&self, n: u64) {
+        self.nacks_total.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// NACKs received since the server started, from every proxy.
+    pub fn nacks_total(&self) -> u64 {
+        self.nacks_total.load(Ordering::Relaxed)
+    }
+
+    pub fn get(&self, id: &str) -> Option<ProxyStatus> {
+        self.proxies.get(id).map(|s| s.clone())
+    }
+
+    /// Every connected proxy, sorted by node id.
+    pub fn list(&self) -> Vec<ProxyStatus> {
+        let mut all: Vec<ProxyStatus> = self.proxies.iter().map(|s| s.clone()).collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
+    }
+
+    pub fn len(&self) -> usize {
+        self.proxies.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.proxies.is_empty()
+    }
+}
