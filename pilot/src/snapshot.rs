@@ -199,16 +199,16 @@ fn check_routes(
                     );
                     continue;
                 };
-                if let Some(port) = dest.port {
-                    if !service.ports.iter().any(|p| p.number == port) {
-                        diagnostics.push(
-                            Diagnostic::warning(
-                                path.field("port").field("number"),
-                                format!("service {fqdn:?} has no port {port}"),
-                            )
-                            .on(key.clone()),
-                        );
-                    }
+                if let Some(port) = dest.port
+                    && !service.ports.iter().any(|p| p.number == port)
+                {
+                    diagnostics.push(
+                        Diagnostic::warning(
+                            path.field("port").field("number"),
+                            format!("service {fqdn:?} has no port {port}"),
+                        )
+                        .on(key.clone()),
+                    );
                 }
                 if let Some(subset) = &dest.subset {
                     let defined = destination_rules

@@ -3,6 +3,7 @@
 //! v1alpha3 all decode to these types.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::object::ObjectMeta;
 
@@ -86,6 +87,8 @@ pub struct VirtualService {
 pub struct VirtualServiceSpec {
     pub hosts: Vec<String>,
     pub http: Vec<HttpRoute>,
+    /// Namespaces that see this object: `*` (all, the default), `.` (its own), or names.
+    pub export_to: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -93,7 +96,21 @@ pub struct HttpRoute {
     pub name: Option<String>,
     /// Any entry may match; an empty list matches every request.
     pub matches: Vec<HttpMatchRequest>,
+    /// Weighted destinations. Empty when `redirect` or `direct_response` answers instead.
     pub route: Vec<HttpRouteDestination>,
+    pub redirect: Option<HttpRedirect>,
+    pub direct_response: Option<HttpDirectResponse>,
+    pub rewrite: Option<HttpRewrite>,
+    /// Whole-request timeout; `None` means none (Istio's default).
+    pub timeout: Option<Duration>,
+    pub retries: Option<HttpRetry>,
+    pub fault: Option<HttpFaultInjection>,
+    pub mirror: Option<Destination>,
+    /// Percent (0-100) of requests mirrored; `None` means 100. `mirror_percent` maps here.
+    pub mirror_percentage: Option<f64>,
+    pub cors_policy: Option<CorsPolicy>,
+    /// Header operations for every destination of this route.
+    pub headers: Option<Headers>,
 }
 
 /// All conditions set in one entry must hold.
@@ -101,6 +118,21 @@ pub struct HttpRoute {
 pub struct HttpMatchRequest {
     pub name: Option<String>,
     pub uri: Option<StringMatch>,
+    pub scheme: Option<StringMatch>,
+    pub method: Option<StringMatch>,
+    pub authority: Option<StringMatch>,
+    /// Lower-cased header name -> condition.
+    pub headers: BTreeMap<String, StringMatch>,
+    pub query_params: BTreeMap<String, StringMatch>,
+    /// Headers that must be absent or must not match.
+    pub without_headers: BTreeMap<String, StringMatch>,
+    /// The port the request was sent to (the service port).
+    pub port: Option<u16>,
+    /// Labels the calling workload must carry.
+    pub source_labels: BTreeMap<String, String>,
+    pub source_namespace: Option<String>,
+    /// Whether `uri` matches without regard to case.
+    pub ignore_uri_case: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,6 +147,7 @@ pub struct HttpRouteDestination {
     pub destination: Destination,
     /// Percent of traffic; `None` when the route has a single destination.
     pub weight: Option<u32>,
+    pub headers: Option<Headers>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -122,6 +155,87 @@ pub struct Destination {
     pub host: String,
     pub subset: Option<String>,
     pub port: Option<u16>,
+}
+
+/// Header operations on requests and responses.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Headers {
+    pub request: HeaderOperations,
+    pub response: HeaderOperations,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HeaderOperations {
+    /// Overwrite (or add) these headers.
+    pub set: BTreeMap<String, String>,
+    /// Append these values.
+    pub add: BTreeMap<String, String>,
+    pub remove: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HttpRedirect {
+    pub uri: Option<String>,
+    pub authority: Option<String>,
+    pub port: Option<u16>,
+    pub scheme: Option<String>,
+    /// 301 when unset; one of 301, 302, 303, 307, 308.
+    pub redirect_code: Option<u16>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HttpDirectResponse {
+    pub status: u16,
+    pub body: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HttpRewrite {
+    /// Replaces the matched path prefix (or the whole path for exact matches).
+    pub uri: Option<String>,
+    pub authority: Option<String>,
+    /// `uriRegexRewrite`: (match, rewrite).
+    pub uri_regex: Option<(String, String)>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HttpRetry {
+    pub attempts: u32,
+    pub per_try_timeout: Option<Duration>,
+    /// Envoy retry conditions and HTTP status codes, as written: `5xx,connect-failure,503`.
+    pub retry_on: Option<String>,
+    pub retry_remote_localities: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HttpFaultInjection {
+    pub delay: Option<FaultDelay>,
+    pub abort: Option<FaultAbort>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FaultDelay {
+    pub fixed_delay: Duration,
+    /// Percent of requests (0-100); `None` means all. Deprecated `percent` maps here.
+    pub percentage: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FaultAbort {
+    pub http_status: u16,
+    /// Percent of requests (0-100); `None` means all. Legacy `percent` maps here.
+    pub percentage: Option<f64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CorsPolicy {
+    /// `allowOrigins`, plus the deprecated `allowOrigin` as exact matches.
+    pub allow_origins: Vec<StringMatch>,
+    pub allow_methods: Vec<String>,
+    pub allow_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    pub max_age: Option<Duration>,
+    pub allow_credentials: Option<bool>,
 }
 
 /// Policies for traffic to one host once routing has happened.
@@ -134,11 +248,127 @@ pub struct DestinationRule {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DestinationRuleSpec {
     pub host: String,
+    pub traffic_policy: Option<Box<TrafficPolicy>>,
     pub subsets: Vec<Subset>,
+    pub export_to: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Subset {
     pub name: String,
     pub labels: BTreeMap<String, String>,
+    /// Merged over the rule's own policy, field by field, as Istio does.
+    pub traffic_policy: Option<TrafficPolicy>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TrafficPolicy {
+    pub load_balancer: Option<LoadBalancer>,
+    pub connection_pool: Option<ConnectionPool>,
+    pub outlier_detection: Option<OutlierDetection>,
+    pub port_level_settings: Vec<PortTrafficPolicy>,
+}
+
+/// A traffic policy for one port; overrides the rule-level policy for it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PortTrafficPolicy {
+    pub port: u16,
+    pub load_balancer: Option<LoadBalancer>,
+    pub connection_pool: Option<ConnectionPool>,
+    pub outlier_detection: Option<OutlierDetection>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LoadBalancer {
+    /// `simple` or `consistentHash`; `None` when only `localityLbSetting` is set.
+    pub policy: Option<LbPolicy>,
+    pub locality_lb_setting: Option<LocalityLbSetting>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum LbPolicy {
+    Simple(SimpleLb),
+    ConsistentHash(ConsistentHash),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimpleLb {
+    /// `UNSPECIFIED`: Istio's default (LEAST_REQUEST).
+    Unspecified,
+    RoundRobin,
+    /// Also the deprecated `LEAST_CONN`.
+    LeastRequest,
+    Random,
+    Passthrough,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConsistentHash {
+    pub key: HashKey,
+    pub algorithm: HashAlgorithm,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum HashKey {
+    HttpHeaderName(String),
+    HttpCookie {
+        name: String,
+        path: Option<String>,
+        ttl: Option<Duration>,
+    },
+    UseSourceIp,
+    HttpQueryParameterName(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HashAlgorithm {
+    /// `ringHash` (or the deprecated top-level `minimumRingSize`); the default.
+    RingHash {
+        minimum_ring_size: Option<u64>,
+    },
+    Maglev {
+        table_size: Option<u64>,
+    },
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LocalityLbSetting {
+    pub enabled: Option<bool>,
+    /// `from` locality -> `to` locality, in order.
+    pub failover: Vec<(String, String)>,
+    /// `distribute`: `from` -> (`to` locality -> weight).
+    pub distribute: Vec<(String, BTreeMap<String, u32>)>,
+    pub failover_priority: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ConnectionPool {
+    pub tcp: Option<TcpSettings>,
+    pub http: Option<HttpSettings>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TcpSettings {
+    pub max_connections: Option<u32>,
+    pub connect_timeout: Option<Duration>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HttpSettings {
+    pub http1_max_pending_requests: Option<u32>,
+    pub http2_max_requests: Option<u32>,
+    pub max_requests_per_connection: Option<u32>,
+    pub max_retries: Option<u32>,
+    pub idle_timeout: Option<Duration>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OutlierDetection {
+    /// Also the deprecated `consecutiveErrors`.
+    pub consecutive_5xx_errors: Option<u32>,
+    pub consecutive_gateway_errors: Option<u32>,
+    pub interval: Option<Duration>,
+    pub base_ejection_time: Option<Duration>,
+    pub max_ejection_percent: Option<u32>,
+    pub min_health_percent: Option<u32>,
 }

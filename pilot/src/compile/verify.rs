@@ -30,13 +30,13 @@ pub fn verify(resources: &ProxyResources) -> Vec<String> {
                 let Ok(hcm) = HttpConnectionManager::decode(any.value.as_slice()) else {
                     continue;
                 };
-                if let Some(RouteSpecifier::Rds(rds)) = &hcm.route_specifier {
-                    if !routes.contains_key(&rds.route_config_name) {
-                        problems.push(format!(
-                            "listener {} uses route configuration {} that does not exist",
-                            listener.name, rds.route_config_name
-                        ));
-                    }
+                if let Some(RouteSpecifier::Rds(rds)) = &hcm.route_specifier
+                    && !routes.contains_key(&rds.route_config_name)
+                {
+                    problems.push(format!(
+                        "listener {} uses route configuration {} that does not exist",
+                        listener.name, rds.route_config_name
+                    ));
                 }
             }
         }

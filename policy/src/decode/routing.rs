@@ -142,7 +142,11 @@ pub(crate) fn decode_virtual_service(
     }
     Ok(VirtualService {
         meta,
-        spec: VirtualServiceSpec { hosts, http },
+        spec: VirtualServiceSpec {
+            hosts,
+            http,
+            ..Default::default()
+        },
     })
 }
 
@@ -169,6 +173,7 @@ fn decode_http_route(
         name,
         matches,
         route,
+        ..Default::default()
     })
 }
 
@@ -183,7 +188,11 @@ fn decode_match(
         Some((p, v)) => decode_string_match(&p, v, findings)?,
         None => None,
     };
-    Ok(HttpMatchRequest { name, uri })
+    Ok(HttpMatchRequest {
+        name,
+        uri,
+        ..Default::default()
+    })
 }
 
 /// Exactly one of `exact`, `prefix` and `regex`. When that does not hold the
@@ -228,6 +237,7 @@ fn decode_route_destination(path: &FieldPath, value: &Value) -> Result<HttpRoute
     Ok(HttpRouteDestination {
         destination,
         weight,
+        headers: None,
     })
 }
 
@@ -269,11 +279,16 @@ pub(crate) fn decode_destination_rule(
                     .map(|(p, v)| string_map(v, &p))
                     .transpose()?
                     .unwrap_or_default(),
+                traffic_policy: None,
             });
         }
     }
     Ok(DestinationRule {
         meta,
-        spec: DestinationRuleSpec { host, subsets },
+        spec: DestinationRuleSpec {
+            host,
+            subsets,
+            ..Default::default()
+        },
     })
 }

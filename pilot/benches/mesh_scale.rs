@@ -1,0 +1,155 @@
+//! Scale benchmark: a mesh of 1,000 services with 10 endpoints each, and the
+//! compiled config of 1,000 proxies. Prints figures; asserts nothing about speed.
+//!
+//! Run: `cargo bench -p pilot --bench mesh_scale` (release build). Set
+//! `BOWLINE_BENCH_SERVICES`, `BOWLINE_BENCH_ENDPOINTS` and
+//! `BOWLINE_BENCH_PROXIES` to change the size.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Instant;
+
+use discovery::file::FileStore;
+use pilot::compile::compile;
+use pilot::proxy::{DEFAULT_OUTBOUND_PORT, Proxy};
+use pilot::resources::{ProxyResources, ResourceType};
+use pilot::snapshot::Snapshot;
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn address(i: usize) -> Ipv4Addr {
+    let i = u32::try_from(i).expect("small index");
+    Ipv4Addr::new(127, 1 + (i >> 16) as u8, (i >> 8) as u8, i as u8)
+}
+
+/// Services `svc-N` in 10 namespaces, each selecting its own 10 workloads; a
+/// tenth of them split 90/10 between two subsets.
+fn mesh_yaml(services: usize, endpoints: usize) -> String {
+    let mut y = String::new();
+    for s in 0..services {
+        let ns = format!("ns-{}", s % 10);
+        let _ = write!(
+            y,
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: svc-{s}, namespace: {ns}}}\nspec:\n  selector: {{app: svc-{s}}}\n  ports:\n  - {{name: http, port: 8080}}\n---\n"
+        );
+        for e in 0..endpoints {
+            let version = if e % 2 == 0 { "v1" } else { "v2" };
+            let _ = write!(
+                y,
+                "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: svc-{s}-{e}, namespace: {ns}}}\nspec:\n  address: {}\n  labels: {{app: svc-{s}, version: {version}}}\n---\n",
+                address(s * endpoints + e)
+            );
+        }
+        if s % 10 == 0 {
+            let _ = write!(
+                y,
+                "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: svc-{s}, namespace: {ns}}}\nspec:\n  host: svc-{s}\n  subsets:\n  - {{name: v1, labels: {{version: v1}}}}\n  - {{name: v2, labels: {{version: v2}}}}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: svc-{s}, namespace: {ns}}}\nspec:\n  hosts: [svc-{s}]\n  http:\n  - route:\n    - destination: {{host: svc-{s}, subset: v1}}\n      weight: 90\n    - destination: {{host: svc-{s}, subset: v2}}\n      weight: 10\n---\n"
+            );
+        }
+    }
+    y
+}
+
+/// Peak resident memory of this process so far, from the kernel.
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn main() {
+    let services = env_or("BOWLINE_BENCH_SERVICES", 1000);
+    let endpoints = env_or("BOWLINE_BENCH_ENDPOINTS", 10);
+    let proxies = env_or("BOWLINE_BENCH_PROXIES", 1000);
+    println!("mesh: {services} services x {endpoints} endpoints, {proxies} proxies");
+
+    let yaml = mesh_yaml(services, endpoints);
+    let rss_before = peak_rss_mib();
+
+    let t = Instant::now();
+    let mut store = FileStore::default();
+    store.apply(Path::new("mesh.yaml"), &yaml);
+    let config = store.config();
+    let parse = t.elapsed();
+    assert!(
+        config.diagnostics.iter().all(|d| !d.is_error()),
+        "the generated mesh is valid: {:?}",
+        config.diagnostics.first()
+    );
+
+    let t = Instant::now();
+    let snapshot = Snapshot::build(1, &config);
+    let build = t.elapsed();
+
+    let t = Instant::now();
+    let compiled: Vec<ProxyResources> = (0..proxies)
+        .map(|p| {
+            let s = p % services;
+            let e = p / services % endpoints;
+            let ip = IpAddr::V4(address(s * endpoints + e));
+            let (name, ns) = (format!("svc-{s}-{e}"), format!("ns-{}", s % 10));
+            let proxy = Proxy {
+                id: Proxy::node_id(ip, &name, &ns),
+                namespace: ns,
+                workload: name,
+                address: ip,
+                labels: Default::default(),
+                service_account: None,
+                app_address: Some(SocketAddr::new(ip, 15080)),
+                app_ports: Default::default(),
+                outbound_port: DEFAULT_OUTBOUND_PORT,
+            };
+            compile(&snapshot, &proxy)
+        })
+        .collect();
+    let compile_all = t.elapsed();
+
+    let first = &compiled[0];
+    let counts: Vec<String> = ResourceType::ALL
+        .iter()
+        .map(|&ty| format!("{:?}: {}", ty, first.get(ty).len()))
+        .collect();
+    let bytes: usize = ResourceType::ALL
+        .iter()
+        .flat_map(|&ty| first.get(ty).values())
+        .map(|r| r.body.value.len())
+        .sum();
+    println!(
+        "per proxy: {} ({} KiB encoded)",
+        counts.join(", "),
+        bytes / 1024
+    );
+    println!(
+        "parse + validate YAML ({} KiB):  {:>8.1} ms",
+        yaml.len() / 1024,
+        parse.as_secs_f64() * 1e3
+    );
+    println!(
+        "build snapshot:                  {:>8.1} ms",
+        build.as_secs_f64() * 1e3
+    );
+    println!(
+        "compile {proxies} proxies:            {:>8.1} ms ({:.2} ms per proxy)",
+        compile_all.as_secs_f64() * 1e3,
+        compile_all.as_secs_f64() * 1e3 / proxies as f64
+    );
+    println!(
+        "total:                           {:>8.1} ms",
+        (parse + build + compile_all).as_secs_f64() * 1e3
+    );
+    println!(
+        "peak RSS: {:.0} MiB (input text alone: {:.0} MiB)",
+        peak_rss_mib(),
+        rss_before
+    );
+    drop(compiled);
+}

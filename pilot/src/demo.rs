@@ -1,0 +1,320 @@
+//! `bowline demo`: a whole mesh on one machine.
+//!
+//! ```text
+//! config dir ──► ControlPlane ──snapshots──► reconcile: for each WorkloadEntry
+//!                                               ├─ echo application on ADDRESS:15080
+//!                                               └─ sidecar Envoy on ADDRESS (admin :15000, outbound :15001)
+//! ```
+//!
+//! It follows the directory as the control plane does: a WorkloadEntry added
+//! later gets its application and sidecar, one deleted has them stopped, one
+//! changed is restarted.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use policy::networking::WorkloadEntry;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::agent::{self, BootstrapConfig, Sidecar, SidecarConfig, XdsAddress, XdsMode};
+use crate::echo::{self, EchoInfo};
+use crate::serve::{ControlPlane, ServeArgs};
+use crate::snapshot::Snapshot;
+
+/// Where each demo application listens on its workload's address. Inside the
+/// sidecar's reserved range (15000-15090), so no service port collides with it.
+pub const APP_PORT: u16 = 15080;
+
+/// The example mesh run when no directory is given.
+pub const DEFAULT_CONFIG_DIR: &str = "manifests/examples/demo";
+
+/// Flags of `bowline demo`.
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// Directory of YAML manifests [default: manifests/examples/demo]
+    #[arg(long)]
+    pub config_dir: Option<PathBuf>,
+    /// The Envoy binary; otherwise $BOWLINE_ENVOY, `envoy` on PATH, or ./.venv.
+    #[arg(long)]
+    pub envoy: Option<PathBuf>,
+    #[arg(long, default_value = "127.0.0.1:15010")]
+    pub xds_addr: SocketAddr,
+    #[arg(long, default_value = "127.0.0.1:15014")]
+    pub admin_addr: SocketAddr,
+    /// ADS variant the sidecars use.
+    #[arg(long, value_enum, default_value_t = XdsMode::Sotw)]
+    pub xds_mode: XdsMode,
+}
+
+/// One workload of the demo: its application and its sidecar.
+#[derive(Debug)]
+struct Running {
+    entry: Arc<WorkloadEntry>,
+    echo_stop: oneshot::Sender<()>,
+    echo_task: JoinHandle<()>,
+    sidecar: Sidecar,
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let envoy = agent::envoy::locate(args.envoy.as_deref())?;
+    let config_dir = args
+        .config_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_DIR));
+    anyhow::ensure!(
+        config_dir.is_dir(),
+        "config directory {} does not exist (run from the repository root, or pass --config-dir)",
+        config_dir.display()
+    );
+    let work_dir = std::env::temp_dir().join(format!("bowline-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&work_dir)
+        .with_context(|| format!("cannot create {}", work_dir.display()))?;
+
+    let control_plane = ControlPlane::start(&ServeArgs {
+        config_dir: config_dir.clone(),
+        xds_addr: args.xds_addr,
+        admin_addr: args.admin_addr,
+    })
+    .await?;
+    let demo = Demo {
+        envoy,
+        work_dir: work_dir.clone(),
+        xds: XdsAddress::from(control_plane.xds_addr),
+        xds_mode: args.xds_mode,
+    };
+
+    let mut snapshots = control_plane.snapshots();
+    let mut running = BTreeMap::new();
+    let snapshot = snapshots.borrow_and_update().clone();
+    demo.reconcile(&snapshot, &mut running).await;
+    print_summary(&snapshot, &running, &control_plane, &config_dir, &work_dir);
+
+    let stop = crate::signal::shutdown();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            changed = snapshots.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let snapshot = snapshots.borrow_and_update().clone();
+                demo.reconcile(&snapshot, &mut running).await;
+            }
+        }
+    }
+
+    println!("stopping the demo");
+    for (_, workload) in std::mem::take(&mut running) {
+        stop_workload(workload).await;
+    }
+    control_plane.stop().await;
+    let _ = std::fs::remove_dir_all(&work_dir);
+    Ok(())
+}
+
+#[derive(Debug)]
+struct Demo {
+    envoy: PathBuf,
+    work_dir: PathBuf,
+    xds: XdsAddress,
+    xds_mode: XdsMode,
+}
+
+type WorkloadKey = (String, String);
+
+impl Demo {
+    /// Starts, stops and restarts workloads so that exactly the snapshot's
+    /// WorkloadEntries run, each as its entry says.
+    async fn reconcile(&self, snapshot: &Snapshot, running: &mut BTreeMap<WorkloadKey, Running>) {
+        let wanted: BTreeMap<WorkloadKey, Arc<WorkloadEntry>> = snapshot
+            .workload_entries
+            .iter()
+            .map(|we| {
+                (
+                    (we.meta.namespace.clone(), we.meta.name.clone()),
+                    we.clone(),
+                )
+            })
+            .collect();
+        let stale: Vec<WorkloadKey> = running
+            .iter()
+            .filter(|(key, r)| wanted.get(*key).is_none_or(|we| we != &r.entry))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in stale {
+            if let Some(workload) = running.remove(&key) {
+                info!(namespace = %key.0, workload = %key.1, "stopping workload");
+                stop_workload(workload).await;
+            }
+        }
+        for (key, entry) in wanted {
+            if running.contains_key(&key) {
+                continue;
+            }
+            match self.start_workload(entry.clone()).await {
+                Ok(workload) => {
+                    info!(namespace = %key.0, workload = %key.1, address = %entry.spec.address, "started workload");
+                    running.insert(key, workload);
+                }
+                Err(error) => {
+                    warn!(namespace = %key.0, workload = %key.1, "cannot start workload: {error:#}")
+                }
+            }
+        }
+    }
+
+    async fn start_workload(&self, entry: Arc<WorkloadEntry>) -> anyhow::Result<Running> {
+        let address: IpAddr =
+            entry.spec.address.parse().with_context(|| {
+                format!("address {:?} is not an IP address", entry.spec.address)
+            })?;
+        let app = SocketAddr::new(address, APP_PORT);
+        let listener = tokio::net::TcpListener::bind(app)
+            .await
+            .with_context(|| format!("cannot listen on {app}"))?;
+        let info = EchoInfo {
+            workload: entry.meta.name.clone(),
+            namespace: entry.meta.namespace.clone(),
+            version: entry
+                .spec
+                .labels
+                .get("version")
+                .cloned()
+                .unwrap_or_else(|| "v1".to_string()),
+        };
+        let (echo_stop, stopped) = oneshot::channel();
+        let echo_task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            if let Err(error) = echo::serve(listener, info, shutdown).await {
+                warn!(%error, %app, "echo application stopped");
+            }
+        });
+
+        let mut bootstrap = BootstrapConfig::new(
+            entry.meta.namespace.clone(),
+            entry.meta.name.clone(),
+            address,
+            self.xds.clone(),
+        );
+        bootstrap.labels = entry.spec.labels.clone();
+        bootstrap.service_account = entry.spec.service_account.clone();
+        bootstrap.app_address = Some(app);
+        bootstrap.xds_mode = self.xds_mode;
+        let mut cfg = SidecarConfig::new(bootstrap, self.envoy.clone(), self.work_dir.clone());
+        cfg.log_file = Some(self.work_dir.join(format!(
+            "envoy-{}.{}.log",
+            entry.meta.name, entry.meta.namespace
+        )));
+        let sidecar = match Sidecar::start(cfg).await {
+            Ok(sidecar) => sidecar,
+            Err(error) => {
+                let _ = echo_stop.send(());
+                let _ = echo_task.await;
+                return Err(error.into());
+            }
+        };
+        Ok(Running {
+            entry,
+            echo_stop,
+            echo_task,
+            sidecar,
+        })
+    }
+}
+
+async fn stop_workload(workload: Running) {
+    if let Err(error) = workload.sidecar.stop().await {
+        warn!(%error, "sidecar did not stop cleanly");
+    }
+    let _ = workload.echo_stop.send(());
+    let _ = workload.echo_task.await;
+}
+
+fn print_summary(
+    snapshot: &Snapshot,
+    running: &BTreeMap<WorkloadKey, Running>,
+    control_plane: &ControlPlane,
+    config_dir: &std::path::Path,
+    work_dir: &std::path::Path,
+) {
+    println!();
+    println!("Bowline demo mesh from {}", config_dir.display());
+    println!(
+        "  control plane: xDS on {}, admin API on http://{}/api/v1/proxies",
+        control_plane.xds_addr, control_plane.admin_addr
+    );
+    println!("  Envoy logs and bootstraps: {}", work_dir.display());
+    println!();
+    println!(
+        "  {:<28} {:<8} {:<22} {:<22} ENVOY ADMIN",
+        "WORKLOAD", "VERSION", "APPLICATION", "SIDECAR OUTBOUND"
+    );
+    for ((ns, name), r) in running {
+        let address = &r.entry.spec.address;
+        println!(
+            "  {:<28} {:<8} {:<22} {:<22} http://{}",
+            format!("{ns}/{name}"),
+            r.entry
+                .spec
+                .labels
+                .get("version")
+                .map_or("-", String::as_str),
+            format!("{address}:{APP_PORT}"),
+            format!("{address}:{}", crate::proxy::DEFAULT_OUTBOUND_PORT),
+            r.sidecar.admin_addr()
+        );
+    }
+    println!();
+    for service in snapshot.registry.services.values() {
+        let ports: Vec<String> = service.ports.iter().map(|p| p.number.to_string()).collect();
+        println!(
+            "  service {} ports {} endpoints {}",
+            service.hostname,
+            ports.join(","),
+            service.endpoints.len()
+        );
+    }
+    if let (Some((_, client)), Some(target)) = (
+        running.iter().next(),
+        snapshot
+            .virtual_services
+            .keys()
+            .next()
+            .or_else(|| snapshot.registry.services.keys().next())
+            .and_then(|h| snapshot.registry.services.get(h)),
+    ) {
+        let port = target.ports.first().map_or(80, |p| p.number);
+        let host = match &target.name {
+            Some(name) => format!("{name}.{}", target.namespace),
+            None => target.hostname.clone(),
+        };
+        println!();
+        println!(
+            "Try it (a request through {}'s sidecar):",
+            client.entry.meta.name
+        );
+        println!(
+            "  curl -s -x http://{}:{} http://{host}:{port}/",
+            client.entry.spec.address,
+            crate::proxy::DEFAULT_OUTBOUND_PORT
+        );
+        println!(
+            "  for i in $(seq 50); do curl -s -x http://{}:{} http://{host}:{port}/ | grep -o '\"version\":\"[^\"]*\"'; done | sort | uniq -c",
+            client.entry.spec.address,
+            crate::proxy::DEFAULT_OUTBOUND_PORT
+        );
+    }
+    println!();
+    println!(
+        "Edit the files in {} and the mesh follows. Ctrl-C stops everything.",
+        config_dir.display()
+    );
+}

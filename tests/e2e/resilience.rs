@@ -1,0 +1,218 @@
+//! When things go wrong: Envoy rejecting a config, the control plane restarting.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::harness::{Mesh, count_versions, wait_for};
+use crate::{reviews_split, services, workload_entry};
+
+const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+
+async fn start(subnet: u8, client_mode: &str, reviews_mode: &str) -> Mesh {
+    let mut mesh = Mesh::new(subnet);
+    mesh.write("services.yaml", &services());
+    let entries = [
+        workload_entry("client", mesh.address(1), &[("app", "client")]),
+        workload_entry(
+            "reviews-v1",
+            mesh.address(2),
+            &[("app", "reviews"), ("version", "v1")],
+        ),
+        workload_entry(
+            "reviews-v2",
+            mesh.address(3),
+            &[("app", "reviews"), ("version", "v2")],
+        ),
+    ];
+    mesh.write("workloads.yaml", &entries.join("---\n"));
+    mesh.write("reviews-vs.yaml", &reviews_split(100, 0));
+    mesh.start_control_plane().await;
+    mesh.start_workload("client", 1, &[("app", "client")], client_mode)
+        .await;
+    mesh.start_workload(
+        "reviews-v1",
+        2,
+        &[("app", "reviews"), ("version", "v1")],
+        reviews_mode,
+    )
+    .await;
+    mesh.start_workload(
+        "reviews-v2",
+        3,
+        &[("app", "reviews"), ("version", "v2")],
+        client_mode,
+    )
+    .await;
+    mesh.wait_converged(&["client", "reviews-v1", "reviews-v2"])
+        .await;
+    mesh
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_envoy_rejects_shows_as_a_nack_and_traffic_keeps_flowing() {
+    let mesh = start(14, "sotw", "sotw").await;
+    // Another process already owns port 7777 on reviews-v1's address, so its
+    // Envoy cannot bind the inbound listener a new service asks for. Bowline
+    // cannot know that; only Envoy can, and it rejects the update.
+    let _squatter = std::net::TcpListener::bind((mesh.address(2), 7777)).unwrap();
+    mesh.write(
+        "reviews-admin.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: reviews-admin}\nspec:\n  selector: {app: reviews}\n  ports:\n  - {name: http-admin, port: 7777}\n",
+    );
+
+    wait_for(
+        "reviews-v1 to NACK its listeners",
+        Duration::from_secs(20),
+        || async {
+            mesh.proxy("reviews-v1")
+                .await
+                .is_some_and(|p| !p["xds"][LISTENER]["nack"].is_null())
+        },
+    )
+    .await;
+    let proxy = mesh.proxy("reviews-v1").await.unwrap();
+    let lds = &proxy["xds"][LISTENER];
+    let message = lds["nack"]["message"].as_str().unwrap();
+    println!("NACK reported: {lds}");
+    assert!(
+        message.contains("7777"),
+        "Envoy's own error text: {message}"
+    );
+    assert_eq!(
+        lds["nack"]["version"], lds["sent_version"],
+        "the NACKed version is the one sent"
+    );
+    assert_ne!(
+        lds["acked_version"], lds["sent_version"],
+        "the new version was not ACKed"
+    );
+
+    // reviews-v1 keeps its previous listeners and serves on; so does everyone else.
+    let client = mesh.client(1);
+    let counts = count_versions(&client, "http://reviews:9080/", 200).await;
+    assert_eq!(counts.get("v1"), Some(&200), "{counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_the_control_plane_does_not_interrupt_traffic() {
+    let mut mesh = start(15, "sotw", "delta").await;
+    let client = mesh.client(1);
+
+    // Requests flow the whole time the control plane is away.
+    let running = Arc::new(AtomicBool::new(true));
+    let traffic = tokio::spawn({
+        let (client, running) = (client.clone(), running.clone());
+        async move {
+            let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+            while running.load(Ordering::Relaxed) {
+                for (k, n) in count_versions(&client, "http://reviews:9080/", 5).await {
+                    *counts.entry(k).or_default() += n;
+                }
+            }
+            counts
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    mesh.stop_control_plane().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    mesh.start_control_plane().await;
+    mesh.wait_converged(&["client", "reviews-v1", "reviews-v2"])
+        .await;
+    running.store(false, Ordering::Relaxed);
+    let counts = traffic.await.unwrap();
+    println!("during the restart: {counts:?}");
+    assert!(counts.get("v1").copied().unwrap_or(0) > 0, "{counts:?}");
+    assert_eq!(counts.len(), 1, "every request answered by v1: {counts:?}");
+
+    // The reconnected sidecars follow new config.
+    mesh.write("reviews-vs.yaml", &reviews_split(0, 100));
+    wait_for("traffic to move to v2", Duration::from_secs(20), || {
+        let client = client.clone();
+        async move {
+            count_versions(&client, "http://reviews:9080/", 1)
+                .await
+                .contains_key("v2")
+        }
+    })
+    .await;
+    mesh.wait_converged(&["client", "reviews-v1", "reviews-v2"])
+        .await;
+    let after = count_versions(&client, "http://reviews:9080/", 100).await;
+    assert_eq!(after.get("v2"), Some(&100), "{after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_reported_and_nothing_already_pushed_is_withdrawn() {
+    let mesh = start(17, "delta", "sotw").await;
+    let client = mesh.client(1);
+
+    // A broken edit of the VirtualService, a file that is not YAML at all,
+    // and a valid new service, all at once.
+    mesh.write("reviews-vs.yaml", &reviews_split(50, 40));
+    mesh.write(
+        "broken.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: [oops\n",
+    );
+    mesh.write(
+        "ratings.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: ratings}\nspec:\n  selector: {app: reviews}\n  ports:\n  - {name: http, port: 9080}\n",
+    );
+
+    wait_for(
+        "the diagnostics to show both files",
+        Duration::from_secs(20),
+        || async {
+            let d = mesh.admin_json("/api/v1/diagnostics").await;
+            let files: Vec<String> = d
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| d["severity"] == "error")
+                .map(|d| d["file"].as_str().unwrap_or("").to_string())
+                .collect();
+            files.iter().any(|f| f.ends_with("reviews-vs.yaml"))
+                && files.iter().any(|f| f.ends_with("broken.yaml"))
+        },
+    )
+    .await;
+    let diagnostics = mesh.admin_json("/api/v1/diagnostics").await;
+    let weights = diagnostics
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| {
+            d["file"].as_str().unwrap().ends_with("reviews-vs.yaml") && d["severity"] == "error"
+        })
+        .unwrap();
+    println!("reported: {}", weights["text"]);
+    assert_eq!(weights["document"], 0);
+    assert_eq!(weights["kind"], "VirtualService");
+    assert_eq!(weights["name"], "reviews");
+    assert_eq!(weights["path"], "spec.http[0].route");
+    assert!(
+        weights["message"].as_str().unwrap().contains("100"),
+        "{weights}"
+    );
+
+    // The valid new service is served, and the previous VirtualService stays in force.
+    wait_for("ratings to be routable", Duration::from_secs(20), || {
+        let client = client.clone();
+        async move {
+            count_versions(&client, "http://ratings:9080/", 1)
+                .await
+                .keys()
+                .all(|k| !k.starts_with("error"))
+        }
+    })
+    .await;
+    mesh.wait_converged(&["client", "reviews-v1", "reviews-v2"])
+        .await;
+    let counts = count_versions(&client, "http://reviews:9080/", 200).await;
+    assert_eq!(
+        counts.get("v1"),
+        Some(&200),
+        "the 100/0 split still holds: {counts:?}"
+    );
+}
