@@ -39,9 +39,7 @@ pub struct SharedResources {
 
 /// Compiles the Envoy resources one proxy should have.
 pub fn compile(snapshot: &Snapshot, proxy: &Proxy) -> ProxyResources {
-    let shared = snapshot
-        .shared
-        .get_or_init(|| Arc::new(compile_shared(snapshot)));
+    let shared = shared_for(snapshot, &proxy.namespace);
 
     let inbound = inbound_ports(snapshot, proxy);
     let mut clusters = shared.clusters.clone();
@@ -55,13 +53,8 @@ pub fn compile(snapshot: &Snapshot, proxy: &Proxy) -> ProxyResources {
         &outbound.name.clone(),
         &outbound,
     );
-    let route_config = route::outbound(snapshot, proxy);
-    insert(
-        &mut routes,
-        ResourceType::Route,
-        &route_config.name.clone(),
-        &route_config,
-    );
+    let route_config = outbound_routes(snapshot, proxy);
+    routes.insert(route_config.name.clone(), route_config);
 
     for port in &inbound {
         let c = cluster::inbound(
@@ -89,14 +82,43 @@ fn insert<M: prost::Message>(map: &mut ResourceMap, ty: ResourceType, name: &str
     map.insert(name.to_string(), Arc::new(Resource::new(ty, name, message)));
 }
 
+/// The outbound route configuration of `proxy`. It depends only on the
+/// proxy's namespace and labels (short names, exportTo, sourceLabels), so
+/// proxies that share both share one compiled, encoded copy per snapshot.
+fn outbound_routes(snapshot: &Snapshot, proxy: &Proxy) -> Arc<Resource> {
+    let build = || {
+        let config = route::outbound(snapshot, proxy);
+        Arc::new(Resource::new(ResourceType::Route, config.name.clone(), &config))
+    };
+    let key = (proxy.namespace.clone(), proxy.labels.clone());
+    match snapshot.routes.lock() {
+        Ok(mut memo) => memo.entry(key).or_insert_with(build).clone(),
+        Err(_) => build(),
+    }
+}
+
+/// The outbound clusters and endpoints seen from `namespace`, built once per
+/// snapshot and namespace (DestinationRule visibility is per namespace).
+fn shared_for(snapshot: &Snapshot, namespace: &str) -> Arc<SharedResources> {
+    let memo = |map: &mut std::collections::HashMap<String, Arc<SharedResources>>| {
+        map.entry(namespace.to_string())
+            .or_insert_with(|| Arc::new(compile_shared(snapshot, namespace)))
+            .clone()
+    };
+    match snapshot.shared.lock() {
+        Ok(mut map) => memo(&mut map),
+        // A panic elsewhere poisoned the memo; compiling afresh is always correct.
+        Err(_) => Arc::new(compile_shared(snapshot, namespace)),
+    }
+}
+
 /// Outbound clusters and their endpoints: one per service port and subset.
-fn compile_shared(snapshot: &Snapshot) -> SharedResources {
+fn compile_shared(snapshot: &Snapshot, namespace: &str) -> SharedResources {
     let mut clusters = ResourceMap::new();
     let mut endpoints = ResourceMap::new();
     for service in snapshot.registry.services.values() {
         let rule = snapshot
-            .destination_rules
-            .get(&service.hostname)
+            .destination_rule(&service.hostname, namespace)
             .map(|r| r.as_ref());
         for c in cluster::outbound_clusters(service, rule) {
             insert(&mut clusters, ResourceType::Cluster, &c.name, &c.to_proto());

@@ -46,7 +46,7 @@ pub(crate) fn outbound(snapshot: &Snapshot, proxy: &Proxy) -> RouteConfiguration
             if domains.is_empty() {
                 continue;
             }
-            let vs = snapshot.virtual_services.get(&service.hostname);
+            let vs = snapshot.virtual_service(&service.hostname, &proxy.namespace);
             virtual_hosts.push(VirtualHost {
                 name: format!("{}:{}", service.hostname, port.number),
                 domains,
