@@ -6,6 +6,7 @@
 
 #![allow(unreachable_pub)]
 
+mod demo;
 mod harness;
 mod resilience;
 mod traffic;
