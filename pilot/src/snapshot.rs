@@ -143,7 +143,11 @@ impl Snapshot {
     /// The DestinationRule that applies to `host` for proxies in `namespace`.
     pub fn destination_rule(&self, host: &str, namespace: &str) -> Option<&Arc<DestinationRule>> {
         let candidates = self.destination_rules.get(host)?;
-        let service_namespace = self.registry.services.get(host).map(|s| s.namespace.as_str());
+        let service_namespace = self
+            .registry
+            .services
+            .get(host)
+            .map(|s| s.namespace.as_str());
         let visible = || {
             candidates
                 .iter()
@@ -164,7 +168,11 @@ impl Snapshot {
             .values()
             .map(|s| s.namespace.clone())
             .collect();
-        namespaces.extend(self.workload_entries.iter().map(|we| we.meta.namespace.clone()));
+        namespaces.extend(
+            self.workload_entries
+                .iter()
+                .map(|we| we.meta.namespace.clone()),
+        );
         namespaces
     }
 
@@ -233,7 +241,12 @@ impl Snapshot {
                     .route
                     .iter()
                     .enumerate()
-                    .map(|(j, r)| (http_path.field("route").index(j).field("destination"), &r.destination))
+                    .map(|(j, r)| {
+                        (
+                            http_path.field("route").index(j).field("destination"),
+                            &r.destination,
+                        )
+                    })
                     .chain(http.mirror.iter().map(|m| (http_path.field("mirror"), m)));
                 for (path, dest) in destinations {
                     let fqdn = hosts::resolve(&self.registry, &dest.host, &vs.meta.namespace);
@@ -241,7 +254,9 @@ impl Snapshot {
                         diagnostics.push(
                             Diagnostic::warning(
                                 path.field("host"),
-                                format!("host {fqdn:?} matches no service; requests routed here get 503"),
+                                format!(
+                                    "host {fqdn:?} matches no service; requests routed here get 503"
+                                ),
                             )
                             .on(key.clone()),
                         );

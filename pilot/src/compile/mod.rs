@@ -88,7 +88,11 @@ fn insert<M: prost::Message>(map: &mut ResourceMap, ty: ResourceType, name: &str
 fn outbound_routes(snapshot: &Snapshot, proxy: &Proxy) -> Arc<Resource> {
     let build = || {
         let config = route::outbound(snapshot, proxy);
-        Arc::new(Resource::new(ResourceType::Route, config.name.clone(), &config))
+        Arc::new(Resource::new(
+            ResourceType::Route,
+            config.name.clone(),
+            &config,
+        ))
     };
     let key = (proxy.namespace.clone(), proxy.labels.clone());
     match snapshot.routes.lock() {
