@@ -23,4 +23,5 @@ pub mod resources;
 pub mod serve;
 mod signal;
 pub mod snapshot;
+pub mod validate;
 pub mod xds;

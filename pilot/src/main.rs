@@ -25,6 +25,8 @@ enum Command {
     Echo(pilot::echo::EchoArgs),
     /// Run a whole mesh on this machine: control plane, applications and sidecars.
     Demo(pilot::demo::DemoArgs),
+    /// Check configuration files offline; exits non-zero on errors.
+    Validate(pilot::validate::ValidateArgs),
 }
 
 #[tokio::main]
@@ -51,5 +53,6 @@ async fn run() -> anyhow::Result<()> {
         Command::Proxy(args) => pilot::agent::run(args).await,
         Command::Echo(args) => pilot::echo::run(args).await,
         Command::Demo(args) => pilot::demo::run(args).await,
+        Command::Validate(args) => pilot::validate::run(args),
     }
 }

@@ -39,6 +39,12 @@ pub struct ServiceEntrySpec {
     pub location: Location,
     pub resolution: Resolution,
     pub endpoints: Vec<ServiceEntryEndpoint>,
+    /// Virtual IPs (or CIDRs) of the service, as written. Without traffic
+    /// capture, clients reach services by host name, so they are not used.
+    pub addresses: Vec<String>,
+    /// Namespaces that see this object: `*` (all, the default), `.` (its own),
+    /// `~` (none) or names.
+    pub export_to: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -121,10 +127,13 @@ pub struct HttpMatchRequest {
     pub scheme: Option<StringMatch>,
     pub method: Option<StringMatch>,
     pub authority: Option<StringMatch>,
-    /// Lower-cased header name -> condition.
+    /// Lower-cased header name -> condition. An empty condition (`{}`), which
+    /// means "present", decodes as `Regex(".*")`.
     pub headers: BTreeMap<String, StringMatch>,
+    /// Parameter name -> condition; `{}` decodes as `Regex(".*")` too.
     pub query_params: BTreeMap<String, StringMatch>,
-    /// Headers that must be absent or must not match.
+    /// Headers that must be absent or must not match; `{}` (`Regex(".*")`)
+    /// means absent.
     pub without_headers: BTreeMap<String, StringMatch>,
     /// The port the request was sent to (the service port).
     pub port: Option<u16>,

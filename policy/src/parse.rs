@@ -233,9 +233,9 @@ fn decode_object(
         Kind::VirtualService => {
             Object::VirtualService(decode::decode_virtual_service(meta, &path, spec, findings)?)
         }
-        Kind::DestinationRule => {
-            Object::DestinationRule(decode::decode_destination_rule(meta, &path, spec)?)
-        }
+        Kind::DestinationRule => Object::DestinationRule(decode::decode_destination_rule(
+            meta, &path, spec, findings,
+        )?),
     })
 }
 

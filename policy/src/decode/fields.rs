@@ -38,7 +38,7 @@ impl Shape {
         ];
         for (names, class) in lists {
             for &name in names {
-                let snake = self.proto_names && key.contains('_') && snake_case(name) == key;
+                let snake = self.proto_names && is_proto_name_of(key, name);
                 if name == key || snake {
                     return Some((name, class));
                 }
@@ -48,18 +48,20 @@ impl Shape {
     }
 }
 
-/// `serviceAccount` -> `service_account`.
-fn snake_case(name: &str) -> String {
-    let mut out = String::with_capacity(name.len() + 4);
-    for c in name.chars() {
-        if c.is_ascii_uppercase() {
-            out.push('_');
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+/// Whether `key` is the protobuf field name whose JSON name is `name`:
+/// `service_account` for `serviceAccount`, `consecutive_5xx_errors` for
+/// `consecutive5xxErrors`. Protobuf derives the JSON name by dropping each
+/// underscore and capitalising the letter after it, so the two agree once
+/// underscores and case are set aside.
+fn is_proto_name_of(key: &str, name: &str) -> bool {
+    key.contains('_')
+        && key
+            .chars()
+            .all(|c| c == '_' || c.is_ascii_lowercase() || c.is_ascii_digit())
+        && key
+            .chars()
+            .filter(|&c| c != '_')
+            .eq(name.chars().map(|c| c.to_ascii_lowercase()))
 }
 
 /// Null, `[]` and `{}`: a field that is present but says nothing.
@@ -179,6 +181,22 @@ mod tests {
             "spec.service_account"
         );
         assert!(f.get("uid").is_none());
+    }
+
+    #[test]
+    fn proto_names_with_digits() {
+        assert!(is_proto_name_of(
+            "consecutive_5xx_errors",
+            "consecutive5xxErrors"
+        ));
+        assert!(is_proto_name_of(
+            "http1_max_pending_requests",
+            "http1MaxPendingRequests"
+        ));
+        assert!(is_proto_name_of("mirror_percent", "mirrorPercent"));
+        assert!(!is_proto_name_of("mirrorpercent", "mirrorPercent"));
+        assert!(!is_proto_name_of("Mirror_Percent", "mirrorPercent"));
+        assert!(!is_proto_name_of("mirror_percentage", "mirrorPercent"));
     }
 
     #[test]

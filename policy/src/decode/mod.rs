@@ -13,21 +13,28 @@
 //! kinds of match) go to a [`Findings`] list so they are reported together with
 //! the semantic validation.
 
+mod actions;
+mod duration;
 mod fields;
+mod matching;
 mod meta;
 mod routing;
 mod scalar;
 mod service;
+mod traffic;
 mod workload;
 
+pub(crate) use duration::duration;
 pub(crate) use fields::{Fields, Shape};
 pub use meta::DEFAULT_NAMESPACE;
 pub(crate) use meta::{decode_meta, peek_key};
-pub(crate) use routing::{decode_destination_rule, decode_virtual_service};
+pub(crate) use routing::decode_virtual_service;
 pub(crate) use scalar::{
-    describe, keyword, list, port, port_map, string, string_list, string_map, uint32,
+    boolean, describe, keyword, list, map_entries, number, port, port_map, string, string_list,
+    string_map, uint32, uint64,
 };
 pub(crate) use service::decode_service;
+pub(crate) use traffic::decode_destination_rule;
 pub(crate) use workload::{decode_service_entry, decode_workload_entry};
 
 use crate::diag::{Diagnostic, FieldPath};
@@ -57,3 +64,6 @@ pub(crate) type Result<T, E = DecodeError> = std::result::Result<T, E>;
 /// Problems found while decoding that do not stop it: reported alongside the
 /// semantic validation, all at once.
 pub(crate) type Findings = Vec<Diagnostic>;
+
+#[cfg(test)]
+mod tests;

@@ -1,17 +1,18 @@
-//! VirtualService and DestinationRule: how requests to a host are routed, and
-//! the subsets they may be routed to.
+//! VirtualService: how requests to a host are routed.
 
 use serde_yaml::Value;
 
-use super::workload::check_export_to;
-use super::{
-    DecodeError, Fields, Findings, Result, Shape, list, port, string, string_list, string_map,
-    uint32,
+use super::actions::{
+    decode_cors, decode_direct_response, decode_fault, decode_headers, decode_percentage,
+    decode_redirect, decode_retries, decode_rewrite,
 };
-use crate::diag::{Diagnostic, FieldPath};
+use super::matching::decode_match;
+use super::{
+    DecodeError, Fields, Findings, Result, Shape, duration, list, port, string, string_list, uint32,
+};
+use crate::diag::FieldPath;
 use crate::networking::{
-    Destination, DestinationRule, DestinationRuleSpec, HttpMatchRequest, HttpRoute,
-    HttpRouteDestination, StringMatch, Subset, VirtualService, VirtualServiceSpec,
+    Destination, HttpRoute, HttpRouteDestination, VirtualService, VirtualServiceSpec,
 };
 use crate::object::ObjectMeta;
 
@@ -23,56 +24,30 @@ const VIRTUAL_SERVICE: Shape = Shape {
 };
 
 const HTTP_ROUTE: Shape = Shape {
-    known: &["name", "match", "route"],
-    unsupported: &[
+    known: &[
+        "name",
+        "match",
+        "route",
         "redirect",
         "directResponse",
-        "delegate",
         "rewrite",
         "timeout",
         "retries",
         "fault",
         "mirror",
-        "mirrors",
         "mirrorPercentage",
         "mirrorPercent",
         "corsPolicy",
         "headers",
     ],
-    ignored: &[],
-    proto_names: true,
-};
-
-const HTTP_MATCH: Shape = Shape {
-    known: &["name", "uri"],
-    unsupported: &[
-        "scheme",
-        "method",
-        "authority",
-        "headers",
-        "port",
-        "sourceLabels",
-        "gateways",
-        "queryParams",
-        "ignoreUriCase",
-        "withoutHeaders",
-        "sourceNamespace",
-        "statPrefix",
-    ],
-    ignored: &[],
-    proto_names: true,
-};
-
-const STRING_MATCH: Shape = Shape {
-    known: &["exact", "prefix", "regex"],
-    unsupported: &[],
+    unsupported: &["delegate", "mirrors"],
     ignored: &[],
     proto_names: true,
 };
 
 const ROUTE_DESTINATION: Shape = Shape {
-    known: &["destination", "weight"],
-    unsupported: &["headers"],
+    known: &["destination", "weight", "headers"],
+    unsupported: &[],
     ignored: &[],
     proto_names: true,
 };
@@ -87,20 +62,6 @@ const DESTINATION: Shape = Shape {
 const PORT_SELECTOR: Shape = Shape {
     known: &["number"],
     unsupported: &[],
-    ignored: &[],
-    proto_names: true,
-};
-
-const DESTINATION_RULE: Shape = Shape {
-    known: &["host", "subsets", "exportTo"],
-    unsupported: &["trafficPolicy", "workloadSelector"],
-    ignored: &[],
-    proto_names: true,
-};
-
-const SUBSET: Shape = Shape {
-    known: &["name", "labels"],
-    unsupported: &["trafficPolicy"],
     ignored: &[],
     proto_names: true,
 };
@@ -126,9 +87,11 @@ pub(crate) fn decode_virtual_service(
             }
         }
     }
-    if let Some((p, v)) = fields.get("exportTo") {
-        check_export_to(v, &p)?;
-    }
+    let export_to = fields
+        .get("exportTo")
+        .map(|(p, v)| string_list(v, &p))
+        .transpose()?
+        .unwrap_or_default();
     let hosts = fields
         .get("hosts")
         .map(|(p, v)| string_list(v, &p))
@@ -145,7 +108,7 @@ pub(crate) fn decode_virtual_service(
         spec: VirtualServiceSpec {
             hosts,
             http,
-            ..Default::default()
+            export_to,
         },
     })
 }
@@ -169,61 +132,56 @@ fn decode_http_route(
             route.push(decode_route_destination(&p, v)?);
         }
     }
+    let with = |name: &str| fields.get(name);
     Ok(HttpRoute {
         name,
         matches,
         route,
-        ..Default::default()
+        redirect: with("redirect")
+            .map(|(p, v)| decode_redirect(&p, v))
+            .transpose()?,
+        direct_response: with("directResponse")
+            .map(|(p, v)| decode_direct_response(&p, v))
+            .transpose()?,
+        rewrite: with("rewrite")
+            .map(|(p, v)| decode_rewrite(&p, v))
+            .transpose()?,
+        timeout: with("timeout").map(|(p, v)| duration(v, &p)).transpose()?,
+        retries: with("retries")
+            .map(|(p, v)| decode_retries(&p, v))
+            .transpose()?,
+        fault: with("fault")
+            .map(|(p, v)| decode_fault(&p, v))
+            .transpose()?,
+        mirror: with("mirror")
+            .map(|(p, v)| decode_destination(&p, v))
+            .transpose()?,
+        mirror_percentage: mirror_percentage(&fields)?,
+        cors_policy: with("corsPolicy")
+            .map(|(p, v)| decode_cors(&p, v, findings))
+            .transpose()?,
+        headers: with("headers")
+            .map(|(p, v)| decode_headers(&p, v))
+            .transpose()?,
     })
 }
 
-fn decode_match(
-    path: &FieldPath,
-    value: &Value,
-    findings: &mut Findings,
-) -> Result<HttpMatchRequest> {
-    let fields = Fields::new(value, path, &HTTP_MATCH)?;
-    let name = opt_string(&fields, "name")?;
-    let uri = match fields.get("uri") {
-        Some((p, v)) => decode_string_match(&p, v, findings)?,
-        None => None,
-    };
-    Ok(HttpMatchRequest {
-        name,
-        uri,
-        ..Default::default()
-    })
-}
-
-/// Exactly one of `exact`, `prefix` and `regex`. When that does not hold the
-/// finding is recorded and decoding goes on, so the rest is checked too.
-fn decode_string_match(
-    path: &FieldPath,
-    value: &Value,
-    findings: &mut Findings,
-) -> Result<Option<StringMatch>> {
-    let fields = Fields::new(value, path, &STRING_MATCH)?;
-    let mut set = Vec::new();
-    for name in STRING_MATCH.known {
-        if let Some((p, v)) = fields.get(name) {
-            let text = string(v, &p)?;
-            set.push(match *name {
-                "exact" => StringMatch::Exact(text),
-                "prefix" => StringMatch::Prefix(text),
-                _ => StringMatch::Regex(text),
-            });
-        }
+/// `mirrorPercentage.value`, or the deprecated integer `mirrorPercent`
+/// (`mirror_percent`); giving both is an error.
+fn mirror_percentage(fields: &Fields<'_>) -> Result<Option<f64>> {
+    let modern = fields
+        .get("mirrorPercentage")
+        .map(|(p, v)| decode_percentage(&p, v))
+        .transpose()?;
+    match (modern, fields.get("mirrorPercent")) {
+        (Some(_), Some((p, _))) => Err(DecodeError::new(
+            &p,
+            "set only one of mirrorPercentage and the deprecated mirrorPercent",
+        )),
+        (Some(value), None) => Ok(Some(value)),
+        (None, Some((p, v))) => Ok(Some(f64::from(uint32(v, &p)?))),
+        (None, None) => Ok(None),
     }
-    if set.len() != 1 {
-        findings.push(Diagnostic::error(
-            path.clone(),
-            format!(
-                "exactly one of exact, prefix or regex must be set, got {}",
-                set.len()
-            ),
-        ));
-    }
-    Ok(set.into_iter().next())
 }
 
 fn decode_route_destination(path: &FieldPath, value: &Value) -> Result<HttpRouteDestination> {
@@ -234,14 +192,18 @@ fn decode_route_destination(path: &FieldPath, value: &Value) -> Result<HttpRoute
         .get("weight")
         .map(|(p, v)| uint32(v, &p))
         .transpose()?;
+    let headers = fields
+        .get("headers")
+        .map(|(p, v)| decode_headers(&p, v))
+        .transpose()?;
     Ok(HttpRouteDestination {
         destination,
         weight,
-        headers: None,
+        headers,
     })
 }
 
-fn decode_destination(path: &FieldPath, value: &Value) -> Result<Destination> {
+pub(super) fn decode_destination(path: &FieldPath, value: &Value) -> Result<Destination> {
     let fields = Fields::new(value, path, &DESTINATION)?;
     let host = opt_string(&fields, "host")?.unwrap_or_default();
     let subset = opt_string(&fields, "subset")?;
@@ -256,39 +218,4 @@ fn decode_destination(path: &FieldPath, value: &Value) -> Result<Destination> {
         None => None,
     };
     Ok(Destination { host, subset, port })
-}
-
-pub(crate) fn decode_destination_rule(
-    meta: ObjectMeta,
-    path: &FieldPath,
-    spec: &Value,
-) -> Result<DestinationRule> {
-    let fields = Fields::new(spec, path, &DESTINATION_RULE)?;
-    if let Some((p, v)) = fields.get("exportTo") {
-        check_export_to(v, &p)?;
-    }
-    let host = opt_string(&fields, "host")?.unwrap_or_default();
-    let mut subsets = Vec::new();
-    if let Some((p, v)) = fields.get("subsets") {
-        for (p, v) in list(v, &p)? {
-            let fields = Fields::new(v, &p, &SUBSET)?;
-            subsets.push(Subset {
-                name: opt_string(&fields, "name")?.unwrap_or_default(),
-                labels: fields
-                    .get("labels")
-                    .map(|(p, v)| string_map(v, &p))
-                    .transpose()?
-                    .unwrap_or_default(),
-                traffic_policy: None,
-            });
-        }
-    }
-    Ok(DestinationRule {
-        meta,
-        spec: DestinationRuleSpec {
-            host,
-            subsets,
-            ..Default::default()
-        },
-    })
 }

@@ -47,6 +47,29 @@ pub(crate) fn uint32(value: &Value, path: &FieldPath) -> Result<u32> {
         .ok_or_else(|| expected(path, "a non-negative integer", value))
 }
 
+pub(crate) fn uint64(value: &Value, path: &FieldPath) -> Result<u64> {
+    value
+        .as_u64()
+        .ok_or_else(|| expected(path, "a non-negative integer", value))
+}
+
+pub(crate) fn boolean(value: &Value, path: &FieldPath) -> Result<bool> {
+    value
+        .as_bool()
+        .ok_or_else(|| expected(path, "true or false", value))
+}
+
+/// A number, integer or not, such as a percentage `50` or `0.5`.
+pub(crate) fn number(value: &Value, path: &FieldPath) -> Result<f64> {
+    match value {
+        Value::Number(n) => n
+            .as_f64()
+            .filter(|f| f.is_finite())
+            .ok_or_else(|| expected(path, "a finite number", value)),
+        other => Err(expected(path, "a number", other)),
+    }
+}
+
 /// The items of a list with their paths; null is the empty list.
 pub(crate) fn list<'a>(value: &'a Value, path: &FieldPath) -> Result<Vec<(FieldPath, &'a Value)>> {
     match value {
@@ -80,6 +103,14 @@ fn entries<'a>(value: &'a Value, path: &FieldPath) -> Result<Vec<(String, FieldP
             .collect(),
         other => Err(expected(path, "a mapping", other)),
     }
+}
+
+/// The entries of a mapping with string keys, each with its path.
+pub(crate) fn map_entries<'a>(
+    value: &'a Value,
+    path: &FieldPath,
+) -> Result<Vec<(String, FieldPath, &'a Value)>> {
+    entries(value, path)
 }
 
 /// A map of strings, such as labels: `labels[app]: expected a string, got 1`.
@@ -173,6 +204,25 @@ mod tests {
             uint32(&yaml("-7"), &p).unwrap_err().message,
             "expected a non-negative integer, got -7"
         );
+    }
+
+    #[test]
+    fn numbers_booleans_and_wide_integers() {
+        let p = FieldPath::new("x");
+        assert_eq!(number(&yaml("50"), &p), Ok(50.0));
+        assert_eq!(number(&yaml("0.5"), &p), Ok(0.5));
+        assert_eq!(
+            number(&yaml("\"5\""), &p).unwrap_err().message,
+            "expected a number, got \"5\""
+        );
+        assert!(number(&yaml(".nan"), &p).is_err());
+        assert_eq!(boolean(&yaml("true"), &p), Ok(true));
+        assert_eq!(
+            boolean(&yaml("yes please"), &p).unwrap_err().message,
+            "expected true or false, got \"yes please\""
+        );
+        assert_eq!(uint64(&yaml("8589934592"), &p), Ok(8_589_934_592));
+        assert!(uint64(&yaml("-1"), &p).is_err());
     }
 
     #[test]

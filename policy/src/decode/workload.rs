@@ -37,8 +37,9 @@ const SERVICE_ENTRY: Shape = Shape {
         "resolution",
         "endpoints",
         "exportTo",
+        "addresses",
     ],
-    unsupported: &["addresses", "workloadSelector", "subjectAltNames"],
+    unsupported: &["workloadSelector", "subjectAltNames"],
     ignored: &[],
     proto_names: true,
 };
@@ -102,8 +103,23 @@ pub(crate) fn decode_service_entry(
     findings: &mut Findings,
 ) -> Result<ServiceEntry> {
     let fields = Fields::new(spec, path, &SERVICE_ENTRY)?;
-    if let Some((p, v)) = fields.get("exportTo") {
-        check_export_to(v, &p)?;
+    let export_to = fields
+        .get("exportTo")
+        .map(|(p, v)| string_list(v, &p))
+        .transpose()?
+        .unwrap_or_default();
+    let addresses = fields
+        .get("addresses")
+        .map(|(p, v)| string_list(v, &p))
+        .transpose()?
+        .unwrap_or_default();
+    if let Some((p, _)) = fields.get("addresses")
+        && !addresses.is_empty()
+    {
+        findings.push(Diagnostic::warning(
+            p,
+            "addresses are not used: without traffic capture, clients reach services by host name",
+        ));
     }
     let hosts = fields
         .get("hosts")
@@ -145,6 +161,8 @@ pub(crate) fn decode_service_entry(
             location,
             resolution,
             endpoints,
+            addresses,
+            export_to,
         },
     })
 }
@@ -216,17 +234,4 @@ fn decode_port(
         protocol,
         target_port,
     })
-}
-
-/// `exportTo` may only say what Bowline does anyway: visible everywhere.
-pub(crate) fn check_export_to(value: &Value, path: &FieldPath) -> Result<()> {
-    for (p, v) in list(value, path)? {
-        if string(v, &p)? != "*" {
-            return Err(DecodeError::new(
-                &p,
-                "field is not supported yet (only the value \"*\" is)",
-            ));
-        }
-    }
-    Ok(())
 }

@@ -133,24 +133,27 @@ fn unknown_fields_name_their_full_path() {
 fn unsupported_istio_fields_have_their_own_message() {
     let text = REVIEWS_VS.replace(
         "  - name: jason",
-        "  - name: jason\n    retries: {attempts: 3}",
+        "  - name: jason\n    mirrors: [{destination: {host: m}}]",
     );
     assert_eq!(
         rejection(&text),
-        "spec.http[0].retries: field is not supported yet"
+        "spec.http[0].mirrors: field is not supported yet"
     );
     let text = REVIEWS_VS.replace(
         "        prefix: /api",
-        "        prefix: /api\n      source_labels: {app: x}",
+        "        prefix: /api\n      stat_prefix: x",
     );
     assert_eq!(
         rejection(&text),
-        "spec.http[0].match[0].source_labels: field is not supported yet"
+        "spec.http[0].match[0].stat_prefix: field is not supported yet"
     );
-    let text = REVIEWS_VS.replace("  - name: jason", "  - name: jason\n    mirror_percent: 5");
+    let text = REVIEWS_VS.replace(
+        "  - name: jason",
+        "  - name: jason\n    delegate: {name: d}",
+    );
     assert_eq!(
         rejection(&text),
-        "spec.http[0].mirror_percent: field is not supported yet"
+        "spec.http[0].delegate: field is not supported yet"
     );
     let text = REVIEWS_VS.replace(
         "  hosts: [reviews]",
@@ -168,7 +171,7 @@ fn unsupported_istio_fields_have_their_own_message() {
     let dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\nspec:\n  host: r\n  trafficPolicy:\n    tls: {mode: ISTIO_MUTUAL}\n";
     assert_eq!(
         rejection(dr),
-        "spec.trafficPolicy: field is not supported yet"
+        "spec.trafficPolicy.tls: field is not supported yet"
     );
     let we = "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: w}\nspec:\n  address: 1.2.3.4\n  network: n1\n";
     assert_eq!(rejection(we), "spec.network: field is not supported yet");

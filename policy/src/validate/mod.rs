@@ -5,12 +5,16 @@
 //! destination name a service? is this host routed twice?) belong to the
 //! registry and the snapshot.
 
+mod http;
 mod names;
+mod re2;
 mod routing;
 mod service;
+mod traffic;
 mod workload;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::diag::{Diagnostic, FieldPath};
 use crate::object::{Kind, Object, ObjectMeta};
@@ -23,9 +27,19 @@ pub fn validate(object: &Object) -> Vec<Diagnostic> {
     match object {
         Object::Service(s) => service::check(&s.spec, &mut out),
         Object::WorkloadEntry(w) => workload::check_workload_entry(&w.spec, &mut out),
-        Object::ServiceEntry(s) => workload::check_service_entry(&s.spec, &mut out),
-        Object::VirtualService(v) => routing::check_virtual_service(&v.spec, &mut out),
-        Object::DestinationRule(d) => routing::check_destination_rule(&d.spec, &mut out),
+        Object::ServiceEntry(s) => {
+            workload::check_service_entry(&s.spec, &mut out);
+            check_export_to(&s.spec.export_to, &s.meta.namespace, &mut out);
+        }
+        Object::VirtualService(v) => {
+            routing::check_virtual_service(&v.spec, &mut out);
+            check_export_to(&v.spec.export_to, &v.meta.namespace, &mut out);
+        }
+        Object::DestinationRule(d) => {
+            routing::check_destination_rule(&d.spec, &mut out);
+            traffic::check_destination_rule_policies(&d.spec, &mut out);
+            check_export_to(&d.spec.export_to, &d.meta.namespace, &mut out);
+        }
     }
     out
 }
@@ -116,5 +130,73 @@ fn check_service_account(account: Option<&str>, path: FieldPath, out: &mut Vec<D
     }
 }
 
+/// `spec.exportTo`: `*` (everyone), `.` (own namespace), `~` (no one) or
+/// namespace names; no repeats, and `*` or `~` only alone.
+fn check_export_to(export_to: &[String], namespace: &str, out: &mut Vec<Diagnostic>) {
+    let path = FieldPath::new("spec").field("exportTo");
+    for (i, entry) in export_to.iter().enumerate() {
+        match entry.as_str() {
+            "*" | "." | "~" => {}
+            name => {
+                if let Err(e) = names::dns1123_label(name) {
+                    out.push(Diagnostic::error(
+                        path.index(i),
+                        format!("expected \"*\", \".\", \"~\" or a namespace name: {e}"),
+                    ));
+                }
+            }
+        }
+    }
+    check_unique(
+        export_to.iter().enumerate().map(|(i, e)| {
+            let ns = if e == "." { namespace } else { e.as_str() };
+            (path.index(i), ns)
+        }),
+        "exportTo entry",
+        out,
+    );
+    for alone in ["*", "~"] {
+        if export_to.len() > 1 && export_to.iter().any(|e| e == alone) {
+            out.push(Diagnostic::error(
+                path.clone(),
+                format!("{alone:?} cannot be combined with other exportTo entries"),
+            ));
+        }
+    }
+}
+
+/// A duration Istio requires to be at least 1ms (zero too, unless `zero_ok`).
+fn check_duration(
+    duration: Option<Duration>,
+    zero_ok: bool,
+    path: FieldPath,
+    out: &mut Vec<Diagnostic>,
+) {
+    let Some(d) = duration else { return };
+    if d.is_zero() && zero_ok {
+        return;
+    }
+    if d < Duration::from_millis(1) {
+        out.push(Diagnostic::error(
+            path,
+            format!("duration must be at least 1ms, got {d:?}"),
+        ));
+    }
+}
+
+/// A percentage: 0-100, fractions allowed.
+fn check_percent(value: Option<f64>, path: FieldPath, out: &mut Vec<Diagnostic>) {
+    if let Some(v) = value
+        && !(0.0..=100.0).contains(&v)
+    {
+        out.push(Diagnostic::error(
+            path,
+            format!("percentage must be 0-100, got {v}"),
+        ));
+    }
+}
+
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod traffic_tests;

@@ -111,6 +111,29 @@ pub(crate) fn iana_port_name(s: &str) -> Result<(), String> {
     }
 }
 
+/// An HTTP header name: an RFC 9110 token, or a pseudo-header such as
+/// `:authority` when `pseudo` is set.
+pub(crate) fn header_name(s: &str, pseudo: bool) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("header name must not be empty".to_string());
+    }
+    let token = if pseudo {
+        s.strip_prefix(':').unwrap_or(s)
+    } else {
+        s
+    };
+    let tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if !token.is_empty() && token.chars().all(tchar) {
+        Ok(())
+    } else if !pseudo && s.starts_with(':') {
+        Err(format!("pseudo-header {s:?} cannot be used here"))
+    } else {
+        Err(format!(
+            "{s:?} is not a valid header name: letters, digits and !#$%&'*+-.^_`|~"
+        ))
+    }
+}
+
 /// A host as Istio accepts it: a short or fully qualified DNS name (any case),
 /// an IP address, or, when `wildcard` is set, `*` or `*.suffix`.
 pub(crate) fn host(s: &str, wildcard: bool) -> Result<(), String> {
@@ -210,6 +233,19 @@ mod tests {
                 .unwrap_err()
                 .contains("quoted number")
         );
+    }
+
+    #[test]
+    fn header_names() {
+        assert!(header_name("x-user", false).is_ok());
+        assert!(header_name(":authority", true).is_ok());
+        assert_eq!(
+            header_name(":authority", false),
+            Err("pseudo-header \":authority\" cannot be used here".to_string())
+        );
+        assert!(header_name("", true).is_err());
+        assert!(header_name(":", true).is_err());
+        assert!(header_name("bad header", false).is_err());
     }
 
     #[test]

@@ -4,11 +4,11 @@ use crate::diag::Severity;
 use crate::object::{ParsedDocument, parse_documents};
 
 /// `path: message` of every error in a single-document text.
-fn errors(text: &str) -> Vec<String> {
+pub(super) fn errors(text: &str) -> Vec<String> {
     found(text, Severity::Error)
 }
 
-fn warnings(text: &str) -> Vec<String> {
+pub(super) fn warnings(text: &str) -> Vec<String> {
     found(text, Severity::Warning)
 }
 
@@ -32,11 +32,11 @@ fn found(text: &str, severity: Severity) -> Vec<String> {
 const SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata:\n  name: reviews\nspec:\n";
 const WORKLOAD: &str =
     "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata:\n  name: vm1\nspec:\n";
-const SERVICE_ENTRY: &str =
+pub(super) const SERVICE_ENTRY: &str =
     "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata:\n  name: ext\nspec:\n";
-const VIRTUAL_SERVICE: &str =
+pub(super) const VIRTUAL_SERVICE: &str =
     "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: reviews\nspec:\n";
-const DESTINATION_RULE: &str = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: reviews\nspec:\n";
+pub(super) const DESTINATION_RULE: &str = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: reviews\nspec:\n";
 
 fn vs_route(route: &str) -> String {
     format!("{VIRTUAL_SERVICE}  hosts: [reviews]\n  http:\n  - route:\n{route}")

@@ -74,6 +74,31 @@ pub(super) fn check_service_entry(spec: &ServiceEntrySpec, out: &mut Vec<Diagnos
     );
     check_ports(spec, &path.field("ports"), out);
     check_endpoints(spec, &path.field("endpoints"), out);
+    for (i, address) in spec.addresses.iter().enumerate() {
+        if let Err(e) = ip_or_cidr(address) {
+            out.push(Diagnostic::error(path.field("addresses").index(i), e));
+        }
+    }
+}
+
+/// `10.0.0.1` or `10.0.0.0/16`.
+fn ip_or_cidr(address: &str) -> Result<(), String> {
+    let (ip, prefix) = address.split_once('/').unwrap_or((address, ""));
+    let Ok(ip) = ip.parse::<std::net::IpAddr>() else {
+        return Err(format!(
+            "address must be an IP address or a CIDR block, got {address:?}"
+        ));
+    };
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    if prefix.is_empty() && !address.contains('/') {
+        return Ok(());
+    }
+    match prefix.parse::<u8>() {
+        Ok(bits) if bits <= max => Ok(()),
+        _ => Err(format!(
+            "address must be an IP address or a CIDR block, got {address:?}"
+        )),
+    }
 }
 
 fn check_ports(spec: &ServiceEntrySpec, ports: &FieldPath, out: &mut Vec<Diagnostic>) {

@@ -1,0 +1,215 @@
+//! `bowline validate -f PATH...`: checks configuration files offline, as the
+//! control plane would read them, and reports every problem at once.
+//!
+//! ```text
+//! paths ──► files (directories recursively: *.yaml, *.yml) ──► FileStore ──► Snapshot::build
+//!                                                                 │               │
+//!                           per-object errors and warnings ◄──────┘               └──► cross-object warnings
+//!                                       └──► one line each + "N objects valid, E errors, W warnings"
+//! ```
+//!
+//! Cross-object findings (a subset no DestinationRule defines, a host that
+//! resolves to nothing, two VirtualServices on one host) come from the same
+//! snapshot build the server runs, in the manner of `istioctl analyze`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use discovery::file::FileStore;
+use policy::{Diagnostic, Severity};
+
+use crate::snapshot::Snapshot;
+
+/// Arguments of `bowline validate`.
+#[derive(clap::Args, Debug)]
+pub struct ValidateArgs {
+    /// Files or directories to check; directories are read recursively for
+    /// `.yaml` and `.yml` files.
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub paths: Vec<PathBuf>,
+}
+
+/// What validation found in a set of files.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// One line per problem, in file, document and path order; files that
+    /// could not be read come first.
+    pub lines: Vec<String>,
+    /// Objects that are valid and would be in force.
+    pub objects: usize,
+    pub errors: usize,
+    pub warnings: usize,
+}
+
+impl Report {
+    /// `3 objects valid, 1 errors, 2 warnings`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} objects valid, {} errors, {} warnings",
+            self.objects, self.errors, self.warnings
+        )
+    }
+}
+
+/// One input: a file as the user named it, and its text or why it could not
+/// be read.
+pub type Input = (PathBuf, Result<String, String>);
+
+/// Validates the given file contents together. Pure: the files are already read.
+pub fn check(inputs: &[Input]) -> Report {
+    let mut report = Report::default();
+    let mut store = FileStore::new();
+    for (path, text) in inputs {
+        match text {
+            Ok(text) => store.apply(path, text),
+            Err(why) => {
+                report.errors += 1;
+                report
+                    .lines
+                    .push(format!("{}: cannot read: {why}", path.display()));
+            }
+        }
+    }
+    let config = store.config();
+    let snapshot = Snapshot::build(1, &config);
+    report.objects = config.objects.len();
+    for diagnostic in &snapshot.diagnostics {
+        match diagnostic.severity {
+            Severity::Error => report.errors += 1,
+            Severity::Warning => report.warnings += 1,
+        }
+        report.lines.push(Diagnostic::to_string(diagnostic));
+    }
+    report
+}
+
+/// Every file named by `paths`, directories expanded recursively (sorted,
+/// without repeats). A path that does not exist or cannot be listed becomes an
+/// input that failed to read.
+pub fn collect(paths: &[PathBuf]) -> Vec<Input> {
+    let mut files = BTreeSet::new();
+    let mut failed = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            if let Err(why) = walk(path, &mut files) {
+                failed.push((path.clone(), Err(why)));
+            }
+        } else {
+            files.insert(path.clone());
+        }
+    }
+    let mut inputs = failed;
+    inputs.extend(files.into_iter().map(|path| {
+        let text = std::fs::read_to_string(&path).map_err(|e| e.to_string());
+        (path, text)
+    }));
+    inputs
+}
+
+fn walk(dir: &Path, files: &mut BTreeSet<PathBuf>) -> Result<(), String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| e.to_string())?;
+    for entry in entries {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        if path.is_dir() {
+            walk(&path, files)?;
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            files.insert(path);
+        }
+    }
+    Ok(())
+}
+
+/// Runs `bowline validate`: prints every problem and the summary on stdout,
+/// and fails when there is at least one error.
+pub fn run(args: ValidateArgs) -> anyhow::Result<()> {
+    let report = check(&collect(&args.paths));
+    for line in &report.lines {
+        println!("{line}");
+    }
+    println!("{}", report.summary());
+    if report.errors > 0 {
+        anyhow::bail!("validation failed with {} errors", report.errors);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: shop}\nspec:\n  selector: {app: reviews}\n  ports: [{name: http, port: 9080}]\n";
+
+    fn input(name: &str, text: &str) -> Input {
+        (PathBuf::from(name), Ok(text.to_string()))
+    }
+
+    #[test]
+    fn valid_objects_are_counted() {
+        let report = check(&[input("svc.yaml", SERVICE)]);
+        assert_eq!(report.objects, 1);
+        assert_eq!(report.errors, 0, "{:#?}", report.lines);
+        assert_eq!(
+            report.summary(),
+            format!("1 objects valid, 0 errors, {} warnings", report.warnings)
+        );
+    }
+
+    #[test]
+    fn errors_name_file_document_object_and_path() {
+        let vs = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews, namespace: shop}\nspec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews}\n      weight: 60\n    - destination: {host: reviews}\n      weight: 30\n";
+        let report = check(&[input("a.yaml", &format!("{SERVICE}---\n{vs}"))]);
+        assert_eq!(report.objects, 1);
+        assert_eq!(report.errors, 1, "{:#?}", report.lines);
+        assert!(report.lines.contains(
+            &"a.yaml: document 1: VirtualService shop/reviews: spec.http[0].route: weights must sum to 100, got 90"
+                .to_string()
+        ), "{:#?}", report.lines);
+    }
+
+    #[test]
+    fn cross_object_findings_are_reported() {
+        let vs = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: reviews, namespace: shop}\nspec:\n  hosts: [reviews]\n  http:\n  - route: [{destination: {host: reviews, subset: v9}}]\n";
+        let alone = check(&[input("vs.yaml", vs)]);
+        let with_service = check(&[input("svc.yaml", SERVICE), input("vs.yaml", vs)]);
+        assert_eq!(alone.errors, 0);
+        assert!(
+            with_service.warnings > 0 && with_service.lines.iter().any(|l| l.contains("v9")),
+            "the undefined subset is reported: {:#?}",
+            with_service.lines
+        );
+    }
+
+    #[test]
+    fn unreadable_files_are_errors() {
+        let report = check(&[(PathBuf::from("gone.yaml"), Err("no such file".to_string()))]);
+        assert_eq!(report.errors, 1);
+        assert_eq!(report.lines, vec!["gone.yaml: cannot read: no such file"]);
+    }
+
+    #[test]
+    fn directories_are_read_recursively_for_yaml() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("a/b");
+        std::fs::create_dir_all(&nested).unwrap();
+        std::fs::write(nested.join("x.yaml"), SERVICE).unwrap();
+        std::fs::write(dir.path().join("y.yml"), "").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not config").unwrap();
+        let missing = dir.path().join("missing.yaml");
+        let inputs = collect(&[
+            dir.path().to_path_buf(),
+            missing.clone(),
+            nested.join("x.yaml"),
+        ]);
+        let names: Vec<&Path> = inputs.iter().map(|(p, _)| p.as_path()).collect();
+        assert_eq!(
+            names,
+            vec![
+                nested.join("x.yaml").as_path(),
+                missing.as_path(),
+                dir.path().join("y.yml").as_path()
+            ]
+        );
+        assert!(inputs[0].1.is_ok());
+        assert!(inputs[1].1.is_err());
+    }
+}

@@ -1,0 +1,514 @@
+//! DestinationRule: subsets and the traffic policy for a host (load balancing,
+//! connection pool, outlier detection, per-port overrides).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_yaml::Value;
+
+use super::{
+    DecodeError, Fields, Findings, Result, Shape, boolean, duration, keyword, list, map_entries,
+    port, string, string_list, string_map, uint32, uint64,
+};
+use crate::diag::{Diagnostic, FieldPath};
+use crate::networking::{
+    ConnectionPool, ConsistentHash, DestinationRule, DestinationRuleSpec, HashAlgorithm, HashKey,
+    HttpSettings, LbPolicy, LoadBalancer, LocalityLbSetting, OutlierDetection, PortTrafficPolicy,
+    SimpleLb, Subset, TcpSettings, TrafficPolicy,
+};
+use crate::object::ObjectMeta;
+
+const DESTINATION_RULE: Shape = Shape {
+    known: &["host", "subsets", "exportTo", "trafficPolicy"],
+    unsupported: &["workloadSelector"],
+    ignored: &[],
+    proto_names: true,
+};
+
+const SUBSET: Shape = Shape {
+    known: &["name", "labels", "trafficPolicy"],
+    unsupported: &[],
+    ignored: &[],
+    proto_names: true,
+};
+
+const TRAFFIC_POLICY: Shape = Shape {
+    known: &[
+        "loadBalancer",
+        "connectionPool",
+        "outlierDetection",
+        "portLevelSettings",
+    ],
+    unsupported: &["tls", "tunnel", "proxyProtocol", "retryBudget"],
+    ignored: &[],
+    proto_names: true,
+};
+
+const PORT_TRAFFIC_POLICY: Shape = Shape {
+    known: &["port", "loadBalancer", "connectionPool", "outlierDetection"],
+    unsupported: &["tls"],
+    ignored: &[],
+    proto_names: true,
+};
+
+const PORT_SELECTOR: Shape = Shape {
+    known: &["number"],
+    unsupported: &[],
+    ignored: &[],
+    proto_names: true,
+};
+
+const LOAD_BALANCER: Shape = Shape {
+    known: &["simple", "consistentHash", "localityLbSetting"],
+    unsupported: &["warmupDurationSecs", "warmup"],
+    ignored: &[],
+    proto_names: true,
+};
+
+const CONSISTENT_HASH: Shape = Shape {
+    known: &[
+        "httpHeaderName",
+        "httpCookie",
+        "useSourceIp",
+        "httpQueryParameterName",
+        "ringHash",
+        "maglev",
+        "minimumRingSize",
+    ],
+    unsupported: &[],
+    ignored: &[],
+    proto_names: true,
+};
+
+const HTTP_COOKIE: Shape = Shape {
+    known: &["name", "path", "ttl"],
+    unsupported: &["attributes"],
+    ignored: &[],
+    proto_names: true,
+};
+
+const RING_HASH: Shape = Shape {
+    known: &["minimumRingSize"],
+    unsupported: &[],
+    ignored: &[],
+    proto_names: true,
+};
+
+const MAGLEV: Shape = Shape {
+    known: &["tableSize"],
+    unsupported: &[],
+    ignored: &[],
+    proto_names: true,
+};
+
+const LOCALITY_LB: Shape = Shape {
+    known: &["enabled", "failover", "distribute", "failoverPriority"],
+    unsupported: &[],
+    ignored: &[],
+    proto_names: true,
+};
+
+const FROM_TO: Shape = Shape {
+    known: &["from", "to"],
+    unsupported: &[],
+    ignored: &[],
+    proto_names: true,
+};
+
+const CONNECTION_POOL: Shape = Shape {
+    known: &["tcp", "http"],
+    unsupported: &[],
+    ignored: &[],
+    proto_names: true,
+};
+
+const TCP: Shape = Shape {
+    known: &["maxConnections", "connectTimeout"],
+    unsupported: &["tcpKeepalive", "maxConnectionDuration", "idleTimeout"],
+    ignored: &[],
+    proto_names: true,
+};
+
+const HTTP: Shape = Shape {
+    known: &[
+        "http1MaxPendingRequests",
+        "http2MaxRequests",
+        "maxRequestsPerConnection",
+        "maxRetries",
+        "idleTimeout",
+    ],
+    unsupported: &[
+        "h2UpgradePolicy",
+        "useClientProtocol",
+        "maxConcurrentStreams",
+    ],
+    ignored: &[],
+    proto_names: true,
+};
+
+const OUTLIER: Shape = Shape {
+    known: &[
+        "consecutive5xxErrors",
+        "consecutiveGatewayErrors",
+        "consecutiveErrors",
+        "interval",
+        "baseEjectionTime",
+        "maxEjectionPercent",
+        "minHealthPercent",
+    ],
+    unsupported: &[
+        "splitExternalLocalOriginErrors",
+        "consecutiveLocalOriginFailures",
+    ],
+    ignored: &[],
+    proto_names: true,
+};
+
+fn opt_string(fields: &Fields<'_>, name: &str) -> Result<Option<String>> {
+    fields.get(name).map(|(p, v)| string(v, &p)).transpose()
+}
+
+fn opt_u32(fields: &Fields<'_>, name: &str) -> Result<Option<u32>> {
+    fields.get(name).map(|(p, v)| uint32(v, &p)).transpose()
+}
+
+fn opt_duration(fields: &Fields<'_>, name: &str) -> Result<Option<Duration>> {
+    fields.get(name).map(|(p, v)| duration(v, &p)).transpose()
+}
+
+pub(crate) fn decode_destination_rule(
+    meta: ObjectMeta,
+    path: &FieldPath,
+    spec: &Value,
+    findings: &mut Findings,
+) -> Result<DestinationRule> {
+    let fields = Fields::new(spec, path, &DESTINATION_RULE)?;
+    let export_to = fields
+        .get("exportTo")
+        .map(|(p, v)| string_list(v, &p))
+        .transpose()?
+        .unwrap_or_default();
+    let host = opt_string(&fields, "host")?.unwrap_or_default();
+    let traffic_policy = fields
+        .get("trafficPolicy")
+        .map(|(p, v)| decode_traffic_policy(&p, v, findings))
+        .transpose()?
+        .map(Box::new);
+    let mut subsets = Vec::new();
+    if let Some((p, v)) = fields.get("subsets") {
+        for (p, v) in list(v, &p)? {
+            let fields = Fields::new(v, &p, &SUBSET)?;
+            subsets.push(Subset {
+                name: opt_string(&fields, "name")?.unwrap_or_default(),
+                labels: fields
+                    .get("labels")
+                    .map(|(p, v)| string_map(v, &p))
+                    .transpose()?
+                    .unwrap_or_default(),
+                traffic_policy: fields
+                    .get("trafficPolicy")
+                    .map(|(p, v)| decode_traffic_policy(&p, v, findings))
+                    .transpose()?,
+            });
+        }
+    }
+    Ok(DestinationRule {
+        meta,
+        spec: DestinationRuleSpec {
+            host,
+            traffic_policy,
+            subsets,
+            export_to,
+        },
+    })
+}
+
+fn decode_traffic_policy(
+    path: &FieldPath,
+    value: &Value,
+    findings: &mut Findings,
+) -> Result<TrafficPolicy> {
+    let fields = Fields::new(value, path, &TRAFFIC_POLICY)?;
+    let mut port_level_settings = Vec::new();
+    if let Some((p, v)) = fields.get("portLevelSettings") {
+        for (p, v) in list(v, &p)? {
+            let f = Fields::new(v, &p, &PORT_TRAFFIC_POLICY)?;
+            let (pp, pv) = f.require("port")?;
+            let selector = Fields::new(pv, &pp, &PORT_SELECTOR)?;
+            let (np, nv) = selector.require("number")?;
+            let (load_balancer, connection_pool, outlier_detection) =
+                decode_policies(&f, findings)?;
+            port_level_settings.push(PortTrafficPolicy {
+                port: port(nv, &np)?,
+                load_balancer,
+                connection_pool,
+                outlier_detection,
+            });
+        }
+    }
+    let (load_balancer, connection_pool, outlier_detection) = decode_policies(&fields, findings)?;
+    Ok(TrafficPolicy {
+        load_balancer,
+        connection_pool,
+        outlier_detection,
+        port_level_settings,
+    })
+}
+
+type Policies = (
+    Option<LoadBalancer>,
+    Option<ConnectionPool>,
+    Option<OutlierDetection>,
+);
+
+/// The three policies a traffic policy and a port-level setting share.
+fn decode_policies(fields: &Fields<'_>, findings: &mut Findings) -> Result<Policies> {
+    Ok((
+        fields
+            .get("loadBalancer")
+            .map(|(p, v)| decode_load_balancer(&p, v, findings))
+            .transpose()?,
+        fields
+            .get("connectionPool")
+            .map(|(p, v)| decode_connection_pool(&p, v))
+            .transpose()?,
+        fields
+            .get("outlierDetection")
+            .map(|(p, v)| decode_outlier_detection(&p, v))
+            .transpose()?,
+    ))
+}
+
+const SIMPLE: &[(&str, SimpleLb)] = &[
+    ("UNSPECIFIED", SimpleLb::Unspecified),
+    ("ROUND_ROBIN", SimpleLb::RoundRobin),
+    ("LEAST_REQUEST", SimpleLb::LeastRequest),
+    ("LEAST_CONN", SimpleLb::LeastRequest),
+    ("RANDOM", SimpleLb::Random),
+    ("PASSTHROUGH", SimpleLb::Passthrough),
+];
+
+fn decode_load_balancer(
+    path: &FieldPath,
+    value: &Value,
+    findings: &mut Findings,
+) -> Result<LoadBalancer> {
+    let fields = Fields::new(value, path, &LOAD_BALANCER)?;
+    let simple = match fields.get("simple") {
+        Some((p, v)) => {
+            if v.as_str()
+                .is_some_and(|s| s.eq_ignore_ascii_case("LEAST_CONN"))
+            {
+                findings.push(Diagnostic::warning(
+                    p.clone(),
+                    "LEAST_CONN is deprecated; it means LEAST_REQUEST",
+                ));
+            }
+            Some(keyword(v, &p, SIMPLE)?)
+        }
+        None => None,
+    };
+    let hash = match fields.get("consistentHash") {
+        Some((p, v)) => decode_consistent_hash(&p, v, findings)?,
+        None => None,
+    };
+    let policy = match (simple, hash) {
+        (Some(_), Some(hash)) => {
+            findings.push(Diagnostic::error(
+                path.clone(),
+                "set only one of simple and consistentHash",
+            ));
+            Some(LbPolicy::ConsistentHash(hash))
+        }
+        (Some(simple), None) => Some(LbPolicy::Simple(simple)),
+        (None, Some(hash)) => Some(LbPolicy::ConsistentHash(hash)),
+        (None, None) => None,
+    };
+    Ok(LoadBalancer {
+        policy,
+        locality_lb_setting: fields
+            .get("localityLbSetting")
+            .map(|(p, v)| decode_locality_lb(&p, v))
+            .transpose()?,
+    })
+}
+
+/// One hash key and at most one algorithm. `None` (with a finding) when no
+/// key is given.
+fn decode_consistent_hash(
+    path: &FieldPath,
+    value: &Value,
+    findings: &mut Findings,
+) -> Result<Option<ConsistentHash>> {
+    let fields = Fields::new(value, path, &CONSISTENT_HASH)?;
+    let mut keys = Vec::new();
+    if let Some((p, v)) = fields.get("httpHeaderName") {
+        keys.push(HashKey::HttpHeaderName(string(v, &p)?));
+    }
+    if let Some((p, v)) = fields.get("httpCookie") {
+        let f = Fields::new(v, &p, &HTTP_COOKIE)?;
+        let (np, nv) = f.require("name")?;
+        keys.push(HashKey::HttpCookie {
+            name: string(nv, &np)?,
+            path: opt_string(&f, "path")?,
+            ttl: opt_duration(&f, "ttl")?,
+        });
+    }
+    if let Some((p, v)) = fields.get("useSourceIp")
+        && boolean(v, &p)?
+    {
+        keys.push(HashKey::UseSourceIp);
+    }
+    if let Some((p, v)) = fields.get("httpQueryParameterName") {
+        keys.push(HashKey::HttpQueryParameterName(string(v, &p)?));
+    }
+    if keys.len() != 1 {
+        findings.push(Diagnostic::error(
+            path.clone(),
+            format!(
+                "exactly one of httpHeaderName, httpCookie, useSourceIp or httpQueryParameterName must be set, got {}",
+                keys.len()
+            ),
+        ));
+    }
+    let mut algorithms = Vec::new();
+    if let Some((p, v)) = fields.get("ringHash") {
+        let f = Fields::new(v, &p, &RING_HASH)?;
+        let size = f
+            .get("minimumRingSize")
+            .map(|(p, v)| uint64(v, &p))
+            .transpose()?;
+        algorithms.push((
+            "ringHash",
+            HashAlgorithm::RingHash {
+                minimum_ring_size: size,
+            },
+        ));
+    }
+    if let Some((p, v)) = fields.get("maglev") {
+        let f = Fields::new(v, &p, &MAGLEV)?;
+        let size = f.get("tableSize").map(|(p, v)| uint64(v, &p)).transpose()?;
+        algorithms.push(("maglev", HashAlgorithm::Maglev { table_size: size }));
+    }
+    if let Some((p, v)) = fields.get("minimumRingSize") {
+        let size = uint64(v, &p)?;
+        algorithms.push((
+            "minimumRingSize",
+            HashAlgorithm::RingHash {
+                minimum_ring_size: Some(size),
+            },
+        ));
+    }
+    if algorithms.len() > 1 {
+        let names: Vec<&str> = algorithms.iter().map(|(n, _)| *n).collect();
+        findings.push(Diagnostic::error(
+            path.clone(),
+            format!(
+                "set only one of ringHash, maglev or the deprecated minimumRingSize, got {}",
+                names.join(" and ")
+            ),
+        ));
+    }
+    let algorithm = algorithms.into_iter().next().map_or(
+        HashAlgorithm::RingHash {
+            minimum_ring_size: None,
+        },
+        |(_, a)| a,
+    );
+    Ok(keys
+        .into_iter()
+        .next()
+        .map(|key| ConsistentHash { key, algorithm }))
+}
+
+fn decode_locality_lb(path: &FieldPath, value: &Value) -> Result<LocalityLbSetting> {
+    let fields = Fields::new(value, path, &LOCALITY_LB)?;
+    let mut failover = Vec::new();
+    if let Some((p, v)) = fields.get("failover") {
+        for (p, v) in list(v, &p)? {
+            let f = Fields::new(v, &p, &FROM_TO)?;
+            failover.push((
+                opt_string(&f, "from")?.unwrap_or_default(),
+                opt_string(&f, "to")?.unwrap_or_default(),
+            ));
+        }
+    }
+    let mut distribute = Vec::new();
+    if let Some((p, v)) = fields.get("distribute") {
+        for (p, v) in list(v, &p)? {
+            let f = Fields::new(v, &p, &FROM_TO)?;
+            let mut to = BTreeMap::new();
+            if let Some((tp, tv)) = f.get("to") {
+                for (locality, lp, weight) in map_entries(tv, &tp)? {
+                    to.insert(locality, uint32(weight, &lp)?);
+                }
+            }
+            distribute.push((opt_string(&f, "from")?.unwrap_or_default(), to));
+        }
+    }
+    Ok(LocalityLbSetting {
+        enabled: fields
+            .get("enabled")
+            .map(|(p, v)| boolean(v, &p))
+            .transpose()?,
+        failover,
+        distribute,
+        failover_priority: fields
+            .get("failoverPriority")
+            .map(|(p, v)| string_list(v, &p))
+            .transpose()?
+            .unwrap_or_default(),
+    })
+}
+
+fn decode_connection_pool(path: &FieldPath, value: &Value) -> Result<ConnectionPool> {
+    let fields = Fields::new(value, path, &CONNECTION_POOL)?;
+    let tcp = match fields.get("tcp") {
+        Some((p, v)) => {
+            let f = Fields::new(v, &p, &TCP)?;
+            Some(TcpSettings {
+                max_connections: opt_u32(&f, "maxConnections")?,
+                connect_timeout: opt_duration(&f, "connectTimeout")?,
+            })
+        }
+        None => None,
+    };
+    let http = match fields.get("http") {
+        Some((p, v)) => {
+            let f = Fields::new(v, &p, &HTTP)?;
+            Some(HttpSettings {
+                http1_max_pending_requests: opt_u32(&f, "http1MaxPendingRequests")?,
+                http2_max_requests: opt_u32(&f, "http2MaxRequests")?,
+                max_requests_per_connection: opt_u32(&f, "maxRequestsPerConnection")?,
+                max_retries: opt_u32(&f, "maxRetries")?,
+                idle_timeout: opt_duration(&f, "idleTimeout")?,
+            })
+        }
+        None => None,
+    };
+    Ok(ConnectionPool { tcp, http })
+}
+
+fn decode_outlier_detection(path: &FieldPath, value: &Value) -> Result<OutlierDetection> {
+    let fields = Fields::new(value, path, &OUTLIER)?;
+    let modern = opt_u32(&fields, "consecutive5xxErrors")?;
+    let legacy = opt_u32(&fields, "consecutiveErrors")?;
+    let consecutive_5xx_errors = match (modern, legacy) {
+        (Some(_), Some(_)) => {
+            let (p, _) = fields.require("consecutiveErrors")?;
+            return Err(DecodeError::new(
+                &p,
+                "set only one of consecutive5xxErrors and the deprecated consecutiveErrors",
+            ));
+        }
+        (modern, legacy) => modern.or(legacy),
+    };
+    Ok(OutlierDetection {
+        consecutive_5xx_errors,
+        consecutive_gateway_errors: opt_u32(&fields, "consecutiveGatewayErrors")?,
+        interval: opt_duration(&fields, "interval")?,
+        base_ejection_time: opt_duration(&fields, "baseEjectionTime")?,
+        max_ejection_percent: opt_u32(&fields, "maxEjectionPercent")?,
+        min_health_percent: opt_u32(&fields, "minHealthPercent")?,
+    })
+}
