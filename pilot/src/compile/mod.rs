@@ -1,7 +1,9 @@
 //! The compiler: `compile(&Snapshot, &Proxy) -> ProxyResources`, a pure function.
 //!
 //! ```text
-//! Snapshot ─┬─► clusters, endpoints   (once per snapshot, shared by all proxies)
+//! Snapshot ─┬─► clusters, endpoints   (once per snapshot and namespace, shared by its proxies)
+//!           ├─► locality-balanced     (per proxy: endpoint priorities and weights
+//!           │   endpoints              relative to the proxy's locality)
 //!           └─► listeners, routes     (per proxy: its address, namespace and inbound ports)
 //! ```
 //!
@@ -15,6 +17,7 @@ mod listener;
 pub mod names;
 mod proto;
 mod route;
+mod traffic_policy;
 mod verify;
 
 use std::collections::BTreeMap;
@@ -35,6 +38,9 @@ use listener::InboundPort;
 pub struct SharedResources {
     clusters: ResourceMap,
     endpoints: Arc<ResourceMap>,
+    /// Clusters (by host) whose endpoints depend on the proxy's locality:
+    /// their shared assignment is replaced per proxy.
+    localized: BTreeMap<String, Vec<String>>,
 }
 
 /// Compiles the Envoy resources one proxy should have.
@@ -72,7 +78,7 @@ pub fn compile(snapshot: &Snapshot, proxy: &Proxy) -> ProxyResources {
 
     ProxyResources::new(
         Arc::new(clusters),
-        shared.endpoints.clone(),
+        proxy_endpoints(snapshot, proxy, &shared),
         Arc::new(listeners),
         Arc::new(routes),
     )
@@ -120,12 +126,19 @@ fn shared_for(snapshot: &Snapshot, namespace: &str) -> Arc<SharedResources> {
 fn compile_shared(snapshot: &Snapshot, namespace: &str) -> SharedResources {
     let mut clusters = ResourceMap::new();
     let mut endpoints = ResourceMap::new();
+    let mut localized = BTreeMap::new();
     for service in snapshot.registry.services.values() {
         let rule = snapshot
             .destination_rule(&service.hostname, namespace)
             .map(|r| r.as_ref());
         for c in cluster::outbound_clusters(service, rule) {
             insert(&mut clusters, ResourceType::Cluster, &c.name, &c.to_proto());
+            if c.locality_mode().is_some() {
+                localized
+                    .entry(service.hostname.clone())
+                    .or_insert_with(Vec::new)
+                    .push(c.name.clone());
+            }
             if c.uses_eds() {
                 insert(
                     &mut endpoints,
@@ -139,7 +152,40 @@ fn compile_shared(snapshot: &Snapshot, namespace: &str) -> SharedResources {
     SharedResources {
         clusters,
         endpoints: Arc::new(endpoints),
+        localized,
     }
+}
+
+/// The endpoints `proxy` gets: the shared ones, with the assignments of
+/// locality-load-balanced clusters compiled for the proxy's locality.
+fn proxy_endpoints(
+    snapshot: &Snapshot,
+    proxy: &Proxy,
+    shared: &SharedResources,
+) -> Arc<ResourceMap> {
+    if shared.localized.is_empty() {
+        return shared.endpoints.clone();
+    }
+    let client = endpoint::Client {
+        locality: endpoint::proxy_locality(snapshot, proxy),
+        labels: &proxy.labels,
+    };
+    let mut endpoints = (*shared.endpoints).clone();
+    for (host, names) in &shared.localized {
+        let Some(service) = snapshot.registry.services.get(host) else {
+            continue;
+        };
+        let rule = snapshot
+            .destination_rule(host, &proxy.namespace)
+            .map(|r| r.as_ref());
+        for c in cluster::outbound_clusters(service, rule) {
+            if names.contains(&c.name) {
+                let assignment = c.load_assignment_for(&client);
+                insert(&mut endpoints, ResourceType::Endpoint, &c.name, &assignment);
+            }
+        }
+    }
+    Arc::new(endpoints)
 }
 
 /// The ports at which services reach this workload: every endpoint whose
