@@ -8,6 +8,8 @@ use discovery::Protocol;
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
 use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::extensions::filters::http::cors::v3::Cors;
+use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter, Rds, http_connection_manager::RouteSpecifier, http_filter,
@@ -16,8 +18,10 @@ use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
     TcpProxy, tcp_proxy::ClusterSpecifier,
 };
 
+use envoy_types::pb::google::protobuf::Any;
+
 use super::names;
-use super::proto;
+use super::proto::{self, filters};
 use crate::proxy::Proxy;
 
 /// An inbound port of this workload: where it listens, what it speaks and
@@ -29,6 +33,9 @@ pub(crate) struct InboundPort {
     pub(crate) app: SocketAddr,
 }
 
+/// The outbound listener. Its HTTP filters include fault injection and CORS,
+/// empty, so that the per-route configs of VirtualServices take effect (as
+/// Istio installs them in every sidecar).
 pub(crate) fn outbound(proxy: &Proxy) -> Listener {
     let hcm = http_connection_manager(
         names::OUTBOUND,
@@ -36,6 +43,10 @@ pub(crate) fn outbound(proxy: &Proxy) -> Listener {
             config_source: Some(proto::ads()),
             route_config_name: names::OUTBOUND.to_string(),
         }),
+        vec![
+            http_filter(filters::FAULT, proto::any(HttpFault::default())),
+            http_filter(filters::CORS, proto::any(Cors::default())),
+        ],
     );
     Listener {
         name: names::OUTBOUND.to_string(),
@@ -55,7 +66,7 @@ pub(crate) fn inbound(proxy: &Proxy, port: &InboundPort) -> Listener {
     let cluster = names::inbound_cluster(port.port);
     let filter = if port.protocol.is_http() || port.protocol == Protocol::Unknown {
         let routes: RouteConfiguration = super::route::to_cluster(&name, cluster);
-        http_connection_manager(&name, RouteSpecifier::RouteConfig(routes))
+        http_connection_manager(&name, RouteSpecifier::RouteConfig(routes), Vec::new())
     } else {
         tcp_proxy(&name, cluster)
     };
@@ -75,22 +86,30 @@ fn chain(filter: Filter) -> FilterChain {
     }
 }
 
-fn http_connection_manager(stat_prefix: &str, routes: RouteSpecifier) -> Filter {
+/// An HTTP connection manager running `http_filters`, then the router.
+fn http_connection_manager(
+    stat_prefix: &str,
+    routes: RouteSpecifier,
+    mut http_filters: Vec<HttpFilter>,
+) -> Filter {
+    http_filters.push(http_filter(filters::ROUTER, proto::any(Router::default())));
     let hcm = HttpConnectionManager {
         stat_prefix: stat_prefix.to_string(),
         route_specifier: Some(routes),
-        http_filters: vec![HttpFilter {
-            name: "envoy.filters.http.router".to_string(),
-            config_type: Some(http_filter::ConfigType::TypedConfig(proto::any(
-                Router::default(),
-            ))),
-            ..Default::default()
-        }],
+        http_filters,
         ..Default::default()
     };
     Filter {
         name: "envoy.filters.network.http_connection_manager".to_string(),
         config_type: Some(filter::ConfigType::TypedConfig(proto::any(hcm))),
+    }
+}
+
+fn http_filter(name: &str, config: Any) -> HttpFilter {
+    HttpFilter {
+        name: name.to_string(),
+        config_type: Some(http_filter::ConfigType::TypedConfig(config)),
+        ..Default::default()
     }
 }
 

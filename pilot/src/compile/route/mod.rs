@@ -1,0 +1,321 @@
+//! Routes: the outbound route configuration that picks a service port by
+//! the request's Host, then applies the VirtualService in force for the
+//! proxy, with Istio's semantics.
+//!
+//! ```text
+//! service port ─► VirtualHost (domains) ─► VirtualService http[] in order
+//!   http[i].match[j] that applies to this proxy and port ─► one Envoy Route
+//!     matching (RouteMatch) + action (forward / redirect / direct response)
+//!     + header operations + per-route fault and CORS configs
+//! ```
+//!
+//! Routes are compiled per proxy namespace and labels (`exportTo`,
+//! `sourceNamespace`, `sourceLabels`). A VirtualService that yields no route
+//! for a port leaves that port to the default route, as in Istio; a route
+//! that matches every request ends the list, since nothing after it could
+//! match.
+
+mod action;
+mod cors;
+mod destination;
+mod encode;
+mod fault;
+mod headers;
+mod matching;
+mod retry;
+
+use std::collections::BTreeSet;
+
+use discovery::model::Resolution;
+use discovery::{Port, Protocol, ServiceModel};
+use envoy_types::pb::envoy::config::route::v3::{
+    Route, RouteConfiguration, VirtualHost, route::Action, route_action::ClusterSpecifier,
+};
+use policy::networking::{HttpMatchRequest, VirtualService};
+
+use super::names;
+use crate::hosts;
+use crate::proxy::Proxy;
+use crate::snapshot::Snapshot;
+use destination::{Cluster, Scope};
+pub(crate) use encode::Canonical;
+
+/// The route configuration of the outbound listener, as seen from `proxy`'s
+/// namespace and labels (nothing else of the proxy is used); it encodes
+/// the same way every time.
+pub(crate) fn outbound(snapshot: &Snapshot, proxy: &Proxy) -> Canonical {
+    let mut used_domains = BTreeSet::new();
+    let mut virtual_hosts = Vec::new();
+    for service in snapshot.registry.services.values() {
+        if service.resolution == Resolution::Passthrough {
+            continue;
+        }
+        let default_port = default_port(service);
+        for port in service.ports.iter().filter(|p| routable(p)) {
+            let domains = domains(
+                service,
+                port,
+                default_port,
+                &proxy.namespace,
+                &mut used_domains,
+            );
+            if domains.is_empty() {
+                continue;
+            }
+            let scope = Scope {
+                snapshot,
+                namespace: &proxy.namespace,
+                labels: &proxy.labels,
+                port,
+            };
+            let routes = snapshot
+                .virtual_service(&service.hostname, &proxy.namespace)
+                .map(|vs| virtual_service_routes(&scope, vs))
+                .filter(|routes| !routes.is_empty())
+                .unwrap_or_else(|| vec![default_route(&scope, service)]);
+            virtual_hosts.push(VirtualHost {
+                name: format!("{}:{}", service.hostname, port.number),
+                domains,
+                routes,
+                ..Default::default()
+            });
+        }
+    }
+    Canonical::new(RouteConfiguration {
+        name: names::OUTBOUND.to_string(),
+        virtual_hosts,
+        ..Default::default()
+    })
+}
+
+/// A single catch-all route to one cluster, for inbound listeners.
+pub(crate) fn to_cluster(vhost: &str, cluster: String) -> RouteConfiguration {
+    RouteConfiguration {
+        name: vhost.to_string(),
+        virtual_hosts: vec![VirtualHost {
+            name: vhost.to_string(),
+            domains: vec!["*".to_string()],
+            routes: vec![Route {
+                r#match: Some(matching::prefix("/")),
+                action: Some(Action::Route(action::route_action(
+                    ClusterSpecifier::Cluster(cluster),
+                    None,
+                    None,
+                ))),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// Ports a plain-HTTP listener can route: anything not declared as raw TCP or TLS.
+fn routable(port: &Port) -> bool {
+    !matches!(
+        port.protocol,
+        Protocol::Tcp | Protocol::Tls | Protocol::Https
+    )
+}
+
+/// The port that Host names without `:port` reach: 80 if the service has it,
+/// else its lowest routable port.
+fn default_port(service: &ServiceModel) -> Option<u16> {
+    let routable = || service.ports.iter().filter(|p| routable(p));
+    routable()
+        .find(|p| p.number == 80)
+        .or_else(|| routable().min_by_key(|p| p.number))
+        .map(|p| p.number)
+}
+
+/// Host header values that reach this service port; a domain already claimed
+/// by an earlier virtual host is left out, since Envoy requires them unique.
+fn domains(
+    service: &ServiceModel,
+    port: &Port,
+    default_port: Option<u16>,
+    namespace: &str,
+    used: &mut BTreeSet<String>,
+) -> Vec<String> {
+    let mut domains = Vec::new();
+    for name in hosts::names_for(service, namespace) {
+        if default_port == Some(port.number) {
+            domains.push(name.clone());
+        }
+        domains.push(format!("{name}:{}", port.number));
+    }
+    domains.retain(|d| used.insert(d.clone()));
+    domains
+}
+
+/// The route of a service port without a VirtualService: everything to the
+/// service, with Istio's default retries and the DestinationRule's hashing.
+fn default_route(scope: &Scope<'_>, service: &ServiceModel) -> Route {
+    let cluster = Cluster::service(&service.hostname, scope.port.number);
+    let hash_policy = cluster.hash_policy(scope);
+    let mut action = action::route_action(
+        ClusterSpecifier::Cluster(cluster.name),
+        None,
+        Some(retry::default_policy(!hash_policy.is_empty())),
+    );
+    action.hash_policy = hash_policy;
+    Route {
+        name: "default".to_string(),
+        r#match: Some(matching::prefix("/")),
+        action: Some(Action::Route(action)),
+        ..Default::default()
+    }
+}
+
+/// One Envoy route per `match` entry of each http route, in order (first
+/// match wins in both Istio and Envoy); a route without `match` matches
+/// everything. Entries for another port, or for other source namespaces or
+/// labels, are left out.
+fn virtual_service_routes(scope: &Scope<'_>, vs: &VirtualService) -> Vec<Route> {
+    let mut routes = Vec::new();
+    for (i, http) in vs.spec.http.iter().enumerate() {
+        let Some(compiled) = action::compile(scope, vs, http) else {
+            continue;
+        };
+        let name = http
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}.{}.{i}", vs.meta.namespace, vs.meta.name));
+        let entries: Vec<Option<&HttpMatchRequest>> = if http.matches.is_empty() {
+            vec![None]
+        } else {
+            http.matches.iter().map(Some).collect()
+        };
+        for m in entries {
+            if m.is_some_and(|m| {
+                !matching::applies(m, scope.port.number, scope.namespace, scope.labels)
+            }) {
+                continue;
+            }
+            let route_match = matching::route_match(m);
+            let catch_all = matching::is_catch_all(&route_match);
+            let mut route = Route {
+                name: match m.and_then(|m| m.name.as_deref()) {
+                    Some(entry) => format!("{name}.{entry}"),
+                    None => name.clone(),
+                },
+                r#match: Some(route_match),
+                action: Some(compiled.action.clone()),
+                typed_per_filter_config: compiled.per_filter.clone(),
+                ..Default::default()
+            };
+            compiled.headers.clone().apply_to_route(&mut route);
+            routes.push(route);
+            if catch_all {
+                return routes;
+            }
+        }
+    }
+    routes
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use discovery::file::FileStore;
+    use prost::Message;
+
+    use super::*;
+
+    const CONFIG: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {app: web}
+  ports:
+  - {name: http, port: 80}
+  - {name: http-admin, port: 9000}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web, namespace: shop}
+spec:
+  hosts: [web]
+  http:
+  - name: canary
+    match:
+    - sourceLabels: {track: canary}
+      port: 80
+    fault:
+      abort: {httpStatus: 503, percentage: {value: 50}}
+    corsPolicy:
+      allowOrigins: [{exact: "https://web.example"}]
+    route:
+    - destination: {host: web}
+"#;
+
+    fn snapshot() -> Snapshot {
+        let mut store = FileStore::default();
+        store.apply(Path::new("config.yaml"), CONFIG);
+        let config = store.config();
+        assert!(config.diagnostics.is_empty(), "{:?}", config.diagnostics);
+        Snapshot::build(1, &config)
+    }
+
+    fn proxy(labels: &[(&str, &str)]) -> Proxy {
+        Proxy {
+            id: "sidecar~127.0.0.9~client.shop~shop.svc.cluster.local".to_string(),
+            namespace: "shop".to_string(),
+            workload: "client".to_string(),
+            address: [127, 0, 0, 9].into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+            service_account: None,
+            app_address: None,
+            app_ports: BTreeMap::new(),
+            outbound_port: 15001,
+        }
+    }
+
+    fn routes_of<'a>(config: &'a RouteConfiguration, vhost: &str) -> Vec<&'a str> {
+        config
+            .virtual_hosts
+            .iter()
+            .find(|v| v.name == vhost)
+            .map(|v| v.routes.iter().map(|r| r.name.as_str()).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn source_labels_and_port_pick_routes_per_proxy() {
+        let snapshot = snapshot();
+        let canary = outbound(&snapshot, &proxy(&[("track", "canary")]));
+        assert_eq!(
+            routes_of(&canary, "web.shop.svc.cluster.local:80"),
+            ["canary"]
+        );
+        // The entry is for port 80 only: port 9000 keeps the default route.
+        assert_eq!(
+            routes_of(&canary, "web.shop.svc.cluster.local:9000"),
+            ["default"]
+        );
+        let stable = outbound(&snapshot, &proxy(&[("track", "stable")]));
+        assert_eq!(
+            routes_of(&stable, "web.shop.svc.cluster.local:80"),
+            ["default"]
+        );
+    }
+
+    #[test]
+    fn per_filter_configs_encode_the_same_every_time() {
+        let snapshot = snapshot();
+        let canary = proxy(&[("track", "canary")]);
+        let first = outbound(&snapshot, &canary);
+        let route = &first.virtual_hosts[0].routes[0];
+        assert_eq!(route.typed_per_filter_config.len(), 2);
+        let bytes = first.encode_to_vec();
+        for _ in 0..10 {
+            assert_eq!(outbound(&snapshot, &canary).encode_to_vec(), bytes);
+        }
+    }
+}
