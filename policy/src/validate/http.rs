@@ -167,6 +167,7 @@ fn check_fault(fault: &HttpFaultInjection, p: &FieldPath, out: &mut Vec<Diagnost
         check_duration(Some(delay.fixed_delay), false, d.field("fixedDelay"), out);
         check_percent(delay.percentage, d.field("percentage").field("value"), out);
         warn_zero_percent(delay.percentage, &d, "the delay affects no request", out);
+        warn_unset_percent(delay.percentage, &d, out);
     }
     if let Some(abort) = &fault.abort {
         let a = p.field("abort");
@@ -178,6 +179,19 @@ fn check_fault(fault: &HttpFaultInjection, p: &FieldPath, out: &mut Vec<Diagnost
         }
         check_percent(abort.percentage, a.field("percentage").field("value"), out);
         warn_zero_percent(abort.percentage, &a, "the abort affects no request", out);
+        warn_unset_percent(abort.percentage, &a, out);
+    }
+}
+
+/// Istio documents an unset percentage as "every request" but its proxies
+/// inject into none (istio/istio#36303). Bowline follows the documentation;
+/// say so, since manifests written against Istio's behaviour change meaning.
+fn warn_unset_percent(percent: Option<f64>, path: &FieldPath, out: &mut Vec<Diagnostic>) {
+    if percent.is_none() {
+        out.push(Diagnostic::warning(
+            path.field("percentage"),
+            "no percentage: the fault applies to every request, as Istio documents (Istio's own proxies apply it to none); set percentage.value to be explicit",
+        ));
     }
 }
 

@@ -189,6 +189,24 @@ fn fault_values() {
 }
 
 #[test]
+fn a_fault_without_percentage_says_it_applies_to_every_request() {
+    let found = warnings(&route("    fault: {abort: {httpStatus: 418}}\n"));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with(
+            "spec.http[0].fault.abort.percentage: no percentage: the fault applies to every request"
+        ),
+        "{found:?}"
+    );
+    assert!(
+        warnings(&route(
+            "    fault: {abort: {httpStatus: 418, percentage: {value: 50}}}\n"
+        ))
+        .is_empty()
+    );
+}
+
+#[test]
 fn mirror_values() {
     assert_eq!(
         errors(&route(
