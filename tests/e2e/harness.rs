@@ -234,6 +234,56 @@ impl Mesh {
             .unwrap()
     }
 
+    /// Like `client`, but redirects are handed back to the caller instead of
+    /// being followed.
+    pub fn client_without_redirects(&self, host: u8) -> reqwest::Client {
+        let proxy = format!("http://{}:15001", self.address(host));
+        reqwest::Client::builder()
+            .proxy(reqwest::Proxy::http(proxy).unwrap())
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
+    }
+
+    /// Stops the echo application of workload `name` and waits until it has
+    /// exited; its sidecar keeps running, so callers of the workload get the
+    /// sidecar's own 503 answers.
+    pub async fn stop_echo(&mut self, name: &str) {
+        let workload = self
+            .workloads
+            .iter_mut()
+            .find(|w| w.name == name)
+            .unwrap_or_else(|| panic!("no workload {name}"));
+        workload.echo.kill().await.unwrap();
+    }
+
+    /// Every counter and gauge of the Envoy at `127.0.<subnet>.<host>`, from
+    /// its admin `/stats` (histograms are left out).
+    pub async fn envoy_stats(&self, host: u8) -> BTreeMap<String, u64> {
+        let text = self
+            .http
+            .get(format!("http://{}:15000/stats", self.address(host)))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter_map(|line| {
+                let (name, value) = line.rsplit_once(": ")?;
+                Some((name.to_string(), value.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// One statistic of the Envoy at `127.0.<subnet>.<host>`; 0 when Envoy has
+    /// not created it yet (it creates most lazily).
+    pub async fn envoy_stat(&self, host: u8, name: &str) -> u64 {
+        self.envoy_stats(host).await.get(name).copied().unwrap_or(0)
+    }
+
     /// `GET /api/v1/proxies`.
     pub async fn proxies(&self) -> Vec<Value> {
         self.admin_json("/api/v1/proxies")

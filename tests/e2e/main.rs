@@ -7,9 +7,13 @@
 #![allow(unreachable_pub)]
 
 mod demo;
+mod examples;
+mod fixture;
 mod harness;
 mod resilience;
+mod resilience_api;
 mod traffic;
+mod traffic_api;
 mod xds_modes;
 
 /// The services of the tests' mesh: a client, and reviews with v1 and v2.
