@@ -47,6 +47,35 @@ spec:
     .to_string()
 }
 
+/// The workloads of the reviews mesh: the client at `.1`, reviews v1 at
+/// `.2` and v2 at `.3`.
+const REVIEWS_WORKLOADS: [fixture::Workload<'static>; 3] = [
+    fixture::Workload::new("client", 1, &[("app", "client")]),
+    fixture::Workload::new("reviews-v1", 2, &[("app", "reviews"), ("version", "v1")]),
+    fixture::Workload::new("reviews-v2", 3, &[("app", "reviews"), ("version", "v2")]),
+];
+
+/// Starts the reviews mesh with a `v1`/`v2` split in `reviews-vs.yaml`, each
+/// workload's sidecar using the ADS variant in `modes`, and waits until every
+/// sidecar has ACKed its config.
+pub async fn reviews_mesh(subnet: u8, split: (u32, u32), modes: [&str; 3]) -> harness::Mesh {
+    let mut mesh = harness::Mesh::new(subnet);
+    mesh.write("services.yaml", &services());
+    let entries: Vec<String> = REVIEWS_WORKLOADS
+        .iter()
+        .map(|w| workload_entry(w.name, mesh.address(w.host), w.labels))
+        .collect();
+    mesh.write("workloads.yaml", &entries.join("---\n"));
+    mesh.write("reviews-vs.yaml", &reviews_split(split.0, split.1));
+    mesh.start_control_plane().await;
+    for (w, mode) in REVIEWS_WORKLOADS.iter().zip(modes) {
+        mesh.start_workload(w.name, w.host, w.labels, mode).await;
+    }
+    mesh.wait_converged(&["client", "reviews-v1", "reviews-v2"])
+        .await;
+    mesh
+}
+
 /// A WorkloadEntry document.
 pub fn workload_entry(name: &str, address: std::net::IpAddr, labels: &[(&str, &str)]) -> String {
     let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}: {v}")).collect();

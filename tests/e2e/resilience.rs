@@ -5,54 +5,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::harness::{Mesh, count_versions, wait_for};
-use crate::{reviews_split, services, workload_entry};
+use crate::harness::{count_versions, wait_for};
+use crate::{reviews_mesh, reviews_split};
 
 const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
 
-async fn start(subnet: u8, client_mode: &str, reviews_mode: &str) -> Mesh {
-    let mut mesh = Mesh::new(subnet);
-    mesh.write("services.yaml", &services());
-    let entries = [
-        workload_entry("client", mesh.address(1), &[("app", "client")]),
-        workload_entry(
-            "reviews-v1",
-            mesh.address(2),
-            &[("app", "reviews"), ("version", "v1")],
-        ),
-        workload_entry(
-            "reviews-v2",
-            mesh.address(3),
-            &[("app", "reviews"), ("version", "v2")],
-        ),
-    ];
-    mesh.write("workloads.yaml", &entries.join("---\n"));
-    mesh.write("reviews-vs.yaml", &reviews_split(100, 0));
-    mesh.start_control_plane().await;
-    mesh.start_workload("client", 1, &[("app", "client")], client_mode)
-        .await;
-    mesh.start_workload(
-        "reviews-v1",
-        2,
-        &[("app", "reviews"), ("version", "v1")],
-        reviews_mode,
-    )
-    .await;
-    mesh.start_workload(
-        "reviews-v2",
-        3,
-        &[("app", "reviews"), ("version", "v2")],
-        client_mode,
-    )
-    .await;
-    mesh.wait_converged(&["client", "reviews-v1", "reviews-v2"])
-        .await;
-    mesh
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_envoy_rejects_shows_as_a_nack_and_traffic_keeps_flowing() {
-    let mesh = start(14, "sotw", "sotw").await;
+    let mesh = reviews_mesh(14, (100, 0), ["sotw", "sotw", "sotw"]).await;
     // Another process already owns port 7777 on reviews-v1's address, so its
     // Envoy cannot bind the inbound listener a new service asks for. Bowline
     // cannot know that; only Envoy can, and it rejects the update.
@@ -97,7 +57,7 @@ async fn a_config_envoy_rejects_shows_as_a_nack_and_traffic_keeps_flowing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarting_the_control_plane_does_not_interrupt_traffic() {
-    let mut mesh = start(15, "sotw", "delta").await;
+    let mut mesh = reviews_mesh(15, (100, 0), ["sotw", "delta", "sotw"]).await;
     let client = mesh.client(1);
 
     // Requests flow the whole time the control plane is away.
@@ -145,7 +105,7 @@ async fn restarting_the_control_plane_does_not_interrupt_traffic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_reported_and_nothing_already_pushed_is_withdrawn() {
-    let mesh = start(17, "delta", "sotw").await;
+    let mesh = reviews_mesh(17, (100, 0), ["delta", "sotw", "delta"]).await;
     let client = mesh.client(1);
 
     // A broken edit of the VirtualService, a file that is not YAML at all,

@@ -3,52 +3,11 @@
 use std::time::{Duration, Instant};
 
 use crate::harness::{Mesh, count_by, count_versions, wait_for};
-use crate::{reviews_split, services, workload_entry};
-
-/// Starts client (.1), reviews-v1 (.2) and reviews-v2 (.3), all declared in the config.
-async fn reviews_mesh(subnet: u8, v1: u32, v2: u32) -> Mesh {
-    let mut mesh = Mesh::new(subnet);
-    mesh.write("services.yaml", &services());
-    let entries = [
-        workload_entry("client", mesh.address(1), &[("app", "client")]),
-        workload_entry(
-            "reviews-v1",
-            mesh.address(2),
-            &[("app", "reviews"), ("version", "v1")],
-        ),
-        workload_entry(
-            "reviews-v2",
-            mesh.address(3),
-            &[("app", "reviews"), ("version", "v2")],
-        ),
-    ];
-    mesh.write("workloads.yaml", &entries.join("---\n"));
-    mesh.write("reviews-vs.yaml", &reviews_split(v1, v2));
-    mesh.start_control_plane().await;
-    mesh.start_workload("client", 1, &[("app", "client")], "sotw")
-        .await;
-    mesh.start_workload(
-        "reviews-v1",
-        2,
-        &[("app", "reviews"), ("version", "v1")],
-        "sotw",
-    )
-    .await;
-    mesh.start_workload(
-        "reviews-v2",
-        3,
-        &[("app", "reviews"), ("version", "v2")],
-        "sotw",
-    )
-    .await;
-    mesh.wait_converged(&["client", "reviews-v1", "reviews-v2"])
-        .await;
-    mesh
-}
+use crate::{reviews_mesh, reviews_split, workload_entry};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_80_20_split_lands_within_4_points_over_2000_requests() {
-    let mesh = reviews_mesh(11, 80, 20).await;
+    let mesh = reviews_mesh(11, (80, 20), ["sotw"; 3]).await;
     let client = mesh.client(1);
     let counts = count_versions(&client, "http://reviews:9080/", 2000).await;
     let v1 = counts.get("v1").copied().unwrap_or(0);
@@ -68,7 +27,7 @@ async fn an_80_20_split_lands_within_4_points_over_2000_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn editing_the_virtual_service_moves_all_traffic_without_restarts() {
-    let mesh = reviews_mesh(12, 100, 0).await;
+    let mesh = reviews_mesh(12, (100, 0), ["sotw"; 3]).await;
     let client = mesh.client(1);
     let before = count_versions(&client, "http://reviews.default:9080/", 100).await;
     assert_eq!(before.get("v1"), Some(&100), "before the edit: {before:?}");
@@ -127,7 +86,7 @@ async fn outbound_requests(mesh: &Mesh) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workload_entry_file_adds_an_endpoint_and_deleting_it_removes_it() {
-    let mut mesh = reviews_mesh(13, 100, 0).await;
+    let mut mesh = reviews_mesh(13, (100, 0), ["sotw"; 3]).await;
     // A third reviews v1 workload, running but not yet in the registry.
     mesh.start_workload(
         "reviews-v1b",
