@@ -62,8 +62,8 @@ fn proxy_for(address: IpAddr, name: &str, namespace: &str) -> Proxy {
     }
 }
 
-#[test]
-fn every_example_loads_without_diagnostics_and_compiles_for_each_workload() {
+/// Every example directory, sorted.
+fn example_dirs() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(examples_root())
         .unwrap()
         .flatten()
@@ -71,6 +71,12 @@ fn every_example_loads_without_diagnostics_and_compiles_for_each_workload() {
         .filter(|p| p.is_dir())
         .collect();
     dirs.sort();
+    dirs
+}
+
+#[test]
+fn every_example_loads_without_diagnostics_and_compiles_for_each_workload() {
+    let dirs = example_dirs();
     let names: Vec<String> = dirs
         .iter()
         .map(|d| d.file_name().unwrap().to_string_lossy().into_owned())
@@ -142,13 +148,7 @@ fn every_family_example_puts_traffic_policy_in_force() {
 /// exits 0 and reports neither errors nor warnings.
 #[test]
 fn bowline_validate_accepts_every_example() {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(examples_root())
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
+    let dirs = example_dirs();
     for dir in dirs {
         let output = std::process::Command::new(BOWLINE)
             .arg("validate")
