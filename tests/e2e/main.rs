@@ -6,6 +6,7 @@
 
 #![allow(unreachable_pub)]
 
+mod agent;
 mod demo;
 mod examples;
 mod fixture;

