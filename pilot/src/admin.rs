@@ -57,13 +57,34 @@ async fn services(State(state): State<AdminState>) -> Json<Vec<ServiceView>> {
 
 async fn diagnostics(State(state): State<AdminState>) -> Json<Vec<DiagnosticView>> {
     let snapshot = state.snapshots.borrow().clone();
-    Json(
-        snapshot
-            .diagnostics
-            .iter()
-            .map(DiagnosticView::from)
-            .collect(),
-    )
+    Json(diagnostic_views(&snapshot, &state.status))
+}
+
+/// The config's findings, then every proxy whose compiled set failed the
+/// consistency check (and so was not pushed).
+pub fn diagnostic_views(snapshot: &Snapshot, status: &StatusRegistry) -> Vec<DiagnosticView> {
+    let config = snapshot.diagnostics.iter().map(DiagnosticView::from);
+    let inconsistent = status.inconsistencies().into_iter().map(|i| {
+        let message = format!(
+            "the config compiled for this proxy from snapshot {} fails the consistency check, so it was not pushed and the proxy keeps its previous config: {}",
+            i.generation,
+            i.problems.join("; ")
+        );
+        DiagnosticView {
+            severity: "error",
+            file: String::new(),
+            document: None,
+            kind: None,
+            namespace: None,
+            name: None,
+            path: String::new(),
+            text: format!("proxy {}: {message}", i.proxy),
+            message,
+            proxy: Some(i.proxy),
+            count: Some(i.count),
+        }
+    });
+    config.chain(inconsistent).collect()
 }
 
 /// A service in `GET /api/v1/services`.
@@ -161,6 +182,13 @@ pub struct DiagnosticView {
     pub message: String,
     /// The whole finding as one line, as `bowline` logs it.
     pub text: String,
+    /// For a compiled set that failed the consistency check: the proxy's node id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
+    /// For a compiled set that failed the consistency check: how many of the
+    /// proxy's sets failed it since it connected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
 }
 
 impl From<&Diagnostic> for DiagnosticView {
@@ -178,6 +206,8 @@ impl From<&Diagnostic> for DiagnosticView {
             path: d.path.to_string(),
             message: d.message.clone(),
             text: d.to_string(),
+            proxy: None,
+            count: None,
         }
     }
 }

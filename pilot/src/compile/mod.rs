@@ -29,7 +29,7 @@ use crate::proxy::Proxy;
 use crate::resources::{ProxyResources, Resource, ResourceMap, ResourceType};
 use crate::snapshot::Snapshot;
 
-pub use verify::verify;
+pub use verify::{Inconsistent, verify};
 
 use listener::InboundPort;
 
@@ -82,6 +82,24 @@ pub fn compile(snapshot: &Snapshot, proxy: &Proxy) -> ProxyResources {
         Arc::new(listeners),
         Arc::new(routes),
     )
+}
+
+/// Compiles `proxy`'s resources and runs the consistency check on them, as
+/// the server does before every push: a set with a dangling reference (a
+/// listener naming a route configuration, or an EDS cluster naming a load
+/// assignment, that is not in the set) is never pushed, since Envoy would
+/// wait for the missing piece forever.
+pub fn compile_consistent(
+    snapshot: &Snapshot,
+    proxy: &Proxy,
+) -> Result<ProxyResources, Inconsistent> {
+    let resources = compile(snapshot, proxy);
+    let problems = verify(&resources);
+    if problems.is_empty() {
+        Ok(resources)
+    } else {
+        Err(Inconsistent { problems })
+    }
 }
 
 fn insert<M: prost::Message>(map: &mut ResourceMap, ty: ResourceType, name: &str, message: &M) {

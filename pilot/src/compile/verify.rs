@@ -11,6 +11,14 @@ use prost::Message;
 
 use crate::resources::{ProxyResources, ResourceType};
 
+/// A compiled set that failed the consistency check, with every dangling
+/// reference found.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("inconsistent config: {}", problems.join("; "))]
+pub struct Inconsistent {
+    pub problems: Vec<String>,
+}
+
 /// Lists every dangling reference: RDS names no route configuration has, and
 /// EDS clusters without a load assignment. Empty when consistent.
 pub fn verify(resources: &ProxyResources) -> Vec<String> {

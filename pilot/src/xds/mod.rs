@@ -26,4 +26,4 @@ mod tests;
 pub use connection::{Connection, Mode, Response};
 pub use node::NodeError;
 pub use server::AdsServer;
-pub use status::{Nack, ProxyStatus, StatusRegistry, TypeStatus, XdsStatus};
+pub use status::{Inconsistency, Nack, ProxyStatus, StatusRegistry, TypeStatus, XdsStatus};

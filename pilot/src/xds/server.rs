@@ -27,7 +27,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::compile::compile;
+use crate::compile::{Inconsistent, compile_consistent};
 use crate::proxy::Proxy;
 use crate::resources::{ProxyResources, ResourceType};
 use crate::snapshot::Snapshot;
@@ -161,6 +161,33 @@ struct StreamTask<T> {
     nacks_counted: u64,
 }
 
+/// Decides whether a compiled set may be pushed. A set that fails the
+/// consistency check never is: the proxy keeps what it has, and the failure
+/// shows in the status registry (and so in `/api/v1/diagnostics`) until a
+/// consistent set compiles for the proxy.
+pub(crate) fn accept(
+    status: &StatusRegistry,
+    proxy_id: &str,
+    generation: u64,
+    compiled: Result<ProxyResources, Inconsistent>,
+) -> Option<ProxyResources> {
+    match compiled {
+        Ok(resources) => {
+            status.clear_inconsistent(proxy_id);
+            Some(resources)
+        }
+        Err(inconsistent) => {
+            warn!(
+                generation,
+                problems = ?inconsistent.problems,
+                "not pushing a config that fails the consistency check; the previous one stays"
+            );
+            status.record_inconsistent(proxy_id, generation, inconsistent.problems);
+            None
+        }
+    }
+}
+
 /// Versions of every type of a compiled set, to skip pushes that change nothing.
 type Versions = [String; 4];
 
@@ -216,7 +243,9 @@ impl<T: Send + 'static> StreamTask<T> {
         info!("proxy connected");
         let mut connection = Connection::new(V::MODE);
         let snapshot = self.snapshots.borrow_and_update().clone();
-        let resources = compile(&snapshot, &proxy);
+        // An inconsistent first set is left out: the proxy gets nothing until
+        // a consistent one compiles.
+        let resources = self.compile(&snapshot, &proxy).unwrap_or_default();
         let mut last_versions = versions(&resources);
         connection.on_resources(Arc::new(resources));
         let responses = V::handle(&mut connection, first);
@@ -243,7 +272,9 @@ impl<T: Send + 'static> StreamTask<T> {
                         continue;
                     }
                     let snapshot = self.snapshots.borrow_and_update().clone();
-                    let resources = compile(&snapshot, &proxy);
+                    let Some(resources) = self.compile(&snapshot, &proxy) else {
+                        continue;
+                    };
                     let versions = versions(&resources);
                     if versions == last_versions {
                         debug!(generation = snapshot.generation, "snapshot change leaves this proxy unchanged");
@@ -261,6 +292,17 @@ impl<T: Send + 'static> StreamTask<T> {
         }
         self.status.remove(&proxy.id, self.stream_id);
         info!("proxy disconnected");
+    }
+
+    /// The proxy's resources from `snapshot`, if they pass the consistency
+    /// check (see [`accept`]).
+    fn compile(&self, snapshot: &Snapshot, proxy: &Proxy) -> Option<ProxyResources> {
+        accept(
+            &self.status,
+            &proxy.id,
+            snapshot.generation,
+            compile_consistent(snapshot, proxy),
+        )
     }
 
     /// Publishes the connection's status and NACK count, then sends

@@ -74,11 +74,28 @@ impl ProxyStatus {
     }
 }
 
-/// Status of every connected proxy, by node id, and the NACK counter.
+/// A compiled set the server did not push because it failed the consistency
+/// check; the proxy keeps what it had.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Inconsistency {
+    /// The proxy's node id.
+    pub proxy: String,
+    /// The snapshot generation of the last set that failed.
+    pub generation: u64,
+    /// Every dangling reference in that set.
+    pub problems: Vec<String>,
+    /// How many compiled sets of this proxy failed the check since it connected.
+    pub count: u64,
+}
+
+/// Status of every connected proxy, by node id, the NACK counter, and the
+/// compiled sets that failed the consistency check.
 #[derive(Debug, Default)]
 pub struct StatusRegistry {
     proxies: DashMap<String, ProxyStatus>,
     nacks_total: AtomicU64,
+    inconsistent: DashMap<String, Inconsistency>,
+    inconsistent_total: AtomicU64,
 }
 
 impl StatusRegistry {
@@ -104,7 +121,48 @@ impl StatusRegistry {
     /// Forgets `id` when its stream `stream_id` ends, unless a newer stream
     /// of the same node id replaced it.
     pub fn remove(&self, id: &str, stream_id: u64) {
-        self.proxies.remove_if(id, |_, s| s.stream_id == stream_id);
+        if self
+            .proxies
+            .remove_if(id, |_, s| s.stream_id == stream_id)
+            .is_some()
+        {
+            self.inconsistent.remove(id);
+        }
+    }
+
+    /// Records that the set compiled for `proxy` at `generation` failed the
+    /// consistency check and was not pushed.
+    pub fn record_inconsistent(&self, proxy: &str, generation: u64, problems: Vec<String>) {
+        self.inconsistent_total.fetch_add(1, Ordering::Relaxed);
+        let mut entry = self
+            .inconsistent
+            .entry(proxy.to_string())
+            .or_insert_with(|| Inconsistency {
+                proxy: proxy.to_string(),
+                generation,
+                problems: Vec::new(),
+                count: 0,
+            });
+        entry.generation = generation;
+        entry.problems = problems;
+        entry.count += 1;
+    }
+
+    /// Forgets `proxy`'s failure once a consistent set compiles for it.
+    pub fn clear_inconsistent(&self, proxy: &str) {
+        self.inconsistent.remove(proxy);
+    }
+
+    /// The proxies whose latest compiled set failed the consistency check, by node id.
+    pub fn inconsistencies(&self) -> Vec<Inconsistency> {
+        let mut all: Vec<Inconsistency> = self.inconsistent.iter().map(|e| e.clone()).collect();
+        all.sort_by(|a, b| a.proxy.cmp(&b.proxy));
+        all
+    }
+
+    /// Compiled sets that failed the consistency check since the server started.
+    pub fn inconsistent_total(&self) -> u64 {
+        self.inconsistent_total.load(Ordering::Relaxed)
     }
 
     /// Counts `n` more NACKs, from any proxy.

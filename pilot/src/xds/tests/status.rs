@@ -91,3 +91,101 @@ fn nacks_are_counted_across_proxies() {
     registry.record_nacks(1);
     assert_eq!(registry.nacks_total(), 3);
 }
+
+/// A listener whose HTTP connection manager takes its routes from RDS `routes`.
+fn listener_with_rds(name: &str, routes: &str) -> std::sync::Arc<crate::resources::Resource> {
+    use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+        HttpConnectionManager, Rds, http_connection_manager::RouteSpecifier,
+    };
+    use prost::Message;
+
+    let hcm = HttpConnectionManager {
+        stat_prefix: name.to_string(),
+        route_specifier: Some(RouteSpecifier::Rds(Rds {
+            route_config_name: routes.to_string(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let l = Listener {
+        name: name.to_string(),
+        filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: "envoy.filters.network.http_connection_manager".to_string(),
+                config_type: Some(filter::ConfigType::TypedConfig(
+                    envoy_types::pb::google::protobuf::Any {
+                        type_url: "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager".to_string(),
+                        value: hcm.encode_to_vec(),
+                    },
+                )),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    std::sync::Arc::new(crate::resources::Resource::new(
+        crate::resources::ResourceType::Listener,
+        name,
+        &l,
+    ))
+}
+
+#[test]
+fn an_inconsistent_set_is_not_pushed_and_is_reported_until_a_consistent_one_compiles() {
+    use crate::admin::diagnostic_views;
+    use crate::compile::{Inconsistent, verify};
+    use crate::snapshot::Snapshot;
+    use crate::xds::server::accept;
+
+    let registry = StatusRegistry::new();
+    let id = "sidecar~10.0.0.7~shop.store~store.svc.cluster.local";
+    registry.update(status(id, 1));
+
+    // A listener naming a route configuration the set does not carry.
+    let dangling = super::resources(&[], &[], &[listener_with_rds("out", "missing")], &[]);
+    let problems = verify(&dangling);
+    assert_eq!(
+        problems,
+        ["listener out uses route configuration missing that does not exist"]
+    );
+    for generation in [4, 5] {
+        let compiled = Err(Inconsistent {
+            problems: problems.clone(),
+        });
+        assert_eq!(accept(&registry, id, generation, compiled), None);
+    }
+    assert_eq!(registry.inconsistent_total(), 2);
+
+    let views = diagnostic_views(&Snapshot::default(), &registry);
+    assert_eq!(views.len(), 1);
+    let view = serde_json::to_value(&views[0]).unwrap();
+    assert_eq!(view["severity"], "error");
+    assert_eq!(view["proxy"], id);
+    assert_eq!(view["count"], 2);
+    let message = view["message"].as_str().unwrap();
+    assert!(message.contains("snapshot 5"), "{message}");
+    assert!(message.contains("route configuration missing"), "{message}");
+
+    // The next consistent set is pushed and the finding goes away; the
+    // counter keeps the history.
+    let consistent = super::resources(
+        &[],
+        &[],
+        &[listener_with_rds("out", "routes")],
+        &[super::route("routes", 1)],
+    );
+    assert!(verify(&consistent).is_empty());
+    let pushed = accept(&registry, id, 6, Ok((*consistent).clone()));
+    assert_eq!(pushed.as_ref(), Some(&*consistent));
+    assert!(diagnostic_views(&Snapshot::default(), &registry).is_empty());
+    assert_eq!(registry.inconsistent_total(), 2);
+
+    // A proxy that goes away takes its finding with it.
+    assert_eq!(
+        accept(&registry, id, 7, Err(Inconsistent { problems })),
+        None
+    );
+    registry.remove(id, 1);
+    assert!(registry.inconsistencies().is_empty());
+}
