@@ -10,7 +10,7 @@ use super::matching::decode_match;
 use super::{
     DecodeError, Fields, Findings, Result, Shape, duration, list, port, string, string_list, uint32,
 };
-use crate::diag::FieldPath;
+use crate::diag::{Diagnostic, FieldPath};
 use crate::networking::{
     Destination, HttpRoute, HttpRouteDestination, VirtualService, VirtualServiceSpec,
 };
@@ -156,7 +156,7 @@ fn decode_http_route(
         mirror: with("mirror")
             .map(|(p, v)| decode_destination(&p, v))
             .transpose()?,
-        mirror_percentage: mirror_percentage(&fields)?,
+        mirror_percentage: mirror_percentage(&fields, findings)?,
         cors_policy: with("corsPolicy")
             .map(|(p, v)| decode_cors(&p, v, findings))
             .transpose()?,
@@ -167,8 +167,9 @@ fn decode_http_route(
 }
 
 /// `mirrorPercentage.value`, or the deprecated integer `mirrorPercent`
-/// (`mirror_percent`); giving both is an error.
-fn mirror_percentage(fields: &Fields<'_>) -> Result<Option<f64>> {
+/// (`mirror_percent`), which Istio accepts with a deprecation warning; giving
+/// both is an error.
+fn mirror_percentage(fields: &Fields<'_>, findings: &mut Findings) -> Result<Option<f64>> {
     let modern = fields
         .get("mirrorPercentage")
         .map(|(p, v)| decode_percentage(&p, v))
@@ -179,7 +180,14 @@ fn mirror_percentage(fields: &Fields<'_>) -> Result<Option<f64>> {
             "set only one of mirrorPercentage and the deprecated mirrorPercent",
         )),
         (Some(value), None) => Ok(Some(value)),
-        (None, Some((p, v))) => Ok(Some(f64::from(uint32(v, &p)?))),
+        (None, Some((p, v))) => {
+            let percent = f64::from(uint32(v, &p)?);
+            findings.push(Diagnostic::warning(
+                p,
+                "mirrorPercent is deprecated: use mirrorPercentage (it means the same)",
+            ));
+            Ok(Some(percent))
+        }
         (None, None) => Ok(None),
     }
 }

@@ -274,7 +274,7 @@ fn decode_policies(fields: &Fields<'_>, findings: &mut Findings) -> Result<Polic
             .transpose()?,
         fields
             .get("outlierDetection")
-            .map(|(p, v)| decode_outlier_detection(&p, v))
+            .map(|(p, v)| decode_outlier_detection(&p, v, findings))
             .transpose()?,
     ))
 }
@@ -489,10 +489,21 @@ fn decode_connection_pool(path: &FieldPath, value: &Value) -> Result<ConnectionP
     Ok(ConnectionPool { tcp, http })
 }
 
-fn decode_outlier_detection(path: &FieldPath, value: &Value) -> Result<OutlierDetection> {
+fn decode_outlier_detection(
+    path: &FieldPath,
+    value: &Value,
+    findings: &mut Findings,
+) -> Result<OutlierDetection> {
     let fields = Fields::new(value, path, &OUTLIER)?;
     let modern = opt_u32(&fields, "consecutive5xxErrors")?;
     let legacy = opt_u32(&fields, "consecutiveErrors")?;
+    if legacy.is_some() {
+        let (p, _) = fields.require("consecutiveErrors")?;
+        findings.push(Diagnostic::warning(
+            p,
+            "consecutiveErrors is deprecated: it is compiled as consecutiveGatewayErrors (502, 503 and 504), as Istio's API reference defines it; use consecutiveGatewayErrors or consecutive5xxErrors",
+        ));
+    }
     let consecutive_5xx_errors = match (modern, legacy) {
         (Some(_), Some(_)) => {
             let (p, _) = fields.require("consecutiveErrors")?;

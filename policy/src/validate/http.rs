@@ -6,7 +6,8 @@ use super::re2::check_regex;
 use super::{check_duration, check_percent, check_port, names};
 use crate::diag::{Diagnostic, FieldPath};
 use crate::networking::{
-    CorsPolicy, Headers, HttpFaultInjection, HttpRetry, HttpRewrite, HttpRoute, StringMatch,
+    CorsPolicy, Headers, HttpDirectResponse, HttpFaultInjection, HttpRetry, HttpRewrite, HttpRoute,
+    StringMatch,
 };
 
 /// Envoy's `retry_on` conditions for HTTP and gRPC.
@@ -68,14 +69,10 @@ pub(super) fn check_route_extras(route: &HttpRoute, at: &FieldPath, out: &mut Ve
             ));
         }
     }
-    if let Some(direct) = &route.direct_response
-        && !(200..=599).contains(&direct.status)
-    {
-        out.push(Diagnostic::error(
-            at.field("directResponse").field("status"),
-            format!("status must be 200-599, got {}", direct.status),
-        ));
+    if let Some(direct) = &route.direct_response {
+        check_direct_response(direct, &at.field("directResponse"), out);
     }
+    check_dropped_with_answer(route, at, out);
     if let Some(rewrite) = &route.rewrite {
         check_rewrite(rewrite, &at.field("rewrite"), out);
     }
@@ -91,7 +88,87 @@ pub(super) fn check_route_extras(route: &HttpRoute, at: &FieldPath, out: &mut Ve
         check_cors(cors, &at.field("corsPolicy"), out);
     }
     if let Some(headers) = &route.headers {
-        check_headers(headers, &at.field("headers"), out);
+        let rewrite_authority = route
+            .rewrite
+            .as_ref()
+            .and_then(|r| r.authority.as_ref())
+            .filter(|a| !a.is_empty())
+            .map(|_| at.field("rewrite").field("authority"));
+        check_headers(headers, rewrite_authority, &at.field("headers"), out);
+    }
+}
+
+/// Envoy refuses a direct-response body over its configured limit, which the
+/// compiler sets to 1 MiB as Istio does; Istio's validation refuses larger
+/// bodies and warns above 100 KiB.
+pub(super) const MAX_DIRECT_RESPONSE_BODY: usize = 1024 * 1024;
+const LARGE_DIRECT_RESPONSE_BODY: usize = 100 * 1024;
+
+fn check_direct_response(direct: &HttpDirectResponse, p: &FieldPath, out: &mut Vec<Diagnostic>) {
+    if !(200..=599).contains(&direct.status) {
+        out.push(Diagnostic::error(
+            p.field("status"),
+            format!("status must be 200-599, got {}", direct.status),
+        ));
+    }
+    let Some(body) = &direct.body else { return };
+    let at = p.field("body").field("string");
+    if body.len() > MAX_DIRECT_RESPONSE_BODY {
+        out.push(Diagnostic::error(
+            at,
+            format!(
+                "body is {} bytes; a direct response body may be at most {MAX_DIRECT_RESPONSE_BODY} bytes (1 MiB)",
+                body.len()
+            ),
+        ));
+    } else if body.len() > LARGE_DIRECT_RESPONSE_BODY {
+        out.push(Diagnostic::warning(
+            at,
+            format!(
+                "body is {} bytes: large direct responses are sent to every proxy that sees the host and may slow the control plane",
+                body.len()
+            ),
+        ));
+    }
+}
+
+/// Istio translates a `redirect` or `directResponse` route without a route
+/// action, so the fields that live on the route action (timeout, retries,
+/// mirroring) are accepted and then dropped; say so.
+fn check_dropped_with_answer(route: &HttpRoute, at: &FieldPath, out: &mut Vec<Diagnostic>) {
+    let answer = if route.redirect.is_some() {
+        "redirect"
+    } else if route.direct_response.is_some() {
+        "directResponse"
+    } else {
+        return;
+    };
+    for (field, set) in [
+        ("timeout", route.timeout.is_some()),
+        ("retries", route.retries.is_some()),
+        ("mirror", route.mirror.is_some()),
+        ("mirrorPercentage", route.mirror_percentage.is_some()),
+    ] {
+        if set {
+            out.push(Diagnostic::warning(
+                at.field(field),
+                format!(
+                    "{field} has no effect on a {answer} route: it is ignored, as Istio ignores it"
+                ),
+            ));
+        }
+    }
+    let Some(headers) = &route.headers else {
+        return;
+    };
+    let request = at.field("headers").field("request");
+    for (op, map) in [("set", &headers.request.set), ("add", &headers.request.add)] {
+        for name in map.keys().filter(|n| is_authority(n)) {
+            out.push(Diagnostic::warning(
+                request.field(op).key(name),
+                format!("{name} rewrites the authority sent upstream, which a {answer} route does not do: it is ignored, as Istio ignores it"),
+            ));
+        }
     }
 }
 
@@ -281,8 +358,18 @@ fn check_cors(cors: &CorsPolicy, p: &FieldPath, out: &mut Vec<Diagnostic>) {
     }
 }
 
-/// Header operations on a route or a destination.
-pub(super) fn check_headers(headers: &Headers, p: &FieldPath, out: &mut Vec<Diagnostic>) {
+/// Header operations on a route or a destination, with Istio's rules on
+/// names: a request `set` or `add` may name `host` or `:authority` (it becomes
+/// the rewritten authority, once only, counting `rewrite.authority`); a
+/// request `remove` and every response operation may name neither, and no
+/// operation may name another pseudo-header.
+pub(super) fn check_headers(
+    headers: &Headers,
+    rewrite_authority: Option<FieldPath>,
+    p: &FieldPath,
+    out: &mut Vec<Diagnostic>,
+) {
+    let mut authority = rewrite_authority;
     for (side, ops) in [
         ("request", &headers.request),
         ("response", &headers.response),
@@ -290,18 +377,39 @@ pub(super) fn check_headers(headers: &Headers, p: &FieldPath, out: &mut Vec<Diag
         let s = p.field(side);
         for (op, map) in [("set", &ops.set), ("add", &ops.add)] {
             for name in map.keys() {
-                if let Err(e) = names::header_name(name, false) {
-                    out.push(Diagnostic::error(s.field(op).key(name), e));
+                let at = s.field(op).key(name);
+                if side == "request" && is_authority(name) {
+                    match &authority {
+                        Some(earlier) => out.push(Diagnostic::error(
+                            at,
+                            format!("the authority is already set by {earlier}: set it once"),
+                        )),
+                        None => authority = Some(at),
+                    }
+                } else {
+                    check_operation_name(name, at, out);
                 }
             }
         }
         for (i, name) in ops.remove.iter().enumerate() {
-            let at = s.field("remove").index(i);
-            if let Err(e) = names::header_name(name, false) {
-                out.push(Diagnostic::error(at, e));
-            } else if name.eq_ignore_ascii_case("host") {
-                out.push(Diagnostic::error(at, "the host header cannot be removed"));
-            }
+            check_operation_name(name, s.field("remove").index(i), out);
         }
+    }
+}
+
+/// `host` and `:authority`, in any case: the names Istio turns into an
+/// authority rewrite.
+fn is_authority(name: &str) -> bool {
+    name.eq_ignore_ascii_case("host") || name.eq_ignore_ascii_case(":authority")
+}
+
+fn check_operation_name(name: &str, at: FieldPath, out: &mut Vec<Diagnostic>) {
+    if name.eq_ignore_ascii_case("host") || name.starts_with(':') {
+        out.push(Diagnostic::error(
+            at,
+            format!("header {name:?} cannot be modified here (only a request set or add may name host or :authority, to rewrite the authority)"),
+        ));
+    } else if let Err(e) = names::header_name(name, false) {
+        out.push(Diagnostic::error(at, e));
     }
 }

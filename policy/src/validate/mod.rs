@@ -197,6 +197,8 @@ fn check_percent(value: Option<f64>, path: FieldPath, out: &mut Vec<Diagnostic>)
 }
 
 #[cfg(test)]
+mod fidelity_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod traffic_tests;

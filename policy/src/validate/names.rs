@@ -164,7 +164,19 @@ pub(crate) fn host(s: &str, wildcard: bool) -> Result<(), String> {
             && !l.starts_with('-')
             && !l.ends_with('-')
     };
-    if s.len() <= 255 && rest.split('.').all(label_ok) {
+    if s.len() > 255 {
+        return Err(format!(
+            "{s:?} is not a valid host: at most 255 characters, got {}",
+            s.len()
+        ));
+    }
+    let top = rest.rsplit('.').next().unwrap_or(rest);
+    if rest.contains('.') && !top.is_empty() && top.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!(
+            "{s:?} is not a valid host: the top-level label {top:?} cannot be all digits"
+        ));
+    }
+    if rest.split('.').all(label_ok) {
         Ok(())
     } else {
         Err(format!(
@@ -260,6 +272,16 @@ mod tests {
         assert!(host("a.*.com", true).is_err());
         assert!(host("a_b.com", false).is_err());
         assert!(host("", true).is_err());
+        assert!(host("*foo.example.com", true).is_err());
+        assert!(host("*.*.example.com", true).is_err());
+        assert_eq!(
+            host("foo.123", true),
+            Err(
+                "\"foo.123\" is not a valid host: the top-level label \"123\" cannot be all digits"
+                    .to_string()
+            )
+        );
+        assert!(host(&format!("{}.com", "a.".repeat(127)), false).is_err());
     }
 
     #[test]

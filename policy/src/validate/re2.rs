@@ -1,11 +1,33 @@
 //! Regular expressions as Envoy runs them: Google RE2. A pattern must compile
 //! with the `regex` crate and use nothing RE2 lacks (look-around,
 //! backreferences, possessive quantifiers), which some other engines accept.
+//!
+//! As Istio does, a pattern is also limited to 1024 bytes: Envoy limits the
+//! compiled RE2 program size, which is always larger than the pattern, and
+//! the agent's bootstrap raises that limit so that no pattern within this
+//! length is refused. An empty pattern is refused too, as Istio refuses it.
 
 use crate::diag::{Diagnostic, FieldPath};
 
+/// The longest pattern Istio's validation accepts, in bytes.
+pub(super) const MAX_REGEX_LEN: usize = 1024;
+
 /// Reports `pattern` at `path` if Envoy would refuse it.
 pub(super) fn check_regex(pattern: &str, path: &FieldPath, out: &mut Vec<Diagnostic>) {
+    if pattern.is_empty() {
+        out.push(Diagnostic::error(path.clone(), "regex must not be empty"));
+        return;
+    }
+    if pattern.len() > MAX_REGEX_LEN {
+        out.push(Diagnostic::error(
+            path.clone(),
+            format!(
+                "regex is too large: {} bytes, at most {MAX_REGEX_LEN} are allowed",
+                pattern.len()
+            ),
+        ));
+        return;
+    }
     if let Some(found) = unsupported_construct(pattern) {
         out.push(Diagnostic::error(path.clone(), found));
         return;
@@ -137,6 +159,17 @@ mod tests {
             vec!["RE2 (Envoy) does not support possessive quantifiers: found \"*+\" at byte 1"]
         );
         assert!(check("a{2}+")[0].contains("possessive"));
+    }
+
+    #[test]
+    fn patterns_over_1024_bytes_and_empty_ones_are_refused() {
+        let longest = "a".repeat(MAX_REGEX_LEN);
+        assert_eq!(check(&longest), Vec::<String>::new());
+        assert_eq!(
+            check(&format!("{longest}b")),
+            vec!["regex is too large: 1025 bytes, at most 1024 are allowed"]
+        );
+        assert_eq!(check(""), vec!["regex must not be empty"]);
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub(super) fn check_virtual_service(spec: &VirtualServiceSpec, out: &mut Vec<Dia
         if host == "*" {
             out.push(Diagnostic::error(
                 hosts.index(i),
-                "host \"*\" is only allowed for gateways, which are not supported yet",
+                "wildcard host \"*\" is not allowed for a VirtualService bound to the mesh (every VirtualService is: gateways may only be \"mesh\")",
             ));
         } else if let Err(e) = names::host(host, true) {
             out.push(Diagnostic::error(hosts.index(i), e));
@@ -262,7 +262,7 @@ fn check_route_destination(
         check_port(port, dest.field("port").field("number"), out);
     }
     if let Some(headers) = &d.headers {
-        check_headers(headers, &at.field("headers"), out);
+        check_headers(headers, None, &at.field("headers"), out);
     }
     match d.weight {
         Some(w) if w > 100 => out.push(Diagnostic::error(

@@ -357,7 +357,9 @@ fn virtual_service_hosts() {
     assert_eq!(e, vec!["spec.hosts: at least one host is required"]);
     let e = errors(&format!("{VIRTUAL_SERVICE}  hosts: ['*', a, a, 'b..c']\n"));
     assert_eq!(e.len(), 3, "{e:#?}");
-    assert!(e[0].starts_with("spec.hosts[0]: host \"*\" is only allowed for gateways"));
+    assert!(e[0].starts_with(
+        "spec.hosts[0]: wildcard host \"*\" is not allowed for a VirtualService bound to the mesh"
+    ));
     assert!(e[1].starts_with("spec.hosts[3]: \"b..c\" is not a valid host"));
     assert_eq!(
         e[2],

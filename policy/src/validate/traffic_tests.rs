@@ -255,9 +255,9 @@ fn header_operations() {
         errors(&text),
         vec![
             "spec.http[0].headers.request.add[bad name]: \"bad name\" is not a valid header name: letters, digits and !#$%&'*+-.^_`|~",
-            "spec.http[0].headers.request.remove[0]: the host header cannot be removed",
+            "spec.http[0].headers.request.remove[0]: header \"host\" cannot be modified here (only a request set or add may name host or :authority, to rewrite the authority)",
             "spec.http[0].headers.response.remove[0]: header name must not be empty",
-            "spec.http[0].route[0].headers.request.set[:path]: pseudo-header \":path\" cannot be used here",
+            "spec.http[0].route[0].headers.request.set[:path]: header \":path\" cannot be modified here (only a request set or add may name host or :authority, to rewrite the authority)",
         ]
     );
 }
