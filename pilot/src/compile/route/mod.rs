@@ -33,6 +33,7 @@ use envoy_types::pb::envoy::config::route::v3::{
     Route, RouteAction, RouteConfiguration, VirtualHost, route::Action,
     route_action::ClusterSpecifier, route_action::MaxStreamDuration,
 };
+use envoy_types::pb::google::protobuf::UInt32Value;
 use policy::networking::{HttpMatchRequest, VirtualService};
 
 use super::{names, proto};
@@ -86,9 +87,17 @@ pub(crate) fn outbound(snapshot: &Snapshot, proxy: &Proxy) -> Canonical {
     Canonical::new(RouteConfiguration {
         name: names::OUTBOUND.to_string(),
         virtual_hosts,
+        max_direct_response_body_size_bytes: Some(UInt32Value {
+            value: MAX_DIRECT_RESPONSE_BODY_BYTES,
+        }),
         ..Default::default()
     })
 }
+
+/// The largest `directResponse` body the outbound route configuration may
+/// carry: Istio's 1 MiB, the limit validation enforces, instead of Envoy's
+/// 4 KiB default (beyond which Envoy rejects the whole configuration).
+pub(crate) const MAX_DIRECT_RESPONSE_BODY_BYTES: u32 = 1024 * 1024;
 
 /// The inbound listener's route: everything to the application, as Istio's
 /// default inbound route does. No timeout, and none taken from a gRPC
