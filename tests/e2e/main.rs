@@ -8,6 +8,7 @@
 
 mod demo;
 mod examples;
+mod fidelity_routes;
 mod fixture;
 mod harness;
 mod resilience;
