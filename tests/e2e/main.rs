@@ -9,6 +9,7 @@
 mod agent;
 mod demo;
 mod examples;
+mod fidelity_routes;
 mod fixture;
 mod harness;
 mod resilience;

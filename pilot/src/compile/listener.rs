@@ -65,7 +65,7 @@ pub(crate) fn inbound(proxy: &Proxy, port: &InboundPort) -> Listener {
     let name = names::inbound_listener(&address, port.port);
     let cluster = names::inbound_cluster(port.port);
     let filter = if port.protocol.is_http() || port.protocol == Protocol::Unknown {
-        let routes: RouteConfiguration = super::route::to_cluster(&name, cluster);
+        let routes: RouteConfiguration = super::route::to_cluster(&name, cluster, port.protocol);
         http_connection_manager(&name, RouteSpecifier::RouteConfig(routes), Vec::new())
     } else {
         tcp_proxy(&name, cluster)

@@ -20,7 +20,7 @@ use envoy_types::pb::envoy::config::route::v3::{
     route_action::RequestMirrorPolicy,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{RegexMatchAndSubstitute, RegexMatcher};
-use envoy_types::pb::google::protobuf::Any;
+use envoy_types::pb::google::protobuf::{Any, BoolValue};
 use policy::networking::{
     HttpDirectResponse, HttpRedirect, HttpRewrite, HttpRoute, VirtualService,
 };
@@ -87,16 +87,21 @@ pub(super) fn compile(
     })
 }
 
-/// A forwarding action. An unset timeout is 0s, which Envoy reads as none
-/// (Istio's default).
+/// An outbound forwarding action. An unset timeout is 0s, which Envoy reads
+/// as none (Istio's default). As in Istio, a gRPC request's `grpc-timeout`
+/// header is honoured up to the route timeout (without limit when there is
+/// none); unset, Envoy would ignore the header and apply the route timeout.
 pub(super) fn route_action(
     clusters: ClusterSpecifier,
     timeout: Option<Duration>,
     retry_policy: Option<RetryPolicy>,
 ) -> RouteAction {
+    let timeout = proto::duration(timeout.unwrap_or(Duration::ZERO));
     RouteAction {
         cluster_specifier: Some(clusters),
-        timeout: Some(proto::duration(timeout.unwrap_or(Duration::ZERO))),
+        timeout: Some(timeout),
+        #[allow(deprecated)]
+        max_grpc_timeout: Some(timeout),
         retry_policy,
         ..Default::default()
     }
@@ -138,6 +143,9 @@ fn mirror(scope: &Scope<'_>, vs: &VirtualService, http: &HttpRoute) -> Option<Re
     Some(RequestMirrorPolicy {
         cluster: Cluster::resolve(scope, &vs.meta.namespace, dest).name,
         runtime_fraction: Some(proto::runtime_percent(percentage)),
+        // As Istio: a mirrored request does not force tracing of the shadow
+        // (Envoy's default samples every one).
+        trace_sampled: Some(BoolValue { value: false }),
         ..Default::default()
     })
 }
@@ -159,9 +167,18 @@ fn redirect_action(redirect: &HttpRedirect) -> RedirectAction {
         // 301 and unset; validation admits no other code.
         _ => Code::MovedPermanently,
     };
+    // The port is left out of the Location where it is the scheme's default
+    // (sidecar listeners are plain HTTP, so an unset scheme is http), as
+    // Istio does; 0 keeps the request's port.
+    let default_port = match scheme.as_deref().unwrap_or("http") {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
+    };
+    let port_redirect = port.filter(|p| Some(*p) != default_port);
     RedirectAction {
         host_redirect: authority.clone().unwrap_or_default(),
-        port_redirect: port.map(u32::from).unwrap_or(0),
+        port_redirect: port_redirect.map(u32::from).unwrap_or(0),
         response_code: code as i32,
         scheme_rewrite_specifier: scheme
             .clone()
@@ -228,6 +245,38 @@ mod tests {
             Some(redirect_action::SchemeRewriteSpecifier::SchemeRedirect(
                 "https".into()
             ))
+        );
+    }
+
+    #[test]
+    fn redirect_leaves_out_the_scheme_s_default_port() {
+        let port = |port: u16, scheme: Option<&str>| {
+            redirect_action(&HttpRedirect {
+                port: Some(port),
+                scheme: scheme.map(str::to_string),
+                ..Default::default()
+            })
+            .port_redirect
+        };
+        assert_eq!(port(80, None), 0);
+        assert_eq!(port(80, Some("http")), 0);
+        assert_eq!(port(443, Some("https")), 0);
+        // Only the default port of the scheme the Location will carry.
+        assert_eq!(port(443, None), 443);
+        assert_eq!(port(80, Some("https")), 80);
+        assert_eq!(port(8080, Some("http")), 8080);
+    }
+
+    #[test]
+    fn grpc_timeout_is_capped_by_the_route_timeout() {
+        #[allow(deprecated)]
+        let max = |timeout| {
+            route_action(ClusterSpecifier::Cluster("c".into()), timeout, None).max_grpc_timeout
+        };
+        assert_eq!(max(None), Some(proto::duration(Duration::ZERO)));
+        assert_eq!(
+            max(Some(Duration::from_secs(3))),
+            Some(proto::duration(Duration::from_secs(3)))
         );
     }
 

@@ -5,7 +5,8 @@
 //! ```text
 //! destination {host, subset, port} ─► outbound|PORT|SUBSET|FQDN
 //! route[] (weights, headers) ──────► one cluster, or weighted clusters
-//! DestinationRule consistentHash ──► RouteAction.hash_policy
+//! DestinationRule consistentHash ──► RouteAction.hash_policy, one entry
+//!                                    per destination that hashes, in order
 //! ```
 
 use std::collections::BTreeMap;
@@ -89,7 +90,7 @@ impl Cluster {
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct Forward {
     pub(super) clusters: ClusterSpecifier,
-    /// Set when every destination hashes the same way.
+    /// The hash policies of the destinations, in order (empty: no hashing).
     pub(super) hash_policy: Vec<HashPolicy>,
     /// A single destination's header operations, for the route itself.
     pub(super) headers: HeaderOps,
@@ -115,13 +116,16 @@ pub(super) fn forward(
             headers,
         ));
     }
-    let mut policies = targets.iter().map(|(c, _, _)| c.hash_policy(scope));
-    let first = policies.next()?;
-    let hash_policy = if policies.all(|p| p == first) {
-        first
-    } else {
-        Vec::new()
-    };
+    if targets.is_empty() {
+        return None;
+    }
+    // Each destination's hash policy, in route order, as Istio appends them:
+    // Envoy combines them into one hash, so a split whose destinations hash
+    // differently still hashes (on all their keys) rather than not at all.
+    let hash_policy = targets
+        .iter()
+        .flat_map(|(c, _, _)| c.hash_policy(scope))
+        .collect();
 
     if targets.len() == 1 {
         let (cluster, _, headers) = targets.pop()?;

@@ -2,8 +2,10 @@
 //! and whether a match entry applies to a proxy at all.
 //!
 //! ```text
-//! uri ─────────────────► path / prefix / safe_regex (+ case_sensitive)
-//! headers, withoutHeaders ► HeaderMatcher (inverted for withoutHeaders), by name
+//! uri ─────────────────► path / prefix / safe_regex (+ case_sensitive;
+//!                         a regex gets RE2's `(?i)` flag instead)
+//! headers, withoutHeaders ► HeaderMatcher (inverted for withoutHeaders, a
+//!                         missing header read as empty), by name
 //! method, authority, scheme ► HeaderMatcher on :method, :authority, :scheme
 //! queryParams ─────────► QueryParameterMatcher
 //! port, sourceLabels, sourceNamespace ► decided here, at compile time
@@ -48,6 +50,11 @@ pub(super) fn route_match(m: Option<&HttpMatchRequest>) -> RouteMatch {
         None => PathSpecifier::Prefix("/".to_string()),
         Some(StringMatch::Exact(p)) => PathSpecifier::Path(p.clone()),
         Some(StringMatch::Prefix(p)) => PathSpecifier::Prefix(p.clone()),
+        // Envoy's `case_sensitive` covers only path and prefix; a regex is
+        // made case-insensitive by RE2's own flag.
+        Some(StringMatch::Regex(r)) if m.ignore_uri_case => {
+            PathSpecifier::SafeRegex(regex(&format!("(?i){r}")))
+        }
         Some(StringMatch::Regex(r)) => PathSpecifier::SafeRegex(regex(r)),
     };
 
@@ -142,9 +149,13 @@ fn presence(m: &StringMatch) -> bool {
 }
 
 /// A header condition; inverted, it holds when the header is absent or does
-/// not match (Envoy inverts the absent case too).
+/// not match. Envoy never matches a value condition on a missing header,
+/// inverted or not, so an inverted one reads a missing header as empty (as
+/// Istio does); a presence condition inverts the absent case by itself, and
+/// Envoy rejects the flag beside it.
 fn header(name: &str, m: &StringMatch, invert: bool) -> HeaderMatcher {
-    let specifier = if presence(m) {
+    let present = presence(m);
+    let specifier = if present {
         HeaderMatchSpecifier::PresentMatch(true)
     } else {
         HeaderMatchSpecifier::StringMatch(string_matcher(m))
@@ -153,7 +164,7 @@ fn header(name: &str, m: &StringMatch, invert: bool) -> HeaderMatcher {
         name: name.to_string(),
         header_match_specifier: Some(specifier),
         invert_match: invert,
-        ..Default::default()
+        treat_missing_header_as_empty: invert && !present,
     }
 }
 
@@ -203,12 +214,58 @@ mod tests {
         );
         assert_eq!(out.case_sensitive, Some(BoolValue { value: false }));
 
+        // Envoy's case_sensitive does not reach a regex: RE2's flag does.
         m.uri = Some(StringMatch::Regex("/v[0-9]+/.*".into()));
+        let out = route_match(Some(&m));
+        match out.path_specifier {
+            Some(PathSpecifier::SafeRegex(r)) => assert_eq!(r.regex, "(?i)/v[0-9]+/.*"),
+            other => panic!("not a regex: {other:?}"),
+        }
+        m.ignore_uri_case = false;
         let out = route_match(Some(&m));
         match out.path_specifier {
             Some(PathSpecifier::SafeRegex(r)) => assert_eq!(r.regex, "/v[0-9]+/.*"),
             other => panic!("not a regex: {other:?}"),
         }
+    }
+
+    #[test]
+    fn without_headers_read_a_missing_header_as_empty() {
+        let m = HttpMatchRequest {
+            headers: [("x-user".to_string(), exact("alice"))].into(),
+            without_headers: [
+                ("x-a".to_string(), exact("alice")),
+                ("x-b".to_string(), StringMatch::Prefix("al".into())),
+                ("x-c".to_string(), StringMatch::Regex("a.*".into())),
+                ("x-d".to_string(), StringMatch::Regex("*".into())),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        let out = route_match(Some(&m));
+        let flags: Vec<(&str, bool, bool)> = out
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.as_str(),
+                    h.invert_match,
+                    h.treat_missing_header_as_empty,
+                )
+            })
+            .collect();
+        assert_eq!(
+            flags,
+            [
+                ("x-a", true, true),
+                ("x-b", true, true),
+                ("x-c", true, true),
+                // A presence condition: inverting it already means "absent".
+                ("x-d", true, false),
+                // A condition on a header that must be there is not touched.
+                ("x-user", false, false),
+            ]
+        );
     }
 
     #[test]

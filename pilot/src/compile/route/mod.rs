@@ -25,15 +25,18 @@ mod matching;
 mod retry;
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use discovery::model::Resolution;
 use discovery::{Port, Protocol, ServiceModel};
 use envoy_types::pb::envoy::config::route::v3::{
-    Route, RouteConfiguration, VirtualHost, route::Action, route_action::ClusterSpecifier,
+    Route, RouteAction, RouteConfiguration, VirtualHost, route::Action,
+    route_action::ClusterSpecifier, route_action::MaxStreamDuration,
 };
+use envoy_types::pb::google::protobuf::UInt32Value;
 use policy::networking::{HttpMatchRequest, VirtualService};
 
-use super::names;
+use super::{names, proto};
 use crate::hosts;
 use crate::proxy::Proxy;
 use crate::snapshot::Snapshot;
@@ -84,24 +87,44 @@ pub(crate) fn outbound(snapshot: &Snapshot, proxy: &Proxy) -> Canonical {
     Canonical::new(RouteConfiguration {
         name: names::OUTBOUND.to_string(),
         virtual_hosts,
+        max_direct_response_body_size_bytes: Some(UInt32Value {
+            value: MAX_DIRECT_RESPONSE_BODY_BYTES,
+        }),
         ..Default::default()
     })
 }
 
-/// A single catch-all route to one cluster, for inbound listeners.
-pub(crate) fn to_cluster(vhost: &str, cluster: String) -> RouteConfiguration {
+/// The largest `directResponse` body the outbound route configuration may
+/// carry: Istio's 1 MiB, the limit validation enforces, instead of Envoy's
+/// 4 KiB default (beyond which Envoy rejects the whole configuration).
+pub(crate) const MAX_DIRECT_RESPONSE_BODY_BYTES: u32 = 1024 * 1024;
+
+/// The inbound listener's route: everything to the application, as Istio's
+/// default inbound route does. No timeout, and none taken from a gRPC
+/// client's `grpc-timeout` header; a request reset before the application
+/// read it is retried, except on gRPC ports (where Istio leaves retries out,
+/// since the condition does not suit streaming calls).
+pub(crate) fn to_cluster(vhost: &str, cluster: String, protocol: Protocol) -> RouteConfiguration {
+    let action = RouteAction {
+        cluster_specifier: Some(ClusterSpecifier::Cluster(cluster)),
+        timeout: Some(proto::duration(Duration::ZERO)),
+        max_stream_duration: Some(MaxStreamDuration {
+            max_stream_duration: Some(proto::duration(Duration::ZERO)),
+            grpc_timeout_header_max: Some(proto::duration(Duration::ZERO)),
+            ..Default::default()
+        }),
+        retry_policy: (protocol != Protocol::Grpc).then(retry::inbound_policy),
+        ..Default::default()
+    };
     RouteConfiguration {
         name: vhost.to_string(),
         virtual_hosts: vec![VirtualHost {
             name: vhost.to_string(),
             domains: vec!["*".to_string()],
             routes: vec![Route {
+                name: "default".to_string(),
                 r#match: Some(matching::prefix("/")),
-                action: Some(Action::Route(action::route_action(
-                    ClusterSpecifier::Cluster(cluster),
-                    None,
-                    None,
-                ))),
+                action: Some(Action::Route(action)),
                 ..Default::default()
             }],
             ..Default::default()

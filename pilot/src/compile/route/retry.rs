@@ -1,12 +1,15 @@
-//! Retry policies: Istio's default, and an http route's `retries`.
+//! Retry policies: Istio's defaults, and an http route's `retries`.
 //!
 //! ```text
 //! retries unset ────────► default: 2 retries on connect-failure, refused-stream,
-//!                         unavailable, cancelled and 503, each to a new host
+//!                         unavailable and cancelled, each to a new host; the
+//!                         retriable-status-codes condition names no code, so
+//!                         no status is retried (Istio 1.24 and later)
 //! retries.attempts: 0 ──► no retry policy at all
 //! retries set ──────────► the default, with attempts, perTryTimeout, retryOn
 //!                         (numbers become retriable status codes) and
 //!                         retryRemoteLocalities laid over it
+//! inbound route ────────► 2 retries on reset-before-request, to the app
 //! ```
 //!
 //! With consistent hashing a retry must go to the same host, so, as Istio
@@ -26,6 +29,10 @@ use crate::compile::proto;
 const DEFAULT_RETRY_ON: &str =
     "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
 const RETRIABLE_STATUS_CODES: &str = "retriable-status-codes";
+/// A request reset before the application read any of it was never
+/// processed, so retrying it is safe for any method: this covers the race in
+/// which the application closes an idle connection the sidecar is sending on.
+const INBOUND_RETRY_ON: &str = "reset-before-request";
 
 /// The retry policy of a route; `hashing` when it has a hash policy.
 pub(super) fn policy(retries: Option<&HttpRetry>, hashing: bool) -> Option<RetryPolicy> {
@@ -62,12 +69,12 @@ pub(super) fn policy(retries: Option<&HttpRetry>, hashing: bool) -> Option<Retry
     Some(out)
 }
 
-/// Istio's default: two retries on connection failures and 503s.
+/// Istio's default: two retries on connection failures and refused or
+/// cancelled streams, none on an HTTP status.
 pub(super) fn default_policy(hashing: bool) -> RetryPolicy {
     RetryPolicy {
         retry_on: DEFAULT_RETRY_ON.to_string(),
         num_retries: Some(UInt32Value { value: 2 }),
-        retriable_status_codes: vec![503],
         retry_host_predicate: if hashing {
             Vec::new()
         } else {
@@ -79,6 +86,17 @@ pub(super) fn default_policy(hashing: bool) -> RetryPolicy {
             }]
         },
         host_selection_retry_max_attempts: 5,
+        ..Default::default()
+    }
+}
+
+/// Istio's default for the inbound route to the application: two retries of
+/// a request reset before it was read. The inbound route has one endpoint,
+/// so no host predicate applies.
+pub(super) fn inbound_policy() -> RetryPolicy {
+    RetryPolicy {
+        retry_on: INBOUND_RETRY_ON.to_string(),
+        num_retries: Some(UInt32Value { value: 2 }),
         ..Default::default()
     }
 }
@@ -112,9 +130,25 @@ mod tests {
         let p = policy(None, false).unwrap();
         assert_eq!(p.retry_on, DEFAULT_RETRY_ON);
         assert_eq!(p.num_retries, Some(UInt32Value { value: 2 }));
-        assert_eq!(p.retriable_status_codes, [503]);
+        // No status is retried by default, 503 included.
+        assert!(p.retriable_status_codes.is_empty());
+        assert_eq!(p.host_selection_retry_max_attempts, 5);
         assert_eq!(p.retry_host_predicate.len(), 1);
+        assert_eq!(
+            p.retry_host_predicate[0].name,
+            "envoy.retry_host_predicates.previous_hosts"
+        );
         assert!(policy(None, true).unwrap().retry_host_predicate.is_empty());
+    }
+
+    #[test]
+    fn inbound_default_retries_resets_before_request() {
+        let p = inbound_policy();
+        assert_eq!(p.retry_on, "reset-before-request");
+        assert_eq!(p.num_retries, Some(UInt32Value { value: 2 }));
+        assert!(p.retriable_status_codes.is_empty());
+        assert!(p.retry_host_predicate.is_empty());
+        assert_eq!(p.host_selection_retry_max_attempts, 0);
     }
 
     #[test]
@@ -169,7 +203,8 @@ mod tests {
         };
         let p = policy(Some(&r), false).unwrap();
         assert_eq!(p.retry_on, DEFAULT_RETRY_ON);
-        assert_eq!(p.retriable_status_codes, [503]);
+        assert!(p.retriable_status_codes.is_empty());
+        assert_eq!(p.host_selection_retry_max_attempts, 5);
         assert_eq!(p.num_retries, Some(UInt32Value { value: 4 }));
     }
 
