@@ -200,7 +200,17 @@ impl OutboundCluster<'_> {
             cluster.load_assignment = Some(self.load_assignment());
         }
         apply_load_balancer(&mut cluster, self.lb());
-        if matches!(self.locality_mode(), Some(LocalityMode::Distribute(_))) {
+        // As Istio: weighted localities with `distribute`, and with failover
+        // the rule configures (`failover` or `failoverPriority`, in force
+        // only with outlier detection); not for the mesh's default failover.
+        let weighted = match self.locality_mode() {
+            Some(LocalityMode::Distribute(_)) => true,
+            Some(LocalityMode::Failover(Some(s))) => {
+                !s.failover.is_empty() || !s.failover_priority.is_empty()
+            }
+            _ => false,
+        };
+        if weighted {
             common_lb_config(&mut cluster).locality_config_specifier = Some(
                 LocalityConfigSpecifier::LocalityWeightedLbConfig(LocalityWeightedLbConfig {}),
             );
@@ -797,10 +807,41 @@ mod tests {
                 .is_none()
         );
         let failover = with(true, setting.clone());
+        let clusters = outbound_clusters(&svc, Some(&failover));
         assert!(matches!(
-            outbound_clusters(&svc, Some(&failover))[0].locality_mode(),
+            clusters[0].locality_mode(),
             Some(LocalityMode::Failover(Some(_)))
         ));
+        // Failover the rule configures weighs localities, as Istio does.
+        assert!(matches!(
+            clusters[0]
+                .to_proto()
+                .common_lb_config
+                .unwrap()
+                .locality_config_specifier,
+            Some(LocalityConfigSpecifier::LocalityWeightedLbConfig(_))
+        ));
+        // The mesh's default failover (outlier detection alone) does not.
+        let default = rule(
+            TrafficPolicy {
+                outlier_detection: Some(OutlierDetection::default()),
+                ..Default::default()
+            },
+            None,
+        );
+        let clusters = outbound_clusters(&svc, Some(&default));
+        assert!(matches!(
+            clusters[0].locality_mode(),
+            Some(LocalityMode::Failover(None))
+        ));
+        assert!(
+            clusters[0]
+                .to_proto()
+                .common_lb_config
+                .unwrap()
+                .locality_config_specifier
+                .is_none()
+        );
         let disabled = with(
             true,
             LocalityLbSetting {
