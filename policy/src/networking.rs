@@ -373,9 +373,13 @@ pub struct HttpSettings {
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct OutlierDetection {
-    /// Also the deprecated `consecutiveErrors`.
     pub consecutive_5xx_errors: Option<u32>,
     pub consecutive_gateway_errors: Option<u32>,
+    /// The deprecated `consecutiveErrors`: consecutive gateway errors (502,
+    /// 503, 504) in Istio's API reference, with 5xx ejection off unless
+    /// `consecutive5xxErrors` turns it on; `consecutiveGatewayErrors` and
+    /// `consecutive5xxErrors` take precedence over it.
+    pub consecutive_errors: Option<u32>,
     pub interval: Option<Duration>,
     pub base_ejection_time: Option<Duration>,
     pub max_ejection_percent: Option<u32>,

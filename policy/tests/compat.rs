@@ -369,7 +369,7 @@ fn deprecated_consecutive_errors_and_minimum_ring_size_decode() {
         .unwrap_or_else(|| panic!("no valid DestinationRule: {docs:#?}"));
     let policy = dr.spec.traffic_policy.as_deref().unwrap();
     let outlier = policy.outlier_detection.as_ref().unwrap();
-    assert_eq!(outlier.consecutive_5xx_errors, Some(7));
+    assert_eq!(outlier.consecutive_errors, Some(7));
     assert_eq!(outlier.max_ejection_percent, Some(11));
     let pool = policy.connection_pool.as_ref().unwrap();
     assert_eq!(pool.tcp.as_ref().unwrap().max_connections, Some(99));

@@ -10,6 +10,7 @@ mod agent;
 mod demo;
 mod examples;
 mod fidelity_routes;
+mod fidelity_clusters;
 mod fixture;
 mod harness;
 mod resilience;

@@ -23,6 +23,11 @@ use crate::proxy::{self, Proxy};
 /// Name of the static cluster that points at the control plane.
 pub const XDS_CLUSTER: &str = "xds-grpc";
 
+/// The RE2 program size above which Envoy rejects a regex. Envoy's default
+/// of 100 rejects ordinary route patterns; Istio's bootstrap raises it to
+/// this value (validation bounds the pattern length at 1024 characters).
+pub const RE2_MAX_PROGRAM_SIZE: u32 = 32768;
+
 /// Errors from parsing bootstrap inputs.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Error {
@@ -199,6 +204,24 @@ pub fn build(cfg: &BootstrapConfig) -> Value {
         "static_resources": {
             "clusters": [xds_cluster(&cfg.xds_address)],
         },
+        "layered_runtime": layered_runtime(),
+    })
+}
+
+/// Istio's runtime layers: a static layer with the RE2 program size limit
+/// (a string, as Istio writes it; Envoy reads it as a number), then the
+/// admin layer so `/runtime_modify` still works.
+fn layered_runtime() -> Value {
+    json!({
+        "layers": [
+            {
+                "name": "global config",
+                "static_layer": {
+                    "re2.max_program_size.error_level": RE2_MAX_PROGRAM_SIZE.to_string(),
+                },
+            },
+            { "name": "admin", "admin_layer": {} },
+        ],
     })
 }
 
@@ -414,6 +437,23 @@ mod tests {
             cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
                 ["address"],
             "istiod.local"
+        );
+    }
+
+    #[test]
+    fn runtime_raises_the_re2_program_size_limit_as_istio_does() {
+        let b = build(&config());
+        assert_eq!(
+            b["layered_runtime"],
+            json!({
+                "layers": [
+                    {
+                        "name": "global config",
+                        "static_layer": { "re2.max_program_size.error_level": "32768" },
+                    },
+                    { "name": "admin", "admin_layer": {} },
+                ],
+            })
         );
     }
 

@@ -200,7 +200,17 @@ impl OutboundCluster<'_> {
             cluster.load_assignment = Some(self.load_assignment());
         }
         apply_load_balancer(&mut cluster, self.lb());
-        if matches!(self.locality_mode(), Some(LocalityMode::Distribute(_))) {
+        // As Istio: weighted localities with `distribute`, and with failover
+        // the rule configures (`failover` or `failoverPriority`, in force
+        // only with outlier detection); not for the mesh's default failover.
+        let weighted = match self.locality_mode() {
+            Some(LocalityMode::Distribute(_)) => true,
+            Some(LocalityMode::Failover(Some(s))) => {
+                !s.failover.is_empty() || !s.failover_priority.is_empty()
+            }
+            _ => false,
+        };
+        if weighted {
             common_lb_config(&mut cluster).locality_config_specifier = Some(
                 LocalityConfigSpecifier::LocalityWeightedLbConfig(LocalityWeightedLbConfig {}),
             );
@@ -319,6 +329,12 @@ fn http_options(http2: bool, common: Option<CommonHttpOptions>) -> Any {
 /// `outlierDetection`, as Istio maps it: success-rate ejection off, each
 /// error count enforced only when non-zero, and the panic threshold set to
 /// `minHealthPercent` (0, which disables panic mode, when unset).
+///
+/// The deprecated `consecutiveErrors` counts gateway errors (502, 503, 504),
+/// as Istio's API reference and its translation before it dropped the field
+/// say: gateway ejection on, and 5xx ejection explicitly off, since Envoy's
+/// own default would still eject after five 5xx. `consecutive5xxErrors` and
+/// `consecutiveGatewayErrors` then override the detector each one sets.
 fn apply_outlier_detection(cluster: &mut Cluster, outlier: &OutlierDetection) {
     let enforcing = |n: u32| UInt32Value {
         value: if n > 0 { 100 } else { 0 },
@@ -333,6 +349,11 @@ fn apply_outlier_detection(cluster: &mut Cluster, outlier: &OutlierDetection) {
             .map(|value| UInt32Value { value }),
         ..Default::default()
     };
+    if let Some(n) = outlier.consecutive_errors.filter(|&n| n > 0) {
+        out.consecutive_gateway_failure = Some(UInt32Value { value: n });
+        out.enforcing_consecutive_gateway_failure = Some(enforcing(n));
+        out.enforcing_consecutive_5xx = Some(UInt32Value { value: 0 });
+    }
     if let Some(n) = outlier.consecutive_5xx_errors {
         out.consecutive_5xx = Some(UInt32Value { value: n });
         out.enforcing_consecutive_5xx = Some(enforcing(n));
@@ -635,6 +656,7 @@ mod tests {
                 outlier_detection: Some(OutlierDetection {
                     consecutive_5xx_errors: Some(0),
                     consecutive_gateway_errors: Some(3),
+                    consecutive_errors: None,
                     interval: Some(Duration::from_secs(5)),
                     base_ejection_time: Some(Duration::from_secs(60)),
                     max_ejection_percent: Some(50),
@@ -679,6 +701,63 @@ mod tests {
         assert_eq!(o.enforcing_consecutive_5xx.unwrap().value, 100);
         assert!(o.consecutive_gateway_failure.is_none() && o.interval.is_none());
         assert_eq!(panic(v1), 30.0);
+    }
+
+    /// The outlier detection compiled for the whole service under `outlier`.
+    fn outlier_of(outlier: OutlierDetection) -> EnvoyOutlierDetection {
+        let svc = service(Protocol::Http);
+        let r = rule(
+            TrafficPolicy {
+                outlier_detection: Some(outlier),
+                ..Default::default()
+            },
+            None,
+        );
+        compiled(&svc, Some(&r))[WHOLE]
+            .outlier_detection
+            .clone()
+            .unwrap()
+    }
+
+    /// (consecutive_5xx, enforcing_consecutive_5xx, consecutive_gateway_failure,
+    /// enforcing_consecutive_gateway_failure); `None` where unset.
+    fn detectors(o: &EnvoyOutlierDetection) -> [Option<u32>; 4] {
+        [
+            o.consecutive_5xx,
+            o.enforcing_consecutive_5xx,
+            o.consecutive_gateway_failure,
+            o.enforcing_consecutive_gateway_failure,
+        ]
+        .map(|v| v.map(|v| v.value))
+    }
+
+    #[test]
+    fn deprecated_consecutive_errors_are_gateway_errors_with_5xx_ejection_off() {
+        let o = outlier_of(OutlierDetection {
+            consecutive_errors: Some(3),
+            ..Default::default()
+        });
+        assert_eq!(detectors(&o), [None, Some(0), Some(3), Some(100)]);
+        // 0 sets nothing, as in Istio.
+        let o = outlier_of(OutlierDetection {
+            consecutive_errors: Some(0),
+            ..Default::default()
+        });
+        assert_eq!(detectors(&o), [None; 4]);
+        // consecutive5xxErrors sets the 5xx detector over it.
+        let o = outlier_of(OutlierDetection {
+            consecutive_errors: Some(3),
+            consecutive_5xx_errors: Some(4),
+            ..Default::default()
+        });
+        assert_eq!(detectors(&o), [Some(4), Some(100), Some(3), Some(100)]);
+        // consecutiveGatewayErrors replaces its gateway detector; 5xx stays off.
+        let o = outlier_of(OutlierDetection {
+            consecutive_errors: Some(3),
+            consecutive_gateway_errors: Some(0),
+            ..Default::default()
+        });
+        assert_eq!(detectors(&o), [None, Some(0), Some(0), Some(0)]);
     }
 
     #[test]
@@ -728,10 +807,41 @@ mod tests {
                 .is_none()
         );
         let failover = with(true, setting.clone());
+        let clusters = outbound_clusters(&svc, Some(&failover));
         assert!(matches!(
-            outbound_clusters(&svc, Some(&failover))[0].locality_mode(),
+            clusters[0].locality_mode(),
             Some(LocalityMode::Failover(Some(_)))
         ));
+        // Failover the rule configures weighs localities, as Istio does.
+        assert!(matches!(
+            clusters[0]
+                .to_proto()
+                .common_lb_config
+                .unwrap()
+                .locality_config_specifier,
+            Some(LocalityConfigSpecifier::LocalityWeightedLbConfig(_))
+        ));
+        // The mesh's default failover (outlier detection alone) does not.
+        let default = rule(
+            TrafficPolicy {
+                outlier_detection: Some(OutlierDetection::default()),
+                ..Default::default()
+            },
+            None,
+        );
+        let clusters = outbound_clusters(&svc, Some(&default));
+        assert!(matches!(
+            clusters[0].locality_mode(),
+            Some(LocalityMode::Failover(None))
+        ));
+        assert!(
+            clusters[0]
+                .to_proto()
+                .common_lb_config
+                .unwrap()
+                .locality_config_specifier
+                .is_none()
+        );
         let disabled = with(
             true,
             LocalityLbSetting {

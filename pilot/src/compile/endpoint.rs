@@ -8,8 +8,11 @@
 //!
 //! ```text
 //! failover:    priority 0 same region/zone/subzone, 1 same zone, 2 same region,
-//!              3 other region (the `failover` target when one is set), 4 the rest;
-//!              `failoverPriority` labels rank above all of these; then compacted
+//!              3 other region (the `failover` target when one is set), 4 the rest
+//! failoverPriority:
+//!              by labels (or `label=value`) equal to the proxy's, and only with
+//!              `failover` also set, locality ranks below each label rank;
+//!              then compacted
 //! distribute:  the first `from` matching the proxy picks the `to` weights;
 //!              localities matching no `to` get no traffic
 //! ```
@@ -41,6 +44,9 @@ pub(crate) struct Client<'a> {
 const REGION_LABEL: &str = "topology.kubernetes.io/region";
 const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 const SUBZONE_LABEL: &str = "topology.istio.io/subzone";
+/// Istio's network label: first in `failoverPriority`, a mismatch lowers an
+/// endpoint's rank without hiding the labels after it.
+const NETWORK_LABEL: &str = "topology.istio.io/network";
 
 /// Endpoints of one service port, restricted to those carrying `subset_labels`.
 pub(crate) fn load_assignment(
@@ -81,10 +87,11 @@ fn selected<'a>(
     })
 }
 
-/// Endpoints in Envoy priorities relative to `client`: `failover_priority`
-/// labels first (more leading labels equal to the client's, higher
-/// priority), then locality proximity, with `failover` steering the
-/// region to fail over to. Priorities are renumbered to have no gaps.
+/// Endpoints in Envoy priorities relative to `client`, as Istio assigns
+/// them: with `failover_priority`, by its labels ([`label_priority`]), and
+/// locality proximity mixed in below them only when `failover` is set too;
+/// without it, by locality proximity, `failover` steering the region to fail
+/// over to. Priorities are renumbered to have no gaps.
 pub(crate) fn prioritized(
     cluster: &str,
     service: &ServiceModel,
@@ -96,10 +103,20 @@ pub(crate) fn prioritized(
 ) -> ClusterLoadAssignment {
     let mut groups: BTreeMap<(usize, &str), Vec<LbEndpoint>> = BTreeMap::new();
     for (ep, target) in selected(service, port, subset_labels) {
-        let by_labels = label_priority(client, &ep.labels, &ep.locality, failover_priority);
-        let by_locality = locality_priority(client.locality, &ep.locality, failover);
+        let by_locality = || locality_priority(client.locality, &ep.locality, failover);
+        let priority = if failover_priority.is_empty() {
+            by_locality()
+        } else {
+            let by_labels = label_priority(client, &ep.labels, &ep.locality, failover_priority);
+            if failover.is_empty() {
+                by_labels
+            } else {
+                // Locality ranks 0-4 within each label rank.
+                by_labels * 5 + by_locality()
+            }
+        };
         groups
-            .entry((by_labels * 5 + by_locality, ep.locality.as_str()))
+            .entry((priority, ep.locality.as_str()))
             .or_default()
             .push(lb_endpoint(&ep.address, target, ep.weight));
     }
@@ -139,36 +156,58 @@ fn locality_priority(client: &str, endpoint: &str, failover: &[(String, String)]
     }
 }
 
-/// How many `failover_priority` labels, from the first on, fail to match the
-/// client's: 0 when all match.
+/// The rank of an endpoint by Istio's `failoverPriority` (before
+/// renumbering): 0 when every label matches, else `len - i` for the first
+/// label `i` that differs, so endpoints matching more leading labels rank
+/// higher. An entry `label=value` compares the endpoint's label with `value`
+/// instead of with the client's. A missing label has the empty value, so two
+/// missing labels match. When the first entry is the network label
+/// (`topology.istio.io/network`, without a value), a network mismatch does not
+/// stop the comparison: it adds `len` to the rank of the remaining labels.
 fn label_priority(
     client: &Client<'_>,
     labels: &BTreeMap<String, String>,
     locality: &str,
     failover_priority: &[String],
 ) -> usize {
-    let matched = failover_priority
-        .iter()
-        .take_while(|key| {
-            let want = label_value(client.labels, client.locality, key);
-            want.is_some() && want == label_value(labels, locality, key)
-        })
-        .count();
-    failover_priority.len() - matched
+    let lowest = failover_priority.len();
+    let network_first = failover_priority.first().map(String::as_str) == Some(NETWORK_LABEL);
+    let mut adjust = 0;
+    for (i, entry) in failover_priority.iter().enumerate() {
+        let (key, want) = match entry.split('=').collect::<Vec<_>>().as_slice() {
+            [key, value] => (*key, *value),
+            // Istio takes the part before the first `=` as the label and
+            // uses the client's value unless there is exactly one `=`.
+            parts => {
+                let key = parts.first().copied().unwrap_or_default();
+                (key, label_value(client.labels, client.locality, key))
+            }
+        };
+        if want != label_value(labels, locality, key) {
+            if i == 0 && network_first {
+                adjust = lowest;
+                continue;
+            }
+            return lowest - i + adjust;
+        }
+    }
+    adjust
 }
 
-fn label_value<'a>(
-    labels: &'a BTreeMap<String, String>,
-    locality: &'a str,
-    key: &str,
-) -> Option<&'a str> {
-    let part = |i: usize| Some(parts(locality)[i]).filter(|p| !p.is_empty());
-    match key {
-        REGION_LABEL => part(0),
-        ZONE_LABEL => part(1),
-        SUBZONE_LABEL => part(2),
-        _ => labels.get(key).map(String::as_str),
-    }
+/// The value of `key` among `labels`, with the topology labels taken from
+/// `locality` where it has that part (as Istio adds them to proxy and
+/// endpoint labels); empty when missing.
+fn label_value<'a>(labels: &'a BTreeMap<String, String>, locality: &'a str, key: &str) -> &'a str {
+    let part = match key {
+        REGION_LABEL => Some(0),
+        ZONE_LABEL => Some(1),
+        SUBZONE_LABEL => Some(2),
+        _ => None,
+    };
+    part.map(|i| parts(locality)[i])
+        .filter(|p| !p.is_empty())
+        .or_else(|| labels.get(key).map(String::as_str))
+        .unwrap_or_default()
 }
 
 /// Locality weights per Istio's `distribute`: the first entry whose `from`
@@ -441,8 +480,21 @@ mod tests {
         assert_eq!(ranks, vec![0, 1]);
     }
 
+    fn ranks(cla: &ClusterLoadAssignment) -> Vec<(String, u32)> {
+        let mut out: Vec<(String, u32)> = shape(cla)
+            .into_iter()
+            .flat_map(|(p, _, addresses)| addresses.into_iter().map(move |a| (a, p)))
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn ranked(pairs: &[(&str, u32)]) -> Vec<(String, u32)> {
+        pairs.iter().map(|(a, p)| (a.to_string(), *p)).collect()
+    }
+
     #[test]
-    fn failover_priority_labels_rank_before_locality() {
+    fn failover_priority_mixes_in_locality_only_with_failover() {
         let labels: BTreeMap<String, String> = [("network".to_string(), "n1".to_string())].into();
         let client = Client {
             locality: "r1/z1",
@@ -452,19 +504,113 @@ mod tests {
             endpoint("10.0.0.1", "r1/z1", &[("network", "n2")]),
             endpoint("10.0.0.2", "r2/z3", &[("network", "n1")]),
             endpoint("10.0.0.3", "r1/z2", &[("network", "n1")]),
+            endpoint("10.0.0.4", "r1/z1", &[("network", "n1")]),
         ]);
         let keys = vec!["network".to_string(), ZONE_LABEL.to_string()];
+        // Labels alone: both labels match (.4), the network only (.2, .3,
+        // whatever their regions), nothing (.1).
         let cla = prioritized("c", &svc, &port(), None, &client, &[], &keys);
         assert_eq!(
-            shape(&cla),
-            vec![
-                // network matches, zone does not (same region: locality rank 2).
-                (0, "r1/z2/".into(), vec!["10.0.0.3".into()]),
-                // network matches, zone does not, other region (rank 3).
-                (1, "r2/z3/".into(), vec!["10.0.0.2".into()]),
-                // network differs: last, whatever the locality.
-                (2, "r1/z1/".into(), vec!["10.0.0.1".into()]),
-            ]
+            ranks(&cla),
+            ranked(&[
+                ("10.0.0.1", 2),
+                ("10.0.0.2", 1),
+                ("10.0.0.3", 1),
+                ("10.0.0.4", 0)
+            ])
+        );
+        // With failover, locality proximity orders endpoints within a label
+        // rank: same region (.3) before another region (.2).
+        let failover = vec![("r1".to_string(), "r2".to_string())];
+        let cla = prioritized("c", &svc, &port(), None, &client, &failover, &keys);
+        assert_eq!(
+            ranks(&cla),
+            ranked(&[
+                ("10.0.0.1", 3),
+                ("10.0.0.2", 2),
+                ("10.0.0.3", 1),
+                ("10.0.0.4", 0)
+            ])
+        );
+    }
+
+    #[test]
+    fn failover_priority_label_value_compares_with_the_value() {
+        // The client carries tier=gold; `tier=silver` prefers silver endpoints
+        // all the same.
+        let labels: BTreeMap<String, String> = [("tier".to_string(), "gold".to_string())].into();
+        let client = Client {
+            locality: "r1/z1",
+            labels: &labels,
+        };
+        let svc = service(vec![
+            endpoint("10.0.0.1", "r1/z1", &[("tier", "gold")]),
+            endpoint("10.0.0.2", "r1/z1", &[("tier", "silver")]),
+            endpoint("10.0.0.3", "r1/z1", &[]),
+        ]);
+        let keys = vec!["tier=silver".to_string()];
+        let cla = prioritized("c", &svc, &port(), None, &client, &[], &keys);
+        assert_eq!(
+            ranks(&cla),
+            ranked(&[("10.0.0.1", 1), ("10.0.0.2", 0), ("10.0.0.3", 1)])
+        );
+        // A topology label with a value: the endpoint's zone (from its
+        // locality) against the value.
+        let keys = vec![format!("{ZONE_LABEL}=z2")];
+        let svc = service(vec![
+            endpoint("10.0.0.1", "r1/z1", &[]),
+            endpoint("10.0.0.2", "r1/z2", &[]),
+        ]);
+        let cla = prioritized("c", &svc, &port(), None, &client, &[], &keys);
+        assert_eq!(ranks(&cla), ranked(&[("10.0.0.1", 1), ("10.0.0.2", 0)]));
+    }
+
+    #[test]
+    fn failover_priority_missing_labels_match_and_network_first_only_lowers() {
+        let labels: BTreeMap<String, String> = [
+            (NETWORK_LABEL.to_string(), "n1".to_string()),
+            ("rack".to_string(), "a".to_string()),
+        ]
+        .into();
+        let client = Client {
+            locality: "r1/z1",
+            labels: &labels,
+        };
+        let svc = service(vec![
+            endpoint("10.0.0.1", "r1/z1", &[(NETWORK_LABEL, "n1"), ("rack", "a")]),
+            endpoint("10.0.0.2", "r1/z1", &[(NETWORK_LABEL, "n1"), ("rack", "b")]),
+            endpoint("10.0.0.3", "r1/z1", &[(NETWORK_LABEL, "n2"), ("rack", "a")]),
+            endpoint("10.0.0.4", "r1/z1", &[(NETWORK_LABEL, "n2"), ("rack", "b")]),
+        ]);
+        // [network, rack, team]: nobody has `team`, so it always matches.
+        // Raw ranks: .1 0, .2 3-1=2, .3 3+0=3, .4 3+2=5.
+        let keys = vec![
+            NETWORK_LABEL.to_string(),
+            "rack".to_string(),
+            "team".to_string(),
+        ];
+        let cla = prioritized("c", &svc, &port(), None, &client, &[], &keys);
+        assert_eq!(
+            ranks(&cla),
+            ranked(&[
+                ("10.0.0.1", 0),
+                ("10.0.0.2", 1),
+                ("10.0.0.3", 2),
+                ("10.0.0.4", 3)
+            ])
+        );
+        // Any other first label stops at the first mismatch: .3 and .4 rank
+        // the same.
+        let keys = vec!["rack".to_string(), NETWORK_LABEL.to_string()];
+        let cla = prioritized("c", &svc, &port(), None, &client, &[], &keys);
+        assert_eq!(
+            ranks(&cla),
+            ranked(&[
+                ("10.0.0.1", 0),
+                ("10.0.0.2", 2),
+                ("10.0.0.3", 1),
+                ("10.0.0.4", 2)
+            ])
         );
     }
 

@@ -3,6 +3,7 @@
 //! workload.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use discovery::Protocol;
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
@@ -12,17 +13,21 @@ use envoy_types::pb::envoy::extensions::filters::http::cors::v3::Cors;
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    HttpConnectionManager, HttpFilter, Rds, http_connection_manager::RouteSpecifier, http_filter,
+    HttpConnectionManager, HttpFilter, Rds,
+    http_connection_manager::{PathWithEscapedSlashesAction, RouteSpecifier, UpgradeConfig},
+    http_filter,
 };
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
     TcpProxy, tcp_proxy::ClusterSpecifier,
 };
 
-use envoy_types::pb::google::protobuf::Any;
+use envoy_types::pb::google::protobuf::{Any, BoolValue};
 
 use super::names;
 use super::proto::{self, filters};
 use crate::proxy::Proxy;
+
+const HCM: &str = "envoy.filters.network.http_connection_manager";
 
 /// An inbound port of this workload: where it listens, what it speaks and
 /// where the application is.
@@ -86,7 +91,12 @@ fn chain(filter: Filter) -> FilterChain {
     }
 }
 
-/// An HTTP connection manager running `http_filters`, then the router.
+/// An HTTP connection manager running `http_filters`, then the router (which
+/// must be last), with the settings Istio gives every sidecar HTTP
+/// connection manager: websocket upgrades allowed; no stream idle timeout
+/// (Envoy's 5-minute default would cut long-lived streams); and path
+/// normalisation as Istio's default `BASE`: RFC 3986 normalisation, slashes
+/// not merged, escaped slashes kept unchanged.
 fn http_connection_manager(
     stat_prefix: &str,
     routes: RouteSpecifier,
@@ -97,10 +107,18 @@ fn http_connection_manager(
         stat_prefix: stat_prefix.to_string(),
         route_specifier: Some(routes),
         http_filters,
+        upgrade_configs: vec![UpgradeConfig {
+            upgrade_type: "websocket".to_string(),
+            ..Default::default()
+        }],
+        stream_idle_timeout: Some(proto::duration(Duration::ZERO)),
+        normalize_path: Some(BoolValue { value: true }),
+        merge_slashes: false,
+        path_with_escaped_slashes_action: PathWithEscapedSlashesAction::KeepUnchanged as i32,
         ..Default::default()
     };
     Filter {
-        name: "envoy.filters.network.http_connection_manager".to_string(),
+        name: HCM.to_string(),
         config_type: Some(filter::ConfigType::TypedConfig(proto::any(hcm))),
     }
 }
@@ -122,5 +140,82 @@ fn tcp_proxy(stat_prefix: &str, cluster: String) -> Filter {
     Filter {
         name: "envoy.filters.network.tcp_proxy".to_string(),
         config_type: Some(filter::ConfigType::TypedConfig(proto::any(proxy))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+
+    fn proxy() -> Proxy {
+        let address = "127.0.4.1".parse().unwrap();
+        Proxy {
+            id: Proxy::node_id(address, "app", "ns"),
+            namespace: "ns".into(),
+            workload: "app".into(),
+            address,
+            labels: Default::default(),
+            service_account: None,
+            app_address: None,
+            app_ports: Default::default(),
+            outbound_port: crate::proxy::DEFAULT_OUTBOUND_PORT,
+        }
+    }
+
+    fn hcm_of(listener: &Listener) -> HttpConnectionManager {
+        let filter = &listener.filter_chains[0].filters[0];
+        assert_eq!(filter.name, HCM);
+        let Some(filter::ConfigType::TypedConfig(any)) = &filter.config_type else {
+            panic!("no typed config: {filter:?}");
+        };
+        HttpConnectionManager::decode(any.value.as_slice()).unwrap()
+    }
+
+    /// Both the outbound and the inbound HTTP connection managers.
+    fn managers() -> Vec<HttpConnectionManager> {
+        let inbound = InboundPort {
+            port: 9080,
+            protocol: Protocol::Http,
+            app: "127.0.0.1:19080".parse().unwrap(),
+        };
+        vec![
+            hcm_of(&outbound(&proxy())),
+            hcm_of(&super::inbound(&proxy(), &inbound)),
+        ]
+    }
+
+    #[test]
+    fn http_connection_managers_take_istios_defaults() {
+        for hcm in managers() {
+            let upgrades: Vec<&str> = hcm
+                .upgrade_configs
+                .iter()
+                .map(|u| u.upgrade_type.as_str())
+                .collect();
+            assert_eq!(upgrades, ["websocket"], "{}", hcm.stat_prefix);
+            let idle = hcm.stream_idle_timeout.unwrap();
+            assert_eq!((idle.seconds, idle.nanos), (0, 0), "{}", hcm.stat_prefix);
+            assert_eq!(hcm.normalize_path, Some(BoolValue { value: true }));
+            assert!(!hcm.merge_slashes);
+            assert_eq!(
+                hcm.path_with_escaped_slashes_action,
+                PathWithEscapedSlashesAction::KeepUnchanged as i32
+            );
+        }
+    }
+
+    #[test]
+    fn the_router_is_the_last_http_filter() {
+        for hcm in managers() {
+            let names: Vec<&str> = hcm.http_filters.iter().map(|f| f.name.as_str()).collect();
+            assert_eq!(names.last(), Some(&filters::ROUTER), "{names:?}");
+            assert_eq!(
+                names.iter().filter(|n| **n == filters::ROUTER).count(),
+                1,
+                "{names:?}"
+            );
+        }
     }
 }

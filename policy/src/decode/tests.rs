@@ -503,6 +503,7 @@ fn every_destination_rule_field_decodes() {
         Some(OutlierDetection {
             consecutive_5xx_errors: Some(5),
             consecutive_gateway_errors: Some(6),
+            consecutive_errors: None,
             interval: Some(Duration::from_secs(10)),
             base_ejection_time: Some(Duration::from_secs(30)),
             max_ejection_percent: Some(50),
@@ -605,9 +606,18 @@ fn deprecated_destination_rule_forms_map_to_modern_fields() {
         policy.load_balancer.unwrap().policy,
         Some(LbPolicy::Simple(SimpleLb::LeastRequest))
     );
+    let outlier = policy.outlier_detection.unwrap();
+    // Gateway errors, kept apart from consecutive5xxErrors (see OutlierDetection).
+    assert_eq!(outlier.consecutive_errors, Some(7));
+    assert_eq!(outlier.consecutive_5xx_errors, None);
+    // Istio accepted both together: each sets its own detector.
+    let spec = dr(
+        "  trafficPolicy:\n    outlierDetection: {consecutiveErrors: 1, consecutive5xxErrors: 2}\n",
+    );
+    let outlier = spec.traffic_policy.unwrap().outlier_detection.unwrap();
     assert_eq!(
-        policy.outlier_detection.unwrap().consecutive_5xx_errors,
-        Some(7)
+        (outlier.consecutive_errors, outlier.consecutive_5xx_errors),
+        (Some(1), Some(2))
     );
     let spec = dr(
         "  trafficPolicy:\n    outlierDetection: {consecutive_5xx_errors: 3}\n    connectionPool: {http: {http1_max_pending_requests: 9}}\n",
@@ -674,10 +684,6 @@ fn destination_rule_decode_errors_name_their_path() {
         (
             "  trafficPolicy:\n    loadBalancer: {consistentHash: {httpCookie: {path: /}}}\n",
             "spec.trafficPolicy.loadBalancer.consistentHash.httpCookie.name: field is required",
-        ),
-        (
-            "  trafficPolicy:\n    outlierDetection: {consecutiveErrors: 1, consecutive5xxErrors: 2}\n",
-            "spec.trafficPolicy.outlierDetection.consecutiveErrors: set only one of consecutive5xxErrors and the deprecated consecutiveErrors",
         ),
         (
             "  trafficPolicy:\n    outlierDetection: {interval: soon}\n",

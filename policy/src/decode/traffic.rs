@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_yaml::Value;
 
 use super::{
-    DecodeError, Fields, Findings, Result, Shape, boolean, duration, keyword, list, map_entries,
-    port, string, string_list, string_map, uint32, uint64,
+    Fields, Findings, Result, Shape, boolean, duration, keyword, list, map_entries, port, string,
+    string_list, string_map, uint32, uint64,
 };
 use crate::diag::{Diagnostic, FieldPath};
 use crate::networking::{
@@ -495,28 +495,16 @@ fn decode_outlier_detection(
     findings: &mut Findings,
 ) -> Result<OutlierDetection> {
     let fields = Fields::new(value, path, &OUTLIER)?;
-    let modern = opt_u32(&fields, "consecutive5xxErrors")?;
-    let legacy = opt_u32(&fields, "consecutiveErrors")?;
-    if legacy.is_some() {
-        let (p, _) = fields.require("consecutiveErrors")?;
+    if let Some((p, _)) = fields.get("consecutiveErrors") {
         findings.push(Diagnostic::warning(
             p,
             "consecutiveErrors is deprecated: it is compiled as consecutiveGatewayErrors (502, 503 and 504), as Istio's API reference defines it; use consecutiveGatewayErrors or consecutive5xxErrors",
         ));
     }
-    let consecutive_5xx_errors = match (modern, legacy) {
-        (Some(_), Some(_)) => {
-            let (p, _) = fields.require("consecutiveErrors")?;
-            return Err(DecodeError::new(
-                &p,
-                "set only one of consecutive5xxErrors and the deprecated consecutiveErrors",
-            ));
-        }
-        (modern, legacy) => modern.or(legacy),
-    };
     Ok(OutlierDetection {
-        consecutive_5xx_errors,
+        consecutive_5xx_errors: opt_u32(&fields, "consecutive5xxErrors")?,
         consecutive_gateway_errors: opt_u32(&fields, "consecutiveGatewayErrors")?,
+        consecutive_errors: opt_u32(&fields, "consecutiveErrors")?,
         interval: opt_duration(&fields, "interval")?,
         base_ejection_time: opt_duration(&fields, "baseEjectionTime")?,
         max_ejection_percent: opt_u32(&fields, "maxEjectionPercent")?,

@@ -265,7 +265,9 @@ fn check_outlier(outlier: &OutlierDetection, path: &FieldPath, out: &mut Vec<Dia
         path.field("baseEjectionTime"),
         out,
     );
-    if outlier.consecutive_5xx_errors == Some(0) && outlier.consecutive_gateway_errors.is_none() {
+    let gateway_ejection = outlier.consecutive_gateway_errors.is_some()
+        || outlier.consecutive_errors.is_some_and(|n| n > 0);
+    if outlier.consecutive_5xx_errors == Some(0) && !gateway_ejection {
         out.push(Diagnostic::warning(
             path.field("consecutive5xxErrors"),
             "consecutive5xxErrors 0 turns 5xx ejection off, and no other ejection is set",

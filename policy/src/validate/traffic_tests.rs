@@ -427,6 +427,23 @@ fn connection_pool_and_outlier_values() {
 }
 
 #[test]
+fn consecutive_5xx_errors_0_warns_only_without_gateway_ejection() {
+    let off = "spec.trafficPolicy.outlierDetection.consecutive5xxErrors: consecutive5xxErrors 0 turns 5xx ejection off, and no other ejection is set";
+    let has_off = |yaml: &str| warnings(&policy(yaml)).iter().any(|w| w == off);
+    assert!(has_off("    outlierDetection: {consecutive5xxErrors: 0}\n"));
+    assert!(has_off(
+        "    outlierDetection: {consecutive5xxErrors: 0, consecutiveErrors: 0}\n"
+    ));
+    // The deprecated consecutiveErrors ejects on gateway errors.
+    assert!(!has_off(
+        "    outlierDetection: {consecutive5xxErrors: 0, consecutiveErrors: 2}\n"
+    ));
+    assert!(!has_off(
+        "    outlierDetection: {consecutive5xxErrors: 0, consecutiveGatewayErrors: 2}\n"
+    ));
+}
+
+#[test]
 fn port_level_settings_and_subset_policies() {
     let e = errors(&policy(
         "    portLevelSettings:\n    - port: {number: 80}\n      connectionPool: {tcp: {maxConnections: 0}}\n    - port: {number: 80}\n    - port: {number: 0}\n",
