@@ -8,6 +8,7 @@
 
 mod demo;
 mod examples;
+mod fidelity_wildcard;
 mod fixture;
 mod harness;
 mod resilience;
