@@ -39,17 +39,24 @@ pub fn is_wildcard(host: &str) -> bool {
     host.starts_with('*')
 }
 
-/// Every wildcard that matches `hostname`, most specific (longest) first,
-/// lower-cased, the bare `*` last: for `a.b.c`, `*.b.c`, `*.c` and `*`.
-/// A wildcard hostname (a ServiceEntry's `*.b.c`) yields itself first.
-/// Looking these up in an index of wildcards finds every match of a name in
-/// one pass over its labels, however many wildcards the mesh has.
-pub fn wildcards_matching(hostname: &str) -> impl Iterator<Item = String> + '_ {
+/// What the wildcard `pattern` requires a name to end with, lower-cased:
+/// `.b.c` for `*.b.c`, nothing for `*`.
+pub fn wildcard_suffix(pattern: &str) -> String {
+    pattern.trim_start_matches('*').to_ascii_lowercase()
+}
+
+/// The wildcard suffixes (see [`wildcard_suffix`]) that match a lower-cased
+/// `hostname`, most specific (longest) first, that of the bare `*` last: for
+/// `a.b.c`, `.b.c`, `.c` and the empty one. A wildcard hostname (a
+/// ServiceEntry's `*.b.c`) yields its own first. Looking these up in an index
+/// of wildcards finds every match of a name in one pass over its labels,
+/// however many wildcards the mesh has.
+pub fn matching_suffixes(hostname: &str) -> impl Iterator<Item = &str> {
     hostname
         .char_indices()
         .filter(|&(_, c)| c == '.')
-        .map(move |(i, _)| format!("*{}", hostname[i..].to_ascii_lowercase()))
-        .chain(std::iter::once("*".to_string()))
+        .map(move |(i, _)| &hostname[i..])
+        .chain(std::iter::once(""))
 }
 
 /// The names a caller in `namespace` may use for `service`, without ports:
@@ -133,21 +140,21 @@ mod tests {
     }
 
     fn wildcard_matches(pattern: &str, hostname: &str) -> bool {
-        let pattern = pattern.to_ascii_lowercase();
-        wildcards_matching(hostname).any(|w| w == pattern)
+        let suffix = wildcard_suffix(pattern);
+        matching_suffixes(&hostname.to_ascii_lowercase()).any(|s| s == suffix)
     }
 
     #[test]
     fn wildcards_match_whole_labels_from_the_right() {
         let name = "reviews.prod.svc.cluster.local";
         assert_eq!(
-            wildcards_matching(name).collect::<Vec<_>>(),
+            matching_suffixes(name).collect::<Vec<_>>(),
             [
-                "*.prod.svc.cluster.local",
-                "*.svc.cluster.local",
-                "*.cluster.local",
-                "*.local",
-                "*"
+                ".prod.svc.cluster.local",
+                ".svc.cluster.local",
+                ".cluster.local",
+                ".local",
+                ""
             ]
         );
         assert!(wildcard_matches("*.prod.svc.cluster.local", name));

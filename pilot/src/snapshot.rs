@@ -150,15 +150,20 @@ impl Snapshot {
             .services
             .get(host)
             .map(|s| s.namespace.as_str());
-        let visible = || candidates.iter().filter(|c| visible_from(c, namespace));
-        // The list is most specific first, so each `find` picks the most
-        // specific host within its namespace tier.
-        visible()
-            .find(|c| c.object.meta.namespace == namespace)
-            .or_else(|| {
-                visible().find(|c| Some(c.object.meta.namespace.as_str()) == service_namespace)
-            })
-            .or_else(|| visible().next())
+        // The list is most specific first, so the first of each namespace
+        // tier is the most specific host within it.
+        let (mut in_service_namespace, mut any) = (None, None);
+        for c in candidates.iter().filter(|c| visible_from(c, namespace)) {
+            let owner = c.object.meta.namespace.as_str();
+            if owner == namespace {
+                return Some(c);
+            }
+            if in_service_namespace.is_none() && Some(owner) == service_namespace {
+                in_service_namespace = Some(c);
+            }
+            any = any.or(Some(c));
+        }
+        in_service_namespace.or(any)
     }
 
     /// The namespaces some object of the snapshot mentions, plus `namespace`:
@@ -300,16 +305,19 @@ fn report_losers<'a, T: HostPolicy + 'a>(
     let kind = T::KIND;
     let mut reported = HashSet::new();
     for (service, list) in candidates.iter().filter(|(_, l)| l.len() > 1) {
+        // One lookup per namespace, not one per candidate and namespace.
+        let winners: Vec<(&String, &Candidate<T>)> = namespaces
+            .iter()
+            .filter_map(|ns| Some((ns, winner(service, ns)?)))
+            .collect();
         for c in list {
             if reported.contains(&(Arc::as_ptr(&c.object), c.index)) {
                 continue;
             }
-            let losing_to = namespaces.iter().find_map(|ns| {
-                let w = winner(service, ns)?;
-                let loses = visible_from(c, ns)
+            let losing_to = winners.iter().copied().find(|&(ns, w)| {
+                visible_from(c, ns)
                     && !Arc::ptr_eq(&w.object, &c.object)
-                    && w.specificity() <= c.specificity();
-                loses.then_some((ns, w))
+                    && w.specificity() <= c.specificity()
             });
             let Some((ns, w)) = losing_to else {
                 continue;
@@ -443,7 +451,7 @@ mod tests {
         let s = snapshot(&vs("prod", "both", "['*.prod.svc.cluster.local', a]"));
         let list = &s.virtual_services[A];
         assert_eq!(list.len(), 1);
-        assert_eq!((list[0].host.as_str(), list[0].index), (A, 1));
+        assert_eq!((&*list[0].host, list[0].index), (A, 1));
         assert_eq!(s.virtual_services[B][0].index, 0);
     }
 

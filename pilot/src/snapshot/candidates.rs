@@ -83,8 +83,8 @@ pub(super) fn key_of(kind: Kind, meta: &policy::ObjectMeta) -> ObjectKey {
 pub struct Candidate<T> {
     pub object: Arc<T>,
     /// The object's host, resolved: the service's own name, or a wildcard
-    /// that matches it.
-    pub host: String,
+    /// that matches it (shared: one wildcard's candidates are many).
+    pub host: Arc<str>,
     /// Where that host is in the object (`spec.hosts[index]`; 0 for a DestinationRule).
     pub index: usize,
 }
@@ -124,13 +124,13 @@ pub(super) fn index<T: HostPolicy>(
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Candidates<T> {
     let mut exact: Candidates<T> = BTreeMap::new();
-    // Lower-cased wildcard -> the objects that name it, in object order.
+    // Wildcard suffix -> the objects that name the wildcard, in object order.
     let mut wildcards: HashMap<String, Vec<Candidate<T>>> = HashMap::new();
     for object in objects {
         for (index, host) in object.hosts().into_iter().enumerate() {
             let host = hosts::resolve(registry, host, object.namespace());
             let list = if hosts::is_wildcard(&host) {
-                wildcards.entry(host.to_ascii_lowercase()).or_default()
+                wildcards.entry(hosts::wildcard_suffix(&host)).or_default()
             } else if registry.services.contains_key(&host) {
                 exact.entry(host.clone()).or_default()
             } else {
@@ -143,7 +143,7 @@ pub(super) fn index<T: HostPolicy>(
             }
             list.push(Candidate {
                 object: object.clone(),
-                host,
+                host: host.into(),
                 index,
             });
         }
@@ -155,26 +155,27 @@ pub(super) fn index<T: HostPolicy>(
     let mut matched: HashSet<&str> = HashSet::new();
     let mut all = exact;
     for hostname in registry.services.keys() {
-        let mut list = all.remove(hostname).unwrap_or_default();
-        for pattern in hosts::wildcards_matching(hostname) {
-            let Some((pattern, found)) = wildcards.get_key_value(&pattern) else {
-                continue;
-            };
-            matched.insert(pattern);
+        let lower = hostname.to_ascii_lowercase();
+        let mut found = hosts::matching_suffixes(&lower)
+            .filter_map(|suffix| wildcards.get_key_value(suffix))
+            .peekable();
+        if found.peek().is_none() {
+            continue;
+        }
+        let list = all.entry(hostname.clone()).or_default();
+        for (suffix, wildcard_candidates) in found {
+            matched.insert(suffix);
             // An object already filed by a more specific host keeps that place.
-            for c in found {
+            for c in wildcard_candidates {
                 if !list.iter().any(|l| Arc::ptr_eq(&l.object, &c.object)) {
                     list.push(c.clone());
                 }
             }
         }
-        if !list.is_empty() {
-            all.insert(hostname.clone(), list);
-        }
     }
     let mut unmatched: Vec<&Candidate<T>> = wildcards
         .iter()
-        .filter(|(pattern, _)| !matched.contains(pattern.as_str()))
+        .filter(|(suffix, _)| !matched.contains(suffix.as_str()))
         .flat_map(|(_, list)| list)
         .collect();
     unmatched.sort_by_key(|c| (c.object.key(), c.index));
