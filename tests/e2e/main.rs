@@ -11,6 +11,7 @@ mod demo;
 mod examples;
 mod fidelity_routes;
 mod fidelity_clusters;
+mod fidelity_wildcard;
 mod fixture;
 mod harness;
 mod resilience;
