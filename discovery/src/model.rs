@@ -79,6 +79,9 @@ pub struct ServiceModel {
     pub endpoints: Vec<Endpoint>,
     pub resolution: Resolution,
     pub mesh_external: bool,
+    /// Namespaces that see the service, as a ServiceEntry's `exportTo` says:
+    /// `*`, `.`, `~` or names; empty (every Kubernetes Service) means all.
+    pub export_to: Vec<String>,
 }
 
 /// Every service of the mesh, by host name. Immutable once built.

@@ -125,6 +125,7 @@ fn service_model(svc: &Service, workloads: &[&WorkloadEntry]) -> ServiceModel {
         endpoints,
         resolution: Resolution::Static,
         mesh_external: false,
+        export_to: Vec::new(),
     }
 }
 
@@ -205,6 +206,7 @@ fn service_entry_model(se: &ServiceEntry, host: &str) -> ServiceModel {
         endpoints,
         resolution,
         mesh_external: spec.location == Location::MeshExternal,
+        export_to: spec.export_to.clone(),
     }
 }
 
