@@ -251,10 +251,6 @@ const INERT: &[(&str, &str)] = &[
         "labels on an object are for people and other controllers; workloads are selected by spec.labels",
     ),
     (
-        "*.metadata.annotations",
-        "annotations are for people and other controllers",
-    ),
-    (
         "WorkloadEntry.spec.serviceAccount",
         "the workload's identity for mutual TLS and authorization, neither of which Bowline programs yet; \
          without them Istio's proxies get the same configuration whatever the account",
@@ -376,6 +372,12 @@ fn samples() -> Vec<Sample> {
         set("*.metadata.name", "ratings2")
             .doc("Service/ratings")
             .at("metadata.name"),
+        set(
+            "*.metadata.annotations",
+            "{networking.istio.io/exportTo: .}",
+        )
+        .doc("Service/ratings")
+        .at("metadata.annotations"),
         set("*.metadata.namespace", "other")
             .doc("Service/ratings")
             .at("metadata.namespace"),
