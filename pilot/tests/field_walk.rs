@@ -693,6 +693,12 @@ fn samples() -> Vec<Sample> {
         .doc(external_dr),
         set(
             dr(".loadBalancer.localityLbSetting.failoverPriority"),
+            "[version]",
+        )
+        .doc(external_dr),
+        // Istio labels every endpoint with the topology keys of its locality.
+        set(
+            dr(".loadBalancer.localityLbSetting.failoverPriority"),
             "[topology.kubernetes.io/region]",
         )
         .doc(external_dr),
