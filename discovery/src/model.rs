@@ -79,6 +79,10 @@ pub struct ServiceModel {
     pub endpoints: Vec<Endpoint>,
     pub resolution: Resolution,
     pub mesh_external: bool,
+    /// Namespaces that see the service, as a ServiceEntry's `exportTo` or a
+    /// Service's `networking.istio.io/exportTo` annotation says: `*`, `.`,
+    /// `~` or names; empty means all.
+    pub export_to: Vec<String>,
 }
 
 /// Every service of the mesh, by host name. Immutable once built.

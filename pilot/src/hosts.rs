@@ -95,6 +95,7 @@ mod tests {
             endpoints: vec![],
             resolution: Resolution::Static,
             mesh_external: false,
+            export_to: Vec::new(),
         };
         Registry {
             services: BTreeMap::from([(hostname.to_string(), Arc::new(service))]),

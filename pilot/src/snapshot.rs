@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex};
 
 use discovery::Registry;
 use discovery::file::ConfigSet;
+use discovery::model::ServiceModel;
 use policy::networking::{DestinationRule, VirtualService, WorkloadEntry};
 use policy::{Diagnostic, FieldPath, Object};
 
@@ -279,6 +280,11 @@ impl Snapshot {
 }
 
 /// Whether an object of `own` namespace with this `exportTo` is visible from `namespace`.
+/// Whether proxies in `namespace` see `service` (a ServiceEntry's `exportTo`).
+pub fn visible(service: &ServiceModel, namespace: &str) -> bool {
+    exported_to(&service.export_to, &service.namespace, namespace)
+}
+
 pub fn exported_to(export_to: &[String], own: &str, namespace: &str) -> bool {
     export_to.is_empty()
         || export_to.iter().any(|e| match e.as_str() {

@@ -12,12 +12,11 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use discovery::file::FileStore;
 use pilot::compile::{compile, verify};
-use pilot::proxy::{DEFAULT_OUTBOUND_PORT, Proxy};
+use pilot::proxy::Proxy;
 use pilot::resources::ResourceType;
 use pilot::snapshot::Snapshot;
 use policy::Object;
@@ -153,16 +152,5 @@ fn proxy_for(text: &str, objects: &[std::sync::Arc<Object>]) -> Option<Proxy> {
             .find(|we| format!("{}/{}", we.meta.namespace, we.meta.name) == w)?,
         None => entries.into_iter().next()?,
     };
-    let address: IpAddr = we.spec.address.parse().ok()?;
-    Some(Proxy {
-        id: Proxy::node_id(address, &we.meta.name, &we.meta.namespace),
-        namespace: we.meta.namespace.clone(),
-        workload: we.meta.name.clone(),
-        address,
-        labels: we.spec.labels.clone(),
-        service_account: we.spec.service_account.clone(),
-        app_address: Some(SocketAddr::new(address, 15080)),
-        app_ports: Default::default(),
-        outbound_port: DEFAULT_OUTBOUND_PORT,
-    })
+    support::proxy_of(we)
 }

@@ -18,6 +18,7 @@ pub mod networking;
 pub mod object;
 mod parse;
 pub mod protocol;
+pub mod schema;
 pub mod validate;
 
 pub use decode::DEFAULT_NAMESPACE;

@@ -10,7 +10,7 @@
 use serde::Deserialize;
 use serde_yaml::Value;
 
-use crate::decode::{self, DecodeError, Fields, Findings, Shape};
+use crate::decode::{self, DecodeError, Fields, Findings, Shape, ShapeId};
 use crate::diag::{Diagnostic, FieldPath};
 use crate::envelope::{Route, expected_versions, route};
 use crate::object::{Kind, Object, ObjectKey};
@@ -110,7 +110,8 @@ fn syntax_error(file: &str, document: usize, error: &serde_yaml::Error) -> Box<D
     Box::new(Diagnostic::error(FieldPath::root(), message).in_file(file, document))
 }
 
-const ENVELOPE: Shape = Shape {
+pub(crate) const ENVELOPE: Shape = Shape {
+    name: "*",
     known: &["apiVersion", "kind", "metadata", "spec"],
     unsupported: &[],
     ignored: &["status"],
@@ -219,7 +220,7 @@ fn decode_object(
     value: &Value,
     findings: &mut Findings,
 ) -> Result<Object, DecodeError> {
-    let envelope = Fields::new(value, &FieldPath::root(), &ENVELOPE)?;
+    let envelope = Fields::new(value, &FieldPath::root(), ShapeId::Envelope)?;
     let meta = decode::decode_meta(&envelope)?;
     let (path, spec) = envelope.require("spec")?;
     Ok(match kind {

@@ -95,6 +95,25 @@ impl Claims {
     }
 }
 
+/// The annotation by which a Kubernetes Service limits the namespaces that see it.
+const EXPORT_TO_ANNOTATION: &str = "networking.istio.io/exportTo";
+
+/// A Service's `networking.istio.io/exportTo` annotation: namespaces (or `.`,
+/// `*`, `~`) separated by commas, as Istio reads it; absent or empty: all.
+fn service_export_to(svc: &Service) -> Vec<String> {
+    svc.meta
+        .annotations
+        .get(EXPORT_TO_ANNOTATION)
+        .map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|ns| !ns.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn service_model(svc: &Service, workloads: &[&WorkloadEntry]) -> ServiceModel {
     let meta = &svc.meta;
     let spec = &svc.spec;
@@ -125,6 +144,7 @@ fn service_model(svc: &Service, workloads: &[&WorkloadEntry]) -> ServiceModel {
         endpoints,
         resolution: Resolution::Static,
         mesh_external: false,
+        export_to: service_export_to(svc),
     }
 }
 
@@ -205,6 +225,7 @@ fn service_entry_model(se: &ServiceEntry, host: &str) -> ServiceModel {
         endpoints,
         resolution,
         mesh_external: spec.location == Location::MeshExternal,
+        export_to: spec.export_to.clone(),
     }
 }
 

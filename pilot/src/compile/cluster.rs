@@ -425,6 +425,7 @@ mod tests {
             }],
             resolution: Resolution::Static,
             mesh_external: false,
+            export_to: Vec::new(),
         }
     }
 

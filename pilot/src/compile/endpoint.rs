@@ -395,6 +395,7 @@ mod tests {
             endpoints,
             resolution: Resolution::Static,
             mesh_external: false,
+            export_to: Vec::new(),
         }
     }
 

@@ -27,7 +27,7 @@ use discovery::model::Resolution;
 
 use crate::proxy::Proxy;
 use crate::resources::{ProxyResources, Resource, ResourceMap, ResourceType};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, visible};
 
 pub use verify::{Inconsistent, verify};
 
@@ -146,6 +146,9 @@ fn compile_shared(snapshot: &Snapshot, namespace: &str) -> SharedResources {
     let mut endpoints = ResourceMap::new();
     let mut localized = BTreeMap::new();
     for service in snapshot.registry.services.values() {
+        if !visible(service, namespace) {
+            continue;
+        }
         let rule = snapshot
             .destination_rule(&service.hostname, namespace)
             .map(|r| r.as_ref());

@@ -5,8 +5,8 @@ use serde_yaml::Value;
 
 use super::matching::decode_string_match;
 use super::{
-    DecodeError, Fields, Findings, Result, Shape, boolean, duration, list, number, port, string,
-    string_list, string_map, uint32,
+    DecodeError, Fields, Findings, Result, Shape, ShapeId, boolean, duration, list, number, port,
+    string, string_list, string_map, uint32,
 };
 use crate::diag::{Diagnostic, FieldPath};
 use crate::networking::{
@@ -14,42 +14,48 @@ use crate::networking::{
     HttpFaultInjection, HttpRedirect, HttpRetry, HttpRewrite, StringMatch,
 };
 
-const REDIRECT: Shape = Shape {
+pub(super) const REDIRECT: Shape = Shape {
+    name: "VirtualService.spec.http[].redirect",
     known: &["uri", "authority", "port", "scheme", "redirectCode"],
     unsupported: &["derivePort"],
     ignored: &[],
     proto_names: true,
 };
 
-const DIRECT_RESPONSE: Shape = Shape {
+pub(super) const DIRECT_RESPONSE: Shape = Shape {
+    name: "VirtualService.spec.http[].directResponse",
     known: &["status", "body"],
     unsupported: &[],
     ignored: &[],
     proto_names: true,
 };
 
-const BODY: Shape = Shape {
+pub(super) const BODY: Shape = Shape {
+    name: "VirtualService.spec.http[].directResponse.body",
     known: &["string"],
     unsupported: &["bytes"],
     ignored: &[],
     proto_names: true,
 };
 
-const REWRITE: Shape = Shape {
+pub(super) const REWRITE: Shape = Shape {
+    name: "VirtualService.spec.http[].rewrite",
     known: &["uri", "authority", "uriRegexRewrite"],
     unsupported: &[],
     ignored: &[],
     proto_names: true,
 };
 
-const REGEX_REWRITE: Shape = Shape {
+pub(super) const REGEX_REWRITE: Shape = Shape {
+    name: "VirtualService.spec.http[].rewrite.uriRegexRewrite",
     known: &["match", "rewrite"],
     unsupported: &[],
     ignored: &[],
     proto_names: true,
 };
 
-const RETRY: Shape = Shape {
+pub(super) const RETRY: Shape = Shape {
+    name: "VirtualService.spec.http[].retries",
     known: &[
         "attempts",
         "perTryTimeout",
@@ -61,35 +67,40 @@ const RETRY: Shape = Shape {
     proto_names: true,
 };
 
-const FAULT: Shape = Shape {
+pub(super) const FAULT: Shape = Shape {
+    name: "VirtualService.spec.http[].fault",
     known: &["delay", "abort"],
     unsupported: &[],
     ignored: &[],
     proto_names: true,
 };
 
-const DELAY: Shape = Shape {
+pub(super) const DELAY: Shape = Shape {
+    name: "VirtualService.spec.http[].fault.delay",
     known: &["fixedDelay", "percentage", "percent"],
     unsupported: &["exponentialDelay"],
     ignored: &[],
     proto_names: true,
 };
 
-const ABORT: Shape = Shape {
+pub(super) const ABORT: Shape = Shape {
+    name: "VirtualService.spec.http[].fault.abort",
     known: &["httpStatus", "percentage", "percent"],
     unsupported: &["grpcStatus", "http2Error"],
     ignored: &[],
     proto_names: true,
 };
 
-const PERCENT: Shape = Shape {
+pub(super) const PERCENT: Shape = Shape {
+    name: "VirtualService.spec.http[].fault.delay.percentage",
     known: &["value"],
     unsupported: &[],
     ignored: &[],
     proto_names: true,
 };
 
-const CORS: Shape = Shape {
+pub(super) const CORS: Shape = Shape {
+    name: "VirtualService.spec.http[].corsPolicy",
     known: &[
         "allowOrigins",
         "allowOrigin",
@@ -104,14 +115,16 @@ const CORS: Shape = Shape {
     proto_names: true,
 };
 
-const HEADERS: Shape = Shape {
+pub(super) const HEADERS: Shape = Shape {
+    name: "VirtualService.spec.http[].headers",
     known: &["request", "response"],
     unsupported: &[],
     ignored: &[],
     proto_names: true,
 };
 
-const HEADER_OPERATIONS: Shape = Shape {
+pub(super) const HEADER_OPERATIONS: Shape = Shape {
+    name: "VirtualService.spec.http[].headers.request",
     known: &["set", "add", "remove"],
     unsupported: &[],
     ignored: &[],
@@ -139,7 +152,7 @@ fn status(value: &Value, path: &FieldPath) -> Result<u16> {
 }
 
 pub(super) fn decode_redirect(path: &FieldPath, value: &Value) -> Result<HttpRedirect> {
-    let fields = Fields::new(value, path, &REDIRECT)?;
+    let fields = Fields::new(value, path, ShapeId::Redirect)?;
     Ok(HttpRedirect {
         uri: opt_string(&fields, "uri")?,
         authority: opt_string(&fields, "authority")?,
@@ -156,21 +169,21 @@ pub(super) fn decode_direct_response(
     path: &FieldPath,
     value: &Value,
 ) -> Result<HttpDirectResponse> {
-    let fields = Fields::new(value, path, &DIRECT_RESPONSE)?;
+    let fields = Fields::new(value, path, ShapeId::DirectResponse)?;
     let (p, v) = fields.require("status")?;
     let status = status(v, &p)?;
     let body = match fields.get("body") {
-        Some((p, v)) => opt_string(&Fields::new(v, &p, &BODY)?, "string")?,
+        Some((p, v)) => opt_string(&Fields::new(v, &p, ShapeId::DirectResponseBody)?, "string")?,
         None => None,
     };
     Ok(HttpDirectResponse { status, body })
 }
 
 pub(super) fn decode_rewrite(path: &FieldPath, value: &Value) -> Result<HttpRewrite> {
-    let fields = Fields::new(value, path, &REWRITE)?;
+    let fields = Fields::new(value, path, ShapeId::Rewrite)?;
     let uri_regex = match fields.get("uriRegexRewrite") {
         Some((p, v)) => {
-            let fields = Fields::new(v, &p, &REGEX_REWRITE)?;
+            let fields = Fields::new(v, &p, ShapeId::RegexRewrite)?;
             let (mp, m) = fields.require("match")?;
             let (rp, r) = fields.require("rewrite")?;
             Some((string(m, &mp)?, string(r, &rp)?))
@@ -185,7 +198,7 @@ pub(super) fn decode_rewrite(path: &FieldPath, value: &Value) -> Result<HttpRewr
 }
 
 pub(super) fn decode_retries(path: &FieldPath, value: &Value) -> Result<HttpRetry> {
-    let fields = Fields::new(value, path, &RETRY)?;
+    let fields = Fields::new(value, path, ShapeId::Retries)?;
     Ok(HttpRetry {
         attempts: fields
             .get("attempts")
@@ -226,10 +239,10 @@ fn fault_percentage(fields: &Fields<'_>, path: &FieldPath) -> Result<Option<f64>
 }
 
 pub(super) fn decode_fault(path: &FieldPath, value: &Value) -> Result<HttpFaultInjection> {
-    let fields = Fields::new(value, path, &FAULT)?;
+    let fields = Fields::new(value, path, ShapeId::Fault)?;
     let delay = match fields.get("delay") {
         Some((p, v)) => {
-            let f = Fields::new(v, &p, &DELAY)?;
+            let f = Fields::new(v, &p, ShapeId::FaultDelay)?;
             let (dp, d) = f.require("fixedDelay")?;
             Some(FaultDelay {
                 fixed_delay: duration(d, &dp)?,
@@ -240,7 +253,7 @@ pub(super) fn decode_fault(path: &FieldPath, value: &Value) -> Result<HttpFaultI
     };
     let abort = match fields.get("abort") {
         Some((p, v)) => {
-            let f = Fields::new(v, &p, &ABORT)?;
+            let f = Fields::new(v, &p, ShapeId::FaultAbort)?;
             let (sp, s) = f.require("httpStatus")?;
             Some(FaultAbort {
                 http_status: status(s, &sp)?,
@@ -254,7 +267,7 @@ pub(super) fn decode_fault(path: &FieldPath, value: &Value) -> Result<HttpFaultI
 
 /// `{value: 50}`. A percentage without a value is 0, as in protobuf.
 pub(super) fn decode_percentage(path: &FieldPath, value: &Value) -> Result<f64> {
-    let fields = Fields::new(value, path, &PERCENT)?;
+    let fields = Fields::new(value, path, ShapeId::Percent)?;
     Ok(fields
         .get("value")
         .map(|(p, v)| number(v, &p))
@@ -267,7 +280,7 @@ pub(super) fn decode_cors(
     value: &Value,
     findings: &mut Findings,
 ) -> Result<CorsPolicy> {
-    let fields = Fields::new(value, path, &CORS)?;
+    let fields = Fields::new(value, path, ShapeId::CorsPolicy)?;
     let strings = |name: &str| -> Result<Vec<String>> {
         Ok(fields
             .get(name)
@@ -305,12 +318,12 @@ pub(super) fn decode_cors(
 }
 
 pub(super) fn decode_headers(path: &FieldPath, value: &Value) -> Result<Headers> {
-    let fields = Fields::new(value, path, &HEADERS)?;
+    let fields = Fields::new(value, path, ShapeId::Headers)?;
     let operations = |name: &str| -> Result<HeaderOperations> {
         let Some((p, v)) = fields.get(name) else {
             return Ok(HeaderOperations::default());
         };
-        let ops = Fields::new(v, &p, &HEADER_OPERATIONS)?;
+        let ops = Fields::new(v, &p, ShapeId::HeaderOperations)?;
         let map = |name: &str| {
             ops.get(name)
                 .map(|(p, v)| string_map(v, &p))

@@ -2,12 +2,18 @@
 
 use serde_yaml::Value;
 
-use super::{DecodeError, Result, describe};
+use super::{DecodeError, Result, ShapeId, describe};
 use crate::diag::FieldPath;
 
-/// What a struct-like mapping may contain.
+/// What a struct-like mapping may contain. Every shape is registered in
+/// [`super::catalog`]: decoding takes a [`ShapeId`], never a `Shape`, so a
+/// shape the catalog does not list cannot be used.
 #[derive(Debug)]
 pub(crate) struct Shape {
+    /// Where the mapping sits, from the kind down, with `[]` for a list item
+    /// and `*` for any kind: `VirtualService.spec.http[]`. A shape read in
+    /// several places is named after the first of them.
+    pub(crate) name: &'static str,
     /// Fields Bowline decodes, by their lowerCamelCase name.
     pub(crate) known: &'static [&'static str],
     /// Fields of the upstream API that Bowline does not honour yet: an error
@@ -92,7 +98,11 @@ impl<'a> Fields<'a> {
     /// Checks every key of `value` against `shape`, in document order: the
     /// first unknown or not-yet-supported field is the error. A null value is
     /// an empty mapping.
-    pub(crate) fn new(value: &'a Value, path: &FieldPath, shape: &Shape) -> Result<Self> {
+    pub(crate) fn new(value: &'a Value, path: &FieldPath, shape: ShapeId) -> Result<Self> {
+        Self::of(value, path, shape.shape())
+    }
+
+    fn of(value: &'a Value, path: &FieldPath, shape: &Shape) -> Result<Self> {
         let mut fields = Fields {
             path: path.clone(),
             found: Vec::new(),
@@ -161,6 +171,7 @@ mod tests {
     use super::*;
 
     const SHAPE: Shape = Shape {
+        name: "Test.spec",
         known: &["host", "serviceAccount"],
         unsupported: &["trafficPolicy"],
         ignored: &["uid"],
@@ -174,7 +185,7 @@ mod tests {
     #[test]
     fn accepts_camel_and_snake_case_names() {
         let v = yaml("host: a\nservice_account: sa\nuid: x");
-        let f = Fields::new(&v, &FieldPath::new("spec"), &SHAPE).unwrap();
+        let f = Fields::of(&v, &FieldPath::new("spec"), &SHAPE).unwrap();
         assert_eq!(f.get("host").unwrap().0.as_str(), "spec.host");
         assert_eq!(
             f.get("serviceAccount").unwrap().0.as_str(),
@@ -205,8 +216,7 @@ mod tests {
             proto_names: false,
             ..SHAPE
         };
-        let err =
-            Fields::new(&yaml("service_account: sa"), &FieldPath::root(), &shape).unwrap_err();
+        let err = Fields::of(&yaml("service_account: sa"), &FieldPath::root(), &shape).unwrap_err();
         assert_eq!(err.path.as_str(), "service_account");
         assert_eq!(err.message, "unknown field");
     }
@@ -214,14 +224,14 @@ mod tests {
     #[test]
     fn unknown_field_names_its_path() {
         let err =
-            Fields::new(&yaml("host: a\nhostt: b"), &FieldPath::new("spec"), &SHAPE).unwrap_err();
+            Fields::of(&yaml("host: a\nhostt: b"), &FieldPath::new("spec"), &SHAPE).unwrap_err();
         assert_eq!(err.path.as_str(), "spec.hostt");
         assert_eq!(err.message, "unknown field");
     }
 
     #[test]
     fn unsupported_field_is_distinct_unless_empty() {
-        let err = Fields::new(
+        let err = Fields::of(
             &yaml("trafficPolicy: {tls: {}}"),
             &FieldPath::new("spec"),
             &SHAPE,
@@ -229,12 +239,12 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.path.as_str(), "spec.trafficPolicy");
         assert_eq!(err.message, "field is not supported yet");
-        assert!(Fields::new(&yaml("trafficPolicy: {}"), &FieldPath::new("spec"), &SHAPE).is_ok());
+        assert!(Fields::of(&yaml("trafficPolicy: {}"), &FieldPath::new("spec"), &SHAPE).is_ok());
     }
 
     #[test]
     fn same_field_twice_is_an_error() {
-        let err = Fields::new(
+        let err = Fields::of(
             &yaml("serviceAccount: a\nservice_account: b"),
             &FieldPath::new("spec"),
             &SHAPE,
@@ -248,9 +258,9 @@ mod tests {
 
     #[test]
     fn non_mapping_and_required() {
-        let err = Fields::new(&yaml("[1]"), &FieldPath::new("spec"), &SHAPE).unwrap_err();
+        let err = Fields::of(&yaml("[1]"), &FieldPath::new("spec"), &SHAPE).unwrap_err();
         assert_eq!(err.message, "expected a mapping, got a list");
-        let f = Fields::new(&Value::Null, &FieldPath::new("spec"), &SHAPE).unwrap();
+        let f = Fields::of(&Value::Null, &FieldPath::new("spec"), &SHAPE).unwrap();
         let err = f.require("host").unwrap_err();
         assert_eq!(
             (err.path.as_str(), err.message.as_str()),

@@ -4,11 +4,14 @@ use std::collections::BTreeMap;
 
 use serde_yaml::Value;
 
-use super::{Fields, Findings, Result, Shape, boolean, map_entries, port, string, string_map};
+use super::{
+    Fields, Findings, Result, Shape, ShapeId, boolean, map_entries, port, string, string_map,
+};
 use crate::diag::{Diagnostic, FieldPath};
 use crate::networking::{HttpMatchRequest, StringMatch};
 
-const HTTP_MATCH: Shape = Shape {
+pub(super) const HTTP_MATCH: Shape = Shape {
+    name: "VirtualService.spec.http[].match[]",
     known: &[
         "name",
         "uri",
@@ -29,6 +32,7 @@ const HTTP_MATCH: Shape = Shape {
 };
 
 pub(super) const STRING_MATCH: Shape = Shape {
+    name: "VirtualService.spec.http[].match[].uri",
     known: &["exact", "prefix", "regex"],
     unsupported: &[],
     ignored: &[],
@@ -54,7 +58,7 @@ pub(super) fn decode_match(
     value: &Value,
     findings: &mut Findings,
 ) -> Result<HttpMatchRequest> {
-    let fields = Fields::new(value, path, &HTTP_MATCH)?;
+    let fields = Fields::new(value, path, ShapeId::HttpMatch)?;
     let string_match = |name: &str, findings: &mut Findings| -> Result<Option<StringMatch>> {
         match fields.get(name) {
             Some((p, v)) => decode_string_match(&p, v, findings),
@@ -146,7 +150,7 @@ fn string_match(
     empty: Empty,
     findings: &mut Findings,
 ) -> Result<Option<StringMatch>> {
-    let fields = Fields::new(value, path, &STRING_MATCH)?;
+    let fields = Fields::new(value, path, ShapeId::StringMatch)?;
     let mut set = Vec::new();
     for name in STRING_MATCH.known {
         if let Some((p, v)) = fields.get(name) {

@@ -2,13 +2,14 @@
 
 use serde_yaml::Value;
 
-use super::{Fields, Result, Shape, string, string_map};
+use super::{Fields, Result, Shape, ShapeId, string, string_map};
 use crate::object::{Kind, ObjectKey, ObjectMeta};
 
 /// The namespace of an object whose document names none.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
-const META: Shape = Shape {
+pub(super) const META: Shape = Shape {
+    name: "*.metadata",
     known: &["name", "namespace", "labels", "annotations"],
     unsupported: &["generateName"],
     ignored: &[
@@ -29,7 +30,7 @@ const META: Shape = Shape {
 /// Decodes `metadata`, which every object must have.
 pub(crate) fn decode_meta(envelope: &Fields<'_>) -> Result<ObjectMeta> {
     let (path, value) = envelope.require("metadata")?;
-    let fields = Fields::new(value, &path, &META)?;
+    let fields = Fields::new(value, &path, ShapeId::Metadata)?;
     let (name_path, name) = fields.require("name")?;
     let name = string(name, &name_path)?;
     let namespace = match fields.get("namespace") {
@@ -78,18 +79,12 @@ pub(crate) fn peek_key(document: &Value, kind: Kind) -> Option<ObjectKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::ShapeId;
     use crate::diag::FieldPath;
-
-    const ENVELOPE: Shape = Shape {
-        known: &["metadata"],
-        unsupported: &[],
-        ignored: &[],
-        proto_names: false,
-    };
 
     fn meta(text: &str) -> Result<ObjectMeta> {
         let doc: Value = serde_yaml::from_str(text).unwrap();
-        let fields = Fields::new(&doc, &FieldPath::root(), &ENVELOPE).unwrap();
+        let fields = Fields::new(&doc, &FieldPath::root(), ShapeId::Envelope).unwrap();
         decode_meta(&fields)
     }
 

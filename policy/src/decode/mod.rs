@@ -14,6 +14,7 @@
 //! the semantic validation.
 
 mod actions;
+mod catalog;
 mod duration;
 mod fields;
 mod matching;
@@ -24,6 +25,7 @@ mod service;
 mod traffic;
 mod workload;
 
+pub(crate) use catalog::ShapeId;
 pub(crate) use duration::duration;
 pub(crate) use fields::{Fields, Shape};
 pub use meta::DEFAULT_NAMESPACE;

@@ -8,7 +8,8 @@ use super::actions::{
 };
 use super::matching::decode_match;
 use super::{
-    DecodeError, Fields, Findings, Result, Shape, duration, list, port, string, string_list, uint32,
+    DecodeError, Fields, Findings, Result, Shape, ShapeId, duration, list, port, string,
+    string_list, uint32,
 };
 use crate::diag::{Diagnostic, FieldPath};
 use crate::networking::{
@@ -16,14 +17,16 @@ use crate::networking::{
 };
 use crate::object::ObjectMeta;
 
-const VIRTUAL_SERVICE: Shape = Shape {
+pub(super) const VIRTUAL_SERVICE: Shape = Shape {
+    name: "VirtualService.spec",
     known: &["hosts", "http", "gateways", "exportTo"],
     unsupported: &["tcp", "tls"],
     ignored: &[],
     proto_names: true,
 };
 
-const HTTP_ROUTE: Shape = Shape {
+pub(super) const HTTP_ROUTE: Shape = Shape {
+    name: "VirtualService.spec.http[]",
     known: &[
         "name",
         "match",
@@ -45,21 +48,24 @@ const HTTP_ROUTE: Shape = Shape {
     proto_names: true,
 };
 
-const ROUTE_DESTINATION: Shape = Shape {
+pub(super) const ROUTE_DESTINATION: Shape = Shape {
+    name: "VirtualService.spec.http[].route[]",
     known: &["destination", "weight", "headers"],
     unsupported: &[],
     ignored: &[],
     proto_names: true,
 };
 
-const DESTINATION: Shape = Shape {
+pub(super) const DESTINATION: Shape = Shape {
+    name: "VirtualService.spec.http[].route[].destination",
     known: &["host", "subset", "port"],
     unsupported: &[],
     ignored: &[],
     proto_names: true,
 };
 
-const PORT_SELECTOR: Shape = Shape {
+pub(super) const PORT_SELECTOR: Shape = Shape {
+    name: "VirtualService.spec.http[].route[].destination.port",
     known: &["number"],
     unsupported: &[],
     ignored: &[],
@@ -76,7 +82,7 @@ pub(crate) fn decode_virtual_service(
     spec: &Value,
     findings: &mut Findings,
 ) -> Result<VirtualService> {
-    let fields = Fields::new(spec, path, &VIRTUAL_SERVICE)?;
+    let fields = Fields::new(spec, path, ShapeId::VirtualService)?;
     if let Some((p, v)) = fields.get("gateways") {
         for (p, v) in list(v, &p)? {
             if string(v, &p)? != "mesh" {
@@ -118,7 +124,7 @@ fn decode_http_route(
     value: &Value,
     findings: &mut Findings,
 ) -> Result<HttpRoute> {
-    let fields = Fields::new(value, path, &HTTP_ROUTE)?;
+    let fields = Fields::new(value, path, ShapeId::HttpRoute)?;
     let name = opt_string(&fields, "name")?;
     let mut matches = Vec::new();
     if let Some((p, v)) = fields.get("match") {
@@ -193,7 +199,7 @@ fn mirror_percentage(fields: &Fields<'_>, findings: &mut Findings) -> Result<Opt
 }
 
 fn decode_route_destination(path: &FieldPath, value: &Value) -> Result<HttpRouteDestination> {
-    let fields = Fields::new(value, path, &ROUTE_DESTINATION)?;
+    let fields = Fields::new(value, path, ShapeId::RouteDestination)?;
     let (p, v) = fields.require("destination")?;
     let destination = decode_destination(&p, v)?;
     let weight = fields
@@ -212,12 +218,12 @@ fn decode_route_destination(path: &FieldPath, value: &Value) -> Result<HttpRoute
 }
 
 pub(super) fn decode_destination(path: &FieldPath, value: &Value) -> Result<Destination> {
-    let fields = Fields::new(value, path, &DESTINATION)?;
+    let fields = Fields::new(value, path, ShapeId::Destination)?;
     let host = opt_string(&fields, "host")?.unwrap_or_default();
     let subset = opt_string(&fields, "subset")?;
     let port = match fields.get("port") {
         Some((p, v)) => {
-            let selector = Fields::new(v, &p, &PORT_SELECTOR)?;
+            let selector = Fields::new(v, &p, ShapeId::DestinationPort)?;
             selector
                 .get("number")
                 .map(|(p, v)| port(v, &p))

@@ -3,12 +3,15 @@
 
 use serde_yaml::Value;
 
-use super::{DecodeError, Fields, Findings, Result, Shape, list, port, string, string_map};
+use super::{
+    DecodeError, Fields, Findings, Result, Shape, ShapeId, list, port, string, string_map,
+};
 use crate::core::{Service, ServicePort, ServiceSpec, TargetPort};
 use crate::diag::{Diagnostic, FieldPath};
 use crate::object::ObjectMeta;
 
-const SPEC: Shape = Shape {
+pub(super) const SPEC: Shape = Shape {
+    name: "Service.spec",
     known: &["selector", "ports", "type", "clusterIP"],
     unsupported: &["externalName"],
     ignored: &[
@@ -31,7 +34,8 @@ const SPEC: Shape = Shape {
     proto_names: false,
 };
 
-const PORT: Shape = Shape {
+pub(super) const PORT: Shape = Shape {
+    name: "Service.spec.ports[]",
     known: &["name", "port", "targetPort", "appProtocol", "protocol"],
     unsupported: &[],
     ignored: &["nodePort"],
@@ -44,7 +48,7 @@ pub(crate) fn decode_service(
     spec: &Value,
     findings: &mut Findings,
 ) -> Result<Service> {
-    let fields = Fields::new(spec, path, &SPEC)?;
+    let fields = Fields::new(spec, path, ShapeId::ServiceSpec)?;
     if let Some((p, v)) = fields.get("type") {
         check_type(&string(v, &p)?, p, findings);
     }
@@ -91,7 +95,7 @@ fn check_type(service_type: &str, path: FieldPath, findings: &mut Findings) {
 }
 
 fn decode_port(path: &FieldPath, value: &Value, findings: &mut Findings) -> Result<ServicePort> {
-    let fields = Fields::new(value, path, &PORT)?;
+    let fields = Fields::new(value, path, ShapeId::ServicePort)?;
     let name = match fields.get("name") {
         Some((p, v)) => Some(string(v, &p)?),
         None => None,

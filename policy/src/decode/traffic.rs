@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_yaml::Value;
 
 use super::{
-    Fields, Findings, Result, Shape, boolean, duration, keyword, list, map_entries, port, string,
-    string_list, string_map, uint32, uint64,
+    Fields, Findings, Result, Shape, ShapeId, boolean, duration, keyword, list, map_entries, port,
+    string, string_list, string_map, uint32, uint64,
 };
 use crate::diag::{Diagnostic, FieldPath};
 use crate::networking::{
@@ -18,21 +18,24 @@ use crate::networking::{
 };
 use crate::object::ObjectMeta;
 
-const DESTINATION_RULE: Shape = Shape {
+pub(super) const DESTINATION_RULE: Shape = Shape {
+    name: "DestinationRule.spec",
     known: &["host", "subsets", "exportTo", "trafficPolicy"],
     unsupported: &["workloadSelector"],
     ignored: &[],
     proto_names: true,
 };
 
-const SUBSET: Shape = Shape {
+pub(super) const SUBSET: Shape = Shape {
+    name: "DestinationRule.spec.subsets[]",
     known: &["name", "labels", "trafficPolicy"],
     unsupported: &[],
     ignored: &[],
     proto_names: true,
 };
 
-const TRAFFIC_POLICY: Shape = Shape {
+pub(super) const TRAFFIC_POLICY: Shape = Shape {
+    name: "DestinationRule.spec.trafficPolicy",
     known: &[
         "loadBalancer",
         "connectionPool",
@@ -44,28 +47,32 @@ const TRAFFIC_POLICY: Shape = Shape {
     proto_names: true,
 };
 
-const PORT_TRAFFIC_POLICY: Shape = Shape {
+pub(super) const PORT_TRAFFIC_POLICY: Shape = Shape {
+    name: "DestinationRule.spec.trafficPolicy.portLevelSettings[]",
     known: &["port", "loadBalancer", "connectionPool", "outlierDetection"],
     unsupported: &["tls"],
     ignored: &[],
     proto_names: true,
 };
 
-const PORT_SELECTOR: Shape = Shape {
+pub(super) const PORT_SELECTOR: Shape = Shape {
+    name: "DestinationRule.spec.trafficPolicy.portLevelSettings[].port",
     known: &["number"],
     unsupported: &[],
     ignored: &[],
     proto_names: true,
 };
 
-const LOAD_BALANCER: Shape = Shape {
+pub(super) const LOAD_BALANCER: Shape = Shape {
+    name: "DestinationRule.spec.trafficPolicy.loadBalancer",
     known: &["simple", "consistentHash", "localityLbSetting"],
     unsupported: &["warmupDurationSecs", "warmup"],
     ignored: &[],
     proto_names: true,
 };
 
-const CONSISTENT_HASH: Shape = Shape {
+pub(super) const CONSISTENT_HASH: Shape = Shape {
+    name: "DestinationRule.spec.trafficPolicy.loadBalancer.consistentHash",
     known: &[
         "httpHeaderName",
         "httpCookie",
@@ -80,56 +87,64 @@ const CONSISTENT_HASH: Shape = Shape {
     proto_names: true,
 };
 
-const HTTP_COOKIE: Shape = Shape {
+pub(super) const HTTP_COOKIE: Shape = Shape {
+    name: "DestinationRule.spec.trafficPolicy.loadBalancer.consistentHash.httpCookie",
     known: &["name", "path", "ttl"],
     unsupported: &["attributes"],
     ignored: &[],
     proto_names: true,
 };
 
-const RING_HASH: Shape = Shape {
+pub(super) const RING_HASH: Shape = Shape {
+    name: "DestinationRule.spec.trafficPolicy.loadBalancer.consistentHash.ringHash",
     known: &["minimumRingSize"],
     unsupported: &[],
     ignored: &[],
     proto_names: true,
 };
 
-const MAGLEV: Shape = Shape {
+pub(super) const MAGLEV: Shape = Shape {
+    name: "DestinationRule.spec.trafficPolicy.loadBalancer.consistentHash.maglev",
     known: &["tableSize"],
     unsupported: &[],
     ignored: &[],
     proto_names: true,
 };
 
-const LOCALITY_LB: Shape = Shape {
+pub(super) const LOCALITY_LB: Shape = Shape {
+    name: "DestinationRule.spec.trafficPolicy.loadBalancer.localityLbSetting",
     known: &["enabled", "failover", "distribute", "failoverPriority"],
     unsupported: &[],
     ignored: &[],
     proto_names: true,
 };
 
-const FROM_TO: Shape = Shape {
+pub(super) const FROM_TO: Shape = Shape {
+    name: "DestinationRule.spec.trafficPolicy.loadBalancer.localityLbSetting.failover[]",
     known: &["from", "to"],
     unsupported: &[],
     ignored: &[],
     proto_names: true,
 };
 
-const CONNECTION_POOL: Shape = Shape {
+pub(super) const CONNECTION_POOL: Shape = Shape {
+    name: "DestinationRule.spec.trafficPolicy.connectionPool",
     known: &["tcp", "http"],
     unsupported: &[],
     ignored: &[],
     proto_names: true,
 };
 
-const TCP: Shape = Shape {
+pub(super) const TCP: Shape = Shape {
+    name: "DestinationRule.spec.trafficPolicy.connectionPool.tcp",
     known: &["maxConnections", "connectTimeout"],
     unsupported: &["tcpKeepalive", "maxConnectionDuration", "idleTimeout"],
     ignored: &[],
     proto_names: true,
 };
 
-const HTTP: Shape = Shape {
+pub(super) const HTTP: Shape = Shape {
+    name: "DestinationRule.spec.trafficPolicy.connectionPool.http",
     known: &[
         "http1MaxPendingRequests",
         "http2MaxRequests",
@@ -146,7 +161,8 @@ const HTTP: Shape = Shape {
     proto_names: true,
 };
 
-const OUTLIER: Shape = Shape {
+pub(super) const OUTLIER: Shape = Shape {
+    name: "DestinationRule.spec.trafficPolicy.outlierDetection",
     known: &[
         "consecutive5xxErrors",
         "consecutiveGatewayErrors",
@@ -182,7 +198,7 @@ pub(crate) fn decode_destination_rule(
     spec: &Value,
     findings: &mut Findings,
 ) -> Result<DestinationRule> {
-    let fields = Fields::new(spec, path, &DESTINATION_RULE)?;
+    let fields = Fields::new(spec, path, ShapeId::DestinationRule)?;
     let export_to = fields
         .get("exportTo")
         .map(|(p, v)| string_list(v, &p))
@@ -197,7 +213,7 @@ pub(crate) fn decode_destination_rule(
     let mut subsets = Vec::new();
     if let Some((p, v)) = fields.get("subsets") {
         for (p, v) in list(v, &p)? {
-            let fields = Fields::new(v, &p, &SUBSET)?;
+            let fields = Fields::new(v, &p, ShapeId::Subset)?;
             subsets.push(Subset {
                 name: opt_string(&fields, "name")?.unwrap_or_default(),
                 labels: fields
@@ -228,13 +244,13 @@ fn decode_traffic_policy(
     value: &Value,
     findings: &mut Findings,
 ) -> Result<TrafficPolicy> {
-    let fields = Fields::new(value, path, &TRAFFIC_POLICY)?;
+    let fields = Fields::new(value, path, ShapeId::TrafficPolicy)?;
     let mut port_level_settings = Vec::new();
     if let Some((p, v)) = fields.get("portLevelSettings") {
         for (p, v) in list(v, &p)? {
-            let f = Fields::new(v, &p, &PORT_TRAFFIC_POLICY)?;
+            let f = Fields::new(v, &p, ShapeId::PortTrafficPolicy)?;
             let (pp, pv) = f.require("port")?;
-            let selector = Fields::new(pv, &pp, &PORT_SELECTOR)?;
+            let selector = Fields::new(pv, &pp, ShapeId::PortLevelPort)?;
             let (np, nv) = selector.require("number")?;
             let (load_balancer, connection_pool, outlier_detection) =
                 decode_policies(&f, findings)?;
@@ -293,7 +309,7 @@ fn decode_load_balancer(
     value: &Value,
     findings: &mut Findings,
 ) -> Result<LoadBalancer> {
-    let fields = Fields::new(value, path, &LOAD_BALANCER)?;
+    let fields = Fields::new(value, path, ShapeId::LoadBalancer)?;
     let simple = match fields.get("simple") {
         Some((p, v)) => {
             if v.as_str()
@@ -340,13 +356,13 @@ fn decode_consistent_hash(
     value: &Value,
     findings: &mut Findings,
 ) -> Result<Option<ConsistentHash>> {
-    let fields = Fields::new(value, path, &CONSISTENT_HASH)?;
+    let fields = Fields::new(value, path, ShapeId::ConsistentHash)?;
     let mut keys = Vec::new();
     if let Some((p, v)) = fields.get("httpHeaderName") {
         keys.push(HashKey::HttpHeaderName(string(v, &p)?));
     }
     if let Some((p, v)) = fields.get("httpCookie") {
-        let f = Fields::new(v, &p, &HTTP_COOKIE)?;
+        let f = Fields::new(v, &p, ShapeId::HttpCookie)?;
         let (np, nv) = f.require("name")?;
         keys.push(HashKey::HttpCookie {
             name: string(nv, &np)?,
@@ -373,7 +389,7 @@ fn decode_consistent_hash(
     }
     let mut algorithms = Vec::new();
     if let Some((p, v)) = fields.get("ringHash") {
-        let f = Fields::new(v, &p, &RING_HASH)?;
+        let f = Fields::new(v, &p, ShapeId::RingHash)?;
         let size = f
             .get("minimumRingSize")
             .map(|(p, v)| uint64(v, &p))
@@ -386,7 +402,7 @@ fn decode_consistent_hash(
         ));
     }
     if let Some((p, v)) = fields.get("maglev") {
-        let f = Fields::new(v, &p, &MAGLEV)?;
+        let f = Fields::new(v, &p, ShapeId::Maglev)?;
         let size = f.get("tableSize").map(|(p, v)| uint64(v, &p)).transpose()?;
         algorithms.push(("maglev", HashAlgorithm::Maglev { table_size: size }));
     }
@@ -422,11 +438,11 @@ fn decode_consistent_hash(
 }
 
 fn decode_locality_lb(path: &FieldPath, value: &Value) -> Result<LocalityLbSetting> {
-    let fields = Fields::new(value, path, &LOCALITY_LB)?;
+    let fields = Fields::new(value, path, ShapeId::LocalityLb)?;
     let mut failover = Vec::new();
     if let Some((p, v)) = fields.get("failover") {
         for (p, v) in list(v, &p)? {
-            let f = Fields::new(v, &p, &FROM_TO)?;
+            let f = Fields::new(v, &p, ShapeId::LocalityFromTo)?;
             failover.push((
                 opt_string(&f, "from")?.unwrap_or_default(),
                 opt_string(&f, "to")?.unwrap_or_default(),
@@ -436,7 +452,7 @@ fn decode_locality_lb(path: &FieldPath, value: &Value) -> Result<LocalityLbSetti
     let mut distribute = Vec::new();
     if let Some((p, v)) = fields.get("distribute") {
         for (p, v) in list(v, &p)? {
-            let f = Fields::new(v, &p, &FROM_TO)?;
+            let f = Fields::new(v, &p, ShapeId::LocalityFromTo)?;
             let mut to = BTreeMap::new();
             if let Some((tp, tv)) = f.get("to") {
                 for (locality, lp, weight) in map_entries(tv, &tp)? {
@@ -462,10 +478,10 @@ fn decode_locality_lb(path: &FieldPath, value: &Value) -> Result<LocalityLbSetti
 }
 
 fn decode_connection_pool(path: &FieldPath, value: &Value) -> Result<ConnectionPool> {
-    let fields = Fields::new(value, path, &CONNECTION_POOL)?;
+    let fields = Fields::new(value, path, ShapeId::ConnectionPool)?;
     let tcp = match fields.get("tcp") {
         Some((p, v)) => {
-            let f = Fields::new(v, &p, &TCP)?;
+            let f = Fields::new(v, &p, ShapeId::TcpSettings)?;
             Some(TcpSettings {
                 max_connections: opt_u32(&f, "maxConnections")?,
                 connect_timeout: opt_duration(&f, "connectTimeout")?,
@@ -475,7 +491,7 @@ fn decode_connection_pool(path: &FieldPath, value: &Value) -> Result<ConnectionP
     };
     let http = match fields.get("http") {
         Some((p, v)) => {
-            let f = Fields::new(v, &p, &HTTP)?;
+            let f = Fields::new(v, &p, ShapeId::HttpSettings)?;
             Some(HttpSettings {
                 http1_max_pending_requests: opt_u32(&f, "http1MaxPendingRequests")?,
                 http2_max_requests: opt_u32(&f, "http2MaxRequests")?,
@@ -494,7 +510,7 @@ fn decode_outlier_detection(
     value: &Value,
     findings: &mut Findings,
 ) -> Result<OutlierDetection> {
-    let fields = Fields::new(value, path, &OUTLIER)?;
+    let fields = Fields::new(value, path, ShapeId::OutlierDetection)?;
     if let Some((p, _)) = fields.get("consecutiveErrors") {
         findings.push(Diagnostic::warning(
             p,

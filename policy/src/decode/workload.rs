@@ -3,7 +3,7 @@
 use serde_yaml::Value;
 
 use super::{
-    DecodeError, Fields, Findings, Result, Shape, keyword, list, port, port_map, string,
+    DecodeError, Fields, Findings, Result, Shape, ShapeId, keyword, list, port, port_map, string,
     string_list, string_map, uint32,
 };
 use crate::diag::{Diagnostic, FieldPath};
@@ -15,7 +15,8 @@ use crate::object::ObjectMeta;
 use crate::protocol::canonical_protocol;
 
 /// The fields of a WorkloadEntry spec, which are also those of a ServiceEntry endpoint.
-const WORKLOAD: Shape = Shape {
+pub(super) const WORKLOAD: Shape = Shape {
+    name: "WorkloadEntry.spec",
     known: &[
         "address",
         "ports",
@@ -29,7 +30,8 @@ const WORKLOAD: Shape = Shape {
     proto_names: true,
 };
 
-const SERVICE_ENTRY: Shape = Shape {
+pub(super) const SERVICE_ENTRY: Shape = Shape {
+    name: "ServiceEntry.spec",
     known: &[
         "hosts",
         "ports",
@@ -44,7 +46,8 @@ const SERVICE_ENTRY: Shape = Shape {
     proto_names: true,
 };
 
-const PORT: Shape = Shape {
+pub(super) const PORT: Shape = Shape {
+    name: "ServiceEntry.spec.ports[]",
     known: &["number", "protocol", "name", "targetPort"],
     unsupported: &[],
     ignored: &[],
@@ -71,7 +74,7 @@ pub(crate) fn decode_workload_entry(
 }
 
 fn decode_endpoint(path: &FieldPath, value: &Value) -> Result<ServiceEntryEndpoint> {
-    let fields = Fields::new(value, path, &WORKLOAD)?;
+    let fields = Fields::new(value, path, ShapeId::WorkloadEntry)?;
     let opt_string = |name: &str| -> Result<Option<String>> {
         fields.get(name).map(|(p, v)| string(v, &p)).transpose()
     };
@@ -102,7 +105,7 @@ pub(crate) fn decode_service_entry(
     spec: &Value,
     findings: &mut Findings,
 ) -> Result<ServiceEntry> {
-    let fields = Fields::new(spec, path, &SERVICE_ENTRY)?;
+    let fields = Fields::new(spec, path, ShapeId::ServiceEntry)?;
     let export_to = fields
         .get("exportTo")
         .map(|(p, v)| string_list(v, &p))
@@ -193,7 +196,7 @@ fn decode_port(
     value: &Value,
     findings: &mut Findings,
 ) -> Result<ServiceEntryPort> {
-    let fields = Fields::new(value, path, &PORT)?;
+    let fields = Fields::new(value, path, ShapeId::ServiceEntryPort)?;
     let (p, v) = fields.require("number")?;
     let number = port(v, &p)?;
     let name = fields

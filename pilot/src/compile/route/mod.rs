@@ -50,7 +50,9 @@ pub(crate) fn outbound(snapshot: &Snapshot, proxy: &Proxy) -> Canonical {
     let mut used_domains = BTreeSet::new();
     let mut virtual_hosts = Vec::new();
     for service in snapshot.registry.services.values() {
-        if service.resolution == Resolution::Passthrough {
+        if service.resolution == Resolution::Passthrough
+            || !crate::snapshot::visible(service, &proxy.namespace)
+        {
             continue;
         }
         let default_port = default_port(service);
