@@ -7,10 +7,11 @@
 #![allow(unreachable_pub)]
 
 mod agent;
+mod blast_radius;
 mod demo;
 mod examples;
-mod fidelity_routes;
 mod fidelity_clusters;
+mod fidelity_routes;
 mod fidelity_wildcard;
 mod fixture;
 mod harness;
