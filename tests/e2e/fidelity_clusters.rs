@@ -14,25 +14,10 @@ const CLIENT: Workload<'static> = Workload::new("client", 1, &[("app", "client")
 /// The outbound cluster of `backend:9080`.
 const BACKEND: &str = "outbound|9080||backend.default.svc.cluster.local";
 
-fn admin_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap()
-}
-
 /// The health flags of each host of `cluster` in the admin `/clusters`
 /// output of the Envoy at `127.0.<subnet>.<host>`, by endpoint IP.
 async fn health_flags(mesh: &Mesh, host: u8, cluster: &str) -> BTreeMap<String, String> {
-    let text = admin_client()
-        .get(format!("http://{}:15000/clusters", mesh.address(host)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = mesh.envoy_admin(host, "/clusters").await;
     text.lines()
         .filter_map(|line| {
             let rest = line.strip_prefix(cluster)?.strip_prefix("::")?;

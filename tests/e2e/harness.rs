@@ -258,18 +258,22 @@ impl Mesh {
         workload.echo.kill().await.unwrap();
     }
 
-    /// Every counter and gauge of the Envoy at `127.0.<subnet>.<host>`, from
-    /// its admin `/stats` (histograms are left out).
-    pub async fn envoy_stats(&self, host: u8) -> BTreeMap<String, u64> {
-        let text = self
-            .http
-            .get(format!("http://{}:15000/stats", self.address(host)))
+    /// The text the admin of the Envoy at `127.0.<subnet>.<host>` answers for `path`.
+    pub async fn envoy_admin(&self, host: u8, path: &str) -> String {
+        self.http
+            .get(format!("http://{}:15000{path}", self.address(host)))
             .send()
             .await
             .unwrap()
             .text()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Every counter and gauge of the Envoy at `127.0.<subnet>.<host>`, from
+    /// its admin `/stats` (histograms are left out).
+    pub async fn envoy_stats(&self, host: u8) -> BTreeMap<String, u64> {
+        let text = self.envoy_admin(host, "/stats").await;
         text.lines()
             .filter_map(|line| {
                 let (name, value) = line.rsplit_once(": ")?;
