@@ -65,7 +65,37 @@ fn unsupported_construct(pattern: &str) -> Option<String> {
                 i += 2;
                 continue;
             }
-            '[' if !in_class => in_class = true,
+            '[' if !in_class => {
+                in_class = true;
+                // A `]` first in the class (after an optional `^`) is literal.
+                let mut j = i + 1;
+                if chars.get(j).map(|&(_, c)| c) == Some('^') {
+                    j += 1;
+                }
+                if chars.get(j).map(|&(_, c)| c) == Some(']') {
+                    j += 1;
+                }
+                i = j;
+                continue;
+            }
+            '[' if in_class && next == Some(':') => {
+                // A POSIX class such as `[:alpha:]`, which RE2 has too.
+                match chars[i..].iter().position(|&(_, c)| c == ']') {
+                    Some(end) => i += end + 1,
+                    None => i += 1,
+                }
+                continue;
+            }
+            '[' if in_class => {
+                return Some(format!(
+                    "RE2 (Envoy) has no nested character classes: \"[\" at byte {at} is a literal there but a nested class here; escape it as \"\\[\""
+                ));
+            }
+            '&' | '-' | '~' if in_class && next == Some(c) => {
+                return Some(format!(
+                    "RE2 (Envoy) has no character class set operations: \"{c}{c}\" at byte {at} is literal there; escape it"
+                ));
+            }
             ']' if in_class => in_class = false,
             '*' | '+' | '?' | '}' if !in_class && next == Some('+') => {
                 return Some(format!(
@@ -159,6 +189,28 @@ mod tests {
             vec!["RE2 (Envoy) does not support possessive quantifiers: found \"*+\" at byte 1"]
         );
         assert!(check("a{2}+")[0].contains("possessive"));
+    }
+
+    #[test]
+    fn classes_that_mean_something_else_in_re2_are_refused() {
+        for pattern in ["[a[bc]]", "[a-z&&[^aeiou]]", "[a--b]", "[a~~b]"] {
+            let found = check(pattern);
+            assert_eq!(found.len(), 1, "{pattern}: {found:?}");
+            assert!(
+                found[0].contains("RE2 (Envoy) has no"),
+                "{pattern}: {found:?}"
+            );
+        }
+        for pattern in [
+            "[[:alpha:]]+",
+            "[]a]",
+            "[^]a]",
+            "[a\\[]",
+            "[a-z]-[0-9]",
+            "a&&b",
+        ] {
+            assert_eq!(check(pattern), Vec::<String>::new(), "{pattern}");
+        }
     }
 
     #[test]
