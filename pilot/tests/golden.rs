@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use discovery::file::FileStore;
-use pilot::compile::{compile, verify};
+use pilot::compile::{compile, compile_consistent, verify};
 use pilot::proxy::Proxy;
 use pilot::resources::ResourceType;
 use pilot::snapshot::Snapshot;
@@ -112,6 +112,12 @@ fn compile_case(
         verify(&resources),
         Vec::<String>::new(),
         "{file}: inconsistent"
+    );
+    // The server's check (shared parts verified once per namespace) agrees.
+    assert_eq!(
+        compile_consistent(&snapshot, &proxy).as_ref(),
+        Ok(&resources),
+        "{file}: the server's consistency check disagrees"
     );
 
     let mut outputs = Vec::new();

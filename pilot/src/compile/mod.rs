@@ -41,11 +41,25 @@ pub struct SharedResources {
     /// Clusters (by host) whose endpoints depend on the proxy's locality:
     /// their shared assignment is replaced per proxy.
     localized: BTreeMap<String, Vec<String>>,
+    /// The consistency check of the shared clusters against the shared
+    /// endpoints, run once here rather than once per proxy (per-proxy
+    /// endpoints only replace assignments, under the same names).
+    problems: Vec<String>,
 }
 
 /// Compiles the Envoy resources one proxy should have.
 pub fn compile(snapshot: &Snapshot, proxy: &Proxy) -> ProxyResources {
+    compile_parts(snapshot, proxy).0
+}
+
+/// The proxy's resources, the shared part they were built from, and the
+/// names of the clusters built for this proxy alone.
+fn compile_parts(
+    snapshot: &Snapshot,
+    proxy: &Proxy,
+) -> (ProxyResources, Arc<SharedResources>, Vec<String>) {
     let shared = shared_for(snapshot, &proxy.namespace);
+    let mut own_clusters = Vec::new();
 
     let inbound = inbound_ports(snapshot, proxy);
     let mut clusters = shared.clusters.clone();
@@ -72,16 +86,19 @@ pub fn compile(snapshot: &Snapshot, proxy: &Proxy) -> ProxyResources {
             ),
         );
         insert(&mut clusters, ResourceType::Cluster, &c.name.clone(), &c);
+        own_clusters.push(c.name.clone());
         let l = listener::inbound(proxy, port);
         insert(&mut listeners, ResourceType::Listener, &l.name.clone(), &l);
     }
 
-    ProxyResources::new(
+    let endpoints = proxy_endpoints(snapshot, proxy, &shared);
+    let resources = ProxyResources::new(
         Arc::new(clusters),
-        proxy_endpoints(snapshot, proxy, &shared),
+        endpoints,
         Arc::new(listeners),
         Arc::new(routes),
-    )
+    );
+    (resources, shared, own_clusters)
 }
 
 /// Compiles `proxy`'s resources and runs the consistency check on them, as
@@ -93,8 +110,18 @@ pub fn compile_consistent(
     snapshot: &Snapshot,
     proxy: &Proxy,
 ) -> Result<ProxyResources, Inconsistent> {
-    let resources = compile(snapshot, proxy);
-    let problems = verify(&resources);
+    let (resources, shared, own_clusters) = compile_parts(snapshot, proxy);
+    // The same check as `verify`, with the shared clusters' part done once
+    // per snapshot and namespace.
+    let mut problems = shared.problems.clone();
+    problems.extend(verify::listeners(&resources));
+    let clusters = resources.get(ResourceType::Cluster);
+    problems.extend(verify::clusters(
+        own_clusters
+            .iter()
+            .filter_map(|name| clusters.get(name).map(|r| r.as_ref())),
+        resources.get(ResourceType::Endpoint),
+    ));
     if problems.is_empty() {
         Ok(resources)
     } else {
@@ -170,10 +197,12 @@ fn compile_shared(snapshot: &Snapshot, namespace: &str) -> SharedResources {
             }
         }
     }
+    let problems = verify::clusters(clusters.values().map(|r| r.as_ref()), &endpoints);
     SharedResources {
         clusters,
         endpoints: Arc::new(endpoints),
         localized,
+        problems,
     }
 }
 

@@ -9,7 +9,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use prost::Message;
 
-use crate::resources::{ProxyResources, ResourceType};
+use crate::resources::{ProxyResources, Resource, ResourceMap, ResourceType};
 
 /// A compiled set that failed the consistency check, with every dangling
 /// reference found.
@@ -22,9 +22,22 @@ pub struct Inconsistent {
 /// Lists every dangling reference: RDS names no route configuration has, and
 /// EDS clusters without a load assignment. Empty when consistent.
 pub fn verify(resources: &ProxyResources) -> Vec<String> {
+    let mut problems = listeners(resources);
+    problems.extend(clusters(
+        resources
+            .get(ResourceType::Cluster)
+            .values()
+            .map(|r| r.as_ref()),
+        resources.get(ResourceType::Endpoint),
+    ));
+    problems
+}
+
+/// The listeners' part of [`verify`]: every RDS name a listener's HTTP
+/// connection manager uses has a route configuration in the set.
+pub(super) fn listeners(resources: &ProxyResources) -> Vec<String> {
     let mut problems = Vec::new();
     let routes = resources.get(ResourceType::Route);
-    let endpoints = resources.get(ResourceType::Endpoint);
     for listener in resources.get(ResourceType::Listener).values() {
         let Ok(listener) = Listener::decode(listener.body.value.as_slice()) else {
             problems.push(format!("listener {} does not decode", listener.name));
@@ -49,7 +62,17 @@ pub fn verify(resources: &ProxyResources) -> Vec<String> {
             }
         }
     }
-    for cluster in resources.get(ResourceType::Cluster).values() {
+    problems
+}
+
+/// The clusters' part of [`verify`]: every EDS cluster among `clusters` has
+/// its load assignment in `endpoints`.
+pub(super) fn clusters<'a>(
+    clusters: impl IntoIterator<Item = &'a Resource>,
+    endpoints: &ResourceMap,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for cluster in clusters {
         let Ok(cluster) = Cluster::decode(cluster.body.value.as_slice()) else {
             problems.push(format!("cluster {} does not decode", cluster.name));
             continue;
