@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use discovery::file::FileStore;
-use pilot::compile::compile;
+use pilot::compile::compile_consistent;
 use pilot::proxy::{DEFAULT_OUTBOUND_PORT, Proxy};
 use pilot::resources::{ProxyResources, ResourceType};
 use pilot::snapshot::Snapshot;
@@ -108,7 +108,9 @@ fn main() {
                 app_ports: Default::default(),
                 outbound_port: DEFAULT_OUTBOUND_PORT,
             };
-            compile(&snapshot, &proxy)
+            // What the server runs before each push: compile, then the
+            // consistency check.
+            compile_consistent(&snapshot, &proxy).expect("a consistent set")
         })
         .collect();
     let compile_all = t.elapsed();
