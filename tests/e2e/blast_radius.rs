@@ -2,11 +2,9 @@
 //! depend on it: it is rejected before it reaches any proxy, the rest of the
 //! edit is pushed, and no proxy NACKs.
 
-use std::time::Duration;
-
 use serde_json::Value;
 
-use crate::harness::{BOWLINE, count_versions, wait_for};
+use crate::harness::{BOWLINE, count_versions, wait_for_version};
 use crate::{reviews_mesh, reviews_split};
 
 /// A VirtualService on `host` answering every request with `body`.
@@ -40,15 +38,7 @@ async fn an_oversized_direct_response_is_rejected_and_everything_else_is_pushed(
     mesh.write("details-vs.yaml", &direct_response("details", &oversized));
     mesh.write("reviews-vs.yaml", &reviews_split(0, 100));
 
-    wait_for("traffic to move to v2", Duration::from_secs(30), || {
-        let client = client.clone();
-        async move {
-            count_versions(&client, "http://reviews:9080/", 1)
-                .await
-                .contains_key("v2")
-        }
-    })
-    .await;
+    wait_for_version(&client, "http://reviews:9080/", "v2").await;
     mesh.wait_converged(&["client", "reviews-v1", "reviews-v2"])
         .await;
 

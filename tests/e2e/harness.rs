@@ -414,6 +414,16 @@ where
     }
 }
 
+/// Waits until a request to `url` through `client` is answered by `version`.
+pub async fn wait_for_version(client: &reqwest::Client, url: &str, version: &str) {
+    wait_for(
+        &format!("{url} to be answered by {version}"),
+        Duration::from_secs(30),
+        || async { count_versions(client, url, 1).await.contains_key(version) },
+    )
+    .await;
+}
+
 /// Sends `n` requests and counts the answers by the echo's `version` field
 /// (`"error"` for failures and non-200 answers).
 pub async fn count_versions(

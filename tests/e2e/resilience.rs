@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::harness::{count_versions, wait_for};
+use crate::harness::{count_versions, wait_for, wait_for_version};
 use crate::{reviews_mesh, reviews_split};
 
 const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
@@ -110,15 +110,7 @@ async fn restarting_the_control_plane_does_not_interrupt_traffic() {
 
     // The reconnected sidecars follow new config.
     mesh.write("reviews-vs.yaml", &reviews_split(0, 100));
-    wait_for("traffic to move to v2", Duration::from_secs(20), || {
-        let client = client.clone();
-        async move {
-            count_versions(&client, "http://reviews:9080/", 1)
-                .await
-                .contains_key("v2")
-        }
-    })
-    .await;
+    wait_for_version(&client, "http://reviews:9080/", "v2").await;
     mesh.wait_converged(&["client", "reviews-v1", "reviews-v2"])
         .await;
     let after = count_versions(&client, "http://reviews:9080/", 100).await;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::harness::{Mesh, count_versions, wait_for};
+use crate::harness::{Mesh, count_versions, wait_for, wait_for_version};
 use crate::{reviews_split, services, workload_entry};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,15 +77,7 @@ async fn sotw_and_delta_sidecars_converge_and_follow_changes() {
     // A change of routes (RDS) reaches both kinds of stream.
     mesh.write("reviews-vs.yaml", &reviews_split(0, 100));
     for client in [&sotw, &delta] {
-        wait_for("traffic to move to v2", Duration::from_secs(20), || {
-            let client = client.clone();
-            async move {
-                count_versions(&client, "http://reviews:9080/", 1)
-                    .await
-                    .contains_key("v2")
-            }
-        })
-        .await;
+        wait_for_version(client, "http://reviews:9080/", "v2").await;
     }
     mesh.wait_converged(&all).await;
     for client in [&sotw, &delta] {
