@@ -1,17 +1,19 @@
 //! The inbound route's default retry policy (Istio's `reset-before-request`)
 //! on real Envoy: a request whose connection to the application was
-//! refused is retried, and the client gets the application's answer.
+//! refused is retried, and the client gets the application's answer; a
+//! request the application received and reset, even unread, is not.
 //!
 //! Envoy's `reset-before-request` retries a reset only while no byte of the
 //! request has been sent upstream, and it counts the request as sent as
 //! soon as its headers are handed to an established connection, before the
 //! application has read anything. So the reset it retries is a connection
 //! to the application that failed: here, one refused because nothing
-//! listened. That the first attempt is refused and the retry is not is
-//! decided by packet order, never by timing: the test runs in a network
-//! namespace of its own, where a gate lets one connection attempt to the
-//! application through and holds the next until the application listens
-//! again.
+//! listened. (A request on a connection the application accepted counts as
+//! sent, read or not, and a reset then is not retried: the second test.)
+//! That the first attempt is refused and the retry is not is decided by
+//! packet order, never by timing: the test runs in a network namespace of
+//! its own, where a gate lets one connection attempt to the application
+//! through and holds the next until the application listens again.
 //!
 //! ```text
 //! client ─► client sidecar ─► app sidecar ─► SYN 1 ─► gate ─► nothing listens: RST
@@ -109,4 +111,48 @@ async fn refused_then_retried() {
     };
     assert_eq!(client_stat("upstream_rq_total"), 1, "{client_stats:#?}");
     assert_eq!(client_stat("upstream_rq_retry"), 0, "{client_stats:#?}");
+}
+
+/// The other side of the boundary: once the request is on a connection the
+/// application accepted, a reset is not retried, even when the application
+/// never read a byte of it. Runs on the machine's loopback, in the test's
+/// subnet: it shapes no packet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_written_to_the_application_then_reset_unread_is_not_retried() {
+    let mut mesh = start_mesh(61, &service("reviews", &[9080]), &[CLIENT, REVIEWS]).await;
+    let app = SocketAddr::new(mesh.address(2), APP_PORT);
+    mesh.stop_echo("reviews").await;
+    // In the echo's place, an application that accepts one connection,
+    // waits until the request has arrived, and closes without reading it:
+    // the kernel answers unread data with a reset.
+    let listener = tokio::net::TcpListener::bind(app).await.unwrap();
+    let application = tokio::spawn(async move {
+        let (connection, _) = listener.accept().await.unwrap();
+        let mut first = [0u8; 1];
+        connection.peek(&mut first).await.unwrap();
+        drop(connection);
+        listener
+    });
+
+    let response = mesh
+        .client(1)
+        .get("http://reviews:9080/reset")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let body = response.text().await.unwrap();
+    assert!(body.contains("reset before headers"), "{body}");
+    drop(application.await.unwrap());
+
+    let stats = mesh.envoy_stats(2).await;
+    let stat = |name: &str| {
+        stats
+            .get(&format!("{INBOUND}.{name}"))
+            .copied()
+            .unwrap_or(0)
+    };
+    assert_eq!(stat("upstream_cx_total"), 1, "{stats:#?}");
+    assert_eq!(stat("upstream_cx_connect_fail"), 0, "{stats:#?}");
+    assert_eq!(stat("upstream_rq_retry"), 0, "{stats:#?}");
 }
