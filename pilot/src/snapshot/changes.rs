@@ -245,3 +245,156 @@ fn moved_addresses(old: &ServiceModel, new: &ServiceModel) -> BTreeSet<String> {
         .map(|e| e.address.clone())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use discovery::file::FileStore;
+
+    use super::*;
+
+    /// `reviews` in `shop` with two workloads, and `ledger` in `bank`,
+    /// exported to its own namespace only; `extra` is appended.
+    fn mesh(reviews_second_address: &str, extra: &str) -> Snapshot {
+        let text = format!(
+            r#"
+apiVersion: v1
+kind: Service
+metadata: {{name: reviews, namespace: shop}}
+spec:
+  selector: {{app: reviews}}
+  ports: [{{name: http, port: 80}}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: reviews-1, namespace: shop}}
+spec: {{address: 10.0.0.1, labels: {{app: reviews}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: reviews-2, namespace: shop}}
+spec: {{address: {reviews_second_address}, labels: {{app: reviews}}}}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: ledger
+  namespace: bank
+  annotations: {{networking.istio.io/exportTo: "."}}
+spec:
+  selector: {{app: ledger}}
+  ports: [{{name: http, port: 80}}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: ledger-1, namespace: bank}}
+spec: {{address: 10.0.1.1, labels: {{app: ledger}}}}
+{extra}"#
+        );
+        let mut store = FileStore::default();
+        store.apply(Path::new("mesh.yaml"), &text);
+        Snapshot::build(1, &store.config())
+    }
+
+    fn proxy(namespace: &str, address: &str) -> Proxy {
+        let address = address.parse().unwrap();
+        Proxy {
+            id: Proxy::node_id(address, "client", namespace),
+            namespace: namespace.into(),
+            workload: "client".into(),
+            address,
+            labels: BTreeMap::new(),
+            service_account: None,
+            app_address: None,
+            app_ports: BTreeMap::new(),
+            outbound_port: crate::proxy::DEFAULT_OUTBOUND_PORT,
+        }
+    }
+
+    const REVIEWS: &str = "reviews.shop.svc.cluster.local";
+    const LEDGER: &str = "ledger.bank.svc.cluster.local";
+
+    fn vs(host: &str, namespace: &str, weight_header: &str) -> String {
+        format!(
+            "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: vs, namespace: {namespace}}}\nspec:\n  hosts: [{host}]\n  http:\n  - headers: {{request: {{set: {{x-rev: '{weight_header}'}}}}}}\n    route:\n    - destination: {{host: {host}}}\n"
+        )
+    }
+
+    #[test]
+    fn the_same_config_changes_nothing() {
+        let changes = ChangeSet::between(&mesh("10.0.0.2", ""), &mesh("10.0.0.2", ""));
+        assert!(changes.is_empty(), "{changes:?}");
+        assert!(!changes.reaches(
+            &proxy("shop", "10.0.0.1"),
+            &mesh("10.0.0.2", ""),
+            &mesh("10.0.0.2", "")
+        ));
+    }
+
+    #[test]
+    fn a_moved_endpoint_is_an_endpoint_only_change_of_its_service() {
+        let (before, after) = (mesh("10.0.0.2", ""), mesh("10.0.0.3", ""));
+        let changes = ChangeSet::between(&before, &after);
+        assert!(changes.reasons.contains(&PushReason::EndpointUpdate));
+        assert_eq!(
+            changes.endpoint_hosts,
+            BTreeSet::from([REVIEWS.to_string()])
+        );
+        assert!(changes.hosts.is_empty());
+        let endpoints = changes.endpoints_only().expect("endpoint-only");
+        assert_eq!(
+            endpoints.addresses,
+            BTreeSet::from(["10.0.0.2".to_string(), "10.0.0.3".to_string()])
+        );
+        // Every namespace sees reviews; only bank sees ledger.
+        assert!(changes.reaches(&proxy("bank", "10.9.0.1"), &before, &after));
+        assert!(changes.reaches(&proxy("shop", "10.9.0.1"), &before, &after));
+    }
+
+    #[test]
+    fn a_policy_change_reaches_only_the_namespaces_that_see_its_host() {
+        let (before, after) = (
+            mesh("10.0.0.2", &vs(LEDGER, "bank", "1")),
+            mesh("10.0.0.2", &vs(LEDGER, "bank", "2")),
+        );
+        let changes = ChangeSet::between(&before, &after);
+        assert_eq!(changes.reasons, BTreeSet::from([PushReason::ConfigUpdate]));
+        assert_eq!(changes.hosts, BTreeSet::from([LEDGER.to_string()]));
+        assert!(changes.endpoints_only().is_none());
+        assert!(changes.reaches(&proxy("bank", "10.9.0.1"), &before, &after));
+        assert!(!changes.reaches(&proxy("shop", "10.9.0.1"), &before, &after));
+    }
+
+    #[test]
+    fn a_new_policy_and_a_removed_one_count_for_their_hosts() {
+        let (without, with) = (
+            mesh("10.0.0.2", ""),
+            mesh("10.0.0.2", &vs(REVIEWS, "shop", "1")),
+        );
+        for (before, after) in [(&without, &with), (&with, &without)] {
+            let changes = ChangeSet::between(before, after);
+            assert_eq!(changes.hosts, BTreeSet::from([REVIEWS.to_string()]));
+        }
+    }
+
+    #[test]
+    fn a_changed_service_definition_is_not_endpoint_only_and_reaches_its_workloads() {
+        let before = mesh("10.0.0.2", "");
+        let mut after = mesh("10.0.0.2", "");
+        let mut reviews = (*after.registry.services[REVIEWS]).clone();
+        reviews.ports[0].number = 8080;
+        after
+            .registry
+            .services
+            .insert(REVIEWS.to_string(), Arc::new(reviews));
+        let changes = ChangeSet::between(&before, &after);
+        assert_eq!(changes.reasons, BTreeSet::from([PushReason::ServiceUpdate]));
+        assert!(changes.endpoints_only().is_none());
+        // The service's workloads are reached by address: their inbound
+        // side comes from the service.
+        assert!(changes.addresses.contains("10.0.0.1"));
+        assert!(changes.reaches(&proxy("shop", "10.0.0.1"), &before, &after));
+    }
+}
