@@ -102,7 +102,7 @@ fn main() {
             let e = p / services % endpoints;
             let ip = IpAddr::V4(address(s * endpoints + e));
             let (name, ns) = (format!("svc-{s}-{e}"), format!("ns-{}", s % 10));
-            let proxy = Proxy {
+            Proxy {
                 id: Proxy::node_id(ip, &name, &ns),
                 namespace: ns,
                 workload: name,
