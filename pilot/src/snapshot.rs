@@ -21,9 +21,10 @@
 //! Istio breaks the remaining ties by creation time, which files do not have.
 
 mod candidates;
+mod changes;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 
 use discovery::Registry;
 use discovery::file::ConfigSet;
@@ -32,10 +33,9 @@ use policy::networking::{DestinationRule, VirtualService, WorkloadEntry};
 use policy::{Diagnostic, FieldPath, Object};
 
 pub use candidates::{Candidate, Candidates, HostPolicy};
+pub use changes::{ChangeSet, PushReason};
 
-use crate::compile::SharedResources;
 use crate::hosts;
-use crate::resources::Resource;
 
 /// The mesh at one moment. Never mutated after `build`; proxies hold it by `Arc`.
 #[derive(Debug, Default)]
@@ -53,15 +53,7 @@ pub struct Snapshot {
     pub workload_entries: Vec<Arc<WorkloadEntry>>,
     /// Problems found in the config this snapshot was built from.
     pub diagnostics: Vec<Diagnostic>,
-    /// What the compiler builds once per snapshot and namespace rather than
-    /// once per proxy (a memo: it never changes what `compile` returns).
-    pub(crate) shared: Mutex<HashMap<String, Arc<SharedResources>>>,
-    /// The outbound route configuration per (namespace, labels); a memo too.
-    pub(crate) routes: Mutex<HashMap<RouteKey, Arc<Resource>>>,
 }
-
-/// What a proxy's outbound routes depend on: its namespace and labels.
-pub(crate) type RouteKey = (String, BTreeMap<String, String>);
 
 impl Snapshot {
     /// Builds the snapshot of a config set: the registry, the policy of each
@@ -94,8 +86,6 @@ impl Snapshot {
             destination_rules,
             workload_entries,
             diagnostics: Vec::new(),
-            shared: Mutex::new(HashMap::new()),
-            routes: Mutex::new(HashMap::new()),
         };
         snapshot.report_conflicts(&mut diagnostics);
         snapshot.check_routes(&mut diagnostics);
