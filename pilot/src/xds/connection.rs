@@ -98,6 +98,9 @@ pub(super) struct TypeState {
     pub(super) wildcard: bool,
     /// Resources subscribed by name.
     pub(super) names: BTreeSet<String>,
+    /// State of the world: the client has named resources (or `*`) in a
+    /// request of this type, so an empty list no longer means wildcard.
+    pub(super) named: bool,
     /// Nonce of the last response sent; only a request echoing it is an ACK or NACK.
     pub(super) nonce: Option<String>,
     pub(super) sent_version: Option<String>,

@@ -8,8 +8,13 @@
 //!   good configuration, and the rejected version is not sent again.
 //! - An ACK is answered only when the subscribed names changed.
 //!
-//! LDS and CDS are wildcard: the names in requests are ignored and everything
-//! is sent. RDS and EDS send the requested names that exist.
+//! Names follow the xDS spec's subscription rules. For LDS and CDS, a
+//! request with no names from a client that has never named any (Envoy's
+//! way), or one naming `*`, is a wildcard subscription: everything is sent.
+//! Once a client names resources (proxyless gRPC asks for its listener by
+//! name, then for the route configuration and clusters it names), it gets
+//! just those; an empty list then means none. RDS and EDS are never
+//! wildcard: they send the requested names that exist.
 
 use std::collections::BTreeSet;
 
@@ -18,6 +23,25 @@ use tracing::{debug, warn};
 
 use crate::resources::{ProxyResources, ResourceType};
 use crate::xds::connection::{Connection, Mode, Reply, Response, TypeState};
+
+/// The name that stands for every resource of a wildcard type.
+const WILDCARD: &str = "*";
+
+/// Reads a request's names: whether it subscribes to the wildcard, and
+/// whether the client has now named resources explicitly (which ends the
+/// legacy meaning of an empty list). Removes `*` from `names`.
+fn subscription(ty: ResourceType, names: &mut BTreeSet<String>, named: bool) -> (bool, bool) {
+    if !ty.is_wildcard() {
+        return (false, named || !names.is_empty());
+    }
+    if names.remove(WILDCARD) {
+        return (true, true);
+    }
+    if names.is_empty() && !named {
+        return (true, false);
+    }
+    (false, true)
+}
 
 impl Connection {
     /// Handles one state-of-the-world request; returns what to send back.
@@ -39,18 +63,14 @@ impl Connection {
             warn!(%type_url, "request for an unsupported resource type, ignored");
             return Vec::new();
         };
-        let names: BTreeSet<String> = if ty.is_wildcard() {
-            BTreeSet::new()
-        } else {
-            resource_names.into_iter().collect()
-        };
+        let mut names: BTreeSet<String> = resource_names.into_iter().collect();
 
         if response_nonce.is_empty() {
-            let state = self.types.entry(ty).or_insert_with(|| TypeState {
-                wildcard: ty.is_wildcard(),
-                ..TypeState::default()
-            });
-            debug!(%type_url, %version_info, names = names.len(), "subscribe");
+            let state = self.types.entry(ty).or_default();
+            let (wildcard, named) = subscription(ty, &mut names, state.named);
+            debug!(%type_url, %version_info, wildcard, names = names.len(), "subscribe");
+            state.wildcard = wildcard;
+            state.named = named;
             state.names = names;
             return vec![self.sotw_response(ty)];
         }
@@ -63,10 +83,18 @@ impl Connection {
         if reply == Reply::Nack {
             self.nacks += 1;
         }
-        if reply == Reply::Stale || state.names == names {
+        if reply == Reply::Stale {
             return Vec::new();
         }
+        let (wildcard, named) = subscription(ty, &mut names, state.named);
+        state.named = named;
+        // Under a wildcard, names beside `*` select nothing more.
+        let unchanged = state.wildcard == wildcard && (wildcard || state.names == names);
+        state.wildcard = wildcard;
         state.names = names;
+        if unchanged {
+            return Vec::new();
+        }
         let rejected = match (reply, &state.nack) {
             (Reply::Nack, Some(nack)) => Some(nack.version.clone()),
             _ => None,

@@ -214,7 +214,7 @@ fn reconnect_with_old_version_and_empty_nonce_is_answered() {
 }
 
 #[test]
-fn lds_and_cds_are_wildcard() {
+fn lds_and_cds_without_names_are_wildcard() {
     let mut conn = Connection::sotw();
     conn.on_resources(resources(
         &[cluster("a", 1), cluster("b", 1)],
@@ -222,12 +222,71 @@ fn lds_and_cds_are_wildcard() {
         &[listener("l1", 1), listener("l2", 1)],
         &[],
     ));
-    let c = only(conn.on_sotw_request(request(CDS, &["a"], "", "")));
+    // Envoy's way: no names, ever.
+    let c = only(conn.on_sotw_request(request(CDS, &[], "", "")));
     assert_eq!(cluster_names(&c), ["a", "b"]);
-    let l = only(conn.on_sotw_request(request(LDS, &[], "", "")));
+    assert!(conn.on_sotw_request(ack(&c, &[])).is_empty());
+    let c2 = only(conn.on_resources(resources(
+        &[cluster("a", 1), cluster("b", 1), cluster("c", 1)],
+        &[],
+        &[listener("l1", 1), listener("l2", 1)],
+        &[],
+    )));
+    assert_eq!(cluster_names(&c2), ["a", "b", "c"]);
+
+    // `*` is a wildcard too, alone or beside names.
+    let l = only(conn.on_sotw_request(request(LDS, &["*"], "", "")));
     assert_eq!(l.resources.len(), 2);
-    // Names in an ACK of a wildcard type are not a change of subscription.
-    assert!(conn.on_sotw_request(ack(&c, &["b"])).is_empty());
+    assert!(conn.on_sotw_request(ack(&l, &["l1", "*"])).is_empty());
+}
+
+#[test]
+fn lds_and_cds_naming_resources_subscribe_to_just_those() {
+    // Proxyless gRPC: the listener by name, then what it names.
+    let mut conn = Connection::sotw();
+    let v1 = resources(
+        &[cluster("a", 1), cluster("b", 1)],
+        &[endpoint("a", 1), endpoint("b", 1)],
+        &[listener("l1", 1), listener("l2", 1)],
+        &[route("r1", 1), route("r2", 1)],
+    );
+    conn.on_resources(v1.clone());
+    let l = only(conn.on_sotw_request(request(LDS, &["l1"], "", "")));
+    assert_eq!(l.resources.len(), 1);
+    let sent = v1.get(crate::resources::ResourceType::Listener);
+    assert_eq!(
+        l.version_info,
+        ProxyResources::version_of([sent["l1"].as_ref()])
+    );
+    assert!(conn.on_sotw_request(ack(&l, &["l1"])).is_empty());
+    let c = only(conn.on_sotw_request(request(CDS, &["a", "missing"], "", "")));
+    assert_eq!(cluster_names(&c), ["a"]);
+    assert!(conn.on_sotw_request(ack(&c, &["a", "missing"])).is_empty());
+
+    // A change to what the client did not name pushes nothing; a change to
+    // what it named pushes just that.
+    let v2 = resources(
+        &[cluster("a", 1), cluster("b", 2)],
+        &[endpoint("a", 1), endpoint("b", 1)],
+        &[listener("l1", 1), listener("l2", 2)],
+        &[route("r1", 1), route("r2", 1)],
+    );
+    assert!(conn.on_resources(v2).is_empty());
+    let pushed = conn.on_resources(resources(
+        &[cluster("a", 3), cluster("b", 2)],
+        &[endpoint("a", 1), endpoint("b", 1)],
+        &[listener("l1", 1), listener("l2", 2)],
+        &[route("r1", 1), route("r2", 1)],
+    ));
+    let c2 = only(pushed);
+    assert_eq!(cluster_names(&c2), ["a"]);
+
+    // Once the client has named resources, an empty list means none.
+    let none = only(conn.on_sotw_request(ack(&c2, &[])));
+    assert!(none.resources.is_empty());
+    // And `*` brings the wildcard back.
+    let all = only(conn.on_sotw_request(ack(&none, &["*"])));
+    assert_eq!(cluster_names(&all), ["a", "b"]);
 }
 
 #[test]
