@@ -226,7 +226,7 @@ impl Connection {
             .into_iter()
             .filter_map(|ty| match self.mode {
                 Mode::Sotw => self.sotw_push(ty),
-                Mode::Delta => self.delta_response(ty, false),
+                Mode::Delta => self.delta_response(ty, false, &[]),
             })
             .collect()
     }

@@ -6,13 +6,19 @@
 //!   has, seeded on reconnect from `initial_resource_versions`.
 //! - A response carries the subscribed resources whose version differs from
 //!   the client's, and `removed_resources` for the names the client has that
-//!   it should no longer have (deleted, or unsubscribed).
+//!   it should no longer have (deleted, or unsubscribed), and for every name
+//!   subscribed explicitly that does not exist. The spec has the server say
+//!   so, rather than leave the client waiting for its initial fetch
+//!   timeout (Envoy's cluster warming, gRPC's does-not-exist timer); a
+//!   subscription to a missing name is answered at once, and the name is
+//!   listed again in every later response of its type while it stays
+//!   missing. When it appears it is sent like any new resource.
 //! - ACK and NACK follow the nonce as in state of the world; a stale nonce is
 //!   ignored but the subscription changes in its request still apply.
 //! - A request is answered only when it changes what should be sent, except
 //!   the first request of a type, which is always answered.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource as DeltaResource,
@@ -60,10 +66,12 @@ impl Connection {
                 "subscribe"
             );
         }
+        let mut subscribed = Vec::new();
         for name in resource_names_subscribe {
             if name == WILDCARD {
                 state.wildcard = true;
             } else {
+                subscribed.push(name.clone());
                 state.names.insert(name);
             }
         }
@@ -77,12 +85,20 @@ impl Connection {
         if state.on_reply(ty, &response_nonce, error_detail) == Reply::Nack {
             self.nacks += 1;
         }
-        self.delta_response(ty, first).into_iter().collect()
+        self.delta_response(ty, first, &subscribed)
+            .into_iter()
+            .collect()
     }
 
-    /// The response that brings the client's `ty` up to date, if it is behind
-    /// (or always, when `always`).
-    pub(super) fn delta_response(&mut self, ty: ResourceType, always: bool) -> Option<Response> {
+    /// The response that brings the client's `ty` up to date, if it is behind,
+    /// or if one of the names `subscribed` just now does not exist (or
+    /// always, when `always`).
+    pub(super) fn delta_response(
+        &mut self,
+        ty: ResourceType,
+        always: bool,
+        subscribed_now: &[String],
+    ) -> Option<Response> {
         let resources = self.resources().clone();
         let state: &TypeState = self.types.get(&ty)?;
         let subscribed = state.subscribed(ty, &resources);
@@ -96,15 +112,25 @@ impl Connection {
                 ..DeltaResource::default()
             })
             .collect();
-        let removed: Vec<String> = state
+        let gone: BTreeSet<&str> = state
             .client_has
             .keys()
-            .filter(|name| !subscribed.contains_key(name.as_str()))
-            .cloned()
+            .map(String::as_str)
+            .filter(|name| !subscribed.contains_key(name))
             .collect();
-        if changed.is_empty() && removed.is_empty() && !always {
+        let missing: BTreeSet<&str> = state
+            .names
+            .iter()
+            .map(String::as_str)
+            .filter(|name| !subscribed.contains_key(name))
+            .collect();
+        let newly_missing = subscribed_now
+            .iter()
+            .any(|name| missing.contains(name.as_str()));
+        if changed.is_empty() && gone.is_empty() && !newly_missing && !always {
             return None;
         }
+        let removed: Vec<String> = gone.union(&missing).map(|n| n.to_string()).collect();
         let version = ProxyResources::version_of(subscribed.values().map(|r| r.as_ref()));
         let client_has: BTreeMap<String, String> = subscribed
             .values()
