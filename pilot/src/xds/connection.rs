@@ -7,8 +7,9 @@
 //! ```
 //!
 //! Per resource type it tracks what was subscribed, the last nonce and version
-//! sent, the version ACKed and the last NACK; in Delta mode also the version of
-//! each resource the client has. Nonces come from a per-connection counter, so
+//! sent, the version ACKed and the last NACK, and the version of each
+//! resource the client has (Delta needs it by definition; state of the world
+//! uses it to send RDS and EDS changes alone). Nonces come from a per-connection counter, so
 //! the same inputs always give the same outputs. The variant-specific rules
 //! live in `sotw` and `delta`.
 
@@ -106,8 +107,28 @@ pub(super) struct TypeState {
     pub(super) sent_version: Option<String>,
     pub(super) acked_version: Option<String>,
     pub(super) nack: Option<Nack>,
-    /// Delta only: name -> version of every resource the client has.
-    pub(super) client_has: BTreeMap<String, String>,
+    /// What the client holds of each resource of the type, by name: in Delta
+    /// as the protocol defines it, in state of the world what the responses
+    /// sent so far leave it with (RDS and EDS responses may carry a subset).
+    pub(super) client_has: BTreeMap<String, Held>,
+}
+
+/// One resource the client holds.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Held {
+    /// A resource this connection sent.
+    Sent(Arc<Resource>),
+    /// Delta: a version the client reported holding when it (re)connected.
+    Reported(String),
+}
+
+impl Held {
+    pub(super) fn version(&self) -> &str {
+        match self {
+            Held::Sent(r) => &r.version,
+            Held::Reported(version) => version,
+        }
+    }
 }
 
 /// What a request says about the last response of its type.

@@ -19,6 +19,7 @@
 //!   the first request of a type, which is always answered.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource as DeltaResource,
@@ -26,7 +27,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 use tracing::{debug, warn};
 
 use crate::resources::{ProxyResources, ResourceType};
-use crate::xds::connection::{Connection, Mode, Reply, Response, TypeState};
+use crate::xds::connection::{Connection, Held, Mode, Reply, Response, TypeState};
 
 /// The name that stands for every resource of a type.
 const WILDCARD: &str = "*";
@@ -58,7 +59,10 @@ impl Connection {
         let state = self.types.entry(ty).or_default();
         if first {
             state.wildcard = ty.is_wildcard() && resource_names_subscribe.is_empty();
-            state.client_has = initial_resource_versions.into_iter().collect();
+            state.client_has = initial_resource_versions
+                .into_iter()
+                .map(|(name, version)| (name, Held::Reported(version)))
+                .collect();
             debug!(
                 %type_url,
                 wildcard = state.wildcard,
@@ -104,7 +108,9 @@ impl Connection {
         let subscribed = state.subscribed(ty, &resources);
         let changed: Vec<DeltaResource> = subscribed
             .values()
-            .filter(|r| state.client_has.get(&r.name) != Some(&r.version))
+            .filter(|r| {
+                state.client_has.get(&r.name).map(Held::version) != Some(r.version.as_str())
+            })
             .map(|r| DeltaResource {
                 name: r.name.clone(),
                 version: r.version.clone(),
@@ -132,9 +138,9 @@ impl Connection {
         }
         let removed: Vec<String> = gone.union(&missing).map(|n| n.to_string()).collect();
         let version = ProxyResources::version_of(subscribed.values().map(|r| r.as_ref()));
-        let client_has: BTreeMap<String, String> = subscribed
+        let client_has: BTreeMap<String, Held> = subscribed
             .values()
-            .map(|r| (r.name.clone(), r.version.clone()))
+            .map(|r| (r.name.clone(), Held::Sent(Arc::clone(r))))
             .collect();
 
         let nonce = self.next_nonce();

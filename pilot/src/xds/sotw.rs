@@ -7,6 +7,9 @@
 //! - A NACK is recorded and answered with nothing: the proxy keeps its last
 //!   good configuration, and the rejected version is not sent again.
 //! - An ACK is answered only when the subscribed names changed.
+//! - A request is answered with every subscribed resource; a push after new
+//!   resources carries, for RDS and EDS, only those whose version differs
+//!   from the client's (LDS and CDS are always complete; see [`complete`]).
 //!
 //! Names follow the xDS spec's subscription rules. For LDS and CDS, a
 //! request with no names from a client that has never named any (Envoy's
@@ -17,12 +20,13 @@
 //! wildcard: they send the requested names that exist.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use tracing::{debug, warn};
 
-use crate::resources::{ProxyResources, ResourceType};
-use crate::xds::connection::{Connection, Mode, Reply, Response, TypeState};
+use crate::resources::{ProxyResources, Resource, ResourceType};
+use crate::xds::connection::{Connection, Held, Mode, Reply, Response};
 
 /// The name that stands for every resource of a wildcard type.
 const WILDCARD: &str = "*";
@@ -105,11 +109,30 @@ impl Connection {
         vec![self.sotw_response(ty)]
     }
 
-    /// The response for `ty` after new resources, if its content changed.
+    /// The response for `ty` after new resources, if what the client should
+    /// have changed. LDS and CDS send the complete set; RDS and EDS only the
+    /// resources whose version differs from the client's (see [`complete`]).
     pub(super) fn sotw_push(&mut self, ty: ResourceType) -> Option<Response> {
-        let version = self.sotw_version(ty);
-        let sent = self.types.get(&ty)?.sent_version.as_deref();
-        (sent != Some(version.as_str())).then(|| self.sotw_response(ty))
+        if complete(ty) {
+            let version = self.sotw_version(ty);
+            let sent = self.types.get(&ty)?.sent_version.as_deref();
+            return (sent != Some(version.as_str())).then(|| self.sotw_response(ty));
+        }
+        let resources = self.resources().clone();
+        let state = self.types.get(&ty)?;
+        let subscribed = state.subscribed(ty, &resources);
+        let changed: Vec<Arc<Resource>> = subscribed
+            .values()
+            .filter(|r| {
+                state.client_has.get(&r.name).map(Held::version) != Some(r.version.as_str())
+            })
+            .map(|r| Arc::clone(r))
+            .collect();
+        if changed.is_empty() {
+            return None;
+        }
+        let version = ProxyResources::version_of(subscribed.values().map(|r| r.as_ref()));
+        Some(self.send(ty, version, changed))
     }
 
     /// Version of the subscribed set of `ty`.
@@ -125,14 +148,36 @@ impl Connection {
         }
     }
 
-    /// Builds the full response for `ty` and records it as sent.
+    /// Builds the response carrying every subscribed resource of `ty`.
     fn sotw_response(&mut self, ty: ResourceType) -> Response {
-        let nonce = self.next_nonce();
         let resources = self.resources().clone();
         let state = self.types.entry(ty).or_default();
         let subscribed = state.subscribed(ty, &resources);
         let version = ProxyResources::version_of(subscribed.values().map(|r| r.as_ref()));
-        let bodies = subscribed.values().map(|r| r.body.clone()).collect();
+        let all: Vec<Arc<Resource>> = subscribed.into_values().map(Arc::clone).collect();
+        if complete(ty) {
+            state.client_has.clear();
+        } else if !state.wildcard {
+            // The client drops what it no longer names.
+            let names = &state.names;
+            state.client_has.retain(|name, _| names.contains(name));
+        }
+        self.send(ty, version, all)
+    }
+
+    /// Records `resources` as sent at `version` and builds their response.
+    fn send(
+        &mut self,
+        ty: ResourceType,
+        version: String,
+        resources: Vec<Arc<Resource>>,
+    ) -> Response {
+        let nonce = self.next_nonce();
+        let state = self.types.entry(ty).or_default();
+        let bodies = resources.iter().map(|r| r.body.clone()).collect();
+        for r in resources {
+            state.client_has.insert(r.name.clone(), Held::Sent(r));
+        }
         state.nonce = Some(nonce.clone());
         state.sent_version = Some(version.clone());
         Response::Sotw(DiscoveryResponse {
@@ -143,4 +188,20 @@ impl Connection {
             ..DiscoveryResponse::default()
         })
     }
+}
+
+/// Whether a state-of-the-world response of `ty` must carry every
+/// subscribed resource. The xDS spec asks it of LDS and CDS only (a
+/// listener or cluster left out is deleted); an RDS or EDS response may carry
+/// a subset, and the client keeps the subscribed resources it leaves out.
+/// Envoy does: its SotW mux (`GrpcMuxImpl::processDiscoveryResources` in
+/// source/extensions/config_subscription/grpc/grpc_mux_impl.cc) calls a
+/// named watch's `onConfigUpdate` only when the response carries one of
+/// its names ("onConfigUpdate should be called only on watches
+/// (clusters/listeners) that have updates in the message for EDS/RDS"),
+/// while the wildcard watches of LDS and CDS always get the whole response.
+/// So a push after an endpoint change carries only the changed load
+/// assignments.
+fn complete(ty: ResourceType) -> bool {
+    ty.is_wildcard()
 }

@@ -2,6 +2,7 @@
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DiscoveryRequest, DiscoveryResponse,
 };
@@ -420,4 +421,100 @@ fn unknown_types_and_delta_requests_are_ignored() {
     };
     assert!(conn.on_delta_request(delta).is_empty());
     assert!(conn.status().is_empty());
+}
+
+#[test]
+fn pushes_carry_only_the_changed_endpoints_and_routes() {
+    let mut conn = Connection::sotw();
+    let v1 = resources(
+        &[cluster("a", 1), cluster("b", 1), cluster("c", 1)],
+        &[endpoint("a", 1), endpoint("b", 1), endpoint("c", 1)],
+        &[listener("l", 1)],
+        &[route("r1", 1), route("r2", 1)],
+    );
+    conn.on_resources(v1);
+    for (type_url, names) in [
+        (CDS, &[][..]),
+        (EDS, &["a", "b", "c"][..]),
+        (LDS, &[]),
+        (RDS, &["r1", "r2"]),
+    ] {
+        let r = only(conn.on_sotw_request(request(type_url, names, "", "")));
+        assert!(conn.on_sotw_request(ack(&r, names)).is_empty());
+    }
+
+    // One endpoint moves: one EDS response, with that assignment alone, at
+    // the version of the whole subscribed set.
+    let v2 = resources(
+        &[cluster("a", 1), cluster("b", 1), cluster("c", 1)],
+        &[endpoint("a", 1), endpoint("b", 2), endpoint("c", 1)],
+        &[listener("l", 1)],
+        &[route("r1", 1), route("r2", 1)],
+    );
+    let e = only(conn.on_resources(v2.clone()));
+    assert_eq!(e.type_url, EDS);
+    assert_eq!(endpoint_names(&e), ["b"]);
+    assert_eq!(
+        e.version_info,
+        v2.version(crate::resources::ResourceType::Endpoint)
+    );
+    assert!(conn.on_sotw_request(ack(&e, &["a", "b", "c"])).is_empty());
+
+    // A route and a cluster change: RDS carries the one route, CDS stays
+    // complete.
+    let v3 = resources(
+        &[cluster("a", 2), cluster("b", 1), cluster("c", 1)],
+        &[endpoint("a", 1), endpoint("b", 2), endpoint("c", 1)],
+        &[listener("l", 1)],
+        &[route("r1", 1), route("r2", 2)],
+    );
+    let pushed = conn.on_resources(v3);
+    assert_eq!(pushed.len(), 2);
+    let c = pushed[0].clone().into_sotw().unwrap();
+    assert_eq!(cluster_names(&c), ["a", "b", "c"]);
+    let r = pushed[1].clone().into_sotw().unwrap();
+    assert_eq!(r.type_url, RDS);
+    assert_eq!(r.resources.len(), 1);
+    let decoded = RouteConfiguration::decode(r.resources[0].value.as_slice()).unwrap();
+    assert_eq!(decoded.name, "r2");
+
+    // An endpoint changing back is a change too.
+    let e2 = only(conn.on_resources(resources(
+        &[cluster("a", 2), cluster("b", 1), cluster("c", 1)],
+        &[endpoint("a", 1), endpoint("b", 1), endpoint("c", 1)],
+        &[listener("l", 1)],
+        &[route("r1", 1), route("r2", 2)],
+    )));
+    assert_eq!(endpoint_names(&e2), ["b"]);
+}
+
+#[test]
+fn a_new_subscription_or_a_reconnect_gets_everything_it_names() {
+    let res = resources(
+        &[],
+        &[endpoint("a", 1), endpoint("b", 1), endpoint("c", 1)],
+        &[],
+        &[],
+    );
+    let mut conn = Connection::sotw();
+    conn.on_resources(res.clone());
+    let e = only(conn.on_sotw_request(request(EDS, &["a", "b"], "", "")));
+    assert_eq!(endpoint_names(&e), ["a", "b"]);
+    // Adding a name (as Envoy does for a new cluster) answers with every
+    // name, not only the new one.
+    let e2 = only(conn.on_sotw_request(ack(&e, &["a", "b", "c"])));
+    assert_eq!(endpoint_names(&e2), ["a", "b", "c"]);
+
+    // A reconnect holding the old version gets the whole set.
+    let mut again = Connection::sotw();
+    again.on_resources(res);
+    let r = only(again.on_sotw_request(request(EDS, &["a", "b", "c"], &e2.version_info, "")));
+    assert_eq!(endpoint_names(&r), ["a", "b", "c"]);
+    assert_eq!(r.version_info, e2.version_info);
+
+    // A name dropped and named again is sent again, though unchanged.
+    let e3 = only(conn.on_sotw_request(ack(&e2, &["a"])));
+    assert_eq!(endpoint_names(&e3), ["a"]);
+    let e4 = only(conn.on_sotw_request(ack(&e3, &["a", "c"])));
+    assert_eq!(endpoint_names(&e4), ["a", "c"]);
 }
