@@ -104,6 +104,12 @@ pub(super) struct TypeState {
     pub(super) named: bool,
     /// Nonce of the last response sent; only a request echoing it is an ACK or NACK.
     pub(super) nonce: Option<String>,
+    /// The push gate: the last response sent has been neither ACKed nor
+    /// NACKed yet, so new resources wait (see [`Connection::on_resources`]).
+    pub(super) awaiting: bool,
+    /// New resources arrived that this type has not been brought up to date
+    /// with; a push is due as soon as the gate opens.
+    pub(super) behind: bool,
     pub(super) sent_version: Option<String>,
     pub(super) acked_version: Option<String>,
     pub(super) nack: Option<Nack>,
@@ -162,7 +168,7 @@ impl TypeState {
             );
             return Reply::Stale;
         }
-        match error {
+        let reply = match error {
             Some(error) => {
                 let version = self.sent_version.clone().unwrap_or_default();
                 warn!(
@@ -182,7 +188,18 @@ impl TypeState {
                 self.acked_version = self.sent_version.clone();
                 Reply::Ack
             }
-        }
+        };
+        self.awaiting = false;
+        reply
+    }
+
+    /// Records a response as sent: it carries the newest resources, and
+    /// closes the gate until the client answers it.
+    pub(super) fn record_sent(&mut self, nonce: &str, version: &str) {
+        self.nonce = Some(nonce.to_string());
+        self.sent_version = Some(version.to_string());
+        self.awaiting = true;
+        self.behind = false;
     }
 
     /// The subscribed resources that exist, in name order.
@@ -235,21 +252,55 @@ impl Connection {
     }
 
     /// Takes a new compiled set for this proxy. Returns what to push, in CDS,
-    /// EDS, LDS, RDS order, only for requested types whose subscribed content
-    /// changed since it was last sent.
+    /// EDS, LDS, RDS order, for requested types whose subscribed content
+    /// changed since it was last sent, and whose last response the client
+    /// has answered.
+    ///
+    /// That is the push gate: at most one server-initiated response per type
+    /// is in flight. A type whose last response is still unanswered is only
+    /// marked behind; sets arriving meanwhile coalesce (the connection keeps
+    /// the newest), and the push goes out, with the newest content, from the
+    /// `on_*_request` that carries the ACK or NACK. Answers to the client's
+    /// own requests (a new subscription, changed names: EDS after CDS, RDS
+    /// after LDS) never wait behind the gate, or Envoy's cluster and
+    /// listener warming would stall; they carry the newest content, so they
+    /// also settle anything held for their type.
     pub fn on_resources(&mut self, resources: Arc<ProxyResources>) -> Vec<Response> {
         self.resources = resources;
-        let requested: Vec<ResourceType> = ResourceType::ALL
-            .into_iter()
-            .filter(|ty| self.types.contains_key(ty))
-            .collect();
-        requested
-            .into_iter()
-            .filter_map(|ty| match self.mode {
+        for state in self.types.values_mut() {
+            state.behind = true;
+        }
+        self.due_pushes()
+    }
+
+    /// The pushes the gate lets through now: every type that is behind and
+    /// not awaiting an answer, in make-before-break order.
+    pub(super) fn due_pushes(&mut self) -> Vec<Response> {
+        let mut out = Vec::new();
+        for ty in ResourceType::ALL {
+            let Some(state) = self.types.get_mut(&ty) else {
+                continue;
+            };
+            if !state.behind || state.awaiting {
+                continue;
+            }
+            state.behind = false;
+            let push = match self.mode {
                 Mode::Sotw => self.sotw_push(ty),
                 Mode::Delta => self.delta_response(ty, false, &[]),
-            })
-            .collect()
+            };
+            out.extend(push);
+        }
+        out
+    }
+
+    /// A request's own answer (if any) followed by the pushes that its ACK or
+    /// NACK let through, in make-before-break order.
+    pub(super) fn answer(&mut self, own: Option<Response>) -> Vec<Response> {
+        let mut out: Vec<Response> = own.into_iter().collect();
+        out.extend(self.due_pushes());
+        out.sort_by_key(|r| ResourceType::from_type_url(r.type_url()));
+        out
     }
 
     /// How many NACKs the proxy has sent on this stream.

@@ -13,8 +13,9 @@
 //!   subscription to a missing name is answered at once, and the name is
 //!   listed again in every later response of its type while it stays
 //!   missing. When it appears it is sent like any new resource.
-//! - ACK and NACK follow the nonce as in state of the world; a stale nonce is
-//!   ignored but the subscription changes in its request still apply.
+//! - ACK and NACK follow the nonce as in state of the world, and open the
+//!   push gate the same way; a stale nonce is ignored but the subscription
+//!   changes in its request still apply, and are answered at once.
 //! - A request is answered only when it changes what should be sent, except
 //!   the first request of a type, which is always answered.
 
@@ -86,12 +87,12 @@ impl Connection {
                 state.names.remove(&name);
             }
         }
-        if state.on_reply(ty, &response_nonce, error_detail) == Reply::Nack {
+        let reply = state.on_reply(ty, &response_nonce, error_detail);
+        if reply == Reply::Nack {
             self.nacks += 1;
         }
-        self.delta_response(ty, first, &subscribed)
-            .into_iter()
-            .collect()
+        let own = self.delta_response(ty, first, &subscribed);
+        self.answer(own)
     }
 
     /// The response that brings the client's `ty` up to date, if it is behind,
@@ -146,8 +147,7 @@ impl Connection {
         let nonce = self.next_nonce();
         let state = self.types.get_mut(&ty)?;
         state.client_has = client_has;
-        state.nonce = Some(nonce.clone());
-        state.sent_version = Some(version.clone());
+        state.record_sent(&nonce, &version);
         Some(Response::Delta(DeltaDiscoveryResponse {
             system_version_info: version,
             resources: changed,

@@ -6,7 +6,9 @@
 //!   send its current subscription again when it ACKs our latest response.
 //! - A NACK is recorded and answered with nothing: the proxy keeps its last
 //!   good configuration, and the rejected version is not sent again.
-//! - An ACK is answered only when the subscribed names changed.
+//! - An ACK is answered only when the subscribed names changed. An ACK or
+//!   NACK also opens the push gate of its type (see
+//!   [`Connection::on_resources`]), so a push held behind it goes out then.
 //! - A request is answered with every subscribed resource; a push after new
 //!   resources carries, for RDS and EDS, only those whose version differs
 //!   from the client's (LDS and CDS are always complete; see [`complete`]).
@@ -76,7 +78,8 @@ impl Connection {
             state.wildcard = wildcard;
             state.named = named;
             state.names = names;
-            return vec![self.sotw_response(ty)];
+            let own = self.sotw_response(ty);
+            return self.answer(Some(own));
         }
 
         let Some(state) = self.types.get_mut(&ty) else {
@@ -96,17 +99,17 @@ impl Connection {
         let unchanged = state.wildcard == wildcard && (wildcard || state.names == names);
         state.wildcard = wildcard;
         state.names = names;
-        if unchanged {
-            return Vec::new();
-        }
         let rejected = match (reply, &state.nack) {
             (Reply::Nack, Some(nack)) => Some(nack.version.clone()),
             _ => None,
         };
-        if rejected.is_some_and(|v| v == self.sotw_version(ty)) {
-            return Vec::new();
-        }
-        vec![self.sotw_response(ty)]
+        let own = if unchanged || rejected.is_some_and(|v| v == self.sotw_version(ty)) {
+            None
+        } else {
+            Some(self.sotw_response(ty))
+        };
+        // An ACK or NACK (the nonce is current): the gate is open again.
+        self.answer(own)
     }
 
     /// The response for `ty` after new resources, if what the client should
@@ -178,8 +181,7 @@ impl Connection {
         for r in resources {
             state.client_has.insert(r.name.clone(), Held::Sent(r));
         }
-        state.nonce = Some(nonce.clone());
-        state.sent_version = Some(version.clone());
+        state.record_sent(&nonce, &version);
         Response::Sotw(DiscoveryResponse {
             version_info: version,
             resources: bodies,

@@ -1,6 +1,7 @@
 //! Protocol tests: the state machine without sockets, and the server over loopback.
 
 mod delta;
+mod gate;
 mod node;
 mod server;
 mod sotw;

@@ -168,23 +168,28 @@ fn stale_nonce_is_ignored() {
     let mut conn = Connection::sotw();
     conn.on_resources(resources(&[cluster("a", 1)], &[endpoint("a", 1)], &[], &[]));
     let first = only(conn.on_sotw_request(request(CDS, &[], "", "")));
+    assert!(conn.on_sotw_request(ack(&first, &[])).is_empty());
     let pushed = only(conn.on_resources(resources(&[cluster("a", 2)], &[], &[], &[])));
     assert_ne!(first.nonce, pushed.nonce);
 
-    // ACK and NACK of the older response change nothing.
+    // A late ACK and a NACK of the older response change nothing.
     assert!(conn.on_sotw_request(ack(&first, &[])).is_empty());
     assert!(
         conn.on_sotw_request(nack(CDS, &[], "", &first.nonce, "late"))
             .is_empty()
     );
     let s = status_of(&conn, CDS);
-    assert_eq!(s.acked_version, None);
+    assert_eq!(
+        s.acked_version.as_deref(),
+        Some(first.version_info.as_str())
+    );
     assert_eq!(s.nack, None);
     assert_eq!(conn.nacks(), 0);
 
     // A stale request with new names is not answered either.
     let eds = only(conn.on_sotw_request(request(EDS, &["a"], "", "")));
-    conn.on_resources(resources(&[cluster("a", 2)], &[endpoint("a", 2)], &[], &[]));
+    assert!(conn.on_sotw_request(ack(&eds, &["a"])).is_empty());
+    only(conn.on_resources(resources(&[cluster("a", 2)], &[endpoint("a", 2)], &[], &[])));
     assert!(
         conn.on_sotw_request(request(EDS, &["a", "b"], &eds.version_info, &eds.nonce))
             .is_empty()
@@ -353,12 +358,14 @@ fn new_resources_push_only_changed_types_in_order() {
         &[listener("l", 1)],
         &[route("r", 2)],
     );
-    let types: Vec<String> = conn
-        .on_resources(v2)
-        .iter()
-        .map(|r| r.type_url().to_string())
-        .collect();
+    let pushed = conn.on_resources(v2);
+    let types: Vec<String> = pushed.iter().map(|r| r.type_url().to_string()).collect();
     assert_eq!(types, [CDS, RDS]);
+    for r in pushed {
+        let r = r.into_sotw().unwrap();
+        let names: &[&str] = if r.type_url == RDS { &["r"] } else { &[] };
+        assert!(conn.on_sotw_request(ack(&r, names)).is_empty());
+    }
 
     let v3 = resources(
         &[cluster("a", 3)],
@@ -378,7 +385,8 @@ fn new_resources_push_only_changed_types_in_order() {
 fn deleting_every_resource_pushes_an_empty_set() {
     let mut conn = Connection::sotw();
     conn.on_resources(resources(&[cluster("a", 1)], &[], &[], &[]));
-    only(conn.on_sotw_request(request(CDS, &[], "", "")));
+    let c = only(conn.on_sotw_request(request(CDS, &[], "", "")));
+    conn.on_sotw_request(ack(&c, &[]));
     let r = only(conn.on_resources(resources(&[], &[], &[], &[])));
     assert!(r.resources.is_empty());
 }
