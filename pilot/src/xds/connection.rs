@@ -21,7 +21,7 @@ use envoy_types::pb::google::rpc::Status as RpcStatus;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
-use crate::resources::{ProxyResources, Resource, ResourceType};
+use crate::resources::{ProxyResources, Resource, ResourceMap, ResourceType};
 use crate::xds::status::{Nack, TypeStatus, XdsStatus};
 
 /// The two variants of the xDS protocol.
@@ -117,6 +117,9 @@ pub(super) struct TypeState {
     /// as the protocol defines it, in state of the world what the responses
     /// sent so far leave it with (RDS and EDS responses may carry a subset).
     pub(super) client_has: BTreeMap<String, Held>,
+    /// LDS and RDS: `client_has` as of the last ACK. With `client_has` it is
+    /// what the client may be using, so what keeps a cluster it references.
+    pub(super) acked_has: BTreeMap<String, Held>,
 }
 
 /// One resource the client holds.
@@ -186,6 +189,9 @@ impl TypeState {
             }
             None => {
                 self.acked_version = self.sent_version.clone();
+                if matches!(ty, ResourceType::Listener | ResourceType::Route) {
+                    self.acked_has = self.client_has.clone();
+                }
                 Reply::Ack
             }
         };
@@ -202,14 +208,17 @@ impl TypeState {
         self.behind = false;
     }
 
-    /// The subscribed resources that exist, in name order.
+    /// The subscribed resources that exist, in name order, with those `kept`
+    /// for make-before-break (see [`Connection::kept`]).
     pub(super) fn subscribed<'r>(
         &self,
         ty: ResourceType,
         resources: &'r ProxyResources,
+        kept: &'r ResourceMap,
     ) -> BTreeMap<&'r str, &'r Arc<Resource>> {
         let all = resources.get(ty);
-        if self.wildcard {
+        let chosen = |name: &str| self.wildcard || self.names.contains(name);
+        let mut out: BTreeMap<&str, &Arc<Resource>> = if self.wildcard {
             all.iter().map(|(k, v)| (k.as_str(), v)).collect()
         } else {
             self.names
@@ -217,6 +226,31 @@ impl TypeState {
                 .filter_map(|n| all.get_key_value(n))
                 .map(|(k, v)| (k.as_str(), v))
                 .collect()
+        };
+        for (name, r) in kept {
+            if chosen(name) {
+                out.entry(name.as_str()).or_insert(r);
+            }
+        }
+        out
+    }
+
+    /// Forgets what the client held of resources it no longer subscribes to.
+    pub(super) fn forget_unsubscribed(&mut self) {
+        if self.wildcard {
+            return;
+        }
+        let names = &self.names;
+        self.client_has.retain(|name, _| names.contains(name));
+        self.acked_has.retain(|name, _| names.contains(name));
+    }
+}
+
+impl Held {
+    pub(super) fn sent(&self) -> Option<&Arc<Resource>> {
+        match self {
+            Held::Sent(r) => Some(r),
+            Held::Reported(_) => None,
         }
     }
 }
@@ -323,6 +357,79 @@ impl Connection {
                 )
             })
             .collect()
+    }
+
+    /// Make-before-break across types on removal: the resources of `ty`
+    /// that the newest set drops but that must stay in what is sent. A
+    /// cluster stays while a listener or route configuration the client may
+    /// be using (sent to it, or last ACKed) still sends traffic to it, and
+    /// with it the load assignment it reads. Once the client has ACKed the
+    /// LDS and RDS that stop naming it, nothing keeps it, and the next CDS
+    /// (or Delta's `removed_resources`) drops it: Envoy never holds a route
+    /// to a cluster it has already deleted.
+    pub(super) fn kept(&self, ty: ResourceType) -> ResourceMap {
+        match ty {
+            ResourceType::Cluster => self.kept_clusters(),
+            ResourceType::Endpoint => {
+                let clusters = self.kept_clusters();
+                let (Some(eds), false) = (self.types.get(&ty), clusters.is_empty()) else {
+                    return ResourceMap::new();
+                };
+                let current = self.resources.get(ty);
+                clusters
+                    .values()
+                    .flat_map(|c| c.references())
+                    .filter(|name| !current.contains_key(*name))
+                    .filter_map(|name| eds.client_has.get(name)?.sent())
+                    .map(|r| (r.name.clone(), Arc::clone(r)))
+                    .collect()
+            }
+            ResourceType::Listener | ResourceType::Route => ResourceMap::new(),
+        }
+    }
+
+    fn kept_clusters(&self) -> ResourceMap {
+        let Some(cds) = self.types.get(&ResourceType::Cluster) else {
+            return ResourceMap::new();
+        };
+        let current = self.resources.get(ResourceType::Cluster);
+        let dropped: Vec<&Arc<Resource>> = cds
+            .client_has
+            .values()
+            .filter_map(Held::sent)
+            .filter(|c| !current.contains_key(&c.name))
+            .collect();
+        if dropped.is_empty() {
+            return ResourceMap::new();
+        }
+        let users: Vec<&Arc<Resource>> = [ResourceType::Listener, ResourceType::Route]
+            .iter()
+            .filter_map(|ty| self.types.get(ty))
+            .flat_map(|s| s.client_has.values().chain(s.acked_has.values()))
+            .filter_map(Held::sent)
+            .collect();
+        dropped
+            .into_iter()
+            .filter(|c| users.iter().any(|u| u.references_name(&c.name)))
+            .map(|c| (c.name.clone(), Arc::clone(c)))
+            .collect()
+    }
+
+    /// Whether a request of `ty` may change what [`Connection::kept`] keeps:
+    /// one of LDS or RDS while a cluster is kept. Then CDS and EDS are due a
+    /// look once the request is handled.
+    pub(super) fn may_release(&self, ty: ResourceType) -> bool {
+        matches!(ty, ResourceType::Listener | ResourceType::Route)
+            && !self.kept_clusters().is_empty()
+    }
+
+    /// Marks CDS and EDS behind, after a request that released kept clusters.
+    pub(super) fn recheck_removals(&mut self) {
+        for ty in [ResourceType::Cluster, ResourceType::Endpoint] {
+            if let Some(state) = self.types.get_mut(&ty) {
+                state.behind = true;
+            }
+        }
     }
 
     pub(super) fn next_nonce(&mut self) -> String {

@@ -57,6 +57,7 @@ impl Connection {
         };
 
         let first = !self.types.contains_key(&ty);
+        let release = self.may_release(ty);
         let state = self.types.entry(ty).or_default();
         if first {
             state.wildcard = ty.is_wildcard() && resource_names_subscribe.is_empty();
@@ -84,6 +85,7 @@ impl Connection {
             if name == WILDCARD {
                 state.wildcard = false;
             } else {
+                state.acked_has.remove(&name);
                 state.names.remove(&name);
             }
         }
@@ -92,6 +94,9 @@ impl Connection {
             self.nacks += 1;
         }
         let own = self.delta_response(ty, first, &subscribed);
+        if release {
+            self.recheck_removals();
+        }
         self.answer(own)
     }
 
@@ -105,8 +110,9 @@ impl Connection {
         subscribed_now: &[String],
     ) -> Option<Response> {
         let resources = self.resources().clone();
+        let kept = self.kept(ty);
         let state: &TypeState = self.types.get(&ty)?;
-        let subscribed = state.subscribed(ty, &resources);
+        let subscribed = state.subscribed(ty, &resources, &kept);
         let changed: Vec<DeltaResource> = subscribed
             .values()
             .filter(|r| {

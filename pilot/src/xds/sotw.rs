@@ -70,6 +70,7 @@ impl Connection {
             return Vec::new();
         };
         let mut names: BTreeSet<String> = resource_names.into_iter().collect();
+        let release = self.may_release(ty);
 
         if response_nonce.is_empty() {
             let state = self.types.entry(ty).or_default();
@@ -79,6 +80,9 @@ impl Connection {
             state.named = named;
             state.names = names;
             let own = self.sotw_response(ty);
+            if release {
+                self.recheck_removals();
+            }
             return self.answer(Some(own));
         }
 
@@ -99,6 +103,7 @@ impl Connection {
         let unchanged = state.wildcard == wildcard && (wildcard || state.names == names);
         state.wildcard = wildcard;
         state.names = names;
+        state.forget_unsubscribed();
         let rejected = match (reply, &state.nack) {
             (Reply::Nack, Some(nack)) => Some(nack.version.clone()),
             _ => None,
@@ -108,6 +113,9 @@ impl Connection {
         } else {
             Some(self.sotw_response(ty))
         };
+        if release {
+            self.recheck_removals();
+        }
         // An ACK or NACK (the nonce is current): the gate is open again.
         self.answer(own)
     }
@@ -122,8 +130,9 @@ impl Connection {
             return (sent != Some(version.as_str())).then(|| self.sotw_response(ty));
         }
         let resources = self.resources().clone();
+        let kept = self.kept(ty);
         let state = self.types.get(&ty)?;
-        let subscribed = state.subscribed(ty, &resources);
+        let subscribed = state.subscribed(ty, &resources, &kept);
         let changed: Vec<Arc<Resource>> = subscribed
             .values()
             .filter(|r| {
@@ -140,10 +149,11 @@ impl Connection {
 
     /// Version of the subscribed set of `ty`.
     fn sotw_version(&self, ty: ResourceType) -> String {
+        let kept = self.kept(ty);
         match self.types.get(&ty) {
             Some(state) => ProxyResources::version_of(
                 state
-                    .subscribed(ty, self.resources())
+                    .subscribed(ty, self.resources(), &kept)
                     .into_values()
                     .map(|r| r.as_ref()),
             ),
@@ -154,16 +164,16 @@ impl Connection {
     /// Builds the response carrying every subscribed resource of `ty`.
     fn sotw_response(&mut self, ty: ResourceType) -> Response {
         let resources = self.resources().clone();
+        let kept = self.kept(ty);
         let state = self.types.entry(ty).or_default();
-        let subscribed = state.subscribed(ty, &resources);
+        let subscribed = state.subscribed(ty, &resources, &kept);
         let version = ProxyResources::version_of(subscribed.values().map(|r| r.as_ref()));
         let all: Vec<Arc<Resource>> = subscribed.into_values().map(Arc::clone).collect();
         if complete(ty) {
             state.client_has.clear();
-        } else if !state.wildcard {
+        } else {
             // The client drops what it no longer names.
-            let names = &state.names;
-            state.client_has.retain(|name, _| names.contains(name));
+            state.forget_unsubscribed();
         }
         self.send(ty, version, all)
     }

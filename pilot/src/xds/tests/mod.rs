@@ -3,6 +3,7 @@
 mod delta;
 mod gate;
 mod node;
+mod removal;
 mod server;
 mod sotw;
 mod status;
