@@ -234,6 +234,10 @@ pub type ResourceMap = BTreeMap<String, Arc<Resource>>;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ProxyResources {
     by_type: [Arc<ResourceMap>; 4],
+    /// The snapshot generation the set was compiled from (0 until the
+    /// caller sets it), so the xDS connection can say which generation a
+    /// proxy has ACKed.
+    generation: u64,
 }
 
 impl ProxyResources {
@@ -245,7 +249,19 @@ impl ProxyResources {
     ) -> Self {
         ProxyResources {
             by_type: [clusters, endpoints, listeners, routes],
+            generation: 0,
         }
+    }
+
+    /// The same set, marked as compiled from snapshot `generation`.
+    pub fn with_generation(mut self, generation: u64) -> Self {
+        self.generation = generation;
+        self
+    }
+
+    /// The snapshot generation the set was compiled from.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     pub fn get(&self, ty: ResourceType) -> &ResourceMap {

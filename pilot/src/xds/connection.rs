@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Per resource type it tracks what was subscribed, the last nonce and version
-//! sent, the version ACKed and the last NACK, and the version of each
+//! sent, the version ACKed and the last NACK, the snapshot generations sent
+//! and ACKed, and the version of each
 //! resource the client has (Delta needs it by definition; state of the world
 //! uses it to send RDS and EDS changes alone). Nonces come from a per-connection counter, so
 //! the same inputs always give the same outputs. The variant-specific rules
@@ -113,6 +114,11 @@ pub(super) struct TypeState {
     pub(super) sent_version: Option<String>,
     pub(super) acked_version: Option<String>,
     pub(super) nack: Option<Nack>,
+    /// The newest snapshot generation whose content of this type the last
+    /// response sent carries (a later set that changes nothing of the type
+    /// moves it on), and the same for the last response ACKed.
+    pub(super) sent_generation: Option<u64>,
+    pub(super) acked_generation: Option<u64>,
     /// What the client holds of each resource of the type, by name: in Delta
     /// as the protocol defines it, in state of the world what the responses
     /// sent so far leave it with (RDS and EDS responses may carry a subset).
@@ -189,6 +195,7 @@ impl TypeState {
             }
             None => {
                 self.acked_version = self.sent_version.clone();
+                self.acked_generation = self.sent_generation;
                 if matches!(ty, ResourceType::Listener | ResourceType::Route) {
                     self.acked_has = self.client_has.clone();
                 }
@@ -201,11 +208,27 @@ impl TypeState {
 
     /// Records a response as sent: it carries the newest resources, and
     /// closes the gate until the client answers it.
-    pub(super) fn record_sent(&mut self, nonce: &str, version: &str) {
+    pub(super) fn record_sent(&mut self, nonce: &str, version: &str, generation: u64) {
         self.nonce = Some(nonce.to_string());
         self.sent_version = Some(version.to_string());
+        self.sent_generation = Some(generation);
         self.awaiting = true;
         self.behind = false;
+    }
+
+    /// Records that the set of `generation` changes nothing the client
+    /// should have of this type: what was last sent is that generation's
+    /// content, and so is what was last ACKed if the client has ACKed the
+    /// last response.
+    pub(super) fn caught_up(&mut self, generation: u64) {
+        if self.sent_generation.is_none() {
+            return;
+        }
+        self.sent_generation = Some(generation);
+        if !self.awaiting && self.acked_version.is_some() && self.acked_version == self.sent_version
+        {
+            self.acked_generation = Some(generation);
+        }
     }
 
     /// The subscribed resources that exist, in name order, with those `kept`
@@ -323,7 +346,15 @@ impl Connection {
                 Mode::Sotw => self.sotw_push(ty),
                 Mode::Delta => self.delta_response(ty, false, &[]),
             };
-            out.extend(push);
+            match push {
+                Some(push) => out.push(push),
+                None => {
+                    let generation = self.resources.generation();
+                    if let Some(state) = self.types.get_mut(&ty) {
+                        state.caught_up(generation);
+                    }
+                }
+            }
         }
         out
     }
@@ -342,7 +373,8 @@ impl Connection {
         self.nacks
     }
 
-    /// Per requested type URL: the version sent, the version ACKed, the last NACK.
+    /// Per requested type URL: the version and generation sent, the version
+    /// and generation ACKed, the last NACK.
     pub fn status(&self) -> XdsStatus {
         self.types
             .iter()
@@ -353,6 +385,8 @@ impl Connection {
                         sent_version: s.sent_version.clone(),
                         acked_version: s.acked_version.clone(),
                         nack: s.nack.clone(),
+                        sent_generation: s.sent_generation,
+                        acked_generation: s.acked_generation,
                     },
                 )
             })

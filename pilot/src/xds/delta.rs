@@ -151,9 +151,10 @@ impl Connection {
             .collect();
 
         let nonce = self.next_nonce();
+        let generation = self.resources().generation();
         let state = self.types.get_mut(&ty)?;
         state.client_has = client_has;
-        state.record_sent(&nonce, &version);
+        state.record_sent(&nonce, &version, generation);
         Some(Response::Delta(DeltaDiscoveryResponse {
             system_version_info: version,
             resources: changed,

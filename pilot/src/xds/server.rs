@@ -29,7 +29,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::compile::{Inconsistent, compile_consistent};
 use crate::proxy::Proxy;
-use crate::resources::{ProxyResources, ResourceType};
+use crate::resources::ProxyResources;
 use crate::snapshot::Snapshot;
 use crate::xds::connection::{Connection, Mode, Response};
 use crate::xds::status::{ProxyStatus, StatusRegistry};
@@ -174,7 +174,7 @@ pub(crate) fn accept(
     match compiled {
         Ok(resources) => {
             status.clear_inconsistent(proxy_id);
-            Some(resources)
+            Some(resources.with_generation(generation))
         }
         Err(inconsistent) => {
             warn!(
@@ -186,13 +186,6 @@ pub(crate) fn accept(
             None
         }
     }
-}
-
-/// Versions of every type of a compiled set, to skip pushes that change nothing.
-type Versions = [String; 4];
-
-fn versions(resources: &ProxyResources) -> Versions {
-    ResourceType::ALL.map(|ty| resources.version(ty))
 }
 
 impl<T: Send + 'static> StreamTask<T> {
@@ -246,7 +239,6 @@ impl<T: Send + 'static> StreamTask<T> {
         // An inconsistent first set is left out: the proxy gets nothing until
         // a consistent one compiles.
         let resources = self.compile(&snapshot, &proxy).unwrap_or_default();
-        let mut last_versions = versions(&resources);
         connection.on_resources(Arc::new(resources));
         let responses = V::handle(&mut connection, first);
         let mut open = self.step::<V>(&proxy, &connection, responses).await;
@@ -275,12 +267,8 @@ impl<T: Send + 'static> StreamTask<T> {
                     let Some(resources) = self.compile(&snapshot, &proxy) else {
                         continue;
                     };
-                    let versions = versions(&resources);
-                    if versions == last_versions {
-                        debug!(generation = snapshot.generation, "snapshot change leaves this proxy unchanged");
-                        continue;
-                    }
-                    last_versions = versions;
+                    // Even a set that changes nothing goes to the connection:
+                    // it records that the proxy is at this generation.
                     let responses = connection.on_resources(Arc::new(resources));
                     if !responses.is_empty() {
                         let types: Vec<&str> = responses.iter().map(Response::type_url).collect();

@@ -186,12 +186,13 @@ impl Connection {
         resources: Vec<Arc<Resource>>,
     ) -> Response {
         let nonce = self.next_nonce();
+        let generation = self.resources().generation();
         let state = self.types.entry(ty).or_default();
         let bodies = resources.iter().map(|r| r.body.clone()).collect();
         for r in resources {
             state.client_has.insert(r.name.clone(), Held::Sent(r));
         }
-        state.record_sent(&nonce, &version);
+        state.record_sent(&nonce, &version, generation);
         Response::Sotw(DiscoveryResponse {
             version_info: version,
             resources: bodies,

@@ -2,6 +2,7 @@
 
 mod delta;
 mod gate;
+mod generation;
 mod node;
 mod removal;
 mod server;
