@@ -8,11 +8,14 @@
 //!
 //! Per resource type it tracks what was subscribed, the last nonce and version
 //! sent, the version ACKed and the last NACK, the snapshot generations sent
-//! and ACKed, and the version of each
-//! resource the client has (Delta needs it by definition; state of the world
-//! uses it to send RDS and EDS changes alone). Nonces come from a per-connection counter, so
-//! the same inputs always give the same outputs. The variant-specific rules
-//! live in `sotw` and `delta`.
+//! and ACKed, and the version of each resource the client has (Delta needs
+//! it by definition; state of the world uses it to send RDS and EDS changes
+//! alone). Two rules span types and pushes: the push gate (one
+//! server-initiated response per type in flight, see
+//! [`Connection::on_resources`]) and make-before-break on removal (see
+//! [`Connection::kept`]). Nonces come from a per-connection counter, so the
+//! same inputs always give the same outputs. The variant-specific rules live
+//! in `sotw` and `delta`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
