@@ -1,5 +1,6 @@
 //! The admin API (axum): health, connected proxies with their xDS state,
-//! services with their endpoints, and the config's diagnostics.
+//! services with their endpoints, the config's diagnostics, and the
+//! snapshot generation being served with how many proxies have ACKed it.
 //!
 //! Paths and JSON field names are a public contract: dashboards and scripts
 //! read them. Add fields; never rename or remove one.
@@ -32,6 +33,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/proxies", get(proxies))
         .route("/api/v1/services", get(services))
         .route("/api/v1/diagnostics", get(diagnostics))
+        .route("/api/v1/snapshot", get(snapshot))
         .with_state(state)
 }
 
@@ -53,6 +55,37 @@ async fn services(State(state): State<AdminState>) -> Json<Vec<ServiceView>> {
             .map(|s| ServiceView::from(s.as_ref()))
             .collect(),
     )
+}
+
+async fn snapshot(State(state): State<AdminState>) -> Json<SnapshotView> {
+    let snapshot = state.snapshots.borrow().clone();
+    Json(SnapshotView::new(&snapshot, &state.status.list()))
+}
+
+/// `GET /api/v1/snapshot`: the generation being served, and how many of the
+/// connected proxies have ACKed it. "Converged" reads exactly: every proxy's
+/// `acked_generation` in `/api/v1/proxies` is at least `generation`.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct SnapshotView {
+    /// The current snapshot's generation; it increases with every rebuild.
+    pub generation: u64,
+    /// Connected proxies.
+    pub proxies: usize,
+    /// Connected proxies whose `acked_generation` is at least `generation`.
+    pub converged: usize,
+}
+
+impl SnapshotView {
+    pub fn new(snapshot: &Snapshot, proxies: &[ProxyStatus]) -> Self {
+        SnapshotView {
+            generation: snapshot.generation,
+            proxies: proxies.len(),
+            converged: proxies
+                .iter()
+                .filter(|p| p.has_converged(snapshot.generation))
+                .count(),
+        }
+    }
 }
 
 async fn diagnostics(State(state): State<AdminState>) -> Json<Vec<DiagnosticView>> {

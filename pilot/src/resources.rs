@@ -1,11 +1,18 @@
 //! Compiled Envoy resources for one proxy, with content-hash versions.
+//!
+//! A version is the XXH3 (64-bit) hash of the encoded bytes, computed once
+//! when the resource is built. XXH3 is specified and stable across Rust
+//! releases and platforms (unlike `std`'s `DefaultHasher`), so the same
+//! config gets the same version from any build of the server: a proxy that
+//! reconnects to a restarted or upgraded control plane is recognised as up
+//! to date.
 
 use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
+use xxhash_rust::xxh3::{Xxh3Default, xxh3_64};
 
 /// The xDS resource types Bowline serves, in make-before-break push order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -52,11 +59,20 @@ impl ResourceType {
 }
 
 /// One encoded resource and the hash of its bytes.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Resource {
     pub name: String,
     pub version: String,
     pub body: Any,
+    /// What the resource points at, read from `body` on first use.
+    references: OnceLock<Box<[String]>>,
+}
+
+impl PartialEq for Resource {
+    fn eq(&self, other: &Self) -> bool {
+        // `references` is derived from `body`.
+        self.name == other.name && self.version == other.version && self.body == other.body
+    }
 }
 
 impl Resource {
@@ -71,7 +87,142 @@ impl Resource {
                 type_url: ty.type_url().to_string(),
                 value,
             },
+            references: OnceLock::new(),
         }
+    }
+
+    /// The names, sorted, of the resources one level down that this one
+    /// needs: for a listener or a route configuration the clusters its
+    /// routes and TCP proxies send to, for an EDS cluster its load
+    /// assignment; nothing for other types. Decoded once per resource (and
+    /// resources are shared between proxies), the first time the xDS
+    /// connection orders a removal by it.
+    pub fn references(&self) -> &[String] {
+        self.references.get_or_init(|| {
+            let mut names = references::of(&self.body);
+            names.sort();
+            names.dedup();
+            names.into_boxed_slice()
+        })
+    }
+
+    /// Whether [`Resource::references`] names `name`.
+    pub fn references_name(&self, name: &str) -> bool {
+        self.references()
+            .binary_search_by(|n| n.as_str().cmp(name))
+            .is_ok()
+    }
+}
+
+/// Reading references out of encoded resources. A body that does not decode
+/// references nothing (the compiler only emits what decodes).
+mod references {
+    use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+    use envoy_types::pb::envoy::config::cluster::v3::cluster::{
+        ClusterDiscoveryType, DiscoveryType,
+    };
+    use envoy_types::pb::envoy::config::listener::v3::{Listener, filter};
+    use envoy_types::pb::envoy::config::route::v3::{
+        RouteConfiguration, route::Action, route_action, route_action::RequestMirrorPolicy,
+    };
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+        HttpConnectionManager, http_connection_manager::RouteSpecifier,
+    };
+    use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
+        TcpProxy, tcp_proxy,
+    };
+    use envoy_types::pb::google::protobuf::Any;
+    use prost::{Message, Name};
+
+    use super::ResourceType;
+
+    pub(super) fn of(body: &Any) -> Vec<String> {
+        let mut out = Vec::new();
+        let bytes = body.value.as_slice();
+        match ResourceType::from_type_url(&body.type_url) {
+            Some(ResourceType::Listener) => {
+                if let Ok(l) = Listener::decode(bytes) {
+                    listener(&l, &mut out);
+                }
+            }
+            Some(ResourceType::Route) => {
+                if let Ok(r) = RouteConfiguration::decode(bytes) {
+                    routes(&r, &mut out);
+                }
+            }
+            Some(ResourceType::Cluster) => {
+                if let Ok(c) = Cluster::decode(bytes) {
+                    let eds = matches!(
+                        c.cluster_discovery_type,
+                        Some(ClusterDiscoveryType::Type(t)) if t == DiscoveryType::Eds as i32
+                    );
+                    if eds {
+                        let service = c.eds_cluster_config.map(|e| e.service_name);
+                        out.push(service.filter(|n| !n.is_empty()).unwrap_or(c.name));
+                    }
+                }
+            }
+            Some(ResourceType::Endpoint) | None => {}
+        }
+        out
+    }
+
+    fn listener(l: &Listener, out: &mut Vec<String>) {
+        for chain in l.filter_chains.iter().chain(&l.default_filter_chain) {
+            for f in &chain.filters {
+                let Some(filter::ConfigType::TypedConfig(any)) = &f.config_type else {
+                    continue;
+                };
+                if any.type_url == HttpConnectionManager::type_url() {
+                    let Ok(hcm) = HttpConnectionManager::decode(any.value.as_slice()) else {
+                        continue;
+                    };
+                    if let Some(RouteSpecifier::RouteConfig(r)) = &hcm.route_specifier {
+                        routes(r, out);
+                    }
+                } else if any.type_url == TcpProxy::type_url() {
+                    let Ok(tcp) = TcpProxy::decode(any.value.as_slice()) else {
+                        continue;
+                    };
+                    match tcp.cluster_specifier {
+                        Some(tcp_proxy::ClusterSpecifier::Cluster(c)) => out.push(c),
+                        Some(tcp_proxy::ClusterSpecifier::WeightedClusters(w)) => {
+                            out.extend(w.clusters.into_iter().map(|c| c.name));
+                        }
+                        None => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn routes(r: &RouteConfiguration, out: &mut Vec<String>) {
+        mirrors(&r.request_mirror_policies, out);
+        for vhost in &r.virtual_hosts {
+            mirrors(&vhost.request_mirror_policies, out);
+            for route in &vhost.routes {
+                let Some(Action::Route(action)) = &route.action else {
+                    continue;
+                };
+                mirrors(&action.request_mirror_policies, out);
+                match &action.cluster_specifier {
+                    Some(route_action::ClusterSpecifier::Cluster(c)) => out.push(c.clone()),
+                    Some(route_action::ClusterSpecifier::WeightedClusters(w)) => {
+                        out.extend(w.clusters.iter().map(|c| c.name.clone()));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn mirrors(policies: &[RequestMirrorPolicy], out: &mut Vec<String>) {
+        out.extend(
+            policies
+                .iter()
+                .filter(|m| !m.cluster.is_empty())
+                .map(|m| m.cluster.clone()),
+        );
     }
 }
 
@@ -83,6 +234,10 @@ pub type ResourceMap = BTreeMap<String, Arc<Resource>>;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ProxyResources {
     by_type: [Arc<ResourceMap>; 4],
+    /// The snapshot generation the set was compiled from (0 until the
+    /// caller sets it), so the xDS connection can say which generation a
+    /// proxy has ACKed.
+    generation: u64,
 }
 
 impl ProxyResources {
@@ -94,7 +249,19 @@ impl ProxyResources {
     ) -> Self {
         ProxyResources {
             by_type: [clusters, endpoints, listeners, routes],
+            generation: 0,
         }
+    }
+
+    /// The same set, marked as compiled from snapshot `generation`.
+    pub fn with_generation(mut self, generation: u64) -> Self {
+        self.generation = generation;
+        self
+    }
+
+    /// The snapshot generation the set was compiled from.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     pub fn get(&self, ty: ResourceType) -> &ResourceMap {
@@ -108,14 +275,18 @@ impl ProxyResources {
         next
     }
 
-    /// Version of a set of resources: equal sets give equal versions.
+    /// Version of a set of resources: equal sets give equal versions. Each
+    /// name and version goes in with its length, so no two different sets
+    /// feed the hash the same bytes.
     pub fn version_of<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> String {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let mut h = Xxh3Default::new();
         for r in resources {
-            r.name.hash(&mut h);
-            r.version.hash(&mut h);
+            for part in [&r.name, &r.version] {
+                h.update(&(part.len() as u64).to_le_bytes());
+                h.update(part.as_bytes());
+            }
         }
-        format!("{:016x}", h.finish())
+        format!("{:016x}", h.digest())
     }
 
     /// Version of all resources of a type.
@@ -124,9 +295,132 @@ impl ProxyResources {
     }
 }
 
-/// Hex hash of bytes. Only ever compared for equality.
+/// Hex XXH3-64 hash of bytes. Only ever compared for equality.
 pub fn content_hash(bytes: &[u8]) -> String {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    bytes.hash(&mut h);
-    format!("{:016x}", h.finish())
+    format!("{:016x}", xxh3_64(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Pinned values, cross-checked against the reference implementation (the
+    // `xxhash` Python binding of the C library): a change of hash algorithm,
+    // or of how a set is fed to it, changes every version a proxy holds and
+    // must show here.
+    #[test]
+    fn content_hash_is_xxh3_64() {
+        assert_eq!(content_hash(b""), "2d06800538d394c2");
+        assert_eq!(content_hash(b"bowline"), "2c2e5616a42b6f31");
+    }
+
+    #[test]
+    fn set_version_is_pinned_and_depends_on_names_and_versions() {
+        let a = Resource::new(ResourceType::Cluster, "a", &Any::default());
+        let b = Resource::new(ResourceType::Cluster, "b", &Any::default());
+        assert_eq!(a.version, "2d06800538d394c2");
+        assert_eq!(ProxyResources::version_of([&a, &b]), "ed1932db7f04e990");
+        assert_eq!(ProxyResources::version_of([]), "2d06800538d394c2");
+        assert_ne!(
+            ProxyResources::version_of([&a, &b]),
+            ProxyResources::version_of([&a])
+        );
+        // Lengths keep ("ab", "") apart from ("a", "b").
+        let mut split = a.clone();
+        split.version = "b".into();
+        let mut joined = a.clone();
+        joined.name = "ab".into();
+        joined.version = String::new();
+        assert_ne!(
+            ProxyResources::version_of([&split]),
+            ProxyResources::version_of([&joined])
+        );
+    }
+
+    #[test]
+    fn references_are_the_clusters_a_listener_or_route_sends_to() {
+        use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
+        use envoy_types::pb::envoy::config::route::v3::{
+            Route, RouteAction, RouteConfiguration, VirtualHost, WeightedCluster,
+            route::Action,
+            route_action::{ClusterSpecifier, RequestMirrorPolicy},
+            weighted_cluster::ClusterWeight,
+        };
+        use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+            HttpConnectionManager, http_connection_manager::RouteSpecifier,
+        };
+        use prost::Name;
+
+        let weighted = |names: &[&str]| {
+            ClusterSpecifier::WeightedClusters(WeightedCluster {
+                clusters: names
+                    .iter()
+                    .map(|n| ClusterWeight {
+                        name: n.to_string(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            })
+        };
+        let routes = RouteConfiguration {
+            name: "r".into(),
+            virtual_hosts: vec![VirtualHost {
+                routes: vec![
+                    Route {
+                        action: Some(Action::Route(RouteAction {
+                            cluster_specifier: Some(weighted(&["v1", "v2"])),
+                            request_mirror_policies: vec![RequestMirrorPolicy {
+                                cluster: "mirror".into(),
+                                ..Default::default()
+                            }],
+                            ..Default::default()
+                        })),
+                        ..Default::default()
+                    },
+                    Route {
+                        action: Some(Action::Route(RouteAction {
+                            cluster_specifier: Some(ClusterSpecifier::Cluster("v1".into())),
+                            ..Default::default()
+                        })),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let r = Resource::new(ResourceType::Route, "r", &routes);
+        assert_eq!(r.references(), ["mirror", "v1", "v2"]);
+        assert!(r.references_name("v2") && !r.references_name("v3"));
+
+        // A listener with the same routes inline names the same clusters.
+        let hcm = HttpConnectionManager {
+            route_specifier: Some(RouteSpecifier::RouteConfig(routes)),
+            ..Default::default()
+        };
+        let l = Listener {
+            name: "in".into(),
+            filter_chains: vec![FilterChain {
+                filters: vec![Filter {
+                    name: "hcm".into(),
+                    config_type: Some(filter::ConfigType::TypedConfig(Any {
+                        type_url: HttpConnectionManager::type_url(),
+                        value: hcm.encode_to_vec(),
+                    })),
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let l = Resource::new(ResourceType::Listener, "in", &l);
+        assert_eq!(l.references(), ["mirror", "v1", "v2"]);
+
+        // An endpoint set references nothing.
+        assert!(a_resource().references().is_empty());
+    }
+
+    fn a_resource() -> Resource {
+        Resource::new(ResourceType::Endpoint, "e", &Any::default())
+    }
 }

@@ -7,10 +7,15 @@
 //! ```
 //!
 //! Per resource type it tracks what was subscribed, the last nonce and version
-//! sent, the version ACKed and the last NACK; in Delta mode also the version of
-//! each resource the client has. Nonces come from a per-connection counter, so
-//! the same inputs always give the same outputs. The variant-specific rules
-//! live in `sotw` and `delta`.
+//! sent, the version ACKed and the last NACK, the snapshot generations sent
+//! and ACKed, and the version of each resource the client has (Delta needs
+//! it by definition; state of the world uses it to send RDS and EDS changes
+//! alone). Two rules span types and pushes: the push gate (one
+//! server-initiated response per type in flight, see
+//! [`Connection::on_resources`]) and make-before-break on removal (see
+//! [`Connection::kept`]). Nonces come from a per-connection counter, so the
+//! same inputs always give the same outputs. The variant-specific rules live
+//! in `sotw` and `delta`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -20,7 +25,7 @@ use envoy_types::pb::google::rpc::Status as RpcStatus;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
-use crate::resources::{ProxyResources, Resource, ResourceType};
+use crate::resources::{ProxyResources, Resource, ResourceMap, ResourceType};
 use crate::xds::status::{Nack, TypeStatus, XdsStatus};
 
 /// The two variants of the xDS protocol.
@@ -98,13 +103,50 @@ pub(super) struct TypeState {
     pub(super) wildcard: bool,
     /// Resources subscribed by name.
     pub(super) names: BTreeSet<String>,
+    /// State of the world: the client has named resources (or `*`) in a
+    /// request of this type, so an empty list no longer means wildcard.
+    pub(super) named: bool,
     /// Nonce of the last response sent; only a request echoing it is an ACK or NACK.
     pub(super) nonce: Option<String>,
+    /// The push gate: the last response sent has been neither ACKed nor
+    /// NACKed yet, so new resources wait (see [`Connection::on_resources`]).
+    pub(super) awaiting: bool,
+    /// New resources arrived that this type has not been brought up to date
+    /// with; a push is due as soon as the gate opens.
+    pub(super) behind: bool,
     pub(super) sent_version: Option<String>,
     pub(super) acked_version: Option<String>,
     pub(super) nack: Option<Nack>,
-    /// Delta only: name -> version of every resource the client has.
-    pub(super) client_has: BTreeMap<String, String>,
+    /// The newest snapshot generation whose content of this type the last
+    /// response sent carries (a later set that changes nothing of the type
+    /// moves it on), and the same for the last response ACKed.
+    pub(super) sent_generation: Option<u64>,
+    pub(super) acked_generation: Option<u64>,
+    /// What the client holds of each resource of the type, by name: in Delta
+    /// as the protocol defines it, in state of the world what the responses
+    /// sent so far leave it with (RDS and EDS responses may carry a subset).
+    pub(super) client_has: BTreeMap<String, Held>,
+    /// LDS and RDS: `client_has` as of the last ACK. With `client_has` it is
+    /// what the client may be using, so what keeps a cluster it references.
+    pub(super) acked_has: BTreeMap<String, Held>,
+}
+
+/// One resource the client holds.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Held {
+    /// A resource this connection sent.
+    Sent(Arc<Resource>),
+    /// Delta: a version the client reported holding when it (re)connected.
+    Reported(String),
+}
+
+impl Held {
+    pub(super) fn version(&self) -> &str {
+        match self {
+            Held::Sent(r) => &r.version,
+            Held::Reported(version) => version,
+        }
+    }
 }
 
 /// What a request says about the last response of its type.
@@ -138,7 +180,7 @@ impl TypeState {
             );
             return Reply::Stale;
         }
-        match error {
+        let reply = match error {
             Some(error) => {
                 let version = self.sent_version.clone().unwrap_or_default();
                 warn!(
@@ -156,19 +198,53 @@ impl TypeState {
             }
             None => {
                 self.acked_version = self.sent_version.clone();
+                self.acked_generation = self.sent_generation;
+                if matches!(ty, ResourceType::Listener | ResourceType::Route) {
+                    self.acked_has = self.client_has.clone();
+                }
                 Reply::Ack
             }
+        };
+        self.awaiting = false;
+        reply
+    }
+
+    /// Records a response as sent: it carries the newest resources, and
+    /// closes the gate until the client answers it.
+    pub(super) fn record_sent(&mut self, nonce: &str, version: &str, generation: u64) {
+        self.nonce = Some(nonce.to_string());
+        self.sent_version = Some(version.to_string());
+        self.sent_generation = Some(generation);
+        self.awaiting = true;
+        self.behind = false;
+    }
+
+    /// Records that the set of `generation` changes nothing the client
+    /// should have of this type: what was last sent is that generation's
+    /// content, and so is what was last ACKed if the client has ACKed the
+    /// last response.
+    pub(super) fn caught_up(&mut self, generation: u64) {
+        if self.sent_generation.is_none() {
+            return;
+        }
+        self.sent_generation = Some(generation);
+        if !self.awaiting && self.acked_version.is_some() && self.acked_version == self.sent_version
+        {
+            self.acked_generation = Some(generation);
         }
     }
 
-    /// The subscribed resources that exist, in name order.
+    /// The subscribed resources that exist, in name order, with those `kept`
+    /// for make-before-break (see [`Connection::kept`]).
     pub(super) fn subscribed<'r>(
         &self,
         ty: ResourceType,
         resources: &'r ProxyResources,
+        kept: &'r ResourceMap,
     ) -> BTreeMap<&'r str, &'r Arc<Resource>> {
         let all = resources.get(ty);
-        if self.wildcard {
+        let chosen = |name: &str| self.wildcard || self.names.contains(name);
+        let mut out: BTreeMap<&str, &Arc<Resource>> = if self.wildcard {
             all.iter().map(|(k, v)| (k.as_str(), v)).collect()
         } else {
             self.names
@@ -176,6 +252,31 @@ impl TypeState {
                 .filter_map(|n| all.get_key_value(n))
                 .map(|(k, v)| (k.as_str(), v))
                 .collect()
+        };
+        for (name, r) in kept {
+            if chosen(name) {
+                out.entry(name.as_str()).or_insert(r);
+            }
+        }
+        out
+    }
+
+    /// Forgets what the client held of resources it no longer subscribes to.
+    pub(super) fn forget_unsubscribed(&mut self) {
+        if self.wildcard {
+            return;
+        }
+        let names = &self.names;
+        self.client_has.retain(|name, _| names.contains(name));
+        self.acked_has.retain(|name, _| names.contains(name));
+    }
+}
+
+impl Held {
+    pub(super) fn sent(&self) -> Option<&Arc<Resource>> {
+        match self {
+            Held::Sent(r) => Some(r),
+            Held::Reported(_) => None,
         }
     }
 }
@@ -211,21 +312,63 @@ impl Connection {
     }
 
     /// Takes a new compiled set for this proxy. Returns what to push, in CDS,
-    /// EDS, LDS, RDS order, only for requested types whose subscribed content
-    /// changed since it was last sent.
+    /// EDS, LDS, RDS order, for requested types whose subscribed content
+    /// changed since it was last sent, and whose last response the client
+    /// has answered.
+    ///
+    /// That is the push gate: at most one server-initiated response per type
+    /// is in flight. A type whose last response is still unanswered is only
+    /// marked behind; sets arriving meanwhile coalesce (the connection keeps
+    /// the newest), and the push goes out, with the newest content, from the
+    /// `on_*_request` that carries the ACK or NACK. Answers to the client's
+    /// own requests (a new subscription, changed names: EDS after CDS, RDS
+    /// after LDS) never wait behind the gate, or Envoy's cluster and
+    /// listener warming would stall; they carry the newest content, so they
+    /// also settle anything held for their type.
     pub fn on_resources(&mut self, resources: Arc<ProxyResources>) -> Vec<Response> {
         self.resources = resources;
-        let requested: Vec<ResourceType> = ResourceType::ALL
-            .into_iter()
-            .filter(|ty| self.types.contains_key(ty))
-            .collect();
-        requested
-            .into_iter()
-            .filter_map(|ty| match self.mode {
+        for state in self.types.values_mut() {
+            state.behind = true;
+        }
+        self.due_pushes()
+    }
+
+    /// The pushes the gate lets through now: every type that is behind and
+    /// not awaiting an answer, in make-before-break order.
+    pub(super) fn due_pushes(&mut self) -> Vec<Response> {
+        let mut out = Vec::new();
+        for ty in ResourceType::ALL {
+            let Some(state) = self.types.get_mut(&ty) else {
+                continue;
+            };
+            if !state.behind || state.awaiting {
+                continue;
+            }
+            state.behind = false;
+            let push = match self.mode {
                 Mode::Sotw => self.sotw_push(ty),
-                Mode::Delta => self.delta_response(ty, false),
-            })
-            .collect()
+                Mode::Delta => self.delta_response(ty, false, &[]),
+            };
+            match push {
+                Some(push) => out.push(push),
+                None => {
+                    let generation = self.resources.generation();
+                    if let Some(state) = self.types.get_mut(&ty) {
+                        state.caught_up(generation);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// A request's own answer (if any) followed by the pushes that its ACK or
+    /// NACK let through, in make-before-break order.
+    pub(super) fn answer(&mut self, own: Option<Response>) -> Vec<Response> {
+        let mut out: Vec<Response> = own.into_iter().collect();
+        out.extend(self.due_pushes());
+        out.sort_by_key(|r| ResourceType::from_type_url(r.type_url()));
+        out
     }
 
     /// How many NACKs the proxy has sent on this stream.
@@ -233,7 +376,8 @@ impl Connection {
         self.nacks
     }
 
-    /// Per requested type URL: the version sent, the version ACKed, the last NACK.
+    /// Per requested type URL: the version and generation sent, the version
+    /// and generation ACKed, the last NACK.
     pub fn status(&self) -> XdsStatus {
         self.types
             .iter()
@@ -244,10 +388,85 @@ impl Connection {
                         sent_version: s.sent_version.clone(),
                         acked_version: s.acked_version.clone(),
                         nack: s.nack.clone(),
+                        sent_generation: s.sent_generation,
+                        acked_generation: s.acked_generation,
                     },
                 )
             })
             .collect()
+    }
+
+    /// Make-before-break across types on removal: the resources of `ty`
+    /// that the newest set drops but that must stay in what is sent. A
+    /// cluster stays while a listener or route configuration the client may
+    /// be using (sent to it, or last ACKed) still sends traffic to it, and
+    /// with it the load assignment it reads. Once the client has ACKed the
+    /// LDS and RDS that stop naming it, nothing keeps it, and the next CDS
+    /// (or Delta's `removed_resources`) drops it: Envoy never holds a route
+    /// to a cluster it has already deleted.
+    pub(super) fn kept(&self, ty: ResourceType) -> ResourceMap {
+        match ty {
+            ResourceType::Cluster => self.kept_clusters(),
+            ResourceType::Endpoint => {
+                let clusters = self.kept_clusters();
+                let (Some(eds), false) = (self.types.get(&ty), clusters.is_empty()) else {
+                    return ResourceMap::new();
+                };
+                let current = self.resources.get(ty);
+                clusters
+                    .values()
+                    .flat_map(|c| c.references())
+                    .filter(|name| !current.contains_key(*name))
+                    .filter_map(|name| eds.client_has.get(name)?.sent())
+                    .map(|r| (r.name.clone(), Arc::clone(r)))
+                    .collect()
+            }
+            ResourceType::Listener | ResourceType::Route => ResourceMap::new(),
+        }
+    }
+
+    fn kept_clusters(&self) -> ResourceMap {
+        let Some(cds) = self.types.get(&ResourceType::Cluster) else {
+            return ResourceMap::new();
+        };
+        let current = self.resources.get(ResourceType::Cluster);
+        let dropped: Vec<&Arc<Resource>> = cds
+            .client_has
+            .values()
+            .filter_map(Held::sent)
+            .filter(|c| !current.contains_key(&c.name))
+            .collect();
+        if dropped.is_empty() {
+            return ResourceMap::new();
+        }
+        let users: Vec<&Arc<Resource>> = [ResourceType::Listener, ResourceType::Route]
+            .iter()
+            .filter_map(|ty| self.types.get(ty))
+            .flat_map(|s| s.client_has.values().chain(s.acked_has.values()))
+            .filter_map(Held::sent)
+            .collect();
+        dropped
+            .into_iter()
+            .filter(|c| users.iter().any(|u| u.references_name(&c.name)))
+            .map(|c| (c.name.clone(), Arc::clone(c)))
+            .collect()
+    }
+
+    /// Whether a request of `ty` may change what [`Connection::kept`] keeps:
+    /// one of LDS or RDS while a cluster is kept. Then CDS and EDS are due a
+    /// look once the request is handled.
+    pub(super) fn may_release(&self, ty: ResourceType) -> bool {
+        matches!(ty, ResourceType::Listener | ResourceType::Route)
+            && !self.kept_clusters().is_empty()
+    }
+
+    /// Marks CDS and EDS behind, after a request that released kept clusters.
+    pub(super) fn recheck_removals(&mut self) {
+        for ty in [ResourceType::Cluster, ResourceType::Endpoint] {
+            if let Some(state) = self.types.get_mut(&ty) {
+                state.behind = true;
+            }
+        }
     }
 
     pub(super) fn next_nonce(&mut self) -> String {

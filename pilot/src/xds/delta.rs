@@ -6,13 +6,21 @@
 //!   has, seeded on reconnect from `initial_resource_versions`.
 //! - A response carries the subscribed resources whose version differs from
 //!   the client's, and `removed_resources` for the names the client has that
-//!   it should no longer have (deleted, or unsubscribed).
-//! - ACK and NACK follow the nonce as in state of the world; a stale nonce is
-//!   ignored but the subscription changes in its request still apply.
+//!   it should no longer have (deleted, or unsubscribed), and for every name
+//!   subscribed explicitly that does not exist. The spec has the server say
+//!   so, rather than leave the client waiting for its initial fetch
+//!   timeout (Envoy's cluster warming, gRPC's does-not-exist timer); a
+//!   subscription to a missing name is answered at once, and the name is
+//!   listed again in every later response of its type while it stays
+//!   missing. When it appears it is sent like any new resource.
+//! - ACK and NACK follow the nonce as in state of the world, and open the
+//!   push gate the same way; a stale nonce is ignored but the subscription
+//!   changes in its request still apply, and are answered at once.
 //! - A request is answered only when it changes what should be sent, except
 //!   the first request of a type, which is always answered.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource as DeltaResource,
@@ -20,7 +28,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 use tracing::{debug, warn};
 
 use crate::resources::{ProxyResources, ResourceType};
-use crate::xds::connection::{Connection, Mode, Reply, Response, TypeState};
+use crate::xds::connection::{Connection, Held, Mode, Reply, Response, TypeState};
 
 /// The name that stands for every resource of a type.
 const WILDCARD: &str = "*";
@@ -49,10 +57,14 @@ impl Connection {
         };
 
         let first = !self.types.contains_key(&ty);
+        let release = self.may_release(ty);
         let state = self.types.entry(ty).or_default();
         if first {
             state.wildcard = ty.is_wildcard() && resource_names_subscribe.is_empty();
-            state.client_has = initial_resource_versions.into_iter().collect();
+            state.client_has = initial_resource_versions
+                .into_iter()
+                .map(|(name, version)| (name, Held::Reported(version)))
+                .collect();
             debug!(
                 %type_url,
                 wildcard = state.wildcard,
@@ -60,10 +72,12 @@ impl Connection {
                 "subscribe"
             );
         }
+        let mut subscribed = Vec::new();
         for name in resource_names_subscribe {
             if name == WILDCARD {
                 state.wildcard = true;
             } else {
+                subscribed.push(name.clone());
                 state.names.insert(name);
             }
         }
@@ -71,24 +85,39 @@ impl Connection {
             if name == WILDCARD {
                 state.wildcard = false;
             } else {
+                state.acked_has.remove(&name);
                 state.names.remove(&name);
             }
         }
-        if state.on_reply(ty, &response_nonce, error_detail) == Reply::Nack {
+        let reply = state.on_reply(ty, &response_nonce, error_detail);
+        if reply == Reply::Nack {
             self.nacks += 1;
         }
-        self.delta_response(ty, first).into_iter().collect()
+        let own = self.delta_response(ty, first, &subscribed);
+        if release {
+            self.recheck_removals();
+        }
+        self.answer(own)
     }
 
-    /// The response that brings the client's `ty` up to date, if it is behind
-    /// (or always, when `always`).
-    pub(super) fn delta_response(&mut self, ty: ResourceType, always: bool) -> Option<Response> {
+    /// The response that brings the client's `ty` up to date, if it is behind,
+    /// or if one of the names `subscribed` just now does not exist (or
+    /// always, when `always`).
+    pub(super) fn delta_response(
+        &mut self,
+        ty: ResourceType,
+        always: bool,
+        subscribed_now: &[String],
+    ) -> Option<Response> {
         let resources = self.resources().clone();
+        let kept = self.kept(ty);
         let state: &TypeState = self.types.get(&ty)?;
-        let subscribed = state.subscribed(ty, &resources);
+        let subscribed = state.subscribed(ty, &resources, &kept);
         let changed: Vec<DeltaResource> = subscribed
             .values()
-            .filter(|r| state.client_has.get(&r.name) != Some(&r.version))
+            .filter(|r| {
+                state.client_has.get(&r.name).map(Held::version) != Some(r.version.as_str())
+            })
             .map(|r| DeltaResource {
                 name: r.name.clone(),
                 version: r.version.clone(),
@@ -96,26 +125,36 @@ impl Connection {
                 ..DeltaResource::default()
             })
             .collect();
-        let removed: Vec<String> = state
+        let gone: BTreeSet<&str> = state
             .client_has
             .keys()
-            .filter(|name| !subscribed.contains_key(name.as_str()))
-            .cloned()
+            .map(String::as_str)
+            .filter(|name| !subscribed.contains_key(name))
             .collect();
-        if changed.is_empty() && removed.is_empty() && !always {
+        let missing: BTreeSet<&str> = state
+            .names
+            .iter()
+            .map(String::as_str)
+            .filter(|name| !subscribed.contains_key(name))
+            .collect();
+        let newly_missing = subscribed_now
+            .iter()
+            .any(|name| missing.contains(name.as_str()));
+        if changed.is_empty() && gone.is_empty() && !newly_missing && !always {
             return None;
         }
+        let removed: Vec<String> = gone.union(&missing).map(|n| n.to_string()).collect();
         let version = ProxyResources::version_of(subscribed.values().map(|r| r.as_ref()));
-        let client_has: BTreeMap<String, String> = subscribed
+        let client_has: BTreeMap<String, Held> = subscribed
             .values()
-            .map(|r| (r.name.clone(), r.version.clone()))
+            .map(|r| (r.name.clone(), Held::Sent(Arc::clone(r))))
             .collect();
 
         let nonce = self.next_nonce();
+        let generation = self.resources().generation();
         let state = self.types.get_mut(&ty)?;
         state.client_has = client_has;
-        state.nonce = Some(nonce.clone());
-        state.sent_version = Some(version.clone());
+        state.record_sent(&nonce, &version, generation);
         Some(Response::Delta(DeltaDiscoveryResponse {
             system_version_info: version,
             resources: changed,

@@ -81,6 +81,8 @@ struct SubscriberState {
     /// right for (later snapshots that did not reach the proxy count too).
     last: Option<Pushed>,
     valid_for: u64,
+    /// The newest generation the pusher has looked at for this proxy.
+    seen: u64,
 }
 
 /// Unsubscribes when the stream ends.
@@ -205,10 +207,7 @@ impl Inner {
                 self.schedule(subscriber, context.clone());
             } else {
                 self.counters.skipped.fetch_add(1, Ordering::Relaxed);
-                let mut state = lock(&subscriber.state);
-                if state.valid_for == before.generation {
-                    state.valid_for = after.generation;
-                }
+                self.unchanged(subscriber, before.generation, after.generation);
             }
         }
         debug!(
@@ -221,11 +220,35 @@ impl Inner {
         );
     }
 
+    /// Records that the change from `before` to `after` leaves `subscriber`'s
+    /// set as it is. If that set is current and nothing is being compiled,
+    /// it is handed over again at the new generation, so that the connection
+    /// knows the proxy is at `after` (and reads as converged) without a
+    /// compile; a compile in progress takes the new generation when it ends.
+    fn unchanged(&self, subscriber: &Subscriber, before: u64, after: u64) {
+        let mut state = lock(&subscriber.state);
+        state.seen = state.seen.max(after);
+        if state.busy || state.valid_for != before {
+            return;
+        }
+        let Some(last) = &state.last else {
+            return;
+        };
+        let pushed = Pushed {
+            generation: after,
+            resources: Arc::new((*last.resources).clone().with_generation(after)),
+        };
+        state.valid_for = after;
+        state.last = Some(pushed.clone());
+        subscriber.slot.send_replace(Some(pushed));
+    }
+
     /// Makes `context` the next one compiled for `subscriber`, unless a newer
     /// one is already pending or delivered, and queues the subscriber once.
     fn schedule(&self, subscriber: &Arc<Subscriber>, context: Arc<PushContext>) {
         let mut state = lock(&subscriber.state);
         let generation = context.generation();
+        state.seen = state.seen.max(generation);
         let newer_pending = state
             .pending
             .as_ref()
@@ -277,10 +300,17 @@ impl Inner {
         let accepted = accept(&self.status, &proxy.id, generation, compiled);
 
         let mut state = lock(&subscriber.state);
+        // With nothing pending, every snapshot looked at since this one's did
+        // not reach the proxy: the set is right up to the newest of them.
+        let current = if state.pending.is_none() {
+            state.seen.max(generation)
+        } else {
+            generation
+        };
         let delivered = match accepted {
             Some(resources) => {
-                state.valid_for = generation;
-                Some(resources)
+                state.valid_for = current;
+                Some(resources.with_generation(current))
             }
             // An inconsistent first set is left out: the proxy is answered
             // with nothing until a consistent one compiles, and nothing is
@@ -293,7 +323,7 @@ impl Inner {
         };
         if let Some(resources) = delivered {
             let pushed = Pushed {
-                generation,
+                generation: current,
                 resources: Arc::new(resources),
             };
             state.last = Some(pushed.clone());

@@ -184,7 +184,7 @@ pub(crate) fn accept(
     match compiled {
         Ok(resources) => {
             status.clear_inconsistent(proxy_id);
-            Some(resources)
+            Some(resources.with_generation(generation))
         }
         Err(inconsistent) => {
             warn!(
@@ -280,6 +280,8 @@ impl<T: Send + 'static> StreamTask<T> {
                     let Some(pushed) = subscription.pushed.borrow_and_update().clone() else {
                         continue;
                     };
+                    // Even a set that changes nothing goes to the connection:
+                    // it records that the proxy is at this generation.
                     let responses = connection.on_resources(pushed.resources);
                     if responses.is_empty() {
                         debug!(generation = pushed.generation, "snapshot change leaves this proxy unchanged");

@@ -6,18 +6,48 @@
 //!   send its current subscription again when it ACKs our latest response.
 //! - A NACK is recorded and answered with nothing: the proxy keeps its last
 //!   good configuration, and the rejected version is not sent again.
-//! - An ACK is answered only when the subscribed names changed.
+//! - An ACK is answered only when the subscribed names changed. An ACK or
+//!   NACK also opens the push gate of its type (see
+//!   [`Connection::on_resources`]), so a push held behind it goes out then.
+//! - A request is answered with every subscribed resource; a push after new
+//!   resources carries, for RDS and EDS, only those whose version differs
+//!   from the client's (LDS and CDS are always complete; see [`complete`]).
 //!
-//! LDS and CDS are wildcard: the names in requests are ignored and everything
-//! is sent. RDS and EDS send the requested names that exist.
+//! Names follow the xDS spec's subscription rules. For LDS and CDS, a
+//! request with no names from a client that has never named any (Envoy's
+//! way), or one naming `*`, is a wildcard subscription: everything is sent.
+//! Once a client names resources (proxyless gRPC asks for its listener by
+//! name, then for the route configuration and clusters it names), it gets
+//! just those; an empty list then means none. RDS and EDS are never
+//! wildcard: they send the requested names that exist.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use tracing::{debug, warn};
 
-use crate::resources::{ProxyResources, ResourceType};
-use crate::xds::connection::{Connection, Mode, Reply, Response, TypeState};
+use crate::resources::{ProxyResources, Resource, ResourceType};
+use crate::xds::connection::{Connection, Held, Mode, Reply, Response};
+
+/// The name that stands for every resource of a wildcard type.
+const WILDCARD: &str = "*";
+
+/// Reads a request's names: whether it subscribes to the wildcard, and
+/// whether the client has now named resources explicitly (which ends the
+/// legacy meaning of an empty list). Removes `*` from `names`.
+fn subscription(ty: ResourceType, names: &mut BTreeSet<String>, named: bool) -> (bool, bool) {
+    if !ty.is_wildcard() {
+        return (false, named || !names.is_empty());
+    }
+    if names.remove(WILDCARD) {
+        return (true, true);
+    }
+    if names.is_empty() && !named {
+        return (true, false);
+    }
+    (false, true)
+}
 
 impl Connection {
     /// Handles one state-of-the-world request; returns what to send back.
@@ -39,20 +69,21 @@ impl Connection {
             warn!(%type_url, "request for an unsupported resource type, ignored");
             return Vec::new();
         };
-        let names: BTreeSet<String> = if ty.is_wildcard() {
-            BTreeSet::new()
-        } else {
-            resource_names.into_iter().collect()
-        };
+        let mut names: BTreeSet<String> = resource_names.into_iter().collect();
+        let release = self.may_release(ty);
 
         if response_nonce.is_empty() {
-            let state = self.types.entry(ty).or_insert_with(|| TypeState {
-                wildcard: ty.is_wildcard(),
-                ..TypeState::default()
-            });
-            debug!(%type_url, %version_info, names = names.len(), "subscribe");
+            let state = self.types.entry(ty).or_default();
+            let (wildcard, named) = subscription(ty, &mut names, state.named);
+            debug!(%type_url, %version_info, wildcard, names = names.len(), "subscribe");
+            state.wildcard = wildcard;
+            state.named = named;
             state.names = names;
-            return vec![self.sotw_response(ty)];
+            let own = self.sotw_response(ty);
+            if release {
+                self.recheck_removals();
+            }
+            return self.answer(Some(own));
         }
 
         let Some(state) = self.types.get_mut(&ty) else {
@@ -63,33 +94,66 @@ impl Connection {
         if reply == Reply::Nack {
             self.nacks += 1;
         }
-        if reply == Reply::Stale || state.names == names {
+        if reply == Reply::Stale {
             return Vec::new();
         }
+        let (wildcard, named) = subscription(ty, &mut names, state.named);
+        state.named = named;
+        // Under a wildcard, names beside `*` select nothing more.
+        let unchanged = state.wildcard == wildcard && (wildcard || state.names == names);
+        state.wildcard = wildcard;
         state.names = names;
+        state.forget_unsubscribed();
         let rejected = match (reply, &state.nack) {
             (Reply::Nack, Some(nack)) => Some(nack.version.clone()),
             _ => None,
         };
-        if rejected.is_some_and(|v| v == self.sotw_version(ty)) {
-            return Vec::new();
+        let own = if unchanged || rejected.is_some_and(|v| v == self.sotw_version(ty)) {
+            None
+        } else {
+            Some(self.sotw_response(ty))
+        };
+        if release {
+            self.recheck_removals();
         }
-        vec![self.sotw_response(ty)]
+        // An ACK or NACK (the nonce is current): the gate is open again.
+        self.answer(own)
     }
 
-    /// The response for `ty` after new resources, if its content changed.
+    /// The response for `ty` after new resources, if what the client should
+    /// have changed. LDS and CDS send the complete set; RDS and EDS only the
+    /// resources whose version differs from the client's (see [`complete`]).
     pub(super) fn sotw_push(&mut self, ty: ResourceType) -> Option<Response> {
-        let version = self.sotw_version(ty);
-        let sent = self.types.get(&ty)?.sent_version.as_deref();
-        (sent != Some(version.as_str())).then(|| self.sotw_response(ty))
+        if complete(ty) {
+            let version = self.sotw_version(ty);
+            let sent = self.types.get(&ty)?.sent_version.as_deref();
+            return (sent != Some(version.as_str())).then(|| self.sotw_response(ty));
+        }
+        let resources = self.resources().clone();
+        let kept = self.kept(ty);
+        let state = self.types.get(&ty)?;
+        let subscribed = state.subscribed(ty, &resources, &kept);
+        let changed: Vec<Arc<Resource>> = subscribed
+            .values()
+            .filter(|r| {
+                state.client_has.get(&r.name).map(Held::version) != Some(r.version.as_str())
+            })
+            .map(|r| Arc::clone(r))
+            .collect();
+        if changed.is_empty() {
+            return None;
+        }
+        let version = ProxyResources::version_of(subscribed.values().map(|r| r.as_ref()));
+        Some(self.send(ty, version, changed))
     }
 
     /// Version of the subscribed set of `ty`.
     fn sotw_version(&self, ty: ResourceType) -> String {
+        let kept = self.kept(ty);
         match self.types.get(&ty) {
             Some(state) => ProxyResources::version_of(
                 state
-                    .subscribed(ty, self.resources())
+                    .subscribed(ty, self.resources(), &kept)
                     .into_values()
                     .map(|r| r.as_ref()),
             ),
@@ -97,16 +161,38 @@ impl Connection {
         }
     }
 
-    /// Builds the full response for `ty` and records it as sent.
+    /// Builds the response carrying every subscribed resource of `ty`.
     fn sotw_response(&mut self, ty: ResourceType) -> Response {
-        let nonce = self.next_nonce();
         let resources = self.resources().clone();
+        let kept = self.kept(ty);
         let state = self.types.entry(ty).or_default();
-        let subscribed = state.subscribed(ty, &resources);
+        let subscribed = state.subscribed(ty, &resources, &kept);
         let version = ProxyResources::version_of(subscribed.values().map(|r| r.as_ref()));
-        let bodies = subscribed.values().map(|r| r.body.clone()).collect();
-        state.nonce = Some(nonce.clone());
-        state.sent_version = Some(version.clone());
+        let all: Vec<Arc<Resource>> = subscribed.into_values().map(Arc::clone).collect();
+        if complete(ty) {
+            state.client_has.clear();
+        } else {
+            // The client drops what it no longer names.
+            state.forget_unsubscribed();
+        }
+        self.send(ty, version, all)
+    }
+
+    /// Records `resources` as sent at `version` and builds their response.
+    fn send(
+        &mut self,
+        ty: ResourceType,
+        version: String,
+        resources: Vec<Arc<Resource>>,
+    ) -> Response {
+        let nonce = self.next_nonce();
+        let generation = self.resources().generation();
+        let state = self.types.entry(ty).or_default();
+        let bodies = resources.iter().map(|r| r.body.clone()).collect();
+        for r in resources {
+            state.client_has.insert(r.name.clone(), Held::Sent(r));
+        }
+        state.record_sent(&nonce, &version, generation);
         Response::Sotw(DiscoveryResponse {
             version_info: version,
             resources: bodies,
@@ -115,4 +201,20 @@ impl Connection {
             ..DiscoveryResponse::default()
         })
     }
+}
+
+/// Whether a state-of-the-world response of `ty` must carry every
+/// subscribed resource. The xDS spec asks it of LDS and CDS only (a
+/// listener or cluster left out is deleted); an RDS or EDS response may carry
+/// a subset, and the client keeps the subscribed resources it leaves out.
+/// Envoy does: its SotW mux (`GrpcMuxImpl::processDiscoveryResources` in
+/// source/extensions/config_subscription/grpc/grpc_mux_impl.cc) calls a
+/// named watch's `onConfigUpdate` only when the response carries one of
+/// its names ("onConfigUpdate should be called only on watches
+/// (clusters/listeners) that have updates in the message for EDS/RDS"),
+/// while the wildcard watches of LDS and CDS always get the whole response.
+/// So a push after an endpoint change carries only the changed load
+/// assignments.
+fn complete(ty: ResourceType) -> bool {
+    ty.is_wildcard()
 }

@@ -7,10 +7,27 @@
 //! ```text
 //! {"id": "...", "namespace": "...", "workload": "...", "address": "...",
 //!  "mode": "sotw" | "delta", "stream_id": 7, "nacks": 0,
+//!  "generation": 13, "acked_generation": 12 | null,
 //!  "xds": {"<type url>": {"sent_version": "..." | null,
 //!                         "acked_version": "..." | null,
-//!                         "nack": null | {"version": "...", "message": "..."}}}}
+//!                         "nack": null | {"version": "...", "message": "..."},
+//!                         "sent_generation": 12 | null,
+//!                         "acked_generation": 11 | null}}}
 //! ```
+//!
+//! Generations are the snapshot generations of `/api/v1/snapshot`. A type's
+//! `sent_generation` is the newest snapshot whose content of that type the
+//! last response carries (a snapshot that changes nothing of the type for
+//! this proxy moves it on without a response); `acked_generation` is the same
+//! for the last response the proxy ACKed. The proxy's `acked_generation` is
+//! the lowest across the types it has requested, or null while one of them
+//! has no ACK. The proxy's `generation` is that of the newest set compiled
+//! for it, which the server is sending or holding until the proxy ACKs the
+//! previous push: `generation` ahead of `acked_generation` means the proxy
+//! is behind. So a proxy has converged on snapshot `g` exactly when its
+//! `acked_generation` is at least `g`. A proxy whose set for `g` failed the
+//! consistency check (see `/api/v1/diagnostics`) stays behind, as it should:
+//! it does not have `g`.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -39,6 +56,10 @@ pub struct TypeStatus {
     /// The last NACK on this stream; kept after later ACKs, so compare its
     /// version with `acked_version` to see whether it is still current.
     pub nack: Option<Nack>,
+    /// The newest snapshot generation the last response sent carries.
+    pub sent_generation: Option<u64>,
+    /// The newest snapshot generation the last response ACKed carries.
+    pub acked_generation: Option<u64>,
 }
 
 /// Type URL -> state, for the types the proxy has requested.
@@ -56,11 +77,17 @@ pub struct ProxyStatus {
     pub stream_id: u64,
     /// NACKs received on this stream, of every type.
     pub nacks: u64,
+    /// The snapshot generation of the newest set compiled for the proxy.
+    pub generation: u64,
+    /// The lowest snapshot generation ACKed across the requested types;
+    /// null while one has no ACK (or none is requested).
+    pub acked_generation: Option<u64>,
     pub xds: XdsStatus,
 }
 
 impl ProxyStatus {
     pub fn new(proxy: &Proxy, stream_id: u64, connection: &Connection) -> Self {
+        let xds = connection.status();
         ProxyStatus {
             id: proxy.id.clone(),
             namespace: proxy.namespace.clone(),
@@ -69,9 +96,27 @@ impl ProxyStatus {
             mode: connection.mode(),
             stream_id,
             nacks: connection.nacks(),
-            xds: connection.status(),
+            generation: connection.resources().generation(),
+            acked_generation: acked_generation(&xds),
+            xds,
         }
     }
+
+    /// Whether the proxy has ACKed snapshot `generation` (or a later one)
+    /// for every type it has requested.
+    pub fn has_converged(&self, generation: u64) -> bool {
+        self.acked_generation.is_some_and(|g| g >= generation)
+    }
+}
+
+/// The lowest generation ACKed across the types of `xds`, if every type has one.
+pub fn acked_generation(xds: &XdsStatus) -> Option<u64> {
+    let mut lowest: Option<u64> = None;
+    for s in xds.values() {
+        let g = s.acked_generation?;
+        lowest = Some(lowest.map_or(g, |l| l.min(g)));
+    }
+    lowest
 }
 
 /// A compiled set the server did not push because it failed the consistency

@@ -108,12 +108,6 @@ fn subscribe_and_unsubscribe_named_resources() {
         ["a"]
     );
 
-    // Subscribing to a name that does not exist changes nothing to send.
-    assert!(
-        conn.on_delta_request(request(EDS, &["missing"], &[], &r1.nonce))
-            .is_empty()
-    );
-
     let r2 = only(conn.on_delta_request(request(EDS, &["b"], &["a"], &r1.nonce)));
     assert_eq!(
         sent(&r2).into_iter().map(|(n, _)| n).collect::<Vec<_>>(),
@@ -156,6 +150,7 @@ fn only_changed_resources_are_sent_and_deletions_are_removed() {
     assert_eq!(names, ["b", "c"]);
     assert!(p.removed_resources.is_empty());
     assert_eq!(p.system_version_info, v2.version(ResourceType::Cluster));
+    assert!(conn.on_delta_request(ack(&p)).is_empty());
 
     let p = only(conn.on_resources(resources(
         &[cluster("b", 2), cluster("c", 1)],
@@ -222,6 +217,7 @@ fn stale_nonce_is_ignored_but_subscriptions_apply() {
         &[],
     ));
     let r0 = only(conn.on_delta_request(request(EDS, &["a"], &[], "")));
+    assert!(conn.on_delta_request(ack(&r0)).is_empty());
     let r1 = only(conn.on_resources(resources(
         &[],
         &[endpoint("a", 2), endpoint("b", 1)],
@@ -243,13 +239,14 @@ fn stale_nonce_is_ignored_but_subscriptions_apply() {
         ["b"]
     );
     let s = conn.status()[EDS].clone();
+    let first_ack = Some(r0.system_version_info.clone());
     assert_eq!(s.nack, None);
-    assert_eq!(s.acked_version, None);
+    assert_eq!(s.acked_version, first_ack);
     assert_eq!(conn.nacks(), 0);
 
     // A stale ACK with no changes is not answered.
     assert!(conn.on_delta_request(ack(&r1)).is_empty());
-    assert_eq!(conn.status()[EDS].acked_version, None);
+    assert_eq!(conn.status()[EDS].acked_version, first_ack);
 }
 
 #[test]
@@ -318,4 +315,62 @@ fn nothing_is_pushed_before_a_request_and_sotw_requests_are_ignored() {
     };
     assert!(conn.on_sotw_request(sotw).is_empty());
     assert!(conn.status().is_empty());
+}
+
+#[test]
+fn a_subscribed_name_that_does_not_exist_is_reported_removed() {
+    let mut conn = Connection::delta();
+    conn.on_resources(resources(&[], &[endpoint("a", 1)], &[], &[]));
+    let r0 = only(conn.on_delta_request(request(EDS, &["a", "missing"], &[], "")));
+    assert_eq!(
+        sent(&r0).into_iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        ["a"]
+    );
+    assert_eq!(r0.removed_resources, ["missing"]);
+    assert!(conn.on_delta_request(ack(&r0)).is_empty());
+
+    // A later subscription to a missing name is answered at once, with
+    // nothing but the names that do not exist.
+    let r1 = only(conn.on_delta_request(request(EDS, &["other"], &[], &r0.nonce)));
+    assert!(r1.resources.is_empty());
+    assert_eq!(r1.removed_resources, ["missing", "other"]);
+    assert!(conn.on_delta_request(ack(&r1)).is_empty());
+
+    // A change that leaves them missing says so again; one that does not
+    // touch this type sends nothing.
+    let r2 = only(conn.on_resources(resources(&[], &[endpoint("a", 2)], &[], &[])));
+    assert_eq!(sent(&r2).len(), 1);
+    assert_eq!(r2.removed_resources, ["missing", "other"]);
+    assert!(conn.on_delta_request(ack(&r2)).is_empty());
+    assert!(
+        conn.on_resources(resources(&[cluster("c", 1)], &[endpoint("a", 2)], &[], &[]))
+            .is_empty()
+    );
+
+    // When a missing name appears, it is sent; the other is still missing.
+    let r3 = only(conn.on_resources(resources(
+        &[],
+        &[endpoint("a", 2), endpoint("other", 1)],
+        &[],
+        &[],
+    )));
+    assert_eq!(
+        sent(&r3).into_iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        ["other"]
+    );
+    assert_eq!(r3.removed_resources, ["missing"]);
+
+    // Unsubscribed, a missing name is no longer mentioned.
+    let r4 = only(conn.on_delta_request(request(EDS, &[], &["a", "missing"], &r3.nonce)));
+    assert_eq!(r4.removed_resources, ["a"]);
+}
+
+#[test]
+fn a_named_listener_that_does_not_exist_is_reported_removed() {
+    // Not only EDS: a client naming listeners (proxyless gRPC) is told too.
+    let mut conn = Connection::delta();
+    conn.on_resources(resources(&[], &[], &[listener("l", 1)], &[]));
+    let r = only(conn.on_delta_request(request(LDS, &["host:8080"], &[], "")));
+    assert!(r.resources.is_empty());
+    assert_eq!(r.removed_resources, ["host:8080"]);
 }

@@ -1,8 +1,11 @@
 //! Protocol tests: the state machine without sockets, and the server over loopback.
 
 mod delta;
+mod gate;
+mod generation;
 mod node;
 mod push;
+mod removal;
 mod server;
 mod sotw;
 mod status;

@@ -103,6 +103,7 @@ fn node() -> Node {
 struct Harness {
     snapshots: watch::Sender<Arc<Snapshot>>,
     queue: PushQueue,
+    status: Arc<StatusRegistry>,
     tx: mpsc::Sender<DeltaDiscoveryRequest>,
     responses: Streaming<DeltaDiscoveryResponse>,
 }
@@ -117,7 +118,8 @@ impl Harness {
         let (eds, rds) = (names(ResourceType::Endpoint), names(ResourceType::Route));
 
         let (snapshots, rx) = watch::channel(first);
-        let server = AdsServer::new(rx, Arc::new(StatusRegistry::new()));
+        let status = Arc::new(StatusRegistry::new());
+        let server = AdsServer::new(rx, status.clone());
         let queue = server.queue().clone();
         let incoming = TcpIncoming::bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
         let addr = incoming.local_addr().unwrap();
@@ -149,6 +151,7 @@ impl Harness {
         let mut h = Harness {
             snapshots,
             queue,
+            status,
             tx,
             responses,
         };
@@ -245,4 +248,38 @@ async fn a_change_the_proxy_cannot_see_sends_it_nothing_and_compiles_nothing() {
         body.windows(b"x-rev".len()).any(|w| w == b"x-rev"),
         "the route change arrived"
     );
+}
+
+#[tokio::test]
+async fn no_second_push_reaches_a_proxy_before_it_acks_the_first() {
+    let mut h = Harness::synced(mesh(1, "10.0.0.2", "")).await;
+    h.snapshots.send_replace(mesh(2, "10.0.0.3", ""));
+    let first = h.next().await;
+    assert_eq!(first.type_url, EDS);
+
+    // Not ACKed: the next endpoint move is compiled and handed to the
+    // stream, which holds it.
+    h.snapshots.send_replace(mesh(3, "10.0.0.4", ""));
+    let held = async {
+        loop {
+            let s = h.status.list().remove(0);
+            if s.generation == 3 {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    let s = tokio::time::timeout(Duration::from_secs(30), held)
+        .await
+        .expect("the stream took the set of generation 3");
+    assert_eq!(s.xds[EDS].sent_generation, Some(2), "{s:?}");
+
+    // The ACK releases it.
+    h.ack(&first).await;
+    let second = h.next().await;
+    assert_eq!(second.type_url, EDS);
+    assert_ne!(second.nonce, first.nonce);
+    // The status is published before a response is sent.
+    let s = h.status.list().remove(0);
+    assert_eq!(s.xds[EDS].sent_generation, Some(3), "{s:?}");
 }

@@ -2,6 +2,7 @@
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DiscoveryRequest, DiscoveryResponse,
 };
@@ -167,23 +168,28 @@ fn stale_nonce_is_ignored() {
     let mut conn = Connection::sotw();
     conn.on_resources(resources(&[cluster("a", 1)], &[endpoint("a", 1)], &[], &[]));
     let first = only(conn.on_sotw_request(request(CDS, &[], "", "")));
+    assert!(conn.on_sotw_request(ack(&first, &[])).is_empty());
     let pushed = only(conn.on_resources(resources(&[cluster("a", 2)], &[], &[], &[])));
     assert_ne!(first.nonce, pushed.nonce);
 
-    // ACK and NACK of the older response change nothing.
+    // A late ACK and a NACK of the older response change nothing.
     assert!(conn.on_sotw_request(ack(&first, &[])).is_empty());
     assert!(
         conn.on_sotw_request(nack(CDS, &[], "", &first.nonce, "late"))
             .is_empty()
     );
     let s = status_of(&conn, CDS);
-    assert_eq!(s.acked_version, None);
+    assert_eq!(
+        s.acked_version.as_deref(),
+        Some(first.version_info.as_str())
+    );
     assert_eq!(s.nack, None);
     assert_eq!(conn.nacks(), 0);
 
     // A stale request with new names is not answered either.
     let eds = only(conn.on_sotw_request(request(EDS, &["a"], "", "")));
-    conn.on_resources(resources(&[cluster("a", 2)], &[endpoint("a", 2)], &[], &[]));
+    assert!(conn.on_sotw_request(ack(&eds, &["a"])).is_empty());
+    only(conn.on_resources(resources(&[cluster("a", 2)], &[endpoint("a", 2)], &[], &[])));
     assert!(
         conn.on_sotw_request(request(EDS, &["a", "b"], &eds.version_info, &eds.nonce))
             .is_empty()
@@ -214,7 +220,7 @@ fn reconnect_with_old_version_and_empty_nonce_is_answered() {
 }
 
 #[test]
-fn lds_and_cds_are_wildcard() {
+fn lds_and_cds_without_names_are_wildcard() {
     let mut conn = Connection::sotw();
     conn.on_resources(resources(
         &[cluster("a", 1), cluster("b", 1)],
@@ -222,12 +228,71 @@ fn lds_and_cds_are_wildcard() {
         &[listener("l1", 1), listener("l2", 1)],
         &[],
     ));
-    let c = only(conn.on_sotw_request(request(CDS, &["a"], "", "")));
+    // Envoy's way: no names, ever.
+    let c = only(conn.on_sotw_request(request(CDS, &[], "", "")));
     assert_eq!(cluster_names(&c), ["a", "b"]);
-    let l = only(conn.on_sotw_request(request(LDS, &[], "", "")));
+    assert!(conn.on_sotw_request(ack(&c, &[])).is_empty());
+    let c2 = only(conn.on_resources(resources(
+        &[cluster("a", 1), cluster("b", 1), cluster("c", 1)],
+        &[],
+        &[listener("l1", 1), listener("l2", 1)],
+        &[],
+    )));
+    assert_eq!(cluster_names(&c2), ["a", "b", "c"]);
+
+    // `*` is a wildcard too, alone or beside names.
+    let l = only(conn.on_sotw_request(request(LDS, &["*"], "", "")));
     assert_eq!(l.resources.len(), 2);
-    // Names in an ACK of a wildcard type are not a change of subscription.
-    assert!(conn.on_sotw_request(ack(&c, &["b"])).is_empty());
+    assert!(conn.on_sotw_request(ack(&l, &["l1", "*"])).is_empty());
+}
+
+#[test]
+fn lds_and_cds_naming_resources_subscribe_to_just_those() {
+    // Proxyless gRPC: the listener by name, then what it names.
+    let mut conn = Connection::sotw();
+    let v1 = resources(
+        &[cluster("a", 1), cluster("b", 1)],
+        &[endpoint("a", 1), endpoint("b", 1)],
+        &[listener("l1", 1), listener("l2", 1)],
+        &[route("r1", 1), route("r2", 1)],
+    );
+    conn.on_resources(v1.clone());
+    let l = only(conn.on_sotw_request(request(LDS, &["l1"], "", "")));
+    assert_eq!(l.resources.len(), 1);
+    let sent = v1.get(crate::resources::ResourceType::Listener);
+    assert_eq!(
+        l.version_info,
+        ProxyResources::version_of([sent["l1"].as_ref()])
+    );
+    assert!(conn.on_sotw_request(ack(&l, &["l1"])).is_empty());
+    let c = only(conn.on_sotw_request(request(CDS, &["a", "missing"], "", "")));
+    assert_eq!(cluster_names(&c), ["a"]);
+    assert!(conn.on_sotw_request(ack(&c, &["a", "missing"])).is_empty());
+
+    // A change to what the client did not name pushes nothing; a change to
+    // what it named pushes just that.
+    let v2 = resources(
+        &[cluster("a", 1), cluster("b", 2)],
+        &[endpoint("a", 1), endpoint("b", 1)],
+        &[listener("l1", 1), listener("l2", 2)],
+        &[route("r1", 1), route("r2", 1)],
+    );
+    assert!(conn.on_resources(v2).is_empty());
+    let pushed = conn.on_resources(resources(
+        &[cluster("a", 3), cluster("b", 2)],
+        &[endpoint("a", 1), endpoint("b", 1)],
+        &[listener("l1", 1), listener("l2", 2)],
+        &[route("r1", 1), route("r2", 1)],
+    ));
+    let c2 = only(pushed);
+    assert_eq!(cluster_names(&c2), ["a"]);
+
+    // Once the client has named resources, an empty list means none.
+    let none = only(conn.on_sotw_request(ack(&c2, &[])));
+    assert!(none.resources.is_empty());
+    // And `*` brings the wildcard back.
+    let all = only(conn.on_sotw_request(ack(&none, &["*"])));
+    assert_eq!(cluster_names(&all), ["a", "b"]);
 }
 
 #[test]
@@ -293,12 +358,14 @@ fn new_resources_push_only_changed_types_in_order() {
         &[listener("l", 1)],
         &[route("r", 2)],
     );
-    let types: Vec<String> = conn
-        .on_resources(v2)
-        .iter()
-        .map(|r| r.type_url().to_string())
-        .collect();
+    let pushed = conn.on_resources(v2);
+    let types: Vec<String> = pushed.iter().map(|r| r.type_url().to_string()).collect();
     assert_eq!(types, [CDS, RDS]);
+    for r in pushed {
+        let r = r.into_sotw().unwrap();
+        let names: &[&str] = if r.type_url == RDS { &["r"] } else { &[] };
+        assert!(conn.on_sotw_request(ack(&r, names)).is_empty());
+    }
 
     let v3 = resources(
         &[cluster("a", 3)],
@@ -318,7 +385,8 @@ fn new_resources_push_only_changed_types_in_order() {
 fn deleting_every_resource_pushes_an_empty_set() {
     let mut conn = Connection::sotw();
     conn.on_resources(resources(&[cluster("a", 1)], &[], &[], &[]));
-    only(conn.on_sotw_request(request(CDS, &[], "", "")));
+    let c = only(conn.on_sotw_request(request(CDS, &[], "", "")));
+    conn.on_sotw_request(ack(&c, &[]));
     let r = only(conn.on_resources(resources(&[], &[], &[], &[])));
     assert!(r.resources.is_empty());
 }
@@ -361,4 +429,100 @@ fn unknown_types_and_delta_requests_are_ignored() {
     };
     assert!(conn.on_delta_request(delta).is_empty());
     assert!(conn.status().is_empty());
+}
+
+#[test]
+fn pushes_carry_only_the_changed_endpoints_and_routes() {
+    let mut conn = Connection::sotw();
+    let v1 = resources(
+        &[cluster("a", 1), cluster("b", 1), cluster("c", 1)],
+        &[endpoint("a", 1), endpoint("b", 1), endpoint("c", 1)],
+        &[listener("l", 1)],
+        &[route("r1", 1), route("r2", 1)],
+    );
+    conn.on_resources(v1);
+    for (type_url, names) in [
+        (CDS, &[][..]),
+        (EDS, &["a", "b", "c"][..]),
+        (LDS, &[]),
+        (RDS, &["r1", "r2"]),
+    ] {
+        let r = only(conn.on_sotw_request(request(type_url, names, "", "")));
+        assert!(conn.on_sotw_request(ack(&r, names)).is_empty());
+    }
+
+    // One endpoint moves: one EDS response, with that assignment alone, at
+    // the version of the whole subscribed set.
+    let v2 = resources(
+        &[cluster("a", 1), cluster("b", 1), cluster("c", 1)],
+        &[endpoint("a", 1), endpoint("b", 2), endpoint("c", 1)],
+        &[listener("l", 1)],
+        &[route("r1", 1), route("r2", 1)],
+    );
+    let e = only(conn.on_resources(v2.clone()));
+    assert_eq!(e.type_url, EDS);
+    assert_eq!(endpoint_names(&e), ["b"]);
+    assert_eq!(
+        e.version_info,
+        v2.version(crate::resources::ResourceType::Endpoint)
+    );
+    assert!(conn.on_sotw_request(ack(&e, &["a", "b", "c"])).is_empty());
+
+    // A route and a cluster change: RDS carries the one route, CDS stays
+    // complete.
+    let v3 = resources(
+        &[cluster("a", 2), cluster("b", 1), cluster("c", 1)],
+        &[endpoint("a", 1), endpoint("b", 2), endpoint("c", 1)],
+        &[listener("l", 1)],
+        &[route("r1", 1), route("r2", 2)],
+    );
+    let pushed = conn.on_resources(v3);
+    assert_eq!(pushed.len(), 2);
+    let c = pushed[0].clone().into_sotw().unwrap();
+    assert_eq!(cluster_names(&c), ["a", "b", "c"]);
+    let r = pushed[1].clone().into_sotw().unwrap();
+    assert_eq!(r.type_url, RDS);
+    assert_eq!(r.resources.len(), 1);
+    let decoded = RouteConfiguration::decode(r.resources[0].value.as_slice()).unwrap();
+    assert_eq!(decoded.name, "r2");
+
+    // An endpoint changing back is a change too.
+    let e2 = only(conn.on_resources(resources(
+        &[cluster("a", 2), cluster("b", 1), cluster("c", 1)],
+        &[endpoint("a", 1), endpoint("b", 1), endpoint("c", 1)],
+        &[listener("l", 1)],
+        &[route("r1", 1), route("r2", 2)],
+    )));
+    assert_eq!(endpoint_names(&e2), ["b"]);
+}
+
+#[test]
+fn a_new_subscription_or_a_reconnect_gets_everything_it_names() {
+    let res = resources(
+        &[],
+        &[endpoint("a", 1), endpoint("b", 1), endpoint("c", 1)],
+        &[],
+        &[],
+    );
+    let mut conn = Connection::sotw();
+    conn.on_resources(res.clone());
+    let e = only(conn.on_sotw_request(request(EDS, &["a", "b"], "", "")));
+    assert_eq!(endpoint_names(&e), ["a", "b"]);
+    // Adding a name (as Envoy does for a new cluster) answers with every
+    // name, not only the new one.
+    let e2 = only(conn.on_sotw_request(ack(&e, &["a", "b", "c"])));
+    assert_eq!(endpoint_names(&e2), ["a", "b", "c"]);
+
+    // A reconnect holding the old version gets the whole set.
+    let mut again = Connection::sotw();
+    again.on_resources(res);
+    let r = only(again.on_sotw_request(request(EDS, &["a", "b", "c"], &e2.version_info, "")));
+    assert_eq!(endpoint_names(&r), ["a", "b", "c"]);
+    assert_eq!(r.version_info, e2.version_info);
+
+    // A name dropped and named again is sent again, though unchanged.
+    let e3 = only(conn.on_sotw_request(ack(&e2, &["a"])));
+    assert_eq!(endpoint_names(&e3), ["a"]);
+    let e4 = only(conn.on_sotw_request(ack(&e3, &["a", "c"])));
+    assert_eq!(endpoint_names(&e4), ["a", "c"]);
 }

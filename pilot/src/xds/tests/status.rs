@@ -15,6 +15,8 @@ fn status(id: &str, stream_id: u64) -> ProxyStatus {
         mode: Mode::Sotw,
         stream_id,
         nacks: 0,
+        generation: 0,
+        acked_generation: None,
         xds: XdsStatus::new(),
     }
 }
@@ -24,6 +26,8 @@ fn json_shape_is_the_public_contract() {
     let mut s = status("sidecar~10.0.0.7~shop.store~store.svc.cluster.local", 3);
     s.mode = Mode::Delta;
     s.nacks = 1;
+    s.generation = 5;
+    s.acked_generation = Some(4);
     s.xds.insert(
         CDS.to_string(),
         TypeStatus {
@@ -33,6 +37,8 @@ fn json_shape_is_the_public_contract() {
                 version: "v2".to_string(),
                 message: "bad cluster".to_string(),
             }),
+            sent_generation: Some(5),
+            acked_generation: Some(4),
         },
     );
     s.xds.insert(EDS.to_string(), TypeStatus::default());
@@ -46,13 +52,23 @@ fn json_shape_is_the_public_contract() {
             "mode": "delta",
             "stream_id": 3,
             "nacks": 1,
+            "generation": 5,
+            "acked_generation": 4,
             "xds": {
                 CDS: {
                     "sent_version": "v2",
                     "acked_version": "v1",
-                    "nack": {"version": "v2", "message": "bad cluster"}
+                    "nack": {"version": "v2", "message": "bad cluster"},
+                    "sent_generation": 5,
+                    "acked_generation": 4
                 },
-                EDS: {"sent_version": null, "acked_version": null, "nack": null}
+                EDS: {
+                    "sent_version": null,
+                    "acked_version": null,
+                    "nack": null,
+                    "sent_generation": null,
+                    "acked_generation": null
+                }
             }
         })
     );
@@ -177,7 +193,8 @@ fn an_inconsistent_set_is_not_pushed_and_is_reported_until_a_consistent_one_comp
     );
     assert!(verify(&consistent).is_empty());
     let pushed = accept(&registry, id, 6, Ok((*consistent).clone()));
-    assert_eq!(pushed.as_ref(), Some(&*consistent));
+    assert_eq!(pushed, Some((*consistent).clone().with_generation(6)));
+    assert_eq!(pushed.map(|p| p.generation()), Some(6));
     assert!(diagnostic_views(&Snapshot::default(), &registry).is_empty());
     assert_eq!(registry.inconsistent_total(), 2);
 
