@@ -123,7 +123,7 @@ fn main() {
     let bytes: usize = ResourceType::ALL
         .iter()
         .flat_map(|&ty| first.get(ty).values())
-        .map(|r| r.body.value.len())
+        .map(|r| r.value().len())
         .sum();
     println!(
         "per proxy: {} ({} KiB encoded)",

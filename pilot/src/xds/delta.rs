@@ -13,14 +13,13 @@
 //!   the first request of a type, which is always answered.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource as DeltaResource,
-};
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use tracing::{debug, warn};
 
-use crate::resources::{ProxyResources, ResourceType};
-use crate::xds::connection::{Connection, Mode, Reply, Response, TypeState};
+use crate::resources::{ProxyResources, Resource, ResourceType};
+use crate::xds::connection::{Connection, DeltaResponse, Mode, Reply, Response, TypeState};
 
 /// The name that stands for every resource of a type.
 const WILDCARD: &str = "*";
@@ -86,15 +85,10 @@ impl Connection {
         let resources = self.resources().clone();
         let state: &TypeState = self.types.get(&ty)?;
         let subscribed = state.subscribed(ty, &resources);
-        let changed: Vec<DeltaResource> = subscribed
+        let changed: Vec<Arc<Resource>> = subscribed
             .values()
             .filter(|r| state.client_has.get(&r.name) != Some(&r.version))
-            .map(|r| DeltaResource {
-                name: r.name.clone(),
-                version: r.version.clone(),
-                resource: Some(r.body.clone()),
-                ..DeltaResource::default()
-            })
+            .map(|&r| r.clone())
             .collect();
         let removed: Vec<String> = state
             .client_has
@@ -116,13 +110,12 @@ impl Connection {
         state.client_has = client_has;
         state.nonce = Some(nonce.clone());
         state.sent_version = Some(version.clone());
-        Some(Response::Delta(DeltaDiscoveryResponse {
+        Some(Response::Delta(DeltaResponse {
             system_version_info: version,
             resources: changed,
-            type_url: ty.type_url().to_string(),
+            ty,
             removed_resources: removed,
             nonce,
-            ..DeltaDiscoveryResponse::default()
         }))
     }
 }

@@ -13,17 +13,20 @@
 //! Only `server` touches tonic streams and tokio; `connection`, `sotw` and
 //! `delta` are deterministic functions of the messages they are given.
 
+mod codec;
 pub mod connection;
 mod delta;
 pub mod node;
 pub mod server;
+mod service;
 mod sotw;
 pub mod status;
 
 #[cfg(test)]
 mod tests;
 
-pub use connection::{Connection, Mode, Response};
+pub use connection::{Connection, DeltaResponse, Mode, Response, SotwResponse};
 pub use node::NodeError;
 pub use server::AdsServer;
+pub use service::AdsService;
 pub use status::{Inconsistency, Nack, ProxyStatus, StatusRegistry, TypeStatus, XdsStatus};

@@ -13,11 +13,11 @@
 
 use std::collections::BTreeSet;
 
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use tracing::{debug, warn};
 
 use crate::resources::{ProxyResources, ResourceType};
-use crate::xds::connection::{Connection, Mode, Reply, Response, TypeState};
+use crate::xds::connection::{Connection, Mode, Reply, Response, SotwResponse, TypeState};
 
 impl Connection {
     /// Handles one state-of-the-world request; returns what to send back.
@@ -104,15 +104,14 @@ impl Connection {
         let state = self.types.entry(ty).or_default();
         let subscribed = state.subscribed(ty, &resources);
         let version = ProxyResources::version_of(subscribed.values().map(|r| r.as_ref()));
-        let bodies = subscribed.values().map(|r| r.body.clone()).collect();
+        let shared = subscribed.into_values().cloned().collect();
         state.nonce = Some(nonce.clone());
         state.sent_version = Some(version.clone());
-        Response::Sotw(DiscoveryResponse {
+        Response::Sotw(SotwResponse {
             version_info: version,
-            resources: bodies,
-            type_url: ty.type_url().to_string(),
+            resources: shared,
+            ty,
             nonce,
-            ..DiscoveryResponse::default()
         })
     }
 }
