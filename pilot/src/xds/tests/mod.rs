@@ -1,8 +1,10 @@
 //! Protocol tests: the state machine without sockets, and the server over loopback.
 
+mod codec;
 mod delta;
 mod node;
 mod server;
+mod service;
 mod sotw;
 mod status;
 
