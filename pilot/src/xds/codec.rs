@@ -46,7 +46,7 @@ const RESOURCE_NAME: u32 = 3;
 
 /// A response the codec can write: its exact length first, so the frame
 /// buffer grows once, then the bytes.
-pub(crate) trait WireMessage {
+pub trait WireMessage {
     fn encoded_len(&self) -> usize;
     fn encode(&self, buf: &mut impl BufMut);
 }

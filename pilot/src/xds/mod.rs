@@ -3,17 +3,23 @@
 //!
 //! ```text
 //!              first request ──► node::TryFrom ──► Proxy ──► compile ──► ProxyResources
-//!                                                                             │
-//! Envoy ◄──► server (tonic stream, moves messages) ◄──► connection (state machine, no I/O)
-//!                               │                           ├─ sotw:  nonce, ACK, NACK, names
-//!                               ▼                           └─ delta: what the client has
-//!                      status::StatusRegistry ──► admin API
+//!                                                                               │
+//! Envoy ◄──► service + codec ◄──► server (moves messages) ◄──► connection (state machine, no I/O)
+//!                                   │                              ├─ sotw:  nonce, ACK, NACK, names
+//!                                   ▼                              └─ delta: what the client has
+//!                           status::StatusRegistry ──► admin API
 //! ```
 //!
-//! Only `server` touches tonic streams and tokio; `connection`, `sotw` and
-//! `delta` are deterministic functions of the messages they are given.
+//! Responses carry the snapshot's encoded resources (`Arc<Resource>`), not
+//! prost messages: `service` routes the two ADS methods through tonic with
+//! the `codec`, which writes each response's wire format around those shared
+//! bytes, so no resource is copied per proxy before the frame.
+//!
+//! Only `server` and `service` touch tonic streams and tokio; `connection`,
+//! `sotw` and `delta` are deterministic functions of the messages they are
+//! given.
 
-mod codec;
+pub mod codec;
 pub mod connection;
 mod delta;
 pub mod node;
