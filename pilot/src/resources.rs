@@ -10,8 +10,10 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
+use bytes::Bytes;
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
+use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 use xxhash_rust::xxh3::{Xxh3Default, xxh3_64};
 
 /// The xDS resource types Bowline serves, in make-before-break push order.
@@ -59,35 +61,87 @@ impl ResourceType {
 }
 
 /// One encoded resource and the hash of its bytes.
+///
+/// The resource is kept only as the encoded `google.protobuf.Any` that goes on
+/// the wire, in a [`Bytes`] that every response carrying it shares: a push to
+/// a proxy splices these bytes into the response frame (see `xds::codec`)
+/// instead of copying them into a prost message first.
 #[derive(Clone, Debug)]
 pub struct Resource {
     pub name: String,
     pub version: String,
-    pub body: Any,
-    /// What the resource points at, read from `body` on first use.
+    ty: ResourceType,
+    /// `google.protobuf.Any { type_url, value }`, as prost encodes it.
+    encoded: Bytes,
+    /// Where `Any.value` (the message itself) starts in `encoded`.
+    value_at: usize,
+    /// What the resource points at, read from its bytes on first use.
     references: OnceLock<Box<[String]>>,
 }
 
 impl PartialEq for Resource {
     fn eq(&self, other: &Self) -> bool {
-        // `references` is derived from `body`.
-        self.name == other.name && self.version == other.version && self.body == other.body
+        // `references` and `value_at` are derived from `encoded`.
+        self.name == other.name
+            && self.version == other.version
+            && self.ty == other.ty
+            && self.encoded == other.encoded
     }
 }
+
+/// `google.protobuf.Any.type_url`.
+const ANY_TYPE_URL: u32 = 1;
+/// `google.protobuf.Any.value`.
+const ANY_VALUE: u32 = 2;
 
 impl Resource {
     /// Encodes `message` as an `Any` of the type's URL and versions it by content.
     pub fn new<M: Message>(ty: ResourceType, name: impl Into<String>, message: &M) -> Self {
-        let value = message.encode_to_vec();
-        let version = content_hash(&value);
+        let type_url = ty.type_url().as_bytes();
+        let len = message.encoded_len();
+        let mut buf = Vec::with_capacity(
+            2 * key_len(ANY_VALUE) + 2 * encoded_len_varint(len as u64) + type_url.len() + len,
+        );
+        // Field by field as prost writes `Any`: an empty value is left out.
+        encode_key(ANY_TYPE_URL, WireType::LengthDelimited, &mut buf);
+        encode_varint(type_url.len() as u64, &mut buf);
+        buf.extend_from_slice(type_url);
+        if len > 0 {
+            encode_key(ANY_VALUE, WireType::LengthDelimited, &mut buf);
+            encode_varint(len as u64, &mut buf);
+        }
+        let value_at = buf.len();
+        message.encode_raw(&mut buf);
+        let version = content_hash(&buf[value_at..]);
         Resource {
             name: name.into(),
             version,
-            body: Any {
-                type_url: ty.type_url().to_string(),
-                value,
-            },
+            ty,
+            encoded: Bytes::from(buf),
+            value_at,
             references: OnceLock::new(),
+        }
+    }
+
+    pub fn resource_type(&self) -> ResourceType {
+        self.ty
+    }
+
+    /// The encoded `google.protobuf.Any`, shared, not copied.
+    pub fn encoded(&self) -> &Bytes {
+        &self.encoded
+    }
+
+    /// The encoded message (`Any.value`).
+    pub fn value(&self) -> &[u8] {
+        &self.encoded[self.value_at..]
+    }
+
+    /// The resource as a prost `Any`: a copy, for tests and the admin API.
+    pub fn any(&self) -> Any {
+        Any {
+            type_url: self.ty.type_url().to_string(),
+            value: self.value().to_vec(),
         }
     }
 
@@ -99,7 +153,7 @@ impl Resource {
     /// connection orders a removal by it.
     pub fn references(&self) -> &[String] {
         self.references.get_or_init(|| {
-            let mut names = references::of(&self.body);
+            let mut names = references::of(self.ty, self.value());
             names.sort();
             names.dedup();
             names.into_boxed_slice()
@@ -131,15 +185,13 @@ mod references {
     use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
         TcpProxy, tcp_proxy,
     };
-    use envoy_types::pb::google::protobuf::Any;
     use prost::{Message, Name};
 
     use super::ResourceType;
 
-    pub(super) fn of(body: &Any) -> Vec<String> {
+    pub(super) fn of(ty: ResourceType, bytes: &[u8]) -> Vec<String> {
         let mut out = Vec::new();
-        let bytes = body.value.as_slice();
-        match ResourceType::from_type_url(&body.type_url) {
+        match Some(ty) {
             Some(ResourceType::Listener) => {
                 if let Ok(l) = Listener::decode(bytes) {
                     listener(&l, &mut out);

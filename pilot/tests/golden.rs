@@ -126,7 +126,7 @@ fn compile_case(
         let list: Vec<serde_json::Value> = resources
             .get(ty)
             .values()
-            .map(|r| support::envoy_json::to_json(pool, &r.body.type_url, &r.body.value))
+            .map(|r| support::envoy_json::to_json(pool, r.resource_type().type_url(), r.value()))
             .collect();
         let mut json = serde_json::to_string_pretty(&list).unwrap();
         json.push('\n');

@@ -747,7 +747,7 @@ spec: {address: 127.0.5.4, labels: {app: cart}, locality: us-east/a}
         use prost::Message;
         let resources = crate::compile::compile(snapshot, proxy);
         let resource = &resources.get(crate::resources::ResourceType::Endpoint)[cluster];
-        let cla = ClusterLoadAssignment::decode(resource.body.value.as_slice()).unwrap();
+        let cla = ClusterLoadAssignment::decode(resource.value()).unwrap();
         shape(&cla)
             .into_iter()
             .filter(|(priority, _, _)| *priority == 0)

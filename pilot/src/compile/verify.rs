@@ -39,7 +39,7 @@ pub(super) fn listeners(resources: &ProxyResources) -> Vec<String> {
     let mut problems = Vec::new();
     let routes = resources.get(ResourceType::Route);
     for listener in resources.get(ResourceType::Listener).values() {
-        let Ok(listener) = Listener::decode(listener.body.value.as_slice()) else {
+        let Ok(listener) = Listener::decode(listener.value()) else {
             problems.push(format!("listener {} does not decode", listener.name));
             continue;
         };
@@ -73,7 +73,7 @@ pub(super) fn clusters<'a>(
 ) -> Vec<String> {
     let mut problems = Vec::new();
     for cluster in clusters {
-        let Ok(cluster) = Cluster::decode(cluster.body.value.as_slice()) else {
+        let Ok(cluster) = Cluster::decode(cluster.value()) else {
             problems.push(format!("cluster {} does not decode", cluster.name));
             continue;
         };

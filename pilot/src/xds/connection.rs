@@ -20,7 +20,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryResponse, DiscoveryResponse};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryResponse, DiscoveryResponse, Resource as DeltaResource,
+};
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
@@ -39,17 +41,77 @@ pub enum Mode {
 }
 
 /// A message to send on the stream, of the connection's variant.
+///
+/// Responses hold the shared encoded resources, not prost messages: the
+/// stream's codec writes the wire format around them (see `xds::codec`), so a
+/// push never copies a resource into a per-proxy message.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Response {
-    Sotw(DiscoveryResponse),
-    Delta(DeltaDiscoveryResponse),
+    Sotw(SotwResponse),
+    Delta(DeltaResponse),
+}
+
+/// A `DiscoveryResponse`: the whole subscribed set of one type.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SotwResponse {
+    pub version_info: String,
+    pub resources: Vec<Arc<Resource>>,
+    pub ty: ResourceType,
+    pub nonce: String,
+}
+
+/// A `DeltaDiscoveryResponse`: the resources the client lacks, each sent with
+/// its own name and version, and the names it should drop.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeltaResponse {
+    pub system_version_info: String,
+    pub resources: Vec<Arc<Resource>>,
+    pub ty: ResourceType,
+    pub removed_resources: Vec<String>,
+    pub nonce: String,
+}
+
+impl SotwResponse {
+    /// The prost message with the same encoding; it copies every resource.
+    pub fn to_proto(&self) -> DiscoveryResponse {
+        DiscoveryResponse {
+            version_info: self.version_info.clone(),
+            resources: self.resources.iter().map(|r| r.any()).collect(),
+            type_url: self.ty.type_url().to_string(),
+            nonce: self.nonce.clone(),
+            ..DiscoveryResponse::default()
+        }
+    }
+}
+
+impl DeltaResponse {
+    /// The prost message with the same encoding; it copies every resource.
+    pub fn to_proto(&self) -> DeltaDiscoveryResponse {
+        DeltaDiscoveryResponse {
+            system_version_info: self.system_version_info.clone(),
+            resources: self
+                .resources
+                .iter()
+                .map(|r| DeltaResource {
+                    name: r.name.clone(),
+                    version: r.version.clone(),
+                    resource: Some(r.any()),
+                    ..DeltaResource::default()
+                })
+                .collect(),
+            type_url: self.ty.type_url().to_string(),
+            removed_resources: self.removed_resources.clone(),
+            nonce: self.nonce.clone(),
+            ..DeltaDiscoveryResponse::default()
+        }
+    }
 }
 
 impl Response {
     pub fn type_url(&self) -> &str {
         match self {
-            Response::Sotw(r) => &r.type_url,
-            Response::Delta(r) => &r.type_url,
+            Response::Sotw(r) => r.ty.type_url(),
+            Response::Delta(r) => r.ty.type_url(),
         }
     }
 
@@ -68,16 +130,18 @@ impl Response {
         }
     }
 
+    /// The response as a prost message (a copy; for tests and inspection).
     pub fn into_sotw(self) -> Option<DiscoveryResponse> {
         match self {
-            Response::Sotw(r) => Some(r),
+            Response::Sotw(r) => Some(r.to_proto()),
             Response::Delta(_) => None,
         }
     }
 
+    /// The response as a prost message (a copy; for tests and inspection).
     pub fn into_delta(self) -> Option<DeltaDiscoveryResponse> {
         match self {
-            Response::Delta(r) => Some(r),
+            Response::Delta(r) => Some(r.to_proto()),
             Response::Sotw(_) => None,
         }
     }

@@ -22,13 +22,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource as DeltaResource,
-};
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use tracing::{debug, warn};
 
-use crate::resources::{ProxyResources, ResourceType};
-use crate::xds::connection::{Connection, Held, Mode, Reply, Response, TypeState};
+use crate::resources::{ProxyResources, Resource, ResourceType};
+use crate::xds::connection::{Connection, DeltaResponse, Held, Mode, Reply, Response, TypeState};
 
 /// The name that stands for every resource of a type.
 const WILDCARD: &str = "*";
@@ -113,17 +111,12 @@ impl Connection {
         let kept = self.kept(ty);
         let state: &TypeState = self.types.get(&ty)?;
         let subscribed = state.subscribed(ty, &resources, &kept);
-        let changed: Vec<DeltaResource> = subscribed
+        let changed: Vec<Arc<Resource>> = subscribed
             .values()
             .filter(|r| {
                 state.client_has.get(&r.name).map(Held::version) != Some(r.version.as_str())
             })
-            .map(|r| DeltaResource {
-                name: r.name.clone(),
-                version: r.version.clone(),
-                resource: Some(r.body.clone()),
-                ..DeltaResource::default()
-            })
+            .map(|&r| r.clone())
             .collect();
         let gone: BTreeSet<&str> = state
             .client_has
@@ -155,13 +148,12 @@ impl Connection {
         let state = self.types.get_mut(&ty)?;
         state.client_has = client_has;
         state.record_sent(&nonce, &version, generation);
-        Some(Response::Delta(DeltaDiscoveryResponse {
+        Some(Response::Delta(DeltaResponse {
             system_version_info: version,
             resources: changed,
-            type_url: ty.type_url().to_string(),
+            ty,
             removed_resources: removed,
             nonce,
-            ..DeltaDiscoveryResponse::default()
         }))
     }
 }

@@ -16,24 +16,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
-    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-};
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
+use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Status, Streaming};
+use tonic::{Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::compile::Inconsistent;
 use crate::proxy::Proxy;
 use crate::resources::ProxyResources;
 use crate::snapshot::Snapshot;
-use crate::xds::connection::{Connection, Mode, Response};
+use crate::xds::connection::{Connection, DeltaResponse, Mode, Response, SotwResponse};
 use crate::xds::push::PushQueue;
+use crate::xds::service::AdsService;
 use crate::xds::status::{ProxyStatus, StatusRegistry};
 
 /// Responses buffered per stream before the sender waits for the proxy to read.
@@ -64,8 +60,8 @@ impl AdsServer {
         &self.queue
     }
 
-    pub fn into_service(self) -> AggregatedDiscoveryServiceServer<AdsServer> {
-        AggregatedDiscoveryServiceServer::new(self)
+    pub fn into_service(self) -> AdsService {
+        AdsService::new(self)
     }
 
     /// Starts the task serving one stream and returns its response stream.
@@ -86,25 +82,21 @@ impl AdsServer {
     }
 }
 
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for AdsServer {
-    type StreamAggregatedResourcesStream = ReceiverStream<Result<DiscoveryResponse, Status>>;
-    type DeltaAggregatedResourcesStream = ReceiverStream<Result<DeltaDiscoveryResponse, Status>>;
-
-    async fn stream_aggregated_resources(
+impl AdsServer {
+    /// `StreamAggregatedResources`: serves a state-of-the-world stream.
+    pub(super) fn stream_aggregated_resources(
         &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<tonic::Response<Self::StreamAggregatedResourcesStream>, Status> {
-        let responses = self.open::<Sotw>(request.into_inner());
-        Ok(tonic::Response::new(responses))
+        inbound: Streaming<DiscoveryRequest>,
+    ) -> ReceiverStream<Result<SotwResponse, Status>> {
+        self.open::<Sotw>(inbound)
     }
 
-    async fn delta_aggregated_resources(
+    /// `DeltaAggregatedResources`: serves an incremental stream.
+    pub(super) fn delta_aggregated_resources(
         &self,
-        request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<tonic::Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        let responses = self.open::<Delta>(request.into_inner());
-        Ok(tonic::Response::new(responses))
+        inbound: Streaming<DeltaDiscoveryRequest>,
+    ) -> ReceiverStream<Result<DeltaResponse, Status>> {
+        self.open::<Delta>(inbound)
     }
 }
 
@@ -123,7 +115,7 @@ struct Sotw;
 
 impl Variant for Sotw {
     type Request = DiscoveryRequest;
-    type Response = DiscoveryResponse;
+    type Response = SotwResponse;
     const MODE: Mode = Mode::Sotw;
 
     fn node(req: &DiscoveryRequest) -> Option<&Node> {
@@ -134,8 +126,11 @@ impl Variant for Sotw {
         connection.on_sotw_request(req)
     }
 
-    fn message(response: Response) -> Option<DiscoveryResponse> {
-        response.into_sotw()
+    fn message(response: Response) -> Option<SotwResponse> {
+        match response {
+            Response::Sotw(r) => Some(r),
+            Response::Delta(_) => None,
+        }
     }
 }
 
@@ -144,7 +139,7 @@ struct Delta;
 
 impl Variant for Delta {
     type Request = DeltaDiscoveryRequest;
-    type Response = DeltaDiscoveryResponse;
+    type Response = DeltaResponse;
     const MODE: Mode = Mode::Delta;
 
     fn node(req: &DeltaDiscoveryRequest) -> Option<&Node> {
@@ -155,8 +150,11 @@ impl Variant for Delta {
         connection.on_delta_request(req)
     }
 
-    fn message(response: Response) -> Option<DeltaDiscoveryResponse> {
-        response.into_delta()
+    fn message(response: Response) -> Option<DeltaResponse> {
+        match response {
+            Response::Delta(r) => Some(r),
+            Response::Sotw(_) => None,
+        }
     }
 }
 

@@ -24,11 +24,11 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use tracing::{debug, warn};
 
 use crate::resources::{ProxyResources, Resource, ResourceType};
-use crate::xds::connection::{Connection, Held, Mode, Reply, Response};
+use crate::xds::connection::{Connection, Held, Mode, Reply, Response, SotwResponse};
 
 /// The name that stands for every resource of a wildcard type.
 const WILDCARD: &str = "*";
@@ -188,17 +188,17 @@ impl Connection {
         let nonce = self.next_nonce();
         let generation = self.resources().generation();
         let state = self.types.entry(ty).or_default();
-        let bodies = resources.iter().map(|r| r.body.clone()).collect();
-        for r in resources {
-            state.client_has.insert(r.name.clone(), Held::Sent(r));
+        for r in &resources {
+            state
+                .client_has
+                .insert(r.name.clone(), Held::Sent(r.clone()));
         }
         state.record_sent(&nonce, &version, generation);
-        Response::Sotw(DiscoveryResponse {
+        Response::Sotw(SotwResponse {
             version_info: version,
-            resources: bodies,
-            type_url: ty.type_url().to_string(),
+            resources,
+            ty,
             nonce,
-            ..DiscoveryResponse::default()
         })
     }
 }

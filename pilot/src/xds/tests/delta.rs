@@ -64,7 +64,7 @@ fn initial_request_without_names_is_a_wildcard() {
             ("b".to_string(), clusters["b"].version.clone()),
         ]
     );
-    assert_eq!(r.resources[0].resource.as_ref(), Some(&clusters["a"].body));
+    assert_eq!(r.resources[0].resource.as_ref(), Some(&clusters["a"].any()));
     assert!(r.removed_resources.is_empty());
     assert_eq!(r.system_version_info, res.version(ResourceType::Cluster));
 

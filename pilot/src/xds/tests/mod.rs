@@ -1,5 +1,6 @@
 //! Protocol tests: the state machine without sockets, and the server over loopback.
 
+mod codec;
 mod delta;
 mod gate;
 mod generation;
@@ -7,6 +8,7 @@ mod node;
 mod push;
 mod removal;
 mod server;
+mod service;
 mod sotw;
 mod status;
 
