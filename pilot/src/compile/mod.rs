@@ -1,11 +1,16 @@
 //! The compiler: `compile(&Snapshot, &Proxy) -> ProxyResources`, a pure function.
 //!
 //! ```text
-//! Snapshot ─┬─► clusters, endpoints   (once per snapshot and namespace, shared by its proxies)
+//! Snapshot ─┬─► clusters, endpoints   (once per snapshot, namespace and Sidecar scope,
+//!           │                          shared by their proxies)
 //!           ├─► locality-balanced     (per proxy: endpoint priorities and weights
 //!           │   endpoints              relative to the proxy's locality)
-//!           └─► listeners, routes     (per proxy: its address, namespace and inbound ports)
+//!           └─► listeners, routes     (per proxy: its address, namespace, scope and inbound ports)
 //! ```
+//!
+//! A proxy gets the clusters, endpoints and virtual hosts of only the
+//! services its [`SidecarScope`] admits, and only the VirtualServices it
+//! imports apply to its routes.
 //!
 //! No I/O, clock, environment or globals: the same snapshot and proxy always
 //! give the same bytes, which is what makes content-hash versions and golden
@@ -27,7 +32,7 @@ use discovery::model::Resolution;
 
 use crate::proxy::Proxy;
 use crate::resources::{ProxyResources, Resource, ResourceMap, ResourceType};
-use crate::snapshot::{Snapshot, visible};
+use crate::snapshot::{SidecarScope, Snapshot, visible};
 
 pub use verify::{Inconsistent, verify};
 
@@ -58,7 +63,8 @@ fn compile_parts(
     snapshot: &Snapshot,
     proxy: &Proxy,
 ) -> (ProxyResources, Arc<SharedResources>, Vec<String>) {
-    let shared = shared_for(snapshot, &proxy.namespace);
+    let scope = snapshot.scope_for(proxy);
+    let shared = shared_for(snapshot, &proxy.namespace, &scope);
     let mut own_clusters = Vec::new();
 
     let inbound = inbound_ports(snapshot, proxy);
@@ -73,7 +79,7 @@ fn compile_parts(
         &outbound.name.clone(),
         &outbound,
     );
-    let route_config = outbound_routes(snapshot, proxy);
+    let route_config = outbound_routes(snapshot, proxy, &scope);
     routes.insert(route_config.name.clone(), route_config);
 
     for port in &inbound {
@@ -134,52 +140,58 @@ fn insert<M: prost::Message>(map: &mut ResourceMap, ty: ResourceType, name: &str
 }
 
 /// The outbound route configuration of `proxy`. It depends only on the
-/// proxy's namespace and labels (short names, exportTo, sourceLabels), so
-/// proxies that share both share one compiled, encoded copy per snapshot.
-fn outbound_routes(snapshot: &Snapshot, proxy: &Proxy) -> Arc<Resource> {
+/// proxy's namespace and labels (short names, exportTo, sourceLabels) and
+/// its scope, so proxies that share all three share one compiled, encoded
+/// copy per snapshot.
+fn outbound_routes(snapshot: &Snapshot, proxy: &Proxy, scope: &SidecarScope) -> Arc<Resource> {
     let build = || {
-        let config = route::outbound(snapshot, proxy);
+        let config = route::outbound(snapshot, proxy, scope);
         Arc::new(Resource::new(
             ResourceType::Route,
             config.name.clone(),
             &config,
         ))
     };
-    let key = (proxy.namespace.clone(), proxy.labels.clone());
+    let key = (proxy.namespace.clone(), proxy.labels.clone(), scope.key());
     match snapshot.routes.lock() {
         Ok(mut memo) => memo.entry(key).or_insert_with(build).clone(),
         Err(_) => build(),
     }
 }
 
-/// The outbound clusters and endpoints seen from `namespace`, built once per
-/// snapshot and namespace (DestinationRule visibility is per namespace).
-fn shared_for(snapshot: &Snapshot, namespace: &str) -> Arc<SharedResources> {
-    let memo = |map: &mut std::collections::HashMap<String, Arc<SharedResources>>| {
-        map.entry(namespace.to_string())
-            .or_insert_with(|| Arc::new(compile_shared(snapshot, namespace)))
+/// The outbound clusters and endpoints seen from `namespace` in `scope`,
+/// built once per snapshot, namespace and scope (DestinationRule visibility
+/// is per namespace).
+fn shared_for(snapshot: &Snapshot, namespace: &str, scope: &SidecarScope) -> Arc<SharedResources> {
+    type Memo = std::collections::HashMap<(String, crate::snapshot::ScopeKey), Arc<SharedResources>>;
+    let memo = |map: &mut Memo| {
+        map.entry((namespace.to_string(), scope.key()))
+            .or_insert_with(|| Arc::new(compile_shared(snapshot, namespace, scope)))
             .clone()
     };
     match snapshot.shared.lock() {
         Ok(mut map) => memo(&mut map),
         // A panic elsewhere poisoned the memo; compiling afresh is always correct.
-        Err(_) => Arc::new(compile_shared(snapshot, namespace)),
+        Err(_) => Arc::new(compile_shared(snapshot, namespace, scope)),
     }
 }
 
-/// Outbound clusters and their endpoints: one per service port and subset.
-fn compile_shared(snapshot: &Snapshot, namespace: &str) -> SharedResources {
+/// Outbound clusters and their endpoints: one per admitted service port and subset.
+fn compile_shared(snapshot: &Snapshot, namespace: &str, scope: &SidecarScope) -> SharedResources {
     let mut clusters = ResourceMap::new();
     let mut endpoints = ResourceMap::new();
     let mut localized = BTreeMap::new();
     for service in snapshot.registry.services.values() {
-        if !visible(service, namespace) {
+        if !visible(service, namespace) || !scope.admits(service) {
             continue;
         }
         let rule = snapshot
             .destination_rule(&service.hostname, namespace)
             .map(|r| r.as_ref());
         for c in cluster::outbound_clusters(service, rule) {
+            if !scope.admits_port(service, c.port.number) {
+                continue;
+            }
             insert(&mut clusters, ResourceType::Cluster, &c.name, &c.to_proto());
             if c.locality_mode().is_some() {
                 localized
