@@ -37,8 +37,8 @@ use policy::networking::{DestinationRule, VirtualService, WorkloadEntry};
 use policy::{Diagnostic, FieldPath, Object};
 
 pub use candidates::{Candidate, Candidates, HostPolicy};
-pub use scope::SidecarScope;
 pub(crate) use scope::ScopeKey;
+pub use scope::SidecarScope;
 
 use crate::compile::SharedResources;
 use crate::hosts;
@@ -103,10 +103,8 @@ impl Snapshot {
                 _ => {}
             }
         }
-        let mut namespaces: BTreeSet<String> = objects
-            .iter()
-            .map(|o| o.meta().namespace.clone())
-            .collect();
+        let mut namespaces: BTreeSet<String> =
+            objects.iter().map(|o| o.meta().namespace.clone()).collect();
         namespaces.extend(registry.services.values().map(|s| s.namespace.clone()));
         let sidecars = scope::Sidecars::build(
             &registry,

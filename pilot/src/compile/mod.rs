@@ -163,7 +163,8 @@ fn outbound_routes(snapshot: &Snapshot, proxy: &Proxy, scope: &SidecarScope) -> 
 /// built once per snapshot, namespace and scope (DestinationRule visibility
 /// is per namespace).
 fn shared_for(snapshot: &Snapshot, namespace: &str, scope: &SidecarScope) -> Arc<SharedResources> {
-    type Memo = std::collections::HashMap<(String, crate::snapshot::ScopeKey), Arc<SharedResources>>;
+    type Memo =
+        std::collections::HashMap<(String, crate::snapshot::ScopeKey), Arc<SharedResources>>;
     let memo = |map: &mut Memo| {
         map.entry((namespace.to_string(), scope.key()))
             .or_insert_with(|| Arc::new(compile_shared(snapshot, namespace, scope)))

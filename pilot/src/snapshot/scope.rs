@@ -390,12 +390,7 @@ impl Sidecars {
                 }
                 defaults.insert(ns, sidecar);
             }
-            let scope = Arc::new(SidecarScope::build(
-                registry,
-                virtual_services,
-                sidecar,
-                ns,
-            ));
+            let scope = Arc::new(SidecarScope::build(registry, virtual_services, sidecar, ns));
             let entry = out.namespaces.entry(ns.to_string()).or_default();
             if has_selector {
                 entry.selected.push((sidecar.clone(), scope));
@@ -427,11 +422,7 @@ impl Sidecars {
         labels: &std::collections::BTreeMap<String, String>,
     ) -> Arc<SidecarScope> {
         if let Some(found) = self.namespaces.get(namespace) {
-            if let Some((_, scope)) = found
-                .selected
-                .iter()
-                .find(|(s, _)| selects(s, labels))
-            {
+            if let Some((_, scope)) = found.selected.iter().find(|(s, _)| selects(s, labels)) {
                 return scope.clone();
             }
             if let Some(scope) = &found.default {
