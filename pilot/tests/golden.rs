@@ -4,7 +4,8 @@
 //! `<case>.diagnostics.txt`.
 //!
 //! The proxy is the WorkloadEntry named by a `# proxy: NAMESPACE/NAME` line
-//! (else the first one); its application listens on `ADDRESS:15080`.
+//! (else the first one); its application listens on `ADDRESS:15080`. Lines
+//! `# mesh: TEXT` together are the mesh config (`--mesh-config`).
 //!
 //! `REFRESH_GOLDEN=1 cargo test -p pilot --test golden` rewrites the expected
 //! files and deletes orphans; review the result with `git diff`.
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use discovery::file::FileStore;
 use pilot::compile::{compile, compile_consistent, verify};
+use pilot::mesh::Mesh;
 use pilot::proxy::Proxy;
 use pilot::resources::ResourceType;
 use pilot::snapshot::Snapshot;
@@ -105,7 +107,11 @@ fn compile_case(
     let mut store = FileStore::default();
     store.apply(Path::new(file), text);
     let config = store.config();
-    let snapshot = Snapshot::build(1, &config);
+    let mesh_text: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# mesh: "))
+        .collect();
+    let snapshot: Snapshot = Mesh::parse("mesh.yaml", &mesh_text.join("\n")).build(1, &config);
     let proxy = proxy_for(text, &config.objects).unwrap_or_else(|| panic!("{file}: no proxy"));
     let resources = compile(&snapshot, &proxy);
     assert_eq!(

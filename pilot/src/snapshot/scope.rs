@@ -499,7 +499,94 @@ fn report_overlaps(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use discovery::file::FileStore;
+
     use super::*;
+    use crate::snapshot::Snapshot;
+
+    const SERVICES: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: a, namespace: one}\nspec:\n  ports: [{name: http, port: 80}]\n---\napiVersion: v1\nkind: Service\nmetadata: {name: b, namespace: two}\nspec:\n  ports: [{name: http, port: 80}]\n";
+
+    fn sidecar(ns: &str, name: &str, selector: &str, hosts: &str) -> String {
+        format!(
+            "---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n{selector}  egress: [{{hosts: {hosts}}}]\n"
+        )
+    }
+
+    fn snapshot(extra: &str) -> Snapshot {
+        let mut store = FileStore::default();
+        store.apply(Path::new("mesh.yaml"), &format!("{SERVICES}{extra}"));
+        Snapshot::build(1, &store.config())
+    }
+
+    fn scope(s: &Snapshot, ns: &str, labels: &[(&str, &str)]) -> (Option<String>, Vec<String>) {
+        let labels: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let scope = s.sidecars.scope_for(&s.registry, ns, &labels);
+        (
+            scope
+                .sidecar()
+                .map(|k| format!("{}/{}", k.namespace, k.name)),
+            scope
+                .service_names()
+                .into_iter()
+                .map(String::from)
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn scopes_apply_in_istios_order() {
+        let s = snapshot(
+            &(sidecar("one", "default", "", "['./*']")
+                + &sidecar(
+                    "one",
+                    "web",
+                    "  workloadSelector: {labels: {app: web}}\n",
+                    "['two/*']",
+                )
+                + &sidecar("istio-system", "default", "", "['./*']")),
+        );
+        let a = "a.one.svc.cluster.local".to_string();
+        let b = "b.two.svc.cluster.local".to_string();
+        // A selector match, then the namespace default.
+        assert_eq!(
+            scope(&s, "one", &[("app", "web")]),
+            (Some("one/web".into()), vec![b.clone()])
+        );
+        assert_eq!(
+            scope(&s, "one", &[("app", "db")]),
+            (Some("one/default".into()), vec![a])
+        );
+        // The root default, '.' being the proxy's namespace: precomputed for
+        // a namespace the snapshot knows, built on demand for another.
+        assert_eq!(
+            scope(&s, "two", &[]),
+            (Some("istio-system/default".into()), vec![b])
+        );
+        assert_eq!(
+            scope(&s, "elsewhere", &[]),
+            (Some("istio-system/default".into()), vec![])
+        );
+    }
+
+    #[test]
+    fn without_sidecars_the_scope_is_the_mesh() {
+        let s = snapshot(&sidecar(
+            "one",
+            "web",
+            "  workloadSelector: {labels: {app: web}}\n",
+            "['two/*']",
+        ));
+        let (sidecar, _) = scope(&s, "one", &[("app", "db")]);
+        assert_eq!(sidecar, None);
+        let mesh = s.sidecars.scope_for(&s.registry, "two", &BTreeMap::new());
+        assert!(s.registry.services.values().all(|svc| mesh.admits(svc)));
+    }
 
     #[test]
     fn subset_follows_istio_host_names() {
