@@ -17,6 +17,7 @@ mod fixture;
 mod harness;
 mod resilience;
 mod resilience_api;
+mod sidecar_scope;
 mod traffic;
 mod traffic_api;
 mod xds_modes;
