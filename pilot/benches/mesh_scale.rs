@@ -1,5 +1,8 @@
 //! Scale benchmark: a mesh of 1,000 services with 10 endpoints each, and the
-//! compiled config of 1,000 proxies. Prints figures; asserts nothing about speed.
+//! compiled config of 1,000 proxies, as the server compiles it (through one
+//! push context per snapshot, with the consistency check); then one endpoint
+//! moves, and the same proxies are brought up to date the way the push queue
+//! does it. Prints figures; asserts nothing about speed.
 //!
 //! Run: `cargo bench -p pilot --bench mesh_scale` (release build). Set
 //! `BOWLINE_BENCH_SERVICES`, `BOWLINE_BENCH_ENDPOINTS` and
@@ -8,13 +11,14 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use discovery::file::FileStore;
-use pilot::compile::compile_consistent;
+use pilot::compile::PushContext;
 use pilot::proxy::{DEFAULT_OUTBOUND_PORT, Proxy};
 use pilot::resources::{ProxyResources, ResourceType};
-use pilot::snapshot::Snapshot;
+use pilot::snapshot::{ChangeSet, Snapshot};
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -87,17 +91,18 @@ fn main() {
     );
 
     let t = Instant::now();
-    let snapshot = Snapshot::build(1, &config);
+    let snapshot = Arc::new(Snapshot::build(1, &config));
     let build = t.elapsed();
 
+    let context = PushContext::new(snapshot.clone());
     let t = Instant::now();
-    let compiled: Vec<ProxyResources> = (0..proxies)
+    let fleet: Vec<Proxy> = (0..proxies)
         .map(|p| {
             let s = p % services;
             let e = p / services % endpoints;
             let ip = IpAddr::V4(address(s * endpoints + e));
             let (name, ns) = (format!("svc-{s}-{e}"), format!("ns-{}", s % 10));
-            let proxy = Proxy {
+            Proxy {
                 id: Proxy::node_id(ip, &name, &ns),
                 namespace: ns,
                 workload: name,
@@ -107,13 +112,52 @@ fn main() {
                 app_address: Some(SocketAddr::new(ip, 15080)),
                 app_ports: Default::default(),
                 outbound_port: DEFAULT_OUTBOUND_PORT,
-            };
-            // What the server runs before each push: compile, then the
-            // consistency check.
-            compile_consistent(&snapshot, &proxy).expect("a consistent set")
+            }
         })
         .collect();
+    // What the server runs before each push: compile, then the consistency check.
+    let compiled: Vec<ProxyResources> = fleet
+        .iter()
+        .map(|proxy| context.compile_consistent(proxy).expect("a consistent set"))
+        .collect();
     let compile_all = t.elapsed();
+
+    // One endpoint moves (a proxy's own address is left alone).
+    let moved_from = address(services * endpoints - 1).to_string();
+    let moved = yaml.replace(
+        &format!("address: {moved_from}\n"),
+        "address: 127.250.0.1\n",
+    );
+    let t = Instant::now();
+    let mut store = FileStore::default();
+    store.apply(Path::new("mesh.yaml"), &moved);
+    let next_config = store.config();
+    let reparse = t.elapsed();
+    let t = Instant::now();
+    let next = Arc::new(Snapshot::build(2, &next_config));
+    let rebuild = t.elapsed();
+    let t = Instant::now();
+    let changes = ChangeSet::between(&snapshot, &next);
+    let endpoint_changes = changes
+        .endpoints_only()
+        .expect("moving one endpoint is an endpoint-only change");
+    let next_context = PushContext::after_endpoint_change(&context, next, endpoint_changes);
+    let diff = t.elapsed();
+    let t = Instant::now();
+    let mut updated = 0;
+    for (proxy, last) in fleet.iter().zip(&compiled) {
+        if !changes.reaches(proxy, &snapshot, next_context.snapshot()) {
+            continue;
+        }
+        let _ = match next_context.endpoints_update(proxy, last, 1) {
+            Some(resources) => resources,
+            None => next_context
+                .compile_consistent(proxy)
+                .expect("a consistent set"),
+        };
+        updated += 1;
+    }
+    let update_all = t.elapsed();
 
     let first = &compiled[0];
     let counts: Vec<String> = ResourceType::ALL
@@ -147,6 +191,23 @@ fn main() {
     println!(
         "total:                           {:>8.1} ms",
         (parse + build + compile_all).as_secs_f64() * 1e3
+    );
+    println!("after one endpoint moves:");
+    println!(
+        "  parse + validate YAML again:   {:>8.1} ms",
+        reparse.as_secs_f64() * 1e3
+    );
+    println!(
+        "  build snapshot:                {:>8.1} ms",
+        rebuild.as_secs_f64() * 1e3
+    );
+    println!(
+        "  change set + push context:     {:>8.1} ms",
+        diff.as_secs_f64() * 1e3
+    );
+    println!(
+        "  update {updated} proxies (endpoints only): {:>8.1} ms",
+        update_all.as_secs_f64() * 1e3
     );
     println!(
         "peak RSS: {:.0} MiB (input text alone: {:.0} MiB)",

@@ -1,10 +1,10 @@
 //! Pilot: turns the mesh's configuration into Envoy configuration and serves it.
 //!
 //! ```text
-//! ConfigSet ──► Snapshot::build (immutable, Arc) ──► compile(&Snapshot, &Proxy) ──► ProxyResources
-//!                     │                                    (pure)                       │
-//!                     └──► admin API (axum)                         xds::Connection ◄───┘
-//!                                                                   (state machine) ──► tonic ADS stream ──► Envoy
+//! ConfigSet ──► Snapshot::build (immutable, Arc) ──► ChangeSet + PushContext ──► compile (pure) ──► ProxyResources
+//!                     │                                 (xds::push: which proxies, on ≤ cores threads)      │
+//!                     └──► admin API (axum)                                       xds::Connection ◄─────┘
+//!                                                                                 (state machine) ──► tonic ADS stream ──► Envoy
 //! ```
 //!
 //! `compile` and `xds::connection` do no I/O and read no clock or environment;

@@ -101,6 +101,13 @@ impl ProxyResources {
         &self.by_type[ty.index()]
     }
 
+    /// The same resources with those of `ty` replaced; the other maps are shared.
+    pub fn with(&self, ty: ResourceType, resources: Arc<ResourceMap>) -> ProxyResources {
+        let mut next = self.clone();
+        next.by_type[ty.index()] = resources;
+        next
+    }
+
     /// Version of a set of resources: equal sets give equal versions.
     pub fn version_of<'a>(resources: impl IntoIterator<Item = &'a Resource>) -> String {
         let mut h = std::collections::hash_map::DefaultHasher::new();

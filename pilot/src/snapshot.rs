@@ -24,10 +24,11 @@
 //! a proxy its precomputed [`SidecarScope`] (see `scope`).
 
 mod candidates;
+mod changes;
 mod scope;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 
 use discovery::Registry;
 use discovery::file::ConfigSet;
@@ -37,13 +38,12 @@ use policy::networking::{DestinationRule, VirtualService, WorkloadEntry};
 use policy::{Diagnostic, FieldPath, Object};
 
 pub use candidates::{Candidate, Candidates, HostPolicy};
+pub use changes::{ChangeSet, PushReason};
 pub(crate) use scope::ScopeKey;
 pub use scope::SidecarScope;
 
-use crate::compile::SharedResources;
 use crate::hosts;
 use crate::proxy::Proxy;
-use crate::resources::Resource;
 
 /// The mesh at one moment. Never mutated after `build`; proxies hold it by `Arc`.
 #[derive(Debug, Default)]
@@ -65,15 +65,7 @@ pub struct Snapshot {
     pub mesh: MeshConfig,
     /// The Sidecar resources, resolved into scopes.
     sidecars: scope::Sidecars,
-    /// What the compiler builds once per snapshot, namespace and scope rather
-    /// than once per proxy (a memo: it never changes what `compile` returns).
-    pub(crate) shared: Mutex<HashMap<(String, ScopeKey), Arc<SharedResources>>>,
-    /// The outbound route configuration per (namespace, labels, scope); a memo too.
-    pub(crate) routes: Mutex<HashMap<RouteKey, Arc<Resource>>>,
 }
-
-/// What a proxy's outbound routes depend on: its namespace, labels and scope.
-pub(crate) type RouteKey = (String, BTreeMap<String, String>, ScopeKey);
 
 impl Snapshot {
     /// Builds the snapshot of a config set: the registry, the policy of each
@@ -127,8 +119,6 @@ impl Snapshot {
             diagnostics: Vec::new(),
             mesh: mesh.clone(),
             sidecars,
-            shared: Mutex::new(HashMap::new()),
-            routes: Mutex::new(HashMap::new()),
         };
         snapshot.report_conflicts(&mut diagnostics);
         snapshot.check_routes(&mut diagnostics);

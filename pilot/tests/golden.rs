@@ -14,13 +14,14 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use discovery::file::FileStore;
-use pilot::compile::{compile, compile_consistent, verify};
+use pilot::compile::{PushContext, compile, compile_consistent, verify};
 use pilot::mesh::Mesh;
 use pilot::proxy::Proxy;
 use pilot::resources::ResourceType;
-use pilot::snapshot::Snapshot;
+use pilot::snapshot::{ChangeSet, Snapshot};
 use policy::Object;
 use policy::networking::WorkloadEntry;
 
@@ -107,11 +108,7 @@ fn compile_case(
     let mut store = FileStore::default();
     store.apply(Path::new(file), text);
     let config = store.config();
-    let mesh_text: Vec<&str> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("# mesh: "))
-        .collect();
-    let snapshot: Snapshot = Mesh::parse("mesh.yaml", &mesh_text.join("\n")).build(1, &config);
+    let snapshot = mesh_of(text).build(1, &config);
     let proxy = proxy_for(text, &config.objects).unwrap_or_else(|| panic!("{file}: no proxy"));
     let resources = compile(&snapshot, &proxy);
     assert_eq!(
@@ -146,6 +143,15 @@ fn compile_case(
     outputs
 }
 
+/// The mesh config of a case: its `# mesh: ` lines.
+fn mesh_of(text: &str) -> Mesh {
+    let lines: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# mesh: "))
+        .collect();
+    Mesh::parse("mesh.yaml", &lines.join("\n"))
+}
+
 fn proxy_for(text: &str, objects: &[std::sync::Arc<Object>]) -> Option<Proxy> {
     let wanted = text
         .lines()
@@ -165,4 +171,85 @@ fn proxy_for(text: &str, objects: &[std::sync::Arc<Object>]) -> Option<Proxy> {
         None => entries.into_iter().next()?,
     };
     support::proxy_of(we)
+}
+
+/// The server compiles through a push context, which shares what proxies
+/// have in common; the golden files are compiled from scratch. Every
+/// WorkloadEntry of every golden input, as a proxy, gets the same bytes both
+/// ways. Then each input's first WorkloadEntry moves to another address: when
+/// that is an endpoint-only change, the context that follows it (shared
+/// clusters carried over, only endpoints compiled again) gives every other
+/// proxy the same bytes as a compile from scratch of the changed snapshot.
+#[test]
+fn push_context_compiles_the_same_bytes_as_from_scratch() {
+    let inputs: Vec<PathBuf> = glob::glob(&format!("{}/**/*.in.yaml", golden_root().display()))
+        .unwrap()
+        .flatten()
+        .collect();
+    let (mut endpoint_only_cases, mut endpoint_updates) = (0, 0);
+    for input in &inputs {
+        let text = std::fs::read_to_string(input).unwrap();
+        let file = input.display().to_string();
+        let (snapshot, proxies) = snapshot_and_proxies(&file, &text, 1);
+        let snapshot = Arc::new(snapshot);
+        let context = PushContext::new(snapshot.clone());
+        for proxy in &proxies {
+            assert_eq!(
+                context.compile(proxy),
+                compile(&snapshot, proxy),
+                "{file}: proxy {}",
+                proxy.id
+            );
+            assert_eq!(
+                context.compile_consistent(proxy),
+                compile_consistent(&snapshot, proxy),
+                "{file}: proxy {}",
+                proxy.id
+            );
+        }
+
+        let Some(first) = proxies.first() else {
+            continue;
+        };
+        let address = first.address.to_string();
+        let moved = text.replace(&format!("address: {address}\n"), "address: 10.255.0.9\n");
+        let (next, _) = snapshot_and_proxies(&file, &moved, 2);
+        let next = Arc::new(next);
+        let Some(endpoints) = ChangeSet::between(&snapshot, &next).endpoints_only() else {
+            continue;
+        };
+        endpoint_only_cases += 1;
+        let after = PushContext::after_endpoint_change(&context, next.clone(), endpoints);
+        for proxy in proxies.iter().skip(1) {
+            let last = context.compile(proxy);
+            let expected = compile(&next, proxy);
+            match after.endpoints_update(proxy, &last, 1) {
+                Some(updated) => {
+                    endpoint_updates += 1;
+                    assert_eq!(updated, expected, "{file}: proxy {}", proxy.id);
+                }
+                None => assert_eq!(after.compile(proxy), expected, "{file}: proxy {}", proxy.id),
+            }
+        }
+    }
+    assert!(
+        endpoint_only_cases > 0 && endpoint_updates > 0,
+        "the endpoint-only path went unexercised: {endpoint_only_cases} cases, {endpoint_updates} updates"
+    );
+    println!("{endpoint_only_cases} endpoint-only cases, {endpoint_updates} endpoint-only updates");
+}
+
+fn snapshot_and_proxies(file: &str, text: &str, generation: u64) -> (Snapshot, Vec<Proxy>) {
+    let mut store = FileStore::default();
+    store.apply(Path::new(file), text);
+    let config = store.config();
+    let proxies = config
+        .objects
+        .iter()
+        .filter_map(|o| match o.as_ref() {
+            Object::WorkloadEntry(we) => support::proxy_of(we),
+            _ => None,
+        })
+        .collect();
+    (mesh_of(text).build(generation, &config), proxies)
 }

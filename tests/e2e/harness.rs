@@ -42,6 +42,8 @@ pub fn envoy() -> PathBuf {
 #[derive(Debug)]
 struct Workload {
     name: String,
+    address: IpAddr,
+    version: String,
     echo: Child,
     agent: Child,
 }
@@ -159,22 +161,7 @@ impl Mesh {
             .iter()
             .find(|(k, _)| *k == "version")
             .map_or("v1", |(_, v)| v);
-        let echo = Command::new(BOWLINE)
-            .arg("echo")
-            .args(["--addr", &format!("{address}:{APP_PORT}")])
-            .args([
-                "--workload",
-                name,
-                "--namespace",
-                "default",
-                "--version",
-                version,
-            ])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.log(&format!("{name}-echo"))).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+        let echo = self.spawn_echo(name, address, version);
         let mut agent = Command::new(BOWLINE);
         agent
             .arg("proxy")
@@ -200,6 +187,8 @@ impl Mesh {
             .unwrap();
         self.workloads.push(Workload {
             name: name.to_string(),
+            address,
+            version: version.to_string(),
             echo,
             agent,
         });
@@ -256,6 +245,55 @@ impl Mesh {
             .find(|w| w.name == name)
             .unwrap_or_else(|| panic!("no workload {name}"));
         workload.echo.kill().await.unwrap();
+    }
+
+    /// Starts again the echo application of workload `name` that `stop_echo`
+    /// stopped, and waits until it listens. The wait reads the kernel's
+    /// socket table rather than connecting, so the application sees no
+    /// connection but those the test makes.
+    pub async fn start_echo(&mut self, name: &str) {
+        let index = self
+            .workloads
+            .iter()
+            .position(|w| w.name == name)
+            .unwrap_or_else(|| panic!("no workload {name}"));
+        let (address, version) = {
+            let w = &self.workloads[index];
+            (w.address, w.version.clone())
+        };
+        self.workloads[index].echo = self.spawn_echo(name, address, &version);
+        let app = SocketAddr::new(address, APP_PORT);
+        wait_for(
+            &format!("{name}'s application to listen on {app}"),
+            Duration::from_secs(30),
+            || async move { listening(app) },
+        )
+        .await;
+    }
+
+    fn spawn_echo(&self, name: &str, address: IpAddr, version: &str) -> Child {
+        // Appends, so that a restarted application's log follows the first one's.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log(&format!("{name}-echo")))
+            .unwrap();
+        Command::new(BOWLINE)
+            .arg("echo")
+            .args(["--addr", &format!("{address}:{APP_PORT}")])
+            .args([
+                "--workload",
+                name,
+                "--namespace",
+                "default",
+                "--version",
+                version,
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
     }
 
     /// The text the admin of the Envoy at `127.0.<subnet>.<host>` answers for `path`.
@@ -395,6 +433,27 @@ async fn terminate(child: &mut Child) {
     {
         let _ = child.kill().await;
     }
+}
+
+/// Whether a TCP socket listens on `addr` (IPv4), in the network namespace
+/// of the calling thread: read from the kernel's socket table, so that
+/// asking sends no packet.
+pub fn listening(addr: SocketAddr) -> bool {
+    let IpAddr::V4(ip) = addr.ip() else {
+        panic!("listening: {addr} is not IPv4")
+    };
+    // The table prints the address as the hex of its bytes read as a
+    // native-endian u32, the port as plain hex, and LISTEN as state 0A.
+    let local = format!(
+        "{:08X}:{:04X}",
+        u32::from_ne_bytes(ip.octets()),
+        addr.port()
+    );
+    let table = std::fs::read_to_string("/proc/thread-self/net/tcp").unwrap();
+    table.lines().skip(1).any(|line| {
+        let mut fields = line.split_whitespace();
+        fields.nth(1) == Some(local.as_str()) && fields.nth(1) == Some("0A")
+    })
 }
 
 /// Polls `check` until it holds. `limit` only guards against a hang: tests

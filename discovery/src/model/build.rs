@@ -8,7 +8,7 @@
 //! Objects are taken in key order (kind, namespace, name), so when two claim
 //! the same host the first wins, every time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use policy::core::{Service, TargetPort};
@@ -28,13 +28,10 @@ impl Registry {
         let mut objects: Vec<(ObjectKey, &Object)> =
             objects.into_iter().map(|o| (o.key(), o)).collect();
         objects.sort_by(|a, b| a.0.cmp(&b.0));
-        let workloads: Vec<&WorkloadEntry> = objects
-            .iter()
-            .filter_map(|(_, o)| match o {
-                Object::WorkloadEntry(w) => Some(w),
-                _ => None,
-            })
-            .collect();
+        let workloads = Workloads::index(objects.iter().filter_map(|(_, o)| match o {
+            Object::WorkloadEntry(w) => Some(w),
+            _ => None,
+        }));
 
         let mut claims = Claims::default();
         for (key, object) in &objects {
@@ -63,6 +60,56 @@ impl Registry {
     /// The service with this fully qualified host name.
     pub fn get(&self, hostname: &str) -> Option<&Arc<ServiceModel>> {
         self.services.get(hostname)
+    }
+}
+
+/// WorkloadEntries by (namespace, label key, label value), in key order
+/// within each list: a selector is matched against the entries carrying its
+/// rarest label only, not against every entry of the mesh.
+#[derive(Debug, Default)]
+struct Workloads<'a> {
+    by_label: HashMap<(&'a str, &'a str, &'a str), Vec<&'a WorkloadEntry>>,
+}
+
+impl<'a> Workloads<'a> {
+    fn index(entries: impl IntoIterator<Item = &'a WorkloadEntry>) -> Self {
+        let mut by_label: HashMap<_, Vec<_>> = HashMap::new();
+        for w in entries {
+            for (k, v) in &w.spec.labels {
+                by_label
+                    .entry((w.meta.namespace.as_str(), k.as_str(), v.as_str()))
+                    .or_default()
+                    .push(w);
+            }
+        }
+        Workloads { by_label }
+    }
+
+    /// The entries of `namespace` whose labels include all of `selector`
+    /// (none for an empty selector), in key order.
+    fn selected(
+        &self,
+        namespace: &str,
+        selector: &BTreeMap<String, String>,
+    ) -> Vec<&'a WorkloadEntry> {
+        let rarest = selector
+            .iter()
+            .map(|(k, v)| {
+                self.by_label
+                    .get(&(namespace, k.as_str(), v.as_str()))
+                    .map_or(&[][..], Vec::as_slice)
+            })
+            .min_by_key(|list| list.len())
+            .unwrap_or(&[]);
+        rarest
+            .iter()
+            .copied()
+            .filter(|w| {
+                selector
+                    .iter()
+                    .all(|(k, v)| w.spec.labels.get(k) == Some(v))
+            })
+            .collect()
     }
 }
 
@@ -114,7 +161,7 @@ fn service_export_to(svc: &Service) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn service_model(svc: &Service, workloads: &[&WorkloadEntry]) -> ServiceModel {
+fn service_model(svc: &Service, workloads: &Workloads<'_>) -> ServiceModel {
     let meta = &svc.meta;
     let spec = &svc.spec;
     let ports = spec
@@ -126,15 +173,11 @@ fn service_model(svc: &Service, workloads: &[&WorkloadEntry]) -> ServiceModel {
             protocol: Protocol::of_service_port(p.name.as_deref(), p.app_protocol.as_deref()),
         })
         .collect();
-    let selected = workloads.iter().filter(|w| {
-        w.meta.namespace == meta.namespace
-            && !spec.selector.is_empty()
-            && spec
-                .selector
-                .iter()
-                .all(|(k, v)| w.spec.labels.get(k) == Some(v))
-    });
-    let mut endpoints: Vec<Endpoint> = selected.filter_map(|w| workload_endpoint(svc, w)).collect();
+    let selected = workloads.selected(&meta.namespace, &spec.selector);
+    let mut endpoints: Vec<Endpoint> = selected
+        .into_iter()
+        .filter_map(|w| workload_endpoint(svc, w))
+        .collect();
     sort_endpoints(&mut endpoints);
     ServiceModel {
         hostname: format!("{}.{}.{CLUSTER_DOMAIN}", meta.name, meta.namespace),

@@ -17,6 +17,7 @@
 //! tests work.
 
 mod cluster;
+mod context;
 mod endpoint;
 mod listener;
 pub mod names;
@@ -34,6 +35,7 @@ use crate::proxy::Proxy;
 use crate::resources::{ProxyResources, Resource, ResourceMap, ResourceType};
 use crate::snapshot::{SidecarScope, Snapshot, visible};
 
+pub use context::{EndpointChanges, PushContext};
 pub use verify::{Inconsistent, verify};
 
 use listener::InboundPort;
@@ -41,7 +43,7 @@ use listener::InboundPort;
 /// The part of every proxy's config that does not depend on the proxy.
 #[derive(Debug, Default)]
 pub struct SharedResources {
-    clusters: ResourceMap,
+    clusters: Arc<ResourceMap>,
     endpoints: Arc<ResourceMap>,
     /// Clusters (by host) whose endpoints depend on the proxy's locality:
     /// their shared assignment is replaced per proxy.
@@ -52,23 +54,30 @@ pub struct SharedResources {
     problems: Vec<String>,
 }
 
-/// Compiles the Envoy resources one proxy should have.
+/// Compiles the Envoy resources one proxy should have, from scratch. The
+/// server compiles through a [`PushContext`] instead, which shares the parts
+/// proxies have in common; both give the same bytes.
 pub fn compile(snapshot: &Snapshot, proxy: &Proxy) -> ProxyResources {
-    compile_parts(snapshot, proxy).0
+    compile_parts(snapshot, proxy, None).0
 }
 
 /// The proxy's resources, the shared part they were built from, and the
-/// names of the clusters built for this proxy alone.
+/// names of the clusters built for this proxy alone. With a push context,
+/// the parts proxies share come from (and go into) its memo.
 fn compile_parts(
     snapshot: &Snapshot,
     proxy: &Proxy,
+    context: Option<&PushContext>,
 ) -> (ProxyResources, Arc<SharedResources>, Vec<String>) {
     let scope = snapshot.scope_for(proxy);
-    let shared = shared_for(snapshot, &proxy.namespace, &scope);
+    let shared = match context {
+        Some(context) => context.shared(&proxy.namespace, &scope),
+        None => Arc::new(compile_shared(snapshot, &proxy.namespace, &scope)),
+    };
     let mut own_clusters = Vec::new();
 
     let inbound = inbound_ports(snapshot, proxy);
-    let mut clusters = shared.clusters.clone();
+    let mut clusters = (*shared.clusters).clone();
     let mut listeners = ResourceMap::new();
     let mut routes = ResourceMap::new();
 
@@ -79,7 +88,10 @@ fn compile_parts(
         &outbound.name.clone(),
         &outbound,
     );
-    let route_config = outbound_routes(snapshot, proxy, &scope);
+    let route_config = match context {
+        Some(context) => context.outbound_routes(proxy, &scope),
+        None => outbound_routes(snapshot, proxy, &scope),
+    };
     routes.insert(route_config.name.clone(), route_config);
 
     for port in &inbound {
@@ -116,7 +128,13 @@ pub fn compile_consistent(
     snapshot: &Snapshot,
     proxy: &Proxy,
 ) -> Result<ProxyResources, Inconsistent> {
-    let (resources, shared, own_clusters) = compile_parts(snapshot, proxy);
+    checked(compile_parts(snapshot, proxy, None))
+}
+
+/// The consistency check of [`compile_consistent`] on compiled parts.
+fn checked(
+    (resources, shared, own_clusters): (ProxyResources, Arc<SharedResources>, Vec<String>),
+) -> Result<ProxyResources, Inconsistent> {
     // The same check as `verify`, with the shared clusters' part done once
     // per snapshot and namespace.
     let mut problems = shared.problems.clone();
@@ -141,40 +159,15 @@ fn insert<M: prost::Message>(map: &mut ResourceMap, ty: ResourceType, name: &str
 
 /// The outbound route configuration of `proxy`. It depends only on the
 /// proxy's namespace and labels (short names, exportTo, sourceLabels) and
-/// its scope, so proxies that share all three share one compiled, encoded
-/// copy per snapshot.
+/// its Sidecar scope, so a push context shares one compiled, encoded copy
+/// per snapshot between the proxies that have all three in common.
 fn outbound_routes(snapshot: &Snapshot, proxy: &Proxy, scope: &SidecarScope) -> Arc<Resource> {
-    let build = || {
-        let config = route::outbound(snapshot, proxy, scope);
-        Arc::new(Resource::new(
-            ResourceType::Route,
-            config.name.clone(),
-            &config,
-        ))
-    };
-    let key = (proxy.namespace.clone(), proxy.labels.clone(), scope.key());
-    match snapshot.routes.lock() {
-        Ok(mut memo) => memo.entry(key).or_insert_with(build).clone(),
-        Err(_) => build(),
-    }
-}
-
-/// The outbound clusters and endpoints seen from `namespace` in `scope`,
-/// built once per snapshot, namespace and scope (DestinationRule visibility
-/// is per namespace).
-fn shared_for(snapshot: &Snapshot, namespace: &str, scope: &SidecarScope) -> Arc<SharedResources> {
-    type Memo =
-        std::collections::HashMap<(String, crate::snapshot::ScopeKey), Arc<SharedResources>>;
-    let memo = |map: &mut Memo| {
-        map.entry((namespace.to_string(), scope.key()))
-            .or_insert_with(|| Arc::new(compile_shared(snapshot, namespace, scope)))
-            .clone()
-    };
-    match snapshot.shared.lock() {
-        Ok(mut map) => memo(&mut map),
-        // A panic elsewhere poisoned the memo; compiling afresh is always correct.
-        Err(_) => Arc::new(compile_shared(snapshot, namespace, scope)),
-    }
+    let config = route::outbound(snapshot, proxy, scope);
+    Arc::new(Resource::new(
+        ResourceType::Route,
+        config.name.clone(),
+        &config,
+    ))
 }
 
 /// Outbound clusters and their endpoints: one per admitted service port and subset.
@@ -212,10 +205,53 @@ fn compile_shared(snapshot: &Snapshot, namespace: &str, scope: &SidecarScope) ->
     }
     let problems = verify::clusters(clusters.values().map(|r| r.as_ref()), &endpoints);
     SharedResources {
-        clusters,
+        clusters: Arc::new(clusters),
         endpoints: Arc::new(endpoints),
         localized,
         problems,
+    }
+}
+
+/// [`compile_shared`] after a change of endpoints only (see
+/// [`EndpointChanges`]): the clusters of `base` stand as they are, and only
+/// the load assignments of the changed hosts are compiled again. The
+/// clusters do not depend on endpoints (DNS-resolved services, whose
+/// endpoints are inline, never count as endpoint-only changes), so the names
+/// stay the same and `base`'s consistency findings still hold.
+fn derive_shared(
+    snapshot: &Snapshot,
+    namespace: &str,
+    scope: &SidecarScope,
+    base: &SharedResources,
+    hosts: &std::collections::BTreeSet<String>,
+) -> SharedResources {
+    let mut endpoints = (*base.endpoints).clone();
+    for host in hosts {
+        let Some(service) = snapshot.registry.services.get(host) else {
+            continue;
+        };
+        if !visible(service, namespace) || !scope.admits(service) {
+            continue;
+        }
+        let rule = snapshot
+            .destination_rule(host, namespace)
+            .map(|r| r.as_ref());
+        for c in cluster::outbound_clusters(service, rule) {
+            if c.uses_eds() && scope.admits_port(service, c.port.number) {
+                insert(
+                    &mut endpoints,
+                    ResourceType::Endpoint,
+                    &c.name,
+                    &c.load_assignment(),
+                );
+            }
+        }
+    }
+    SharedResources {
+        clusters: base.clusters.clone(),
+        endpoints: Arc::new(endpoints),
+        localized: base.localized.clone(),
+        problems: base.problems.clone(),
     }
 }
 

@@ -331,6 +331,10 @@ pub(crate) struct Sidecars {
     mesh: Arc<SidecarScope>,
     /// Every VirtualService, for scopes built for other namespaces later.
     virtual_services: Vec<Arc<VirtualService>>,
+    /// The Sidecars and root namespace these scopes come from, to tell
+    /// whether two snapshots differ in them.
+    objects: Vec<Arc<Sidecar>>,
+    root_namespace: String,
 }
 
 #[derive(Debug, Default)]
@@ -356,6 +360,8 @@ impl Sidecars {
     ) -> Sidecars {
         let mut out = Sidecars {
             virtual_services: virtual_services.to_vec(),
+            objects: sidecars.to_vec(),
+            root_namespace: root_namespace.to_string(),
             ..Sidecars::default()
         };
         let mut defaults: HashMap<&str, &Sidecar> = HashMap::new();
@@ -443,6 +449,55 @@ impl Sidecars {
                 namespace,
             )),
         }
+    }
+}
+
+impl Sidecars {
+    /// Whether `other` was built from the same Sidecars and root namespace.
+    pub(crate) fn same_sources(&self, other: &Sidecars) -> bool {
+        self.root_namespace == other.root_namespace
+            && self.objects.len() == other.objects.len()
+            && self
+                .objects
+                .iter()
+                .zip(&other.objects)
+                .all(|(a, b)| Arc::ptr_eq(a, b) || a == b)
+    }
+
+    /// The hosts that some precomputed scope admits in one of `self` and
+    /// `other` and not in the other, or with other ports: a service or
+    /// VirtualService change elsewhere can change what a scope admits.
+    pub(crate) fn admission_changes(&self, other: &Sidecars) -> BTreeSet<String> {
+        let (before, after) = (self.scopes(), other.scopes());
+        let mut hosts = BTreeSet::new();
+        for (key, scope) in &before {
+            let Some(next) = after.get(key) else { continue };
+            for (host, ports) in &scope.services {
+                if next.services.get(host) != Some(ports) {
+                    hosts.insert(host.clone());
+                }
+            }
+            for host in next.services.keys() {
+                if !scope.services.contains_key(host) {
+                    hosts.insert(host.clone());
+                }
+            }
+        }
+        hosts
+    }
+
+    /// Every precomputed scope, by (Sidecar, namespace computed for).
+    fn scopes(&self) -> HashMap<(ScopeKey, &str), &SidecarScope> {
+        let mut out = HashMap::new();
+        for (ns, found) in &self.namespaces {
+            for scope in found.selected.iter().map(|(_, s)| s).chain(&found.default) {
+                out.insert((scope.key(), ns.as_str()), scope.as_ref());
+            }
+        }
+        for (ns, scope) in &self.root_scopes {
+            out.insert((scope.key(), ns.as_str()), scope.as_ref());
+        }
+        out
     }
 }
 

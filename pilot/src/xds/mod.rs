@@ -16,6 +16,7 @@
 pub mod connection;
 mod delta;
 pub mod node;
+pub mod push;
 pub mod server;
 mod sotw;
 pub mod status;

@@ -1,11 +1,12 @@
 //! The tonic ADS service: moves messages between a gRPC stream and a
-//! [`Connection`], and compiles the proxy's resources on every snapshot change.
+//! [`Connection`]. Compiling is the push queue's job (see `push`): a stream
+//! task only waits for the sets compiled for its proxy.
 //!
 //! ```text
-//! inbound requests ──┐
-//!                    ├──► select ──► Connection ──► StatusRegistry
-//! snapshot changes ──┘   (compile)       │
-//!                                        └──► mpsc ──► response stream
+//! inbound requests ──────────────┐
+//!                                ├──► select ──► Connection ──► StatusRegistry
+//! PushQueue slot (newest set) ───┘                   │
+//!                                                    └──► mpsc ──► response stream
 //! ```
 //!
 //! One task per stream. The first request must carry a node whose metadata
@@ -27,11 +28,12 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::compile::{Inconsistent, compile_consistent};
+use crate::compile::Inconsistent;
 use crate::proxy::Proxy;
-use crate::resources::{ProxyResources, ResourceType};
+use crate::resources::ProxyResources;
 use crate::snapshot::Snapshot;
 use crate::xds::connection::{Connection, Mode, Response};
+use crate::xds::push::PushQueue;
 use crate::xds::status::{ProxyStatus, StatusRegistry};
 
 /// Responses buffered per stream before the sender waits for the proxy to read.
@@ -40,18 +42,26 @@ const RESPONSE_BUFFER: usize = 16;
 /// The Aggregated Discovery Service, for both state-of-the-world and Delta streams.
 #[derive(Debug)]
 pub struct AdsServer {
-    snapshots: watch::Receiver<Arc<Snapshot>>,
+    queue: PushQueue,
     status: Arc<StatusRegistry>,
     next_stream: AtomicU64,
 }
 
 impl AdsServer {
+    /// A server following `snapshots`. Starts its push queue on the current
+    /// tokio runtime, compiling on as many blocking threads as there are cores.
     pub fn new(snapshots: watch::Receiver<Arc<Snapshot>>, status: Arc<StatusRegistry>) -> Self {
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         AdsServer {
-            snapshots,
+            queue: PushQueue::start(snapshots, status.clone(), workers),
             status,
             next_stream: AtomicU64::new(1),
         }
+    }
+
+    /// The push queue, to read its counters.
+    pub fn queue(&self) -> &PushQueue {
+        &self.queue
     }
 
     pub fn into_service(self) -> AggregatedDiscoveryServiceServer<AdsServer> {
@@ -66,7 +76,7 @@ impl AdsServer {
         let (tx, rx) = mpsc::channel(RESPONSE_BUFFER);
         let stream = StreamTask {
             stream_id: self.next_stream.fetch_add(1, Ordering::Relaxed),
-            snapshots: self.snapshots.clone(),
+            queue: self.queue.clone(),
             status: self.status.clone(),
             tx,
             nacks_counted: 0,
@@ -154,7 +164,7 @@ impl Variant for Delta {
 #[derive(Debug)]
 struct StreamTask<T> {
     stream_id: u64,
-    snapshots: watch::Receiver<Arc<Snapshot>>,
+    queue: PushQueue,
     status: Arc<StatusRegistry>,
     tx: mpsc::Sender<Result<T, Status>>,
     /// NACKs of this stream already counted in the registry.
@@ -186,13 +196,6 @@ pub(crate) fn accept(
             None
         }
     }
-}
-
-/// Versions of every type of a compiled set, to skip pushes that change nothing.
-type Versions = [String; 4];
-
-fn versions(resources: &ProxyResources) -> Versions {
-    ResourceType::ALL.map(|ty| resources.version(ty))
 }
 
 impl<T: Send + 'static> StreamTask<T> {
@@ -242,12 +245,15 @@ impl<T: Send + 'static> StreamTask<T> {
     ) {
         info!("proxy connected");
         let mut connection = Connection::new(V::MODE);
-        let snapshot = self.snapshots.borrow_and_update().clone();
-        // An inconsistent first set is left out: the proxy gets nothing until
-        // a consistent one compiles.
-        let resources = self.compile(&snapshot, &proxy).unwrap_or_default();
-        let mut last_versions = versions(&resources);
-        connection.on_resources(Arc::new(resources));
+        let proxy = Arc::new(proxy);
+        let mut subscription = self.queue.subscribe(proxy.clone(), self.stream_id);
+        let first_set = match subscription.pushed.wait_for(Option::is_some).await {
+            Ok(pushed) => pushed.clone(),
+            Err(_) => return,
+        };
+        if let Some(pushed) = first_set {
+            connection.on_resources(pushed.resources);
+        }
         let responses = V::handle(&mut connection, first);
         let mut open = self.step::<V>(&proxy, &connection, responses).await;
 
@@ -265,44 +271,29 @@ impl<T: Send + 'static> StreamTask<T> {
                     }
                     None => open = false,
                 },
-                changed = self.snapshots.changed(), if watching => {
+                changed = subscription.pushed.changed(), if watching => {
                     if changed.is_err() {
-                        debug!("snapshot source closed, serving the last snapshot");
+                        debug!("push queue closed, serving the last set");
                         watching = false;
                         continue;
                     }
-                    let snapshot = self.snapshots.borrow_and_update().clone();
-                    let Some(resources) = self.compile(&snapshot, &proxy) else {
+                    let Some(pushed) = subscription.pushed.borrow_and_update().clone() else {
                         continue;
                     };
-                    let versions = versions(&resources);
-                    if versions == last_versions {
-                        debug!(generation = snapshot.generation, "snapshot change leaves this proxy unchanged");
-                        continue;
-                    }
-                    last_versions = versions;
-                    let responses = connection.on_resources(Arc::new(resources));
-                    if !responses.is_empty() {
+                    let responses = connection.on_resources(pushed.resources);
+                    if responses.is_empty() {
+                        debug!(generation = pushed.generation, "snapshot change leaves this proxy unchanged");
+                    } else {
                         let types: Vec<&str> = responses.iter().map(Response::type_url).collect();
-                        debug!(generation = snapshot.generation, ?types, "push");
+                        debug!(generation = pushed.generation, ?types, "push");
                     }
                     open = self.step::<V>(&proxy, &connection, responses).await;
                 }
             }
         }
+        drop(subscription);
         self.status.remove(&proxy.id, self.stream_id);
         info!("proxy disconnected");
-    }
-
-    /// The proxy's resources from `snapshot`, if they pass the consistency
-    /// check (see [`accept`]).
-    fn compile(&self, snapshot: &Snapshot, proxy: &Proxy) -> Option<ProxyResources> {
-        accept(
-            &self.status,
-            &proxy.id,
-            snapshot.generation,
-            compile_consistent(snapshot, proxy),
-        )
     }
 
     /// Publishes the connection's status and NACK count, then sends

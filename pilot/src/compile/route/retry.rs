@@ -29,9 +29,13 @@ use crate::compile::proto;
 const DEFAULT_RETRY_ON: &str =
     "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
 const RETRIABLE_STATUS_CODES: &str = "retriable-status-codes";
-/// A request reset before the application read any of it was never
-/// processed, so retrying it is safe for any method: this covers the race in
-/// which the application closes an idle connection the sidecar is sending on.
+/// A request reset before any of it was sent to the application was never
+/// processed, so retrying it is safe for any method. Envoy counts a request
+/// as sent once it is on an established connection, so this retries a
+/// failed connection to the application (refused, timed out), not a request
+/// on a connection the application resets, read or not: Istio's note that it
+/// covers an application closing an idle connection does not hold on Envoy
+/// 1.40 (tests/e2e/fidelity_retry.rs shows both sides).
 const INBOUND_RETRY_ON: &str = "reset-before-request";
 
 /// The retry policy of a route; `hashing` when it has a hash policy.

@@ -2,6 +2,7 @@
 
 mod delta;
 mod node;
+mod push;
 mod server;
 mod sotw;
 mod status;

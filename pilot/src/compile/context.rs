@@ -1,0 +1,182 @@
+//! The push context: one per snapshot, holding what the compiler builds once
+//! and every proxy of the snapshot shares (Istio's PushContext, without its
+//! locks across compilation).
+//!
+//! ```text
+//! Arc<Snapshot> ──► PushContext ─┬─ shared: (namespace, scope) ──► clusters + endpoints (encoded)
+//!  (immutable)     (per snapshot) └─ routes: (namespace, labels, scope) ──► route configuration (encoded)
+//!                        │
+//!                        └──► compile_consistent(&Proxy) on any thread, concurrently
+//! ```
+//!
+//! Each entry is a `OnceLock` behind a concurrent map: a map shard is locked
+//! only to find or insert the cell, never while compiling, so proxies of
+//! different namespaces compile in parallel and proxies of the same one wait
+//! for the single build of what they share. The snapshot itself holds no
+//! memo and is never written after it is built.
+//!
+//! After a change of endpoints only, the next context starts from the
+//! previous one's shared clusters (see [`PushContext::after_endpoint_change`])
+//! and a proxy whose last set came from the previous snapshot gets only its
+//! endpoints compiled again ([`PushContext::endpoints_update`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, OnceLock};
+
+use dashmap::DashMap;
+
+use super::{
+    Inconsistent, SharedResources, checked, compile_parts, compile_shared, derive_shared,
+    outbound_routes, proxy_endpoints,
+};
+use crate::proxy::Proxy;
+use crate::resources::{ProxyResources, Resource, ResourceType};
+use crate::snapshot::{ScopeKey, SidecarScope, Snapshot};
+
+/// What a proxy's outbound routes depend on: its namespace, labels and
+/// Sidecar scope.
+type RouteKey = (String, BTreeMap<String, String>, ScopeKey);
+
+/// What a proxy's shared clusters and endpoints depend on: its namespace and
+/// Sidecar scope.
+type SharedKey = (String, ScopeKey);
+
+/// A change between two snapshots that touched the endpoints of some hosts
+/// and nothing else (no service definition, no policy).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EndpointChanges {
+    /// The hosts whose endpoints changed.
+    pub hosts: BTreeSet<String>,
+    /// Addresses of the endpoints that appeared, went or changed, before and
+    /// after: a proxy at one of them may see its inbound listeners or its
+    /// locality change, so it is compiled in full.
+    pub addresses: BTreeSet<String>,
+}
+
+/// Compiled, encoded resources of one snapshot, shared by its proxies.
+#[derive(Debug)]
+pub struct PushContext {
+    snapshot: Arc<Snapshot>,
+    shared: DashMap<SharedKey, Arc<OnceLock<Arc<SharedResources>>>>,
+    routes: DashMap<RouteKey, Arc<OnceLock<Arc<Resource>>>>,
+    after: Option<EndpointBase>,
+}
+
+/// Where a context that follows an endpoint-only change starts from.
+#[derive(Debug)]
+struct EndpointBase {
+    /// The generation of the snapshot before the change.
+    previous: u64,
+    changes: EndpointChanges,
+    /// The previous context's shared parts, by namespace and scope, as far
+    /// as they were built.
+    shared: HashMap<SharedKey, Arc<SharedResources>>,
+}
+
+impl PushContext {
+    /// An empty context of `snapshot`: every part is built on first use.
+    pub fn new(snapshot: Arc<Snapshot>) -> Self {
+        PushContext {
+            snapshot,
+            shared: DashMap::new(),
+            routes: DashMap::new(),
+            after: None,
+        }
+    }
+
+    /// The context of `snapshot` when it differs from `previous`'s snapshot
+    /// only by `changes`: the shared clusters carry over and only the
+    /// changed hosts' load assignments are compiled again.
+    pub fn after_endpoint_change(
+        previous: &PushContext,
+        snapshot: Arc<Snapshot>,
+        changes: EndpointChanges,
+    ) -> Self {
+        let shared = previous
+            .shared
+            .iter()
+            .filter_map(|e| Some((e.key().clone(), e.value().get()?.clone())))
+            .collect();
+        PushContext {
+            after: Some(EndpointBase {
+                previous: previous.generation(),
+                changes,
+                shared,
+            }),
+            ..PushContext::new(snapshot)
+        }
+    }
+
+    pub fn snapshot(&self) -> &Arc<Snapshot> {
+        &self.snapshot
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.snapshot.generation
+    }
+
+    /// Compiles `proxy`'s resources; the same bytes as
+    /// [`compile`](super::compile) on the snapshot.
+    pub fn compile(&self, proxy: &Proxy) -> ProxyResources {
+        compile_parts(&self.snapshot, proxy, Some(self)).0
+    }
+
+    /// [`compile_consistent`](super::compile_consistent) through this context.
+    pub fn compile_consistent(&self, proxy: &Proxy) -> Result<ProxyResources, Inconsistent> {
+        checked(compile_parts(&self.snapshot, proxy, Some(self)))
+    }
+
+    /// `proxy`'s resources when this context follows an endpoint-only change
+    /// from the snapshot `last` was compiled from: `last` with only its
+    /// endpoints compiled again. `None` when that does not hold, or the
+    /// change touched the proxy's own address; then compile in full.
+    pub fn endpoints_update(
+        &self,
+        proxy: &Proxy,
+        last: &ProxyResources,
+        last_generation: u64,
+    ) -> Option<ProxyResources> {
+        let base = self.after.as_ref()?;
+        if base.previous != last_generation
+            || base.changes.addresses.contains(&proxy.address.to_string())
+        {
+            return None;
+        }
+        let scope = self.snapshot.scope_for(proxy);
+        let shared = self.shared(&proxy.namespace, &scope);
+        let endpoints = proxy_endpoints(&self.snapshot, proxy, &shared);
+        Some(last.with(ResourceType::Endpoint, endpoints))
+    }
+
+    /// The outbound clusters and endpoints seen from `namespace` in `scope`.
+    pub(super) fn shared(&self, namespace: &str, scope: &SidecarScope) -> Arc<SharedResources> {
+        let key = (namespace.to_string(), scope.key());
+        let cell = match self.shared.get(&key) {
+            Some(cell) => cell.clone(),
+            None => self.shared.entry(key.clone()).or_default().clone(),
+        };
+        cell.get_or_init(|| {
+            let base = self
+                .after
+                .as_ref()
+                .and_then(|b| Some((b.shared.get(&key)?, &b.changes.hosts)));
+            Arc::new(match base {
+                Some((base, hosts)) => derive_shared(&self.snapshot, namespace, scope, base, hosts),
+                None => compile_shared(&self.snapshot, namespace, scope),
+            })
+        })
+        .clone()
+    }
+
+    /// The outbound route configuration of `proxy`, shared by the proxies
+    /// of the same namespace, labels and scope.
+    pub(super) fn outbound_routes(&self, proxy: &Proxy, scope: &SidecarScope) -> Arc<Resource> {
+        let key = (proxy.namespace.clone(), proxy.labels.clone(), scope.key());
+        let cell = match self.routes.get(&key) {
+            Some(cell) => cell.clone(),
+            None => self.routes.entry(key).or_default().clone(),
+        };
+        cell.get_or_init(|| outbound_routes(&self.snapshot, proxy, scope))
+            .clone()
+    }
+}
