@@ -49,6 +49,9 @@ pub struct DemoArgs {
     /// ADS variant the sidecars use.
     #[arg(long, value_enum, default_value_t = XdsMode::Sotw)]
     pub xds_mode: XdsMode,
+    /// Istio MeshConfig YAML, as for `bowline serve`.
+    #[arg(long)]
+    pub mesh_config: Option<PathBuf>,
 }
 
 /// One workload of the demo: its application and its sidecar.
@@ -79,6 +82,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         config_dir: config_dir.clone(),
         xds_addr: args.xds_addr,
         admin_addr: args.admin_addr,
+        mesh_config: args.mesh_config.clone(),
     })
     .await?;
     let demo = Demo {

@@ -18,6 +18,7 @@ pub mod debounce;
 pub mod demo;
 pub mod echo;
 pub mod hosts;
+pub mod mesh;
 pub mod proxy;
 pub mod resources;
 pub mod serve;

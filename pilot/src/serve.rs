@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! FileSource ──changes──► build loop (debounce, FileStore, Snapshot::build) ──watch──► ADS streams
-//!                                                                            └──────► admin API
+//!                                     ▲                                      └──────► admin API
+//! --mesh-config FILE ──► Mesh ────────┘ (read once at start)
 //! ```
 
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use tracing::{info, warn};
 
 use crate::admin;
 use crate::debounce::{Burst, Debounce};
+use crate::mesh::Mesh;
 use crate::snapshot::Snapshot;
 use crate::xds::{AdsServer, StatusRegistry};
 
@@ -34,6 +36,10 @@ pub struct ServeArgs {
     /// Address of the admin HTTP API.
     #[arg(long, default_value = "127.0.0.1:15014")]
     pub admin_addr: SocketAddr,
+    /// Istio MeshConfig YAML (for now `rootNamespace`). A file with errors
+    /// is reported in the diagnostics and the defaults are used.
+    #[arg(long)]
+    pub mesh_config: Option<PathBuf>,
 }
 
 /// A running control plane: the file source, the build loop, the ADS server and the admin API.
@@ -60,8 +66,18 @@ impl ControlPlane {
             }
         });
 
+        let mesh = Mesh::load(args.mesh_config.as_deref());
+        for d in &mesh.diagnostics {
+            warn!("mesh config: {d}");
+        }
+        info!(root_namespace = %mesh.config.root_namespace, "mesh config");
         let (snapshot_tx, snapshots) = watch::channel(Arc::new(Snapshot::default()));
-        let build_task = tokio::spawn(build_loop(changes_rx, snapshot_tx, Debounce::default()));
+        let build_task = tokio::spawn(build_loop(
+            changes_rx,
+            snapshot_tx,
+            Debounce::default(),
+            mesh,
+        ));
         // Serve nothing before the first full listing is compiled, so that no
         // proxy ever sees an empty mesh at startup.
         let mut first = snapshots.clone();
@@ -159,6 +175,7 @@ async fn build_loop(
     mut changes: mpsc::Receiver<Vec<FileChange>>,
     snapshots: watch::Sender<Arc<Snapshot>>,
     debounce: Debounce,
+    mesh: Mesh,
 ) {
     let mut store = FileStore::default();
     let mut burst = Burst::default();
@@ -174,13 +191,13 @@ async fn build_loop(
                 if generation == 0 {
                     burst.reset();
                     generation += 1;
-                    publish(&store, generation, &snapshots);
+                    publish(&store, &mesh, generation, &snapshots);
                 }
             }
             () = sleep_until(due), if due.is_some() => {
                 burst.reset();
                 generation += 1;
-                publish(&store, generation, &snapshots);
+                publish(&store, &mesh, generation, &snapshots);
             }
         }
     }
@@ -201,9 +218,14 @@ fn apply(store: &mut FileStore, batch: Vec<FileChange>) {
     }
 }
 
-fn publish(store: &FileStore, generation: u64, snapshots: &watch::Sender<Arc<Snapshot>>) {
+fn publish(
+    store: &FileStore,
+    mesh: &Mesh,
+    generation: u64,
+    snapshots: &watch::Sender<Arc<Snapshot>>,
+) {
     let config = store.config();
-    let snapshot = Snapshot::build(generation, &config);
+    let snapshot = mesh.build(generation, &config);
     let previous = snapshots.borrow().diagnostics.clone();
     log_new_diagnostics(&previous, &snapshot.diagnostics);
     info!(

@@ -19,9 +19,13 @@
 //!   host, then the first by namespace and name.
 //!
 //! Istio breaks the remaining ties by creation time, which files do not have.
+//!
+//! Sidecar resources narrow what a proxy sees; [`Snapshot::scope_for`] gives
+//! a proxy its precomputed [`SidecarScope`] (see `scope`).
 
 mod candidates;
 mod changes;
+mod scope;
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -29,13 +33,17 @@ use std::sync::Arc;
 use discovery::Registry;
 use discovery::file::ConfigSet;
 use discovery::model::ServiceModel;
+use policy::mesh::MeshConfig;
 use policy::networking::{DestinationRule, VirtualService, WorkloadEntry};
 use policy::{Diagnostic, FieldPath, Object};
 
 pub use candidates::{Candidate, Candidates, HostPolicy};
 pub use changes::{ChangeSet, PushReason};
+pub(crate) use scope::ScopeKey;
+pub use scope::SidecarScope;
 
 use crate::hosts;
+use crate::proxy::Proxy;
 
 /// The mesh at one moment. Never mutated after `build`; proxies hold it by `Arc`.
 #[derive(Debug, Default)]
@@ -53,12 +61,21 @@ pub struct Snapshot {
     pub workload_entries: Vec<Arc<WorkloadEntry>>,
     /// Problems found in the config this snapshot was built from.
     pub diagnostics: Vec<Diagnostic>,
+    /// The mesh-wide settings the snapshot was built with.
+    pub mesh: MeshConfig,
+    /// The Sidecar resources, resolved into scopes.
+    sidecars: scope::Sidecars,
 }
 
 impl Snapshot {
     /// Builds the snapshot of a config set: the registry, the policy of each
     /// host, and every finding about how the objects fit together.
     pub fn build(generation: u64, config: &ConfigSet) -> Snapshot {
+        Snapshot::build_with_mesh(generation, config, &MeshConfig::default())
+    }
+
+    /// Like [`Snapshot::build`], with the mesh-wide settings of `mesh`.
+    pub fn build_with_mesh(generation: u64, config: &ConfigSet, mesh: &MeshConfig) -> Snapshot {
         let objects: Vec<&Object> = config.objects.iter().map(|o| o.as_ref()).collect();
         let (registry, registry_diagnostics) = Registry::build(objects.iter().copied());
         let mut diagnostics = config.diagnostics.clone();
@@ -67,15 +84,29 @@ impl Snapshot {
         let mut virtual_services = Vec::new();
         let mut destination_rules = Vec::new();
         let mut workload_entries = Vec::new();
+        let mut sidecars = Vec::new();
         // Objects arrive sorted by key, so every list is in namespace/name order.
         for object in &objects {
             match object {
                 Object::VirtualService(vs) => virtual_services.push(Arc::new(vs.clone())),
                 Object::DestinationRule(dr) => destination_rules.push(Arc::new(dr.clone())),
                 Object::WorkloadEntry(we) => workload_entries.push(Arc::new(we.clone())),
+                Object::Sidecar(sc) => sidecars.push(Arc::new(sc.clone())),
                 _ => {}
             }
         }
+        let mut namespaces: BTreeSet<String> =
+            objects.iter().map(|o| o.meta().namespace.clone()).collect();
+        namespaces.extend(registry.services.values().map(|s| s.namespace.clone()));
+        let sidecars = scope::Sidecars::build(
+            &registry,
+            &sidecars,
+            &virtual_services,
+            &workload_entries,
+            &mesh.root_namespace,
+            &namespaces,
+            &mut diagnostics,
+        );
         let virtual_services = candidates::index(&registry, &virtual_services, &mut diagnostics);
         let destination_rules = candidates::index(&registry, &destination_rules, &mut diagnostics);
 
@@ -86,6 +117,8 @@ impl Snapshot {
             destination_rules,
             workload_entries,
             diagnostics: Vec::new(),
+            mesh: mesh.clone(),
+            sidecars,
         };
         snapshot.report_conflicts(&mut diagnostics);
         snapshot.check_routes(&mut diagnostics);
@@ -102,9 +135,28 @@ impl Snapshot {
         snapshot
     }
 
+    /// What `proxy` sees of the mesh: the scope of the Sidecar that applies
+    /// to it (Istio's order: one in its namespace selecting its labels, its
+    /// namespace's default, the root namespace's default), else all of it.
+    pub fn scope_for(&self, proxy: &Proxy) -> Arc<SidecarScope> {
+        self.sidecars
+            .scope_for(&self.registry, &proxy.namespace, &proxy.labels)
+    }
+
     /// The VirtualService that routes the service `host` for proxies in `namespace`.
     pub fn virtual_service(&self, host: &str, namespace: &str) -> Option<&Arc<VirtualService>> {
-        self.virtual_service_candidate(host, namespace)
+        self.virtual_service_candidate(host, namespace, None)
+            .map(|c| &c.object)
+    }
+
+    /// Like [`Snapshot::virtual_service`], among the VirtualServices `scope` imports.
+    pub fn virtual_service_in(
+        &self,
+        host: &str,
+        namespace: &str,
+        scope: &SidecarScope,
+    ) -> Option<&Arc<VirtualService>> {
+        self.virtual_service_candidate(host, namespace, Some(scope))
             .map(|c| &c.object)
     }
 
@@ -112,9 +164,12 @@ impl Snapshot {
         &self,
         host: &str,
         namespace: &str,
+        scope: Option<&SidecarScope>,
     ) -> Option<&Candidate<VirtualService>> {
         let candidates = self.virtual_services.get(host)?;
-        let visible = |c: &&Candidate<VirtualService>| visible_from(c, namespace);
+        let visible = |c: &&Candidate<VirtualService>| {
+            visible_from(c, namespace) && scope.is_none_or(|s| s.imports(&c.object))
+        };
         let best = candidates.iter().find(visible)?;
         let found = candidates
             .iter()
@@ -185,7 +240,7 @@ impl Snapshot {
         report_losers(
             &self.virtual_services,
             &namespaces,
-            |host, ns| self.virtual_service_candidate(host, ns),
+            |host, ns| self.virtual_service_candidate(host, ns, None),
             "is also routed by",
             diagnostics,
         );

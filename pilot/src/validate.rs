@@ -2,7 +2,7 @@
 //! control plane would read them, and reports every problem at once.
 //!
 //! ```text
-//! paths ──► files (directories recursively: *.yaml, *.yml) ──► FileStore ──► Snapshot::build
+//! paths ──► files (directories recursively: *.yaml, *.yml) ──► FileStore ──► Snapshot::build (--mesh-config)
 //!                                                                 │               │
 //!                           per-object errors and warnings ◄──────┘               └──► cross-object warnings
 //!                                       └──► one line each + "N objects valid, E errors, W warnings"
@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use discovery::file::FileStore;
 use policy::{Diagnostic, Severity};
 
-use crate::snapshot::Snapshot;
+use crate::mesh::Mesh;
 
 /// Arguments of `bowline validate`.
 #[derive(clap::Args, Debug)]
@@ -27,6 +27,9 @@ pub struct ValidateArgs {
     /// `.yaml` and `.yml` files.
     #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
     pub paths: Vec<PathBuf>,
+    /// Istio MeshConfig YAML, as `bowline serve` takes it; its errors count.
+    #[arg(long)]
+    pub mesh_config: Option<PathBuf>,
 }
 
 /// What validation found in a set of files.
@@ -57,6 +60,11 @@ pub type Input = (PathBuf, Result<String, String>);
 
 /// Validates the given file contents together. Pure: the files are already read.
 pub fn check(inputs: &[Input]) -> Report {
+    check_in(inputs, &Mesh::default())
+}
+
+/// Like [`check`], in `mesh` (whose own problems are reported too).
+pub fn check_in(inputs: &[Input], mesh: &Mesh) -> Report {
     let mut report = Report::default();
     let mut store = FileStore::new();
     for (path, text) in inputs {
@@ -71,7 +79,7 @@ pub fn check(inputs: &[Input]) -> Report {
         }
     }
     let config = store.config();
-    let snapshot = Snapshot::build(1, &config);
+    let snapshot = mesh.build(1, &config);
     report.objects = config.objects.len();
     for diagnostic in &snapshot.diagnostics {
         match diagnostic.severity {
@@ -122,7 +130,8 @@ fn walk(dir: &Path, files: &mut BTreeSet<PathBuf>) -> Result<(), String> {
 /// Runs `bowline validate`: prints every problem and the summary on stdout,
 /// and fails when there is at least one error.
 pub fn run(args: ValidateArgs) -> anyhow::Result<()> {
-    let report = check(&collect(&args.paths));
+    let mesh = Mesh::load(args.mesh_config.as_deref());
+    let report = check_in(&collect(&args.paths), &mesh);
     for line in &report.lines {
         println!("{line}");
     }

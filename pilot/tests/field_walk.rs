@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! policy::schema::shapes() ──► (shape, known field) pairs ──► a sample for each (else: "no sample")
-//! sample: BASE with one field set ──► FileStore ──► Snapshot::build ──► compile (every proxy)
+//! sample: BASE (or the mesh config) with one field set ──► FileStore ──► Snapshot::build ──► compile (every proxy)
 //!      ──► encoded resources differ from BASE's, or a new diagnostic at the field's path
 //! ```
 //!
@@ -20,9 +20,9 @@ use std::path::Path;
 
 use discovery::file::FileStore;
 use pilot::compile::compile;
+use pilot::mesh::Mesh;
 use pilot::proxy::Proxy;
 use pilot::resources::ProxyResources;
-use pilot::snapshot::Snapshot;
 use policy::{Diagnostic, Object, Severity};
 use serde_yaml::Value;
 
@@ -237,6 +237,22 @@ spec:
   subsets:
   - name: v1
     labels: {version: v1}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: sleep, namespace: other}
+spec:
+  workloadSelector:
+    labels: {app: sleep}
+  egress:
+  - hosts: [default/reviews.default.svc.cluster.local, 'default/*.example.com']
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: mesh-root}
+spec:
+  egress:
+  - hosts: ['./*.svc.cluster.local']
 "#;
 
 /// Fields that are being made to work on other branches; each must leave
@@ -265,6 +281,10 @@ enum Expect {
     Diagnoses,
 }
 
+/// Samples with this `doc` set a field of the mesh config (`--mesh-config`),
+/// which starts empty, instead of a document of [`BASE`].
+const MESH_CONFIG: &str = "MeshConfig";
+
 /// One field set to one value in one document of [`BASE`].
 #[derive(Clone, Debug)]
 struct Sample {
@@ -292,6 +312,11 @@ fn set(field: &'static str, value: &'static str) -> Sample {
         .iter()
         .find(|(k, _)| *k == kind)
         .map_or_else(|| format!("{kind}/?"), |(k, n)| format!("{k}/{n}"));
+    let doc = if kind == MESH_CONFIG {
+        MESH_CONFIG.to_string()
+    } else {
+        doc
+    };
     Sample {
         field,
         doc,
@@ -337,6 +362,7 @@ const BASE_DOCS: &[(&str, &str)] = &[
     ("ServiceEntry", "external"),
     ("VirtualService", "reviews"),
     ("DestinationRule", "reviews"),
+    ("Sidecar", "sleep"),
 ];
 
 const VS: &str = "VirtualService.spec.http[]";
@@ -735,6 +761,14 @@ fn samples() -> Vec<Sample> {
         set(dr(".outlierDetection.baseEjectionTime"), "1m"),
         set(dr(".outlierDetection.maxEjectionPercent"), "50"),
         set(dr(".outlierDetection.minHealthPercent"), "30"),
+        // The Sidecar selects the sleep workload and hides productpage and
+        // api.mesh.internal from it.
+        set("Sidecar.spec.workloadSelector", "{labels: {app: nobody}}"),
+        set("Sidecar.spec.workloadSelector.labels", "{app: nobody}"),
+        set("Sidecar.spec.egress", "[{hosts: ['*/*']}]"),
+        set("Sidecar.spec.egress[].hosts", "['*/*']"),
+        // mesh-root's Sidecar becomes every namespace's default.
+        set("MeshConfig.rootNamespace", "mesh-root"),
     ]
 }
 
@@ -796,14 +830,18 @@ fn slot<'a>(mut at: &'a mut Value, path: &str) -> &'a mut Value {
     at
 }
 
-/// [`BASE`] with one sample applied.
-fn mutate(base: &[Value], sample: &Sample) -> Result<String, String> {
+/// [`BASE`] and the mesh config with one sample applied.
+fn mutate(base: &[Value], sample: &Sample) -> Result<(String, String), String> {
     let mut docs = base.to_vec();
+    let mut mesh = Value::Mapping(Default::default());
     let (kind, name) = sample.doc.split_once('/').unwrap_or((&sample.doc, ""));
-    let doc = docs
-        .iter_mut()
-        .find(|d| doc_key(d) == (kind.to_string(), name.to_string()))
-        .ok_or_else(|| format!("no document {} in the base config", sample.doc))?;
+    let doc = if sample.doc == MESH_CONFIG {
+        &mut mesh
+    } else {
+        docs.iter_mut()
+            .find(|d| doc_key(d) == (kind.to_string(), name.to_string()))
+            .ok_or_else(|| format!("no document {} in the base config", sample.doc))?
+    };
     let value: Value = serde_yaml::from_str(sample.value).map_err(|e| e.to_string())?;
     let parent = sample.path.rsplit_once('.').map(|(p, _)| p);
     for sibling in sample.unset {
@@ -817,7 +855,8 @@ fn mutate(base: &[Value], sample: &Sample) -> Result<String, String> {
     }
     *slot(doc, &sample.path) = value;
     let texts: Result<Vec<String>, _> = docs.iter().map(serde_yaml::to_string).collect();
-    Ok(texts.map_err(|e| e.to_string())?.join("---\n"))
+    let mesh = serde_yaml::to_string(&mesh).map_err(|e| e.to_string())?;
+    Ok((texts.map_err(|e| e.to_string())?.join("---\n"), mesh))
 }
 
 /// What the pipeline makes of a config: every proxy's resources and the
@@ -827,10 +866,10 @@ struct Outcome {
     diagnostics: Vec<Diagnostic>,
 }
 
-fn run(text: &str, proxies: &[Proxy]) -> Outcome {
+fn run(text: &str, mesh: &str, proxies: &[Proxy]) -> Outcome {
     let mut store = FileStore::default();
     store.apply(Path::new("mesh.yaml"), text);
-    let snapshot = Snapshot::build(1, &store.config());
+    let snapshot = Mesh::parse("mesh-config.yaml", mesh).build(1, &store.config());
     Outcome {
         resources: proxies.iter().map(|p| compile(&snapshot, p)).collect(),
         diagnostics: snapshot.diagnostics.clone(),
@@ -853,11 +892,11 @@ fn check(
     proxies: &[Proxy],
     sample: &Sample,
 ) -> Option<String> {
-    let text = match mutate(base_docs, sample) {
-        Ok(text) => text,
+    let (text, mesh) = match mutate(base_docs, sample) {
+        Ok(texts) => texts,
         Err(e) => return Some(format!("cannot apply the sample: {e}")),
     };
-    let outcome = run(&text, proxies);
+    let outcome = run(&text, &mesh, proxies);
     let new: Vec<&Diagnostic> = outcome
         .diagnostics
         .iter()
@@ -913,7 +952,7 @@ fn every_known_field_changes_the_output_or_is_diagnosed() {
             _ => None,
         })
         .collect();
-    let base = run(BASE, &proxies);
+    let base = run(BASE, "", &proxies);
     assert_eq!(
         base.diagnostics
             .iter()
@@ -973,18 +1012,21 @@ fn every_known_field_changes_the_output_or_is_diagnosed() {
             .iter()
             .filter_map(|f| by_field.get(format!("{}.{f}", shape.name).as_str()))
             .flatten()
-            .find(|s| s.unset.is_empty() && s.path.contains('.'));
+            .find(|s| s.unset.is_empty() && (s.path.contains('.') || s.doc == MESH_CONFIG));
         for field in shape.unsupported {
             let name = format!("{}.{field}", shape.name);
             let Some(place) = place else {
                 failures.push(format!("{name}: no sample shows where {} sits", shape.name));
                 continue;
             };
-            let parent = place.path.rsplit_once('.').map_or("", |(p, _)| p);
+            let path = match place.path.rsplit_once('.') {
+                Some((parent, _)) => format!("{parent}.{field}"),
+                None => field.to_string(),
+            };
             let sample = Sample {
                 field: "",
                 doc: place.doc.clone(),
-                path: format!("{parent}.{field}"),
+                path,
                 value: "true",
                 unset: &[],
                 expect: Expect::Diagnoses,

@@ -4,7 +4,8 @@
 //! `<case>.diagnostics.txt`.
 //!
 //! The proxy is the WorkloadEntry named by a `# proxy: NAMESPACE/NAME` line
-//! (else the first one); its application listens on `ADDRESS:15080`.
+//! (else the first one); its application listens on `ADDRESS:15080`. Lines
+//! `# mesh: TEXT` together are the mesh config (`--mesh-config`).
 //!
 //! `REFRESH_GOLDEN=1 cargo test -p pilot --test golden` rewrites the expected
 //! files and deletes orphans; review the result with `git diff`.
@@ -17,6 +18,7 @@ use std::sync::Arc;
 
 use discovery::file::FileStore;
 use pilot::compile::{PushContext, compile, compile_consistent, verify};
+use pilot::mesh::Mesh;
 use pilot::proxy::Proxy;
 use pilot::resources::ResourceType;
 use pilot::snapshot::{ChangeSet, Snapshot};
@@ -106,7 +108,7 @@ fn compile_case(
     let mut store = FileStore::default();
     store.apply(Path::new(file), text);
     let config = store.config();
-    let snapshot = Snapshot::build(1, &config);
+    let snapshot = mesh_of(text).build(1, &config);
     let proxy = proxy_for(text, &config.objects).unwrap_or_else(|| panic!("{file}: no proxy"));
     let resources = compile(&snapshot, &proxy);
     assert_eq!(
@@ -139,6 +141,15 @@ fn compile_case(
         .collect();
     outputs.push(("diagnostics.txt".to_string(), diagnostics));
     outputs
+}
+
+/// The mesh config of a case: its `# mesh: ` lines.
+fn mesh_of(text: &str) -> Mesh {
+    let lines: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# mesh: "))
+        .collect();
+    Mesh::parse("mesh.yaml", &lines.join("\n"))
 }
 
 fn proxy_for(text: &str, objects: &[std::sync::Arc<Object>]) -> Option<Proxy> {
@@ -240,5 +251,5 @@ fn snapshot_and_proxies(file: &str, text: &str, generation: u64) -> (Snapshot, V
             _ => None,
         })
         .collect();
-    (Snapshot::build(generation, &config), proxies)
+    (mesh_of(text).build(generation, &config), proxies)
 }

@@ -132,3 +132,80 @@ fn a_missing_file_is_an_error_naming_it() {
         "{out}"
     );
 }
+
+/// A Sidecar with a selector in `mesh-root`: fine in an ordinary namespace,
+/// an error in the root namespace.
+const SELECTOR_SIDECAR: &str = "apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: scoped, namespace: mesh-root}
+spec:
+  workloadSelector: {labels: {app: reviews}}
+  egress:
+  - hosts: [./*]
+";
+
+fn validate_in_mesh(mesh: &Path, args: &[&Path]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bowline"))
+        .arg("validate")
+        .arg("--mesh-config")
+        .arg(mesh)
+        .arg("-f")
+        .args(args)
+        .env("BOWLINE_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_mesh_config_sets_the_root_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sidecar.yaml");
+    std::fs::write(&config, SELECTOR_SIDECAR).unwrap();
+    // By default the root namespace is istio-system: nothing is wrong.
+    let output = validate(&[&config]);
+    assert!(output.status.success(), "{}", stdout(&output));
+
+    let mesh = dir.path().join("mesh.yaml");
+    std::fs::write(&mesh, "rootNamespace: mesh-root\n").unwrap();
+    let output = validate_in_mesh(&mesh, &[&config]);
+    let out = stdout(&output);
+    assert!(!output.status.success(), "{out}");
+    assert!(
+        out.contains(&format!(
+            "{}: document 0: Sidecar mesh-root/scoped: spec.workloadSelector: a Sidecar in the root namespace mesh-root is the mesh-wide default and cannot have a workload selector; this Sidecar is ignored",
+            config.display()
+        )),
+        "{out}"
+    );
+}
+
+#[test]
+fn mesh_config_errors_name_the_file_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("service.yaml");
+    std::fs::write(&config, SERVICE).unwrap();
+    let mesh = dir.path().join("mesh.yaml");
+    std::fs::write(
+        &mesh,
+        "rootNamespace: mesh-root\ndefaultConfig:\n  concurrency: 2\nrootNamespce: x\n",
+    )
+    .unwrap();
+    let output = validate_in_mesh(&mesh, &[&config]);
+    let out = stdout(&output);
+    assert!(!output.status.success(), "{out}");
+    let mesh = mesh.display();
+    assert!(
+        out.contains(&format!(
+            "{mesh}: defaultConfig: field is not supported yet"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("warning: {mesh}: the mesh config is not used: running with the defaults (rootNamespace istio-system)")),
+        "{out}"
+    );
+    assert!(
+        out.contains("1 objects valid, 1 errors, 1 warnings"),
+        "{out}"
+    );
+}

@@ -1,7 +1,7 @@
 //! Which documents Bowline decodes, by apiVersion and kind.
 //!
 //! ```text
-//! v1 Service, networking.istio.io/{v1,v1beta1,v1alpha3} WorkloadEntry | ServiceEntry | VirtualService | DestinationRule
+//! v1 Service, networking.istio.io/{v1,v1beta1,v1alpha3} WorkloadEntry | ServiceEntry | VirtualService | DestinationRule | Sidecar
 //!     ──► decoded
 //! other Istio kinds, Gateway API kinds          ──► rejected: not supported yet
 //! a known kind under the wrong apiVersion       ──► rejected at `apiVersion`
@@ -30,7 +30,6 @@ const ISTIO_VERSIONS: [&str; 3] = ["v1", "v1beta1", "v1alpha3"];
 /// Istio kinds Bowline does not decode yet, in any `*.istio.io` group.
 const ISTIO_KINDS: &[&str] = &[
     "Gateway",
-    "Sidecar",
     "EnvoyFilter",
     "WorkloadGroup",
     "ProxyConfig",
@@ -112,6 +111,7 @@ mod tests {
                 route(v, "WorkloadEntry"),
                 Route::Decode(Kind::WorkloadEntry)
             );
+            assert_eq!(route(v, "Sidecar"), Route::Decode(Kind::Sidecar));
         }
         assert_eq!(
             route("networking.istio.io/v2", "ServiceEntry"),
@@ -141,6 +141,10 @@ mod tests {
         assert_eq!(
             route("networking.istio.io/v1", "VirtualServce"),
             Route::Unknown
+        );
+        assert_eq!(
+            route("networking.istio.io/v2", "Sidecar"),
+            Route::WrongVersion(Kind::Sidecar)
         );
         assert_eq!(route("apps/v1", "Deployment"), Route::Ignored);
         assert_eq!(route("v1", "ConfigMap"), Route::Ignored);

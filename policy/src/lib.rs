@@ -14,6 +14,7 @@ pub mod core;
 mod decode;
 pub mod diag;
 mod envelope;
+pub mod mesh;
 pub mod networking;
 pub mod object;
 mod parse;

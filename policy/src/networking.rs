@@ -1,5 +1,5 @@
-//! `networking.istio.io` objects: WorkloadEntry, ServiceEntry, VirtualService and
-//! DestinationRule. Field names follow Istio's API; apiVersions v1, v1beta1 and
+//! `networking.istio.io` objects: WorkloadEntry, ServiceEntry, VirtualService,
+//! DestinationRule and Sidecar. Field names follow Istio's API; apiVersions v1, v1beta1 and
 //! v1alpha3 all decode to these types.
 
 use std::collections::BTreeMap;
@@ -384,4 +384,36 @@ pub struct OutlierDetection {
     pub base_ejection_time: Option<Duration>,
     pub max_ejection_percent: Option<u32>,
     pub min_health_percent: Option<u32>,
+}
+
+/// Which services and routes the sidecars of some workloads see: Istio's
+/// `Sidecar`, reduced to its egress hosts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sidecar {
+    pub meta: ObjectMeta,
+    pub spec: SidecarSpec,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SidecarSpec {
+    /// The workloads of the Sidecar's namespace it applies to; `None` for all
+    /// of them (a namespace-wide default, or the mesh-wide one in the root
+    /// namespace).
+    pub workload_selector: Option<WorkloadSelector>,
+    pub egress: Vec<EgressListener>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkloadSelector {
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One egress listener. Without `port` (not supported yet) it is the catch-all
+/// listener, whose hosts say which config the workload imports.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EgressListener {
+    /// `namespace/dnsName`: the namespace the config lives in (`*` any, `.`
+    /// the Sidecar's own, a name; prefixed with `~` to exclude instead of
+    /// import), and an FQDN, `*`, or a name with a leading `*.` wildcard.
+    pub hosts: Vec<String>,
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::core::Service;
-use crate::networking::{DestinationRule, ServiceEntry, VirtualService, WorkloadEntry};
+use crate::networking::{DestinationRule, ServiceEntry, Sidecar, VirtualService, WorkloadEntry};
 
 pub use crate::parse::{ParsedDocument, decode_document, parse_documents, parse_stream};
 
@@ -26,6 +26,7 @@ pub enum Kind {
     ServiceEntry,
     VirtualService,
     DestinationRule,
+    Sidecar,
 }
 
 /// Identifies one object across files: two documents with the same key are the same object.
@@ -44,16 +45,18 @@ pub enum Object {
     ServiceEntry(ServiceEntry),
     VirtualService(VirtualService),
     DestinationRule(DestinationRule),
+    Sidecar(Sidecar),
 }
 
 impl Kind {
     /// Every kind, in key order.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Service,
         Kind::WorkloadEntry,
         Kind::ServiceEntry,
         Kind::VirtualService,
         Kind::DestinationRule,
+        Kind::Sidecar,
     ];
 
     /// The `kind` as written in YAML.
@@ -64,6 +67,7 @@ impl Kind {
             Kind::ServiceEntry => "ServiceEntry",
             Kind::VirtualService => "VirtualService",
             Kind::DestinationRule => "DestinationRule",
+            Kind::Sidecar => "Sidecar",
         }
     }
 
@@ -93,6 +97,7 @@ impl Object {
             Object::ServiceEntry(_) => Kind::ServiceEntry,
             Object::VirtualService(_) => Kind::VirtualService,
             Object::DestinationRule(_) => Kind::DestinationRule,
+            Object::Sidecar(_) => Kind::Sidecar,
         }
     }
 
@@ -103,6 +108,7 @@ impl Object {
             Object::ServiceEntry(o) => &o.meta,
             Object::VirtualService(o) => &o.meta,
             Object::DestinationRule(o) => &o.meta,
+            Object::Sidecar(o) => &o.meta,
         }
     }
 
@@ -126,6 +132,7 @@ mod tests {
             assert_eq!(Kind::from_name(kind.as_str()), Some(kind));
         }
         assert_eq!(Kind::from_name("Gateway"), None);
+        assert_eq!(Kind::from_name("Sidecar"), Some(Kind::Sidecar));
         let mut sorted = Kind::ALL;
         sorted.sort();
         assert_eq!(sorted, Kind::ALL);

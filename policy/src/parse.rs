@@ -237,6 +237,7 @@ fn decode_object(
         Kind::DestinationRule => Object::DestinationRule(decode::decode_destination_rule(
             meta, &path, spec, findings,
         )?),
+        Kind::Sidecar => Object::Sidecar(decode::decode_sidecar(meta, &path, spec)?),
     })
 }
 

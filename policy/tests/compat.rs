@@ -480,6 +480,7 @@ const TRAFFIC_KINDS: &[Kind] = &[
     Kind::VirtualService,
     Kind::DestinationRule,
     Kind::ServiceEntry,
+    Kind::Sidecar,
 ];
 
 /// Every use in the corpus of a traffic-API field that Bowline does not
@@ -505,6 +506,8 @@ const UNSUPPORTED_IN_CORPUS: &[&str] = &[
     "traffic-extra/se-example.yaml: document 5: spec.tls: field is not supported yet",
     // ServiceEntry endpoints on Unix domain sockets.
     "traffic-extra/se-example.yaml: document 7: spec.endpoints[0].address: address must be an IP address; unix domain sockets are not supported yet, got \"unix:///var/run/example/socket\"",
+    // Sidecar ingress listeners.
+    "traffic-extra/sidecar-none-interception.yaml: document 0: spec.ingress: field is not supported yet",
     "traffic-extra/sidecar-none-interception.yaml: document 12: spec.tls: field is not supported yet",
     "traffic-extra/virtual-service-all.yaml: document 0: spec.gateways[0]: field is not supported yet (only the value \"mesh\" is)",
 ];

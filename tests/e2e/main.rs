@@ -19,6 +19,7 @@ mod harness;
 mod netns;
 mod resilience;
 mod resilience_api;
+mod sidecar_scope;
 mod traffic;
 mod traffic_api;
 mod xds_modes;

@@ -3,8 +3,8 @@
 //! locks across compilation).
 //!
 //! ```text
-//! Arc<Snapshot> ──► PushContext ─┬─ shared: namespace ──► clusters + endpoints (encoded)
-//!  (immutable)     (per snapshot) └─ routes: (namespace, labels) ──► route configuration (encoded)
+//! Arc<Snapshot> ──► PushContext ─┬─ shared: (namespace, scope) ──► clusters + endpoints (encoded)
+//!  (immutable)     (per snapshot) └─ routes: (namespace, labels, scope) ──► route configuration (encoded)
 //!                        │
 //!                        └──► compile_consistent(&Proxy) on any thread, concurrently
 //! ```
@@ -31,10 +31,15 @@ use super::{
 };
 use crate::proxy::Proxy;
 use crate::resources::{ProxyResources, Resource, ResourceType};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{ScopeKey, SidecarScope, Snapshot};
 
-/// What a proxy's outbound routes depend on: its namespace and labels.
-type RouteKey = (String, BTreeMap<String, String>);
+/// What a proxy's outbound routes depend on: its namespace, labels and
+/// Sidecar scope.
+type RouteKey = (String, BTreeMap<String, String>, ScopeKey);
+
+/// What a proxy's shared clusters and endpoints depend on: its namespace and
+/// Sidecar scope.
+type SharedKey = (String, ScopeKey);
 
 /// A change between two snapshots that touched the endpoints of some hosts
 /// and nothing else (no service definition, no policy).
@@ -52,7 +57,7 @@ pub struct EndpointChanges {
 #[derive(Debug)]
 pub struct PushContext {
     snapshot: Arc<Snapshot>,
-    shared: DashMap<String, Arc<OnceLock<Arc<SharedResources>>>>,
+    shared: DashMap<SharedKey, Arc<OnceLock<Arc<SharedResources>>>>,
     routes: DashMap<RouteKey, Arc<OnceLock<Arc<Resource>>>>,
     after: Option<EndpointBase>,
 }
@@ -63,8 +68,9 @@ struct EndpointBase {
     /// The generation of the snapshot before the change.
     previous: u64,
     changes: EndpointChanges,
-    /// The previous context's shared parts, by namespace, as far as they were built.
-    shared: HashMap<String, Arc<SharedResources>>,
+    /// The previous context's shared parts, by namespace and scope, as far
+    /// as they were built.
+    shared: HashMap<SharedKey, Arc<SharedResources>>,
 }
 
 impl PushContext {
@@ -136,43 +142,41 @@ impl PushContext {
         {
             return None;
         }
-        let shared = self.shared(&proxy.namespace);
+        let scope = self.snapshot.scope_for(proxy);
+        let shared = self.shared(&proxy.namespace, &scope);
         let endpoints = proxy_endpoints(&self.snapshot, proxy, &shared);
         Some(last.with(ResourceType::Endpoint, endpoints))
     }
 
-    /// The outbound clusters and endpoints seen from `namespace`.
-    pub(super) fn shared(&self, namespace: &str) -> Arc<SharedResources> {
-        let cell = match self.shared.get(namespace) {
+    /// The outbound clusters and endpoints seen from `namespace` in `scope`.
+    pub(super) fn shared(&self, namespace: &str, scope: &SidecarScope) -> Arc<SharedResources> {
+        let key = (namespace.to_string(), scope.key());
+        let cell = match self.shared.get(&key) {
             Some(cell) => cell.clone(),
-            None => self
-                .shared
-                .entry(namespace.to_string())
-                .or_default()
-                .clone(),
+            None => self.shared.entry(key.clone()).or_default().clone(),
         };
         cell.get_or_init(|| {
             let base = self
                 .after
                 .as_ref()
-                .and_then(|b| Some((b.shared.get(namespace)?, &b.changes.hosts)));
+                .and_then(|b| Some((b.shared.get(&key)?, &b.changes.hosts)));
             Arc::new(match base {
-                Some((base, hosts)) => derive_shared(&self.snapshot, namespace, base, hosts),
-                None => compile_shared(&self.snapshot, namespace),
+                Some((base, hosts)) => derive_shared(&self.snapshot, namespace, scope, base, hosts),
+                None => compile_shared(&self.snapshot, namespace, scope),
             })
         })
         .clone()
     }
 
     /// The outbound route configuration of `proxy`, shared by the proxies
-    /// of the same namespace and labels.
-    pub(super) fn outbound_routes(&self, proxy: &Proxy) -> Arc<Resource> {
-        let key = (proxy.namespace.clone(), proxy.labels.clone());
+    /// of the same namespace, labels and scope.
+    pub(super) fn outbound_routes(&self, proxy: &Proxy, scope: &SidecarScope) -> Arc<Resource> {
+        let key = (proxy.namespace.clone(), proxy.labels.clone(), scope.key());
         let cell = match self.routes.get(&key) {
             Some(cell) => cell.clone(),
             None => self.routes.entry(key).or_default().clone(),
         };
-        cell.get_or_init(|| outbound_routes(&self.snapshot, proxy))
+        cell.get_or_init(|| outbound_routes(&self.snapshot, proxy, scope))
             .clone()
     }
 }

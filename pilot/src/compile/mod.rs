@@ -1,11 +1,16 @@
 //! The compiler: `compile(&Snapshot, &Proxy) -> ProxyResources`, a pure function.
 //!
 //! ```text
-//! Snapshot ─┬─► clusters, endpoints   (once per snapshot and namespace, shared by its proxies)
+//! Snapshot ─┬─► clusters, endpoints   (once per snapshot, namespace and Sidecar scope,
+//!           │                          shared by their proxies)
 //!           ├─► locality-balanced     (per proxy: endpoint priorities and weights
 //!           │   endpoints              relative to the proxy's locality)
-//!           └─► listeners, routes     (per proxy: its address, namespace and inbound ports)
+//!           └─► listeners, routes     (per proxy: its address, namespace, scope and inbound ports)
 //! ```
+//!
+//! A proxy gets the clusters, endpoints and virtual hosts of only the
+//! services its [`SidecarScope`] admits, and only the VirtualServices it
+//! imports apply to its routes.
 //!
 //! No I/O, clock, environment or globals: the same snapshot and proxy always
 //! give the same bytes, which is what makes content-hash versions and golden
@@ -28,7 +33,7 @@ use discovery::model::Resolution;
 
 use crate::proxy::Proxy;
 use crate::resources::{ProxyResources, Resource, ResourceMap, ResourceType};
-use crate::snapshot::{Snapshot, visible};
+use crate::snapshot::{SidecarScope, Snapshot, visible};
 
 pub use context::{EndpointChanges, PushContext};
 pub use verify::{Inconsistent, verify};
@@ -64,9 +69,10 @@ fn compile_parts(
     proxy: &Proxy,
     context: Option<&PushContext>,
 ) -> (ProxyResources, Arc<SharedResources>, Vec<String>) {
+    let scope = snapshot.scope_for(proxy);
     let shared = match context {
-        Some(context) => context.shared(&proxy.namespace),
-        None => Arc::new(compile_shared(snapshot, &proxy.namespace)),
+        Some(context) => context.shared(&proxy.namespace, &scope),
+        None => Arc::new(compile_shared(snapshot, &proxy.namespace, &scope)),
     };
     let mut own_clusters = Vec::new();
 
@@ -83,8 +89,8 @@ fn compile_parts(
         &outbound,
     );
     let route_config = match context {
-        Some(context) => context.outbound_routes(proxy),
-        None => outbound_routes(snapshot, proxy),
+        Some(context) => context.outbound_routes(proxy, &scope),
+        None => outbound_routes(snapshot, proxy, &scope),
     };
     routes.insert(route_config.name.clone(), route_config);
 
@@ -152,11 +158,11 @@ fn insert<M: prost::Message>(map: &mut ResourceMap, ty: ResourceType, name: &str
 }
 
 /// The outbound route configuration of `proxy`. It depends only on the
-/// proxy's namespace and labels (short names, exportTo, sourceLabels), so a
-/// push context shares one compiled, encoded copy per snapshot between the
-/// proxies that have both in common.
-fn outbound_routes(snapshot: &Snapshot, proxy: &Proxy) -> Arc<Resource> {
-    let config = route::outbound(snapshot, proxy);
+/// proxy's namespace and labels (short names, exportTo, sourceLabels) and
+/// its Sidecar scope, so a push context shares one compiled, encoded copy
+/// per snapshot between the proxies that have all three in common.
+fn outbound_routes(snapshot: &Snapshot, proxy: &Proxy, scope: &SidecarScope) -> Arc<Resource> {
+    let config = route::outbound(snapshot, proxy, scope);
     Arc::new(Resource::new(
         ResourceType::Route,
         config.name.clone(),
@@ -164,19 +170,22 @@ fn outbound_routes(snapshot: &Snapshot, proxy: &Proxy) -> Arc<Resource> {
     ))
 }
 
-/// Outbound clusters and their endpoints: one per service port and subset.
-fn compile_shared(snapshot: &Snapshot, namespace: &str) -> SharedResources {
+/// Outbound clusters and their endpoints: one per admitted service port and subset.
+fn compile_shared(snapshot: &Snapshot, namespace: &str, scope: &SidecarScope) -> SharedResources {
     let mut clusters = ResourceMap::new();
     let mut endpoints = ResourceMap::new();
     let mut localized = BTreeMap::new();
     for service in snapshot.registry.services.values() {
-        if !visible(service, namespace) {
+        if !visible(service, namespace) || !scope.admits(service) {
             continue;
         }
         let rule = snapshot
             .destination_rule(&service.hostname, namespace)
             .map(|r| r.as_ref());
         for c in cluster::outbound_clusters(service, rule) {
+            if !scope.admits_port(service, c.port.number) {
+                continue;
+            }
             insert(&mut clusters, ResourceType::Cluster, &c.name, &c.to_proto());
             if c.locality_mode().is_some() {
                 localized
@@ -212,6 +221,7 @@ fn compile_shared(snapshot: &Snapshot, namespace: &str) -> SharedResources {
 fn derive_shared(
     snapshot: &Snapshot,
     namespace: &str,
+    scope: &SidecarScope,
     base: &SharedResources,
     hosts: &std::collections::BTreeSet<String>,
 ) -> SharedResources {
@@ -220,14 +230,14 @@ fn derive_shared(
         let Some(service) = snapshot.registry.services.get(host) else {
             continue;
         };
-        if !visible(service, namespace) {
+        if !visible(service, namespace) || !scope.admits(service) {
             continue;
         }
         let rule = snapshot
             .destination_rule(host, namespace)
             .map(|r| r.as_ref());
         for c in cluster::outbound_clusters(service, rule) {
-            if c.uses_eds() {
+            if c.uses_eds() && scope.admits_port(service, c.port.number) {
                 insert(
                     &mut endpoints,
                     ResourceType::Endpoint,

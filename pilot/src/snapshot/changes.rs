@@ -25,6 +25,10 @@
 //!   hosts it applied to before and applies to now.
 //! - A WorkloadEntry that changed: the proxy at its address, before and after
 //!   (a proxy's locality is read from the entry at its address).
+//! - A Sidecar that appeared, went or changed: every proxy. A host that some
+//!   Sidecar scope admits before and not after, or the other way round (a
+//!   VirtualService's new destination, say): a changed host. A proxy is
+//!   reached by a changed host only if its scope admits it before or after.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -82,6 +86,7 @@ impl ChangeSet {
         changes.policies(&previous.virtual_services, &next.virtual_services);
         changes.policies(&previous.destination_rules, &next.destination_rules);
         changes.workload_entries(previous, next);
+        changes.sidecars(previous, next);
         changes
     }
 
@@ -110,12 +115,12 @@ impl ChangeSet {
         if !self.addresses.is_empty() && self.addresses.contains(&proxy.address.to_string()) {
             return true;
         }
+        let scopes = [previous.scope_for(proxy), next.scope_for(proxy)];
         let seen = |host: &String| {
-            [previous, next].iter().any(|s| {
-                s.registry
-                    .services
-                    .get(host)
-                    .is_some_and(|service| visible(service, &proxy.namespace))
+            [previous, next].iter().zip(&scopes).any(|(s, scope)| {
+                s.registry.services.get(host).is_some_and(|service| {
+                    visible(service, &proxy.namespace) && scope.admits(service)
+                })
             })
         };
         self.hosts.iter().any(seen) || self.endpoint_hosts.iter().any(seen)
@@ -175,6 +180,19 @@ impl ChangeSet {
                     self.hosts.insert(host.clone());
                 }
             }
+        }
+    }
+
+    fn sidecars(&mut self, previous: &Snapshot, next: &Snapshot) {
+        if !previous.sidecars.same_sources(&next.sidecars) {
+            self.reasons.insert(PushReason::ConfigUpdate);
+            self.everyone = true;
+            return;
+        }
+        let hosts = previous.sidecars.admission_changes(&next.sidecars);
+        if !hosts.is_empty() {
+            self.reasons.insert(PushReason::ConfigUpdate);
+            self.hosts.extend(hosts);
         }
     }
 
@@ -351,6 +369,67 @@ spec: {{address: 10.0.1.1, labels: {{app: ledger}}}}
         // Every namespace sees reviews; only bank sees ledger.
         assert!(changes.reaches(&proxy("bank", "10.9.0.1"), &before, &after));
         assert!(changes.reaches(&proxy("shop", "10.9.0.1"), &before, &after));
+    }
+
+    /// A Sidecar in `ns` importing `hosts`.
+    fn sidecar(ns: &str, hosts: &str) -> String {
+        format!(
+            "---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: default, namespace: {ns}}}\nspec:\n  egress: [{{hosts: {hosts}}}]\n"
+        )
+    }
+
+    #[test]
+    fn a_change_outside_a_proxys_sidecar_scope_does_not_reach_it() {
+        // bank's proxies import only their own namespace: reviews is hidden.
+        let scoped = sidecar("bank", "['./*']");
+        let (before, after) = (
+            mesh("10.0.0.2", &(scoped.clone() + &vs(REVIEWS, "shop", "1"))),
+            mesh("10.0.0.2", &(scoped + &vs(REVIEWS, "shop", "2"))),
+        );
+        let changes = ChangeSet::between(&before, &after);
+        assert_eq!(changes.hosts, BTreeSet::from([REVIEWS.to_string()]));
+        assert!(!changes.reaches(&proxy("bank", "10.9.0.1"), &before, &after));
+        assert!(changes.reaches(&proxy("shop", "10.9.0.1"), &before, &after));
+        // An endpoint move of reviews does not reach bank either.
+        let (before, after) = (
+            mesh("10.0.0.2", &sidecar("bank", "['./*']")),
+            mesh("10.0.0.3", &sidecar("bank", "['./*']")),
+        );
+        let changes = ChangeSet::between(&before, &after);
+        assert!(changes.endpoints_only().is_some());
+        assert!(!changes.reaches(&proxy("bank", "10.9.0.1"), &before, &after));
+    }
+
+    #[test]
+    fn a_sidecar_change_reaches_every_proxy() {
+        let (before, after) = (
+            mesh("10.0.0.2", &sidecar("bank", "['./*']")),
+            mesh("10.0.0.2", &sidecar("bank", "['*/*']")),
+        );
+        let changes = ChangeSet::between(&before, &after);
+        assert!(changes.everyone);
+        assert!(changes.endpoints_only().is_none());
+        assert!(changes.reaches(&proxy("shop", "10.9.0.1"), &before, &after));
+    }
+
+    #[test]
+    fn a_new_virtual_service_destination_changes_what_a_scope_admits() {
+        // bank imports shop's VirtualService for ledger; once it routes to
+        // reviews, bank's scope admits reviews, though nothing about reviews
+        // itself or its policies changed.
+        let scoped = sidecar("bank", "['./*', 'shop/ledger.bank.svc.cluster.local']");
+        let route = |dest: &str| {
+            format!(
+                "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: to, namespace: shop}}\nspec:\n  hosts: [ledger.bank.svc.cluster.local]\n  http:\n  - route: [{{destination: {{host: {dest}}}}}]\n"
+            )
+        };
+        let (before, after) = (
+            mesh("10.0.0.2", &(scoped.clone() + &route(LEDGER))),
+            mesh("10.0.0.2", &(scoped + &route(REVIEWS))),
+        );
+        let changes = ChangeSet::between(&before, &after);
+        assert!(changes.hosts.contains(REVIEWS), "{changes:?}");
+        assert!(changes.reaches(&proxy("bank", "10.9.0.1"), &before, &after));
     }
 
     #[test]

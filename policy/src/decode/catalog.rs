@@ -76,6 +76,10 @@ registry! {
     TcpSettings => super::traffic::TCP,
     HttpSettings => super::traffic::HTTP,
     OutlierDetection => super::traffic::OUTLIER,
+    Sidecar => super::sidecar::SIDECAR,
+    SidecarEgress => super::sidecar::EGRESS,
+    SidecarWorkloadSelector => super::sidecar::WORKLOAD_SELECTOR,
+    MeshConfig => crate::mesh::MESH_CONFIG,
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ mod meta;
 mod routing;
 mod scalar;
 mod service;
+mod sidecar;
 mod traffic;
 mod workload;
 
@@ -36,6 +37,7 @@ pub(crate) use scalar::{
     string_map, uint32, uint64,
 };
 pub(crate) use service::decode_service;
+pub(crate) use sidecar::decode_sidecar;
 pub(crate) use traffic::decode_destination_rule;
 pub(crate) use workload::{decode_service_entry, decode_workload_entry};
 

@@ -6,10 +6,11 @@
 //! registry and the snapshot.
 
 mod http;
-mod names;
+pub(crate) mod names;
 mod re2;
 mod routing;
 mod service;
+mod sidecar;
 mod traffic;
 mod workload;
 
@@ -40,6 +41,7 @@ pub fn validate(object: &Object) -> Vec<Diagnostic> {
             traffic::check_destination_rule_policies(&d.spec, &mut out);
             check_export_to(&d.spec.export_to, &d.meta.namespace, &mut out);
         }
+        Object::Sidecar(s) => sidecar::check(&s.spec, &s.meta.namespace, &mut out),
     }
     out
 }
@@ -198,6 +200,8 @@ fn check_percent(value: Option<f64>, path: FieldPath, out: &mut Vec<Diagnostic>)
 
 #[cfg(test)]
 mod fidelity_tests;
+#[cfg(test)]
+mod sidecar_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

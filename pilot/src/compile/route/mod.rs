@@ -39,24 +39,30 @@ use policy::networking::{HttpMatchRequest, VirtualService};
 use super::{names, proto};
 use crate::hosts;
 use crate::proxy::Proxy;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{SidecarScope, Snapshot};
 use destination::{Cluster, Scope};
 pub(crate) use encode::Canonical;
 
 /// The route configuration of the outbound listener, as seen from `proxy`'s
-/// namespace and labels (nothing else of the proxy is used); it encodes
-/// the same way every time.
-pub(crate) fn outbound(snapshot: &Snapshot, proxy: &Proxy) -> Canonical {
+/// namespace and labels (nothing else of the proxy is used) in `sidecar`'s
+/// scope: virtual hosts of admitted service ports only, routed by imported
+/// VirtualServices only. It encodes the same way every time.
+pub(crate) fn outbound(snapshot: &Snapshot, proxy: &Proxy, sidecar: &SidecarScope) -> Canonical {
     let mut used_domains = BTreeSet::new();
     let mut virtual_hosts = Vec::new();
     for service in snapshot.registry.services.values() {
         if service.resolution == Resolution::Passthrough
             || !crate::snapshot::visible(service, &proxy.namespace)
+            || !sidecar.admits(service)
         {
             continue;
         }
         let default_port = default_port(service);
-        for port in service.ports.iter().filter(|p| routable(p)) {
+        for port in service
+            .ports
+            .iter()
+            .filter(|p| routable(p) && sidecar.admits_port(service, p.number))
+        {
             let domains = domains(
                 service,
                 port,
@@ -74,7 +80,7 @@ pub(crate) fn outbound(snapshot: &Snapshot, proxy: &Proxy) -> Canonical {
                 port,
             };
             let routes = snapshot
-                .virtual_service(&service.hostname, &proxy.namespace)
+                .virtual_service_in(&service.hostname, &proxy.namespace, sidecar)
                 .map(|vs| virtual_service_routes(&scope, vs))
                 .filter(|routes| !routes.is_empty())
                 .unwrap_or_else(|| vec![default_route(&scope, service)]);
@@ -314,7 +320,8 @@ spec:
     #[test]
     fn source_labels_and_port_pick_routes_per_proxy() {
         let snapshot = snapshot();
-        let canary = outbound(&snapshot, &proxy(&[("track", "canary")]));
+        let mesh = SidecarScope::mesh();
+        let canary = outbound(&snapshot, &proxy(&[("track", "canary")]), &mesh);
         assert_eq!(
             routes_of(&canary, "web.shop.svc.cluster.local:80"),
             ["canary"]
@@ -324,7 +331,7 @@ spec:
             routes_of(&canary, "web.shop.svc.cluster.local:9000"),
             ["default"]
         );
-        let stable = outbound(&snapshot, &proxy(&[("track", "stable")]));
+        let stable = outbound(&snapshot, &proxy(&[("track", "stable")]), &mesh);
         assert_eq!(
             routes_of(&stable, "web.shop.svc.cluster.local:80"),
             ["default"]
@@ -335,12 +342,13 @@ spec:
     fn per_filter_configs_encode_the_same_every_time() {
         let snapshot = snapshot();
         let canary = proxy(&[("track", "canary")]);
-        let first = outbound(&snapshot, &canary);
+        let mesh = SidecarScope::mesh();
+        let first = outbound(&snapshot, &canary, &mesh);
         let route = &first.virtual_hosts[0].routes[0];
         assert_eq!(route.typed_per_filter_config.len(), 2);
         let bytes = first.encode_to_vec();
         for _ in 0..10 {
-            assert_eq!(outbound(&snapshot, &canary).encode_to_vec(), bytes);
+            assert_eq!(outbound(&snapshot, &canary, &mesh).encode_to_vec(), bytes);
         }
     }
 }

@@ -135,10 +135,8 @@ fn the_snapshot_view_counts_the_proxies_that_acked_it() {
             xds: XdsStatus::new(),
         });
     }
-    let snapshot = Snapshot {
-        generation: 9,
-        ..Snapshot::default()
-    };
+    let mut snapshot = Snapshot::default();
+    snapshot.generation = 9;
     let view = SnapshotView::new(&snapshot, &registry.list());
     assert_eq!(
         view,

@@ -283,3 +283,41 @@ async fn no_second_push_reaches_a_proxy_before_it_acks_the_first() {
     let s = h.status.list().remove(0);
     assert_eq!(s.xds[EDS].sent_generation, Some(3), "{s:?}");
 }
+
+/// A Sidecar for every proxy of `shop`, importing `hosts`.
+fn shop_sidecar(hosts: &str) -> String {
+    format!(
+        "---\napiVersion: networking.istio.io/v1\nkind: Sidecar\nmetadata: {{name: default, namespace: shop}}\nspec:\n  egress: [{{hosts: {hosts}}}]\n"
+    )
+}
+
+#[tokio::test]
+async fn a_change_outside_the_proxys_sidecar_scope_sends_it_nothing() {
+    // shop's proxies import only bank's config, of which they see nothing.
+    let narrow = shop_sidecar("['bank/*']");
+    let mut h = Harness::synced(mesh(1, "10.0.0.2", &narrow)).await;
+    let compiles = h.queue.counters().compiles.load(Ordering::Relaxed);
+
+    // reviews is visible to shop but outside the scope: nothing happens.
+    let reviews_route = route_header("reviews", "shop", "2");
+    h.snapshots
+        .send_replace(mesh(2, "10.0.0.2", &(narrow + &reviews_route)));
+    h.counted(skipped, 1).await;
+    assert_eq!(
+        h.queue.counters().compiles.load(Ordering::Relaxed),
+        compiles
+    );
+
+    // Widening the Sidecar reaches the proxy: reviews' cluster arrives.
+    h.snapshots.send_replace(mesh(
+        3,
+        "10.0.0.2",
+        &(shop_sidecar("['./*']") + &reviews_route),
+    ));
+    let r = h.next().await;
+    assert_eq!(r.type_url, CDS, "{r:?}");
+    assert!(
+        names(&r).contains(&"outbound|80||reviews.shop.svc.cluster.local"),
+        "{r:?}"
+    );
+}

@@ -1,0 +1,144 @@
+//! The mesh config file that `serve`, `demo` and `validate` take with
+//! `--mesh-config`: read once at start, and never a reason not to run.
+//!
+//! ```text
+//! FILE ──► policy::mesh::parse_mesh_config ──► MeshConfig ──► Snapshot::build_with_mesh
+//!                  └── unreadable or invalid ──► defaults + diagnostics (in every snapshot)
+//! ```
+//!
+//! A bad file leaves the mesh on the defaults, so nothing that worked
+//! without the flag stops working; its errors are reported where every
+//! config error is: `/api/v1/diagnostics`, the log and `bowline validate`.
+
+use std::path::Path;
+
+use discovery::file::ConfigSet;
+use policy::mesh::{MeshConfig, parse_mesh_config};
+use policy::{Diagnostic, FieldPath};
+
+use crate::snapshot::Snapshot;
+
+/// The mesh config in force, and what was wrong with the file, if anything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Mesh {
+    pub config: MeshConfig,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Mesh {
+    /// Reads `path`, or the defaults when there is none.
+    pub fn load(path: Option<&Path>) -> Mesh {
+        let Some(path) = path else {
+            return Mesh::default();
+        };
+        let file = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => Mesh::parse(&file, &text),
+            Err(e) => Mesh::rejected(
+                &file,
+                vec![Diagnostic {
+                    file: file.clone(),
+                    ..Diagnostic::error(FieldPath::root(), format!("cannot read: {e}"))
+                }],
+            ),
+        }
+    }
+
+    /// The mesh config of the text of `file`.
+    pub fn parse(file: &str, text: &str) -> Mesh {
+        match parse_mesh_config(file, text) {
+            Ok(config) => Mesh {
+                config,
+                diagnostics: Vec::new(),
+            },
+            Err(diagnostics) => Mesh::rejected(file, diagnostics),
+        }
+    }
+
+    fn rejected(file: &str, mut diagnostics: Vec<Diagnostic>) -> Mesh {
+        let config = MeshConfig::default();
+        diagnostics.push(Diagnostic {
+            file: file.to_string(),
+            ..Diagnostic::warning(
+                FieldPath::root(),
+                format!(
+                    "the mesh config is not used: running with the defaults (rootNamespace {})",
+                    config.root_namespace
+                ),
+            )
+        });
+        Mesh {
+            config,
+            diagnostics,
+        }
+    }
+
+    /// The snapshot of `config` in this mesh, reporting the file's problems too.
+    pub fn build(&self, generation: u64, config: &ConfigSet) -> Snapshot {
+        let mut snapshot = Snapshot::build_with_mesh(generation, config, &self.config);
+        if !self.diagnostics.is_empty() {
+            snapshot
+                .diagnostics
+                .extend(self.diagnostics.iter().cloned());
+            snapshot.diagnostics.sort();
+            snapshot.diagnostics.dedup();
+        }
+        snapshot
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_file_is_the_defaults() {
+        assert_eq!(Mesh::load(None), Mesh::default());
+        assert_eq!(Mesh::default().config.root_namespace, "istio-system");
+    }
+
+    #[test]
+    fn a_bad_file_runs_on_defaults_and_says_why() {
+        let mesh = Mesh::parse("mesh.yaml", "rootNamespace: mesh-root\ntrustDomain: x\n");
+        assert_eq!(mesh.config, MeshConfig::default());
+        let lines: Vec<String> = mesh.diagnostics.iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            lines,
+            [
+                "mesh.yaml: trustDomain: field is not supported yet",
+                "warning: mesh.yaml: the mesh config is not used: running with the defaults (rootNamespace istio-system)",
+            ]
+        );
+        let snapshot = mesh.build(1, &ConfigSet::default());
+        assert_eq!(snapshot.diagnostics, mesh.diagnostics);
+    }
+
+    #[test]
+    fn an_unreadable_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing.yaml");
+        let mesh = Mesh::load(Some(&path));
+        assert_eq!(mesh.config, MeshConfig::default());
+        assert!(
+            mesh.diagnostics[0]
+                .to_string()
+                .starts_with(&format!("{}: cannot read: ", path.display())),
+            "{:?}",
+            mesh.diagnostics
+        );
+    }
+
+    #[test]
+    fn a_good_file_sets_the_root_namespace() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mesh.yaml");
+        std::fs::write(&path, "rootNamespace: mesh-root\n").unwrap();
+        let mesh = Mesh::load(Some(&path));
+        assert!(mesh.diagnostics.is_empty());
+        assert_eq!(mesh.config.root_namespace, "mesh-root");
+        assert_eq!(
+            mesh.build(1, &ConfigSet::default()).mesh.root_namespace,
+            "mesh-root"
+        );
+    }
+}
