@@ -14,6 +14,7 @@ const TICKS_PER_SECOND: f64 = 100.0;
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Sample {
     pub phase: String,
+    pub pid: u32,
     /// Seconds since the run started.
     pub at_s: f64,
     pub rss_kib: u64,
@@ -63,6 +64,7 @@ pub fn sample(pid: u32, phase: &str, at_s: f64) -> Result<Sample, Error> {
     };
     Ok(Sample {
         phase: phase.to_string(),
+        pid,
         at_s,
         rss_kib: field("VmRSS")?,
         hwm_kib: field("VmHWM")?,

@@ -70,8 +70,10 @@ pub struct TypeCounts {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Errors {
     pub connect_failures: u64,
-    /// Streams that ended or failed and were opened again.
+    /// Open streams that ended or failed (each is opened again).
     pub stream_resets: u64,
+    /// Attempts to open a stream that failed (the server was down).
+    pub stream_open_failures: u64,
     pub nacks: u64,
     pub last_error: Option<String>,
 }
@@ -101,12 +103,18 @@ impl ProcessReport {
             }
             _ => None,
         };
-        let diff = |a: Option<&Sample>, b: Option<&Sample>| Some(b?.cpu_s - a?.cpu_s);
+        // CPU time is per process: after a restart, count from the new one's start.
+        let diff = |a: Option<&Sample>, b: Option<&Sample>| {
+            let (a, b) = (a?, b?);
+            (a.pid == b.pid).then_some(b.cpu_s - a.cpu_s)
+        };
+        let restarted = find("restarted");
         ProcessReport {
             pid,
             marginal_rss_per_proxy_kib: marginal,
             cpu_s_initial_sync: diff(before, synced),
-            cpu_s_convergence: diff(synced, converged),
+            cpu_s_convergence: diff(synced, converged)
+                .or_else(|| Some(converged?.cpu_s - restarted?.cpu_s)),
             samples,
         }
     }
@@ -248,8 +256,9 @@ impl Report {
         let e = &self.errors;
         let _ = writeln!(
             t,
-            "\nstream resets {}, connect failures {}, nacks {}{}",
+            "\nstream resets {}, failed stream opens {}, connect failures {}, nacks {}{}",
             e.stream_resets,
+            e.stream_open_failures,
             e.connect_failures,
             e.nacks,
             e.last_error
@@ -262,7 +271,11 @@ impl Report {
             ("client", Some(&self.client)),
         ] {
             let Some(p) = p else { continue };
-            let _ = writeln!(t, "\n{who} (pid {}):", p.pid);
+            let _ = writeln!(
+                t,
+                "\n{who} (pid {}):",
+                p.samples.last().map_or(p.pid, |s| s.pid)
+            );
             let _ = writeln!(
                 t,
                 "  {:<18} {:>8} {:>12} {:>12} {:>10} {:>8}",
@@ -314,6 +327,7 @@ mod tests {
     fn process_report_derives_marginal_memory_and_cpu() {
         let s = |phase: &str, rss, cpu| Sample {
             phase: phase.into(),
+            pid: 1,
             at_s: 0.0,
             rss_kib: rss,
             hwm_kib: rss,
@@ -332,5 +346,22 @@ mod tests {
         assert_eq!(p.marginal_rss_per_proxy_kib, Some(20.0));
         assert_eq!(p.cpu_s_initial_sync, Some(1.5));
         assert_eq!(p.cpu_s_convergence, Some(0.25));
+
+        // A restart: the new process's CPU counts from its own start.
+        let mut restarted = s("restarted", 900, 0.0);
+        restarted.pid = 2;
+        let mut after = s("after_convergence", 2000, 0.5);
+        after.pid = 2;
+        let p = ProcessReport::new(
+            1,
+            vec![
+                s("before", 1000, 1.0),
+                s("after_sync", 3000, 2.5),
+                restarted,
+                after,
+            ],
+            100,
+        );
+        assert_eq!(p.cpu_s_convergence, Some(0.5));
     }
 }

@@ -118,8 +118,10 @@ pub struct XdsArgs {
     /// Sample this server process's CPU time and memory.
     #[arg(long, conflicts_with = "server_cmd")]
     pub server_pid: Option<u32>,
-    /// Start the server with this shell command (needed by `restart`); prefix
-    /// it with `taskset -c 0` to pin it apart from the harness.
+    /// Start the server with this shell command (needed by `restart`). It is
+    /// run as `sh -c "exec CMD"`, so that the harness samples and signals the
+    /// server itself: set variables with `env`, and pin it apart from the
+    /// harness with `taskset -c 0` (`taskset -c 0 env BOWLINE_LOG=warn bowline serve ...`).
     #[arg(long)]
     pub server_cmd: Option<String>,
     /// Write the report as JSON to this file.
@@ -286,6 +288,7 @@ pub async fn run_scenario(args: &XdsArgs) -> Result<Report> {
         converged: AtomicUsize::new(0),
         connect_failures: AtomicU64::new(0),
         stream_resets: AtomicU64::new(0),
+        open_failures: AtomicU64::new(0),
         nacks: AtomicU64::new(0),
         last_error: Mutex::new(None),
         records: (0..args.proxies)
@@ -478,6 +481,7 @@ pub async fn run_scenario(args: &XdsArgs) -> Result<Report> {
         errors: Errors {
             connect_failures: shared.connect_failures.load(Ordering::Relaxed),
             stream_resets: shared.stream_resets.load(Ordering::Relaxed),
+            stream_open_failures: shared.open_failures.load(Ordering::Relaxed),
             nacks: shared.nacks.load(Ordering::Relaxed),
             last_error: error,
         },
@@ -720,6 +724,7 @@ struct Shared {
     converged: AtomicUsize,
     connect_failures: AtomicU64,
     stream_resets: AtomicU64,
+    open_failures: AtomicU64,
     nacks: AtomicU64,
     last_error: Mutex<Option<String>>,
     records: Vec<Mutex<Record>>,
@@ -1148,7 +1153,16 @@ async fn run_proxy(shared: Arc<Shared>, index: usize) {
             tx.send(req);
         }
         let mut answered = false;
-        if let Ok(mut inbound) = inbound.map_err(|e| shared.error(format!("stream: {e}"))) {
+        let inbound = match inbound {
+            Ok(i) => Some(i),
+            Err(e) => {
+                shared.open_failures.fetch_add(1, Ordering::Relaxed);
+                shared.error(format!("stream: {e}"));
+                None
+            }
+        };
+        let opened = inbound.is_some();
+        if let Some(mut inbound) = inbound {
             loop {
                 tokio::select! {
                     biased;
@@ -1201,7 +1215,9 @@ async fn run_proxy(shared: Arc<Shared>, index: usize) {
                 }
             }
         }
-        shared.stream_resets.fetch_add(1, Ordering::Relaxed);
+        if opened {
+            shared.stream_resets.fetch_add(1, Ordering::Relaxed);
+        }
         if answered {
             backoff.reset();
         }
