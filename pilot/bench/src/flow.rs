@@ -265,13 +265,17 @@ impl Flow {
     /// Whether the proxy holds a cluster of `fqdn` (Istio-style cluster
     /// names end in `|FQDN`).
     pub fn holds_cluster_for(&self, fqdn: &str) -> bool {
+        self.held_services().contains(fqdn)
+    }
+
+    /// The FQDNs of the services the proxy holds clusters of (the part of
+    /// each cluster name after its last `|`).
+    pub fn held_services(&self) -> std::collections::HashSet<&str> {
         self.types[XdsType::Cluster.index()]
             .held
             .keys()
-            .any(|name| {
-                name.strip_suffix(fqdn)
-                    .is_some_and(|rest| rest.ends_with('|'))
-            })
+            .filter_map(|name| name.rsplit_once('|').map(|(_, fqdn)| fqdn))
+            .collect()
     }
 
     fn apply(

@@ -369,6 +369,13 @@ pub async fn run_scenario(args: &XdsArgs) -> Result<Report> {
                 let mut finals: std::collections::BTreeMap<usize, Edit> = Default::default();
                 let mut last_started = churn_start;
                 let mut next_sample = churn_start + Duration::from_secs(1);
+                // Responses count as the change's from the first move on; who
+                // is affected is decided by the final state below.
+                change_tx.send_replace(Some(Arc::new(Change {
+                    started: churn_start,
+                    checks: Vec::new(),
+                    resync: false,
+                })));
                 for k in 0..total {
                     let due = churn_start + Duration::from_secs_f64(k as f64 / args.rate);
                     tokio::time::sleep_until(due.into()).await;
@@ -960,11 +967,12 @@ impl Tracker {
         shared: &Shared,
         record: &mut Record,
     ) {
+        let services = flow.held_services();
         let relevant: Vec<usize> = change
             .checks
             .iter()
             .enumerate()
-            .filter(|(_, c)| flow.holds_cluster_for(c.service()))
+            .filter(|(_, c)| services.contains(c.service()))
             .map(|(i, _)| i)
             .collect();
         let affected = change.resync || !relevant.is_empty();
