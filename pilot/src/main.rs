@@ -27,11 +27,12 @@ enum Command {
     Demo(pilot::demo::DemoArgs),
     /// Check configuration files offline; exits non-zero on errors.
     Validate(pilot::validate::ValidateArgs),
+    /// Size a control plane: generate a mesh, or load an ADS server with simulated sidecars.
+    Bench(bench::BenchArgs),
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    match run().await {
+fn main() -> std::process::ExitCode {
+    match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -40,7 +41,7 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run() -> anyhow::Result<()> {
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -49,10 +50,17 @@ async fn run() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Command::Serve(args) => pilot::serve::run(args).await,
-        Command::Proxy(args) => pilot::agent::run(args).await,
-        Command::Echo(args) => pilot::echo::run(args).await,
-        Command::Demo(args) => pilot::demo::run(args).await,
+        Command::Serve(args) => on_runtime(pilot::serve::run(args)),
+        Command::Proxy(args) => on_runtime(pilot::agent::run(args)),
+        Command::Echo(args) => on_runtime(pilot::echo::run(args)),
+        Command::Demo(args) => on_runtime(pilot::demo::run(args)),
         Command::Validate(args) => pilot::validate::run(args),
+        // The harness sizes its own runtime (`--threads`), to be pinned apart
+        // from the server it measures.
+        Command::Bench(args) => Ok(bench::run(args)?),
     }
+}
+
+fn on_runtime(task: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    tokio::runtime::Runtime::new()?.block_on(task)
 }
