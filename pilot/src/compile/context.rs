@@ -33,8 +33,8 @@ use crate::proxy::Proxy;
 use crate::resources::{ProxyResources, Resource, ResourceType};
 use crate::snapshot::{ScopeKey, SidecarScope, Snapshot};
 
-/// What a proxy's outbound routes depend on: its namespace, labels and
-/// Sidecar scope.
+/// What a proxy's outbound routes depend on: its namespace, the labels some
+/// `sourceLabels` reads, and its Sidecar scope.
 type RouteKey = (String, BTreeMap<String, String>, ScopeKey);
 
 /// What a proxy's shared clusters and endpoints depend on: its namespace and
@@ -59,6 +59,9 @@ pub struct PushContext {
     snapshot: Arc<Snapshot>,
     shared: DashMap<SharedKey, Arc<OnceLock<Arc<SharedResources>>>>,
     routes: DashMap<RouteKey, Arc<OnceLock<Arc<Resource>>>>,
+    /// The label keys some VirtualService's `sourceLabels` reads: the only
+    /// labels of a proxy its routes depend on.
+    route_labels: BTreeSet<String>,
     after: Option<EndpointBase>,
 }
 
@@ -76,10 +79,20 @@ struct EndpointBase {
 impl PushContext {
     /// An empty context of `snapshot`: every part is built on first use.
     pub fn new(snapshot: Arc<Snapshot>) -> Self {
+        let route_labels = snapshot
+            .virtual_services
+            .values()
+            .flatten()
+            .flat_map(|c| &c.object.spec.http)
+            .flat_map(|http| &http.matches)
+            .flat_map(|m| m.source_labels.keys())
+            .cloned()
+            .collect();
         PushContext {
             snapshot,
             shared: DashMap::new(),
             routes: DashMap::new(),
+            route_labels,
             after: None,
         }
     }
@@ -170,13 +183,111 @@ impl PushContext {
 
     /// The outbound route configuration of `proxy`, shared by the proxies
     /// of the same namespace, labels and scope.
+    ///
+    /// Only the labels some `sourceLabels` reads are part of the key, so a
+    /// fleet of distinct workloads shares one route configuration per
+    /// namespace and scope unless routes really tell their labels apart.
     pub(super) fn outbound_routes(&self, proxy: &Proxy, scope: &SidecarScope) -> Arc<Resource> {
-        let key = (proxy.namespace.clone(), proxy.labels.clone(), scope.key());
+        let labels = proxy
+            .labels
+            .iter()
+            .filter(|(k, _)| self.route_labels.contains(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let key = (proxy.namespace.clone(), labels, scope.key());
         let cell = match self.routes.get(&key) {
             Some(cell) => cell.clone(),
             None => self.routes.entry(key).or_default().clone(),
         };
         cell.get_or_init(|| outbound_routes(&self.snapshot, proxy, scope))
             .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use discovery::file::FileStore;
+
+    use super::*;
+
+    const MESH: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: shop}
+spec:
+  selector: {app: reviews}
+  ports: [{name: http, port: 80}]
+"#;
+
+    const BY_SOURCE: &str = r#"
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: shop}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{sourceLabels: {tier: canary}}]
+    route: [{destination: {host: reviews}}]
+    headers: {request: {set: {x-canary: "1"}}}
+  - route: [{destination: {host: reviews}}]
+"#;
+
+    fn context(text: &str) -> PushContext {
+        let mut store = FileStore::default();
+        store.apply(Path::new("mesh.yaml"), text);
+        PushContext::new(Arc::new(Snapshot::build(1, &store.config())))
+    }
+
+    fn proxy(n: u8, labels: &[(&str, &str)]) -> Proxy {
+        let address = std::net::IpAddr::from([10, 0, 0, n]);
+        Proxy {
+            id: Proxy::node_id(address, "client", "shop"),
+            namespace: "shop".into(),
+            workload: "client".into(),
+            address,
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+            service_account: None,
+            app_address: None,
+            app_ports: BTreeMap::new(),
+            outbound_port: crate::proxy::DEFAULT_OUTBOUND_PORT,
+        }
+    }
+
+    fn route(context: &PushContext, proxy: &Proxy) -> Arc<Resource> {
+        let resources = context.compile(proxy);
+        resources
+            .get(ResourceType::Route)
+            .values()
+            .next()
+            .unwrap()
+            .clone()
+    }
+
+    #[test]
+    fn labels_no_route_reads_do_not_split_the_route_memo() {
+        let context = context(MESH);
+        let a = proxy(1, &[("app", "a"), ("tier", "canary")]);
+        let b = proxy(2, &[("app", "b")]);
+        assert!(Arc::ptr_eq(&route(&context, &a), &route(&context, &b)));
+    }
+
+    #[test]
+    fn labels_a_source_match_reads_do() {
+        let context = context(&format!("{MESH}{BY_SOURCE}"));
+        let canary = proxy(1, &[("app", "a"), ("tier", "canary")]);
+        let other_canary = proxy(2, &[("app", "b"), ("tier", "canary")]);
+        let stable = proxy(3, &[("app", "a"), ("tier", "stable")]);
+        assert!(Arc::ptr_eq(
+            &route(&context, &canary),
+            &route(&context, &other_canary)
+        ));
+        assert_ne!(route(&context, &canary), route(&context, &stable));
     }
 }
