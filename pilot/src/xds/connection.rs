@@ -494,12 +494,19 @@ impl Connection {
             return ResourceMap::new();
         };
         let current = self.resources.get(ResourceType::Cluster);
-        let dropped: Vec<&Arc<Resource>> = cds
-            .client_has
-            .values()
-            .filter_map(Held::sent)
-            .filter(|c| !current.contains_key(&c.name))
-            .collect();
+        // Both maps are sorted by name: one walk over both finds what the
+        // client has that is no longer current, without a lookup per
+        // cluster. This runs for every CDS and EDS evaluation and every
+        // LDS and RDS request, with thousands of clusters per proxy.
+        let mut names = current.keys().peekable();
+        let mut dropped: Vec<&Arc<Resource>> = Vec::new();
+        for (name, held) in &cds.client_has {
+            while names.next_if(|n| n.as_str() < name.as_str()).is_some() {}
+            if names.peek().is_some_and(|n| *n == name) {
+                continue;
+            }
+            dropped.extend(held.sent());
+        }
         if dropped.is_empty() {
             return ResourceMap::new();
         }
