@@ -38,6 +38,8 @@ use policy::networking::{DestinationRule, VirtualService, WorkloadEntry};
 use policy::{Diagnostic, FieldPath, Object};
 
 pub use candidates::{Candidate, Candidates, HostPolicy};
+#[cfg(test)]
+pub(crate) use changes::test_mesh;
 pub use changes::{ChangeSet, PushReason};
 pub(crate) use scope::ScopeKey;
 pub use scope::SidecarScope;

@@ -20,6 +20,7 @@ async fn serve(dir: &std::path::Path) -> ControlPlane {
         config_dir: dir.to_path_buf(),
         xds_addr: SocketAddr::from((HOST, 0)),
         admin_addr: SocketAddr::from((HOST, 0)),
+        mesh_config: None,
     })
     .await
     .expect("the control plane starts on the generated mesh")

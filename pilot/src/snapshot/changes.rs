@@ -264,20 +264,13 @@ fn moved_addresses(old: &ServiceModel, new: &ServiceModel) -> BTreeSet<String> {
         .collect()
 }
 
+/// For tests of what a change reaches: `reviews` in `shop` with two
+/// workloads (the second at `second`), seen by every namespace, and `ledger`
+/// in `bank`, exported to its own namespace only; `extra` is appended.
 #[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-    use std::path::Path;
-
-    use discovery::file::FileStore;
-
-    use super::*;
-
-    /// `reviews` in `shop` with two workloads, and `ledger` in `bank`,
-    /// exported to its own namespace only; `extra` is appended.
-    fn mesh(reviews_second_address: &str, extra: &str) -> Snapshot {
-        let text = format!(
-            r#"
+pub(crate) fn test_mesh(generation: u64, second: &str, extra: &str) -> Snapshot {
+    let text = format!(
+        r#"
 apiVersion: v1
 kind: Service
 metadata: {{name: reviews, namespace: shop}}
@@ -293,7 +286,7 @@ spec: {{address: 10.0.0.1, labels: {{app: reviews}}}}
 apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
 metadata: {{name: reviews-2, namespace: shop}}
-spec: {{address: {reviews_second_address}, labels: {{app: reviews}}}}
+spec: {{address: {second}, labels: {{app: reviews}}}}
 ---
 apiVersion: v1
 kind: Service
@@ -310,10 +303,19 @@ kind: WorkloadEntry
 metadata: {{name: ledger-1, namespace: bank}}
 spec: {{address: 10.0.1.1, labels: {{app: ledger}}}}
 {extra}"#
-        );
-        let mut store = FileStore::default();
-        store.apply(Path::new("mesh.yaml"), &text);
-        Snapshot::build(1, &store.config())
+    );
+    let mut store = discovery::file::FileStore::default();
+    store.apply(std::path::Path::new("mesh.yaml"), &text);
+    Snapshot::build(generation, &store.config())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn mesh(reviews_second_address: &str, extra: &str) -> Snapshot {
+        test_mesh(1, reviews_second_address, extra)
     }
 
     fn proxy(namespace: &str, address: &str) -> Proxy {

@@ -80,3 +80,33 @@ pub(super) fn resources(
         map(routes),
     ))
 }
+
+/// The node a sidecar of `workload` in `namespace` at `address` sends.
+pub(super) fn node(
+    address: &str,
+    workload: &str,
+    namespace: &str,
+) -> envoy_types::pb::envoy::config::core::v3::Node {
+    use envoy_types::pb::google::protobuf::value::Kind;
+    use envoy_types::pb::google::protobuf::{Struct, Value};
+
+    use crate::proxy::meta;
+
+    let string = |s: &str| Value {
+        kind: Some(Kind::StringValue(s.to_string())),
+    };
+    envoy_types::pb::envoy::config::core::v3::Node {
+        id: format!("sidecar~{address}~{workload}.{namespace}~{namespace}.svc.cluster.local"),
+        metadata: Some(Struct {
+            fields: [
+                (meta::NAMESPACE, string(namespace)),
+                (meta::WORKLOAD, string(workload)),
+                (meta::ADDRESS, string(address)),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        }),
+        ..Default::default()
+    }
+}

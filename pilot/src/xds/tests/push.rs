@@ -2,19 +2,15 @@
 //! a proxy, and what they send it.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use discovery::file::FileStore;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse,
 };
-use envoy_types::pb::google::protobuf::value::Kind;
-use envoy_types::pb::google::protobuf::{Struct, Value};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
@@ -22,54 +18,15 @@ use tonic::transport::server::TcpIncoming;
 
 use super::{CDS, EDS, LDS, RDS};
 use crate::compile::compile;
-use crate::proxy::{Proxy, meta};
+use crate::proxy::Proxy;
 use crate::resources::ResourceType;
 use crate::snapshot::Snapshot;
 use crate::xds::push::PushQueue;
 use crate::xds::server::AdsServer;
 use crate::xds::status::StatusRegistry;
 
-/// `reviews` in `shop`, seen by every namespace, and `ledger` in `bank`,
-/// seen by `bank` only; `reviews-2` at `second`, and `extra` appended.
 fn mesh(generation: u64, second: &str, extra: &str) -> Arc<Snapshot> {
-    let text = format!(
-        r#"
-apiVersion: v1
-kind: Service
-metadata: {{name: reviews, namespace: shop}}
-spec:
-  selector: {{app: reviews}}
-  ports: [{{name: http, port: 80}}]
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: reviews-1, namespace: shop}}
-spec: {{address: 10.0.0.1, labels: {{app: reviews}}}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: reviews-2, namespace: shop}}
-spec: {{address: {second}, labels: {{app: reviews}}}}
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: ledger
-  namespace: bank
-  annotations: {{networking.istio.io/exportTo: "."}}
-spec:
-  selector: {{app: ledger}}
-  ports: [{{name: http, port: 80}}]
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: ledger-1, namespace: bank}}
-spec: {{address: 10.0.1.1, labels: {{app: ledger}}}}
-{extra}"#
-    );
-    let mut store = FileStore::default();
-    store.apply(Path::new("mesh.yaml"), &text);
-    Arc::new(Snapshot::build(generation, &store.config()))
+    Arc::new(crate::snapshot::test_mesh(generation, second, extra))
 }
 
 fn route_header(host: &str, namespace: &str, value: &str) -> String {
@@ -81,23 +38,7 @@ fn route_header(host: &str, namespace: &str, value: &str) -> String {
 const ADDRESS: &str = "10.0.9.1";
 
 fn node() -> Node {
-    let string = |s: &str| Value {
-        kind: Some(Kind::StringValue(s.to_string())),
-    };
-    Node {
-        id: format!("sidecar~{ADDRESS}~client.shop~shop.svc.cluster.local"),
-        metadata: Some(Struct {
-            fields: [
-                (meta::NAMESPACE, string("shop")),
-                (meta::WORKLOAD, string("client")),
-                (meta::ADDRESS, string(ADDRESS)),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
-        }),
-        ..Default::default()
-    }
+    super::node(ADDRESS, "client", "shop")
 }
 
 struct Harness {

@@ -6,8 +6,6 @@ use std::sync::Arc;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
-use envoy_types::pb::google::protobuf::value::Kind;
-use envoy_types::pb::google::protobuf::{Struct, Value};
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -51,23 +49,7 @@ async fn start() -> Harness {
 }
 
 fn node(address: &str) -> Node {
-    let string = |s: &str| Value {
-        kind: Some(Kind::StringValue(s.to_string())),
-    };
-    Node {
-        id: format!("sidecar~{address}~shop.store~store.svc.cluster.local"),
-        metadata: Some(Struct {
-            fields: [
-                (meta::NAMESPACE, string("store")),
-                (meta::WORKLOAD, string("shop")),
-                (meta::ADDRESS, string(address)),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
-        }),
-        ..Default::default()
-    }
+    super::node(address, "shop", "store")
 }
 
 #[tokio::test]
