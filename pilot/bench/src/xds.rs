@@ -391,6 +391,10 @@ pub async fn run_scenario(args: &XdsArgs) -> Result<Report> {
                     }
                 }
                 edit_started = last_started;
+                // The wait below counts the proxies that have taken this
+                // final change, not the first one: without the reset it
+                // could end before any proxy had looked at the final state.
+                shared.notified.store(0, Ordering::Release);
                 change_tx.send_replace(Some(Arc::new(Change {
                     started: last_started,
                     checks: finals.values().map(Check::from_edit).collect(),
@@ -976,7 +980,6 @@ impl Tracker {
             .map(|(i, _)| i)
             .collect();
         let affected = change.resync || !relevant.is_empty();
-        let first = self.change.is_none();
         if self.affected && !self.converged {
             // Superseded before it converged: no longer counted as affected.
             shared.affected.fetch_sub(1, Ordering::AcqRel);
@@ -987,9 +990,9 @@ impl Tracker {
         if affected {
             shared.affected.fetch_add(1, Ordering::AcqRel);
         }
-        if first {
-            shared.notified.fetch_add(1, Ordering::AcqRel);
-        }
+        // Counted per change: a proxy takes each change once (the watch
+        // hands it only the newest).
+        shared.notified.fetch_add(1, Ordering::AcqRel);
         record.notified = true;
         record.affected = affected;
         record.converged_ms = None;
