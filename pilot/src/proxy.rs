@@ -50,6 +50,26 @@ impl Proxy {
         format!("sidecar~{address}~{workload}.{namespace}~{namespace}.svc.cluster.local")
     }
 
+    /// A workload `client` of `namespace` at `address`, with `labels` and no
+    /// application ports: the proxy unit tests compile for.
+    #[cfg(test)]
+    pub(crate) fn client(namespace: &str, address: IpAddr, labels: &[(&str, &str)]) -> Proxy {
+        Proxy {
+            id: Proxy::node_id(address, "client", namespace),
+            namespace: namespace.into(),
+            workload: "client".into(),
+            address,
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            service_account: None,
+            app_address: None,
+            app_ports: BTreeMap::new(),
+            outbound_port: DEFAULT_OUTBOUND_PORT,
+        }
+    }
+
     /// Where inbound traffic for `port` goes: the declared application address.
     pub fn app_for(&self, port: u16) -> Option<SocketAddr> {
         self.app_ports.get(&port).copied().or(self.app_address)

@@ -45,6 +45,15 @@ fn args(
     a
 }
 
+/// The xDS types that received responses after the change.
+fn changed_types(r: &Report) -> Vec<&str> {
+    r.types
+        .iter()
+        .filter(|t| t.phase == "change")
+        .map(|t| t.ty)
+        .collect()
+}
+
 fn assert_converged(r: &Report) {
     let what = format!("{} {}", r.mode, r.scenario);
     assert_eq!(
@@ -85,12 +94,7 @@ async fn edits_converge(mode: Mode, first: u8) {
         .await
         .unwrap();
     assert_converged(&vs);
-    let change: Vec<_> = vs
-        .types
-        .iter()
-        .filter(|t| t.phase == "change")
-        .map(|t| t.ty)
-        .collect();
+    let change = changed_types(&vs);
     assert!(
         change.contains(&"rds"),
         "a VirtualService edit changes routes: {change:?}"
@@ -100,12 +104,7 @@ async fn edits_converge(mode: Mode, first: u8) {
         .await
         .unwrap();
     assert_converged(&moved);
-    let change: Vec<_> = moved
-        .types
-        .iter()
-        .filter(|t| t.phase == "change")
-        .map(|t| t.ty)
-        .collect();
+    let change = changed_types(&moved);
     assert!(
         change.contains(&"eds"),
         "an endpoint move changes endpoints: {change:?}"

@@ -206,7 +206,6 @@ impl PushContext {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::path::Path;
 
     use discovery::file::FileStore;
@@ -243,21 +242,7 @@ spec:
     }
 
     fn proxy(n: u8, labels: &[(&str, &str)]) -> Proxy {
-        let address = std::net::IpAddr::from([10, 0, 0, n]);
-        Proxy {
-            id: Proxy::node_id(address, "client", "shop"),
-            namespace: "shop".into(),
-            workload: "client".into(),
-            address,
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<BTreeMap<_, _>>(),
-            service_account: None,
-            app_address: None,
-            app_ports: BTreeMap::new(),
-            outbound_port: crate::proxy::DEFAULT_OUTBOUND_PORT,
-        }
+        Proxy::client("shop", std::net::IpAddr::from([10, 0, 0, n]), labels)
     }
 
     fn route(context: &PushContext, proxy: &Proxy) -> Arc<Resource> {

@@ -312,25 +312,13 @@ spec: {{address: 10.0.1.1, labels: {{app: ledger}}}}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     fn mesh(reviews_second_address: &str, extra: &str) -> Snapshot {
         test_mesh(1, reviews_second_address, extra)
     }
 
     fn proxy(namespace: &str, address: &str) -> Proxy {
-        let address = address.parse().unwrap();
-        Proxy {
-            id: Proxy::node_id(address, "client", namespace),
-            namespace: namespace.into(),
-            workload: "client".into(),
-            address,
-            labels: BTreeMap::new(),
-            service_account: None,
-            app_address: None,
-            app_ports: BTreeMap::new(),
-            outbound_port: crate::proxy::DEFAULT_OUTBOUND_PORT,
-        }
+        Proxy::client(namespace, address.parse().unwrap(), &[])
     }
 
     const REVIEWS: &str = "reviews.shop.svc.cluster.local";
