@@ -21,37 +21,39 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::agent::{self, BootstrapConfig, Sidecar, SidecarConfig, XdsAddress, XdsMode};
+use pilot_agent::{self as agent, BootstrapConfig, Sidecar, SidecarConfig, XdsAddress, XdsMode};
+use pilot_core::proxy;
+use pilot_core::snapshot::Snapshot;
+use pilot_server::serve::{ControlPlane, ServeArgs};
+
 use crate::echo::{self, EchoInfo};
-use crate::serve::{ControlPlane, ServeArgs};
-use crate::snapshot::Snapshot;
 
 /// Where each demo application listens on its workload's address. Inside the
 /// sidecar's reserved range (15000-15090), so no service port collides with it.
-pub const APP_PORT: u16 = 15080;
+pub(crate) const APP_PORT: u16 = 15080;
 
 /// The example mesh run when no directory is given.
-pub const DEFAULT_CONFIG_DIR: &str = "manifests/examples/demo";
+pub(crate) const DEFAULT_CONFIG_DIR: &str = "manifests/examples/demo";
 
 /// Flags of `bowline demo`.
 #[derive(clap::Args, Debug)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Directory of YAML manifests [default: manifests/examples/demo]
     #[arg(long)]
-    pub config_dir: Option<PathBuf>,
+    pub(crate) config_dir: Option<PathBuf>,
     /// The Envoy binary; otherwise $BOWLINE_ENVOY, `envoy` on PATH, or ./.venv.
     #[arg(long)]
-    pub envoy: Option<PathBuf>,
+    pub(crate) envoy: Option<PathBuf>,
     #[arg(long, default_value = "127.0.0.1:15010")]
-    pub xds_addr: SocketAddr,
+    pub(crate) xds_addr: SocketAddr,
     #[arg(long, default_value = "127.0.0.1:15014")]
-    pub admin_addr: SocketAddr,
+    pub(crate) admin_addr: SocketAddr,
     /// ADS variant the sidecars use.
     #[arg(long, value_enum, default_value_t = XdsMode::Sotw)]
-    pub xds_mode: XdsMode,
+    pub(crate) xds_mode: XdsMode,
     /// Istio MeshConfig YAML, as for `bowline serve`.
     #[arg(long)]
-    pub mesh_config: Option<PathBuf>,
+    pub(crate) mesh_config: Option<PathBuf>,
 }
 
 /// One workload of the demo: its application and its sidecar.
@@ -63,7 +65,7 @@ struct Running {
     sidecar: Sidecar,
 }
 
-pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let envoy = agent::envoy::locate(args.envoy.as_deref())?;
     let config_dir = args
         .config_dir
@@ -272,7 +274,7 @@ fn print_summary(
                 .get("version")
                 .map_or("-", String::as_str),
             format!("{address}:{APP_PORT}"),
-            format!("{address}:{}", crate::proxy::DEFAULT_OUTBOUND_PORT),
+            format!("{address}:{}", proxy::DEFAULT_OUTBOUND_PORT),
             r.sidecar.admin_addr()
         );
     }
@@ -308,12 +310,12 @@ fn print_summary(
         println!(
             "  curl -s -x http://{}:{} http://{host}:{port}/",
             client.entry.spec.address,
-            crate::proxy::DEFAULT_OUTBOUND_PORT
+            proxy::DEFAULT_OUTBOUND_PORT
         );
         println!(
             "  for i in $(seq 50); do curl -s -x http://{}:{} http://{host}:{port}/ | grep -o '\"version\":\"[^\"]*\"'; done | sort | uniq -c",
             client.entry.spec.address,
-            crate::proxy::DEFAULT_OUTBOUND_PORT
+            proxy::DEFAULT_OUTBOUND_PORT
         );
     }
     println!();

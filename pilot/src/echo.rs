@@ -28,37 +28,37 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 /// Response header naming the workload that answered.
-pub const WORKLOAD_HEADER: &str = "x-bowline-workload";
+pub(crate) const WORKLOAD_HEADER: &str = "x-bowline-workload";
 /// Longest delay `/delay/{ms}` accepts.
-pub const MAX_DELAY_MS: u64 = 60_000;
+pub(crate) const MAX_DELAY_MS: u64 = 60_000;
 
 /// Serve the echo application.
 #[derive(clap::Args, Debug, Clone)]
-pub struct EchoArgs {
+pub(crate) struct EchoArgs {
     /// Address to listen on, `IP:PORT`.
     #[arg(long)]
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// Workload name reported in responses.
     #[arg(long, default_value = "echo")]
-    pub workload: String,
+    pub(crate) workload: String,
     /// Namespace reported in responses.
     #[arg(long, default_value = "default")]
-    pub namespace: String,
+    pub(crate) namespace: String,
     /// Version reported in responses.
     #[arg(long, default_value = "v1")]
-    pub version: String,
+    pub(crate) version: String,
 }
 
 /// Who is answering: reported in every response body.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EchoInfo {
-    pub workload: String,
-    pub namespace: String,
-    pub version: String,
+pub(crate) struct EchoInfo {
+    pub(crate) workload: String,
+    pub(crate) namespace: String,
+    pub(crate) version: String,
 }
 
 /// Runs `bowline echo` until Ctrl-C or SIGTERM.
-pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: EchoArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("cannot listen on {}", args.addr))?;
@@ -77,7 +77,7 @@ pub async fn run(args: EchoArgs) -> anyhow::Result<()> {
 }
 
 /// Serves the echo application on `listener` until `shutdown` resolves.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     info: EchoInfo,
     shutdown: impl Future<Output = ()> + Send + 'static,

@@ -1,6 +1,13 @@
 //! `bowline`: the control plane, the sidecar agent, a demo application and a
 //! whole demo mesh, in one binary.
 
+mod agent;
+mod demo;
+mod echo;
+mod server;
+mod signal;
+mod validate;
+
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -18,15 +25,15 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the control plane: watch a config directory and serve xDS.
-    Serve(pilot::serve::ServeArgs),
+    Serve(pilot_server::serve::ServeArgs),
     /// Run a sidecar: write an Envoy bootstrap, start Envoy and supervise it.
-    Proxy(pilot::agent::ProxyArgs),
+    Proxy(agent::ProxyArgs),
     /// Run a small HTTP application that answers with what it received.
-    Echo(pilot::echo::EchoArgs),
+    Echo(echo::EchoArgs),
     /// Run a whole mesh on this machine: control plane, applications and sidecars.
-    Demo(pilot::demo::DemoArgs),
+    Demo(demo::DemoArgs),
     /// Check configuration files offline; exits non-zero on errors.
-    Validate(pilot::validate::ValidateArgs),
+    Validate(validate::ValidateArgs),
     /// Size a control plane: generate a mesh, or load an ADS server with simulated sidecars.
     Bench(bench::BenchArgs),
 }
@@ -50,11 +57,11 @@ fn run() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Command::Serve(args) => on_runtime(pilot::serve::run(args)),
-        Command::Proxy(args) => on_runtime(pilot::agent::run(args)),
-        Command::Echo(args) => on_runtime(pilot::echo::run(args)),
-        Command::Demo(args) => on_runtime(pilot::demo::run(args)),
-        Command::Validate(args) => pilot::validate::run(args),
+        Command::Serve(args) => on_runtime(server::run(args)),
+        Command::Proxy(args) => on_runtime(agent::run(args)),
+        Command::Echo(args) => on_runtime(echo::run(args)),
+        Command::Demo(args) => on_runtime(demo::run(args)),
+        Command::Validate(args) => validate::run(args),
         // The harness sizes its own runtime (`--threads`), to be pinned apart
         // from the server it measures.
         Command::Bench(args) => Ok(bench::run(args)?),

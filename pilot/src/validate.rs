@@ -18,35 +18,35 @@ use std::path::{Path, PathBuf};
 use discovery::file::FileStore;
 use policy::{Diagnostic, Severity};
 
-use crate::mesh::Mesh;
+use pilot_core::mesh::Mesh;
 
 /// Arguments of `bowline validate`.
 #[derive(clap::Args, Debug)]
-pub struct ValidateArgs {
+pub(crate) struct ValidateArgs {
     /// Files or directories to check; directories are read recursively for
     /// `.yaml` and `.yml` files.
     #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
-    pub paths: Vec<PathBuf>,
+    pub(crate) paths: Vec<PathBuf>,
     /// Istio MeshConfig YAML, as `bowline serve` takes it; its errors count.
     #[arg(long)]
-    pub mesh_config: Option<PathBuf>,
+    pub(crate) mesh_config: Option<PathBuf>,
 }
 
 /// What validation found in a set of files.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Report {
+pub(crate) struct Report {
     /// One line per problem, in file, document and path order; files that
     /// could not be read come first.
-    pub lines: Vec<String>,
+    pub(crate) lines: Vec<String>,
     /// Objects that are valid and would be in force.
-    pub objects: usize,
-    pub errors: usize,
-    pub warnings: usize,
+    pub(crate) objects: usize,
+    pub(crate) errors: usize,
+    pub(crate) warnings: usize,
 }
 
 impl Report {
     /// `3 objects valid, 1 errors, 2 warnings`.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         format!(
             "{} objects valid, {} errors, {} warnings",
             self.objects, self.errors, self.warnings
@@ -56,15 +56,16 @@ impl Report {
 
 /// One input: a file as the user named it, and its text or why it could not
 /// be read.
-pub type Input = (PathBuf, Result<String, String>);
+pub(crate) type Input = (PathBuf, Result<String, String>);
 
 /// Validates the given file contents together. Pure: the files are already read.
-pub fn check(inputs: &[Input]) -> Report {
+#[cfg(test)]
+pub(crate) fn check(inputs: &[Input]) -> Report {
     check_in(inputs, &Mesh::default())
 }
 
 /// Like [`check`], in `mesh` (whose own problems are reported too).
-pub fn check_in(inputs: &[Input], mesh: &Mesh) -> Report {
+pub(crate) fn check_in(inputs: &[Input], mesh: &Mesh) -> Report {
     let mut report = Report::default();
     let mut store = FileStore::new();
     for (path, text) in inputs {
@@ -94,7 +95,7 @@ pub fn check_in(inputs: &[Input], mesh: &Mesh) -> Report {
 /// Every file named by `paths`, directories expanded recursively (sorted,
 /// without repeats). A path that does not exist or cannot be listed becomes an
 /// input that failed to read.
-pub fn collect(paths: &[PathBuf]) -> Vec<Input> {
+pub(crate) fn collect(paths: &[PathBuf]) -> Vec<Input> {
     let mut files = BTreeSet::new();
     let mut failed = Vec::new();
     for path in paths {
@@ -129,7 +130,7 @@ fn walk(dir: &Path, files: &mut BTreeSet<PathBuf>) -> Result<(), String> {
 
 /// Runs `bowline validate`: prints every problem and the summary on stdout,
 /// and fails when there is at least one error.
-pub fn run(args: ValidateArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: ValidateArgs) -> anyhow::Result<()> {
     let mesh = Mesh::load(args.mesh_config.as_deref());
     let report = check_in(&collect(&args.paths), &mesh);
     for line in &report.lines {

@@ -7,8 +7,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::protobuf::{ListValue, Struct, Value, value::Kind};
-use pilot::agent::bootstrap::{self, BootstrapConfig, XdsAddress};
-use pilot::proxy::Proxy;
+use pilot_agent::bootstrap::{self, BootstrapConfig, XdsAddress};
+use pilot_core::proxy::Proxy;
 
 /// JSON, as Envoy reads it from the bootstrap file, to the protobuf Struct
 /// it sends in the node.
@@ -91,7 +91,10 @@ fn a_minimal_agent_gives_the_defaults() {
     );
     let proxy = Proxy::try_from(&node_of(&cfg)).unwrap();
     assert_eq!(proxy.id, cfg.node_id());
-    assert_eq!(proxy.outbound_port, pilot::proxy::DEFAULT_OUTBOUND_PORT);
+    assert_eq!(
+        proxy.outbound_port,
+        pilot_core::proxy::DEFAULT_OUTBOUND_PORT
+    );
     assert!(proxy.labels.is_empty());
     assert_eq!(proxy.service_account, None);
     assert_eq!(proxy.app_address, None);

@@ -12,8 +12,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-use pilot::agent::bootstrap::{self, BootstrapConfig, XdsMode};
-use pilot::agent::sidecar::{Error, RestartPolicy, Sidecar, SidecarConfig};
+use pilot_agent::bootstrap::{self, BootstrapConfig, XdsMode};
+use pilot_agent::sidecar::{Error, RestartPolicy, Sidecar, SidecarConfig};
 
 use crate::harness::{envoy as envoy_binary, wait_for};
 

@@ -8,9 +8,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use discovery::file::FileStore;
-use pilot::compile::{compile, verify};
-use pilot::proxy::{DEFAULT_OUTBOUND_PORT, Proxy};
-use pilot::snapshot::Snapshot;
+use pilot_core::compile::{compile, verify};
+use pilot_core::proxy::{DEFAULT_OUTBOUND_PORT, Proxy};
+use pilot_core::snapshot::Snapshot;
 
 use crate::harness::{APP_PORT, BOWLINE};
 

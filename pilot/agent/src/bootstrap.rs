@@ -1,0 +1,491 @@
+//! The Envoy v3 bootstrap a sidecar starts from.
+//!
+//! The bootstrap only tells Envoy who it is (node id and metadata), where its
+//! admin interface listens and how to reach the control plane over ADS. All
+//! listeners and clusters come from the control plane.
+//!
+//! ```text
+//! BootstrapConfig ──► build (pure) ──► serde_json::Value ──► bootstrap file ──► envoy -c FILE
+//! ```
+//!
+//! `build` does no I/O and its output is deterministic (object keys are
+//! sorted), so it can be compared against golden files.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+
+use serde_json::{Map, Value, json};
+
+use pilot_core::proxy::{self, Proxy};
+
+/// Name of the static cluster that points at the control plane.
+pub const XDS_CLUSTER: &str = "xds-grpc";
+
+/// The RE2 program size above which Envoy rejects a regex. Envoy's default
+/// of 100 rejects ordinary route patterns; Istio's bootstrap raises it to
+/// this value (validation bounds the pattern length at 1024 characters).
+pub const RE2_MAX_PROGRAM_SIZE: u32 = 32768;
+
+/// Errors from parsing bootstrap inputs.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    #[error("xds address {0:?}: expected HOST:PORT")]
+    XdsAddress(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How Envoy subscribes over ADS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum XdsMode {
+    /// State of the world (`api_type: GRPC`).
+    #[default]
+    Sotw,
+    /// Incremental (`api_type: DELTA_GRPC`).
+    Delta,
+}
+
+impl XdsMode {
+    /// The `ApiConfigSource.api_type` for this mode.
+    pub fn api_type(self) -> &'static str {
+        match self {
+            XdsMode::Sotw => "GRPC",
+            XdsMode::Delta => "DELTA_GRPC",
+        }
+    }
+}
+
+/// Where the control plane's xDS server listens: an IP address or a host name, and a port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct XdsAddress {
+    pub host: String,
+    pub port: u16,
+}
+
+impl XdsAddress {
+    /// Whether `host` is a literal IP address (a `STATIC` cluster) rather than a
+    /// name Envoy must resolve (`STRICT_DNS`).
+    pub fn is_ip(&self) -> bool {
+        self.host.parse::<IpAddr>().is_ok()
+    }
+}
+
+impl From<SocketAddr> for XdsAddress {
+    fn from(addr: SocketAddr) -> Self {
+        XdsAddress {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        }
+    }
+}
+
+impl FromStr for XdsAddress {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        if let Ok(addr) = s.parse::<SocketAddr>() {
+            return Ok(addr.into());
+        }
+        let invalid = || Error::XdsAddress(s.to_string());
+        let (host, port) = s.rsplit_once(':').ok_or_else(invalid)?;
+        let port = port.parse::<u16>().map_err(|_| invalid())?;
+        let valid_host = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
+        if !valid_host {
+            return Err(invalid());
+        }
+        Ok(XdsAddress {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for XdsAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.host.parse::<IpAddr>() {
+            Ok(IpAddr::V6(ip)) => write!(f, "[{ip}]:{}", self.port),
+            _ => write!(f, "{}:{}", self.host, self.port),
+        }
+    }
+}
+
+/// Everything the bootstrap depends on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BootstrapConfig {
+    pub namespace: String,
+    pub workload: String,
+    /// The workload's own address; admin and all listeners bind to it.
+    pub address: IpAddr,
+    pub labels: BTreeMap<String, String>,
+    pub service_account: Option<String>,
+    /// Where the application listens for inbound ports not in `app_ports`.
+    pub app_address: Option<SocketAddr>,
+    /// Inbound port -> where the application listens for it.
+    pub app_ports: BTreeMap<u16, SocketAddr>,
+    pub xds_address: XdsAddress,
+    pub xds_mode: XdsMode,
+    pub admin_port: u16,
+    pub outbound_port: u16,
+}
+
+impl BootstrapConfig {
+    /// A configuration with the default ports, ADS in state-of-the-world
+    /// mode, and no labels, service account or application address.
+    pub fn new(
+        namespace: impl Into<String>,
+        workload: impl Into<String>,
+        address: IpAddr,
+        xds_address: XdsAddress,
+    ) -> Self {
+        BootstrapConfig {
+            namespace: namespace.into(),
+            workload: workload.into(),
+            address,
+            labels: BTreeMap::new(),
+            service_account: None,
+            app_address: None,
+            app_ports: BTreeMap::new(),
+            xds_address,
+            xds_mode: XdsMode::Sotw,
+            admin_port: proxy::DEFAULT_ADMIN_PORT,
+            outbound_port: proxy::DEFAULT_OUTBOUND_PORT,
+        }
+    }
+
+    /// Envoy's node id for this sidecar.
+    pub fn node_id(&self) -> String {
+        Proxy::node_id(self.address, &self.workload, &self.namespace)
+    }
+
+    /// Where Envoy's admin interface listens.
+    pub fn admin_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.address, self.admin_port)
+    }
+}
+
+/// Builds the Envoy v3 bootstrap for `cfg`.
+pub fn build(cfg: &BootstrapConfig) -> Value {
+    json!({
+        "node": {
+            "id": cfg.node_id(),
+            "cluster": format!("{}.{}", cfg.workload, cfg.namespace),
+            "metadata": node_metadata(cfg),
+        },
+        "admin": {
+            "address": socket_address(&cfg.address.to_string(), cfg.admin_port),
+        },
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": cfg.xds_mode.api_type(),
+                "transport_api_version": "V3",
+                "grpc_services": [{
+                    "envoy_grpc": {
+                        "cluster_name": XDS_CLUSTER,
+                        // Envoy's default is 500ms growing to 30s; a control plane
+                        // restart should be picked up within a couple of seconds.
+                        "retry_policy": {
+                            "retry_back_off": {
+                                "base_interval": "0.25s",
+                                "max_interval": "2s",
+                            },
+                        },
+                    },
+                }],
+                "set_node_on_first_message_only": true,
+            },
+            "lds_config": { "ads": {}, "resource_api_version": "V3" },
+            "cds_config": { "ads": {}, "resource_api_version": "V3" },
+        },
+        "static_resources": {
+            "clusters": [xds_cluster(&cfg.xds_address)],
+        },
+        "layered_runtime": layered_runtime(),
+    })
+}
+
+/// Istio's runtime layers: a static layer with the RE2 program size limit
+/// (a string, as Istio writes it; Envoy reads it as a number), then the
+/// admin layer so `/runtime_modify` still works.
+fn layered_runtime() -> Value {
+    json!({
+        "layers": [
+            {
+                "name": "global config",
+                "static_layer": {
+                    "re2.max_program_size.error_level": RE2_MAX_PROGRAM_SIZE.to_string(),
+                },
+            },
+            { "name": "admin", "admin_layer": {} },
+        ],
+    })
+}
+
+/// Node metadata with every `proxy::meta` key. Labels and application ports
+/// are objects of strings, the outbound port is a string; the service account
+/// and the application address are left out when unset.
+fn node_metadata(cfg: &BootstrapConfig) -> Value {
+    let mut meta = Map::new();
+    meta.insert(proxy::meta::NAMESPACE.into(), cfg.namespace.clone().into());
+    meta.insert(proxy::meta::WORKLOAD.into(), cfg.workload.clone().into());
+    meta.insert(proxy::meta::ADDRESS.into(), cfg.address.to_string().into());
+    let labels: Map<String, Value> = cfg
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    meta.insert(proxy::meta::LABELS.into(), Value::Object(labels));
+    if let Some(sa) = &cfg.service_account {
+        meta.insert(proxy::meta::SERVICE_ACCOUNT.into(), sa.clone().into());
+    }
+    if let Some(app) = cfg.app_address {
+        meta.insert(proxy::meta::APP_ADDRESS.into(), app.to_string().into());
+    }
+    let app_ports: Map<String, Value> = cfg
+        .app_ports
+        .iter()
+        .map(|(port, addr)| (port.to_string(), Value::String(addr.to_string())))
+        .collect();
+    meta.insert(proxy::meta::APP_PORTS.into(), Value::Object(app_ports));
+    meta.insert(
+        proxy::meta::OUTBOUND_PORT.into(),
+        cfg.outbound_port.to_string().into(),
+    );
+    Value::Object(meta)
+}
+
+/// The static cluster to the control plane. It must speak HTTP/2: without it
+/// Envoy waits forever in cluster manager initialisation.
+fn xds_cluster(xds: &XdsAddress) -> Value {
+    let mut cluster = json!({
+        "name": XDS_CLUSTER,
+        "type": if xds.is_ip() { "STATIC" } else { "STRICT_DNS" },
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": XDS_CLUSTER,
+            "endpoints": [{
+                "lb_endpoints": [{
+                    "endpoint": { "address": socket_address(&xds.host, xds.port) },
+                }],
+            }],
+        },
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {
+                    "http2_protocol_options": {
+                        "connection_keepalive": { "interval": "30s", "timeout": "5s" },
+                    },
+                },
+            },
+        },
+    });
+    if !xds.is_ip()
+        && let Some(obj) = cluster.as_object_mut()
+    {
+        obj.insert("dns_lookup_family".into(), "V4_PREFERRED".into());
+    }
+    cluster
+}
+
+fn socket_address(host: &str, port: u16) -> Value {
+    json!({ "socket_address": { "address": host, "port_value": port } })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> BootstrapConfig {
+        let mut cfg = BootstrapConfig::new(
+            "shop",
+            "reviews-v1",
+            "127.0.1.3".parse().unwrap(),
+            "127.0.0.1:15010".parse().unwrap(),
+        );
+        cfg.labels.insert("app".into(), "reviews".into());
+        cfg.labels.insert("version".into(), "v1".into());
+        cfg.service_account = Some("bookinfo-reviews".into());
+        cfg.app_address = Some("127.0.0.1:19080".parse().unwrap());
+        cfg.app_ports
+            .insert(9080, "127.0.0.1:19081".parse().unwrap());
+        cfg
+    }
+
+    #[test]
+    fn node_identity() {
+        let b = build(&config());
+        assert_eq!(
+            b["node"]["id"],
+            "sidecar~127.0.1.3~reviews-v1.shop~shop.svc.cluster.local"
+        );
+        assert_eq!(b["node"]["cluster"], "reviews-v1.shop");
+        assert_eq!(
+            b["admin"]["address"]["socket_address"],
+            json!({ "address": "127.0.1.3", "port_value": 15000 })
+        );
+    }
+
+    #[test]
+    fn metadata_has_every_key() {
+        let b = build(&config());
+        assert_eq!(
+            b["node"]["metadata"],
+            json!({
+                "namespace": "shop",
+                "workload": "reviews-v1",
+                "address": "127.0.1.3",
+                "labels": { "app": "reviews", "version": "v1" },
+                "service_account": "bookinfo-reviews",
+                "app_address": "127.0.0.1:19080",
+                "app_ports": { "9080": "127.0.0.1:19081" },
+                "outbound_port": "15001",
+            })
+        );
+    }
+
+    #[test]
+    fn metadata_leaves_out_unset_optional_keys() {
+        let mut cfg = config();
+        cfg.service_account = None;
+        cfg.app_address = None;
+        cfg.labels.clear();
+        cfg.app_ports.clear();
+        cfg.outbound_port = 16001;
+        let meta = build(&cfg)["node"]["metadata"].clone();
+        let keys: Vec<&str> = meta
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "address",
+                "app_ports",
+                "labels",
+                "namespace",
+                "outbound_port",
+                "workload"
+            ]
+        );
+        assert_eq!(meta["labels"], json!({}));
+        assert_eq!(meta["outbound_port"], "16001");
+    }
+
+    #[test]
+    fn api_type_follows_mode() {
+        let mut cfg = config();
+        assert_eq!(
+            build(&cfg)["dynamic_resources"]["ads_config"]["api_type"],
+            "GRPC"
+        );
+        cfg.xds_mode = XdsMode::Delta;
+        let b = build(&cfg);
+        let ads = &b["dynamic_resources"]["ads_config"];
+        assert_eq!(ads["api_type"], "DELTA_GRPC");
+        assert_eq!(ads["transport_api_version"], "V3");
+        assert_eq!(ads["set_node_on_first_message_only"], true);
+        assert_eq!(
+            ads["grpc_services"][0]["envoy_grpc"]["cluster_name"],
+            XDS_CLUSTER
+        );
+        for key in ["lds_config", "cds_config"] {
+            assert_eq!(
+                b["dynamic_resources"][key],
+                json!({ "ads": {}, "resource_api_version": "V3" })
+            );
+        }
+    }
+
+    #[test]
+    fn xds_cluster_speaks_http2() {
+        let b = build(&config());
+        let cluster = &b["static_resources"]["clusters"][0];
+        assert_eq!(cluster["name"], XDS_CLUSTER);
+        assert_eq!(cluster["type"], "STATIC");
+        assert_eq!(cluster["connect_timeout"], "1s");
+        let opts = &cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
+        assert_eq!(
+            opts["@type"],
+            "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+        );
+        assert_eq!(
+            opts["explicit_http_config"]["http2_protocol_options"]["connection_keepalive"],
+            json!({ "interval": "30s", "timeout": "5s" })
+        );
+        assert_eq!(
+            cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"],
+            json!({ "socket_address": { "address": "127.0.0.1", "port_value": 15010 } })
+        );
+    }
+
+    #[test]
+    fn host_name_uses_dns() {
+        let mut cfg = config();
+        cfg.xds_address = "istiod.local:15010".parse().unwrap();
+        let b = build(&cfg);
+        let cluster = &b["static_resources"]["clusters"][0];
+        assert_eq!(cluster["type"], "STRICT_DNS");
+        assert_eq!(cluster["dns_lookup_family"], "V4_PREFERRED");
+        assert_eq!(
+            cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+                ["address"],
+            "istiod.local"
+        );
+    }
+
+    #[test]
+    fn runtime_raises_the_re2_program_size_limit_as_istio_does() {
+        let b = build(&config());
+        assert_eq!(
+            b["layered_runtime"],
+            json!({
+                "layers": [
+                    {
+                        "name": "global config",
+                        "static_layer": { "re2.max_program_size.error_level": "32768" },
+                    },
+                    { "name": "admin", "admin_layer": {} },
+                ],
+            })
+        );
+    }
+
+    #[test]
+    fn output_is_deterministic() {
+        let a = serde_json::to_string(&build(&config())).unwrap();
+        let b = serde_json::to_string(&build(&config())).unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn parses_xds_addresses() {
+        assert_eq!(
+            "127.0.0.1:15010".parse::<XdsAddress>().unwrap(),
+            XdsAddress {
+                host: "127.0.0.1".into(),
+                port: 15010
+            }
+        );
+        let v6: XdsAddress = "[::1]:15010".parse().unwrap();
+        assert_eq!(v6.host, "::1");
+        assert!(v6.is_ip());
+        assert_eq!(v6.to_string(), "[::1]:15010");
+        let named: XdsAddress = "pilot.mesh:15010".parse().unwrap();
+        assert!(!named.is_ip());
+        assert_eq!(named.to_string(), "pilot.mesh:15010");
+        for bad in ["", "15010", ":15010", "host:", "host:99999", "a b:1"] {
+            assert_eq!(
+                bad.parse::<XdsAddress>(),
+                Err(Error::XdsAddress(bad.to_string())),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,597 @@
+//! One immutable view of the mesh, built once per change and shared by every proxy.
+//!
+//! `Snapshot::build` resolves everything the compiler would otherwise look up
+//! per proxy: the registry, the VirtualServices and DestinationRules of each
+//! host in precedence order, and the cross-object findings (in the manner of
+//! `istioctl analyze`) that the admin API and `bowline validate` report.
+//!
+//! Which policy governs a service for a given proxy follows Istio: only
+//! objects exported to the proxy's namespace count (`exportTo`: `*` by
+//! default, `.` for the object's own namespace, `~` for none, or namespace
+//! names). A host may be a wildcard (`*.prod.svc.cluster.local`; for a
+//! DestinationRule also `*`), which applies to every service it matches.
+//!
+//! - VirtualServices: the most specific host wins (the exact name, then the
+//!   longest wildcard); among objects with that same host, the one in the
+//!   proxy's namespace, then the first by namespace and name.
+//! - DestinationRules: one in the proxy's namespace, then one in the
+//!   service's namespace, then any; within each of these, the most specific
+//!   host, then the first by namespace and name.
+//!
+//! Istio breaks the remaining ties by creation time, which files do not have.
+//!
+//! Sidecar resources narrow what a proxy sees; [`Snapshot::scope_for`] gives
+//! a proxy its precomputed [`SidecarScope`] (see `scope`).
+
+mod candidates;
+mod changes;
+mod scope;
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+
+use discovery::Registry;
+use discovery::file::ConfigSet;
+use discovery::model::ServiceModel;
+use policy::mesh::MeshConfig;
+use policy::networking::{DestinationRule, VirtualService, WorkloadEntry};
+use policy::{Diagnostic, FieldPath, Object};
+
+pub use candidates::{Candidate, Candidates, HostPolicy};
+#[cfg(any(test, feature = "testing"))]
+pub use changes::test_mesh;
+pub use changes::{ChangeSet, PushReason};
+pub(crate) use scope::ScopeKey;
+pub use scope::SidecarScope;
+
+use crate::hosts;
+use crate::proxy::Proxy;
+
+/// The mesh at one moment. Never mutated after `build`; proxies hold it by `Arc`.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Increases by one per build; for logs, never compared for content.
+    pub generation: u64,
+    pub registry: Registry,
+    /// The VirtualServices that may route each service (by FQDN), those
+    /// selecting it by wildcard included, most specific host first, then by
+    /// namespace and name.
+    pub virtual_services: Candidates<VirtualService>,
+    /// The DestinationRules that may apply to each service, in the same order.
+    pub destination_rules: Candidates<DestinationRule>,
+    /// Every WorkloadEntry, selected by a service or not, sorted by namespace and name.
+    pub workload_entries: Vec<Arc<WorkloadEntry>>,
+    /// Problems found in the config this snapshot was built from.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The mesh-wide settings the snapshot was built with.
+    pub mesh: MeshConfig,
+    /// The Sidecar resources, resolved into scopes.
+    sidecars: scope::Sidecars,
+}
+
+impl Snapshot {
+    /// Builds the snapshot of a config set: the registry, the policy of each
+    /// host, and every finding about how the objects fit together.
+    pub fn build(generation: u64, config: &ConfigSet) -> Snapshot {
+        Snapshot::build_with_mesh(generation, config, &MeshConfig::default())
+    }
+
+    /// Like [`Snapshot::build`], with the mesh-wide settings of `mesh`.
+    pub fn build_with_mesh(generation: u64, config: &ConfigSet, mesh: &MeshConfig) -> Snapshot {
+        let objects: Vec<&Object> = config.objects.iter().map(|o| o.as_ref()).collect();
+        let (registry, registry_diagnostics) = Registry::build(objects.iter().copied());
+        let mut diagnostics = config.diagnostics.clone();
+        diagnostics.extend(registry_diagnostics);
+
+        let mut virtual_services = Vec::new();
+        let mut destination_rules = Vec::new();
+        let mut workload_entries = Vec::new();
+        let mut sidecars = Vec::new();
+        // Objects arrive sorted by key, so every list is in namespace/name order.
+        for object in &objects {
+            match object {
+                Object::VirtualService(vs) => virtual_services.push(Arc::new(vs.clone())),
+                Object::DestinationRule(dr) => destination_rules.push(Arc::new(dr.clone())),
+                Object::WorkloadEntry(we) => workload_entries.push(Arc::new(we.clone())),
+                Object::Sidecar(sc) => sidecars.push(Arc::new(sc.clone())),
+                _ => {}
+            }
+        }
+        let mut namespaces: BTreeSet<String> =
+            objects.iter().map(|o| o.meta().namespace.clone()).collect();
+        namespaces.extend(registry.services.values().map(|s| s.namespace.clone()));
+        let sidecars = scope::Sidecars::build(
+            &registry,
+            &sidecars,
+            &virtual_services,
+            &workload_entries,
+            &mesh.root_namespace,
+            &namespaces,
+            &mut diagnostics,
+        );
+        let virtual_services = candidates::index(&registry, &virtual_services, &mut diagnostics);
+        let destination_rules = candidates::index(&registry, &destination_rules, &mut diagnostics);
+
+        let mut snapshot = Snapshot {
+            generation,
+            registry,
+            virtual_services,
+            destination_rules,
+            workload_entries,
+            diagnostics: Vec::new(),
+            mesh: mesh.clone(),
+            sidecars,
+        };
+        snapshot.report_conflicts(&mut diagnostics);
+        snapshot.check_routes(&mut diagnostics);
+        // Findings about how objects fit together name where each object was read.
+        for d in diagnostics.iter_mut().filter(|d| d.file.is_empty()) {
+            if let Some((file, document)) = d.object.as_ref().and_then(|k| config.origins.get(k)) {
+                d.file = file.clone();
+                d.document = Some(*document);
+            }
+        }
+        diagnostics.sort();
+        diagnostics.dedup();
+        snapshot.diagnostics = diagnostics;
+        snapshot
+    }
+
+    /// What `proxy` sees of the mesh: the scope of the Sidecar that applies
+    /// to it (Istio's order: one in its namespace selecting its labels, its
+    /// namespace's default, the root namespace's default), else all of it.
+    pub fn scope_for(&self, proxy: &Proxy) -> Arc<SidecarScope> {
+        self.sidecars
+            .scope_for(&self.registry, &proxy.namespace, &proxy.labels)
+    }
+
+    /// The VirtualService that routes the service `host` for proxies in `namespace`.
+    pub fn virtual_service(&self, host: &str, namespace: &str) -> Option<&Arc<VirtualService>> {
+        self.virtual_service_candidate(host, namespace, None)
+            .map(|c| &c.object)
+    }
+
+    /// Like [`Snapshot::virtual_service`], among the VirtualServices `scope` imports.
+    pub fn virtual_service_in(
+        &self,
+        host: &str,
+        namespace: &str,
+        scope: &SidecarScope,
+    ) -> Option<&Arc<VirtualService>> {
+        self.virtual_service_candidate(host, namespace, Some(scope))
+            .map(|c| &c.object)
+    }
+
+    fn virtual_service_candidate(
+        &self,
+        host: &str,
+        namespace: &str,
+        scope: Option<&SidecarScope>,
+    ) -> Option<&Candidate<VirtualService>> {
+        let candidates = self.virtual_services.get(host)?;
+        let visible = |c: &&Candidate<VirtualService>| {
+            visible_from(c, namespace) && scope.is_none_or(|s| s.imports(&c.object))
+        };
+        let best = candidates.iter().find(visible)?;
+        let found = candidates
+            .iter()
+            .filter(visible)
+            .take_while(|c| c.host == best.host)
+            .find(|c| c.object.meta.namespace == namespace);
+        Some(found.unwrap_or(best))
+    }
+
+    /// The DestinationRule that applies to the service `host` for proxies in `namespace`.
+    pub fn destination_rule(&self, host: &str, namespace: &str) -> Option<&Arc<DestinationRule>> {
+        self.destination_rule_candidate(host, namespace)
+            .map(|c| &c.object)
+    }
+
+    fn destination_rule_candidate(
+        &self,
+        host: &str,
+        namespace: &str,
+    ) -> Option<&Candidate<DestinationRule>> {
+        let candidates = self.destination_rules.get(host)?;
+        let service_namespace = self
+            .registry
+            .services
+            .get(host)
+            .map(|s| s.namespace.as_str());
+        // The list is most specific first, so the first of each namespace
+        // tier is the most specific host within it.
+        let (mut in_service_namespace, mut any) = (None, None);
+        for c in candidates.iter().filter(|c| visible_from(c, namespace)) {
+            let owner = c.object.meta.namespace.as_str();
+            if owner == namespace {
+                return Some(c);
+            }
+            if in_service_namespace.is_none() && Some(owner) == service_namespace {
+                in_service_namespace = Some(c);
+            }
+            any = any.or(Some(c));
+        }
+        in_service_namespace.or(any)
+    }
+
+    /// The namespaces some object of the snapshot mentions, plus `namespace`:
+    /// the places from which a host's precedence can differ.
+    fn namespaces(&self) -> BTreeSet<String> {
+        let mut namespaces: BTreeSet<String> = self
+            .registry
+            .services
+            .values()
+            .map(|s| s.namespace.clone())
+            .collect();
+        namespaces.extend(
+            self.workload_entries
+                .iter()
+                .map(|we| we.meta.namespace.clone()),
+        );
+        namespaces
+    }
+
+    /// Warns about each VirtualService or DestinationRule that some namespace
+    /// sees for a service but that loses it to another one by precedence: to
+    /// an object with the same host, or (DestinationRules) to a less specific
+    /// one of a namespace that ranks higher. Losing to a more specific host is
+    /// how wildcards are meant to work and is not reported. Each host of an
+    /// object is reported once, for the first service where it loses.
+    fn report_conflicts(&self, diagnostics: &mut Vec<Diagnostic>) {
+        let namespaces = self.namespaces();
+        report_losers(
+            &self.virtual_services,
+            &namespaces,
+            |host, ns| self.virtual_service_candidate(host, ns, None),
+            "is also routed by",
+            diagnostics,
+        );
+        report_losers(
+            &self.destination_rules,
+            &namespaces,
+            |host, ns| self.destination_rule_candidate(host, ns),
+            "also has",
+            diagnostics,
+        );
+    }
+
+    /// Warns about routes that will answer 503: destinations that name no
+    /// service, a port the service lacks, or a subset no DestinationRule
+    /// visible from the VirtualService's namespace defines.
+    fn check_routes(&self, diagnostics: &mut Vec<Diagnostic>) {
+        let mut seen = HashSet::new();
+        for candidate in self.virtual_services.values().flatten() {
+            let vs = &candidate.object;
+            if !seen.insert(Arc::as_ptr(vs)) {
+                continue;
+            }
+            let key = vs.key();
+            for (i, http) in vs.spec.http.iter().enumerate() {
+                let http_path = FieldPath::new("spec.http").index(i);
+                let destinations = http
+                    .route
+                    .iter()
+                    .enumerate()
+                    .map(|(j, r)| {
+                        (
+                            http_path.field("route").index(j).field("destination"),
+                            &r.destination,
+                        )
+                    })
+                    .chain(http.mirror.iter().map(|m| (http_path.field("mirror"), m)));
+                for (path, dest) in destinations {
+                    let fqdn = hosts::resolve(&self.registry, &dest.host, &vs.meta.namespace);
+                    let Some(service) = self.registry.services.get(&fqdn) else {
+                        diagnostics.push(
+                            Diagnostic::warning(
+                                path.field("host"),
+                                format!(
+                                    "host {fqdn:?} matches no service; requests routed here get 503"
+                                ),
+                            )
+                            .on(key.clone()),
+                        );
+                        continue;
+                    };
+                    if let Some(port) = dest.port
+                        && !service.ports.iter().any(|p| p.number == port)
+                    {
+                        diagnostics.push(
+                            Diagnostic::warning(
+                                path.field("port").field("number"),
+                                format!("service {fqdn:?} has no port {port}"),
+                            )
+                            .on(key.clone()),
+                        );
+                    }
+                    if let Some(subset) = &dest.subset {
+                        let defined = self
+                            .destination_rule(&fqdn, &vs.meta.namespace)
+                            .is_some_and(|dr| dr.spec.subsets.iter().any(|s| &s.name == subset));
+                        if !defined {
+                            diagnostics.push(
+                                Diagnostic::warning(
+                                    path.field("subset"),
+                                    format!(
+                                        "subset {subset:?} of host {fqdn:?} is defined by no DestinationRule; requests routed here get 503"
+                                    ),
+                                )
+                                .on(key.clone()),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether an object of `own` namespace with this `exportTo` is visible from `namespace`.
+/// Whether proxies in `namespace` see `service` (a ServiceEntry's `exportTo`).
+pub fn visible(service: &ServiceModel, namespace: &str) -> bool {
+    exported_to(&service.export_to, &service.namespace, namespace)
+}
+
+pub fn exported_to(export_to: &[String], own: &str, namespace: &str) -> bool {
+    export_to.is_empty()
+        || export_to.iter().any(|e| match e.as_str() {
+            "*" => true,
+            "." => own == namespace,
+            "~" => false,
+            ns => ns == namespace,
+        })
+}
+
+fn visible_from<T: HostPolicy>(candidate: &Candidate<T>, namespace: &str) -> bool {
+    let object = candidate.object.as_ref();
+    exported_to(object.export_to(), object.namespace(), namespace)
+}
+
+/// See [`Snapshot::report_conflicts`]; `winner` is the lookup for one kind.
+fn report_losers<'a, T: HostPolicy + 'a>(
+    candidates: &'a Candidates<T>,
+    namespaces: &BTreeSet<String>,
+    winner: impl Fn(&str, &str) -> Option<&'a Candidate<T>>,
+    verb: &str,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let kind = T::KIND;
+    let mut reported = HashSet::new();
+    for (service, list) in candidates.iter().filter(|(_, l)| l.len() > 1) {
+        // One lookup per namespace, not one per candidate and namespace.
+        let winners: Vec<(&String, &Candidate<T>)> = namespaces
+            .iter()
+            .filter_map(|ns| Some((ns, winner(service, ns)?)))
+            .collect();
+        for c in list {
+            if reported.contains(&(Arc::as_ptr(&c.object), c.index)) {
+                continue;
+            }
+            let losing_to = winners.iter().copied().find(|&(ns, w)| {
+                visible_from(c, ns)
+                    && !Arc::ptr_eq(&w.object, &c.object)
+                    && w.specificity() <= c.specificity()
+            });
+            let Some((ns, w)) = losing_to else {
+                continue;
+            };
+            reported.insert((Arc::as_ptr(&c.object), c.index));
+            let winner_key = w.object.key();
+            let message = if w.host == c.host {
+                format!(
+                    "host {:?} {verb} {kind} {}/{}, which wins for namespace {ns}; this one is ignored there",
+                    c.host, winner_key.namespace, winner_key.name
+                )
+            } else {
+                format!(
+                    "host {:?} {verb} {kind} {}/{} (host {:?}), which wins for service {service:?} in namespace {ns}; this one is ignored there",
+                    c.host, winner_key.namespace, winner_key.name, w.host
+                )
+            };
+            diagnostics
+                .push(Diagnostic::warning(c.object.host_path(c.index), message).on(c.object.key()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use discovery::file::FileStore;
+
+    use super::*;
+
+    /// Services `a` and `b` in `prod` and `c` in `dev`, plus `extra`.
+    fn snapshot(extra: &str) -> Snapshot {
+        let mut text = String::new();
+        for (name, ns) in [("a", "prod"), ("b", "prod"), ("c", "dev")] {
+            text.push_str(&format!(
+                "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  ports:\n  - {{name: http, port: 80}}\n---\n"
+            ));
+        }
+        text.push_str(extra);
+        let mut store = FileStore::default();
+        store.apply(Path::new("mesh.yaml"), &text);
+        Snapshot::build(1, &store.config())
+    }
+
+    fn vs(namespace: &str, name: &str, hosts: &str) -> String {
+        format!(
+            "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  hosts: {hosts}\n  http:\n  - route:\n    - destination: {{host: a.prod.svc.cluster.local}}\n"
+        )
+    }
+
+    fn dr(namespace: &str, name: &str, host: &str) -> String {
+        format!(
+            "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  host: '{host}'\n"
+        )
+    }
+
+    const A: &str = "a.prod.svc.cluster.local";
+    const B: &str = "b.prod.svc.cluster.local";
+    const C: &str = "c.dev.svc.cluster.local";
+
+    fn vs_name(s: &Snapshot, host: &str, ns: &str) -> Option<String> {
+        s.virtual_service(host, ns)
+            .map(|v| format!("{}/{}", v.meta.namespace, v.meta.name))
+    }
+
+    fn dr_name(s: &Snapshot, host: &str, ns: &str) -> Option<String> {
+        s.destination_rule(host, ns)
+            .map(|d| format!("{}/{}", d.meta.namespace, d.meta.name))
+    }
+
+    fn warnings(s: &Snapshot) -> Vec<String> {
+        s.diagnostics.iter().map(|d| d.to_string()).collect()
+    }
+
+    #[test]
+    fn a_wildcard_virtual_service_routes_every_service_it_matches() {
+        let s = snapshot(&vs("prod", "wild", "['*.prod.svc.cluster.local']"));
+        assert_eq!(vs_name(&s, A, "dev").as_deref(), Some("prod/wild"));
+        assert_eq!(vs_name(&s, B, "prod").as_deref(), Some("prod/wild"));
+        assert_eq!(vs_name(&s, C, "dev"), None);
+    }
+
+    #[test]
+    fn an_exact_virtual_service_beats_a_wildcard_even_from_the_proxy_namespace() {
+        let config = vs("prod", "wild", "['*.prod.svc.cluster.local']")
+            + &vs("dev", "dev-wild", "['*.svc.cluster.local']")
+            + &vs("other", "exact-a", "[a.prod.svc.cluster.local]");
+        let s = snapshot(&config);
+        // Exact beats both wildcards, wherever the proxy is.
+        assert_eq!(vs_name(&s, A, "dev").as_deref(), Some("other/exact-a"));
+        assert_eq!(vs_name(&s, A, "prod").as_deref(), Some("other/exact-a"));
+        // The longest wildcard wins, even over one in the proxy's namespace.
+        assert_eq!(vs_name(&s, B, "dev").as_deref(), Some("prod/wild"));
+        assert_eq!(vs_name(&s, C, "prod").as_deref(), Some("dev/dev-wild"));
+        // Layering by specificity is not a conflict.
+        assert!(
+            !warnings(&s).iter().any(|w| w.contains("ignored there")),
+            "{:?}",
+            warnings(&s)
+        );
+    }
+
+    #[test]
+    fn among_equal_wildcards_the_proxy_namespace_then_name_order_wins() {
+        let config = vs("dev", "x", "['*.prod.svc.cluster.local']")
+            + &vs("prod", "y", "['*.prod.svc.cluster.local']");
+        let s = snapshot(&config);
+        assert_eq!(vs_name(&s, A, "prod").as_deref(), Some("prod/y"));
+        assert_eq!(vs_name(&s, A, "dev").as_deref(), Some("dev/x"));
+        assert_eq!(vs_name(&s, A, "elsewhere").as_deref(), Some("dev/x"));
+        // Each loser is reported once, not once per matching service.
+        let w = warnings(&s);
+        let lost: Vec<&String> = w.iter().filter(|w| w.contains("ignored there")).collect();
+        assert_eq!(lost.len(), 2, "{w:?}");
+        assert!(lost[0].contains("VirtualService dev/x: spec.hosts[0]: host \"*.prod.svc.cluster.local\" is also routed by VirtualService prod/y, which wins for namespace prod"), "{lost:?}");
+    }
+
+    #[test]
+    fn a_wildcard_loses_where_it_is_not_exported() {
+        let config = vs("prod", "wild", "['*.prod.svc.cluster.local']")
+            .replace("  hosts:", "  exportTo: ['.']\n  hosts:")
+            + &vs("dev", "broad", "['*.svc.cluster.local']");
+        let s = snapshot(&config);
+        assert_eq!(vs_name(&s, A, "prod").as_deref(), Some("prod/wild"));
+        assert_eq!(vs_name(&s, A, "dev").as_deref(), Some("dev/broad"));
+    }
+
+    #[test]
+    fn one_object_with_an_exact_and_a_wildcard_host_counts_once_at_its_best() {
+        let s = snapshot(&vs("prod", "both", "['*.prod.svc.cluster.local', a]"));
+        let list = &s.virtual_services[A];
+        assert_eq!(list.len(), 1);
+        assert_eq!((&*list[0].host, list[0].index), (A, 1));
+        assert_eq!(s.virtual_services[B][0].index, 0);
+    }
+
+    #[test]
+    fn destination_rules_rank_namespace_before_specificity() {
+        let config = dr("prod", "exact-a", "a")
+            + &dr("prod", "wild", "*.prod.svc.cluster.local")
+            + &dr("dev", "all", "*")
+            + &dr("team", "team-a", "a.prod.svc.cluster.local")
+            + &dr("zeta", "zeta-all", "*");
+        let s = snapshot(&config);
+        // In the service's namespace: the exact host beats the wildcard.
+        assert_eq!(dr_name(&s, A, "prod").as_deref(), Some("prod/exact-a"));
+        assert_eq!(dr_name(&s, B, "prod").as_deref(), Some("prod/wild"));
+        // The proxy's namespace ranks first, even with a bare `*`.
+        assert_eq!(dr_name(&s, A, "dev").as_deref(), Some("dev/all"));
+        assert_eq!(dr_name(&s, A, "team").as_deref(), Some("team/team-a"));
+        // Then the service's namespace, most specific first.
+        assert_eq!(dr_name(&s, A, "other").as_deref(), Some("prod/exact-a"));
+        assert_eq!(dr_name(&s, B, "other").as_deref(), Some("prod/wild"));
+        // Then any namespace: most specific, then namespace/name order.
+        assert_eq!(dr_name(&s, C, "other").as_deref(), Some("dev/all"));
+        assert_eq!(dr_name(&s, C, "team").as_deref(), Some("dev/all"));
+        assert_eq!(dr_name(&s, C, "zeta").as_deref(), Some("zeta/zeta-all"));
+    }
+
+    #[test]
+    fn a_bare_star_destination_rule_applies_to_every_service() {
+        let s = snapshot(&dr("dev", "all", "*"));
+        for host in [A, B, C] {
+            assert_eq!(dr_name(&s, host, "anywhere").as_deref(), Some("dev/all"));
+        }
+    }
+
+    #[test]
+    fn a_namespace_override_of_an_exact_rule_by_a_wildcard_is_reported() {
+        let config = dr("prod", "exact-a", "a") + &dr("dev", "all", "*");
+        let s = snapshot(&config);
+        let w = warnings(&s);
+        let lost: Vec<&String> = w.iter().filter(|w| w.contains("ignored there")).collect();
+        assert_eq!(lost.len(), 1, "{w:?}");
+        assert!(
+            lost[0].contains("DestinationRule prod/exact-a: spec.host: host \"a.prod.svc.cluster.local\" also has DestinationRule dev/all (host \"*\"), which wins for service \"a.prod.svc.cluster.local\" in namespace dev"),
+            "{lost:?}"
+        );
+    }
+
+    #[test]
+    fn wildcards_that_match_no_service_are_reported() {
+        let config = vs("prod", "wild", "['*.nowhere.svc.cluster.local', a]")
+            + &dr("prod", "rule", "*.example.com");
+        let s = snapshot(&config);
+        let w = warnings(&s);
+        assert!(
+            w.iter().any(|w| w.contains("VirtualService prod/wild: spec.hosts[0]: host \"*.nowhere.svc.cluster.local\" matches no service")),
+            "{w:?}"
+        );
+        assert!(
+            w.iter().any(|w| w.contains(
+                "DestinationRule prod/rule: spec.host: host \"*.example.com\" matches no service"
+            )),
+            "{w:?}"
+        );
+        assert_eq!(vs_name(&s, A, "prod").as_deref(), Some("prod/wild"));
+    }
+
+    #[test]
+    fn subsets_of_a_wildcard_destination_rule_count_for_routes() {
+        let config = vs("prod", "to-v1", "[a]").replace(
+            "destination: {host: a.prod.svc.cluster.local}",
+            "destination: {host: a, subset: v1}",
+        ) + &dr("prod", "wild", "*.prod.svc.cluster.local")
+            + "  subsets:\n  - name: v1\n    labels: {version: v1}\n";
+        let s = snapshot(&config);
+        let w = warnings(&s);
+        assert!(!w.iter().any(|w| w.contains("subset")), "{w:?}");
+    }
+
+    #[test]
+    fn export_to_follows_istio() {
+        let all: Vec<String> = vec![];
+        assert!(exported_to(&all, "a", "b"));
+        assert!(exported_to(&["*".into()], "a", "b"));
+        assert!(exported_to(&[".".into()], "a", "a"));
+        assert!(!exported_to(&[".".into()], "a", "b"));
+        assert!(!exported_to(&["~".into()], "a", "a"));
+        assert!(exported_to(&["b".into(), "c".into()], "a", "c"));
+        assert!(!exported_to(&["b".into()], "a", "c"));
+    }
+}

@@ -1,0 +1,104 @@
+//! Builders for the tests of this crate and of `pilot-server` (feature
+//! `testing`): hand-made resources and compiled sets, the node a sidecar
+//! sends, and a small two-namespace mesh.
+
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::config::listener::v3::Listener;
+use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+
+use crate::resources::{ProxyResources, Resource, ResourceMap, ResourceType};
+
+pub const CDS: &str = ResourceType::Cluster.type_url();
+pub const EDS: &str = ResourceType::Endpoint.type_url();
+pub const LDS: &str = ResourceType::Listener.type_url();
+pub const RDS: &str = ResourceType::Route.type_url();
+
+/// A cluster whose content (and so version) depends on `tag`.
+pub fn cluster(name: &str, tag: u32) -> Arc<Resource> {
+    let c = Cluster {
+        name: name.to_string(),
+        alt_stat_name: format!("v{tag}"),
+        ..Default::default()
+    };
+    Arc::new(Resource::new(ResourceType::Cluster, name, &c))
+}
+
+pub fn endpoint(name: &str, tag: u32) -> Arc<Resource> {
+    let e = ClusterLoadAssignment {
+        cluster_name: format!("{name}#{tag}"),
+        ..Default::default()
+    };
+    Arc::new(Resource::new(ResourceType::Endpoint, name, &e))
+}
+
+pub fn listener(name: &str, tag: u32) -> Arc<Resource> {
+    let l = Listener {
+        name: name.to_string(),
+        stat_prefix: format!("v{tag}"),
+        ..Default::default()
+    };
+    Arc::new(Resource::new(ResourceType::Listener, name, &l))
+}
+
+pub fn route(name: &str, tag: u32) -> Arc<Resource> {
+    let r = RouteConfiguration {
+        name: name.to_string(),
+        internal_only_headers: vec![format!("v{tag}")],
+        ..Default::default()
+    };
+    Arc::new(Resource::new(ResourceType::Route, name, &r))
+}
+
+fn map(items: &[Arc<Resource>]) -> Arc<ResourceMap> {
+    Arc::new(items.iter().map(|r| (r.name.clone(), r.clone())).collect())
+}
+
+/// A compiled set, built by hand.
+pub fn resources(
+    clusters: &[Arc<Resource>],
+    endpoints: &[Arc<Resource>],
+    listeners: &[Arc<Resource>],
+    routes: &[Arc<Resource>],
+) -> Arc<ProxyResources> {
+    Arc::new(ProxyResources::new(
+        map(clusters),
+        map(endpoints),
+        map(listeners),
+        map(routes),
+    ))
+}
+
+/// The node a sidecar of `workload` in `namespace` at `address` sends.
+pub fn node(
+    address: &str,
+    workload: &str,
+    namespace: &str,
+) -> envoy_types::pb::envoy::config::core::v3::Node {
+    use envoy_types::pb::google::protobuf::value::Kind;
+    use envoy_types::pb::google::protobuf::{Struct, Value};
+
+    use crate::proxy::meta;
+
+    let string = |s: &str| Value {
+        kind: Some(Kind::StringValue(s.to_string())),
+    };
+    envoy_types::pb::envoy::config::core::v3::Node {
+        id: format!("sidecar~{address}~{workload}.{namespace}~{namespace}.svc.cluster.local"),
+        metadata: Some(Struct {
+            fields: [
+                (meta::NAMESPACE, string(namespace)),
+                (meta::WORKLOAD, string(workload)),
+                (meta::ADDRESS, string(address)),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        }),
+        ..Default::default()
+    }
+}
+
+pub use crate::snapshot::test_mesh;

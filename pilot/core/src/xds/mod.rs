@@ -1,0 +1,27 @@
+//! The xDS protocol of ADS for LDS, RDS, CDS and EDS, in both the
+//! state-of-the-world (SotW) and incremental (Delta) variants, with no I/O.
+//!
+//! ```text
+//!  first request ──► node::TryFrom ──► Proxy ──► compile ──► ProxyResources
+//!                                                                 │
+//!  request ──► connection (state machine) ◄───────────────────────┘
+//!                ├─ sotw:  nonce, ACK, NACK, names
+//!                └─ delta: what the client has        ──► Vec<Response> ──► status
+//! ```
+//!
+//! `connection`, `sotw` and `delta` are deterministic functions of the
+//! messages they are given; the tonic streams that carry those messages
+//! live in `pilot-server`.
+
+pub mod connection;
+mod delta;
+pub mod node;
+mod sotw;
+pub mod status;
+
+#[cfg(test)]
+mod tests;
+
+pub use connection::{Connection, DeltaResponse, Mode, Response, SotwResponse};
+pub use node::NodeError;
+pub use status::{Inconsistency, Nack, ProxyStatus, StatusRegistry, TypeStatus, XdsStatus};

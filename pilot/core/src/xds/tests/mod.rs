@@ -1,0 +1,11 @@
+//! Protocol tests: the state machine without sockets.
+
+mod delta;
+mod gate;
+mod node;
+mod removal;
+mod sotw;
+
+pub(super) use crate::testing::{
+    CDS, EDS, LDS, RDS, cluster, endpoint, listener, resources, route,
+};

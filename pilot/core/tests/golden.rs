@@ -1,0 +1,255 @@
+//! Golden tests of the compiler: `tests/golden/<area>/<case>.in.yaml` is a
+//! config directory in one file; the compiled resources of one proxy are
+//! compared with `<case>.<type>.json`, and the config's diagnostics with
+//! `<case>.diagnostics.txt`.
+//!
+//! The proxy is the WorkloadEntry named by a `# proxy: NAMESPACE/NAME` line
+//! (else the first one); its application listens on `ADDRESS:15080`. Lines
+//! `# mesh: TEXT` together are the mesh config (`--mesh-config`).
+//!
+//! `REFRESH_GOLDEN=1 cargo test -p pilot --test golden` rewrites the expected
+//! files and deletes orphans; review the result with `git diff`.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use discovery::file::FileStore;
+use pilot_core::compile::{PushContext, compile, compile_consistent, verify};
+use pilot_core::mesh::Mesh;
+use pilot_core::proxy::Proxy;
+use pilot_core::resources::ResourceType;
+use pilot_core::snapshot::{ChangeSet, Snapshot};
+use policy::Object;
+use policy::networking::WorkloadEntry;
+
+fn golden_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden")
+}
+
+fn type_name(ty: ResourceType) -> &'static str {
+    match ty {
+        ResourceType::Cluster => "clusters",
+        ResourceType::Endpoint => "endpoints",
+        ResourceType::Listener => "listeners",
+        ResourceType::Route => "routes",
+    }
+}
+
+#[test]
+fn golden() {
+    let root = golden_root();
+    let refresh = std::env::var("REFRESH_GOLDEN").is_ok_and(|v| v == "1");
+    let pool = support::envoy_json::descriptor_pool();
+    let inputs: Vec<PathBuf> = glob::glob(&format!("{}/**/*.in.yaml", root.display()))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(
+        !inputs.is_empty(),
+        "no golden inputs under {}",
+        root.display()
+    );
+
+    let mut expected_files = BTreeSet::new();
+    let mut failures = Vec::new();
+    for input in &inputs {
+        let case = input
+            .to_string_lossy()
+            .trim_end_matches(".in.yaml")
+            .to_string();
+        let text = std::fs::read_to_string(input).unwrap();
+        let display = input.strip_prefix(&root).unwrap().display().to_string();
+        let outputs = compile_case(&pool, &display, &text);
+        for (suffix, content) in outputs {
+            let path = PathBuf::from(format!("{case}.{suffix}"));
+            expected_files.insert(path.clone());
+            if refresh {
+                std::fs::write(&path, &content).unwrap();
+                continue;
+            }
+            let old = std::fs::read_to_string(&path).unwrap_or_default();
+            if old != content {
+                let diff = similar::TextDiff::from_lines(&old, &content)
+                    .unified_diff()
+                    .header(&path.display().to_string(), "compiled")
+                    .to_string();
+                failures.push(diff);
+            }
+        }
+    }
+
+    if refresh {
+        for file in glob::glob(&format!("{}/**/*", root.display()))
+            .unwrap()
+            .flatten()
+        {
+            let name = file.to_string_lossy();
+            if file.is_file() && !name.ends_with(".in.yaml") && !expected_files.contains(&file) {
+                std::fs::remove_file(&file).unwrap();
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "golden files differ (REFRESH_GOLDEN=1 rewrites them):\n{}",
+        failures.join("\n")
+    );
+}
+
+/// Compiles one case into (file suffix, content) pairs.
+fn compile_case(
+    pool: &prost_reflect::DescriptorPool,
+    file: &str,
+    text: &str,
+) -> Vec<(String, String)> {
+    let mut store = FileStore::default();
+    store.apply(Path::new(file), text);
+    let config = store.config();
+    let snapshot = mesh_of(text).build(1, &config);
+    let proxy = proxy_for(text, &config.objects).unwrap_or_else(|| panic!("{file}: no proxy"));
+    let resources = compile(&snapshot, &proxy);
+    assert_eq!(
+        verify(&resources),
+        Vec::<String>::new(),
+        "{file}: inconsistent"
+    );
+    // The server's check (shared parts verified once per namespace) agrees.
+    assert_eq!(
+        compile_consistent(&snapshot, &proxy).as_ref(),
+        Ok(&resources),
+        "{file}: the server's consistency check disagrees"
+    );
+
+    let mut outputs = Vec::new();
+    for ty in ResourceType::ALL {
+        let list: Vec<serde_json::Value> = resources
+            .get(ty)
+            .values()
+            .map(|r| support::envoy_json::to_json(pool, r.resource_type().type_url(), r.value()))
+            .collect();
+        let mut json = serde_json::to_string_pretty(&list).unwrap();
+        json.push('\n');
+        outputs.push((format!("{}.json", type_name(ty)), json));
+    }
+    let diagnostics: String = snapshot
+        .diagnostics
+        .iter()
+        .map(|d| format!("{d}\n"))
+        .collect();
+    outputs.push(("diagnostics.txt".to_string(), diagnostics));
+    outputs
+}
+
+/// The mesh config of a case: its `# mesh: ` lines.
+fn mesh_of(text: &str) -> Mesh {
+    let lines: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# mesh: "))
+        .collect();
+    Mesh::parse("mesh.yaml", &lines.join("\n"))
+}
+
+fn proxy_for(text: &str, objects: &[std::sync::Arc<Object>]) -> Option<Proxy> {
+    let wanted = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# proxy: "))
+        .map(|s| s.trim().to_string());
+    let entries: Vec<&WorkloadEntry> = objects
+        .iter()
+        .filter_map(|o| match o.as_ref() {
+            Object::WorkloadEntry(we) => Some(we),
+            _ => None,
+        })
+        .collect();
+    let we = match wanted {
+        Some(w) => entries
+            .into_iter()
+            .find(|we| format!("{}/{}", we.meta.namespace, we.meta.name) == w)?,
+        None => entries.into_iter().next()?,
+    };
+    support::proxy_of(we)
+}
+
+/// The server compiles through a push context, which shares what proxies
+/// have in common; the golden files are compiled from scratch. Every
+/// WorkloadEntry of every golden input, as a proxy, gets the same bytes both
+/// ways. Then each input's first WorkloadEntry moves to another address: when
+/// that is an endpoint-only change, the context that follows it (shared
+/// clusters carried over, only endpoints compiled again) gives every other
+/// proxy the same bytes as a compile from scratch of the changed snapshot.
+#[test]
+fn push_context_compiles_the_same_bytes_as_from_scratch() {
+    let inputs: Vec<PathBuf> = glob::glob(&format!("{}/**/*.in.yaml", golden_root().display()))
+        .unwrap()
+        .flatten()
+        .collect();
+    let (mut endpoint_only_cases, mut endpoint_updates) = (0, 0);
+    for input in &inputs {
+        let text = std::fs::read_to_string(input).unwrap();
+        let file = input.display().to_string();
+        let (snapshot, proxies) = snapshot_and_proxies(&file, &text, 1);
+        let snapshot = Arc::new(snapshot);
+        let context = PushContext::new(snapshot.clone());
+        for proxy in &proxies {
+            assert_eq!(
+                context.compile(proxy),
+                compile(&snapshot, proxy),
+                "{file}: proxy {}",
+                proxy.id
+            );
+            assert_eq!(
+                context.compile_consistent(proxy),
+                compile_consistent(&snapshot, proxy),
+                "{file}: proxy {}",
+                proxy.id
+            );
+        }
+
+        let Some(first) = proxies.first() else {
+            continue;
+        };
+        let address = first.address.to_string();
+        let moved = text.replace(&format!("address: {address}\n"), "address: 10.255.0.9\n");
+        let (next, _) = snapshot_and_proxies(&file, &moved, 2);
+        let next = Arc::new(next);
+        let Some(endpoints) = ChangeSet::between(&snapshot, &next).endpoints_only() else {
+            continue;
+        };
+        endpoint_only_cases += 1;
+        let after = PushContext::after_endpoint_change(&context, next.clone(), endpoints);
+        for proxy in proxies.iter().skip(1) {
+            let last = context.compile(proxy);
+            let expected = compile(&next, proxy);
+            match after.endpoints_update(proxy, &last, 1) {
+                Some(updated) => {
+                    endpoint_updates += 1;
+                    assert_eq!(updated, expected, "{file}: proxy {}", proxy.id);
+                }
+                None => assert_eq!(after.compile(proxy), expected, "{file}: proxy {}", proxy.id),
+            }
+        }
+    }
+    assert!(
+        endpoint_only_cases > 0 && endpoint_updates > 0,
+        "the endpoint-only path went unexercised: {endpoint_only_cases} cases, {endpoint_updates} updates"
+    );
+    println!("{endpoint_only_cases} endpoint-only cases, {endpoint_updates} endpoint-only updates");
+}
+
+fn snapshot_and_proxies(file: &str, text: &str, generation: u64) -> (Snapshot, Vec<Proxy>) {
+    let mut store = FileStore::default();
+    store.apply(Path::new(file), text);
+    let config = store.config();
+    let proxies = config
+        .objects
+        .iter()
+        .filter_map(|o| match o.as_ref() {
+            Object::WorkloadEntry(we) => support::proxy_of(we),
+            _ => None,
+        })
+        .collect();
+    (mesh_of(text).build(generation, &config), proxies)
+}

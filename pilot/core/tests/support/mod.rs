@@ -1,0 +1,26 @@
+//! Helpers shared by pilot's integration tests.
+#![allow(dead_code, unreachable_pub)]
+
+pub mod envoy_json;
+
+use std::net::{IpAddr, SocketAddr};
+
+use pilot_core::proxy::{DEFAULT_OUTBOUND_PORT, Proxy};
+use policy::networking::WorkloadEntry;
+
+/// The proxy of a WorkloadEntry, as its sidecar would announce itself; its
+/// application listens on `ADDRESS:15080`. `None` when the address is not an IP.
+pub fn proxy_of(we: &WorkloadEntry) -> Option<Proxy> {
+    let address: IpAddr = we.spec.address.parse().ok()?;
+    Some(Proxy {
+        id: Proxy::node_id(address, &we.meta.name, &we.meta.namespace),
+        namespace: we.meta.namespace.clone(),
+        workload: we.meta.name.clone(),
+        address,
+        labels: we.spec.labels.clone(),
+        service_account: we.spec.service_account.clone(),
+        app_address: Some(SocketAddr::new(address, 15080)),
+        app_ports: Default::default(),
+        outbound_port: DEFAULT_OUTBOUND_PORT,
+    })
+}

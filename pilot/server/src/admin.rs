@@ -1,0 +1,246 @@
+//! The admin API (axum): health, connected proxies with their xDS state,
+//! services with their endpoints, the config's diagnostics, and the
+//! snapshot generation being served with how many proxies have ACKed it.
+//!
+//! Paths and JSON field names are a public contract: dashboards and scripts
+//! read them. Add fields; never rename or remove one.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use discovery::model::Resolution;
+use discovery::{Protocol, ServiceModel};
+use policy::{Diagnostic, Severity};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use pilot_core::snapshot::Snapshot;
+use pilot_core::xds::{ProxyStatus, StatusRegistry};
+
+/// What the handlers read: the current snapshot and the proxies' status.
+#[derive(Clone, Debug)]
+pub struct AdminState {
+    pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    pub status: Arc<StatusRegistry>,
+}
+
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/api/v1/proxies", get(proxies))
+        .route("/api/v1/services", get(services))
+        .route("/api/v1/diagnostics", get(diagnostics))
+        .route("/api/v1/snapshot", get(snapshot))
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn proxies(State(state): State<AdminState>) -> Json<Vec<ProxyStatus>> {
+    Json(state.status.list())
+}
+
+async fn services(State(state): State<AdminState>) -> Json<Vec<ServiceView>> {
+    let snapshot = state.snapshots.borrow().clone();
+    Json(
+        snapshot
+            .registry
+            .services
+            .values()
+            .map(|s| ServiceView::from(s.as_ref()))
+            .collect(),
+    )
+}
+
+async fn snapshot(State(state): State<AdminState>) -> Json<SnapshotView> {
+    let snapshot = state.snapshots.borrow().clone();
+    Json(SnapshotView::new(&snapshot, &state.status.list()))
+}
+
+/// `GET /api/v1/snapshot`: the generation being served, and how many of the
+/// connected proxies have ACKed it. "Converged" reads exactly: every proxy's
+/// `acked_generation` in `/api/v1/proxies` is at least `generation`.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct SnapshotView {
+    /// The current snapshot's generation; it increases with every rebuild.
+    pub generation: u64,
+    /// Connected proxies.
+    pub proxies: usize,
+    /// Connected proxies whose `acked_generation` is at least `generation`.
+    pub converged: usize,
+}
+
+impl SnapshotView {
+    pub fn new(snapshot: &Snapshot, proxies: &[ProxyStatus]) -> Self {
+        SnapshotView {
+            generation: snapshot.generation,
+            proxies: proxies.len(),
+            converged: proxies
+                .iter()
+                .filter(|p| p.has_converged(snapshot.generation))
+                .count(),
+        }
+    }
+}
+
+async fn diagnostics(State(state): State<AdminState>) -> Json<Vec<DiagnosticView>> {
+    let snapshot = state.snapshots.borrow().clone();
+    Json(diagnostic_views(&snapshot, &state.status))
+}
+
+/// The config's findings, then every proxy whose compiled set failed the
+/// consistency check (and so was not pushed).
+pub fn diagnostic_views(snapshot: &Snapshot, status: &StatusRegistry) -> Vec<DiagnosticView> {
+    let config = snapshot.diagnostics.iter().map(DiagnosticView::from);
+    let inconsistent = status.inconsistencies().into_iter().map(|i| {
+        let message = format!(
+            "the config compiled for this proxy from snapshot {} fails the consistency check, so it was not pushed and the proxy keeps its previous config: {}",
+            i.generation,
+            i.problems.join("; ")
+        );
+        DiagnosticView {
+            severity: "error",
+            file: String::new(),
+            document: None,
+            kind: None,
+            namespace: None,
+            name: None,
+            path: String::new(),
+            text: format!("proxy {}: {message}", i.proxy),
+            message,
+            proxy: Some(i.proxy),
+            count: Some(i.count),
+        }
+    });
+    config.chain(inconsistent).collect()
+}
+
+/// A service in `GET /api/v1/services`.
+#[derive(Debug, Serialize)]
+pub struct ServiceView {
+    pub hostname: String,
+    pub namespace: String,
+    pub name: Option<String>,
+    pub resolution: &'static str,
+    pub mesh_external: bool,
+    pub ports: Vec<PortView>,
+    pub endpoints: Vec<EndpointView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PortView {
+    pub name: String,
+    pub port: u16,
+    pub protocol: &'static str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EndpointView {
+    pub address: String,
+    /// Service port -> port on this endpoint.
+    pub ports: BTreeMap<u16, u16>,
+    pub labels: BTreeMap<String, String>,
+    pub service_account: Option<String>,
+    pub locality: String,
+    pub weight: u32,
+    /// `namespace/name` of the WorkloadEntry behind the endpoint.
+    pub workload: Option<String>,
+}
+
+impl From<&ServiceModel> for ServiceView {
+    fn from(s: &ServiceModel) -> Self {
+        ServiceView {
+            hostname: s.hostname.clone(),
+            namespace: s.namespace.clone(),
+            name: s.name.clone(),
+            resolution: match s.resolution {
+                Resolution::Static => "STATIC",
+                Resolution::Dns => "DNS",
+                Resolution::Passthrough => "NONE",
+            },
+            mesh_external: s.mesh_external,
+            ports: s
+                .ports
+                .iter()
+                .map(|p| PortView {
+                    name: p.name.clone(),
+                    port: p.number,
+                    protocol: protocol_name(p.protocol),
+                })
+                .collect(),
+            endpoints: s
+                .endpoints
+                .iter()
+                .map(|e| EndpointView {
+                    address: e.address.clone(),
+                    ports: e.ports.clone(),
+                    labels: e.labels.clone(),
+                    service_account: e.service_account.clone(),
+                    locality: e.locality.clone(),
+                    weight: e.weight,
+                    workload: e.workload.as_ref().map(|(ns, name)| format!("{ns}/{name}")),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn protocol_name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Http => "HTTP",
+        Protocol::Http2 => "HTTP2",
+        Protocol::Grpc => "GRPC",
+        Protocol::Tcp => "TCP",
+        Protocol::Tls => "TLS",
+        Protocol::Https => "HTTPS",
+        Protocol::Unknown => "UNKNOWN",
+    }
+}
+
+/// A finding in `GET /api/v1/diagnostics`.
+#[derive(Debug, Serialize)]
+pub struct DiagnosticView {
+    pub severity: &'static str,
+    pub file: String,
+    pub document: Option<usize>,
+    pub kind: Option<String>,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub path: String,
+    pub message: String,
+    /// The whole finding as one line, as `bowline` logs it.
+    pub text: String,
+    /// For a compiled set that failed the consistency check: the proxy's node id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
+    /// For a compiled set that failed the consistency check: how many of the
+    /// proxy's sets failed it since it connected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+}
+
+impl From<&Diagnostic> for DiagnosticView {
+    fn from(d: &Diagnostic) -> Self {
+        DiagnosticView {
+            severity: match d.severity {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+            },
+            file: d.file.clone(),
+            document: d.document,
+            kind: d.object.as_ref().map(|o| format!("{:?}", o.kind)),
+            namespace: d.object.as_ref().map(|o| o.namespace.clone()),
+            name: d.object.as_ref().map(|o| o.name.clone()),
+            path: d.path.to_string(),
+            message: d.message.clone(),
+            text: d.to_string(),
+            proxy: None,
+            count: None,
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! The push queue: decides which proxies a new snapshot reaches, compiles
+//! their resources on a bounded pool of blocking threads, and hands each
+//! stream the newest result.
+//!
+//! ```text
+//! snapshots ──► pusher task: ChangeSet::between(previous, next), PushContext
+//!                  │  for each subscribed proxy the change reaches:
+//!                  ▼
+//!            schedule(proxy, context) ── coalesces: one pending context per proxy, the newest
+//!                  │
+//!                  ▼  (one queue entry per proxy at most)
+//!            dispatcher ──► spawn_blocking × cores ──► compile ──► watch slot ──► stream task
+//! ```
+//!
+//! Stream tasks never compile: they wait on their slot, which holds only the
+//! newest compiled set, so a proxy that reads slowly costs one set, not a
+//! backlog. A proxy the change does not reach is not compiled at all.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use dashmap::DashMap;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tracing::debug;
+
+use crate::xds::server::accept;
+use pilot_core::compile::PushContext;
+use pilot_core::proxy::Proxy;
+use pilot_core::resources::ProxyResources;
+use pilot_core::snapshot::{ChangeSet, Snapshot};
+use pilot_core::xds::status::StatusRegistry;
+
+/// One compiled set for one proxy.
+#[derive(Clone, Debug)]
+pub struct Pushed {
+    /// The generation of the snapshot the set was compiled from.
+    pub generation: u64,
+    pub resources: Arc<ProxyResources>,
+}
+
+/// What the queue has done since it started; for the admin API and tests.
+#[derive(Debug, Default)]
+pub struct PushCounters {
+    /// Full compiles of one proxy's resources.
+    pub compiles: AtomicU64,
+    /// Compiles that only rebuilt a proxy's endpoints.
+    pub endpoint_updates: AtomicU64,
+    /// Proxies a snapshot change did not reach, so were not compiled.
+    pub skipped: AtomicU64,
+}
+
+/// The queue shared by every stream of a server.
+#[derive(Debug, Clone)]
+pub struct PushQueue {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    status: Arc<StatusRegistry>,
+    subscribers: DashMap<u64, Arc<Subscriber>>,
+    current: RwLock<Arc<PushContext>>,
+    work: mpsc::UnboundedSender<Arc<Subscriber>>,
+    counters: PushCounters,
+}
+
+#[derive(Debug)]
+struct Subscriber {
+    proxy: Arc<Proxy>,
+    state: Mutex<SubscriberState>,
+    slot: watch::Sender<Option<Pushed>>,
+}
+
+#[derive(Debug, Default)]
+struct SubscriberState {
+    /// The newest context not compiled yet for this proxy.
+    pending: Option<Arc<PushContext>>,
+    /// In the work queue or being compiled: not to be queued again.
+    busy: bool,
+    /// The last set delivered, and the newest generation it is known to be
+    /// right for (later snapshots that did not reach the proxy count too).
+    last: Option<Pushed>,
+    valid_for: u64,
+    /// The newest generation the pusher has looked at for this proxy.
+    seen: u64,
+}
+
+/// Unsubscribes when the stream ends.
+#[derive(Debug)]
+pub struct Subscription {
+    inner: Arc<Inner>,
+    stream_id: u64,
+    pub pushed: watch::Receiver<Option<Pushed>>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.inner.subscribers.remove(&self.stream_id);
+    }
+}
+
+impl PushQueue {
+    /// Starts the queue's tasks on the current tokio runtime: the pusher,
+    /// which follows `snapshots`, and the dispatcher, which compiles on at
+    /// most `workers` blocking threads at once.
+    pub fn start(
+        mut snapshots: watch::Receiver<Arc<Snapshot>>,
+        status: Arc<StatusRegistry>,
+        workers: usize,
+    ) -> PushQueue {
+        let first = snapshots.borrow_and_update().clone();
+        let (work, mut queued) = mpsc::unbounded_channel::<Arc<Subscriber>>();
+        let inner = Arc::new(Inner {
+            status,
+            subscribers: DashMap::new(),
+            current: RwLock::new(Arc::new(PushContext::new(first))),
+            work,
+            counters: PushCounters::default(),
+        });
+
+        let pool = Arc::new(Semaphore::new(workers.max(1)));
+        let dispatcher = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            while let Some(subscriber) = queued.recv().await {
+                let Ok(permit) = pool.clone().acquire_owned().await else {
+                    return;
+                };
+                let Some(inner) = dispatcher.upgrade() else {
+                    return;
+                };
+                tokio::task::spawn_blocking(move || {
+                    inner.compile(&subscriber);
+                    drop(permit);
+                });
+            }
+        });
+
+        let pusher = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            while snapshots.changed().await.is_ok() {
+                let next = snapshots.borrow_and_update().clone();
+                let Some(inner) = pusher.upgrade() else {
+                    return;
+                };
+                inner.on_snapshot(next);
+            }
+            debug!("snapshot source closed; the push queue serves the last snapshot");
+        });
+        PushQueue { inner }
+    }
+
+    /// Subscribes a stream's proxy: its first set is compiled from the
+    /// current snapshot, and later ones from every snapshot that reaches it.
+    pub fn subscribe(&self, proxy: Arc<Proxy>, stream_id: u64) -> Subscription {
+        let (slot, pushed) = watch::channel(None);
+        let subscriber = Arc::new(Subscriber {
+            proxy,
+            state: Mutex::default(),
+            slot,
+        });
+        // Listed before reading the current context, so that a snapshot
+        // published meanwhile is scheduled by the pusher if not here.
+        self.inner.subscribers.insert(stream_id, subscriber.clone());
+        let current = self.inner.current();
+        self.inner.schedule(&subscriber, current);
+        Subscription {
+            inner: self.inner.clone(),
+            stream_id,
+            pushed,
+        }
+    }
+
+    pub fn counters(&self) -> &PushCounters {
+        &self.inner.counters
+    }
+}
+
+impl Inner {
+    fn current(&self) -> Arc<PushContext> {
+        match self.current.read() {
+            Ok(current) => current.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Works out what changed and schedules the proxies it reaches.
+    fn on_snapshot(&self, next: Arc<Snapshot>) {
+        let previous = self.current();
+        if previous.generation() >= next.generation && next.generation != 0 {
+            return;
+        }
+        let changes = ChangeSet::between(previous.snapshot(), &next);
+        let context = Arc::new(match changes.endpoints_only() {
+            Some(endpoints) => PushContext::after_endpoint_change(&previous, next, endpoints),
+            None => PushContext::new(next),
+        });
+        match self.current.write() {
+            Ok(mut current) => *current = context.clone(),
+            Err(poisoned) => *poisoned.into_inner() = context.clone(),
+        }
+        let (before, after) = (previous.snapshot(), context.snapshot());
+        let mut reached = 0usize;
+        for entry in self.subscribers.iter() {
+            let subscriber = entry.value();
+            if changes.reaches(&subscriber.proxy, before, after) {
+                reached += 1;
+                self.schedule(subscriber, context.clone());
+            } else {
+                self.counters.skipped.fetch_add(1, Ordering::Relaxed);
+                self.unchanged(subscriber, before.generation, after.generation);
+            }
+        }
+        debug!(
+            generation = after.generation,
+            reasons = ?changes.reasons,
+            hosts = changes.hosts.len(),
+            endpoint_hosts = changes.endpoint_hosts.len(),
+            reached,
+            "snapshot change"
+        );
+    }
+
+    /// Records that the change from `before` to `after` leaves `subscriber`'s
+    /// set as it is. If that set is current and nothing is being compiled,
+    /// it is handed over again at the new generation, so that the connection
+    /// knows the proxy is at `after` (and reads as converged) without a
+    /// compile; a compile in progress takes the new generation when it ends.
+    fn unchanged(&self, subscriber: &Subscriber, before: u64, after: u64) {
+        let mut state = lock(&subscriber.state);
+        state.seen = state.seen.max(after);
+        if state.busy || state.valid_for != before {
+            return;
+        }
+        let Some(last) = &state.last else {
+            return;
+        };
+        let pushed = Pushed {
+            generation: after,
+            resources: Arc::new((*last.resources).clone().with_generation(after)),
+        };
+        state.valid_for = after;
+        state.last = Some(pushed.clone());
+        subscriber.slot.send_replace(Some(pushed));
+    }
+
+    /// Makes `context` the next one compiled for `subscriber`, unless a newer
+    /// one is already pending or delivered, and queues the subscriber once.
+    fn schedule(&self, subscriber: &Arc<Subscriber>, context: Arc<PushContext>) {
+        let mut state = lock(&subscriber.state);
+        let generation = context.generation();
+        state.seen = state.seen.max(generation);
+        let newer_pending = state
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.generation() >= generation);
+        let delivered = state
+            .last
+            .as_ref()
+            .is_some_and(|l| l.generation >= generation);
+        if newer_pending || delivered {
+            return;
+        }
+        state.pending = Some(context);
+        if !state.busy {
+            state.busy = true;
+            // The receiver lives as long as the dispatcher, which lives as
+            // long as the queue.
+            let _ = self.work.send(subscriber.clone());
+        }
+    }
+
+    /// Compiles the pending context of `subscriber` (on a blocking thread)
+    /// and delivers the set if it passes the consistency check.
+    fn compile(&self, subscriber: &Arc<Subscriber>) {
+        let (context, last, valid_for) = {
+            let mut state = lock(&subscriber.state);
+            let Some(context) = state.pending.take() else {
+                state.busy = false;
+                return;
+            };
+            (context, state.last.clone(), state.valid_for)
+        };
+        let proxy = &subscriber.proxy;
+        let generation = context.generation();
+        let update = last
+            .as_ref()
+            .and_then(|l| context.endpoints_update(proxy, &l.resources, valid_for));
+        let compiled = match update {
+            Some(resources) => {
+                self.counters
+                    .endpoint_updates
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(resources)
+            }
+            None => {
+                self.counters.compiles.fetch_add(1, Ordering::Relaxed);
+                context.compile_consistent(proxy)
+            }
+        };
+        let accepted = accept(&self.status, &proxy.id, generation, compiled);
+
+        let mut state = lock(&subscriber.state);
+        // With nothing pending, every snapshot looked at since this one's did
+        // not reach the proxy: the set is right up to the newest of them.
+        let current = if state.pending.is_none() {
+            state.seen.max(generation)
+        } else {
+            generation
+        };
+        let delivered = match accepted {
+            Some(resources) => {
+                state.valid_for = current;
+                Some(resources.with_generation(current))
+            }
+            // An inconsistent first set is left out: the proxy is answered
+            // with nothing until a consistent one compiles, and nothing is
+            // ever derived from that empty set.
+            None if last.is_none() => {
+                state.valid_for = 0;
+                Some(ProxyResources::default())
+            }
+            None => None,
+        };
+        if let Some(resources) = delivered {
+            let pushed = Pushed {
+                generation: current,
+                resources: Arc::new(resources),
+            };
+            state.last = Some(pushed.clone());
+            subscriber.slot.send_replace(Some(pushed));
+        }
+        if state.pending.is_some() {
+            let _ = self.work.send(subscriber.clone());
+        } else {
+            state.busy = false;
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}

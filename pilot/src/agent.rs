@@ -1,0 +1,242 @@
+//! `bowline proxy`: the command-line face of the agent.
+//!
+//! ```text
+//! ProxyArgs ──► BootstrapConfig ──► --bootstrap-only: print JSON
+//!                      └──► envoy::locate ──► Sidecar::start ──► Ctrl-C / SIGTERM ──► Sidecar::stop
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use pilot_agent::bootstrap::{self, BootstrapConfig, XdsAddress, XdsMode};
+use pilot_agent::envoy;
+use pilot_agent::sidecar::{RestartPolicy, Sidecar, SidecarConfig};
+use pilot_core::proxy;
+
+/// Run a workload's sidecar Envoy, configured by the control plane over ADS.
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct ProxyArgs {
+    /// Namespace of the workload.
+    #[arg(long, default_value = "default")]
+    pub(crate) namespace: String,
+    /// Name of the workload.
+    #[arg(long)]
+    pub(crate) workload: String,
+    /// The workload's own IP address; Envoy's admin and listeners bind to it.
+    #[arg(long)]
+    pub(crate) address: IpAddr,
+    /// A workload label, `KEY=VALUE` (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub(crate) labels: Vec<(String, String)>,
+    /// The workload's service account.
+    #[arg(long)]
+    pub(crate) service_account: Option<String>,
+    /// Where the application listens (`HOST:PORT`), for inbound ports not named by --app-port.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub(crate) app: Option<SocketAddr>,
+    /// Where the application listens for one inbound port, `PORT=HOST:PORT` (repeatable).
+    #[arg(long = "app-port", value_name = "PORT=HOST:PORT", value_parser = parse_app_port)]
+    pub(crate) app_ports: Vec<(u16, SocketAddr)>,
+    /// The control plane's xDS address, `HOST:PORT`.
+    #[arg(long, default_value = "127.0.0.1:15010", value_name = "HOST:PORT")]
+    pub(crate) xds_addr: XdsAddress,
+    /// ADS flavour: state of the world or incremental.
+    #[arg(long, value_enum, default_value_t = XdsMode::Sotw)]
+    pub(crate) xds_mode: XdsMode,
+    /// Port of Envoy's admin interface on --address.
+    #[arg(long, default_value_t = proxy::DEFAULT_ADMIN_PORT)]
+    pub(crate) admin_port: u16,
+    /// Port of the outbound listener on --address.
+    #[arg(long, default_value_t = proxy::DEFAULT_OUTBOUND_PORT)]
+    pub(crate) outbound_port: u16,
+    /// The Envoy binary (default: $BOWLINE_ENVOY, `envoy` on $PATH, or ./.venv).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) envoy: Option<PathBuf>,
+    /// Print the bootstrap JSON to stdout and exit.
+    #[arg(long)]
+    pub(crate) bootstrap_only: bool,
+    /// Where to write the bootstrap (default: a fresh temporary directory, removed on exit).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) work_dir: Option<PathBuf>,
+    /// Envoy's log level.
+    #[arg(
+        long,
+        default_value = "warning",
+        value_parser = ["trace", "debug", "info", "warning", "warn", "error", "critical", "off"]
+    )]
+    pub(crate) log_level: String,
+    /// Envoy's log file (default: Envoy logs to this process's stderr).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) envoy_log: Option<PathBuf>,
+}
+
+impl ProxyArgs {
+    /// The bootstrap inputs these flags describe.
+    pub(crate) fn bootstrap_config(&self) -> BootstrapConfig {
+        BootstrapConfig {
+            namespace: self.namespace.clone(),
+            workload: self.workload.clone(),
+            address: self.address,
+            labels: self.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
+            service_account: self.service_account.clone(),
+            app_address: self.app,
+            app_ports: self.app_ports.iter().copied().collect(),
+            xds_address: self.xds_addr.clone(),
+            xds_mode: self.xds_mode,
+            admin_port: self.admin_port,
+            outbound_port: self.outbound_port,
+        }
+    }
+}
+
+/// Runs `bowline proxy` until Ctrl-C or SIGTERM, or until Envoy keeps failing.
+pub(crate) async fn run(args: ProxyArgs) -> anyhow::Result<()> {
+    let bootstrap = args.bootstrap_config();
+    if args.bootstrap_only {
+        let text = serde_json::to_string_pretty(&bootstrap::build(&bootstrap))?;
+        println!("{text}");
+        return Ok(());
+    }
+    let envoy = envoy::locate(args.envoy.as_deref())?;
+    let (work_dir, temporary) = match &args.work_dir {
+        Some(dir) => (dir.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!("bowline-proxy-{}", std::process::id())),
+            true,
+        ),
+    };
+    let cfg = SidecarConfig {
+        bootstrap,
+        envoy,
+        work_dir: work_dir.clone(),
+        log_level: args.log_level,
+        log_file: args.envoy_log,
+        restart: RestartPolicy::default(),
+    };
+    let outcome = supervise(cfg).await;
+    if temporary && let Err(err) = tokio::fs::remove_dir_all(&work_dir).await {
+        tracing::warn!(dir = %work_dir.display(), %err, "cannot remove work dir");
+    }
+    outcome
+}
+
+async fn supervise(cfg: SidecarConfig) -> anyhow::Result<()> {
+    let mut sidecar = Sidecar::start(cfg).await?;
+    tracing::info!(node = sidecar.node_id(), admin = %sidecar.admin_addr(), "sidecar running");
+    let stopped_early = tokio::select! {
+        outcome = sidecar.wait() => Some(outcome),
+        () = crate::signal::shutdown() => None,
+    };
+    match stopped_early {
+        Some(outcome) => outcome.context("sidecar stopped"),
+        None => {
+            tracing::info!("shutting down");
+            sidecar.stop().await.context("sidecar stopped")
+        }
+    }
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+fn parse_app_port(s: &str) -> Result<(u16, SocketAddr), String> {
+    let (port, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected PORT=HOST:PORT, got {s:?}"))?;
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| format!("{s:?}: invalid port {port:?}"))?;
+    let addr = addr
+        .parse::<SocketAddr>()
+        .map_err(|_| format!("{s:?}: invalid address {addr:?}, expected IP:PORT"))?;
+    Ok((port, addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        proxy: ProxyArgs,
+    }
+
+    #[test]
+    fn flags_become_bootstrap_config() {
+        let cli = Cli::try_parse_from([
+            "proxy",
+            "--workload",
+            "ratings",
+            "--namespace",
+            "shop",
+            "--address",
+            "127.0.1.4",
+            "--label",
+            "app=ratings",
+            "--label",
+            "version=v2",
+            "--app",
+            "127.0.0.1:19000",
+            "--app-port",
+            "9080=127.0.0.1:19001",
+            "--xds-mode",
+            "delta",
+            "--xds-addr",
+            "pilot:15012",
+        ])
+        .unwrap();
+        let cfg = cli.proxy.bootstrap_config();
+        assert_eq!(cfg.workload, "ratings");
+        assert_eq!(cfg.namespace, "shop");
+        assert_eq!(cfg.address, "127.0.1.4".parse::<IpAddr>().unwrap());
+        assert_eq!(cfg.labels["app"], "ratings");
+        assert_eq!(cfg.labels["version"], "v2");
+        assert_eq!(cfg.app_address, Some("127.0.0.1:19000".parse().unwrap()));
+        assert_eq!(cfg.app_ports[&9080], "127.0.0.1:19001".parse().unwrap());
+        assert_eq!(cfg.xds_mode, XdsMode::Delta);
+        assert_eq!(cfg.xds_address.host, "pilot");
+        assert_eq!(cfg.xds_address.port, 15012);
+        assert_eq!(cfg.admin_port, 15000);
+        assert_eq!(cfg.outbound_port, 15001);
+        assert_eq!(cli.proxy.log_level, "warning");
+    }
+
+    #[test]
+    fn defaults() {
+        let cli =
+            Cli::try_parse_from(["proxy", "--workload", "w", "--address", "127.0.1.1"]).unwrap();
+        let cfg = cli.proxy.bootstrap_config();
+        assert_eq!(cfg.namespace, "default");
+        assert_eq!(cfg.xds_mode, XdsMode::Sotw);
+        assert_eq!(cfg.xds_address.to_string(), "127.0.0.1:15010");
+        assert!(cfg.labels.is_empty() && cfg.app_ports.is_empty());
+    }
+
+    #[test]
+    fn rejects_malformed_flags() {
+        let base = ["proxy", "--workload", "w", "--address", "127.0.1.1"];
+        for extra in [
+            ["--label", "novalue"],
+            ["--label", "=v"],
+            ["--app-port", "9080"],
+            ["--app-port", "x=127.0.0.1:1"],
+            ["--app-port", "9080=localhost:1"],
+            ["--xds-addr", "nope"],
+            ["--xds-mode", "incremental"],
+            ["--log-level", "loud"],
+        ] {
+            let argv: Vec<&str> = base.iter().chain(extra.iter()).copied().collect();
+            assert!(Cli::try_parse_from(&argv).is_err(), "{argv:?}");
+        }
+        assert!(Cli::try_parse_from(["proxy", "--workload", "w"]).is_err());
+    }
+}
