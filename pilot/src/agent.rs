@@ -11,10 +11,12 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use pilot_agent::bootstrap::{self, BootstrapConfig, XdsAddress, XdsMode};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use pilot_agent::bootstrap::{self, BootstrapConfig, XdsAddress};
 use pilot_agent::envoy;
 use pilot_agent::sidecar::{RestartPolicy, Sidecar, SidecarConfig};
-use pilot_core::proxy;
+use pilot_agent::{Mode, NodeMetadata};
+use pilot_node::{DEFAULT_ADMIN_PORT, DEFAULT_OUTBOUND_PORT};
 
 /// Run a workload's sidecar Envoy, configured by the control plane over ADS.
 #[derive(clap::Args, Debug, Clone)]
@@ -44,13 +46,13 @@ pub(crate) struct ProxyArgs {
     #[arg(long, default_value = "127.0.0.1:15010", value_name = "HOST:PORT")]
     pub(crate) xds_addr: XdsAddress,
     /// ADS flavour: state of the world or incremental.
-    #[arg(long, value_enum, default_value_t = XdsMode::Sotw)]
-    pub(crate) xds_mode: XdsMode,
+    #[arg(long, value_parser = xds_mode(), default_value_t = Mode::Sotw)]
+    pub(crate) xds_mode: Mode,
     /// Port of Envoy's admin interface on --address.
-    #[arg(long, default_value_t = proxy::DEFAULT_ADMIN_PORT)]
+    #[arg(long, default_value_t = DEFAULT_ADMIN_PORT)]
     pub(crate) admin_port: u16,
     /// Port of the outbound listener on --address.
-    #[arg(long, default_value_t = proxy::DEFAULT_OUTBOUND_PORT)]
+    #[arg(long, default_value_t = DEFAULT_OUTBOUND_PORT)]
     pub(crate) outbound_port: u16,
     /// The Envoy binary (default: $BOWLINE_ENVOY, `envoy` on $PATH, or ./.venv).
     #[arg(long, value_name = "PATH")]
@@ -77,19 +79,26 @@ impl ProxyArgs {
     /// The bootstrap inputs these flags describe.
     pub(crate) fn bootstrap_config(&self) -> BootstrapConfig {
         BootstrapConfig {
-            namespace: self.namespace.clone(),
-            workload: self.workload.clone(),
-            address: self.address,
-            labels: self.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
-            service_account: self.service_account.clone(),
-            app_address: self.app,
-            app_ports: self.app_ports.iter().copied().collect(),
+            node: NodeMetadata {
+                namespace: self.namespace.clone(),
+                workload: self.workload.clone(),
+                address: self.address,
+                labels: self.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
+                service_account: self.service_account.clone(),
+                app_address: self.app,
+                app_ports: self.app_ports.iter().copied().collect(),
+                outbound_port: self.outbound_port,
+            },
             xds_address: self.xds_addr.clone(),
             xds_mode: self.xds_mode,
             admin_port: self.admin_port,
-            outbound_port: self.outbound_port,
         }
     }
+}
+
+/// `--xds-mode`: the node contract's [`Mode`], by the names it reads.
+pub(crate) fn xds_mode() -> impl TypedValueParser<Value = Mode> {
+    PossibleValuesParser::new(Mode::NAMES).try_map(|name| name.parse::<Mode>())
 }
 
 /// Runs `bowline proxy` until Ctrl-C or SIGTERM, or until Envoy keeps failing.
@@ -195,18 +204,24 @@ mod tests {
         ])
         .unwrap();
         let cfg = cli.proxy.bootstrap_config();
-        assert_eq!(cfg.workload, "ratings");
-        assert_eq!(cfg.namespace, "shop");
-        assert_eq!(cfg.address, "127.0.1.4".parse::<IpAddr>().unwrap());
-        assert_eq!(cfg.labels["app"], "ratings");
-        assert_eq!(cfg.labels["version"], "v2");
-        assert_eq!(cfg.app_address, Some("127.0.0.1:19000".parse().unwrap()));
-        assert_eq!(cfg.app_ports[&9080], "127.0.0.1:19001".parse().unwrap());
-        assert_eq!(cfg.xds_mode, XdsMode::Delta);
+        assert_eq!(cfg.node.workload, "ratings");
+        assert_eq!(cfg.node.namespace, "shop");
+        assert_eq!(cfg.node.address, "127.0.1.4".parse::<IpAddr>().unwrap());
+        assert_eq!(cfg.node.labels["app"], "ratings");
+        assert_eq!(cfg.node.labels["version"], "v2");
+        assert_eq!(
+            cfg.node.app_address,
+            Some("127.0.0.1:19000".parse().unwrap())
+        );
+        assert_eq!(
+            cfg.node.app_ports[&9080],
+            "127.0.0.1:19001".parse().unwrap()
+        );
+        assert_eq!(cfg.xds_mode, Mode::Delta);
         assert_eq!(cfg.xds_address.host, "pilot");
         assert_eq!(cfg.xds_address.port, 15012);
         assert_eq!(cfg.admin_port, 15000);
-        assert_eq!(cfg.outbound_port, 15001);
+        assert_eq!(cfg.node.outbound_port, 15001);
         assert_eq!(cli.proxy.log_level, "warning");
     }
 
@@ -215,10 +230,10 @@ mod tests {
         let cli =
             Cli::try_parse_from(["proxy", "--workload", "w", "--address", "127.0.1.1"]).unwrap();
         let cfg = cli.proxy.bootstrap_config();
-        assert_eq!(cfg.namespace, "default");
-        assert_eq!(cfg.xds_mode, XdsMode::Sotw);
+        assert_eq!(cfg.node.namespace, "default");
+        assert_eq!(cfg.xds_mode, Mode::Sotw);
         assert_eq!(cfg.xds_address.to_string(), "127.0.0.1:15010");
-        assert!(cfg.labels.is_empty() && cfg.app_ports.is_empty());
+        assert!(cfg.node.labels.is_empty() && cfg.node.app_ports.is_empty());
     }
 
     #[test]

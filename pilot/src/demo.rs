@@ -21,8 +21,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use pilot_agent::{self as agent, BootstrapConfig, Sidecar, SidecarConfig, XdsAddress, XdsMode};
-use pilot_core::proxy;
+use pilot_agent::{
+    self as agent, BootstrapConfig, Mode, NodeMetadata, Sidecar, SidecarConfig, XdsAddress,
+};
 use pilot_core::snapshot::Snapshot;
 use pilot_server::serve::{ControlPlane, ServeArgs};
 
@@ -49,8 +50,8 @@ pub(crate) struct DemoArgs {
     #[arg(long, default_value = "127.0.0.1:15014")]
     pub(crate) admin_addr: SocketAddr,
     /// ADS variant the sidecars use.
-    #[arg(long, value_enum, default_value_t = XdsMode::Sotw)]
-    pub(crate) xds_mode: XdsMode,
+    #[arg(long, value_parser = crate::agent::xds_mode(), default_value_t = Mode::Sotw)]
+    pub(crate) xds_mode: Mode,
     /// Istio MeshConfig YAML, as for `bowline serve`.
     #[arg(long)]
     pub(crate) mesh_config: Option<PathBuf>,
@@ -129,7 +130,7 @@ struct Demo {
     envoy: PathBuf,
     work_dir: PathBuf,
     xds: XdsAddress,
-    xds_mode: XdsMode,
+    xds_mode: Mode,
 }
 
 type WorkloadKey = (String, String);
@@ -204,15 +205,15 @@ impl Demo {
             }
         });
 
-        let mut bootstrap = BootstrapConfig::new(
+        let mut node = NodeMetadata::new(
             entry.meta.namespace.clone(),
             entry.meta.name.clone(),
             address,
-            self.xds.clone(),
         );
-        bootstrap.labels = entry.spec.labels.clone();
-        bootstrap.service_account = entry.spec.service_account.clone();
-        bootstrap.app_address = Some(app);
+        node.labels = entry.spec.labels.clone();
+        node.service_account = entry.spec.service_account.clone();
+        node.app_address = Some(app);
+        let mut bootstrap = BootstrapConfig::new(node, self.xds.clone());
         bootstrap.xds_mode = self.xds_mode;
         let mut cfg = SidecarConfig::new(bootstrap, self.envoy.clone(), self.work_dir.clone());
         cfg.log_file = Some(self.work_dir.join(format!(
@@ -274,7 +275,7 @@ fn print_summary(
                 .get("version")
                 .map_or("-", String::as_str),
             format!("{address}:{APP_PORT}"),
-            format!("{address}:{}", proxy::DEFAULT_OUTBOUND_PORT),
+            format!("{address}:{}", pilot_node::DEFAULT_OUTBOUND_PORT),
             r.sidecar.admin_addr()
         );
     }
@@ -310,12 +311,12 @@ fn print_summary(
         println!(
             "  curl -s -x http://{}:{} http://{host}:{port}/",
             client.entry.spec.address,
-            proxy::DEFAULT_OUTBOUND_PORT
+            pilot_node::DEFAULT_OUTBOUND_PORT
         );
         println!(
             "  for i in $(seq 50); do curl -s -x http://{}:{} http://{host}:{port}/ | grep -o '\"version\":\"[^\"]*\"'; done | sort | uniq -c",
             client.entry.spec.address,
-            proxy::DEFAULT_OUTBOUND_PORT
+            pilot_node::DEFAULT_OUTBOUND_PORT
         );
     }
     println!();

@@ -1,36 +1,23 @@
-//! The contract between the agent and the control plane: the node metadata
-//! the agent writes into Envoy's bootstrap is exactly what the xDS server
-//! reads back as a `Proxy`. Each side has its own tests; this one joins them.
+//! The contract between the agent and the control plane, end to end: the
+//! bootstrap the agent writes, read as Envoy reads it, is exactly what the
+//! xDS server reads back as a `Proxy`. `pilot-node` holds the contract and
+//! its own round-trip test; this one joins the two crates that use it.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::google::protobuf::{ListValue, Struct, Value, value::Kind};
+use envoy_types::pb::google::protobuf::value::Kind;
+use pilot_agent::NodeMetadata;
 use pilot_agent::bootstrap::{self, BootstrapConfig, XdsAddress};
 use pilot_core::proxy::Proxy;
 
-/// JSON, as Envoy reads it from the bootstrap file, to the protobuf Struct
-/// it sends in the node.
-fn to_proto(json: &serde_json::Value) -> Value {
-    let kind = match json {
-        serde_json::Value::Null => Kind::NullValue(0),
-        serde_json::Value::Bool(b) => Kind::BoolValue(*b),
-        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap()),
-        serde_json::Value::String(s) => Kind::StringValue(s.clone()),
-        serde_json::Value::Array(items) => Kind::ListValue(ListValue {
-            values: items.iter().map(to_proto).collect(),
-        }),
-        serde_json::Value::Object(map) => Kind::StructValue(Struct {
-            fields: map.iter().map(|(k, v)| (k.clone(), to_proto(v))).collect(),
-        }),
-    };
-    Value { kind: Some(kind) }
-}
-
+/// The node Envoy sends from the bootstrap `cfg`.
 fn node_of(cfg: &BootstrapConfig) -> Node {
     let bootstrap = bootstrap::build(cfg);
-    let Some(Kind::StructValue(metadata)) = to_proto(&bootstrap["node"]["metadata"]).kind else {
+    let Some(Kind::StructValue(metadata)) =
+        pilot_node::json_to_proto(&bootstrap["node"]["metadata"]).kind
+    else {
         panic!("node metadata is an object: {bootstrap}");
     };
     Node {
@@ -41,39 +28,32 @@ fn node_of(cfg: &BootstrapConfig) -> Node {
     }
 }
 
+fn xds() -> XdsAddress {
+    XdsAddress::from("127.0.0.1:15010".parse::<SocketAddr>().unwrap())
+}
+
 #[test]
 fn what_the_agent_declares_is_what_the_control_plane_reads() {
     let address: IpAddr = "127.0.1.7".parse().unwrap();
     let app: SocketAddr = "127.0.1.7:15080".parse().unwrap();
     let grpc: SocketAddr = "127.0.1.7:17070".parse().unwrap();
-    let mut cfg = BootstrapConfig::new(
-        "shop",
-        "reviews-v2",
-        address,
-        XdsAddress::from("127.0.0.1:15010".parse::<SocketAddr>().unwrap()),
-    );
-    cfg.labels = BTreeMap::from([
+    let mut node = NodeMetadata::new("shop", "reviews-v2", address);
+    node.labels = BTreeMap::from([
         ("app".to_string(), "reviews".to_string()),
         ("version".to_string(), "v2".to_string()),
     ]);
-    cfg.service_account = Some("bookinfo-reviews".to_string());
-    cfg.app_address = Some(app);
-    cfg.app_ports = BTreeMap::from([(7070, grpc)]);
-    cfg.outbound_port = 16001;
+    node.service_account = Some("bookinfo-reviews".to_string());
+    node.app_address = Some(app);
+    node.app_ports = BTreeMap::from([(7070, grpc)]);
+    node.outbound_port = 16001;
+    let cfg = BootstrapConfig::new(node.clone(), xds());
 
     let proxy = Proxy::try_from(&node_of(&cfg)).unwrap();
     assert_eq!(
         proxy,
         Proxy {
-            id: Proxy::node_id(address, "reviews-v2", "shop"),
-            namespace: "shop".to_string(),
-            workload: "reviews-v2".to_string(),
-            address,
-            labels: cfg.labels.clone(),
-            service_account: Some("bookinfo-reviews".to_string()),
-            app_address: Some(app),
-            app_ports: BTreeMap::from([(7070, grpc)]),
-            outbound_port: 16001,
+            id: "sidecar~127.0.1.7~reviews-v2.shop~shop.svc.cluster.local".to_string(),
+            metadata: node,
         }
     );
     assert_eq!(proxy.app_for(7070), Some(grpc));
@@ -83,19 +63,14 @@ fn what_the_agent_declares_is_what_the_control_plane_reads() {
 #[test]
 fn a_minimal_agent_gives_the_defaults() {
     let address: IpAddr = "127.0.1.8".parse().unwrap();
-    let cfg = BootstrapConfig::new(
-        "default",
-        "client",
-        address,
-        XdsAddress::from("127.0.0.1:15010".parse::<SocketAddr>().unwrap()),
-    );
+    let cfg = BootstrapConfig::new(NodeMetadata::new("default", "client", address), xds());
     let proxy = Proxy::try_from(&node_of(&cfg)).unwrap();
     assert_eq!(proxy.id, cfg.node_id());
     assert_eq!(
-        proxy.outbound_port,
-        pilot_core::proxy::DEFAULT_OUTBOUND_PORT
+        proxy.metadata.outbound_port,
+        pilot_node::DEFAULT_OUTBOUND_PORT
     );
-    assert!(proxy.labels.is_empty());
-    assert_eq!(proxy.service_account, None);
-    assert_eq!(proxy.app_address, None);
+    assert!(proxy.metadata.labels.is_empty());
+    assert_eq!(proxy.metadata.service_account, None);
+    assert_eq!(proxy.metadata.app_address, None);
 }

@@ -12,8 +12,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-use pilot_agent::bootstrap::{self, BootstrapConfig, XdsMode};
+use pilot_agent::bootstrap::{self, BootstrapConfig};
 use pilot_agent::sidecar::{Error, RestartPolicy, Sidecar, SidecarConfig};
+use pilot_agent::{Mode, NodeMetadata};
 
 use crate::harness::{envoy as envoy_binary, wait_for};
 
@@ -30,7 +31,7 @@ fn free_port() -> u16 {
 /// A sidecar on 127.0.0.1 whose control plane address has nothing listening.
 fn unreachable_config(workload: &str) -> BootstrapConfig {
     let xds = SocketAddr::new(LOOPBACK, free_port());
-    let mut cfg = BootstrapConfig::new("test", workload, LOOPBACK, xds.into());
+    let mut cfg = BootstrapConfig::new(NodeMetadata::new("test", workload, LOOPBACK), xds.into());
     cfg.admin_port = free_port();
     cfg
 }
@@ -48,7 +49,7 @@ fn sidecar_config(bootstrap: BootstrapConfig, dir: &Path) -> SidecarConfig {
 }
 
 fn validate(bootstrap: &BootstrapConfig, dir: &Path) {
-    let path = dir.join(format!("{}.json", bootstrap.workload));
+    let path = dir.join(format!("{}.json", bootstrap.node.workload));
     let text = serde_json::to_string_pretty(&bootstrap::build(bootstrap)).unwrap();
     std::fs::write(&path, &text).unwrap();
     let out = std::process::Command::new(envoy_binary())
@@ -68,19 +69,15 @@ fn validate(bootstrap: &BootstrapConfig, dir: &Path) {
 #[test]
 fn envoy_accepts_bootstraps_in_both_modes() {
     let dir = tempfile::tempdir().unwrap();
-    for (name, mode) in [("sotw", XdsMode::Sotw), ("delta", XdsMode::Delta)] {
-        let mut cfg = BootstrapConfig::new(
-            "shop",
-            name,
-            "127.0.1.7".parse().unwrap(),
-            "127.0.0.1:15010".parse().unwrap(),
-        );
-        cfg.xds_mode = mode;
-        cfg.labels.insert("app".into(), "shop".into());
-        cfg.service_account = Some("shop".into());
-        cfg.app_address = Some("127.0.0.1:18080".parse().unwrap());
-        cfg.app_ports
+    for (name, mode) in [("sotw", Mode::Sotw), ("delta", Mode::Delta)] {
+        let mut node = NodeMetadata::new("shop", name, "127.0.1.7".parse().unwrap());
+        node.labels.insert("app".into(), "shop".into());
+        node.service_account = Some("shop".into());
+        node.app_address = Some("127.0.0.1:18080".parse().unwrap());
+        node.app_ports
             .insert(9080, "127.0.0.1:18081".parse().unwrap());
+        let mut cfg = BootstrapConfig::new(node, "127.0.0.1:15010".parse().unwrap());
+        cfg.xds_mode = mode;
         validate(&cfg, dir.path());
     }
 }
@@ -89,9 +86,7 @@ fn envoy_accepts_bootstraps_in_both_modes() {
 fn envoy_accepts_a_host_name_for_the_control_plane() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = BootstrapConfig::new(
-        "shop",
-        "dns",
-        "127.0.1.8".parse().unwrap(),
+        NodeMetadata::new("shop", "dns", "127.0.1.8".parse().unwrap()),
         "localhost:15010".parse().unwrap(),
     );
     validate(&cfg, dir.path());

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use discovery::file::FileStore;
 use pilot_core::compile::{compile, verify};
-use pilot_core::proxy::{DEFAULT_OUTBOUND_PORT, Proxy};
+use pilot_core::proxy::{DEFAULT_OUTBOUND_PORT, NodeMetadata, Proxy};
 use pilot_core::snapshot::Snapshot;
 
 use crate::harness::{APP_PORT, BOWLINE};
@@ -49,8 +49,7 @@ fn load(dir: &Path) -> (Snapshot, usize) {
 }
 
 fn proxy_for(address: IpAddr, name: &str, namespace: &str) -> Proxy {
-    Proxy {
-        id: Proxy::node_id(address, name, namespace),
+    Proxy::new(NodeMetadata {
         namespace: namespace.to_string(),
         workload: name.to_string(),
         address,
@@ -59,7 +58,7 @@ fn proxy_for(address: IpAddr, name: &str, namespace: &str) -> Proxy {
         app_address: Some(SocketAddr::new(address, APP_PORT)),
         app_ports: Default::default(),
         outbound_port: DEFAULT_OUTBOUND_PORT,
-    }
+    })
 }
 
 /// Every example directory, sorted.
@@ -104,8 +103,8 @@ fn every_example_loads_without_diagnostics_and_compiles_for_each_workload() {
         for we in &snapshot.workload_entries {
             let address: IpAddr = we.spec.address.parse().unwrap();
             let mut proxy = proxy_for(address, &we.meta.name, &we.meta.namespace);
-            proxy.labels = we.spec.labels.clone();
-            proxy.service_account = we.spec.service_account.clone();
+            proxy.metadata.labels = we.spec.labels.clone();
+            proxy.metadata.service_account = we.spec.service_account.clone();
             let resources = compile(&snapshot, &proxy);
             assert_eq!(
                 verify(&resources),

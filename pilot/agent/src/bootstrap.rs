@@ -6,19 +6,18 @@
 //!
 //! ```text
 //! BootstrapConfig ──► build (pure) ──► serde_json::Value ──► bootstrap file ──► envoy -c FILE
+//!   └─ node: NodeMetadata ──► NodeMetadata::to_json (pilot-node) ──► node.metadata
 //! ```
 //!
 //! `build` does no I/O and its output is deterministic (object keys are
 //! sorted), so it can be compared against golden files.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
-use serde_json::{Map, Value, json};
-
-use pilot_core::proxy::{self, Proxy};
+use pilot_node::{DEFAULT_ADMIN_PORT, Mode, NodeMetadata};
+use serde_json::{Value, json};
 
 /// Name of the static cluster that points at the control plane.
 pub const XDS_CLUSTER: &str = "xds-grpc";
@@ -36,26 +35,6 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// How Envoy subscribes over ADS.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum XdsMode {
-    /// State of the world (`api_type: GRPC`).
-    #[default]
-    Sotw,
-    /// Incremental (`api_type: DELTA_GRPC`).
-    Delta,
-}
-
-impl XdsMode {
-    /// The `ApiConfigSource.api_type` for this mode.
-    pub fn api_type(self) -> &'static str {
-        match self {
-            XdsMode::Sotw => "GRPC",
-            XdsMode::Delta => "DELTA_GRPC",
-        }
-    }
-}
 
 /// Where the control plane's xDS server listens: an IP address or a host name, and a port.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,54 +96,33 @@ impl fmt::Display for XdsAddress {
 /// Everything the bootstrap depends on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BootstrapConfig {
-    pub namespace: String,
-    pub workload: String,
-    /// The workload's own address; admin and all listeners bind to it.
-    pub address: IpAddr,
-    pub labels: BTreeMap<String, String>,
-    pub service_account: Option<String>,
-    /// Where the application listens for inbound ports not in `app_ports`.
-    pub app_address: Option<SocketAddr>,
-    /// Inbound port -> where the application listens for it.
-    pub app_ports: BTreeMap<u16, SocketAddr>,
+    /// Who the sidecar is: the node metadata the control plane reads back.
+    pub node: NodeMetadata,
     pub xds_address: XdsAddress,
-    pub xds_mode: XdsMode,
+    pub xds_mode: Mode,
     pub admin_port: u16,
-    pub outbound_port: u16,
 }
 
 impl BootstrapConfig {
-    /// A configuration with the default ports, ADS in state-of-the-world
-    /// mode, and no labels, service account or application address.
-    pub fn new(
-        namespace: impl Into<String>,
-        workload: impl Into<String>,
-        address: IpAddr,
-        xds_address: XdsAddress,
-    ) -> Self {
+    /// A configuration for `node` with the default admin port and ADS in
+    /// state-of-the-world mode.
+    pub fn new(node: NodeMetadata, xds_address: XdsAddress) -> Self {
         BootstrapConfig {
-            namespace: namespace.into(),
-            workload: workload.into(),
-            address,
-            labels: BTreeMap::new(),
-            service_account: None,
-            app_address: None,
-            app_ports: BTreeMap::new(),
+            node,
             xds_address,
-            xds_mode: XdsMode::Sotw,
-            admin_port: proxy::DEFAULT_ADMIN_PORT,
-            outbound_port: proxy::DEFAULT_OUTBOUND_PORT,
+            xds_mode: Mode::Sotw,
+            admin_port: DEFAULT_ADMIN_PORT,
         }
     }
 
     /// Envoy's node id for this sidecar.
     pub fn node_id(&self) -> String {
-        Proxy::node_id(self.address, &self.workload, &self.namespace)
+        self.node.node_id()
     }
 
     /// Where Envoy's admin interface listens.
     pub fn admin_addr(&self) -> SocketAddr {
-        SocketAddr::new(self.address, self.admin_port)
+        SocketAddr::new(self.node.address, self.admin_port)
     }
 }
 
@@ -173,11 +131,11 @@ pub fn build(cfg: &BootstrapConfig) -> Value {
     json!({
         "node": {
             "id": cfg.node_id(),
-            "cluster": format!("{}.{}", cfg.workload, cfg.namespace),
-            "metadata": node_metadata(cfg),
+            "cluster": cfg.node.cluster(),
+            "metadata": cfg.node.to_json(),
         },
         "admin": {
-            "address": socket_address(&cfg.address.to_string(), cfg.admin_port),
+            "address": socket_address(&cfg.node.address.to_string(), cfg.admin_port),
         },
         "dynamic_resources": {
             "ads_config": {
@@ -225,39 +183,6 @@ fn layered_runtime() -> Value {
     })
 }
 
-/// Node metadata with every `proxy::meta` key. Labels and application ports
-/// are objects of strings, the outbound port is a string; the service account
-/// and the application address are left out when unset.
-fn node_metadata(cfg: &BootstrapConfig) -> Value {
-    let mut meta = Map::new();
-    meta.insert(proxy::meta::NAMESPACE.into(), cfg.namespace.clone().into());
-    meta.insert(proxy::meta::WORKLOAD.into(), cfg.workload.clone().into());
-    meta.insert(proxy::meta::ADDRESS.into(), cfg.address.to_string().into());
-    let labels: Map<String, Value> = cfg
-        .labels
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
-    meta.insert(proxy::meta::LABELS.into(), Value::Object(labels));
-    if let Some(sa) = &cfg.service_account {
-        meta.insert(proxy::meta::SERVICE_ACCOUNT.into(), sa.clone().into());
-    }
-    if let Some(app) = cfg.app_address {
-        meta.insert(proxy::meta::APP_ADDRESS.into(), app.to_string().into());
-    }
-    let app_ports: Map<String, Value> = cfg
-        .app_ports
-        .iter()
-        .map(|(port, addr)| (port.to_string(), Value::String(addr.to_string())))
-        .collect();
-    meta.insert(proxy::meta::APP_PORTS.into(), Value::Object(app_ports));
-    meta.insert(
-        proxy::meta::OUTBOUND_PORT.into(),
-        cfg.outbound_port.to_string().into(),
-    );
-    Value::Object(meta)
-}
-
 /// The static cluster to the control plane. It must speak HTTP/2: without it
 /// Envoy waits forever in cluster manager initialisation.
 fn xds_cluster(xds: &XdsAddress) -> Value {
@@ -301,19 +226,14 @@ mod tests {
     use super::*;
 
     fn config() -> BootstrapConfig {
-        let mut cfg = BootstrapConfig::new(
-            "shop",
-            "reviews-v1",
-            "127.0.1.3".parse().unwrap(),
-            "127.0.0.1:15010".parse().unwrap(),
-        );
-        cfg.labels.insert("app".into(), "reviews".into());
-        cfg.labels.insert("version".into(), "v1".into());
-        cfg.service_account = Some("bookinfo-reviews".into());
-        cfg.app_address = Some("127.0.0.1:19080".parse().unwrap());
-        cfg.app_ports
+        let mut node = NodeMetadata::new("shop", "reviews-v1", "127.0.1.3".parse().unwrap());
+        node.labels.insert("app".into(), "reviews".into());
+        node.labels.insert("version".into(), "v1".into());
+        node.service_account = Some("bookinfo-reviews".into());
+        node.app_address = Some("127.0.0.1:19080".parse().unwrap());
+        node.app_ports
             .insert(9080, "127.0.0.1:19081".parse().unwrap());
-        cfg
+        BootstrapConfig::new(node, "127.0.0.1:15010".parse().unwrap())
     }
 
     #[test]
@@ -351,11 +271,11 @@ mod tests {
     #[test]
     fn metadata_leaves_out_unset_optional_keys() {
         let mut cfg = config();
-        cfg.service_account = None;
-        cfg.app_address = None;
-        cfg.labels.clear();
-        cfg.app_ports.clear();
-        cfg.outbound_port = 16001;
+        cfg.node.service_account = None;
+        cfg.node.app_address = None;
+        cfg.node.labels.clear();
+        cfg.node.app_ports.clear();
+        cfg.node.outbound_port = 16001;
         let meta = build(&cfg)["node"]["metadata"].clone();
         let keys: Vec<&str> = meta
             .as_object()
@@ -385,7 +305,7 @@ mod tests {
             build(&cfg)["dynamic_resources"]["ads_config"]["api_type"],
             "GRPC"
         );
-        cfg.xds_mode = XdsMode::Delta;
+        cfg.xds_mode = Mode::Delta;
         let b = build(&cfg);
         let ads = &b["dynamic_resources"]["ads_config"];
         assert_eq!(ads["api_type"], "DELTA_GRPC");

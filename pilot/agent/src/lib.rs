@@ -1,4 +1,4 @@
-//! The sidecar agent behind `bowline proxy`: it writes a workload's Envoy
+//! The sidecar agent behind `bowline proxy` and `bowline demo`: it writes a workload's Envoy
 //! bootstrap, starts Envoy and keeps it running.
 //!
 //! ```text
@@ -10,10 +10,16 @@
 //!
 //! `bootstrap` does no I/O; `envoy` reads the file system; `sidecar` owns the
 //! child process. The demo uses `Sidecar` directly.
+//!
+//! Who the sidecar is comes from the node contract, `pilot-node`, which the
+//! control plane reads with the same code. This crate does not depend on the
+//! compiler or the server (`pilot-core`, `pilot-server`), nor on clap or
+//! anyhow: the command line is the binary's.
 
 pub mod bootstrap;
 pub mod envoy;
 pub mod sidecar;
 
-pub use bootstrap::{BootstrapConfig, XdsAddress, XdsMode};
+pub use bootstrap::{BootstrapConfig, XdsAddress};
+pub use pilot_node::{Mode, NodeMetadata};
 pub use sidecar::{RestartPolicy, Sidecar, SidecarConfig};

@@ -115,7 +115,7 @@ impl SidecarConfig {
 
     /// The bootstrap file's path: one per node, so sidecars can share a work dir.
     pub fn bootstrap_path(&self) -> PathBuf {
-        let b = &self.bootstrap;
+        let b = &self.bootstrap.node;
         self.work_dir.join(format!(
             "envoy-{}.{}-{}.json",
             b.workload, b.namespace, b.address

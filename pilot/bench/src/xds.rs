@@ -32,8 +32,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
 };
 use envoy_types::pb::envoy::r#type::v3::SemanticVersion;
-use envoy_types::pb::google::protobuf::value::Kind as ValueKind;
-use envoy_types::pb::google::protobuf::{Struct, Value};
+use pilot_node::NodeMetadata;
 use prost::Message;
 use serde::Serialize;
 use tokio::sync::{Notify, mpsc, watch};
@@ -48,15 +47,8 @@ use crate::mesh::{self, Edit, MeshSpec};
 use crate::procstat::{self, Sample};
 use crate::report::{ChangeReport, Distribution, Errors, ProcessReport, Report, TypeCounts};
 
-/// Node metadata keys Bowline's agent writes and its xDS server reads
-/// (`pilot::proxy::meta`; pilot's tests check that this node parses).
-pub mod meta {
-    pub const NAMESPACE: &str = "namespace";
-    pub const WORKLOAD: &str = "workload";
-    pub const LABELS: &str = "labels";
-    pub const SERVICE_ACCOUNT: &str = "service_account";
-    pub const ADDRESS: &str = "address";
-}
+/// Node metadata keys Bowline's agent writes and its xDS server reads.
+pub use pilot_node::meta;
 
 /// The scenarios of `bowline bench xds`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -818,41 +810,10 @@ pub fn node_for(spec: &MeshSpec, i: usize) -> Node {
     } else {
         format!("{}-r{replica}", wl.name)
     };
-    let string = |s: &str| Value {
-        kind: Some(ValueKind::StringValue(s.to_string())),
-    };
-    let labels = Struct {
-        fields: wl
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), string(v)))
-            .collect(),
-    };
-    let fields = [
-        (meta::NAMESPACE, string(&wl.namespace)),
-        (meta::WORKLOAD, string(&name)),
-        (meta::ADDRESS, string(&wl.address.to_string())),
-        (meta::SERVICE_ACCOUNT, string(&wl.service_account)),
-        (
-            meta::LABELS,
-            Value {
-                kind: Some(ValueKind::StructValue(labels)),
-            },
-        ),
-    ];
+    let mut metadata = NodeMetadata::new(wl.namespace.clone(), name, IpAddr::V4(wl.address));
+    metadata.labels = wl.labels.iter().cloned().collect();
+    metadata.service_account = Some(wl.service_account.clone());
     Node {
-        id: format!(
-            "sidecar~{}~{name}.{ns}~{ns}.svc.cluster.local",
-            wl.address,
-            ns = wl.namespace
-        ),
-        cluster: format!("{}.{}", wl.service_account, wl.namespace),
-        metadata: Some(Struct {
-            fields: fields
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
-        }),
         user_agent_name: "envoy".into(),
         user_agent_version_type: Some(UserAgentVersionType::UserAgentBuildVersion(BuildVersion {
             version: Some(SemanticVersion {
@@ -862,7 +823,7 @@ pub fn node_for(spec: &MeshSpec, i: usize) -> Node {
             }),
             metadata: None,
         })),
-        ..Default::default()
+        ..metadata.to_node()
     }
 }
 
@@ -1336,6 +1297,8 @@ fn raise_open_files_limit() {
 
 #[cfg(test)]
 mod tests {
+    use envoy_types::pb::google::protobuf::value::Kind as ValueKind;
+
     use super::*;
 
     #[test]

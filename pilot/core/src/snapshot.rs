@@ -141,8 +141,11 @@ impl Snapshot {
     /// to it (Istio's order: one in its namespace selecting its labels, its
     /// namespace's default, the root namespace's default), else all of it.
     pub fn scope_for(&self, proxy: &Proxy) -> Arc<SidecarScope> {
-        self.sidecars
-            .scope_for(&self.registry, &proxy.namespace, &proxy.labels)
+        self.sidecars.scope_for(
+            &self.registry,
+            &proxy.metadata.namespace,
+            &proxy.metadata.labels,
+        )
     }
 
     /// The VirtualService that routes the service `host` for proxies in `namespace`.

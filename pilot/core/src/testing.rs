@@ -71,7 +71,9 @@ pub fn resources(
     ))
 }
 
-/// The node a sidecar of `workload` in `namespace` at `address` sends.
+/// The node a sidecar of `workload` in `namespace` at `address` sends,
+/// with the required keys only. Written by hand, not by
+/// `NodeMetadata::to_node`, so a test can send an address that is not one.
 pub fn node(
     address: &str,
     workload: &str,

@@ -211,7 +211,7 @@ fn push_context_compiles_the_same_bytes_as_from_scratch() {
         let Some(first) = proxies.first() else {
             continue;
         };
-        let address = first.address.to_string();
+        let address = first.metadata.address.to_string();
         let moved = text.replace(&format!("address: {address}\n"), "address: 10.255.0.9\n");
         let (next, _) = snapshot_and_proxies(&file, &moved, 2);
         let next = Arc::new(next);

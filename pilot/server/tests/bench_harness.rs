@@ -138,13 +138,13 @@ fn simulated_nodes_parse_as_the_server_reads_them() {
         let proxy = Proxy::try_from(&node).unwrap_or_else(|e| panic!("proxy {i}: {e}"));
         let w = spec.workload(i % spec.workloads());
         assert_eq!(proxy.id, node.id);
-        assert_eq!(proxy.namespace, w.namespace);
-        assert_eq!(proxy.address, std::net::IpAddr::V4(w.address));
+        assert_eq!(proxy.metadata.namespace, w.namespace);
+        assert_eq!(proxy.metadata.address, std::net::IpAddr::V4(w.address));
         assert_eq!(
-            proxy.service_account.as_deref(),
+            proxy.metadata.service_account.as_deref(),
             Some(w.service_account.as_str())
         );
-        assert_eq!(proxy.labels.len(), 2);
-        assert_eq!(proxy.labels.get("app"), Some(&w.labels[0].1));
+        assert_eq!(proxy.metadata.labels.len(), 2);
+        assert_eq!(proxy.metadata.labels.get("app"), Some(&w.labels[0].1));
     }
 }

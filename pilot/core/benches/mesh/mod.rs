@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use pilot_core::proxy::{DEFAULT_OUTBOUND_PORT, Proxy};
+use pilot_core::proxy::{DEFAULT_OUTBOUND_PORT, NodeMetadata, Proxy};
 
 pub(crate) fn address(i: usize) -> Ipv4Addr {
     let i = u32::try_from(i).expect("small index");
@@ -43,8 +43,7 @@ pub(crate) fn mesh_yaml(services: usize, endpoints: usize) -> String {
 pub(crate) fn proxy(s: usize, e: usize, endpoints: usize) -> Proxy {
     let ip = IpAddr::V4(address(s * endpoints + e));
     let (name, ns) = (format!("svc-{s}-{e}"), format!("ns-{}", s % 10));
-    Proxy {
-        id: Proxy::node_id(ip, &name, &ns),
+    Proxy::new(NodeMetadata {
         namespace: ns,
         workload: name,
         address: ip,
@@ -53,5 +52,5 @@ pub(crate) fn proxy(s: usize, e: usize, endpoints: usize) -> Proxy {
         app_address: Some(SocketAddr::new(ip, 15080)),
         app_ports: Default::default(),
         outbound_port: DEFAULT_OUTBOUND_PORT,
-    }
+    })
 }

@@ -151,12 +151,15 @@ impl PushContext {
     ) -> Option<ProxyResources> {
         let base = self.after.as_ref()?;
         if base.previous != last_generation
-            || base.changes.addresses.contains(&proxy.address.to_string())
+            || base
+                .changes
+                .addresses
+                .contains(&proxy.metadata.address.to_string())
         {
             return None;
         }
         let scope = self.snapshot.scope_for(proxy);
-        let shared = self.shared(&proxy.namespace, &scope);
+        let shared = self.shared(&proxy.metadata.namespace, &scope);
         let endpoints = proxy_endpoints(&self.snapshot, proxy, &shared);
         Some(last.with(ResourceType::Endpoint, endpoints))
     }
@@ -189,12 +192,13 @@ impl PushContext {
     /// namespace and scope unless routes really tell their labels apart.
     pub(super) fn outbound_routes(&self, proxy: &Proxy, scope: &SidecarScope) -> Arc<Resource> {
         let labels = proxy
+            .metadata
             .labels
             .iter()
             .filter(|(k, _)| self.route_labels.contains(*k))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let key = (proxy.namespace.clone(), labels, scope.key());
+        let key = (proxy.metadata.namespace.clone(), labels, scope.key());
         let cell = match self.routes.get(&key) {
             Some(cell) => cell.clone(),
             None => self.routes.entry(key).or_default().clone(),

@@ -294,11 +294,11 @@ fn parts(locality: &str) -> [&str; 3] {
 /// The proxy's locality: that of the WorkloadEntry at its address in its
 /// namespace, else of a registry endpoint at its address; empty if unknown.
 pub(crate) fn proxy_locality<'a>(snapshot: &'a Snapshot, proxy: &Proxy) -> &'a str {
-    let address = proxy.address.to_string();
+    let address = proxy.metadata.address.to_string();
     let entry = snapshot
         .workload_entries
         .iter()
-        .filter(|we| we.meta.namespace == proxy.namespace && we.spec.address == address)
+        .filter(|we| we.meta.namespace == proxy.metadata.namespace && we.spec.address == address)
         .find_map(|we| we.spec.locality.as_deref());
     entry
         .or_else(|| {
@@ -306,7 +306,7 @@ pub(crate) fn proxy_locality<'a>(snapshot: &'a Snapshot, proxy: &Proxy) -> &'a s
                 .registry
                 .services
                 .values()
-                .filter(|s| s.namespace == proxy.namespace)
+                .filter(|s| s.namespace == proxy.metadata.namespace)
                 .flat_map(|s| s.endpoints.iter())
                 .find(|ep| ep.address == address && !ep.locality.is_empty())
                 .map(|ep| ep.locality.as_str())
@@ -370,6 +370,7 @@ mod tests {
     use discovery::model::Resolution;
 
     use super::*;
+    use crate::proxy::NodeMetadata;
 
     fn endpoint(address: &str, locality: &str, labels: &[(&str, &str)]) -> RegistryEndpoint {
         RegistryEndpoint {
@@ -723,8 +724,7 @@ spec: {address: 127.0.5.4, labels: {app: cart}, locality: us-east/a}
 
     fn proxy(address: &str) -> Proxy {
         let address: std::net::IpAddr = address.parse().unwrap();
-        Proxy {
-            id: Proxy::node_id(address, "client", "shop"),
+        Proxy::new(NodeMetadata {
             namespace: "shop".into(),
             workload: "client".into(),
             address,
@@ -733,7 +733,7 @@ spec: {address: 127.0.5.4, labels: {app: cart}, locality: us-east/a}
             app_address: None,
             app_ports: BTreeMap::new(),
             outbound_port: crate::proxy::DEFAULT_OUTBOUND_PORT,
-        }
+        })
     }
 
     fn snapshot() -> Snapshot {

@@ -56,8 +56,8 @@ pub(crate) fn outbound(proxy: &Proxy) -> Listener {
     Listener {
         name: names::OUTBOUND.to_string(),
         address: Some(proto::socket_address(
-            &proxy.address.to_string(),
-            proxy.outbound_port,
+            &proxy.metadata.address.to_string(),
+            proxy.metadata.outbound_port,
         )),
         filter_chains: vec![chain(hcm)],
         traffic_direction: TrafficDirection::Outbound as i32,
@@ -66,7 +66,7 @@ pub(crate) fn outbound(proxy: &Proxy) -> Listener {
 }
 
 pub(crate) fn inbound(proxy: &Proxy, port: &InboundPort) -> Listener {
-    let address = proxy.address.to_string();
+    let address = proxy.metadata.address.to_string();
     let name = names::inbound_listener(&address, port.port);
     let cluster = names::inbound_cluster(port.port);
     let filter = if port.protocol.is_http() || port.protocol == Protocol::Unknown {
@@ -148,11 +148,11 @@ mod tests {
     use prost::Message;
 
     use super::*;
+    use crate::proxy::NodeMetadata;
 
     fn proxy() -> Proxy {
         let address = "127.0.4.1".parse().unwrap();
-        Proxy {
-            id: Proxy::node_id(address, "app", "ns"),
+        Proxy::new(NodeMetadata {
             namespace: "ns".into(),
             workload: "app".into(),
             address,
@@ -161,7 +161,7 @@ mod tests {
             app_address: None,
             app_ports: Default::default(),
             outbound_port: crate::proxy::DEFAULT_OUTBOUND_PORT,
-        }
+        })
     }
 
     fn hcm_of(listener: &Listener) -> HttpConnectionManager {

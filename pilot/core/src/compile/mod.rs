@@ -71,8 +71,8 @@ fn compile_parts(
 ) -> (ProxyResources, Arc<SharedResources>, Vec<String>) {
     let scope = snapshot.scope_for(proxy);
     let shared = match context {
-        Some(context) => context.shared(&proxy.namespace, &scope),
-        None => Arc::new(compile_shared(snapshot, &proxy.namespace, &scope)),
+        Some(context) => context.shared(&proxy.metadata.namespace, &scope),
+        None => Arc::new(compile_shared(snapshot, &proxy.metadata.namespace, &scope)),
     };
     let mut own_clusters = Vec::new();
 
@@ -267,7 +267,7 @@ fn proxy_endpoints(
     }
     let client = endpoint::Client {
         locality: endpoint::proxy_locality(snapshot, proxy),
-        labels: &proxy.labels,
+        labels: &proxy.metadata.labels,
     };
     let mut endpoints = (*shared.endpoints).clone();
     for (host, names) in &shared.localized {
@@ -275,7 +275,7 @@ fn proxy_endpoints(
             continue;
         };
         let rule = snapshot
-            .destination_rule(host, &proxy.namespace)
+            .destination_rule(host, &proxy.metadata.namespace)
             .map(|r| r.as_ref());
         for c in cluster::outbound_clusters(service, rule) {
             if names.contains(&c.name) {
@@ -291,10 +291,10 @@ fn proxy_endpoints(
 /// address is the proxy's own, in the proxy's namespace. Ports without a
 /// declared application address get no listener.
 fn inbound_ports(snapshot: &Snapshot, proxy: &Proxy) -> Vec<InboundPort> {
-    let address = proxy.address.to_string();
+    let address = proxy.metadata.address.to_string();
     let mut ports: BTreeMap<u16, InboundPort> = BTreeMap::new();
     for service in snapshot.registry.services.values() {
-        if service.namespace != proxy.namespace
+        if service.namespace != proxy.metadata.namespace
             || service.mesh_external
             || service.resolution != Resolution::Static
         {

@@ -112,14 +112,16 @@ impl ChangeSet {
         if self.everyone {
             return true;
         }
-        if !self.addresses.is_empty() && self.addresses.contains(&proxy.address.to_string()) {
+        if !self.addresses.is_empty()
+            && self.addresses.contains(&proxy.metadata.address.to_string())
+        {
             return true;
         }
         let scopes = [previous.scope_for(proxy), next.scope_for(proxy)];
         let seen = |host: &String| {
             [previous, next].iter().zip(&scopes).any(|(s, scope)| {
                 s.registry.services.get(host).is_some_and(|service| {
-                    visible(service, &proxy.namespace) && scope.admits(service)
+                    visible(service, &proxy.metadata.namespace) && scope.admits(service)
                 })
             })
         };

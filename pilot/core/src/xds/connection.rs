@@ -24,21 +24,14 @@ use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryResponse, DiscoveryResponse, Resource as DeltaResource,
 };
 use envoy_types::pb::google::rpc::Status as RpcStatus;
-use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
 use crate::resources::{ProxyResources, Resource, ResourceMap, ResourceType};
 use crate::xds::status::{Nack, TypeStatus, XdsStatus};
 
-/// The two variants of the xDS protocol.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// State of the world: every response carries the full set of a type.
-    Sotw,
-    /// Incremental: responses carry changed resources and removed names.
-    Delta,
-}
+/// The two variants of the xDS protocol: the node contract's, which the
+/// agent also writes into the bootstrap.
+pub use pilot_node::Mode;
 
 /// A message to send on the stream, of the connection's variant.
 ///

@@ -2,7 +2,7 @@
 //! state-of-the-world (SotW) and incremental (Delta) variants, with no I/O.
 //!
 //! ```text
-//!  first request ──► node::TryFrom ──► Proxy ──► compile ──► ProxyResources
+//!  first request ──► Proxy::try_from(&Node) ──► compile ──► ProxyResources
 //!                                                                 │
 //!  request ──► connection (state machine) ◄───────────────────────┘
 //!                ├─ sotw:  nonce, ACK, NACK, names
@@ -15,13 +15,12 @@
 
 pub mod connection;
 mod delta;
-pub mod node;
 mod sotw;
 pub mod status;
 
 #[cfg(test)]
 mod tests;
 
+pub use crate::proxy::NodeError;
 pub use connection::{Connection, DeltaResponse, Mode, Response, SotwResponse};
-pub use node::NodeError;
 pub use status::{Inconsistency, Nack, ProxyStatus, StatusRegistry, TypeStatus, XdsStatus};

@@ -90,9 +90,9 @@ impl ProxyStatus {
         let xds = connection.status();
         ProxyStatus {
             id: proxy.id.clone(),
-            namespace: proxy.namespace.clone(),
-            workload: proxy.workload.clone(),
-            address: proxy.address,
+            namespace: proxy.metadata.namespace.clone(),
+            workload: proxy.metadata.workload.clone(),
+            address: proxy.metadata.address,
             mode: connection.mode(),
             stream_id,
             nacks: connection.nacks(),

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use arbitrary::{Result, Unstructured};
 use discovery::file::FileStore;
 use pilot_core::compile::compile_consistent;
-use pilot_core::proxy::{DEFAULT_OUTBOUND_PORT, Proxy};
+use pilot_core::proxy::{DEFAULT_OUTBOUND_PORT, NodeMetadata, Proxy};
 use pilot_core::snapshot::Snapshot;
 use policy::Object;
 use serde_yaml::{Mapping, Value};
@@ -389,7 +389,8 @@ fn proxies(objects: &[std::sync::Arc<Object>]) -> Vec<Proxy> {
                 we.spec.labels.clone(),
             );
             for &port in we.spec.ports.values() {
-                p.app_ports
+                p.metadata
+                    .app_ports
                     .insert(port, std::net::SocketAddr::new(address, 15080));
             }
             out.push(p);
@@ -413,8 +414,7 @@ fn proxy(
     address: std::net::IpAddr,
     labels: BTreeMap<String, String>,
 ) -> Proxy {
-    Proxy {
-        id: format!("sidecar~{address}~{name}.{namespace}~{namespace}.svc.cluster.local"),
+    Proxy::new(NodeMetadata {
         namespace: namespace.to_string(),
         workload: name.to_string(),
         address,
@@ -423,5 +423,5 @@ fn proxy(
         app_address: Some(std::net::SocketAddr::new(address, 15080)),
         app_ports: BTreeMap::new(),
         outbound_port: DEFAULT_OUTBOUND_PORT,
-    }
+    })
 }

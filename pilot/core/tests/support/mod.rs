@@ -5,15 +5,14 @@ pub mod envoy_json;
 
 use std::net::{IpAddr, SocketAddr};
 
-use pilot_core::proxy::{DEFAULT_OUTBOUND_PORT, Proxy};
+use pilot_core::proxy::{DEFAULT_OUTBOUND_PORT, NodeMetadata, Proxy};
 use policy::networking::WorkloadEntry;
 
 /// The proxy of a WorkloadEntry, as its sidecar would announce itself; its
 /// application listens on `ADDRESS:15080`. `None` when the address is not an IP.
 pub fn proxy_of(we: &WorkloadEntry) -> Option<Proxy> {
     let address: IpAddr = we.spec.address.parse().ok()?;
-    Some(Proxy {
-        id: Proxy::node_id(address, &we.meta.name, &we.meta.namespace),
+    Some(Proxy::new(NodeMetadata {
         namespace: we.meta.namespace.clone(),
         workload: we.meta.name.clone(),
         address,
@@ -22,5 +21,5 @@ pub fn proxy_of(we: &WorkloadEntry) -> Option<Proxy> {
         app_address: Some(SocketAddr::new(address, 15080)),
         app_ports: Default::default(),
         outbound_port: DEFAULT_OUTBOUND_PORT,
-    })
+    }))
 }

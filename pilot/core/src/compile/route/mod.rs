@@ -52,7 +52,7 @@ pub(crate) fn outbound(snapshot: &Snapshot, proxy: &Proxy, sidecar: &SidecarScop
     let mut virtual_hosts = Vec::new();
     for service in snapshot.registry.services.values() {
         if service.resolution == Resolution::Passthrough
-            || !crate::snapshot::visible(service, &proxy.namespace)
+            || !crate::snapshot::visible(service, &proxy.metadata.namespace)
             || !sidecar.admits(service)
         {
             continue;
@@ -67,7 +67,7 @@ pub(crate) fn outbound(snapshot: &Snapshot, proxy: &Proxy, sidecar: &SidecarScop
                 service,
                 port,
                 default_port,
-                &proxy.namespace,
+                &proxy.metadata.namespace,
                 &mut used_domains,
             );
             if domains.is_empty() {
@@ -75,12 +75,12 @@ pub(crate) fn outbound(snapshot: &Snapshot, proxy: &Proxy, sidecar: &SidecarScop
             }
             let scope = Scope {
                 snapshot,
-                namespace: &proxy.namespace,
-                labels: &proxy.labels,
+                namespace: &proxy.metadata.namespace,
+                labels: &proxy.metadata.labels,
                 port,
             };
             let routes = snapshot
-                .virtual_service_in(&service.hostname, &proxy.namespace, sidecar)
+                .virtual_service_in(&service.hostname, &proxy.metadata.namespace, sidecar)
                 .map(|vs| virtual_service_routes(&scope, vs))
                 .filter(|routes| !routes.is_empty())
                 .unwrap_or_else(|| vec![default_route(&scope, service)]);
@@ -254,6 +254,7 @@ mod tests {
     use prost::Message;
 
     use super::*;
+    use crate::proxy::NodeMetadata;
 
     const CONFIG: &str = r#"
 apiVersion: v1
@@ -292,8 +293,7 @@ spec:
     }
 
     fn proxy(labels: &[(&str, &str)]) -> Proxy {
-        Proxy {
-            id: "sidecar~127.0.0.9~client.shop~shop.svc.cluster.local".to_string(),
+        Proxy::new(NodeMetadata {
             namespace: "shop".to_string(),
             workload: "client".to_string(),
             address: [127, 0, 0, 9].into(),
@@ -305,7 +305,7 @@ spec:
             app_address: None,
             app_ports: BTreeMap::new(),
             outbound_port: 15001,
-        }
+        })
     }
 
     fn routes_of<'a>(config: &'a RouteConfiguration, vhost: &str) -> Vec<&'a str> {

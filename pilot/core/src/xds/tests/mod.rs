@@ -2,7 +2,6 @@
 
 mod delta;
 mod gate;
-mod node;
 mod removal;
 mod sotw;
 

@@ -16,7 +16,7 @@ use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
 
 use crate::xds::codec::WireMessage;
-use pilot_core::proxy::{DEFAULT_OUTBOUND_PORT, Proxy};
+use pilot_core::proxy::{DEFAULT_OUTBOUND_PORT, NodeMetadata, Proxy};
 use pilot_core::resources::{ProxyResources, Resource, ResourceType};
 use pilot_core::snapshot::Snapshot;
 use pilot_core::xds::connection::{DeltaResponse, SotwResponse};
@@ -117,8 +117,7 @@ fn proxies(objects: &[Arc<policy::Object>]) -> Vec<Proxy> {
         })
         .filter_map(|we| {
             let address: IpAddr = we.spec.address.parse().ok()?;
-            Some(Proxy {
-                id: Proxy::node_id(address, &we.meta.name, &we.meta.namespace),
+            Some(Proxy::new(NodeMetadata {
                 namespace: we.meta.namespace.clone(),
                 workload: we.meta.name.clone(),
                 address,
@@ -127,7 +126,7 @@ fn proxies(objects: &[Arc<policy::Object>]) -> Vec<Proxy> {
                 app_address: Some(SocketAddr::new(address, 15080)),
                 app_ports: Default::default(),
                 outbound_port: DEFAULT_OUTBOUND_PORT,
-            })
+            }))
         })
         .collect()
 }

@@ -15,7 +15,7 @@ use tonic::transport::server::TcpIncoming;
 
 use super::{CDS, LDS};
 use crate::xds::server::AdsServer;
-use pilot_core::proxy::{Proxy, meta};
+use pilot_core::proxy::meta;
 use pilot_core::snapshot::Snapshot;
 use pilot_core::xds::connection::Mode;
 use pilot_core::xds::status::StatusRegistry;
@@ -79,7 +79,8 @@ async fn sotw_stream_answers_the_first_request_and_records_status() {
     let s = &all[0];
     assert_eq!(
         s.id,
-        Proxy::node_id("10.0.0.7".parse().unwrap(), "shop", "store")
+        pilot_core::proxy::NodeMetadata::new("store", "shop", "10.0.0.7".parse().unwrap())
+            .node_id()
     );
     assert_eq!(
         (s.namespace.as_str(), s.workload.as_str()),

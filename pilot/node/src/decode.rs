@@ -1,7 +1,7 @@
-//! Reads a [`Proxy`] from the Envoy `Node` of the first xDS request.
+//! Reading [`NodeMetadata`] from the Envoy `Node` of the first xDS request.
 //!
-//! The keys are the ones in [`crate::proxy::meta`], written by the agent into
-//! the bootstrap. Unknown keys are ignored: Envoy and other agents add their own.
+//! The keys are the ones in [`crate::meta`], written by the agent into the
+//! bootstrap. Unknown keys are ignored: Envoy and other agents add their own.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -10,7 +10,7 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::protobuf::value::Kind;
 use envoy_types::pb::google::protobuf::{Struct, Value};
 
-use crate::proxy::{DEFAULT_OUTBOUND_PORT, Proxy, meta};
+use crate::{DEFAULT_OUTBOUND_PORT, NodeMetadata, meta};
 
 /// Why a node cannot be served.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,11 +25,10 @@ pub enum NodeError {
 
 pub type Result<T, E = NodeError> = std::result::Result<T, E>;
 
-impl TryFrom<&Node> for Proxy {
-    type Error = NodeError;
-
+impl NodeMetadata {
+    /// The metadata of `node`, which must also carry an id.
     #[allow(deprecated)] // `listening_addresses` is deprecated but still a field.
-    fn try_from(node: &Node) -> Result<Self> {
+    pub fn from_node(node: &Node) -> Result<Self> {
         let Node {
             id,
             cluster: _,
@@ -45,8 +44,12 @@ impl TryFrom<&Node> for Proxy {
         if id.is_empty() {
             return Err(NodeError::MissingId);
         }
-        let empty = Struct::default();
-        let fields = Fields(metadata.as_ref().unwrap_or(&empty));
+        NodeMetadata::from_struct(metadata.as_ref().unwrap_or(&Struct::default()))
+    }
+
+    /// The metadata in `metadata`, every [`meta`] key checked.
+    pub fn from_struct(metadata: &Struct) -> Result<Self> {
+        let fields = Fields(metadata);
 
         let namespace = fields.required_string(meta::NAMESPACE)?;
         let workload = fields.required_string(meta::WORKLOAD)?;
@@ -70,8 +73,7 @@ impl TryFrom<&Node> for Proxy {
             .collect::<Result<BTreeMap<_, _>>>()?;
         let outbound_port = fields.port(meta::OUTBOUND_PORT)?;
 
-        Ok(Proxy {
-            id: id.clone(),
+        Ok(NodeMetadata {
             namespace,
             workload,
             address,

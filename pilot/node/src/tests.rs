@@ -1,4 +1,4 @@
-//! Reading a `Proxy` from node metadata.
+//! Reading node metadata, and the round trip through what Envoy sends.
 
 use std::collections::BTreeMap;
 
@@ -6,8 +6,7 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::protobuf::value::Kind;
 use envoy_types::pb::google::protobuf::{Struct, Value};
 
-use crate::proxy::{DEFAULT_OUTBOUND_PORT, Proxy, meta};
-use crate::xds::node::NodeError;
+use crate::{DEFAULT_OUTBOUND_PORT, NodeError, NodeMetadata, meta};
 
 fn string(s: &str) -> Value {
     Value {
@@ -79,16 +78,15 @@ fn without(key: &str) -> Node {
 }
 
 fn error(node: &Node) -> String {
-    Proxy::try_from(node).unwrap_err().to_string()
+    NodeMetadata::from_node(node).unwrap_err().to_string()
 }
 
 #[test]
 fn full_metadata_parses() {
-    let proxy = Proxy::try_from(&node(full())).unwrap();
+    let proxy = NodeMetadata::from_node(&node(full())).unwrap();
     assert_eq!(
         proxy,
-        Proxy {
-            id: ID.to_string(),
+        NodeMetadata {
             namespace: "store".to_string(),
             workload: "shop".to_string(),
             address: "10.0.0.7".parse().unwrap(),
@@ -106,7 +104,7 @@ fn full_metadata_parses() {
 
 #[test]
 fn minimal_metadata_takes_defaults() {
-    let proxy = Proxy::try_from(&node(vec![
+    let proxy = NodeMetadata::from_node(&node(vec![
         (meta::NAMESPACE, string("store")),
         (meta::WORKLOAD, string("shop")),
         (meta::ADDRESS, string("fd00::7")),
@@ -125,21 +123,24 @@ fn minimal_metadata_takes_defaults() {
 
 #[test]
 fn outbound_port_may_be_a_string() {
-    let proxy = Proxy::try_from(&with(meta::OUTBOUND_PORT, string("15009"))).unwrap();
+    let proxy = NodeMetadata::from_node(&with(meta::OUTBOUND_PORT, string("15009"))).unwrap();
     assert_eq!(proxy.outbound_port, 15009);
 }
 
 #[test]
 fn required_keys_are_named_when_missing() {
     for key in [meta::NAMESPACE, meta::WORKLOAD, meta::ADDRESS] {
-        assert_eq!(Proxy::try_from(&without(key)), Err(NodeError::Missing(key)));
+        assert_eq!(
+            NodeMetadata::from_node(&without(key)),
+            Err(NodeError::Missing(key))
+        );
         assert_eq!(
             error(&without(key)),
             format!("node metadata.{key}: missing")
         );
         // An empty string is as good as missing.
         assert_eq!(
-            Proxy::try_from(&with(key, string(""))),
+            NodeMetadata::from_node(&with(key, string(""))),
             Err(NodeError::Missing(key))
         );
     }
@@ -148,7 +149,7 @@ fn required_keys_are_named_when_missing() {
         ..Default::default()
     };
     assert_eq!(
-        Proxy::try_from(&bare),
+        NodeMetadata::from_node(&bare),
         Err(NodeError::Missing(meta::NAMESPACE))
     );
 }
@@ -157,7 +158,7 @@ fn required_keys_are_named_when_missing() {
 fn empty_node_id_is_rejected() {
     let mut n = node(full());
     n.id.clear();
-    assert_eq!(Proxy::try_from(&n), Err(NodeError::MissingId));
+    assert_eq!(NodeMetadata::from_node(&n), Err(NodeError::MissingId));
 }
 
 #[test]
@@ -236,8 +237,101 @@ fn null_optional_values_are_absent() {
     let null = Value {
         kind: Some(Kind::NullValue(0)),
     };
-    let proxy = Proxy::try_from(&with(meta::OUTBOUND_PORT, null.clone())).unwrap();
+    let proxy = NodeMetadata::from_node(&with(meta::OUTBOUND_PORT, null.clone())).unwrap();
     assert_eq!(proxy.outbound_port, DEFAULT_OUTBOUND_PORT);
-    let proxy = Proxy::try_from(&with(meta::LABELS, null)).unwrap();
+    let proxy = NodeMetadata::from_node(&with(meta::LABELS, null)).unwrap();
     assert!(proxy.labels.is_empty());
+}
+
+fn reviews() -> NodeMetadata {
+    let mut m = NodeMetadata::new("shop", "reviews-v2", "127.0.1.7".parse().unwrap());
+    m.labels = BTreeMap::from([
+        ("app".to_string(), "reviews".to_string()),
+        ("version".to_string(), "v2".to_string()),
+    ]);
+    m.service_account = Some("bookinfo-reviews".to_string());
+    m.app_address = Some("127.0.1.7:15080".parse().unwrap());
+    m.app_ports = BTreeMap::from([(7070, "127.0.1.7:17070".parse().unwrap())]);
+    m.outbound_port = 16001;
+    m
+}
+
+#[test]
+fn what_is_encoded_decodes_to_the_same_metadata() {
+    let minimal = NodeMetadata::new("default", "client", "fd00::8".parse().unwrap());
+    for m in [reviews(), minimal] {
+        let node = m.to_node();
+        assert_eq!(node.id, m.node_id());
+        assert_eq!(node.cluster, m.cluster());
+        assert_eq!(NodeMetadata::from_node(&node), Ok(m.clone()));
+        assert_eq!(NodeMetadata::from_struct(&m.to_struct()), Ok(m));
+    }
+}
+
+#[test]
+fn the_encoding_uses_every_key_as_documented() {
+    assert_eq!(
+        reviews().to_json(),
+        serde_json::json!({
+            "namespace": "shop",
+            "workload": "reviews-v2",
+            "address": "127.0.1.7",
+            "labels": { "app": "reviews", "version": "v2" },
+            "service_account": "bookinfo-reviews",
+            "app_address": "127.0.1.7:15080",
+            "app_ports": { "7070": "127.0.1.7:17070" },
+            "outbound_port": "16001",
+        })
+    );
+    let minimal = NodeMetadata::new("default", "client", "10.0.0.1".parse().unwrap());
+    let json = minimal.to_json();
+    let keys: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            meta::ADDRESS,
+            meta::APP_PORTS,
+            meta::LABELS,
+            meta::NAMESPACE,
+            meta::OUTBOUND_PORT,
+            meta::WORKLOAD
+        ]
+    );
+}
+
+#[test]
+fn node_ids_follow_istio() {
+    assert_eq!(
+        reviews().node_id(),
+        "sidecar~127.0.1.7~reviews-v2.shop~shop.svc.cluster.local"
+    );
+    assert_eq!(reviews().cluster(), "reviews-v2.shop");
+}
+
+#[test]
+fn inbound_ports_find_their_application() {
+    let m = reviews();
+    assert_eq!(m.app_for(7070), Some("127.0.1.7:17070".parse().unwrap()));
+    assert_eq!(m.app_for(9080), m.app_address);
+}
+
+#[test]
+fn modes_read_and_print_their_names() {
+    use crate::Mode;
+    for (name, mode) in Mode::NAMES.into_iter().zip([Mode::Sotw, Mode::Delta]) {
+        assert_eq!(name.parse::<Mode>(), Ok(mode));
+        assert_eq!(mode.to_string(), name);
+        assert_eq!(serde_json::to_value(mode).unwrap(), name);
+    }
+    assert_eq!(Mode::Sotw.api_type(), "GRPC");
+    assert_eq!(Mode::Delta.api_type(), "DELTA_GRPC");
+    assert_eq!(
+        "grpc".parse::<Mode>().unwrap_err().to_string(),
+        "unknown xDS mode \"grpc\": expected sotw or delta"
+    );
 }

@@ -1,0 +1,101 @@
+//! The contract between the sidecar agent and the control plane: who a
+//! sidecar says it is, in its Envoy node, and which ADS variant it speaks.
+//!
+//! ```text
+//! agent:  NodeMetadata ──► encode ──► bootstrap node.metadata (JSON) ──► Envoy
+//!                                                                          │ first xDS request
+//! server: NodeMetadata ◄── decode ◄── Node.metadata (protobuf Struct) ◄────┘
+//! ```
+//!
+//! Both directions live here, beside the keys, so the two sides cannot
+//! drift: a round-trip test holds them together. This crate knows Envoy's
+//! `Node` message and JSON, nothing of the compiler, the server or the
+//! process that runs Envoy; `pilot-agent` and `pilot-core` both depend on it.
+
+mod decode;
+mod encode;
+mod mode;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+pub use decode::{NodeError, Result};
+pub use encode::json_to_proto;
+pub use mode::{Mode, UnknownMode};
+
+/// Node metadata keys.
+pub mod meta {
+    pub const NAMESPACE: &str = "namespace";
+    pub const WORKLOAD: &str = "workload";
+    pub const LABELS: &str = "labels";
+    pub const SERVICE_ACCOUNT: &str = "service_account";
+    /// The workload's own IP address; the sidecar's listeners bind to it.
+    pub const ADDRESS: &str = "address";
+    /// Where the application listens, `HOST:PORT`, for inbound ports not in `app_ports`.
+    pub const APP_ADDRESS: &str = "app_address";
+    /// Inbound port -> application `HOST:PORT`.
+    pub const APP_PORTS: &str = "app_ports";
+    /// Port of the outbound listener (15001 unless set).
+    pub const OUTBOUND_PORT: &str = "outbound_port";
+}
+
+/// Port of the outbound listener when the node does not set one.
+pub const DEFAULT_OUTBOUND_PORT: u16 = 15001;
+/// Port of Envoy's admin interface on the workload's address.
+pub const DEFAULT_ADMIN_PORT: u16 = 15000;
+
+/// What a sidecar declares about its workload in the node metadata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeMetadata {
+    pub namespace: String,
+    pub workload: String,
+    /// The workload's own address; admin and all listeners bind to it.
+    pub address: IpAddr,
+    pub labels: BTreeMap<String, String>,
+    pub service_account: Option<String>,
+    /// Where the application listens for inbound ports not in `app_ports`.
+    pub app_address: Option<SocketAddr>,
+    /// Inbound port -> where the application listens for it.
+    pub app_ports: BTreeMap<u16, SocketAddr>,
+    pub outbound_port: u16,
+}
+
+impl NodeMetadata {
+    /// Workload `workload` of `namespace` at `address`, with no labels,
+    /// service account or application address, and the default outbound port.
+    pub fn new(namespace: impl Into<String>, workload: impl Into<String>, address: IpAddr) -> Self {
+        NodeMetadata {
+            namespace: namespace.into(),
+            workload: workload.into(),
+            address,
+            labels: BTreeMap::new(),
+            service_account: None,
+            app_address: None,
+            app_ports: BTreeMap::new(),
+            outbound_port: DEFAULT_OUTBOUND_PORT,
+        }
+    }
+
+    /// The node id the agent gives this workload.
+    pub fn node_id(&self) -> String {
+        node_id(self.address, &self.workload, &self.namespace)
+    }
+
+    /// The node's `cluster`: `WORKLOAD.NAMESPACE`.
+    pub fn cluster(&self) -> String {
+        format!("{}.{}", self.workload, self.namespace)
+    }
+
+    /// Where inbound traffic for `port` goes: the declared application address.
+    pub fn app_for(&self, port: u16) -> Option<SocketAddr> {
+        self.app_ports.get(&port).copied().or(self.app_address)
+    }
+}
+
+/// The node id of a workload, in Istio's format:
+/// `sidecar~ADDRESS~WORKLOAD.NAMESPACE~NAMESPACE.svc.cluster.local`.
+pub fn node_id(address: IpAddr, workload: &str, namespace: &str) -> String {
+    format!("sidecar~{address}~{workload}.{namespace}~{namespace}.svc.cluster.local")
+}
