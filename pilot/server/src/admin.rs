@@ -17,8 +17,8 @@ use policy::{Diagnostic, Severity};
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::xds::{ProxyStatus, StatusRegistry};
 use pilot_core::snapshot::Snapshot;
-use pilot_core::xds::{ProxyStatus, StatusRegistry};
 
 /// What the handlers read: the current snapshot and the proxies' status.
 #[derive(Clone, Debug)]

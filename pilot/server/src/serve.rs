@@ -21,9 +21,9 @@ use tracing::{info, warn};
 use crate::admin;
 use crate::debounce::{Burst, Debounce};
 use crate::xds::AdsServer;
+use crate::xds::StatusRegistry;
 use pilot_core::mesh::Mesh;
 use pilot_core::snapshot::Snapshot;
-use pilot_core::xds::StatusRegistry;
 
 /// Flags of `bowline serve`.
 #[derive(clap::Args, Debug, Clone)]

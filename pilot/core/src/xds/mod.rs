@@ -23,4 +23,4 @@ mod tests;
 
 pub use crate::proxy::NodeError;
 pub use connection::{Connection, DeltaResponse, Mode, Response, SotwResponse};
-pub use status::{Inconsistency, Nack, ProxyStatus, StatusRegistry, TypeStatus, XdsStatus};
+pub use status::{Nack, TypeStatus, XdsStatus};

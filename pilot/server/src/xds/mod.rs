@@ -20,6 +20,7 @@ pub mod codec;
 pub mod push;
 pub mod server;
 mod service;
+pub mod status;
 
 #[cfg(test)]
 mod tests;
@@ -27,3 +28,4 @@ mod tests;
 pub use pilot_core::xds::{Connection, DeltaResponse, Mode, Response, SotwResponse};
 pub use server::AdsServer;
 pub use service::AdsService;
+pub use status::{Inconsistency, ProxyStatus, StatusRegistry};

@@ -24,11 +24,11 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::debug;
 
 use crate::xds::server::accept;
+use crate::xds::status::StatusRegistry;
 use pilot_core::compile::PushContext;
 use pilot_core::proxy::Proxy;
 use pilot_core::resources::ProxyResources;
 use pilot_core::snapshot::{ChangeSet, Snapshot};
-use pilot_core::xds::status::StatusRegistry;
 
 /// One compiled set for one proxy.
 #[derive(Clone, Debug)]

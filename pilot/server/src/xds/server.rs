@@ -25,12 +25,12 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::xds::push::PushQueue;
 use crate::xds::service::AdsService;
+use crate::xds::status::{ProxyStatus, StatusRegistry};
 use pilot_core::compile::Inconsistent;
 use pilot_core::proxy::Proxy;
 use pilot_core::resources::ProxyResources;
 use pilot_core::snapshot::Snapshot;
 use pilot_core::xds::connection::{Connection, DeltaResponse, Mode, Response, SotwResponse};
-use pilot_core::xds::status::{ProxyStatus, StatusRegistry};
 
 /// Responses buffered per stream before the sender waits for the proxy to read.
 const RESPONSE_BUFFER: usize = 16;

@@ -7,10 +7,10 @@ use envoy_types::pb::google::rpc::Status as RpcStatus;
 
 use super::{CDS, EDS, cluster, endpoint, resources};
 use crate::admin::SnapshotView;
+use crate::xds::status::{ProxyStatus, StatusRegistry, XdsStatus, acked_generation};
 use pilot_core::resources::{ProxyResources, Resource};
 use pilot_core::snapshot::Snapshot;
 use pilot_core::xds::connection::{Connection, Response};
-use pilot_core::xds::status::{ProxyStatus, StatusRegistry, XdsStatus, acked_generation};
 
 fn at(
     generation: u64,

@@ -19,11 +19,11 @@ use tonic::transport::server::TcpIncoming;
 use super::{CDS, EDS, LDS, RDS};
 use crate::xds::push::PushQueue;
 use crate::xds::server::AdsServer;
+use crate::xds::status::StatusRegistry;
 use pilot_core::compile::compile;
 use pilot_core::proxy::Proxy;
 use pilot_core::resources::ResourceType;
 use pilot_core::snapshot::Snapshot;
-use pilot_core::xds::status::StatusRegistry;
 
 fn mesh(generation: u64, second: &str, extra: &str) -> Arc<Snapshot> {
     Arc::new(pilot_core::snapshot::test_mesh(generation, second, extra))

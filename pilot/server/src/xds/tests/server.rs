@@ -15,10 +15,10 @@ use tonic::transport::server::TcpIncoming;
 
 use super::{CDS, LDS};
 use crate::xds::server::AdsServer;
+use crate::xds::status::StatusRegistry;
 use pilot_core::proxy::meta;
 use pilot_core::snapshot::Snapshot;
 use pilot_core::xds::connection::Mode;
-use pilot_core::xds::status::StatusRegistry;
 
 struct Harness {
     client: AggregatedDiscoveryServiceClient<Channel>,

@@ -11,8 +11,8 @@ use tonic::server::NamedService;
 
 use crate::xds::server::AdsServer;
 use crate::xds::service::AdsService;
+use crate::xds::status::StatusRegistry;
 use pilot_core::snapshot::Snapshot;
-use pilot_core::xds::status::StatusRegistry;
 
 #[test]
 fn the_service_is_named_as_envoy_calls_it() {

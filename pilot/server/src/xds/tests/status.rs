@@ -3,8 +3,8 @@
 use serde_json::json;
 
 use super::{CDS, EDS};
+use crate::xds::status::{Nack, ProxyStatus, StatusRegistry, TypeStatus, XdsStatus};
 use pilot_core::xds::connection::Mode;
-use pilot_core::xds::status::{Nack, ProxyStatus, StatusRegistry, TypeStatus, XdsStatus};
 
 fn status(id: &str, stream_id: u64) -> ProxyStatus {
     ProxyStatus {

@@ -1,0 +1,208 @@
+//! What each connected proxy has been sent, has ACKed and has rejected.
+//!
+//! The xDS server writes a [`ProxyStatus`] after every step of a stream; the
+//! admin API reads [`StatusRegistry::list`]. The per-type part, [`XdsStatus`],
+//! is the state machine's own report (`pilot_core::xds::status`); this
+//! module adds who the proxy is and keeps one entry per connected node. The JSON shape of `ProxyStatus`
+//! is a public contract:
+//!
+//! ```text
+//! {"id": "...", "namespace": "...", "workload": "...", "address": "...",
+//!  "mode": "sotw" | "delta", "stream_id": 7, "nacks": 0,
+//!  "generation": 13, "acked_generation": 12 | null,
+//!  "xds": {"<type url>": {"sent_version": "..." | null,
+//!                         "acked_version": "..." | null,
+//!                         "nack": null | {"version": "...", "message": "..."},
+//!                         "sent_generation": 12 | null,
+//!                         "acked_generation": 11 | null}}}
+//! ```
+//!
+//! Generations are the snapshot generations of `/api/v1/snapshot`. A type's
+//! `sent_generation` is the newest snapshot whose content of that type the
+//! last response carries (a snapshot that changes nothing of the type for
+//! this proxy moves it on without a response); `acked_generation` is the same
+//! for the last response the proxy ACKed. The proxy's `acked_generation` is
+//! the lowest across the types it has requested, or null while one of them
+//! has no ACK. The proxy's `generation` is that of the newest set compiled
+//! for it, which the server is sending or holding until the proxy ACKs the
+//! previous push: `generation` ahead of `acked_generation` means the proxy
+//! is behind. So a proxy has converged on snapshot `g` exactly when its
+//! `acked_generation` is at least `g`. A proxy whose set for `g` failed the
+//! consistency check (see `/api/v1/diagnostics`) stays behind, as it should:
+//! it does not have `g`.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use dashmap::DashMap;
+use serde::{Deserialize, Serialize};
+
+use pilot_core::proxy::Proxy;
+use pilot_core::xds::Mode;
+use pilot_core::xds::connection::Connection;
+pub use pilot_core::xds::status::{Nack, TypeStatus, XdsStatus, acked_generation};
+
+/// One connected proxy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxyStatus {
+    pub id: String,
+    pub namespace: String,
+    pub workload: String,
+    pub address: IpAddr,
+    pub mode: Mode,
+    /// Increases with every stream the server accepts; a reconnect gets a new one.
+    pub stream_id: u64,
+    /// NACKs received on this stream, of every type.
+    pub nacks: u64,
+    /// The snapshot generation of the newest set compiled for the proxy.
+    pub generation: u64,
+    /// The lowest snapshot generation ACKed across the requested types;
+    /// null while one has no ACK (or none is requested).
+    pub acked_generation: Option<u64>,
+    pub xds: XdsStatus,
+}
+
+impl ProxyStatus {
+    pub fn new(proxy: &Proxy, stream_id: u64, connection: &Connection) -> Self {
+        let xds = connection.status();
+        ProxyStatus {
+            id: proxy.id.clone(),
+            namespace: proxy.metadata.namespace.clone(),
+            workload: proxy.metadata.workload.clone(),
+            address: proxy.metadata.address,
+            mode: connection.mode(),
+            stream_id,
+            nacks: connection.nacks(),
+            generation: connection.resources().generation(),
+            acked_generation: acked_generation(&xds),
+            xds,
+        }
+    }
+
+    /// Whether the proxy has ACKed snapshot `generation` (or a later one)
+    /// for every type it has requested.
+    pub fn has_converged(&self, generation: u64) -> bool {
+        self.acked_generation.is_some_and(|g| g >= generation)
+    }
+}
+
+/// A compiled set the server did not push because it failed the consistency
+/// check; the proxy keeps what it had.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Inconsistency {
+    /// The proxy's node id.
+    pub proxy: String,
+    /// The snapshot generation of the last set that failed.
+    pub generation: u64,
+    /// Every dangling reference in that set.
+    pub problems: Vec<String>,
+    /// How many compiled sets of this proxy failed the check since it connected.
+    pub count: u64,
+}
+
+/// Status of every connected proxy, by node id, the NACK counter, and the
+/// compiled sets that failed the consistency check.
+#[derive(Debug, Default)]
+pub struct StatusRegistry {
+    proxies: DashMap<String, ProxyStatus>,
+    nacks_total: AtomicU64,
+    inconsistent: DashMap<String, Inconsistency>,
+    inconsistent_total: AtomicU64,
+}
+
+impl StatusRegistry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records `status`, unless a newer stream of the same node id already
+    /// holds the entry.
+    pub fn update(&self, status: ProxyStatus) {
+        match self.proxies.entry(status.id.clone()) {
+            dashmap::Entry::Occupied(mut e) => {
+                if e.get().stream_id <= status.stream_id {
+                    e.insert(status);
+                }
+            }
+            dashmap::Entry::Vacant(e) => {
+                e.insert(status);
+            }
+        }
+    }
+
+    /// Forgets `id` when its stream `stream_id` ends, unless a newer stream
+    /// of the same node id replaced it.
+    pub fn remove(&self, id: &str, stream_id: u64) {
+        if self
+            .proxies
+            .remove_if(id, |_, s| s.stream_id == stream_id)
+            .is_some()
+        {
+            self.inconsistent.remove(id);
+        }
+    }
+
+    /// Records that the set compiled for `proxy` at `generation` failed the
+    /// consistency check and was not pushed.
+    pub fn record_inconsistent(&self, proxy: &str, generation: u64, problems: Vec<String>) {
+        self.inconsistent_total.fetch_add(1, Ordering::Relaxed);
+        let mut entry = self
+            .inconsistent
+            .entry(proxy.to_string())
+            .or_insert_with(|| Inconsistency {
+                proxy: proxy.to_string(),
+                generation,
+                problems: Vec::new(),
+                count: 0,
+            });
+        entry.generation = generation;
+        entry.problems = problems;
+        entry.count += 1;
+    }
+
+    /// Forgets `proxy`'s failure once a consistent set compiles for it.
+    pub fn clear_inconsistent(&self, proxy: &str) {
+        self.inconsistent.remove(proxy);
+    }
+
+    /// The proxies whose latest compiled set failed the consistency check, by node id.
+    pub fn inconsistencies(&self) -> Vec<Inconsistency> {
+        let mut all: Vec<Inconsistency> = self.inconsistent.iter().map(|e| e.clone()).collect();
+        all.sort_by(|a, b| a.proxy.cmp(&b.proxy));
+        all
+    }
+
+    /// Compiled sets that failed the consistency check since the server started.
+    pub fn inconsistent_total(&self) -> u64 {
+        self.inconsistent_total.load(Ordering::Relaxed)
+    }
+
+    /// Counts `n` more NACKs, from any proxy.
+    pub fn record_nacks(&self, n: u64) {
+        self.nacks_total.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// NACKs received since the server started, from every proxy.
+    pub fn nacks_total(&self) -> u64 {
+        self.nacks_total.load(Ordering::Relaxed)
+    }
+
+    pub fn get(&self, id: &str) -> Option<ProxyStatus> {
+        self.proxies.get(id).map(|s| s.clone())
+    }
+
+    /// Every connected proxy, sorted by node id.
+    pub fn list(&self) -> Vec<ProxyStatus> {
+        let mut all: Vec<ProxyStatus> = self.proxies.iter().map(|s| s.clone()).collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
+    }
+
+    pub fn len(&self) -> usize {
+        self.proxies.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.proxies.is_empty()
+    }
+}
