@@ -40,7 +40,7 @@ use policy::{Diagnostic, FieldPath, Object};
 pub use candidates::{Candidate, Candidates, HostPolicy};
 #[cfg(any(test, feature = "testing"))]
 pub use changes::test_mesh;
-pub use changes::{ChangeSet, PushReason};
+pub use changes::{ChangeSet, EndpointChanges, PushReason};
 pub(crate) use scope::ScopeKey;
 pub use scope::SidecarScope;
 

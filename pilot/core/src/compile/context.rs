@@ -31,7 +31,7 @@ use super::{
 };
 use crate::proxy::Proxy;
 use crate::resources::{ProxyResources, Resource, ResourceType};
-use crate::snapshot::{ScopeKey, SidecarScope, Snapshot};
+use crate::snapshot::{EndpointChanges, ScopeKey, SidecarScope, Snapshot};
 
 /// What a proxy's outbound routes depend on: its namespace, the labels some
 /// `sourceLabels` reads, and its Sidecar scope.
@@ -40,18 +40,6 @@ type RouteKey = (String, BTreeMap<String, String>, ScopeKey);
 /// What a proxy's shared clusters and endpoints depend on: its namespace and
 /// Sidecar scope.
 type SharedKey = (String, ScopeKey);
-
-/// A change between two snapshots that touched the endpoints of some hosts
-/// and nothing else (no service definition, no policy).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct EndpointChanges {
-    /// The hosts whose endpoints changed.
-    pub hosts: BTreeSet<String>,
-    /// Addresses of the endpoints that appeared, went or changed, before and
-    /// after: a proxy at one of them may see its inbound listeners or its
-    /// locality change, so it is compiled in full.
-    pub addresses: BTreeSet<String>,
-}
 
 /// Compiled, encoded resources of one snapshot, shared by its proxies.
 #[derive(Debug)]

@@ -35,7 +35,7 @@ use crate::proxy::Proxy;
 use crate::resources::{ProxyResources, Resource, ResourceMap, ResourceType};
 use crate::snapshot::{SidecarScope, Snapshot, visible};
 
-pub use context::{EndpointChanges, PushContext};
+pub use context::PushContext;
 pub use verify::{Inconsistent, verify};
 
 use listener::InboundPort;
@@ -213,7 +213,7 @@ fn compile_shared(snapshot: &Snapshot, namespace: &str, scope: &SidecarScope) ->
 }
 
 /// [`compile_shared`] after a change of endpoints only (see
-/// [`EndpointChanges`]): the clusters of `base` stand as they are, and only
+/// [`EndpointChanges`](crate::snapshot::EndpointChanges)): the clusters of `base` stand as they are, and only
 /// the load assignments of the changed hosts are compiled again. The
 /// clusters do not depend on endpoints (DNS-resolved services, whose
 /// endpoints are inline, never count as endpoint-only changes), so the names

@@ -37,8 +37,19 @@ use discovery::model::{Resolution, ServiceModel};
 use policy::ObjectKey;
 
 use super::{Candidates, HostPolicy, Snapshot, visible};
-use crate::compile::EndpointChanges;
 use crate::proxy::Proxy;
+
+/// A change between two snapshots that touched the endpoints of some hosts
+/// and nothing else (no service definition, no policy).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EndpointChanges {
+    /// The hosts whose endpoints changed.
+    pub hosts: BTreeSet<String>,
+    /// Addresses of the endpoints that appeared, went or changed, before and
+    /// after: a proxy at one of them may see its inbound listeners or its
+    /// locality change, so it is compiled in full.
+    pub addresses: BTreeSet<String>,
+}
 
 /// Why a push happens: the kinds of change a build found, in a closed set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
