@@ -25,7 +25,7 @@ use pilot_agent::{
     self as agent, BootstrapConfig, Mode, NodeMetadata, Sidecar, SidecarConfig, XdsAddress,
 };
 use pilot_core::snapshot::Snapshot;
-use pilot_server::serve::{ControlPlane, ServeArgs};
+use pilot_server::serve::{ControlPlane, ServeConfig};
 
 use crate::echo::{self, EchoInfo};
 
@@ -81,7 +81,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&work_dir)
         .with_context(|| format!("cannot create {}", work_dir.display()))?;
 
-    let control_plane = ControlPlane::start(&ServeArgs {
+    let control_plane = ControlPlane::start(&ServeConfig {
         config_dir: config_dir.clone(),
         xds_addr: args.xds_addr,
         admin_addr: args.admin_addr,

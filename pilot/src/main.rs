@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the control plane: watch a config directory and serve xDS.
-    Serve(pilot_server::serve::ServeArgs),
+    Serve(server::ServeArgs),
     /// Run a sidecar: write an Envoy bootstrap, start Envoy and supervise it.
     Proxy(agent::ProxyArgs),
     /// Run a small HTTP application that answers with what it received.

@@ -131,7 +131,7 @@ fn walk(dir: &Path, files: &mut BTreeSet<PathBuf>) -> Result<(), String> {
 /// Runs `bowline validate`: prints every problem and the summary on stdout,
 /// and fails when there is at least one error.
 pub(crate) fn run(args: ValidateArgs) -> anyhow::Result<()> {
-    let mesh = Mesh::load(args.mesh_config.as_deref());
+    let mesh = pilot_server::mesh::load(args.mesh_config.as_deref());
     let report = check_in(&collect(&args.paths), &mesh);
     for line in &report.lines {
         println!("{line}");

@@ -1,5 +1,6 @@
 //! The mesh config file that `serve`, `demo` and `validate` take with
-//! `--mesh-config`: read once at start, and never a reason not to run.
+//! `--mesh-config`: read once at start (by `pilot_server::mesh::load`; this
+//! crate reads no files), and never a reason not to run.
 //!
 //! ```text
 //! FILE ──► policy::mesh::parse_mesh_config ──► MeshConfig ──► Snapshot::build_with_mesh
@@ -9,8 +10,6 @@
 //! A bad file leaves the mesh on the defaults, so nothing that worked
 //! without the flag stops working; its errors are reported where every
 //! config error is: `/api/v1/diagnostics`, the log and `bowline validate`.
-
-use std::path::Path;
 
 use discovery::file::ConfigSet;
 use policy::mesh::{MeshConfig, parse_mesh_config};
@@ -26,22 +25,15 @@ pub struct Mesh {
 }
 
 impl Mesh {
-    /// Reads `path`, or the defaults when there is none.
-    pub fn load(path: Option<&Path>) -> Mesh {
-        let Some(path) = path else {
-            return Mesh::default();
-        };
-        let file = path.display().to_string();
-        match std::fs::read_to_string(path) {
-            Ok(text) => Mesh::parse(&file, &text),
-            Err(e) => Mesh::rejected(
-                &file,
-                vec![Diagnostic {
-                    file: file.clone(),
-                    ..Diagnostic::error(FieldPath::root(), format!("cannot read: {e}"))
-                }],
-            ),
-        }
+    /// The defaults, with an error saying why `file` could not be read.
+    pub fn unreadable(file: &str, error: &dyn std::fmt::Display) -> Mesh {
+        Mesh::rejected(
+            file,
+            vec![Diagnostic {
+                file: file.to_string(),
+                ..Diagnostic::error(FieldPath::root(), format!("cannot read: {error}"))
+            }],
+        )
     }
 
     /// The mesh config of the text of `file`.
@@ -92,9 +84,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn no_file_is_the_defaults() {
-        assert_eq!(Mesh::load(None), Mesh::default());
+    fn the_default_root_namespace_is_istio_system() {
         assert_eq!(Mesh::default().config.root_namespace, "istio-system");
+        assert!(Mesh::default().diagnostics.is_empty());
     }
 
     #[test]
@@ -111,34 +103,5 @@ mod tests {
         );
         let snapshot = mesh.build(1, &ConfigSet::default());
         assert_eq!(snapshot.diagnostics, mesh.diagnostics);
-    }
-
-    #[test]
-    fn an_unreadable_file_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("missing.yaml");
-        let mesh = Mesh::load(Some(&path));
-        assert_eq!(mesh.config, MeshConfig::default());
-        assert!(
-            mesh.diagnostics[0]
-                .to_string()
-                .starts_with(&format!("{}: cannot read: ", path.display())),
-            "{:?}",
-            mesh.diagnostics
-        );
-    }
-
-    #[test]
-    fn a_good_file_sets_the_root_namespace() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("mesh.yaml");
-        std::fs::write(&path, "rootNamespace: mesh-root\n").unwrap();
-        let mesh = Mesh::load(Some(&path));
-        assert!(mesh.diagnostics.is_empty());
-        assert_eq!(mesh.config.root_namespace, "mesh-root");
-        assert_eq!(
-            mesh.build(1, &ConfigSet::default()).mesh.root_namespace,
-            "mesh-root"
-        );
     }
 }

@@ -14,5 +14,6 @@
 
 pub mod admin;
 pub mod debounce;
+pub mod mesh;
 pub mod serve;
 pub mod xds;

@@ -1,4 +1,4 @@
-//! `bowline serve`: the control plane process.
+//! The control plane behind `bowline serve` and `bowline demo`.
 //!
 //! ```text
 //! FileSource ──changes──► build loop (debounce, FileStore, Snapshot::build) ──watch──► ADS streams
@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context;
 use discovery::file::{FileChange, FileSource, FileStore};
 use policy::Diagnostic;
 use tokio::sync::{mpsc, watch};
@@ -20,28 +19,46 @@ use tracing::{info, warn};
 
 use crate::admin;
 use crate::debounce::{Burst, Debounce};
+use crate::mesh;
 use crate::xds::AdsServer;
 use crate::xds::StatusRegistry;
 use pilot_core::mesh::Mesh;
 use pilot_core::snapshot::Snapshot;
 
-/// Flags of `bowline serve`.
-#[derive(clap::Args, Debug, Clone)]
-pub struct ServeArgs {
+/// What a control plane serves, and where.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
     /// Directory of YAML manifests, read recursively and followed for changes.
-    #[arg(long)]
     pub config_dir: PathBuf,
     /// Address of the xDS (ADS) gRPC server.
-    #[arg(long, default_value = "127.0.0.1:15010")]
     pub xds_addr: SocketAddr,
     /// Address of the admin HTTP API.
-    #[arg(long, default_value = "127.0.0.1:15014")]
     pub admin_addr: SocketAddr,
-    /// Istio MeshConfig YAML (for now `rootNamespace`). A file with errors
-    /// is reported in the diagnostics and the defaults are used.
-    #[arg(long)]
+    /// Istio MeshConfig YAML. A file with errors is reported in the
+    /// diagnostics and the defaults are used.
     pub mesh_config: Option<PathBuf>,
 }
+
+/// Why a control plane did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the config source stopped before the first snapshot")]
+    SourceStopped,
+    #[error("cannot listen for xDS on {addr}")]
+    ListenXds {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen for the admin API on {addr}")]
+    ListenAdmin {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A running control plane: the file source, the build loop, the ADS server and the admin API.
 #[derive(Debug)]
@@ -57,7 +74,7 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Reads the config directory, builds the first snapshot, then starts
     /// serving. Returns once both servers listen.
-    pub async fn start(args: &ServeArgs) -> anyhow::Result<ControlPlane> {
+    pub async fn start(args: &ServeConfig) -> Result<ControlPlane> {
         let (changes_tx, changes_rx) = mpsc::channel(64);
         let source = FileSource::new(args.config_dir.clone());
         let config_dir = args.config_dir.display().to_string();
@@ -67,7 +84,7 @@ impl ControlPlane {
             }
         });
 
-        let mesh = Mesh::load(args.mesh_config.as_deref());
+        let mesh = mesh::load(args.mesh_config.as_deref());
         for d in &mesh.diagnostics {
             warn!("mesh config: {d}");
         }
@@ -85,15 +102,19 @@ impl ControlPlane {
         first
             .wait_for(|s| s.generation > 0)
             .await
-            .context("the config source stopped before the first snapshot")?;
+            .map_err(|_| Error::SourceStopped)?;
 
         let status = Arc::new(StatusRegistry::default());
         let (shutdown, shutdown_rx) = watch::channel(false);
 
+        let listen_xds = |source| Error::ListenXds {
+            addr: args.xds_addr,
+            source,
+        };
         let xds_listener = tokio::net::TcpListener::bind(args.xds_addr)
             .await
-            .with_context(|| format!("cannot listen for xDS on {}", args.xds_addr))?;
-        let xds_addr = xds_listener.local_addr()?;
+            .map_err(listen_xds)?;
+        let xds_addr = xds_listener.local_addr().map_err(listen_xds)?;
         let ads = AdsServer::new(snapshots.clone(), status.clone()).into_service();
         let mut stop = shutdown_rx.clone();
         let xds_task = tokio::spawn(async move {
@@ -110,10 +131,14 @@ impl ControlPlane {
             }
         });
 
+        let listen_admin = |source| Error::ListenAdmin {
+            addr: args.admin_addr,
+            source,
+        };
         let admin_listener = tokio::net::TcpListener::bind(args.admin_addr)
             .await
-            .with_context(|| format!("cannot listen for the admin API on {}", args.admin_addr))?;
-        let admin_addr = admin_listener.local_addr()?;
+            .map_err(listen_admin)?;
+        let admin_addr = admin_listener.local_addr().map_err(listen_admin)?;
         let router = admin::router(admin::AdminState {
             snapshots: snapshots.clone(),
             status: status.clone(),

@@ -11,12 +11,12 @@ use bench::mesh::{self, MeshSpec};
 use bench::report::Report;
 use bench::xds::{self, Scenario, XdsArgs};
 use pilot_core::proxy::Proxy;
-use pilot_server::serve::{ControlPlane, ServeArgs};
+use pilot_server::serve::{ControlPlane, ServeConfig};
 
 const HOST: Ipv4Addr = Ipv4Addr::new(127, 0, 73, 1);
 
 async fn serve(dir: &std::path::Path) -> ControlPlane {
-    ControlPlane::start(&ServeArgs {
+    ControlPlane::start(&ServeConfig {
         config_dir: dir.to_path_buf(),
         xds_addr: SocketAddr::from((HOST, 0)),
         admin_addr: SocketAddr::from((HOST, 0)),

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use pilot_server::serve::{ControlPlane, ServeArgs};
+use pilot_server::serve::{ControlPlane, ServeConfig};
 use serde_json::Value;
 
 const SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: shop}\nspec:\n  selector: {app: reviews}\n  ports: [{name: http, port: 9080}]\n";
@@ -17,7 +17,7 @@ async fn serve(dir: &Path, mesh: &str) -> (ControlPlane, Vec<Value>, Vec<Value>)
     std::fs::write(config.join("mesh.yaml"), format!("{SERVICE}---\n{SIDECAR}")).unwrap();
     let mesh_config = dir.join("mesh-config.yaml");
     std::fs::write(&mesh_config, mesh).unwrap();
-    let control_plane = ControlPlane::start(&ServeArgs {
+    let control_plane = ControlPlane::start(&ServeConfig {
         config_dir: config,
         xds_addr: "127.0.0.1:0".parse().unwrap(),
         admin_addr: "127.0.0.1:0".parse().unwrap(),
