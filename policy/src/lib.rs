@@ -10,18 +10,20 @@
 //! does no I/O. Discovery decides where the text comes from; pilot decides what
 //! the objects mean for Envoy.
 
-pub mod core;
 mod decode;
 pub mod diag;
 mod envelope;
 pub mod mesh;
+pub mod meta;
 pub mod networking;
 pub mod object;
 mod parse;
 pub mod protocol;
 pub mod schema;
+pub mod service;
 pub mod validate;
 
 pub use decode::DEFAULT_NAMESPACE;
 pub use diag::{Diagnostic, FieldPath, Severity};
-pub use object::{Kind, Object, ObjectKey, ObjectMeta, ParsedDocument, parse_documents};
+pub use meta::ObjectMeta;
+pub use object::{Kind, Object, ObjectKey, ParsedDocument, parse_documents};

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::object::ObjectMeta;
+use crate::meta::ObjectMeta;
 
 /// A workload outside Kubernetes: one address that Services select by labels.
 #[derive(Clone, Debug, PartialEq)]

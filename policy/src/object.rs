@@ -1,22 +1,14 @@
-//! The Kubernetes envelope shared by every object: apiVersion, kind, metadata, spec.
+//! Every object Bowline decodes, by kind, and how one is identified across
+//! files. It depends on the object modules (`service`, `networking`) and
+//! on `meta`; none of them depends on it.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::core::Service;
+use crate::meta::ObjectMeta;
 use crate::networking::{DestinationRule, ServiceEntry, Sidecar, VirtualService, WorkloadEntry};
+use crate::service::Service;
 
 pub use crate::parse::{ParsedDocument, decode_document, parse_documents, parse_stream};
-
-/// `metadata`: the parts of Kubernetes' ObjectMeta that the mesh uses.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ObjectMeta {
-    pub name: String,
-    /// `default` when the document names none.
-    pub namespace: String,
-    pub labels: BTreeMap<String, String>,
-    pub annotations: BTreeMap<String, String>,
-}
 
 /// The kinds Bowline understands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

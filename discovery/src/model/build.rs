@@ -11,8 +11,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use policy::core::{Service, TargetPort};
 use policy::networking::{self, Location, ServiceEntry, ServiceEntryEndpoint, WorkloadEntry};
+use policy::service::{Service, TargetPort};
 use policy::{Diagnostic, FieldPath, Object, ObjectKey};
 
 use super::{Endpoint, Port, Protocol, Registry, Resolution, ServiceModel};

@@ -3,7 +3,8 @@
 use serde_yaml::Value;
 
 use super::{Fields, Result, Shape, ShapeId, string, string_map};
-use crate::object::{Kind, ObjectKey, ObjectMeta};
+use crate::meta::ObjectMeta;
+use crate::object::{Kind, ObjectKey};
 
 /// The namespace of an object whose document names none.
 pub const DEFAULT_NAMESPACE: &str = "default";

@@ -12,10 +12,10 @@ use super::{
     string_list, uint32,
 };
 use crate::diag::{Diagnostic, FieldPath};
+use crate::meta::ObjectMeta;
 use crate::networking::{
     Destination, HttpRoute, HttpRouteDestination, VirtualService, VirtualServiceSpec,
 };
-use crate::object::ObjectMeta;
 
 pub(super) const VIRTUAL_SERVICE: Shape = Shape {
     name: "VirtualService.spec",

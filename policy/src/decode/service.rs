@@ -6,9 +6,9 @@ use serde_yaml::Value;
 use super::{
     DecodeError, Fields, Findings, Result, Shape, ShapeId, list, port, string, string_map,
 };
-use crate::core::{Service, ServicePort, ServiceSpec, TargetPort};
 use crate::diag::{Diagnostic, FieldPath};
-use crate::object::ObjectMeta;
+use crate::meta::ObjectMeta;
+use crate::service::{Service, ServicePort, ServiceSpec, TargetPort};
 
 pub(super) const SPEC: Shape = Shape {
     name: "Service.spec",

@@ -6,8 +6,8 @@ use serde_yaml::Value;
 
 use super::{DecodeError, Fields, Result, Shape, ShapeId, list, string_list, string_map};
 use crate::diag::FieldPath;
+use crate::meta::ObjectMeta;
 use crate::networking::{EgressListener, Sidecar, SidecarSpec, WorkloadSelector};
-use crate::object::ObjectMeta;
 
 pub(super) const SIDECAR: Shape = Shape {
     name: "Sidecar.spec",

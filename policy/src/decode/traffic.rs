@@ -11,12 +11,12 @@ use super::{
     string, string_list, string_map, uint32, uint64,
 };
 use crate::diag::{Diagnostic, FieldPath};
+use crate::meta::ObjectMeta;
 use crate::networking::{
     ConnectionPool, ConsistentHash, DestinationRule, DestinationRuleSpec, HashAlgorithm, HashKey,
     HttpSettings, LbPolicy, LoadBalancer, LocalityLbSetting, OutlierDetection, PortTrafficPolicy,
     SimpleLb, Subset, TcpSettings, TrafficPolicy,
 };
-use crate::object::ObjectMeta;
 
 pub(super) const DESTINATION_RULE: Shape = Shape {
     name: "DestinationRule.spec",

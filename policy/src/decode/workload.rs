@@ -7,11 +7,11 @@ use super::{
     string_list, string_map, uint32,
 };
 use crate::diag::{Diagnostic, FieldPath};
+use crate::meta::ObjectMeta;
 use crate::networking::{
     Location, Resolution, ServiceEntry, ServiceEntryEndpoint, ServiceEntryPort, ServiceEntrySpec,
     WorkloadEntry, WorkloadEntrySpec,
 };
-use crate::object::ObjectMeta;
 use crate::protocol::canonical_protocol;
 
 /// The fields of a WorkloadEntry spec, which are also those of a ServiceEntry endpoint.

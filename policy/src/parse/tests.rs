@@ -1,9 +1,9 @@
 //! Splitting, routing and strict decoding, with our own YAML.
 
 use super::*;
-use crate::core::TargetPort;
 use crate::diag::Severity;
 use crate::networking::{Location, Resolution, StringMatch};
+use crate::service::TargetPort;
 
 fn only(text: &str) -> ParsedDocument {
     let mut docs = parse_documents("f.yaml", text);

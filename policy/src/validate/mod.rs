@@ -18,7 +18,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::diag::{Diagnostic, FieldPath};
-use crate::object::{Kind, Object, ObjectMeta};
+use crate::meta::ObjectMeta;
+use crate::object::{Kind, Object};
 
 /// Every problem with `object`. The diagnostics carry paths but no file,
 /// document or object; the caller adds those.

@@ -1,9 +1,9 @@
 //! `v1 Service`: ports and selector.
 
 use super::{check_labels, check_port, check_unique, names};
-use crate::core::{ServiceSpec, TargetPort};
 use crate::diag::{Diagnostic, FieldPath};
 use crate::protocol::canonical_protocol;
+use crate::service::{ServiceSpec, TargetPort};
 
 pub(super) fn check(spec: &ServiceSpec, out: &mut Vec<Diagnostic>) {
     let path = FieldPath::new("spec");

@@ -1,10 +1,10 @@
-//! Kubernetes core objects that the mesh reads: `v1 Service`.
+//! The Kubernetes core (`v1`) objects the mesh reads: `Service`.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::object::ObjectMeta;
+use crate::meta::ObjectMeta;
 
 /// `v1 Service`: a name and ports in front of the workloads its selector matches.
 #[derive(Clone, Debug, PartialEq)]
