@@ -3,19 +3,23 @@
 //! ```text
 //! start ──► scan ──► send full listing (always, even empty)
 //!   loop: notify event (then a short quiet period) | 2 s resync tick
-//!         ──► scan ──► diff with what was sent ──► send changes, if any
+//!         ──► rescan (stat every file, read the changed) ──► send changes, if any
 //! ```
+//!
+//! A rescan costs one `stat` per file and a read of the files whose stat
+//! moved (see `scan`), so the resync tick that catches missed events stays
+//! cheap on a directory of thousands of files.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::scan::{Listing, diff, scan, unreadable};
+use super::scan::{Known, Rescan};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -102,16 +106,16 @@ impl FileSource {
                 source,
             })?;
 
-        let mut known = BTreeMap::new();
+        let mut known = Known::default();
         let mut warned = BTreeMap::new();
-        let listing = scan_blocking(&dir)
-            .await?
-            .map_err(|source| Error::ReadDirectory {
-                path: dir.clone(),
-                source,
-            })?;
-        warn_unreadable(&mut warned, &listing);
-        let initial = diff(&mut known, listing);
+        let (scan, back) = rescan_blocking(&dir, known).await?;
+        known = back;
+        let scan = scan.map_err(|source| Error::ReadDirectory {
+            path: dir.clone(),
+            source,
+        })?;
+        warn_unreadable(&mut warned, &scan);
+        let initial = scan.changes;
         info!(dir = %dir.display(), files = initial.len(), "config directory loaded");
         if tx.send(initial).await.is_err() {
             return Ok(());
@@ -129,19 +133,21 @@ impl FileSource {
                 }
                 _ = resync.tick() => {}
             }
-            let listing = match scan_blocking(&dir).await? {
-                Ok(listing) => listing,
+            let (scan, back) = rescan_blocking(&dir, known).await?;
+            known = back;
+            let scan = match scan {
+                Ok(scan) => scan,
                 Err(e) => {
                     warn!(dir = %dir.display(), error = %e, "cannot list config directory; keeping the last files");
                     continue;
                 }
             };
-            warn_unreadable(&mut warned, &listing);
-            let changes = diff(&mut known, listing);
+            warn_unreadable(&mut warned, &scan);
+            let changes = scan.changes;
             if changes.is_empty() {
                 continue;
             }
-            debug!(dir = %dir.display(), changes = changes.len(), "config files changed");
+            debug!(dir = %dir.display(), changes = changes.len(), reads = scan.reads, "config files changed");
             if tx.send(changes).await.is_err() {
                 return Ok(());
             }
@@ -150,14 +156,13 @@ impl FileSource {
 }
 
 /// Warns once about each path that has become unreadable, not on every scan.
-fn warn_unreadable(warned: &mut BTreeMap<PathBuf, String>, listing: &Listing) {
-    let now = unreadable(listing);
-    for (path, why) in &now {
+fn warn_unreadable(warned: &mut BTreeMap<PathBuf, String>, scan: &Rescan) {
+    for (path, why) in &scan.unreadable {
         if warned.get(path) != Some(why) {
             warn!(path = %path.display(), error = %why, "cannot read config path; keeping its last text");
         }
     }
-    *warned = now;
+    warned.clone_from(&scan.unreadable);
 }
 
 async fn check_directory(dir: &Path) -> Result<()> {
@@ -176,12 +181,18 @@ async fn check_directory(dir: &Path) -> Result<()> {
     }
 }
 
-/// Scans on the blocking pool: directory walks and reads are blocking I/O.
-async fn scan_blocking(dir: &Path) -> Result<io::Result<Listing>> {
+/// Rescans on the blocking pool (directory walks, stats and reads are
+/// blocking I/O), handing back what is known for the next one.
+async fn rescan_blocking(dir: &Path, mut known: Known) -> Result<(io::Result<Rescan>, Known)> {
     let dir = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || scan(&dir))
-        .await
-        .map_err(Error::ScanTask)
+    tokio::task::spawn_blocking(move || {
+        // Taken before any stat, so no read is dated later than it happened.
+        let now = SystemTime::now();
+        let scan = known.rescan(&dir, now);
+        (scan, known)
+    })
+    .await
+    .map_err(Error::ScanTask)
 }
 
 #[cfg(test)]
