@@ -7,8 +7,7 @@
 //! last sent, no longer listed (and not under an unreadable directory) ──► Remove
 //! ```
 //!
-//! A scan reads every `.yaml`/`.yml` file under the directory, skipping
-//! hidden files and directories and editor temporaries. A rescan reads only
+//! A scan reads every config file the walker (`walk`) lists. A rescan reads only
 //! the files that are new or whose stat (size, modification time to the
 //! nanosecond, inode and device) differs from when they were last read; the
 //! rest cost one `stat` each. What is read is still compared by content, so
@@ -29,20 +28,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::FileChange;
+use super::walk::{Walk, walk};
 
 /// How close to its read a file's modification time may be before the
 /// read is not trusted to have seen its final content.
 pub(crate) const RACY: Duration = Duration::from_secs(2);
-
-/// The config files under a directory, as [`walk`] lists them.
-#[derive(Debug, Default)]
-pub(crate) struct Walk {
-    /// Each file's path and its metadata (of the link's target for a link).
-    pub(crate) files: BTreeMap<PathBuf, Result<fs::Metadata, String>>,
-    /// Subdirectories that could not be listed, with why: their files are
-    /// kept as they were.
-    pub(crate) unreadable_dirs: Vec<(PathBuf, String)>,
-}
 
 /// What identifies one version of a file without reading it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,13 +98,6 @@ pub(crate) struct Rescan {
     pub(crate) reads: usize,
 }
 
-/// Whether a file name is config: `.yaml` or `.yml`, not hidden, not an
-/// editor's temporary (`.#x.yaml`, `x.yaml~`, `#x.yaml#`, `.x.yaml.swp`).
-pub(crate) fn is_config_file(name: &str) -> bool {
-    let temporary = name.starts_with('.') || name.starts_with('#') || name.ends_with('~');
-    !temporary && (name.ends_with(".yaml") || name.ends_with(".yml"))
-}
-
 impl Known {
     /// Scans `root` and returns what changed since the last scan, reading
     /// only files whose stat changed, that are new, or that were racy when
@@ -142,8 +125,8 @@ impl Known {
         for (path, meta) in walk.files {
             let meta = match meta {
                 Ok(meta) => meta,
-                Err(why) => {
-                    rescan.unreadable.insert(path, why);
+                Err(e) => {
+                    rescan.unreadable.insert(path, e.to_string());
                     continue;
                 }
             };
@@ -187,70 +170,14 @@ impl Known {
                 }
             }
         }
-        rescan.unreadable.extend(walk.unreadable_dirs);
+        rescan.unreadable.extend(
+            walk.unreadable_dirs
+                .into_iter()
+                .map(|(dir, e)| (dir, e.to_string())),
+        );
         rescan.changes.sort_by(|a, b| a.path().cmp(b.path()));
         rescan
     }
-}
-
-/// Lists `root` recursively. Fails only when `root` itself cannot be listed.
-/// Symbolic links to files are followed (a Kubernetes ConfigMap volume is
-/// made of them); links to directories are not, so a loop cannot form.
-pub(crate) fn walk(root: &Path) -> io::Result<Walk> {
-    let mut walk = Walk::default();
-    walk_dir(root, &mut walk, true)?;
-    Ok(walk)
-}
-
-fn walk_dir(dir: &Path, walk: &mut Walk, is_root: bool) -> io::Result<()> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if is_root => return Err(e),
-        Err(e) => {
-            walk.unreadable_dirs
-                .push((dir.to_path_buf(), e.to_string()));
-            return Ok(());
-        }
-    };
-    for entry in entries {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(e) => {
-                walk.unreadable_dirs
-                    .push((dir.to_path_buf(), e.to_string()));
-                return Ok(());
-            }
-        };
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else {
-            continue;
-        };
-        let path = entry.path();
-        let Ok(file_type) = entry.file_type() else {
-            continue;
-        };
-        if file_type.is_dir() {
-            if !name.starts_with('.') {
-                walk_dir(&path, walk, false)?;
-            }
-            continue;
-        }
-        if !is_config_file(name) {
-            continue;
-        }
-        // Follows a symbolic link; a dangling one is skipped like a vanished file.
-        match fs::metadata(&path) {
-            Ok(meta) if meta.is_file() => {
-                walk.files.insert(path, Ok(meta));
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => {
-                walk.files.insert(path, Err(e.to_string()));
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
