@@ -107,7 +107,7 @@ pub fn collect(paths: &[PathBuf]) -> Vec<Input> {
         }
         match discovery::file::walk(path) {
             Ok(walk) => {
-                files.extend(walk.files.into_keys());
+                files.extend(walk.files.into_iter().map(|(path, _)| path));
                 failed.extend(
                     walk.unreadable_dirs
                         .into_iter()
@@ -219,8 +219,8 @@ mod tests {
         let served: Vec<PathBuf> = discovery::file::walk(root)
             .unwrap()
             .files
-            .into_keys()
-            .map(|p| p.strip_prefix(root).unwrap().to_path_buf())
+            .into_iter()
+            .map(|(p, _)| p.strip_prefix(root).unwrap().to_path_buf())
             .collect();
         assert_eq!(names, served);
     }

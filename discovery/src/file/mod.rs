@@ -11,6 +11,7 @@
 //! The store keeps the last valid version of every object, so a half-saved
 //! edit never takes a working service down.
 
+mod events;
 mod scan;
 mod source;
 mod store;

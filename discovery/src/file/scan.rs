@@ -21,7 +21,7 @@
 //! again on the next scan, until a read happens that long after its last
 //! change.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -84,7 +84,9 @@ struct Sent {
 /// What has been sent of a directory, to compare the next scan with.
 #[derive(Debug, Default)]
 pub(crate) struct Known {
-    files: BTreeMap<PathBuf, Sent>,
+    /// Hashed, not sorted: a scan looks up every file, and comparing paths
+    /// component by component is what a sorted map would spend its time on.
+    files: HashMap<PathBuf, Sent>,
 }
 
 /// The result of one rescan.
@@ -109,66 +111,60 @@ impl Known {
         Ok(self.apply(walk, now))
     }
 
+    /// Like [`Known::rescan`] for `paths` alone (config files the walker
+    /// of `root` would list, by their shape; see `events`), without walking
+    /// the directory. `None` when one of them is not a plain file under
+    /// real directories of `root` (a directory, or reached through a link
+    /// to one): then only a full rescan can tell what changed.
+    pub(crate) fn recheck(
+        &mut self,
+        root: &Path,
+        paths: &BTreeSet<PathBuf>,
+        now: SystemTime,
+    ) -> Option<Rescan> {
+        let mut rescan = Rescan::default();
+        for path in paths {
+            let parents = path.parent()?.strip_prefix(root).ok()?;
+            let mut dir = root.to_path_buf();
+            for component in parents.components() {
+                dir.push(component);
+                if !fs::symlink_metadata(&dir).ok()?.is_dir() {
+                    return None;
+                }
+            }
+            match fs::metadata(path) {
+                Ok(meta) if meta.is_file() => self.visit(path.clone(), Ok(meta), now, &mut rescan),
+                Ok(_) => return None,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    if self.files.remove(path).is_some() {
+                        rescan
+                            .changes
+                            .push(FileChange::Remove { path: path.clone() });
+                    }
+                }
+                Err(e) => self.visit(path.clone(), Err(e), now, &mut rescan),
+            }
+        }
+        Some(rescan)
+    }
+
     fn apply(&mut self, walk: Walk, now: SystemTime) -> Rescan {
         let mut rescan = Rescan::default();
+        let listed: HashSet<&Path> = walk.files.iter().map(|(p, _)| p.as_path()).collect();
         let gone: Vec<PathBuf> = self
             .files
             .keys()
-            .filter(|p| !walk.files.contains_key(*p))
+            .filter(|p| !listed.contains(p.as_path()))
             .filter(|p| !walk.unreadable_dirs.iter().any(|(d, _)| p.starts_with(d)))
             .cloned()
             .collect();
+        drop(listed);
         for path in gone {
             self.files.remove(&path);
             rescan.changes.push(FileChange::Remove { path });
         }
         for (path, meta) in walk.files {
-            let meta = match meta {
-                Ok(meta) => meta,
-                Err(e) => {
-                    rescan.unreadable.insert(path, e.to_string());
-                    continue;
-                }
-            };
-            let stat = Stat::of(&meta);
-            let sent = self.files.get_mut(&path);
-            if let Some(sent) = &sent
-                && sent.stat == stat
-                && !stat.racy(sent.read_at)
-            {
-                continue;
-            }
-            rescan.reads += 1;
-            let text = match fs::read_to_string(&path) {
-                Ok(text) => text,
-                // Deleted between listing and reading: the next scan sees it gone.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                // Keep the last text; the stat stays as it was, so the file
-                // is read again on every scan until it can be.
-                Err(e) => {
-                    rescan.unreadable.insert(path, e.to_string());
-                    continue;
-                }
-            };
-            match sent {
-                Some(sent) => {
-                    sent.stat = stat;
-                    sent.read_at = now;
-                    if sent.text != text {
-                        sent.text.clone_from(&text);
-                        rescan.changes.push(FileChange::Upsert { path, text });
-                    }
-                }
-                None => {
-                    let sent = Sent {
-                        text: text.clone(),
-                        stat,
-                        read_at: now,
-                    };
-                    self.files.insert(path.clone(), sent);
-                    rescan.changes.push(FileChange::Upsert { path, text });
-                }
-            }
+            self.visit(path, meta, now, &mut rescan);
         }
         rescan.unreadable.extend(
             walk.unreadable_dirs
@@ -177,6 +173,62 @@ impl Known {
         );
         rescan.changes.sort_by(|a, b| a.path().cmp(b.path()));
         rescan
+    }
+
+    /// One listed file: read it unless its stat says it is as last read.
+    fn visit(
+        &mut self,
+        path: PathBuf,
+        meta: io::Result<fs::Metadata>,
+        now: SystemTime,
+        rescan: &mut Rescan,
+    ) {
+        let meta = match meta {
+            Ok(meta) => meta,
+            Err(e) => {
+                rescan.unreadable.insert(path, e.to_string());
+                return;
+            }
+        };
+        let stat = Stat::of(&meta);
+        let sent = self.files.get_mut(&path);
+        if let Some(sent) = &sent
+            && sent.stat == stat
+            && !stat.racy(sent.read_at)
+        {
+            return;
+        }
+        rescan.reads += 1;
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            // Deleted between listing and reading: the next scan sees it gone.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+            // Keep the last text; the stat stays as it was, so the file is
+            // read again on every scan until it can be.
+            Err(e) => {
+                rescan.unreadable.insert(path, e.to_string());
+                return;
+            }
+        };
+        match sent {
+            Some(sent) => {
+                sent.stat = stat;
+                sent.read_at = now;
+                if sent.text != text {
+                    sent.text.clone_from(&text);
+                    rescan.changes.push(FileChange::Upsert { path, text });
+                }
+            }
+            None => {
+                let sent = Sent {
+                    text: text.clone(),
+                    stat,
+                    read_at: now,
+                };
+                self.files.insert(path.clone(), sent);
+                rescan.changes.push(FileChange::Upsert { path, text });
+            }
+        }
     }
 }
 

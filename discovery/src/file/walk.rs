@@ -12,7 +12,6 @@
 //! made of them: `mesh.yaml -> ..data/mesh.yaml`, `..data -> ..2024_01_01`);
 //! links to directories are not, so a loop cannot form.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -21,8 +20,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Default)]
 pub struct Walk {
     /// Each file's path and its metadata (of the target, for a link), or
-    /// why it could not be had; sorted by path.
-    pub files: BTreeMap<PathBuf, io::Result<fs::Metadata>>,
+    /// why it could not be had; sorted by path (each directory is read in
+    /// name order, so no sort of the whole list is needed).
+    pub files: Vec<(PathBuf, io::Result<fs::Metadata>)>,
     /// Subdirectories that could not be listed, with why.
     pub unreadable_dirs: Vec<(PathBuf, io::Error)>,
 }
@@ -43,7 +43,8 @@ pub fn walk(root: &Path) -> io::Result<Walk> {
 }
 
 fn walk_dir(dir: &Path, walk: &mut Walk, is_root: bool) -> io::Result<()> {
-    let entries = match fs::read_dir(dir) {
+    let listed = fs::read_dir(dir).and_then(|entries| entries.collect::<io::Result<Vec<_>>>());
+    let mut entries = match listed {
         Ok(entries) => entries,
         Err(e) if is_root => return Err(e),
         Err(e) => {
@@ -51,14 +52,8 @@ fn walk_dir(dir: &Path, walk: &mut Walk, is_root: bool) -> io::Result<()> {
             return Ok(());
         }
     };
+    entries.sort_by_key(fs::DirEntry::file_name);
     for entry in entries {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(e) => {
-                walk.unreadable_dirs.push((dir.to_path_buf(), e));
-                return Ok(());
-            }
-        };
         let name = entry.file_name();
         let Some(name) = name.to_str() else {
             continue;
@@ -79,14 +74,10 @@ fn walk_dir(dir: &Path, walk: &mut Walk, is_root: bool) -> io::Result<()> {
         }
         // Follows a link; a dangling one is skipped like a vanished file.
         match fs::metadata(&path) {
-            Ok(meta) if meta.is_file() => {
-                walk.files.insert(path, Ok(meta));
-            }
+            Ok(meta) if meta.is_file() => walk.files.push((path, Ok(meta))),
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => {
-                walk.files.insert(path, Err(e));
-            }
+            Err(e) => walk.files.push((path, Err(e))),
         }
     }
     Ok(())

@@ -2,6 +2,7 @@
 //! clock are set explicitly, so the racy cases do not depend on how fast the
 //! test runs or on the filesystem's timestamp granularity.
 
+use std::collections::BTreeSet;
 use std::time::UNIX_EPOCH;
 
 use super::*;
@@ -179,7 +180,7 @@ fn unreadable_files_and_directories_keep_their_last_text() {
     fs::write(&a, [0xff, 0xfe, 0x00]).unwrap();
     set_mtime(&a, t0() + secs(70));
     let mut walk = walk(root).unwrap();
-    walk.files.retain(|p, _| !p.starts_with(root.join("sub")));
+    walk.files.retain(|(p, _)| !p.starts_with(root.join("sub")));
     walk.unreadable_dirs
         .push((root.join("sub"), io::Error::other("denied")));
     let scan = known.apply(walk, t0() + secs(120));
@@ -231,6 +232,60 @@ fn follows_file_links_like_a_configmap_volume() {
     fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
     let scan = known.rescan(root, t0() + secs(120)).unwrap();
     assert_eq!(scan.changes, vec![upsert(&root.join("mesh.yaml"), "n")]);
+}
+
+fn set(paths: &[&PathBuf]) -> BTreeSet<PathBuf> {
+    paths.iter().map(|p| p.to_path_buf()).collect()
+}
+
+#[test]
+fn a_recheck_looks_at_the_named_files_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let a = write_at(root, "a.yaml", "a", t0());
+    let b = write_at(root, "ns/b.yaml", "b", t0());
+    let c = write_at(root, "c.yaml", "c", t0());
+    let mut known = Known::default();
+    known.rescan(root, t0() + secs(60)).unwrap();
+
+    write_at(root, "ns/b.yaml", "b2", t0() + secs(61));
+    write_at(root, "c.yaml", "c2", t0() + secs(61));
+    let d = write_at(root, "ns/d.yaml", "d", t0() + secs(61));
+    fs::remove_file(&a).unwrap();
+    let one = known
+        .recheck(root, &set(&[&a, &b, &d]), t0() + secs(120))
+        .unwrap();
+    assert_eq!(one.reads, 2);
+    assert_eq!(
+        one.changes,
+        vec![remove(&a), upsert(&b, "b2"), upsert(&d, "d")]
+    );
+    // What no event named is found by the next full rescan.
+    let rest = known.rescan(root, t0() + secs(180)).unwrap();
+    assert_eq!((rest.reads, rest.changes), (1, vec![upsert(&c, "c2")]));
+}
+
+#[cfg(unix)]
+#[test]
+fn a_recheck_of_a_directory_or_through_a_link_asks_for_a_rescan() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write_at(root, "real/x.yaml", "x", t0());
+    fs::create_dir_all(root.join("dir.yaml")).unwrap();
+    std::os::unix::fs::symlink("real", root.join("linked")).unwrap();
+    let mut known = Known::default();
+    known.rescan(root, t0() + secs(60)).unwrap();
+    let now = t0() + secs(120);
+    assert_eq!(
+        known.recheck(root, &set(&[&root.join("dir.yaml")]), now),
+        None
+    );
+    assert_eq!(
+        known.recheck(root, &set(&[&root.join("linked/x.yaml")]), now),
+        None
+    );
+    let unchanged = known.recheck(root, &set(&[&root.join("real/x.yaml")]), now);
+    assert_eq!(unchanged, Some(Rescan::default()));
 }
 
 #[test]

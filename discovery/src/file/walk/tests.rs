@@ -9,10 +9,13 @@ fn write(root: &Path, rel: &str, text: &str) {
 }
 
 fn listed(root: &Path) -> Vec<String> {
-    walk(root)
-        .unwrap()
-        .files
-        .keys()
+    let files = walk(root).unwrap().files;
+    let paths: Vec<&PathBuf> = files.iter().map(|(p, _)| p).collect();
+    let mut sorted = paths.clone();
+    sorted.sort();
+    assert_eq!(paths, sorted, "listed in path order");
+    paths
+        .iter()
         .map(|p| p.strip_prefix(root).unwrap().display().to_string())
         .collect()
 }
@@ -41,7 +44,12 @@ fn lists_recursively_and_skips_what_is_not_config() {
     write(root, "a.yaml~", "x");
     write(root, "#a.yaml#", "x");
     write(root, "notes.txt", "x");
-    assert_eq!(listed(root), vec!["a.yaml", "sub/deeper/b.yml"]);
+    write(root, "a/z.yaml", "z");
+    write(root, "a-b.yaml", "x");
+    assert_eq!(
+        listed(root),
+        vec!["a/z.yaml", "a-b.yaml", "a.yaml", "sub/deeper/b.yml"]
+    );
 }
 
 #[cfg(unix)]
