@@ -2,7 +2,7 @@
 //! control plane would read them, and reports every problem at once.
 //!
 //! ```text
-//! paths ──► files (directories recursively: *.yaml, *.yml) ──► FileStore ──► Snapshot::build (--mesh-config)
+//! paths ──► files (directories: discovery::file::walk) ──► FileStore ──► Snapshot::build (--mesh-config)
 //!                                                                 │               │
 //!                           per-object errors and warnings ◄──────┘               └──► cross-object warnings
 //!                                       └──► one line each + "N objects valid, E errors, W warnings"
@@ -13,7 +13,7 @@
 //! snapshot build the server runs, in the manner of `istioctl analyze`.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use discovery::file::FileStore;
 use policy::{Diagnostic, Severity};
@@ -92,19 +92,30 @@ pub(crate) fn check_in(inputs: &[Input], mesh: &Mesh) -> Report {
     report
 }
 
-/// Every file named by `paths`, directories expanded recursively (sorted,
-/// without repeats). A path that does not exist or cannot be listed becomes an
-/// input that failed to read.
+/// Every file named by `paths` (sorted, without repeats), directories
+/// expanded by the walker `bowline serve` follows its directory with, so
+/// both read the same files: `.yaml` and `.yml`, hidden files and editor
+/// temporaries skipped, file links followed, directory links not. A path
+/// that does not exist or a directory that cannot be listed becomes an input
+/// that failed to read.
 pub(crate) fn collect(paths: &[PathBuf]) -> Vec<Input> {
     let mut files = BTreeSet::new();
     let mut failed = Vec::new();
     for path in paths {
-        if path.is_dir() {
-            if let Err(why) = walk(path, &mut files) {
-                failed.push((path.clone(), Err(why)));
-            }
-        } else {
+        if !path.is_dir() {
             files.insert(path.clone());
+            continue;
+        }
+        match discovery::file::walk(path) {
+            Ok(walk) => {
+                files.extend(walk.files.into_iter().map(|(path, _)| path));
+                failed.extend(
+                    walk.unreadable_dirs
+                        .into_iter()
+                        .map(|(dir, e)| (dir, Err(e.to_string()))),
+                );
+            }
+            Err(e) => failed.push((path.clone(), Err(e.to_string()))),
         }
     }
     let mut inputs = failed;
@@ -113,19 +124,6 @@ pub(crate) fn collect(paths: &[PathBuf]) -> Vec<Input> {
         (path, text)
     }));
     inputs
-}
-
-fn walk(dir: &Path, files: &mut BTreeSet<PathBuf>) -> Result<(), String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| e.to_string())?;
-    for entry in entries {
-        let path = entry.map_err(|e| e.to_string())?.path();
-        if path.is_dir() {
-            walk(&path, files)?;
-        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
-            files.insert(path);
-        }
-    }
-    Ok(())
 }
 
 /// Runs `bowline validate`: prints every problem and the summary on stdout,
@@ -196,6 +194,38 @@ mod tests {
         assert_eq!(report.lines, vec!["gone.yaml: cannot read: no such file"]);
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn directories_are_walked_as_the_server_walks_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join(".git")).unwrap();
+        std::fs::create_dir_all(root.join("shared")).unwrap();
+        std::fs::write(root.join("svc.yaml"), SERVICE).unwrap();
+        std::fs::write(root.join(".#svc.yaml"), "lock").unwrap();
+        std::fs::write(root.join("svc.yaml~"), "backup").unwrap();
+        std::fs::write(root.join(".git/config.yaml"), "not config").unwrap();
+        std::fs::write(root.join("shared/extra.yaml"), SERVICE).unwrap();
+        std::os::unix::fs::symlink("shared/extra.yaml", root.join("linked.yaml")).unwrap();
+        std::os::unix::fs::symlink("shared", root.join("again")).unwrap();
+        std::os::unix::fs::symlink(".", root.join("loop")).unwrap();
+        let names: Vec<PathBuf> = collect(&[root.to_path_buf()])
+            .into_iter()
+            .map(|(p, _)| p.strip_prefix(root).unwrap().to_path_buf())
+            .collect();
+        assert_eq!(
+            names,
+            ["linked.yaml", "shared/extra.yaml", "svc.yaml"].map(PathBuf::from)
+        );
+        let served: Vec<PathBuf> = discovery::file::walk(root)
+            .unwrap()
+            .files
+            .into_iter()
+            .map(|(p, _)| p.strip_prefix(root).unwrap().to_path_buf())
+            .collect();
+        assert_eq!(names, served);
+    }
+
     #[test]
     fn directories_are_read_recursively_for_yaml() {
         let dir = tempfile::tempdir().unwrap();
@@ -210,7 +240,7 @@ mod tests {
             missing.clone(),
             nested.join("x.yaml"),
         ]);
-        let names: Vec<&Path> = inputs.iter().map(|(p, _)| p.as_path()).collect();
+        let names: Vec<&std::path::Path> = inputs.iter().map(|(p, _)| p.as_path()).collect();
         assert_eq!(
             names,
             vec![

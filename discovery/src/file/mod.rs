@@ -5,12 +5,18 @@
 //!                                                                              └──► config() ──► ConfigSet
 //! ```
 //!
+//! One walker ([`walk`]) decides which files are config, for the file
+//! source and for `bowline validate` alike.
+//!
 //! The store keeps the last valid version of every object, so a half-saved
 //! edit never takes a working service down.
 
+mod events;
 mod scan;
 mod source;
 mod store;
+pub mod walk;
 
 pub use source::{Error, FileChange, FileSource, Result};
 pub use store::{ConfigSet, FileStore};
+pub use walk::{Walk, is_config_file, walk};

@@ -2,20 +2,30 @@
 //!
 //! ```text
 //! start ──► scan ──► send full listing (always, even empty)
-//!   loop: notify event (then a short quiet period) | 2 s resync tick
-//!         ──► scan ──► diff with what was sent ──► send changes, if any
+//!   loop: notify events (then a short quiet period) ──► recheck the config files they name,
+//!                                                       or rescan when they name more (see `events`)
+//!       | 2 s resync tick ──► rescan (walk, stat every file, read the changed)
+//!         ──► send changes, if any
 //! ```
+//!
+//! A rescan costs one `stat` per file and a read of the files whose stat
+//! moved (see `scan`), so the resync tick that catches missed events stays
+//! cheap on a directory of thousands of files; an edit of one file costs a
+//! `stat` and a read of that file. Events for opens and reads are ignored:
+//! our own reads cause them, and heeding them made every scan wake the next.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::scan::{Listing, diff, scan, unreadable};
+use super::events::Wake;
+use super::scan::{Known, Rescan};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -62,6 +72,8 @@ impl FileChange {
 const QUIET: Duration = Duration::from_millis(50);
 /// How often to rescan in case an event was missed.
 const RESYNC: Duration = Duration::from_secs(2);
+/// Past this many files named by events, one walk is cheaper than a look at each.
+const MAX_RECHECK: usize = 256;
 
 /// Watches a directory of YAML files and sends their changes.
 #[derive(Debug)]
@@ -82,14 +94,23 @@ impl FileSource {
         check_directory(&dir).await?;
 
         // Watch before the first scan, so nothing written in between is missed.
+        let pending = Arc::new(Mutex::new(Wake::default()));
         let (wake_tx, mut wake_rx) = mpsc::channel::<()>(1);
+        let (root, sink) = (dir.clone(), pending.clone());
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if let Err(e) = &event {
-                    warn!(error = %e, "config directory watch error; rescanning");
+                let mut wake = sink.lock().unwrap_or_else(PoisonError::into_inner);
+                match &event {
+                    Ok(event) => wake.add(&root, &event.kind, &event.paths),
+                    Err(e) => {
+                        warn!(error = %e, "config directory watch error; rescanning");
+                        wake.full = true;
+                    }
                 }
-                // A full channel already holds a wake-up, which is all this says.
-                let _ = wake_tx.try_send(());
+                if !wake.is_empty() {
+                    // A full channel already holds a wake-up, which is all this says.
+                    let _ = wake_tx.try_send(());
+                }
             })
             .map_err(|source| Error::Watch {
                 path: dir.clone(),
@@ -102,16 +123,16 @@ impl FileSource {
                 source,
             })?;
 
-        let mut known = BTreeMap::new();
+        let mut known = Known::default();
         let mut warned = BTreeMap::new();
-        let listing = scan_blocking(&dir)
-            .await?
-            .map_err(|source| Error::ReadDirectory {
-                path: dir.clone(),
-                source,
-            })?;
-        warn_unreadable(&mut warned, &listing);
-        let initial = diff(&mut known, listing);
+        let (scan, back) = rescan_blocking(&dir, known, Wake::full()).await?;
+        known = back;
+        let scan = scan.map_err(|source| Error::ReadDirectory {
+            path: dir.clone(),
+            source,
+        })?;
+        warn_unreadable(&mut warned, &scan, None);
+        let initial = scan.changes;
         info!(dir = %dir.display(), files = initial.len(), "config directory loaded");
         if tx.send(initial).await.is_err() {
             return Ok(());
@@ -121,27 +142,39 @@ impl FileSource {
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         resync.tick().await;
         loop {
-            tokio::select! {
+            let full = tokio::select! {
                 () = tx.closed() => return Ok(()),
                 Some(()) = wake_rx.recv() => {
                     tokio::time::sleep(QUIET).await;
                     while wake_rx.try_recv().is_ok() {}
+                    false
                 }
-                _ = resync.tick() => {}
+                _ = resync.tick() => true,
+            };
+            let mut wake =
+                std::mem::take(&mut *pending.lock().unwrap_or_else(PoisonError::into_inner));
+            if full || wake.paths.len() > MAX_RECHECK {
+                wake = Wake::full();
             }
-            let listing = match scan_blocking(&dir).await? {
-                Ok(listing) => listing,
+            if wake.is_empty() {
+                continue;
+            }
+            let checked = (!wake.full).then(|| wake.paths.clone());
+            let (scan, back) = rescan_blocking(&dir, known, wake).await?;
+            known = back;
+            let scan = match scan {
+                Ok(scan) => scan,
                 Err(e) => {
                     warn!(dir = %dir.display(), error = %e, "cannot list config directory; keeping the last files");
                     continue;
                 }
             };
-            warn_unreadable(&mut warned, &listing);
-            let changes = diff(&mut known, listing);
+            warn_unreadable(&mut warned, &scan, checked.as_ref());
+            let changes = scan.changes;
             if changes.is_empty() {
                 continue;
             }
-            debug!(dir = %dir.display(), changes = changes.len(), "config files changed");
+            debug!(dir = %dir.display(), changes = changes.len(), reads = scan.reads, "config files changed");
             if tx.send(changes).await.is_err() {
                 return Ok(());
             }
@@ -149,15 +182,30 @@ impl FileSource {
     }
 }
 
-/// Warns once about each path that has become unreadable, not on every scan.
-fn warn_unreadable(warned: &mut BTreeMap<PathBuf, String>, listing: &Listing) {
-    let now = unreadable(listing);
-    for (path, why) in &now {
+/// Warns once about each path that has become unreadable, not on every
+/// scan. After a look at some files only (`checked`), only what is known of
+/// those changes.
+fn warn_unreadable(
+    warned: &mut BTreeMap<PathBuf, String>,
+    scan: &Rescan,
+    checked: Option<&std::collections::BTreeSet<PathBuf>>,
+) {
+    for (path, why) in &scan.unreadable {
         if warned.get(path) != Some(why) {
             warn!(path = %path.display(), error = %why, "cannot read config path; keeping its last text");
         }
     }
-    *warned = now;
+    match checked {
+        None => warned.clone_from(&scan.unreadable),
+        Some(paths) => {
+            for path in paths {
+                match scan.unreadable.get(path) {
+                    Some(why) => warned.insert(path.clone(), why.clone()),
+                    None => warned.remove(path),
+                };
+            }
+        }
+    }
 }
 
 async fn check_directory(dir: &Path) -> Result<()> {
@@ -176,12 +224,31 @@ async fn check_directory(dir: &Path) -> Result<()> {
     }
 }
 
-/// Scans on the blocking pool: directory walks and reads are blocking I/O.
-async fn scan_blocking(dir: &Path) -> Result<io::Result<Listing>> {
+/// Rescans (or rechecks the files `wake` names) on the blocking pool:
+/// directory walks, stats and reads are blocking I/O. Hands back what is
+/// known for the next one.
+async fn rescan_blocking(
+    dir: &Path,
+    mut known: Known,
+    wake: Wake,
+) -> Result<(io::Result<Rescan>, Known)> {
     let dir = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || scan(&dir))
-        .await
-        .map_err(Error::ScanTask)
+    tokio::task::spawn_blocking(move || {
+        // Taken before any stat, so no read is dated later than it happened.
+        let now = SystemTime::now();
+        let checked = if wake.full {
+            None
+        } else {
+            known.recheck(&dir, &wake.paths, now)
+        };
+        let scan = match checked {
+            Some(scan) => Ok(scan),
+            None => known.rescan(&dir, now),
+        };
+        (scan, known)
+    })
+    .await
+    .map_err(Error::ScanTask)
 }
 
 #[cfg(test)]

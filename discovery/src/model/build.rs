@@ -57,6 +57,33 @@ impl Registry {
         )
     }
 
+    /// This registry with the endpoints of `services` selected again from
+    /// `workloads` (every WorkloadEntry of those services' namespaces):
+    /// what a change of WorkloadEntries alone gives, the rest untouched. A
+    /// Service that does not hold its host here (another object claimed it
+    /// first) is left out, as [`Registry::build`] leaves it out; a model
+    /// that comes out the same keeps its `Arc`.
+    pub fn with_reselected<'a>(
+        &self,
+        services: impl IntoIterator<Item = &'a Service>,
+        workloads: impl IntoIterator<Item = &'a WorkloadEntry>,
+    ) -> Registry {
+        let workloads = Workloads::index(workloads);
+        let mut next = self.clone();
+        for svc in services {
+            let model = service_model(svc, &workloads);
+            let Some(current) = next.services.get_mut(&model.hostname) else {
+                continue;
+            };
+            let holds = current.name.as_deref() == Some(svc.meta.name.as_str())
+                && current.namespace == svc.meta.namespace;
+            if holds && **current != model {
+                *current = Arc::new(model);
+            }
+        }
+        next
+    }
+
     /// The service with this fully qualified host name.
     pub fn get(&self, hostname: &str) -> Option<&Arc<ServiceModel>> {
         self.services.get(hostname)

@@ -2,7 +2,11 @@
 //! compiled config of 1,000 proxies, as the server compiles it (through one
 //! push context per snapshot, with the consistency check); then one endpoint
 //! moves, and the same proxies are brought up to date the way the push queue
-//! does it. Prints figures; asserts nothing about speed.
+//! does it. Then the same mesh as `bowline serve` reads a directory, one
+//! object per file, and one WorkloadEntry file changes: the snapshot and
+//! push context built from scratch, and built from the previous snapshot
+//! (`Snapshot::build_after`), side by side. Prints figures; asserts nothing
+//! about speed.
 //!
 //! Run: `cargo bench -p pilot --bench mesh_scale` (release build). Set
 //! `BOWLINE_BENCH_SERVICES`, `BOWLINE_BENCH_ENDPOINTS` and
@@ -10,9 +14,9 @@
 
 mod mesh;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use discovery::file::FileStore;
 use pilot_core::compile::PushContext;
@@ -168,4 +172,106 @@ fn main() {
         rss_before
     );
     drop(compiled);
+
+    one_file_changes(&yaml, &moved_from);
+}
+
+/// How many times the one-file change is timed; the median is reported.
+const ROUNDS: usize = 21;
+
+/// The mesh as a directory of one object per file, and one WorkloadEntry
+/// file edited back and forth: the time from the edit to the snapshot and
+/// push context the push queue works from, built from scratch and built
+/// from the previous snapshot.
+fn one_file_changes(yaml: &str, moved_from: &str) {
+    let files: Vec<(PathBuf, String)> = yaml
+        .split("---\n")
+        .filter(|doc| !doc.trim().is_empty())
+        .enumerate()
+        .map(|(i, doc)| (PathBuf::from(format!("mesh/{i:05}.yaml")), doc.to_string()))
+        .collect();
+    let needle = format!("address: {moved_from}\n");
+    let (path, original) = files
+        .iter()
+        .find(|(_, text)| text.contains(&needle))
+        .cloned()
+        .expect("the moved endpoint's file");
+    let edits = [
+        original.replace(&needle, "address: 127.250.0.1\n"),
+        original,
+    ];
+
+    let mut store = FileStore::default();
+    for (path, text) in &files {
+        store.apply(path, text);
+    }
+    store.take_changed();
+    let mut snapshot = Arc::new(Snapshot::build(1, &store.config()));
+    let mut context = PushContext::new(snapshot.clone());
+
+    let (mut full, mut incremental, mut split) = (Vec::new(), Vec::new(), Vec::new());
+    for (round, generation) in (0..ROUNDS).zip(2..) {
+        store.apply(&path, &edits[round % 2]);
+
+        // From scratch: the whole config set, every part of the snapshot.
+        let t = Instant::now();
+        let config = store.config();
+        let scratch = Arc::new(Snapshot::build(generation, &config));
+        let _ = next_context(&context, scratch);
+        full.push(t.elapsed());
+        drop(config);
+
+        // From the previous snapshot and the keys that changed.
+        let t = Instant::now();
+        let changed = store.take_changed();
+        let config = store.config();
+        let next = Arc::new(Snapshot::build_after(
+            &snapshot, generation, &config, &changed,
+        ));
+        let built = t.elapsed();
+        let next_context = next_context(&context, next.clone());
+        incremental.push(t.elapsed());
+        split.push((built, t.elapsed() - built));
+        drop(config);
+        (snapshot, context) = (next, next_context);
+    }
+    println!(
+        "one WorkloadEntry file of {} changes, snapshot + push context (median of {ROUNDS}):",
+        files.len()
+    );
+    println!(
+        "  full build:                    {:>8.1} ms (max {:.1})",
+        ms(median(&mut full)),
+        ms(*full.iter().max().unwrap_or(&Duration::ZERO))
+    );
+    println!(
+        "  incremental (build_after):     {:>8.1} ms (max {:.1})",
+        ms(median(&mut incremental)),
+        ms(*incremental.iter().max().unwrap_or(&Duration::ZERO))
+    );
+    let (mut built, mut rest): (Vec<Duration>, Vec<Duration>) = split.into_iter().unzip();
+    println!(
+        "    of which config + build_after {:.1} ms, change set + push context {:.1} ms",
+        ms(median(&mut built)),
+        ms(median(&mut rest))
+    );
+}
+
+/// What the push queue does with a new snapshot: the change set, then a
+/// context that starts from the previous one after an endpoint-only change.
+fn next_context(previous: &PushContext, next: Arc<Snapshot>) -> PushContext {
+    let changes = ChangeSet::between(previous.snapshot(), &next);
+    let endpoints = changes
+        .endpoints_only()
+        .expect("moving one endpoint is an endpoint-only change");
+    PushContext::after_endpoint_change(previous, next, endpoints)
+}
+
+fn median(times: &mut [Duration]) -> Duration {
+    times.sort();
+    times.get(times.len() / 2).copied().unwrap_or_default()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
 }

@@ -3,7 +3,7 @@
 //! crate reads no files), and never a reason not to run.
 //!
 //! ```text
-//! FILE ──► policy::mesh::parse_mesh_config ──► MeshConfig ──► Snapshot::build_with_mesh
+//! FILE ──► policy::mesh::parse_mesh_config ──► MeshConfig ──► Snapshot::build_with_mesh (or build_after)
 //!                  └── unreadable or invalid ──► defaults + diagnostics (in every snapshot)
 //! ```
 //!
@@ -11,9 +11,11 @@
 //! without the flag stops working; its errors are reported where every
 //! config error is: `/api/v1/diagnostics`, the log and `bowline validate`.
 
+use std::collections::BTreeSet;
+
 use discovery::file::ConfigSet;
 use policy::mesh::{MeshConfig, parse_mesh_config};
-use policy::{Diagnostic, FieldPath};
+use policy::{Diagnostic, FieldPath, ObjectKey};
 
 use crate::snapshot::Snapshot;
 
@@ -67,7 +69,25 @@ impl Mesh {
 
     /// The snapshot of `config` in this mesh, reporting the file's problems too.
     pub fn build(&self, generation: u64, config: &ConfigSet) -> Snapshot {
-        let mut snapshot = Snapshot::build_with_mesh(generation, config, &self.config);
+        self.report(Snapshot::build_with_mesh(generation, config, &self.config))
+    }
+
+    /// Like [`Mesh::build`], from `previous` and the keys whose objects
+    /// changed since `previous` was built (see [`Snapshot::build_after`]).
+    pub fn build_after(
+        &self,
+        previous: &Snapshot,
+        generation: u64,
+        config: &ConfigSet,
+        changed: &BTreeSet<ObjectKey>,
+    ) -> Snapshot {
+        if previous.mesh != self.config {
+            return self.build(generation, config);
+        }
+        self.report(Snapshot::build_after(previous, generation, config, changed))
+    }
+
+    fn report(&self, mut snapshot: Snapshot) -> Snapshot {
         if !self.diagnostics.is_empty() {
             snapshot
                 .diagnostics

@@ -22,9 +22,14 @@
 //!
 //! Sidecar resources narrow what a proxy sees; [`Snapshot::scope_for`] gives
 //! a proxy its precomputed [`SidecarScope`] (see `scope`).
+//!
+//! After a change, [`Snapshot::build_after`] builds the next snapshot from
+//! the previous one and the keys that changed, rebuilding only the parts
+//! they touch (see `incremental`); the result is the same as a full build.
 
 mod candidates;
 mod changes;
+mod incremental;
 mod scope;
 
 use std::collections::{BTreeSet, HashSet};
@@ -34,7 +39,7 @@ use discovery::Registry;
 use discovery::file::ConfigSet;
 use discovery::model::ServiceModel;
 use policy::mesh::MeshConfig;
-use policy::networking::{DestinationRule, VirtualService, WorkloadEntry};
+use policy::networking::{DestinationRule, Sidecar, VirtualService, WorkloadEntry};
 use policy::{Diagnostic, FieldPath, Object};
 
 pub use candidates::{Candidate, Candidates, HostPolicy};
@@ -55,10 +60,11 @@ pub struct Snapshot {
     pub registry: Registry,
     /// The VirtualServices that may route each service (by FQDN), those
     /// selecting it by wildcard included, most specific host first, then by
-    /// namespace and name.
-    pub virtual_services: Candidates<VirtualService>,
+    /// namespace and name. Shared with the next snapshot when no
+    /// VirtualService changed.
+    pub virtual_services: Arc<Candidates<VirtualService>>,
     /// The DestinationRules that may apply to each service, in the same order.
-    pub destination_rules: Candidates<DestinationRule>,
+    pub destination_rules: Arc<Candidates<DestinationRule>>,
     /// Every WorkloadEntry, selected by a service or not, sorted by namespace and name.
     pub workload_entries: Vec<Arc<WorkloadEntry>>,
     /// Problems found in the config this snapshot was built from.
@@ -66,7 +72,41 @@ pub struct Snapshot {
     /// The mesh-wide settings the snapshot was built with.
     pub mesh: MeshConfig,
     /// The Sidecar resources, resolved into scopes.
-    sidecars: scope::Sidecars,
+    sidecars: Arc<scope::Sidecars>,
+    /// What the build found, part by part, for the next build to reuse.
+    parts: Parts,
+}
+
+/// The inputs and findings of one build, kept by part so that the next
+/// build can take those a change did not touch.
+#[derive(Debug, Default)]
+struct Parts {
+    /// The objects of each policy kind, sorted by namespace and name.
+    virtual_services: Vec<Arc<VirtualService>>,
+    destination_rules: Vec<Arc<DestinationRule>>,
+    sidecars: Vec<Arc<Sidecar>>,
+    /// Every namespace some object is in: root-namespace scopes are
+    /// precomputed for each.
+    namespaces: BTreeSet<String>,
+    /// Findings of each step, before they name their files.
+    registry_diagnostics: Vec<Diagnostic>,
+    sidecar_diagnostics: Vec<Diagnostic>,
+    overlap_diagnostics: Vec<Diagnostic>,
+    virtual_service_diagnostics: Vec<Diagnostic>,
+    destination_rule_diagnostics: Vec<Diagnostic>,
+    check_diagnostics: Vec<Diagnostic>,
+}
+
+/// Which parts of `previous` a build takes as they are; the rest it builds.
+#[derive(Clone, Copy, Debug, Default)]
+struct Reuse<'a> {
+    previous: Option<&'a Snapshot>,
+    /// The scopes (not the overlap warnings, which read the workloads).
+    sidecars: bool,
+    virtual_services: bool,
+    destination_rules: bool,
+    /// Precedence conflicts and route checks.
+    checks: bool,
 }
 
 impl Snapshot {
@@ -78,39 +118,86 @@ impl Snapshot {
 
     /// Like [`Snapshot::build`], with the mesh-wide settings of `mesh`.
     pub fn build_with_mesh(generation: u64, config: &ConfigSet, mesh: &MeshConfig) -> Snapshot {
-        let objects: Vec<&Object> = config.objects.iter().map(|o| o.as_ref()).collect();
-        let (registry, registry_diagnostics) = Registry::build(objects.iter().copied());
-        let mut diagnostics = config.diagnostics.clone();
-        diagnostics.extend(registry_diagnostics);
-
-        let mut virtual_services = Vec::new();
-        let mut destination_rules = Vec::new();
+        let objects = config.objects.iter().map(|o| o.as_ref());
+        let (registry, registry_diagnostics) = Registry::build(objects.clone());
+        let mut parts = Parts {
+            registry_diagnostics,
+            ..Parts::default()
+        };
         let mut workload_entries = Vec::new();
-        let mut sidecars = Vec::new();
         // Objects arrive sorted by key, so every list is in namespace/name order.
-        for object in &objects {
+        for object in objects {
+            if !parts.namespaces.contains(&object.meta().namespace) {
+                parts.namespaces.insert(object.meta().namespace.clone());
+            }
             match object {
-                Object::VirtualService(vs) => virtual_services.push(Arc::new(vs.clone())),
-                Object::DestinationRule(dr) => destination_rules.push(Arc::new(dr.clone())),
+                Object::VirtualService(vs) => parts.virtual_services.push(Arc::new(vs.clone())),
+                Object::DestinationRule(dr) => parts.destination_rules.push(Arc::new(dr.clone())),
                 Object::WorkloadEntry(we) => workload_entries.push(Arc::new(we.clone())),
-                Object::Sidecar(sc) => sidecars.push(Arc::new(sc.clone())),
-                _ => {}
+                Object::Sidecar(sc) => parts.sidecars.push(Arc::new(sc.clone())),
+                Object::Service(_) | Object::ServiceEntry(_) => {}
             }
         }
-        let mut namespaces: BTreeSet<String> =
-            objects.iter().map(|o| o.meta().namespace.clone()).collect();
-        namespaces.extend(registry.services.values().map(|s| s.namespace.clone()));
-        let sidecars = scope::Sidecars::build(
-            &registry,
-            &sidecars,
-            &virtual_services,
-            &workload_entries,
-            &mesh.root_namespace,
-            &namespaces,
-            &mut diagnostics,
-        );
-        let virtual_services = candidates::index(&registry, &virtual_services, &mut diagnostics);
-        let destination_rules = candidates::index(&registry, &destination_rules, &mut diagnostics);
+        Snapshot::finish(
+            generation,
+            config,
+            mesh,
+            registry,
+            workload_entries,
+            parts,
+            Reuse::default(),
+        )
+    }
+
+    /// Builds what `reuse` does not take from the previous snapshot, then
+    /// gathers every finding, each naming the file its object was read from.
+    fn finish(
+        generation: u64,
+        config: &ConfigSet,
+        mesh: &MeshConfig,
+        registry: Registry,
+        workload_entries: Vec<Arc<WorkloadEntry>>,
+        mut parts: Parts,
+        reuse: Reuse<'_>,
+    ) -> Snapshot {
+        let previous = reuse.previous;
+        let sidecars = match previous.filter(|_| reuse.sidecars) {
+            Some(p) => {
+                parts.sidecar_diagnostics = p.parts.sidecar_diagnostics.clone();
+                p.sidecars.clone()
+            }
+            None => Arc::new(scope::Sidecars::build(
+                &registry,
+                &parts.sidecars,
+                &parts.virtual_services,
+                &mesh.root_namespace,
+                &parts.namespaces,
+                &mut parts.sidecar_diagnostics,
+            )),
+        };
+        sidecars.report_overlaps(&workload_entries, &mut parts.overlap_diagnostics);
+        let virtual_services = match previous.filter(|_| reuse.virtual_services) {
+            Some(p) => {
+                parts.virtual_service_diagnostics = p.parts.virtual_service_diagnostics.clone();
+                p.virtual_services.clone()
+            }
+            None => Arc::new(candidates::index(
+                &registry,
+                &parts.virtual_services,
+                &mut parts.virtual_service_diagnostics,
+            )),
+        };
+        let destination_rules = match previous.filter(|_| reuse.destination_rules) {
+            Some(p) => {
+                parts.destination_rule_diagnostics = p.parts.destination_rule_diagnostics.clone();
+                p.destination_rules.clone()
+            }
+            None => Arc::new(candidates::index(
+                &registry,
+                &parts.destination_rules,
+                &mut parts.destination_rule_diagnostics,
+            )),
+        };
 
         let mut snapshot = Snapshot {
             generation,
@@ -121,9 +208,27 @@ impl Snapshot {
             diagnostics: Vec::new(),
             mesh: mesh.clone(),
             sidecars,
+            parts: Parts::default(),
         };
-        snapshot.report_conflicts(&mut diagnostics);
-        snapshot.check_routes(&mut diagnostics);
+        match previous.filter(|_| reuse.checks) {
+            Some(p) => parts.check_diagnostics = p.parts.check_diagnostics.clone(),
+            None => {
+                snapshot.report_conflicts(&mut parts.check_diagnostics);
+                snapshot.check_routes(&mut parts.check_diagnostics);
+            }
+        }
+
+        let mut diagnostics = config.diagnostics.clone();
+        for found in [
+            &parts.registry_diagnostics,
+            &parts.sidecar_diagnostics,
+            &parts.overlap_diagnostics,
+            &parts.virtual_service_diagnostics,
+            &parts.destination_rule_diagnostics,
+            &parts.check_diagnostics,
+        ] {
+            diagnostics.extend(found.iter().cloned());
+        }
         // Findings about how objects fit together name where each object was read.
         for d in diagnostics.iter_mut().filter(|d| d.file.is_empty()) {
             if let Some((file, document)) = d.object.as_ref().and_then(|k| config.origins.get(k)) {
@@ -134,6 +239,7 @@ impl Snapshot {
         diagnostics.sort();
         diagnostics.dedup();
         snapshot.diagnostics = diagnostics;
+        snapshot.parts = parts;
         snapshot
     }
 
@@ -220,17 +326,14 @@ impl Snapshot {
     /// The namespaces some object of the snapshot mentions, plus `namespace`:
     /// the places from which a host's precedence can differ.
     fn namespaces(&self) -> BTreeSet<String> {
-        let mut namespaces: BTreeSet<String> = self
-            .registry
-            .services
-            .values()
-            .map(|s| s.namespace.clone())
-            .collect();
-        namespaces.extend(
-            self.workload_entries
-                .iter()
-                .map(|we| we.meta.namespace.clone()),
-        );
+        let mut namespaces = BTreeSet::new();
+        let services = self.registry.services.values().map(|s| &s.namespace);
+        let workloads = self.workload_entries.iter().map(|we| &we.meta.namespace);
+        for ns in services.chain(workloads) {
+            if !namespaces.contains(ns) {
+                namespaces.insert(ns.clone());
+            }
+        }
         namespaces
     }
 

@@ -1,7 +1,7 @@
 //! The control plane behind `bowline serve` and `bowline demo`.
 //!
 //! ```text
-//! FileSource ──changes──► build loop (debounce, FileStore, Snapshot::build) ──watch──► ADS streams
+//! FileSource ──changes──► build loop (debounce, FileStore, Snapshot::build_after) ──watch──► ADS streams
 //!                                     ▲                                      └──────► admin API
 //! --mesh-config FILE ──► Mesh ────────┘ (read once at start)
 //! ```
@@ -208,13 +208,13 @@ async fn build_loop(
                 if generation == 0 {
                     burst.reset();
                     generation += 1;
-                    publish(&store, &mesh, generation, &snapshots);
+                    publish(&mut store, &mesh, generation, &snapshots);
                 }
             }
             () = sleep_until(due), if due.is_some() => {
                 burst.reset();
                 generation += 1;
-                publish(&store, &mesh, generation, &snapshots);
+                publish(&mut store, &mesh, generation, &snapshots);
             }
         }
     }
@@ -235,19 +235,23 @@ fn apply(store: &mut FileStore, batch: Vec<FileChange>) {
     }
 }
 
+/// Builds the next snapshot from the last one published and the objects
+/// changed since, and publishes it.
 fn publish(
-    store: &FileStore,
+    store: &mut FileStore,
     mesh: &Mesh,
     generation: u64,
     snapshots: &watch::Sender<Arc<Snapshot>>,
 ) {
+    let changed = store.take_changed();
     let config = store.config();
-    let snapshot = mesh.build(generation, &config);
-    let previous = snapshots.borrow().diagnostics.clone();
-    log_new_diagnostics(&previous, &snapshot.diagnostics);
+    let previous = snapshots.borrow().clone();
+    let snapshot = mesh.build_after(&previous, generation, &config, &changed);
+    log_new_diagnostics(&previous.diagnostics, &snapshot.diagnostics);
     info!(
         generation,
         objects = config.objects.len(),
+        changed = changed.len(),
         services = snapshot.registry.services.len(),
         errors = snapshot.diagnostics.iter().filter(|d| d.is_error()).count(),
         "snapshot built"

@@ -243,3 +243,136 @@ fn warnings_and_skips_are_reported_and_sorted() {
             .all(|d| d.severity == Severity::Warning)
     );
 }
+
+fn changed(store: &mut FileStore) -> Vec<String> {
+    store
+        .take_changed()
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn the_keys_an_edit_changed_are_known() {
+    let mut store = FileStore::new();
+    store.apply(Path::new("a.yaml"), &dr("reviews", "v1"));
+    store.apply(Path::new("b.yaml"), &dr("ratings", "v1"));
+    assert_eq!(
+        changed(&mut store),
+        vec![
+            "DestinationRule default/ratings",
+            "DestinationRule default/reviews"
+        ]
+    );
+    assert!(changed(&mut store).is_empty(), "taken once");
+
+    // The same object again, however written, is no change.
+    store.apply(
+        Path::new("a.yaml"),
+        &format!("# a comment\n{}", dr("reviews", "v1")),
+    );
+    assert!(changed(&mut store).is_empty());
+
+    store.apply(Path::new("b.yaml"), &dr("ratings", "v2"));
+    assert_eq!(changed(&mut store), vec!["DestinationRule default/ratings"]);
+
+    // A later file's duplicate does not change what is in force; removing
+    // the first file puts it in force.
+    store.apply(Path::new("c.yaml"), &dr("reviews", "from-c"));
+    assert!(changed(&mut store).is_empty());
+    store.remove(Path::new("a.yaml"));
+    assert_eq!(changed(&mut store), vec!["DestinationRule default/reviews"]);
+    assert_eq!(subset_of(&store.config(), "reviews"), "from-c");
+
+    // A rejected edit keeps the last valid version: no change either.
+    store.apply(Path::new("b.yaml"), &broken_dr("ratings"));
+    assert!(changed(&mut store).is_empty());
+    store.remove(Path::new("b.yaml"));
+    store.remove(Path::new("c.yaml"));
+    assert_eq!(
+        changed(&mut store),
+        vec![
+            "DestinationRule default/ratings",
+            "DestinationRule default/reviews"
+        ]
+    );
+    assert!(store.config().objects.is_empty());
+}
+
+#[test]
+fn an_unchanged_object_keeps_its_identity_across_edits_of_its_file() {
+    let mut store = FileStore::new();
+    let path = Path::new("a.yaml");
+    store.apply(
+        path,
+        &format!("{}---\n{}", dr("reviews", "v1"), dr("ratings", "v1")),
+    );
+    let before = store.config();
+    store.apply(
+        path,
+        &format!("{}---\n{}", dr("reviews", "v1"), dr("ratings", "v2")),
+    );
+    let after = store.config();
+    let find = |config: &ConfigSet, name: &str| {
+        config
+            .objects
+            .iter()
+            .find(|o| o.meta().name == name)
+            .cloned()
+            .unwrap()
+    };
+    assert!(Arc::ptr_eq(
+        &find(&before, "reviews"),
+        &find(&after, "reviews")
+    ));
+    assert!(!Arc::ptr_eq(
+        &find(&before, "ratings"),
+        &find(&after, "ratings")
+    ));
+}
+
+/// Whatever order edits come in, the merge kept up to date one file at a
+/// time is the merge of the files' states from scratch.
+#[test]
+fn the_merge_kept_up_to_date_is_the_merge_from_scratch() {
+    let steps: &[(&str, Option<String>)] = &[
+        (
+            "a.yaml",
+            Some(format!(
+                "{}---\n{}",
+                dr("reviews", "v1"),
+                dr("ratings", "v1")
+            )),
+        ),
+        ("b.yaml", Some(dr("reviews", "from-b"))),
+        ("c.yaml", Some(broken_dr("details"))),
+        (
+            "a.yaml",
+            Some(format!(
+                "{}---\n{}",
+                broken_dr("reviews"),
+                dr("ratings", "v2")
+            )),
+        ),
+        ("c.yaml", Some(dr("details", "v1"))),
+        ("d.yaml", Some("apiVersion: [unclosed\n".to_string())),
+        ("a.yaml", None),
+        (
+            "e.yaml",
+            Some(format!(
+                "{}---\n{}",
+                dr("details", "v2"),
+                dr("details", "v3")
+            )),
+        ),
+        ("b.yaml", None),
+    ];
+    let mut store = FileStore::new();
+    for (path, text) in steps {
+        match text {
+            Some(text) => store.apply(Path::new(path), text),
+            None => store.remove(Path::new(path)),
+        }
+        assert_eq!(store.config(), store.config_from_scratch(), "after {path}");
+    }
+}

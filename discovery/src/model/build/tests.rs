@@ -270,3 +270,63 @@ fn other_kinds_are_ignored() {
     assert!(registry.services.is_empty());
     assert!(diagnostics.is_empty());
 }
+
+#[test]
+fn reselecting_after_workload_changes_is_a_build_from_scratch() {
+    let base = format!(
+        "{REVIEWS}---\napiVersion: v1\nkind: Service\nmetadata: {{name: ratings, namespace: shop}}\nspec:\n  selector: {{app: ratings}}\n  ports: [{{name: http, port: 80}}]\n{}{}",
+        workload("r1", "shop", "10.0.0.1", "  labels: {app: reviews}\n"),
+        workload("t1", "shop", "10.0.0.2", "  labels: {app: ratings}\n"),
+    );
+    let before = objects(&base);
+    let (registry, _) = Registry::build(&before);
+    // r1 moves and joins ratings; a new entry backs reviews.
+    let edited = base.replace(
+        "address: 10.0.0.1\n  labels: {app: reviews}",
+        "address: 10.0.0.9\n  labels: {app: ratings}",
+    ) + &workload("r2", "shop", "10.0.0.3", "  labels: {app: reviews}\n");
+    let after = objects(&edited);
+    let services = after.iter().filter_map(|o| match o {
+        Object::Service(s) => Some(s),
+        _ => None,
+    });
+    let workloads = after.iter().filter_map(|o| match o {
+        Object::WorkloadEntry(w) => Some(w),
+        _ => None,
+    });
+    let reselected = registry.with_reselected(services, workloads);
+    assert_eq!(reselected, Registry::build(&after).0);
+    let ratings = &reselected.services["ratings.shop.svc.cluster.local"];
+    let addresses: Vec<&str> = ratings
+        .endpoints
+        .iter()
+        .map(|e| e.address.as_str())
+        .collect();
+    assert_eq!(addresses, ["10.0.0.2", "10.0.0.9"]);
+}
+
+#[test]
+fn reselecting_keeps_the_arc_of_a_model_that_comes_out_the_same() {
+    let text = format!(
+        "{REVIEWS}{}",
+        workload("r1", "shop", "10.0.0.1", "  labels: {app: reviews}\n")
+    );
+    let objects = objects(&text);
+    let (registry, _) = Registry::build(&objects);
+    let services = || {
+        objects.iter().filter_map(|o| match o {
+            Object::Service(s) => Some(s),
+            _ => None,
+        })
+    };
+    let workloads = objects.iter().filter_map(|o| match o {
+        Object::WorkloadEntry(w) => Some(w),
+        _ => None,
+    });
+    let host = "reviews.shop.svc.cluster.local";
+    let same = registry.with_reselected(services(), workloads);
+    assert!(Arc::ptr_eq(&same.services[host], &registry.services[host]));
+    // Without its workload, the model changes.
+    let without = registry.with_reselected(services(), []);
+    assert!(without.services[host].endpoints.is_empty());
+}

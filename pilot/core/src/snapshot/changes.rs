@@ -30,11 +30,13 @@
 //!   VirtualService's new destination, say): a changed host. A proxy is
 //!   reached by a changed host only if its scope admits it before or after.
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use discovery::model::{Resolution, ServiceModel};
 use policy::ObjectKey;
+use policy::networking::WorkloadEntry;
 
 use super::{Candidates, HostPolicy, Snapshot, visible};
 use crate::proxy::Proxy;
@@ -166,9 +168,13 @@ impl ChangeSet {
     /// The hosts of the VirtualServices (or DestinationRules) that differ.
     fn policies<T: HostPolicy + PartialEq>(
         &mut self,
-        previous: &Candidates<T>,
-        next: &Candidates<T>,
+        previous: &Arc<Candidates<T>>,
+        next: &Arc<Candidates<T>>,
     ) {
+        // A snapshot built after a change that touched none of them shares them.
+        if Arc::ptr_eq(previous, next) {
+            return;
+        }
         let objects = |candidates: &Candidates<T>| -> BTreeMap<ObjectKey, Arc<T>> {
             candidates
                 .values()
@@ -197,6 +203,9 @@ impl ChangeSet {
     }
 
     fn sidecars(&mut self, previous: &Snapshot, next: &Snapshot) {
+        if Arc::ptr_eq(&previous.sidecars, &next.sidecars) {
+            return;
+        }
         if !previous.sidecars.same_sources(&next.sidecars) {
             self.reasons.insert(PushReason::ConfigUpdate);
             self.everyone = true;
@@ -209,22 +218,27 @@ impl ChangeSet {
         }
     }
 
+    /// One walk of both lists, sorted by namespace and name; an entry
+    /// shared by both snapshots is passed over by pointer.
     fn workload_entries(&mut self, previous: &Snapshot, next: &Snapshot) {
-        let entries = |s: &Snapshot| {
-            s.workload_entries
-                .iter()
-                .map(|we| {
-                    (
-                        (we.meta.namespace.clone(), we.meta.name.clone()),
-                        we.clone(),
-                    )
-                })
-                .collect::<BTreeMap<_, _>>()
-        };
-        let (before, after) = (entries(previous), entries(next));
-        let keys: BTreeSet<_> = before.keys().chain(after.keys()).collect();
-        for key in keys {
-            let (old, new) = (before.get(key), after.get(key));
+        let (mut before, mut after) = (
+            previous.workload_entries.iter().peekable(),
+            next.workload_entries.iter().peekable(),
+        );
+        fn name(we: &WorkloadEntry) -> (&str, &str) {
+            (&we.meta.namespace, &we.meta.name)
+        }
+        loop {
+            let (old, new) = match (before.peek(), after.peek()) {
+                (None, None) => break,
+                (Some(o), Some(n)) => match name(o).cmp(&name(n)) {
+                    Ordering::Less => (before.next(), None),
+                    Ordering::Greater => (None, after.next()),
+                    Ordering::Equal => (before.next(), after.next()),
+                },
+                (Some(_), None) => (before.next(), None),
+                (None, Some(_)) => (None, after.next()),
+            };
             if old.zip(new).is_some_and(|(o, n)| same(o, n)) {
                 continue;
             }

@@ -353,7 +353,6 @@ impl Sidecars {
         registry: &Registry,
         sidecars: &[Arc<Sidecar>],
         virtual_services: &[Arc<VirtualService>],
-        workload_entries: &[Arc<WorkloadEntry>],
         root_namespace: &str,
         namespaces: &BTreeSet<String>,
         diagnostics: &mut Vec<Diagnostic>,
@@ -407,7 +406,6 @@ impl Sidecars {
                 }
             }
         }
-        report_overlaps(&out, workload_entries, diagnostics);
         if let Some(root) = &out.root {
             for ns in namespaces {
                 if out.namespaces.get(ns).is_some_and(|n| n.default.is_some()) {
@@ -513,14 +511,29 @@ fn selects(sidecar: &Sidecar, labels: &std::collections::BTreeMap<String, String
     })
 }
 
-/// Warns about each Sidecar with a selector that selects a workload an
-/// earlier one (by name) already selects: Istio applies the oldest, files
-/// have no age, so the first by name applies.
+impl Sidecars {
+    /// Warns about each Sidecar with a selector that selects a workload an
+    /// earlier one (by name) already selects: Istio applies the oldest,
+    /// files have no age, so the first by name applies. Apart from
+    /// [`Sidecars::build`], as the workloads change more often than the
+    /// scopes.
+    pub(crate) fn report_overlaps(
+        &self,
+        workload_entries: &[Arc<WorkloadEntry>],
+        diagnostics: &mut Vec<Diagnostic>,
+    ) {
+        report_overlaps(self, workload_entries, diagnostics);
+    }
+}
+
 fn report_overlaps(
     sidecars: &Sidecars,
     workload_entries: &[Arc<WorkloadEntry>],
     diagnostics: &mut Vec<Diagnostic>,
 ) {
+    if sidecars.namespaces.values().all(|n| n.selected.is_empty()) {
+        return;
+    }
     let mut reported = HashSet::new();
     for we in workload_entries {
         let Some(found) = sidecars.namespaces.get(&we.meta.namespace) else {
