@@ -25,8 +25,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use discovery::file::ConfigSet;
-use policy::core::Service;
 use policy::networking::WorkloadEntry;
+use policy::service::Service;
 use policy::{Kind, Object, ObjectKey};
 
 use super::{Parts, Reuse, Snapshot};

@@ -9,7 +9,7 @@ use discovery::file::FileStore;
 
 use super::*;
 use crate::compile::compile;
-use crate::proxy::{DEFAULT_OUTBOUND_PORT, Proxy};
+use crate::proxy::{NodeMetadata, Proxy};
 use crate::snapshot::{Candidates, ChangeSet, HostPolicy};
 
 fn service(name: &str, ns: &str, extra: &str) -> String {
@@ -261,17 +261,10 @@ fn proxies() -> Vec<Proxy> {
         ("edge", [10, 0, 2, 1], "gw"),
     ] {
         let address = IpAddr::from(address);
-        proxies.push(Proxy {
-            id: Proxy::node_id(address, app, ns),
-            namespace: ns.to_string(),
-            workload: app.to_string(),
-            address,
-            labels: BTreeMap::from([("app".to_string(), app.to_string())]),
-            service_account: None,
-            app_address: Some(SocketAddr::new(address, 15080)),
-            app_ports: BTreeMap::new(),
-            outbound_port: DEFAULT_OUTBOUND_PORT,
-        });
+        let mut metadata = NodeMetadata::new(ns, app, address);
+        metadata.labels = BTreeMap::from([("app".to_string(), app.to_string())]);
+        metadata.app_address = Some(SocketAddr::new(address, 15080));
+        proxies.push(Proxy::new(metadata));
     }
     proxies
 }
