@@ -22,6 +22,7 @@
 pub mod codec;
 pub mod connection;
 mod delta;
+mod held;
 pub mod node;
 pub mod push;
 pub mod server;
