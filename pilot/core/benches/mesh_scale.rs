@@ -8,7 +8,7 @@
 //! (`Snapshot::build_after`), side by side. Prints figures; asserts nothing
 //! about speed.
 //!
-//! Run: `cargo bench -p pilot --bench mesh_scale` (release build). Set
+//! Run: `cargo bench -p pilot-core --bench mesh_scale` (release build). Set
 //! `BOWLINE_BENCH_SERVICES`, `BOWLINE_BENCH_ENDPOINTS` and
 //! `BOWLINE_BENCH_PROXIES` to change the size.
 

@@ -7,7 +7,7 @@
 //! reconnects to a restarted or upgraded control plane is recognised as up
 //! to date.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, btree_map};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
@@ -281,11 +281,209 @@ mod references {
 /// Resources of one type, by name.
 pub type ResourceMap = BTreeMap<String, Arc<Resource>>;
 
+/// The resources of one type that one proxy should have: a map shared with
+/// the other proxies that see the same part of the mesh, and the few that
+/// are this proxy's own (its inbound clusters, load assignments weighted
+/// for its locality), which take the place of a shared one of the same name.
+/// Cloning it clones two pointers, so a proxy never holds a copy of the
+/// shared map, and the shared map's version is hashed once for all of them.
+#[derive(Clone, Debug, Default)]
+pub struct ResourceSet {
+    shared: Arc<Versioned>,
+    own: Arc<Versioned>,
+    /// Names in both maps together.
+    len: usize,
+}
+
+/// A map and its [`ProxyResources::version_of`], computed when first asked for.
+#[derive(Debug, Default)]
+struct Versioned {
+    map: ResourceMap,
+    version: OnceLock<String>,
+    /// A hash of the names alone.
+    names: OnceLock<u64>,
+}
+
+impl Versioned {
+    fn new(map: ResourceMap) -> Arc<Versioned> {
+        Arc::new(Versioned {
+            map,
+            version: OnceLock::new(),
+            names: OnceLock::new(),
+        })
+    }
+
+    fn names(&self) -> u64 {
+        *self.names.get_or_init(|| {
+            let mut h = Xxh3Default::new();
+            for name in self.map.keys() {
+                h.update(&(name.len() as u64).to_le_bytes());
+                h.update(name.as_bytes());
+            }
+            h.digest()
+        })
+    }
+
+    fn version(&self) -> &str {
+        self.version
+            .get_or_init(|| ProxyResources::version_of(self.map.values().map(|r| r.as_ref())))
+    }
+}
+
+impl ResourceSet {
+    /// `own` over `shared`: where both hold a name, `own`'s resource is the one.
+    pub fn new(shared: &ResourceSet, own: ResourceMap) -> Self {
+        debug_assert!(shared.own.map.is_empty(), "layers are one deep");
+        let len = shared.len + own.keys().filter(|k| !shared.contains_key(k)).count();
+        ResourceSet {
+            shared: shared.shared.clone(),
+            own: Versioned::new(own),
+            len,
+        }
+    }
+
+    /// Whether `self` and `other` are the very same set, not only equal.
+    pub fn same(&self, other: &ResourceSet) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared) && Arc::ptr_eq(&self.own, &other.own)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Resource>> {
+        self.own.map.get(name).or_else(|| self.shared.map.get(name))
+    }
+
+    pub fn get_key_value(&self, name: &str) -> Option<(&String, &Arc<Resource>)> {
+        self.own
+            .map
+            .get_key_value(name)
+            .or_else(|| self.shared.map.get_key_value(name))
+    }
+
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.own.map.contains_key(name) || self.shared.map.contains_key(name)
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Every resource, in name order.
+    pub fn iter(&self) -> Layered<'_> {
+        Layered {
+            own: self.own.map.iter().peekable(),
+            shared: self.shared.map.iter().peekable(),
+        }
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &String> + Clone {
+        self.iter().map(|(k, _)| k)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &Arc<Resource>> + Clone {
+        self.iter().map(|(_, v)| v)
+    }
+
+    /// Whether both sets hold resources of the same names. Sets layered the
+    /// same way compare by a hash of their names, computed once per shared
+    /// map, so a proxy's check costs nothing per name.
+    pub fn same_names(&self, other: &ResourceSet) -> bool {
+        if self.len != other.len {
+            return false;
+        }
+        let hashed = |s: &ResourceSet| (s.shared.names(), s.own.names());
+        if self.own.map.len() == other.own.map.len() && hashed(self) == hashed(other) {
+            return true;
+        }
+        self.keys().eq(other.keys())
+    }
+
+    /// The set's version: equal sets built the same way have equal
+    /// versions, and a set that changes gets a new one. A set without
+    /// resources of its own has [`ProxyResources::version_of`] its
+    /// resources, hashed once and shared by every proxy holding it; one
+    /// with its own has a hash of both layers' versions, so what a proxy
+    /// pays per push is the hash of its own few.
+    pub fn version(&self) -> String {
+        if self.own.map.is_empty() {
+            return self.shared.version().to_string();
+        }
+        let mut h = Xxh3Default::new();
+        for part in [self.shared.version(), self.own.version()] {
+            h.update(part.as_bytes());
+        }
+        format!("{:016x}", h.digest())
+    }
+}
+
+impl From<ResourceMap> for ResourceSet {
+    fn from(map: ResourceMap) -> Self {
+        ResourceSet {
+            len: map.len(),
+            shared: Versioned::new(map),
+            own: Arc::default(),
+        }
+    }
+}
+
+impl PartialEq for ResourceSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.same(other) || (self.len() == other.len() && self.iter().eq(other.iter()))
+    }
+}
+
+impl std::ops::Index<&str> for ResourceSet {
+    type Output = Arc<Resource>;
+
+    fn index(&self, name: &str) -> &Arc<Resource> {
+        self.get(name)
+            .unwrap_or_else(|| panic!("no resource named {name}"))
+    }
+}
+
+impl<'a> IntoIterator for &'a ResourceSet {
+    type Item = (&'a String, &'a Arc<Resource>);
+    type IntoIter = Layered<'a>;
+
+    fn into_iter(self) -> Layered<'a> {
+        self.iter()
+    }
+}
+
+/// The resources of a [`ResourceSet`] in name order: both maps walked
+/// together, the proxy's own winning a name they share.
+#[derive(Clone, Debug)]
+pub struct Layered<'a> {
+    own: std::iter::Peekable<btree_map::Iter<'a, String, Arc<Resource>>>,
+    shared: std::iter::Peekable<btree_map::Iter<'a, String, Arc<Resource>>>,
+}
+
+impl<'a> Iterator for Layered<'a> {
+    type Item = (&'a String, &'a Arc<Resource>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match (self.own.peek(), self.shared.peek()) {
+            (Some((own, _)), Some((shared, _))) => match own.cmp(shared) {
+                std::cmp::Ordering::Less => self.own.next(),
+                std::cmp::Ordering::Equal => {
+                    self.shared.next();
+                    self.own.next()
+                }
+                std::cmp::Ordering::Greater => self.shared.next(),
+            },
+            (Some(_), None) => self.own.next(),
+            (None, _) => self.shared.next(),
+        }
+    }
+}
+
 /// Everything one proxy should have. Maps are shared between proxies where the
-/// compiler can share them (clusters and endpoints do not depend on the proxy).
+/// compiler can share them (see [`ResourceSet`]).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ProxyResources {
-    by_type: [Arc<ResourceMap>; 4],
+    by_type: [ResourceSet; 4],
     /// The snapshot generation the set was compiled from (0 until the
     /// caller sets it), so the xDS connection can say which generation a
     /// proxy has ACKed.
@@ -294,13 +492,18 @@ pub struct ProxyResources {
 
 impl ProxyResources {
     pub fn new(
-        clusters: Arc<ResourceMap>,
-        endpoints: Arc<ResourceMap>,
-        listeners: Arc<ResourceMap>,
-        routes: Arc<ResourceMap>,
+        clusters: impl Into<ResourceSet>,
+        endpoints: impl Into<ResourceSet>,
+        listeners: impl Into<ResourceSet>,
+        routes: impl Into<ResourceSet>,
     ) -> Self {
         ProxyResources {
-            by_type: [clusters, endpoints, listeners, routes],
+            by_type: [
+                clusters.into(),
+                endpoints.into(),
+                listeners.into(),
+                routes.into(),
+            ],
             generation: 0,
         }
     }
@@ -316,14 +519,14 @@ impl ProxyResources {
         self.generation
     }
 
-    pub fn get(&self, ty: ResourceType) -> &ResourceMap {
+    pub fn get(&self, ty: ResourceType) -> &ResourceSet {
         &self.by_type[ty.index()]
     }
 
-    /// The same resources with those of `ty` replaced; the other maps are shared.
-    pub fn with(&self, ty: ResourceType, resources: Arc<ResourceMap>) -> ProxyResources {
+    /// The same resources with those of `ty` replaced; the other sets are shared.
+    pub fn with(&self, ty: ResourceType, resources: impl Into<ResourceSet>) -> ProxyResources {
         let mut next = self.clone();
-        next.by_type[ty.index()] = resources;
+        next.by_type[ty.index()] = resources.into();
         next
     }
 
@@ -341,9 +544,9 @@ impl ProxyResources {
         format!("{:016x}", h.digest())
     }
 
-    /// Version of all resources of a type.
+    /// Version of all resources of a type (see [`ResourceSet::version`]).
     pub fn version(&self, ty: ResourceType) -> String {
-        Self::version_of(self.get(ty).values().map(|r| r.as_ref()))
+        self.get(ty).version()
     }
 }
 
@@ -470,6 +673,48 @@ mod tests {
 
         // An endpoint set references nothing.
         assert!(a_resource().references().is_empty());
+    }
+
+    #[test]
+    fn a_set_is_its_own_resources_over_the_shared_ones() {
+        let r = |name: &str, body: &str| {
+            let any = Any {
+                type_url: body.to_string(),
+                value: Vec::new(),
+            };
+            Arc::new(Resource::new(ResourceType::Endpoint, name, &any))
+        };
+        let shared: ResourceMap = [("a", "shared"), ("b", "shared"), ("d", "shared")]
+            .into_iter()
+            .map(|(n, b)| (n.to_string(), r(n, b)))
+            .collect();
+        let own: ResourceMap = [("b", "own"), ("c", "own")]
+            .into_iter()
+            .map(|(n, b)| (n.to_string(), r(n, b)))
+            .collect();
+        let set = ResourceSet::new(&ResourceSet::from(shared.clone()), own.clone());
+        let merged: ResourceMap = [("a", "shared"), ("b", "own"), ("c", "own"), ("d", "shared")]
+            .into_iter()
+            .map(|(n, b)| (n.to_string(), r(n, b)))
+            .collect();
+        assert_eq!(set.len(), 4);
+        assert!(set.iter().eq(merged.iter()));
+        assert_eq!(set.get("b"), merged.get("b"));
+        assert!(set.contains_key("c") && !set.contains_key("e"));
+        assert_eq!(set, ResourceSet::from(merged.clone()));
+        // An unlayered set's version is its resources'; a layered one's
+        // follows either layer.
+        assert_eq!(
+            ResourceSet::from(merged.clone()).version(),
+            ProxyResources::version_of(merged.values().map(|r| r.as_ref()))
+        );
+        let again = ResourceSet::new(&ResourceSet::from(shared.clone()), own.clone());
+        assert_eq!(set.version(), again.version());
+        assert!(!set.same(&again));
+        let mut other = own.clone();
+        other.insert("c".into(), r("c", "changed"));
+        let changed = ResourceSet::new(&ResourceSet::from(shared), other);
+        assert_ne!(set.version(), changed.version());
     }
 
     fn a_resource() -> Resource {

@@ -52,8 +52,8 @@ pub fn route(name: &str, tag: u32) -> Arc<Resource> {
     Arc::new(Resource::new(ResourceType::Route, name, &r))
 }
 
-fn map(items: &[Arc<Resource>]) -> Arc<ResourceMap> {
-    Arc::new(items.iter().map(|r| (r.name.clone(), r.clone())).collect())
+fn map(items: &[Arc<Resource>]) -> ResourceMap {
+    items.iter().map(|r| (r.name.clone(), r.clone())).collect()
 }
 
 /// A compiled set, built by hand.

@@ -13,7 +13,7 @@
 //! asserted. The allocator counts every allocation, which slows both ways
 //! alike.
 //!
-//! Run: `cargo bench -p pilot --bench push_encode` (release build).
+//! Run: `cargo bench -p pilot-server --bench push_encode` (release build).
 //! `BOWLINE_BENCH_SERVICES` and `BOWLINE_BENCH_ENDPOINTS` set the mesh (1,000
 //! services of 10 endpoints by default, unscoped: about 1 MiB per proxy),
 //! `BOWLINE_BENCH_ITERATIONS` the pushes measured (20).

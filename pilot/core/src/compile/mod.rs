@@ -32,7 +32,7 @@ use std::sync::Arc;
 use discovery::model::Resolution;
 
 use crate::proxy::Proxy;
-use crate::resources::{ProxyResources, Resource, ResourceMap, ResourceType};
+use crate::resources::{ProxyResources, Resource, ResourceMap, ResourceSet, ResourceType};
 use crate::snapshot::{SidecarScope, Snapshot, visible};
 
 pub use context::PushContext;
@@ -43,8 +43,8 @@ use listener::InboundPort;
 /// The part of every proxy's config that does not depend on the proxy.
 #[derive(Debug, Default)]
 pub struct SharedResources {
-    clusters: Arc<ResourceMap>,
-    endpoints: Arc<ResourceMap>,
+    clusters: ResourceSet,
+    endpoints: ResourceSet,
     /// Clusters (by host) whose endpoints depend on the proxy's locality:
     /// their shared assignment is replaced per proxy.
     localized: BTreeMap<String, Vec<String>>,
@@ -77,7 +77,9 @@ fn compile_parts(
     let mut own_clusters = Vec::new();
 
     let inbound = inbound_ports(snapshot, proxy);
-    let mut clusters = (*shared.clusters).clone();
+    // The proxy's own clusters go over the shared ones; the shared map is
+    // never copied.
+    let mut own = ResourceMap::new();
     let mut listeners = ResourceMap::new();
     let mut routes = ResourceMap::new();
 
@@ -103,7 +105,7 @@ fn compile_parts(
                 discovery::Protocol::Http2 | discovery::Protocol::Grpc
             ),
         );
-        insert(&mut clusters, ResourceType::Cluster, &c.name.clone(), &c);
+        insert(&mut own, ResourceType::Cluster, &c.name.clone(), &c);
         own_clusters.push(c.name.clone());
         let l = listener::inbound(proxy, port);
         insert(&mut listeners, ResourceType::Listener, &l.name.clone(), &l);
@@ -111,10 +113,10 @@ fn compile_parts(
 
     let endpoints = proxy_endpoints(snapshot, proxy, &shared);
     let resources = ProxyResources::new(
-        Arc::new(clusters),
+        ResourceSet::new(&shared.clusters, own),
         endpoints,
-        Arc::new(listeners),
-        Arc::new(routes),
+        listeners,
+        routes,
     );
     (resources, shared, own_clusters)
 }
@@ -144,7 +146,7 @@ fn checked(
         own_clusters
             .iter()
             .filter_map(|name| clusters.get(name).map(|r| r.as_ref())),
-        resources.get(ResourceType::Endpoint),
+        |name| resources.get(ResourceType::Endpoint).contains_key(name),
     ));
     if problems.is_empty() {
         Ok(resources)
@@ -203,10 +205,12 @@ fn compile_shared(snapshot: &Snapshot, namespace: &str, scope: &SidecarScope) ->
             }
         }
     }
-    let problems = verify::clusters(clusters.values().map(|r| r.as_ref()), &endpoints);
+    let problems = verify::clusters(clusters.values().map(|r| r.as_ref()), |name| {
+        endpoints.contains_key(name)
+    });
     SharedResources {
-        clusters: Arc::new(clusters),
-        endpoints: Arc::new(endpoints),
+        clusters: clusters.into(),
+        endpoints: endpoints.into(),
         localized,
         problems,
     }
@@ -225,7 +229,11 @@ fn derive_shared(
     base: &SharedResources,
     hosts: &std::collections::BTreeSet<String>,
 ) -> SharedResources {
-    let mut endpoints = (*base.endpoints).clone();
+    let mut endpoints: ResourceMap = base
+        .endpoints
+        .iter()
+        .map(|(name, r)| (name.clone(), Arc::clone(r)))
+        .collect();
     for host in hosts {
         let Some(service) = snapshot.registry.services.get(host) else {
             continue;
@@ -249,7 +257,7 @@ fn derive_shared(
     }
     SharedResources {
         clusters: base.clusters.clone(),
-        endpoints: Arc::new(endpoints),
+        endpoints: endpoints.into(),
         localized: base.localized.clone(),
         problems: base.problems.clone(),
     }
@@ -257,11 +265,7 @@ fn derive_shared(
 
 /// The endpoints `proxy` gets: the shared ones, with the assignments of
 /// locality-load-balanced clusters compiled for the proxy's locality.
-fn proxy_endpoints(
-    snapshot: &Snapshot,
-    proxy: &Proxy,
-    shared: &SharedResources,
-) -> Arc<ResourceMap> {
+fn proxy_endpoints(snapshot: &Snapshot, proxy: &Proxy, shared: &SharedResources) -> ResourceSet {
     if shared.localized.is_empty() {
         return shared.endpoints.clone();
     }
@@ -269,7 +273,7 @@ fn proxy_endpoints(
         locality: endpoint::proxy_locality(snapshot, proxy),
         labels: &proxy.metadata.labels,
     };
-    let mut endpoints = (*shared.endpoints).clone();
+    let mut own = ResourceMap::new();
     for (host, names) in &shared.localized {
         let Some(service) = snapshot.registry.services.get(host) else {
             continue;
@@ -280,11 +284,11 @@ fn proxy_endpoints(
         for c in cluster::outbound_clusters(service, rule) {
             if names.contains(&c.name) {
                 let assignment = c.load_assignment_for(&client);
-                insert(&mut endpoints, ResourceType::Endpoint, &c.name, &assignment);
+                insert(&mut own, ResourceType::Endpoint, &c.name, &assignment);
             }
         }
     }
-    Arc::new(endpoints)
+    ResourceSet::new(&shared.endpoints, own)
 }
 
 /// The ports at which services reach this workload: every endpoint whose

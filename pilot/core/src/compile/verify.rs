@@ -9,7 +9,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use prost::Message;
 
-use crate::resources::{ProxyResources, Resource, ResourceMap, ResourceType};
+use crate::resources::{ProxyResources, Resource, ResourceType};
 
 /// A compiled set that failed the consistency check, with every dangling
 /// reference found.
@@ -28,7 +28,7 @@ pub fn verify(resources: &ProxyResources) -> Vec<String> {
             .get(ResourceType::Cluster)
             .values()
             .map(|r| r.as_ref()),
-        resources.get(ResourceType::Endpoint),
+        |name| resources.get(ResourceType::Endpoint).contains_key(name),
     ));
     problems
 }
@@ -69,7 +69,7 @@ pub(super) fn listeners(resources: &ProxyResources) -> Vec<String> {
 /// its load assignment in `endpoints`.
 pub(super) fn clusters<'a>(
     clusters: impl IntoIterator<Item = &'a Resource>,
-    endpoints: &ResourceMap,
+    has_endpoints: impl Fn(&str) -> bool,
 ) -> Vec<String> {
     let mut problems = Vec::new();
     for cluster in clusters {
@@ -85,7 +85,7 @@ pub(super) fn clusters<'a>(
                 .map(|c| c.service_name.as_str())
                 .filter(|n| !n.is_empty())
                 .unwrap_or(&cluster.name);
-            if !endpoints.contains_key(name) {
+            if !has_endpoints(name) {
                 problems.push(format!(
                     "cluster {} has no load assignment {name}",
                     cluster.name

@@ -17,7 +17,7 @@
 //! same inputs always give the same outputs. The variant-specific rules live
 //! in `sotw` and `delta`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::{
@@ -26,7 +26,8 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use tracing::{debug, warn};
 
-use crate::resources::{ProxyResources, Resource, ResourceMap, ResourceType};
+use crate::resources::{ProxyResources, Resource, ResourceMap, ResourceSet, ResourceType};
+pub(super) use crate::xds::held::{Held, HeldSet, Names};
 use crate::xds::status::{Nack, TypeStatus, XdsStatus};
 
 /// The two variants of the xDS protocol: the node contract's, which the
@@ -159,7 +160,7 @@ pub(super) struct TypeState {
     /// Subscribed to every resource of the type.
     pub(super) wildcard: bool,
     /// Resources subscribed by name.
-    pub(super) names: BTreeSet<String>,
+    pub(super) names: Names,
     /// State of the world: the client has named resources (or `*`) in a
     /// request of this type, so an empty list no longer means wildcard.
     pub(super) named: bool,
@@ -182,28 +183,10 @@ pub(super) struct TypeState {
     /// What the client holds of each resource of the type, by name: in Delta
     /// as the protocol defines it, in state of the world what the responses
     /// sent so far leave it with (RDS and EDS responses may carry a subset).
-    pub(super) client_has: BTreeMap<String, Held>,
+    pub(super) client_has: HeldSet,
     /// LDS and RDS: `client_has` as of the last ACK. With `client_has` it is
     /// what the client may be using, so what keeps a cluster it references.
-    pub(super) acked_has: BTreeMap<String, Held>,
-}
-
-/// One resource the client holds.
-#[derive(Clone, Debug, PartialEq)]
-pub(super) enum Held {
-    /// A resource this connection sent.
-    Sent(Arc<Resource>),
-    /// Delta: a version the client reported holding when it (re)connected.
-    Reported(String),
-}
-
-impl Held {
-    pub(super) fn version(&self) -> &str {
-        match self {
-            Held::Sent(r) => &r.version,
-            Held::Reported(version) => version,
-        }
-    }
+    pub(super) acked_has: HeldSet,
 }
 
 /// What a request says about the last response of its type.
@@ -294,28 +277,26 @@ impl TypeState {
     /// The subscribed resources that exist, in name order, with those `kept`
     /// for make-before-break (see [`Connection::kept`]).
     pub(super) fn subscribed<'r>(
-        &self,
-        ty: ResourceType,
-        resources: &'r ProxyResources,
+        &'r self,
+        resources: &'r ResourceSet,
         kept: &'r ResourceMap,
-    ) -> BTreeMap<&'r str, &'r Arc<Resource>> {
-        let all = resources.get(ty);
-        let chosen = |name: &str| self.wildcard || self.names.contains(name);
-        let mut out: BTreeMap<&str, &Arc<Resource>> = if self.wildcard {
-            all.iter().map(|(k, v)| (k.as_str(), v)).collect()
-        } else {
-            self.names
-                .iter()
-                .filter_map(|n| all.get_key_value(n))
-                .map(|(k, v)| (k.as_str(), v))
-                .collect()
-        };
-        for (name, r) in kept {
-            if chosen(name) {
-                out.entry(name.as_str()).or_insert(r);
-            }
+    ) -> Subscribed<'r> {
+        let all = self.wildcard || self.names.are_all_of(resources);
+        if all && kept.is_empty() {
+            return Subscribed::Whole(resources);
         }
-        out
+        let mut out: Vec<&'r Arc<Resource>> = if all {
+            resources.values().collect()
+        } else {
+            self.names.iter().filter_map(|n| resources.get(n)).collect()
+        };
+        if !kept.is_empty() {
+            let chosen = |name: &str| self.wildcard || self.names.contains(name);
+            out.extend(kept.values().filter(|r| chosen(&r.name)));
+            out.sort_by(|a, b| a.name.cmp(&b.name));
+            out.dedup_by(|later, first| later.name == first.name);
+        }
+        Subscribed::Listed(out)
     }
 
     /// Forgets what the client held of resources it no longer subscribes to.
@@ -324,16 +305,44 @@ impl TypeState {
             return;
         }
         let names = &self.names;
-        self.client_has.retain(|name, _| names.contains(name));
-        self.acked_has.retain(|name, _| names.contains(name));
+        self.client_has.retain(|h| names.contains(h.name()));
+        self.acked_has.retain(|h| names.contains(h.name()));
     }
 }
 
-impl Held {
-    pub(super) fn sent(&self) -> Option<&Arc<Resource>> {
+/// The resources a client subscribes to of one type, in name order.
+#[derive(Debug)]
+pub(super) enum Subscribed<'r> {
+    /// Every resource of the set and nothing else: its version is theirs,
+    /// hashed once for every proxy holding the set.
+    Whole(&'r ResourceSet),
+    Listed(Vec<&'r Arc<Resource>>),
+}
+
+impl<'r> Subscribed<'r> {
+    pub(super) fn iter(&self) -> Box<dyn Iterator<Item = &'r Arc<Resource>> + '_> {
         match self {
-            Held::Sent(r) => Some(r),
-            Held::Reported(_) => None,
+            Subscribed::Whole(set) => Box::new(set.values()),
+            Subscribed::Listed(resources) => Box::new(resources.iter().copied()),
+        }
+    }
+
+    pub(super) fn contains(&self, name: &str) -> bool {
+        match self {
+            Subscribed::Whole(set) => set.contains_key(name),
+            Subscribed::Listed(resources) => resources
+                .binary_search_by(|r| r.name.as_str().cmp(name))
+                .is_ok(),
+        }
+    }
+
+    /// The version of the subscribed set.
+    pub(super) fn version(&self) -> String {
+        match self {
+            Subscribed::Whole(set) => set.version(),
+            Subscribed::Listed(resources) => {
+                ProxyResources::version_of(resources.iter().map(|r| r.as_ref()))
+            }
         }
     }
 }
@@ -384,7 +393,8 @@ impl Connection {
     /// also settle anything held for their type.
     pub fn on_resources(&mut self, resources: Arc<ProxyResources>) -> Vec<Response> {
         self.resources = resources;
-        for state in self.types.values_mut() {
+        for (ty, state) in &mut self.types {
+            state.names.settle(self.resources.get(*ty));
             state.behind = true;
         }
         self.due_pushes()
@@ -473,7 +483,7 @@ impl Connection {
                 clusters
                     .values()
                     .flat_map(|c| c.references())
-                    .filter(|name| !current.contains_key(*name))
+                    .filter(|name| !current.contains_key(name))
                     .filter_map(|name| eds.client_has.get(name)?.sent())
                     .map(|r| (r.name.clone(), Arc::clone(r)))
                     .collect()
@@ -487,15 +497,21 @@ impl Connection {
             return ResourceMap::new();
         };
         let current = self.resources.get(ResourceType::Cluster);
+        // The client holds what was last sent; when that was the whole
+        // current set, it holds nothing that is no longer current.
+        if cds.wildcard && cds.sent_version.as_deref() == Some(current.version().as_str()) {
+            return ResourceMap::new();
+        }
         // Both maps are sorted by name: one walk over both finds what the
         // client has that is no longer current, without a lookup per
         // cluster. This runs for every CDS and EDS evaluation and every
         // LDS and RDS request, with thousands of clusters per proxy.
         let mut names = current.keys().peekable();
         let mut dropped: Vec<&Arc<Resource>> = Vec::new();
-        for (name, held) in &cds.client_has {
-            while names.next_if(|n| n.as_str() < name.as_str()).is_some() {}
-            if names.peek().is_some_and(|n| *n == name) {
+        for held in cds.client_has.iter() {
+            let name = held.name();
+            while names.next_if(|n| n.as_str() < name).is_some() {}
+            if names.peek().is_some_and(|n| n.as_str() == name) {
                 continue;
             }
             dropped.extend(held.sent());
@@ -506,7 +522,7 @@ impl Connection {
         let users: Vec<&Arc<Resource>> = [ResourceType::Listener, ResourceType::Route]
             .iter()
             .filter_map(|ty| self.types.get(ty))
-            .flat_map(|s| s.client_has.values().chain(s.acked_has.values()))
+            .flat_map(|s| s.client_has.iter().chain(s.acked_has.iter()))
             .filter_map(Held::sent)
             .collect();
         dropped

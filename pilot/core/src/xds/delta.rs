@@ -19,14 +19,16 @@
 //! - A request is answered only when it changes what should be sent, except
 //!   the first request of a type, which is always answered.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use tracing::{debug, warn};
 
-use crate::resources::{ProxyResources, Resource, ResourceType};
-use crate::xds::connection::{Connection, DeltaResponse, Held, Mode, Reply, Response, TypeState};
+use crate::resources::{Resource, ResourceType};
+use crate::xds::connection::{
+    Connection, DeltaResponse, Held, HeldSet, Mode, Reply, Response, TypeState,
+};
 
 /// The name that stands for every resource of a type.
 const WILDCARD: &str = "*";
@@ -56,12 +58,13 @@ impl Connection {
 
         let first = !self.types.contains_key(&ty);
         let release = self.may_release(ty);
+        let current = self.resources().get(ty).clone();
         let state = self.types.entry(ty).or_default();
         if first {
             state.wildcard = ty.is_wildcard() && resource_names_subscribe.is_empty();
             state.client_has = initial_resource_versions
                 .into_iter()
-                .map(|(name, version)| (name, Held::Reported(version)))
+                .map(|(name, version)| Held::reported(name, version))
                 .collect();
             debug!(
                 %type_url,
@@ -88,6 +91,7 @@ impl Connection {
             }
         }
         let reply = state.on_reply(ty, &response_nonce, error_detail);
+        state.names.settle(&current);
         if reply == Reply::Nack {
             self.nacks += 1;
         }
@@ -110,25 +114,23 @@ impl Connection {
         let resources = self.resources().clone();
         let kept = self.kept(ty);
         let state: &TypeState = self.types.get(&ty)?;
-        let subscribed = state.subscribed(ty, &resources, &kept);
+        let subscribed = state.subscribed(resources.get(ty), &kept);
         let changed: Vec<Arc<Resource>> = subscribed
-            .values()
+            .iter()
             .filter(|r| {
                 state.client_has.get(&r.name).map(Held::version) != Some(r.version.as_str())
             })
-            .map(|&r| r.clone())
+            .map(Arc::clone)
             .collect();
         let gone: BTreeSet<&str> = state
             .client_has
-            .keys()
-            .map(String::as_str)
-            .filter(|name| !subscribed.contains_key(name))
+            .names()
+            .filter(|name| !subscribed.contains(name))
             .collect();
         let missing: BTreeSet<&str> = state
             .names
             .iter()
-            .map(String::as_str)
-            .filter(|name| !subscribed.contains_key(name))
+            .filter(|name| !subscribed.contains(name))
             .collect();
         let newly_missing = subscribed_now
             .iter()
@@ -137,11 +139,9 @@ impl Connection {
             return None;
         }
         let removed: Vec<String> = gone.union(&missing).map(|n| n.to_string()).collect();
-        let version = ProxyResources::version_of(subscribed.values().map(|r| r.as_ref()));
-        let client_has: BTreeMap<String, Held> = subscribed
-            .values()
-            .map(|r| (r.name.clone(), Held::Sent(Arc::clone(r))))
-            .collect();
+        let version = subscribed.version();
+        let mut client_has = HeldSet::default();
+        client_has.set_to(subscribed.iter());
 
         let nonce = self.next_nonce();
         let generation = self.resources().generation();

@@ -15,6 +15,7 @@
 
 pub mod connection;
 mod delta;
+mod held;
 mod sotw;
 pub mod status;
 

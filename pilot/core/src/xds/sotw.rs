@@ -28,7 +28,7 @@ use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use tracing::{debug, warn};
 
 use crate::resources::{ProxyResources, Resource, ResourceType};
-use crate::xds::connection::{Connection, Held, Mode, Reply, Response, SotwResponse};
+use crate::xds::connection::{Connection, Mode, Names, Reply, Response, SotwResponse};
 
 /// The name that stands for every resource of a wildcard type.
 const WILDCARD: &str = "*";
@@ -71,6 +71,7 @@ impl Connection {
         };
         let mut names: BTreeSet<String> = resource_names.into_iter().collect();
         let release = self.may_release(ty);
+        let current = self.resources().get(ty).clone();
 
         if response_nonce.is_empty() {
             let state = self.types.entry(ty).or_default();
@@ -78,7 +79,7 @@ impl Connection {
             debug!(%type_url, %version_info, wildcard, names = names.len(), "subscribe");
             state.wildcard = wildcard;
             state.named = named;
-            state.names = names;
+            state.names = Names::new(names, &current);
             let own = self.sotw_response(ty);
             if release {
                 self.recheck_removals();
@@ -100,10 +101,12 @@ impl Connection {
         let (wildcard, named) = subscription(ty, &mut names, state.named);
         state.named = named;
         // Under a wildcard, names beside `*` select nothing more.
-        let unchanged = state.wildcard == wildcard && (wildcard || state.names == names);
+        let unchanged = state.wildcard == wildcard && (wildcard || state.names.same_as(&names));
         state.wildcard = wildcard;
-        state.names = names;
-        state.forget_unsubscribed();
+        if !unchanged {
+            state.names = Names::new(names, &current);
+            state.forget_unsubscribed();
+        }
         let rejected = match (reply, &state.nack) {
             (Reply::Nack, Some(nack)) => Some(nack.version.clone()),
             _ => None,
@@ -124,26 +127,33 @@ impl Connection {
     /// have changed. LDS and CDS send the complete set; RDS and EDS only the
     /// resources whose version differs from the client's (see [`complete`]).
     pub(super) fn sotw_push(&mut self, ty: ResourceType) -> Option<Response> {
-        if complete(ty) {
-            let version = self.sotw_version(ty);
-            let sent = self.types.get(&ty)?.sent_version.as_deref();
-            return (sent != Some(version.as_str())).then(|| self.sotw_response(ty));
-        }
         let resources = self.resources().clone();
         let kept = self.kept(ty);
         let state = self.types.get(&ty)?;
-        let subscribed = state.subscribed(ty, &resources, &kept);
+        let subscribed = state.subscribed(resources.get(ty), &kept);
+        let version = subscribed.version();
+        if state.sent_version.as_deref() == Some(version.as_str()) {
+            return None;
+        }
+        if complete(ty) {
+            return Some(self.sotw_response(ty));
+        }
+        // Both are in name order: one walk finds what differs.
+        let mut held = state.client_has.iter().peekable();
         let changed: Vec<Arc<Resource>> = subscribed
-            .values()
+            .iter()
             .filter(|r| {
-                state.client_has.get(&r.name).map(Held::version) != Some(r.version.as_str())
+                while held.next_if(|h| h.name() < r.name.as_str()).is_some() {}
+                held.peek()
+                    .filter(|h| h.name() == r.name.as_str())
+                    .map(|h| h.version())
+                    != Some(r.version.as_str())
             })
-            .map(|r| Arc::clone(r))
+            .map(Arc::clone)
             .collect();
         if changed.is_empty() {
             return None;
         }
-        let version = ProxyResources::version_of(subscribed.values().map(|r| r.as_ref()));
         Some(self.send(ty, version, changed))
     }
 
@@ -151,12 +161,7 @@ impl Connection {
     fn sotw_version(&self, ty: ResourceType) -> String {
         let kept = self.kept(ty);
         match self.types.get(&ty) {
-            Some(state) => ProxyResources::version_of(
-                state
-                    .subscribed(ty, self.resources(), &kept)
-                    .into_values()
-                    .map(|r| r.as_ref()),
-            ),
+            Some(state) => state.subscribed(self.resources().get(ty), &kept).version(),
             None => ProxyResources::version_of([]),
         }
     }
@@ -166,9 +171,9 @@ impl Connection {
         let resources = self.resources().clone();
         let kept = self.kept(ty);
         let state = self.types.entry(ty).or_default();
-        let subscribed = state.subscribed(ty, &resources, &kept);
-        let version = ProxyResources::version_of(subscribed.values().map(|r| r.as_ref()));
-        let all: Vec<Arc<Resource>> = subscribed.into_values().map(Arc::clone).collect();
+        let subscribed = state.subscribed(resources.get(ty), &kept);
+        let version = subscribed.version();
+        let all: Vec<Arc<Resource>> = subscribed.iter().map(Arc::clone).collect();
         if complete(ty) {
             state.client_has.clear();
         } else {
@@ -188,11 +193,7 @@ impl Connection {
         let nonce = self.next_nonce();
         let generation = self.resources().generation();
         let state = self.types.entry(ty).or_default();
-        for r in &resources {
-            state
-                .client_has
-                .insert(r.name.clone(), Held::Sent(r.clone()));
-        }
+        state.client_has.insert_sorted(&resources);
         state.record_sent(&nonce, &version, generation);
         Response::Sotw(SotwResponse {
             version_info: version,

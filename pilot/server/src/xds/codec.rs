@@ -19,13 +19,19 @@
 //!
 //! [`Response`]: pilot_core::xds::connection::Response
 
+use std::collections::VecDeque;
 use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
-use bytes::BufMut;
+use bytes::{BufMut, Bytes, BytesMut};
 use prost::Message;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
-use tonic::Status;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::http;
+use tonic::{Code, Status};
 
 use pilot_core::resources::Resource;
 use pilot_core::xds::connection::{DeltaResponse, SotwResponse};
@@ -44,11 +50,43 @@ const RESOURCE_VERSION: u32 = 1;
 const RESOURCE_BODY: u32 = 2;
 const RESOURCE_NAME: u32 = 3;
 
-/// A response the codec can write: its exact length first, so the frame
-/// buffer grows once, then the bytes.
+/// Where a response's bytes go: a buffer (a copy, as prost would write
+/// them), or [`Chunks`], which takes a large resource by reference.
+pub trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+
+    /// A resource's encoded bytes, shared by every response carrying it.
+    fn put_shared(&mut self, bytes: &Bytes) {
+        self.put(bytes);
+    }
+}
+
+impl<B: BufMut> Sink for B {
+    fn put(&mut self, bytes: &[u8]) {
+        self.put_slice(bytes);
+    }
+}
+
+/// A response the codec can write: its exact length first, so a buffer
+/// grows once, then the bytes, field by field. The resources are written
+/// one at a time, so a response can go out in pieces (see [`ResponseBody`]).
 pub trait WireMessage {
     fn encoded_len(&self) -> usize;
-    fn encode(&self, buf: &mut impl BufMut);
+    /// The fields before the resources.
+    fn head(&self, out: &mut impl Sink);
+    fn resource_count(&self) -> usize;
+    /// The `i`th element of the `resources` field.
+    fn resource(&self, i: usize, out: &mut impl Sink);
+    /// The fields after the resources.
+    fn tail(&self, out: &mut impl Sink);
+
+    fn encode(&self, out: &mut impl Sink) {
+        self.head(out);
+        for i in 0..self.resource_count() {
+            self.resource(i, out);
+        }
+        self.tail(out);
+    }
 }
 
 impl WireMessage for SotwResponse {
@@ -63,13 +101,21 @@ impl WireMessage for SotwResponse {
             + string_len(NONCE, &self.nonce)
     }
 
-    fn encode(&self, buf: &mut impl BufMut) {
-        put_string(VERSION_INFO, &self.version_info, buf);
-        for r in &self.resources {
-            put_nested(RESOURCES, r.encoded(), buf);
-        }
-        put_string(TYPE_URL, self.ty.type_url(), buf);
-        put_string(NONCE, &self.nonce, buf);
+    fn head(&self, out: &mut impl Sink) {
+        put_string(VERSION_INFO, &self.version_info, out);
+    }
+
+    fn resource_count(&self) -> usize {
+        self.resources.len()
+    }
+
+    fn resource(&self, i: usize, out: &mut impl Sink) {
+        put_shared(RESOURCES, self.resources[i].encoded(), out);
+    }
+
+    fn tail(&self, out: &mut impl Sink) {
+        put_string(TYPE_URL, self.ty.type_url(), out);
+        put_string(NONCE, &self.nonce, out);
     }
 }
 
@@ -90,20 +136,28 @@ impl WireMessage for DeltaResponse {
                 .sum::<usize>()
     }
 
-    fn encode(&self, buf: &mut impl BufMut) {
-        put_string(VERSION_INFO, &self.system_version_info, buf);
-        for r in &self.resources {
-            encode_key(RESOURCES, WireType::LengthDelimited, buf);
-            encode_varint(delta_resource_len(r) as u64, buf);
-            put_string(RESOURCE_VERSION, &r.version, buf);
-            put_nested(RESOURCE_BODY, r.encoded(), buf);
-            put_string(RESOURCE_NAME, &r.name, buf);
-        }
-        put_string(TYPE_URL, self.ty.type_url(), buf);
-        put_string(NONCE, &self.nonce, buf);
+    fn head(&self, out: &mut impl Sink) {
+        put_string(VERSION_INFO, &self.system_version_info, out);
+    }
+
+    fn resource_count(&self) -> usize {
+        self.resources.len()
+    }
+
+    fn resource(&self, i: usize, out: &mut impl Sink) {
+        let r = &self.resources[i];
+        put_prefix(RESOURCES, delta_resource_len(r), out);
+        put_string(RESOURCE_VERSION, &r.version, out);
+        put_shared(RESOURCE_BODY, r.encoded(), out);
+        put_string(RESOURCE_NAME, &r.name, out);
+    }
+
+    fn tail(&self, out: &mut impl Sink) {
+        put_string(TYPE_URL, self.ty.type_url(), out);
+        put_string(NONCE, &self.nonce, out);
         // Every element of a repeated string is written, even an empty one.
         for name in &self.removed_resources {
-            put_nested(REMOVED_RESOURCES, name.as_bytes(), buf);
+            put_nested(REMOVED_RESOURCES, name.as_bytes(), out);
         }
     }
 }
@@ -121,10 +175,24 @@ fn nested_len(tag: u32, len: usize) -> usize {
     key_len(tag) + encoded_len_varint(len as u64) + len
 }
 
-fn put_nested(tag: u32, bytes: &[u8], buf: &mut impl BufMut) {
-    encode_key(tag, WireType::LengthDelimited, buf);
-    encode_varint(bytes.len() as u64, buf);
-    buf.put_slice(bytes);
+/// The key and length of a length-delimited field.
+fn put_prefix(tag: u32, len: usize, out: &mut impl Sink) {
+    let mut prefix = [0u8; 15];
+    let mut rest = &mut prefix[..];
+    encode_key(tag, WireType::LengthDelimited, &mut rest);
+    encode_varint(len as u64, &mut rest);
+    let written = 15 - rest.len();
+    out.put(&prefix[..written]);
+}
+
+fn put_nested(tag: u32, bytes: &[u8], out: &mut impl Sink) {
+    put_prefix(tag, bytes.len(), out);
+    out.put(bytes);
+}
+
+fn put_shared(tag: u32, bytes: &Bytes, out: &mut impl Sink) {
+    put_prefix(tag, bytes.len(), out);
+    out.put_shared(bytes);
 }
 
 /// A singular proto3 string: left out when empty.
@@ -136,9 +204,189 @@ fn string_len(tag: u32, s: &str) -> usize {
     }
 }
 
-fn put_string(tag: u32, s: &str, buf: &mut impl BufMut) {
+fn put_string(tag: u32, s: &str, out: &mut impl Sink) {
     if !s.is_empty() {
-        put_nested(tag, s.as_bytes(), buf);
+        put_nested(tag, s.as_bytes(), out);
+    }
+}
+
+/// A resource at least this large goes out as the shared bytes themselves,
+/// in a chunk of its own; smaller pieces are copied together into chunks.
+const SHARE_AT: usize = 512;
+/// How many bytes the chunks of one step copy at most, about: what a stream
+/// holds of a response beyond the shared resources.
+const CHUNK: usize = 16 * 1024;
+
+/// A response's bytes as a run of chunks: small pieces copied together, the
+/// large resources shared, not copied.
+#[derive(Debug, Default)]
+pub struct Chunks {
+    done: VecDeque<Bytes>,
+    current: BytesMut,
+    copied: usize,
+}
+
+impl Sink for Chunks {
+    fn put(&mut self, bytes: &[u8]) {
+        self.current.extend_from_slice(bytes);
+        self.copied += bytes.len();
+    }
+
+    fn put_shared(&mut self, bytes: &Bytes) {
+        if bytes.len() < SHARE_AT {
+            return self.put(bytes);
+        }
+        self.flush();
+        self.done.push_back(bytes.clone());
+    }
+}
+
+impl Chunks {
+    fn flush(&mut self) {
+        if !self.current.is_empty() {
+            // A new buffer each time: a chunk never keeps a spare tail alive.
+            let full = std::mem::take(&mut self.current);
+            self.done.push_back(full.freeze());
+        }
+    }
+
+    /// The chunks written so far.
+    pub fn finish(mut self) -> VecDeque<Bytes> {
+        self.flush();
+        self.done
+    }
+}
+
+/// One response being written: the next resource to write, or `None` once
+/// the gRPC frame header and the head are still to come.
+#[derive(Debug)]
+struct Writing<T> {
+    message: T,
+    next: Option<usize>,
+}
+
+impl<T: WireMessage> Writing<T> {
+    /// Writes the next piece of about [`CHUNK`] copied bytes (and any large
+    /// resources by reference); returns whether the message is complete.
+    fn step(&mut self, out: &mut Chunks) -> Result<bool, Status> {
+        let next = match self.next {
+            Some(next) => next,
+            None => {
+                let len = u32::try_from(self.message.encoded_len()).map_err(|_| {
+                    Status::resource_exhausted("response larger than a gRPC message can be")
+                })?;
+                // The gRPC message header: not compressed, then the length.
+                out.put(&[0]);
+                out.put(&len.to_be_bytes());
+                self.message.head(out);
+                0
+            }
+        };
+        let count = self.message.resource_count();
+        let mut i = next;
+        while i < count && out.copied < CHUNK {
+            self.message.resource(i, out);
+            i += 1;
+        }
+        self.next = Some(i);
+        if i == count {
+            self.message.tail(out);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+/// The body of an ADS response stream: each response framed as gRPC does
+/// and written in chunks as the connection takes them, so a stream holds
+/// one chunk of copied bytes at a time (HTTP/2 flow control decides when
+/// the next is asked for), never a whole response; then the trailers with
+/// the stream's gRPC status.
+///
+/// tonic's own encoder writes every response whole into one growing buffer
+/// per stream and keeps that buffer's spare capacity for the next message,
+/// which with megabyte responses left a megabyte per stream.
+#[derive(Debug)]
+pub struct ResponseBody<T> {
+    responses: ReceiverStream<Result<T, Status>>,
+    writing: Option<Writing<T>>,
+    ready: VecDeque<Bytes>,
+    ended: bool,
+}
+
+impl<T> ResponseBody<T> {
+    pub fn new(responses: ReceiverStream<Result<T, Status>>) -> Self {
+        ResponseBody {
+            responses,
+            writing: None,
+            ready: VecDeque::new(),
+            ended: false,
+        }
+    }
+}
+
+impl<T: WireMessage + Unpin + Send + 'static> http_body::Body for ResponseBody<T> {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Status>>> {
+        let this = &mut *self;
+        loop {
+            if let Some(chunk) = this.ready.pop_front() {
+                return Poll::Ready(Some(Ok(http_body::Frame::data(chunk))));
+            }
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            if let Some(writing) = &mut this.writing {
+                let mut out = Chunks::default();
+                match writing.step(&mut out) {
+                    Ok(complete) => {
+                        if complete {
+                            this.writing = None;
+                        }
+                        this.ready = out.finish();
+                    }
+                    Err(status) => return Poll::Ready(Some(Ok(this.end(status)))),
+                }
+                continue;
+            }
+            match Pin::new(&mut this.responses).poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(message))) => {
+                    this.writing = Some(Writing {
+                        message,
+                        next: None,
+                    });
+                }
+                Poll::Ready(Some(Err(status))) => return Poll::Ready(Some(Ok(this.end(status)))),
+                Poll::Ready(None) => {
+                    return Poll::Ready(Some(Ok(this.end(Status::new(Code::Ok, "")))));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended && self.ready.is_empty()
+    }
+}
+
+impl<T> ResponseBody<T> {
+    /// The trailers carrying `status`; the body ends after them.
+    fn end(&mut self, status: Status) -> http_body::Frame<Bytes> {
+        self.ended = true;
+        self.writing = None;
+        let mut trailers = http::HeaderMap::new();
+        if let Err(status) = status.add_header(&mut trailers) {
+            // A message that cannot be a header value: say so instead.
+            let _ = Status::internal(status.message().escape_default().to_string())
+                .add_header(&mut trailers);
+        }
+        http_body::Frame::trailers(trailers)
     }
 }
 

@@ -1,33 +1,33 @@
-//! The ADS gRPC service, routed by hand so that its responses go through
-//! [`AdsCodec`] (the shared encoded resources spliced into each frame)
-//! rather than through the prost codec of the generated service.
+//! The ADS gRPC service, routed by hand so that its responses go out as
+//! [`ResponseBody`] (the shared encoded resources written in chunks, the
+//! large ones by reference) rather than through the prost codec of the
+//! generated service.
 //!
 //! ```text
 //! POST /envoy.service.discovery.v3.AggregatedDiscoveryService/
-//!   ├─ StreamAggregatedResources ──► Grpc(AdsCodec<DiscoveryRequest, SotwResponse>)
-//!   ├─ DeltaAggregatedResources ───► Grpc(AdsCodec<DeltaDiscoveryRequest, DeltaResponse>)
-//!   └─ anything else ──────────────► UNIMPLEMENTED
-//!                 both ──► AdsServer (one task per stream)
+//!   ├─ StreamAggregatedResources ──► Streaming<DiscoveryRequest> ──┐
+//!   ├─ DeltaAggregatedResources ───► Streaming<DeltaDiscoveryRequest> ─┤──► AdsServer (one task per stream)
+//!   └─ anything else ──────────────► UNIMPLEMENTED                     │
+//!        application/grpc response ◄── ResponseBody ◄── responses ◄────┘
 //! ```
 //!
 //! Request decoding, compression (none) and message size limits (4 MiB in,
 //! unlimited out) are tonic's defaults, as in the generated service.
 
 use std::convert::Infallible;
-use std::future::{Ready, ready};
+use std::future::ready;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::body::Body;
+use tonic::codec::Codec;
 use tonic::codegen::{BoxFuture, Service, http};
-use tonic::server::{Grpc, NamedService};
-use tonic::{Request, Status, Streaming};
+use tonic::server::NamedService;
+use tonic::{Status, Streaming};
 
-use crate::xds::codec::AdsCodec;
+use crate::xds::codec::{AdsCodec, ResponseBody, WireMessage};
 use crate::xds::server::AdsServer;
-use pilot_core::xds::connection::{DeltaResponse, SotwResponse};
 
 /// The gRPC service name of ADS.
 const SERVICE_NAME: &str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
@@ -35,6 +35,7 @@ const SOTW_PATH: &str =
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
 const DELTA_PATH: &str =
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
+const GRPC_ENCODING: &str = "grpc-encoding";
 
 /// [`AdsServer`] as a tower service for tonic's router.
 #[derive(Clone, Debug)]
@@ -67,13 +68,14 @@ impl Service<http::Request<Body>> for AdsService {
         let server = self.server.clone();
         match req.uri().path() {
             SOTW_PATH => Box::pin(async move {
-                let mut grpc = Grpc::new(AdsCodec::<DiscoveryRequest, SotwResponse>::default());
-                Ok(grpc.streaming(SotwMethod(server), req).await)
+                Ok(stream(req, |requests| {
+                    server.stream_aggregated_resources(requests)
+                }))
             }),
             DELTA_PATH => Box::pin(async move {
-                let mut grpc =
-                    Grpc::new(AdsCodec::<DeltaDiscoveryRequest, DeltaResponse>::default());
-                Ok(grpc.streaming(DeltaMethod(server), req).await)
+                Ok(stream(req, |requests| {
+                    server.delta_aggregated_resources(requests)
+                }))
             }),
             path => {
                 let status = Status::unimplemented(format!("no method {path}"));
@@ -83,40 +85,41 @@ impl Service<http::Request<Body>> for AdsService {
     }
 }
 
-/// `StreamAggregatedResources`: a state-of-the-world stream.
-#[derive(Debug)]
-struct SotwMethod(Arc<AdsServer>);
-
-impl Service<Request<Streaming<DiscoveryRequest>>> for SotwMethod {
-    type Response = tonic::Response<ReceiverStream<Result<SotwResponse, Status>>>;
-    type Error = Status;
-    type Future = Ready<Result<Self::Response, Status>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
-        Poll::Ready(Ok(()))
+/// One ADS stream: requests decoded by tonic, `serve` run on them, and
+/// its responses written by [`ResponseBody`], which frames them as gRPC
+/// does but writes each in chunks that share the encoded resources (tonic's
+/// own response encoder would copy every response whole into one buffer
+/// per stream, and keep it).
+fn stream<Req, Resp>(
+    req: http::Request<Body>,
+    serve: impl FnOnce(Streaming<Req>) -> ReceiverStream<Result<Resp, Status>>,
+) -> http::Response<Body>
+where
+    Req: prost::Message + Default + Send + 'static,
+    Resp: WireMessage + Unpin + Send + 'static,
+{
+    // tonic's answer to a compressed request when it accepts no compression.
+    if let Some(encoding) = req
+        .headers()
+        .get(GRPC_ENCODING)
+        .filter(|e| e.as_bytes() != b"identity")
+    {
+        let encoding = String::from_utf8_lossy(encoding.as_bytes()).into_owned();
+        return Status::unimplemented(format!(
+            "Content is compressed with `{encoding}` which isn't supported"
+        ))
+        .into_http();
     }
-
-    fn call(&mut self, request: Request<Streaming<DiscoveryRequest>>) -> Self::Future {
-        let responses = self.0.stream_aggregated_resources(request.into_inner());
-        ready(Ok(tonic::Response::new(responses)))
-    }
-}
-
-/// `DeltaAggregatedResources`: an incremental stream.
-#[derive(Debug)]
-struct DeltaMethod(Arc<AdsServer>);
-
-impl Service<Request<Streaming<DeltaDiscoveryRequest>>> for DeltaMethod {
-    type Response = tonic::Response<ReceiverStream<Result<DeltaResponse, Status>>>;
-    type Error = Status;
-    type Future = Ready<Result<Self::Response, Status>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request<Streaming<DeltaDiscoveryRequest>>) -> Self::Future {
-        let responses = self.0.delta_aggregated_resources(request.into_inner());
-        ready(Ok(tonic::Response::new(responses)))
-    }
+    let requests = Streaming::new_request(
+        AdsCodec::<Req, Resp>::default().decoder(),
+        req.into_body(),
+        None,
+        None,
+    );
+    let mut response = http::Response::new(Body::new(ResponseBody::new(serve(requests))));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    response
 }

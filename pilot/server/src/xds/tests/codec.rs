@@ -5,7 +5,12 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use http_body::Body as _;
+use tokio_stream::wrappers::ReceiverStream;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
@@ -15,7 +20,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
 
-use crate::xds::codec::WireMessage;
+use crate::xds::codec::{ResponseBody, WireMessage};
 use pilot_core::proxy::{DEFAULT_OUTBOUND_PORT, NodeMetadata, Proxy};
 use pilot_core::resources::{ProxyResources, Resource, ResourceType};
 use pilot_core::snapshot::Snapshot;
@@ -76,12 +81,73 @@ fn assert_same(sotw: &SotwResponse, delta: &DeltaResponse, context: &str) {
     assert_eq!(new, old.encode_to_vec(), "{context}: SotW bytes");
     assert_eq!(DiscoveryResponse::decode(new.as_slice()).unwrap(), old);
     assert_eq!(sotw.to_proto(), old, "{context}: SotW to_proto");
+    assert_streamed(sotw.clone(), &old.encode_to_vec(), &sotw.resources, context);
 
     let old = old_delta(delta);
     let new = wire(delta);
     assert_eq!(new, old.encode_to_vec(), "{context}: Delta bytes");
     assert_eq!(DeltaDiscoveryResponse::decode(new.as_slice()).unwrap(), old);
     assert_eq!(delta.to_proto(), old, "{context}: Delta to_proto");
+    assert_streamed(
+        delta.clone(),
+        &old.encode_to_vec(),
+        &delta.resources,
+        context,
+    );
+}
+
+/// What a stream's body sends for `message` and then the stream's end: the
+/// message framed as gRPC frames it (`expected` after the flag and length),
+/// every large resource as its own shared bytes, not a copy, and the
+/// trailers of an OK status.
+/// Returns how many chunks the message went out in.
+fn assert_streamed<T>(
+    message: T,
+    expected: &[u8],
+    resources: &[Arc<Resource>],
+    context: &str,
+) -> usize
+where
+    T: WireMessage + Unpin + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.try_send(Ok(message)).expect("room for one");
+    drop(tx);
+    let mut body = ResponseBody::new(ReceiverStream::new(rx));
+    let mut cx = Context::from_waker(Waker::noop());
+    let (mut data, mut chunks, mut trailers) = (Vec::new(), Vec::new(), None);
+    loop {
+        let Poll::Ready(frame) = Pin::new(&mut body).poll_frame(&mut cx) else {
+            panic!("{context}: a body whose responses are all there never waits");
+        };
+        let Some(frame) = frame else { break };
+        let frame = frame.expect("no error");
+        match frame.into_data() {
+            Ok(chunk) => {
+                assert!(trailers.is_none(), "{context}: data after the trailers");
+                data.extend_from_slice(&chunk);
+                chunks.push(chunk);
+            }
+            Err(frame) => trailers = frame.into_trailers().ok(),
+        }
+    }
+    let mut framed = vec![0];
+    framed.extend_from_slice(&(expected.len() as u32).to_be_bytes());
+    framed.extend_from_slice(expected);
+    assert_eq!(data, framed, "{context}: streamed bytes");
+    let trailers = trailers.expect("trailers end the stream");
+    assert_eq!(
+        trailers.get("grpc-status").map(|v| v.as_bytes()),
+        Some(&b"0"[..])
+    );
+    for r in resources.iter().filter(|r| r.encoded().len() >= 512) {
+        assert!(
+            chunks.iter().any(|c| c.as_ptr() == r.encoded().as_ptr()),
+            "{context}: {} went out copied",
+            r.name
+        );
+    }
+    chunks.len()
 }
 
 fn responses(
@@ -251,4 +317,32 @@ fn a_resource_is_the_any_prost_would_encode() {
         assert_eq!(r.version, pilot_core::resources::content_hash(&any.value));
         assert_eq!(r.resource_type(), ResourceType::Cluster);
     }
+}
+
+#[test]
+fn a_large_response_streams_in_chunks_sharing_its_large_resources() {
+    let resource = |name: String, size: usize| {
+        let any = Any {
+            type_url: "t".into(),
+            value: vec![7; size],
+        };
+        Arc::new(Resource::new(ResourceType::Cluster, name, &any))
+    };
+    // Enough small resources for several chunks, and large ones among them.
+    let resources: Vec<Arc<Resource>> = (0..400)
+        .map(|i| resource(format!("c{i:03}"), if i % 50 == 0 { 4096 } else { 100 }))
+        .collect();
+    let (sotw, delta) = responses(
+        ResourceType::Cluster,
+        resources,
+        "v",
+        "1",
+        vec!["gone".into()],
+    );
+    assert_same(&sotw, &delta, "large response");
+    // 8 shared resources, and the small ones between them copied together
+    // into chunks of their own: no chunk holds the whole response.
+    let expected = old_sotw(&sotw).encode_to_vec();
+    let chunks = assert_streamed(sotw.clone(), &expected, &sotw.resources, "chunks");
+    assert!(chunks >= 16, "{chunks} chunks");
 }

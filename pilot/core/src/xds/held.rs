@@ -1,0 +1,289 @@
+//! What a connection remembers of one resource type per client, kept small:
+//! a server holds one of these per type for every connected proxy, and an
+//! unscoped proxy of a large mesh holds thousands of resources.
+//!
+//! - [`HeldSet`]: the resources the client holds, a sorted vector of the
+//!   shared `Arc<Resource>`s sent to it (a pointer each; the name is the
+//!   resource's own), not a map of copied names.
+//! - [`Names`]: the names a client subscribes to. Envoy asks for exactly the
+//!   load assignments of the clusters it was sent, and the route
+//!   configurations of its listeners, so the names are nearly always the
+//!   names of a set the connection serves: then they are held as that set.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crate::resources::{Resource, ResourceSet};
+
+/// One resource the client holds.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Held {
+    /// A resource this connection sent.
+    Sent(Arc<Resource>),
+    /// Delta: a version the client reported holding when it (re)connected.
+    Reported(Box<Reported>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Reported {
+    pub(super) name: String,
+    pub(super) version: String,
+}
+
+impl Held {
+    pub(super) fn reported(name: String, version: String) -> Held {
+        Held::Reported(Box::new(Reported { name, version }))
+    }
+
+    pub(super) fn name(&self) -> &str {
+        match self {
+            Held::Sent(r) => &r.name,
+            Held::Reported(r) => &r.name,
+        }
+    }
+
+    pub(super) fn version(&self) -> &str {
+        match self {
+            Held::Sent(r) => &r.version,
+            Held::Reported(r) => &r.version,
+        }
+    }
+
+    pub(super) fn sent(&self) -> Option<&Arc<Resource>> {
+        match self {
+            Held::Sent(r) => Some(r),
+            Held::Reported(_) => None,
+        }
+    }
+}
+
+/// What the client holds of one type, in name order, one entry per name.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(super) struct HeldSet(Vec<Held>);
+
+impl HeldSet {
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|h| h.name().cmp(name))
+    }
+
+    pub(super) fn get(&self, name: &str) -> Option<&Held> {
+        self.find(name).ok().map(|i| &self.0[i])
+    }
+
+    /// Adds every resource of `sent`, which is in name order: one merge of
+    /// two sorted runs, however many there are.
+    pub(super) fn insert_sorted(&mut self, sent: &[Arc<Resource>]) {
+        if sent.is_empty() {
+            return;
+        }
+        let old = std::mem::take(&mut self.0);
+        let mut merged = Vec::with_capacity(old.len() + sent.len());
+        let mut old = old.into_iter().peekable();
+        for r in sent {
+            while let Some(h) = old.next_if(|h| h.name() < r.name.as_str()) {
+                merged.push(h);
+            }
+            old.next_if(|h| h.name() == r.name.as_str());
+            merged.push(Held::Sent(Arc::clone(r)));
+        }
+        merged.extend(old);
+        self.0 = merged;
+    }
+
+    pub(super) fn remove(&mut self, name: &str) {
+        if let Ok(i) = self.find(name) {
+            self.0.remove(i);
+        }
+    }
+
+    pub(super) fn retain(&mut self, keep: impl FnMut(&Held) -> bool) {
+        self.0.retain(keep);
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub(super) fn iter(&self) -> std::slice::Iter<'_, Held> {
+        self.0.iter()
+    }
+
+    pub(super) fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(Held::name)
+    }
+
+    /// The client holds exactly `resources` (in name order): Delta after a
+    /// response, which brings it to the subscribed set.
+    pub(super) fn set_to<'a>(&mut self, resources: impl IntoIterator<Item = &'a Arc<Resource>>) {
+        self.0.clear();
+        self.0
+            .extend(resources.into_iter().map(|r| Held::Sent(Arc::clone(r))));
+    }
+}
+
+impl FromIterator<Held> for HeldSet {
+    /// The last of several entries under one name wins, as a map's insert.
+    fn from_iter<I: IntoIterator<Item = Held>>(items: I) -> Self {
+        let mut all: Vec<Held> = items.into_iter().collect();
+        all.reverse();
+        all.sort_by(|a, b| a.name().cmp(b.name()));
+        all.dedup_by(|later, first| later.name() == first.name());
+        HeldSet(all)
+    }
+}
+
+/// The names a client subscribes to of one type.
+#[derive(Clone, Debug)]
+pub(super) enum Names {
+    /// The names of the resources of this set, held without copying a name.
+    Of(ResourceSet),
+    Listed(BTreeSet<String>),
+}
+
+impl Default for Names {
+    fn default() -> Self {
+        Names::Listed(BTreeSet::new())
+    }
+}
+
+impl Names {
+    /// `names`, held as the names of `set` when they are exactly those.
+    pub(super) fn new(names: BTreeSet<String>, set: &ResourceSet) -> Names {
+        if !names.is_empty() && names.len() == set.len() && names.iter().eq(set.keys()) {
+            Names::Of(set.clone())
+        } else {
+            Names::Listed(names)
+        }
+    }
+
+    /// The same names, held as `set`'s if they are exactly its names (a new
+    /// set of the same names, after a push, or the names a Delta client
+    /// has subscribed to one by one).
+    pub(super) fn settle(&mut self, set: &ResourceSet) {
+        match self {
+            Names::Of(held) if !held.same(set) && held.same_names(set) => {
+                *self = Names::Of(set.clone());
+            }
+            Names::Of(_) => {}
+            Names::Listed(names) => *self = Names::new(std::mem::take(names), set),
+        }
+    }
+
+    pub(super) fn contains(&self, name: &str) -> bool {
+        match self {
+            Names::Of(set) => set.contains_key(name),
+            Names::Listed(names) => names.contains(name),
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        match self {
+            Names::Of(set) => set.len(),
+            Names::Listed(names) => names.len(),
+        }
+    }
+
+    /// The names in order.
+    pub(super) fn iter(&self) -> Box<dyn Iterator<Item = &str> + '_> {
+        match self {
+            Names::Of(set) => Box::new(set.keys().map(String::as_str)),
+            Names::Listed(names) => Box::new(names.iter().map(String::as_str)),
+        }
+    }
+
+    /// Whether these are the names of `set`, the very set, so every
+    /// resource of it is subscribed.
+    pub(super) fn are_all_of(&self, set: &ResourceSet) -> bool {
+        matches!(self, Names::Of(held) if held.same(set))
+    }
+
+    /// Whether `names` (a request's) are these names.
+    pub(super) fn same_as(&self, names: &BTreeSet<String>) -> bool {
+        names.len() == self.len() && self.iter().eq(names.iter().map(String::as_str))
+    }
+
+    fn listed(&mut self) -> &mut BTreeSet<String> {
+        if let Names::Of(set) = self {
+            *self = Names::Listed(set.keys().cloned().collect());
+        }
+        match self {
+            Names::Listed(names) => names,
+            Names::Of(_) => unreachable!("just listed"),
+        }
+    }
+
+    pub(super) fn insert(&mut self, name: String) {
+        if !self.contains(&name) {
+            self.listed().insert(name);
+        }
+    }
+
+    pub(super) fn remove(&mut self, name: &str) {
+        if self.contains(name) {
+            self.listed().remove(name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use envoy_types::pb::google::protobuf::Any;
+
+    use super::*;
+    use crate::resources::{ResourceMap, ResourceType};
+
+    fn r(name: &str, body: &str) -> Arc<Resource> {
+        let any = Any {
+            type_url: body.to_string(),
+            value: Vec::new(),
+        };
+        Arc::new(Resource::new(ResourceType::Endpoint, name, &any))
+    }
+
+    #[test]
+    fn a_held_set_is_a_map_by_name() {
+        let mut held: HeldSet = [
+            Held::reported("b".into(), "1".into()),
+            Held::Sent(r("a", "x")),
+            Held::reported("b".into(), "2".into()),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(held.names().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(held.get("b").map(Held::version), Some("2"));
+        held.insert_sorted(&[r("0", "y"), r("b", "z"), r("c", "z")]);
+        assert_eq!(held.names().collect::<Vec<_>>(), ["0", "a", "b", "c"]);
+        assert_eq!(held.get("b"), Some(&Held::Sent(r("b", "z"))));
+        held.insert_sorted(&[r("a2", "w")]);
+        held.remove("0");
+        assert_eq!(held.names().collect::<Vec<_>>(), ["a", "a2", "b", "c"]);
+        held.retain(|h| h.name() != "c");
+        assert_eq!(held.len(), 3);
+    }
+
+    #[test]
+    fn names_of_a_set_are_held_as_the_set_until_they_differ() {
+        let map: ResourceMap = ["a", "b"]
+            .into_iter()
+            .map(|n| (n.to_string(), r(n, n)))
+            .collect();
+        let set = ResourceSet::from(map);
+        let ab: BTreeSet<String> = ["a", "b"].into_iter().map(String::from).collect();
+        let mut names = Names::new(ab.clone(), &set);
+        assert!(names.are_all_of(&set));
+        assert!(names.same_as(&ab) && names.contains("a") && !names.contains("c"));
+        names.insert("c".into());
+        assert!(!names.are_all_of(&set));
+        assert_eq!(names.iter().collect::<Vec<_>>(), ["a", "b", "c"]);
+        names.remove("c");
+        names.settle(&set);
+        assert!(names.are_all_of(&set));
+        // A set of other names is listed.
+        let a: BTreeSet<String> = ["a"].into_iter().map(String::from).collect();
+        assert!(!Names::new(a, &set).are_all_of(&set));
+    }
+}
