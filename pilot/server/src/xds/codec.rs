@@ -1,21 +1,29 @@
-//! The ADS stream's codec: requests decode with prost, responses are written
-//! from the shared encoded resources.
+//! The ADS stream's wire format, both ways, without tonic's codec:
+//! requests are read out of the body's gRPC frames and decoded with prost
+//! ([`Requests`]); responses are written from the shared encoded resources
+//! ([`ResponseBody`]).
 //!
 //! In prost's `DiscoveryResponse` every resource is an `Any` whose `value` is
 //! a `Vec<u8>`, so building one per proxy copies each resource into a message
 //! of its own before it is encoded, once more, into the frame. A [`Response`]
 //! instead holds its header fields and the `Arc<Resource>`s of the snapshot,
-//! and the encoder writes the protobuf wire format around each resource's
-//! encoded `Any`: the one copy left is into the frame buffer.
+//! and the writer puts the protobuf wire format around each resource's
+//! encoded `Any`: small pieces are copied together into chunks, large
+//! resources go out as the shared bytes themselves.
 //!
 //! ```text
-//! SotwResponse / DeltaResponse ──► encoded_len ──► reserve ──► fields in tag order ──► EncodeBuf
+//! SotwResponse / DeltaResponse ──► gRPC header, head fields ──► resources, a chunk at a time ──► tail fields
 //!        └── Arc<Resource> ──► encoded Any (Bytes, shared by every proxy) ──┘
 //! ```
 //!
 //! The bytes are the ones prost writes for the equivalent message (fields in
 //! tag order, empty strings left out, each element of a repeated field
 //! written), and the tests compare them byte for byte.
+//!
+//! Both directions exist because tonic's keep a stream's largest message
+//! allocated for the life of the stream: with a megabyte response and a
+//! request of hundreds of KiB per Envoy in a large mesh, that was most of
+//! what a connected proxy cost the server.
 //!
 //! [`Response`]: pilot_core::xds::connection::Response
 
@@ -25,11 +33,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use http_body::Body as _;
 use prost::Message;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http;
 use tonic::{Code, Status};
 
@@ -390,61 +398,118 @@ impl<T> ResponseBody<T> {
     }
 }
 
-/// The codec of one ADS method: prost requests of type `Req`, responses of
-/// type `Resp` written by [`WireMessage`].
-#[derive(Debug)]
-pub(crate) struct AdsCodec<Req, Resp>(PhantomData<fn(Req) -> Resp>);
+/// The largest request accepted, as tonic's default: 4 MiB.
+const MAX_REQUEST: usize = 4 * 1024 * 1024;
+/// A request buffer larger than this is let go once it has been read out:
+/// Envoy's first EDS request names every cluster (hundreds of KiB in a
+/// large mesh), and its ACKs later are small.
+const KEEP_BUFFER: usize = 16 * 1024;
 
-impl<Req, Resp> Default for AdsCodec<Req, Resp> {
-    fn default() -> Self {
-        AdsCodec(PhantomData)
+/// The requests of an ADS stream, decoded from the request body's gRPC
+/// frames. tonic's `Streaming` keeps its read buffer at the size of the
+/// largest request it has seen for the life of the stream; this one lets a
+/// large buffer go once the request in it is decoded, so a server holding
+/// thousands of streams keeps none of their first requests' bytes.
+#[derive(Debug)]
+pub struct Requests<Req> {
+    body: tonic::body::Body,
+    buf: BytesMut,
+    /// The body has ended.
+    ended: bool,
+    /// An error was returned: the stream yields nothing more.
+    failed: bool,
+    _request: PhantomData<fn() -> Req>,
+}
+
+impl<Req> Requests<Req> {
+    pub fn new(body: tonic::body::Body) -> Self {
+        Requests {
+            body,
+            buf: BytesMut::new(),
+            ended: false,
+            failed: false,
+            _request: PhantomData,
+        }
     }
 }
 
-impl<Req, Resp> Codec for AdsCodec<Req, Resp>
-where
-    Req: Message + Default + Send + 'static,
-    Resp: WireMessage + Send + 'static,
-{
-    type Encode = Resp;
-    type Decode = Req;
-    type Encoder = ResponseEncoder<Resp>;
-    type Decoder = RequestDecoder<Req>;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        ResponseEncoder(PhantomData)
+impl<Req: Message + Default> Requests<Req> {
+    /// The next whole request in the buffer, if there is one.
+    fn decode(&mut self) -> Result<Option<Req>, Status> {
+        if self.buf.len() < 5 {
+            return Ok(None);
+        }
+        if self.buf[0] != 0 {
+            return Err(Status::unimplemented(
+                "compressed requests are not supported",
+            ));
+        }
+        let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
+        if len > MAX_REQUEST {
+            return Err(Status::out_of_range(format!(
+                "Error, decoded message length too large: found {len} bytes, the limit is: {MAX_REQUEST} bytes"
+            )));
+        }
+        if self.buf.len() < 5 + len {
+            self.buf.reserve(5 + len - self.buf.len());
+            return Ok(None);
+        }
+        let _ = self.buf.split_to(5);
+        let message = self.buf.split_to(len);
+        let request =
+            Req::decode(message.freeze()).map_err(|error| Status::internal(error.to_string()))?;
+        if self.buf.is_empty() && self.buf.capacity() > KEEP_BUFFER {
+            self.buf = BytesMut::new();
+        }
+        Ok(Some(request))
     }
 
-    fn decoder(&mut self) -> Self::Decoder {
-        RequestDecoder(PhantomData)
+    fn fail(&mut self, status: Status) -> Status {
+        self.failed = true;
+        self.buf = BytesMut::new();
+        status
+    }
+
+    /// The bytes the stream's read buffer holds on to.
+    pub fn buffered(&self) -> usize {
+        self.buf.capacity()
     }
 }
 
-#[derive(Debug)]
-pub(crate) struct ResponseEncoder<Resp>(PhantomData<fn(Resp)>);
+impl<Req: Message + Default> Stream for Requests<Req> {
+    type Item = Result<Req, Status>;
 
-impl<Resp: WireMessage> Encoder for ResponseEncoder<Resp> {
-    type Item = Resp;
-    type Error = Status;
-
-    fn encode(&mut self, item: Resp, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.reserve(item.encoded_len());
-        item.encode(dst);
-        Ok(())
-    }
-}
-
-#[derive(Debug)]
-pub(crate) struct RequestDecoder<Req>(PhantomData<fn() -> Req>);
-
-impl<Req: Message + Default> Decoder for RequestDecoder<Req> {
-    type Item = Req;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Req>, Status> {
-        // The status tonic's prost codec gives a request that does not decode.
-        Req::decode(src)
-            .map(Some)
-            .map_err(|error| Status::internal(error.to_string()))
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if this.failed {
+                return Poll::Ready(None);
+            }
+            match this.decode() {
+                Ok(Some(request)) => return Poll::Ready(Some(Ok(request))),
+                Ok(None) => {}
+                Err(status) => return Poll::Ready(Some(Err(this.fail(status)))),
+            }
+            if this.ended {
+                if this.buf.is_empty() {
+                    return Poll::Ready(None);
+                }
+                let status = Status::internal("the request stream ended inside a message");
+                return Poll::Ready(Some(Err(this.fail(status))));
+            }
+            match Pin::new(&mut this.body).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => this.ended = true,
+                Poll::Ready(Some(Err(status))) => {
+                    return Poll::Ready(Some(Err(this.fail(status))));
+                }
+                Poll::Ready(Some(Ok(frame))) => {
+                    // Trailers from a client carry nothing for ADS.
+                    if let Ok(data) = frame.into_data() {
+                        this.buf.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
     }
 }

@@ -20,7 +20,9 @@ use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, Disc
 use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Status, Streaming};
+use tonic::Status;
+
+use crate::xds::codec::Requests;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::xds::push::PushQueue;
@@ -67,7 +69,7 @@ impl AdsServer {
     /// Starts the task serving one stream and returns its response stream.
     fn open<V: Variant>(
         &self,
-        inbound: Streaming<V::Request>,
+        inbound: Requests<V::Request>,
     ) -> ReceiverStream<Result<V::Response, Status>> {
         let (tx, rx) = mpsc::channel(RESPONSE_BUFFER);
         let stream = StreamTask {
@@ -86,7 +88,7 @@ impl AdsServer {
     /// `StreamAggregatedResources`: serves a state-of-the-world stream.
     pub(super) fn stream_aggregated_resources(
         &self,
-        inbound: Streaming<DiscoveryRequest>,
+        inbound: Requests<DiscoveryRequest>,
     ) -> ReceiverStream<Result<SotwResponse, Status>> {
         self.open::<Sotw>(inbound)
     }
@@ -94,7 +96,7 @@ impl AdsServer {
     /// `DeltaAggregatedResources`: serves an incremental stream.
     pub(super) fn delta_aggregated_resources(
         &self,
-        inbound: Streaming<DeltaDiscoveryRequest>,
+        inbound: Requests<DeltaDiscoveryRequest>,
     ) -> ReceiverStream<Result<DeltaResponse, Status>> {
         self.open::<Delta>(inbound)
     }
@@ -102,7 +104,7 @@ impl AdsServer {
 
 /// The message types and handlers of one protocol variant.
 trait Variant: Send + 'static {
-    type Request: Send + 'static;
+    type Request: prost::Message + Default + Send + 'static;
     type Response: Send + 'static;
     const MODE: Mode;
     fn node(req: &Self::Request) -> Option<&Node>;
@@ -197,7 +199,7 @@ pub(crate) fn accept(
 }
 
 impl<T: Send + 'static> StreamTask<T> {
-    async fn run<V: Variant<Response = T>>(self, mut inbound: Streaming<V::Request>) {
+    async fn run<V: Variant<Response = T>>(self, mut inbound: Requests<V::Request>) {
         let stream_id = self.stream_id;
         let first = match inbound.next().await {
             Some(Ok(req)) => req,
@@ -239,7 +241,7 @@ impl<T: Send + 'static> StreamTask<T> {
         mut self,
         proxy: Proxy,
         first: V::Request,
-        mut inbound: Streaming<V::Request>,
+        mut inbound: Requests<V::Request>,
     ) {
         info!("proxy connected");
         let mut connection = Connection::new(V::MODE);

@@ -20,13 +20,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
 use tonic::body::Body;
-use tonic::codec::Codec;
 use tonic::codegen::{BoxFuture, Service, http};
 use tonic::server::NamedService;
-use tonic::{Status, Streaming};
 
-use crate::xds::codec::{AdsCodec, ResponseBody, WireMessage};
+use crate::xds::codec::{Requests, ResponseBody, WireMessage};
 use crate::xds::server::AdsServer;
 
 /// The gRPC service name of ADS.
@@ -92,7 +91,7 @@ impl Service<http::Request<Body>> for AdsService {
 /// per stream, and keep it).
 fn stream<Req, Resp>(
     req: http::Request<Body>,
-    serve: impl FnOnce(Streaming<Req>) -> ReceiverStream<Result<Resp, Status>>,
+    serve: impl FnOnce(Requests<Req>) -> ReceiverStream<Result<Resp, Status>>,
 ) -> http::Response<Body>
 where
     Req: prost::Message + Default + Send + 'static,
@@ -110,12 +109,7 @@ where
         ))
         .into_http();
     }
-    let requests = Streaming::new_request(
-        AdsCodec::<Req, Resp>::default().decoder(),
-        req.into_body(),
-        None,
-        None,
-    );
+    let requests = Requests::new(req.into_body());
     let mut response = http::Response::new(Body::new(ResponseBody::new(serve(requests))));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,

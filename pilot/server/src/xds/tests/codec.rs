@@ -15,12 +15,12 @@ use tokio_stream::wrappers::ReceiverStream;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryResponse, DiscoveryResponse, Resource as DeltaResource,
+    DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse, Resource as DeltaResource,
 };
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
 
-use crate::xds::codec::{ResponseBody, WireMessage};
+use crate::xds::codec::{Requests, ResponseBody, WireMessage};
 use pilot_core::proxy::{DEFAULT_OUTBOUND_PORT, NodeMetadata, Proxy};
 use pilot_core::resources::{ProxyResources, Resource, ResourceType};
 use pilot_core::snapshot::Snapshot;
@@ -345,4 +345,97 @@ fn a_large_response_streams_in_chunks_sharing_its_large_resources() {
     let expected = old_sotw(&sotw).encode_to_vec();
     let chunks = assert_streamed(sotw.clone(), &expected, &sotw.resources, "chunks");
     assert!(chunks >= 16, "{chunks} chunks");
+}
+
+/// A request body that hands out the given chunks, then ends.
+struct Chunked(std::collections::VecDeque<bytes::Bytes>);
+
+impl http_body::Body for Chunked {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, tonic::Status>>> {
+        Poll::Ready(self.0.pop_front().map(|c| Ok(http_body::Frame::data(c))))
+    }
+}
+
+fn framed(request: &DiscoveryRequest) -> Vec<u8> {
+    let body = request.encode_to_vec();
+    let mut out = vec![0];
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Every item the request stream yields, and what its buffer holds at the end.
+fn read_requests(chunks: Vec<Vec<u8>>) -> (Vec<Result<DiscoveryRequest, tonic::Status>>, usize) {
+    use tokio_stream::Stream as _;
+    let body = Chunked(chunks.into_iter().map(bytes::Bytes::from).collect());
+    let mut requests = Requests::<DiscoveryRequest>::new(tonic::body::Body::new(body));
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut out = Vec::new();
+    while let Poll::Ready(Some(item)) = Pin::new(&mut requests).poll_next(&mut cx) {
+        out.push(item);
+    }
+    (out, requests.buffered())
+}
+
+#[test]
+fn requests_decode_across_any_frame_boundaries_and_let_large_buffers_go() {
+    let small = DiscoveryRequest {
+        type_url: ResourceType::Cluster.type_url().to_string(),
+        ..Default::default()
+    };
+    // Envoy's first EDS request in a large mesh: thousands of names.
+    let large = DiscoveryRequest {
+        type_url: ResourceType::Endpoint.type_url().to_string(),
+        resource_names: (0..3000)
+            .map(|i| format!("outbound|8080||svc-{i}.ns-{}.svc.cluster.local", i % 10))
+            .collect(),
+        ..Default::default()
+    };
+    let mut wire = framed(&small);
+    wire.extend(framed(&large));
+    wire.extend(framed(&small));
+    assert!(wire.len() > 100_000);
+    // Split at every kind of place: inside a header, inside a message.
+    for cut in [1, 3, 7, 4096, 65_536] {
+        let chunks: Vec<Vec<u8>> = wire.chunks(cut).map(<[u8]>::to_vec).collect();
+        let (items, buffered) = read_requests(chunks);
+        let items: Vec<DiscoveryRequest> = items.into_iter().map(|r| r.expect("decodes")).collect();
+        assert_eq!(
+            items,
+            [small.clone(), large.clone(), small.clone()],
+            "cut {cut}"
+        );
+        assert!(
+            buffered <= 16 * 1024,
+            "cut {cut}: {buffered} bytes kept after the stream"
+        );
+    }
+}
+
+#[test]
+fn compressed_oversized_and_truncated_requests_are_errors() {
+    let request = DiscoveryRequest {
+        type_url: "t".into(),
+        ..Default::default()
+    };
+    let mut compressed = framed(&request);
+    compressed[0] = 1;
+    let mut oversized = vec![0];
+    oversized.extend_from_slice(&(5u32 << 20).to_be_bytes());
+    let truncated = framed(&request)[..6].to_vec();
+    for (wire, code) in [
+        (compressed, tonic::Code::Unimplemented),
+        (oversized, tonic::Code::OutOfRange),
+        (truncated, tonic::Code::Internal),
+    ] {
+        let (items, _) = read_requests(vec![wire]);
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].as_ref().expect_err("an error").code(), code);
+    }
 }
