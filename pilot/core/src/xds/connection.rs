@@ -27,7 +27,7 @@ use envoy_types::pb::google::rpc::Status as RpcStatus;
 use tracing::{debug, warn};
 
 use crate::resources::{ProxyResources, Resource, ResourceMap, ResourceSet, ResourceType};
-pub(super) use crate::xds::held::{Held, HeldSet, Names};
+pub(super) use crate::xds::held::{Held, HeldRef, HeldSet, Names};
 use crate::xds::status::{Nack, TypeStatus, XdsStatus};
 
 /// The two variants of the xDS protocol: the node contract's, which the
@@ -327,6 +327,14 @@ impl<'r> Subscribed<'r> {
         }
     }
 
+    /// The set, when these are all of it.
+    pub(super) fn whole(&self) -> Option<&'r ResourceSet> {
+        match self {
+            Subscribed::Whole(set) => Some(set),
+            Subscribed::Listed(_) => None,
+        }
+    }
+
     pub(super) fn contains(&self, name: &str) -> bool {
         match self {
             Subscribed::Whole(set) => set.contains_key(name),
@@ -523,7 +531,7 @@ impl Connection {
             .iter()
             .filter_map(|ty| self.types.get(ty))
             .flat_map(|s| s.client_has.iter().chain(s.acked_has.iter()))
-            .filter_map(Held::sent)
+            .filter_map(HeldRef::sent)
             .collect();
         dropped
             .into_iter()

@@ -27,7 +27,7 @@ use tracing::{debug, warn};
 
 use crate::resources::{Resource, ResourceType};
 use crate::xds::connection::{
-    Connection, DeltaResponse, Held, HeldSet, Mode, Reply, Response, TypeState,
+    Connection, DeltaResponse, Held, HeldRef, HeldSet, Mode, Reply, Response, TypeState,
 };
 
 /// The name that stands for every resource of a type.
@@ -118,7 +118,7 @@ impl Connection {
         let changed: Vec<Arc<Resource>> = subscribed
             .iter()
             .filter(|r| {
-                state.client_has.get(&r.name).map(Held::version) != Some(r.version.as_str())
+                state.client_has.get(&r.name).map(HeldRef::version) != Some(r.version.as_str())
             })
             .map(Arc::clone)
             .collect();
@@ -140,8 +140,13 @@ impl Connection {
         }
         let removed: Vec<String> = gone.union(&missing).map(|n| n.to_string()).collect();
         let version = subscribed.version();
-        let mut client_has = HeldSet::default();
-        client_has.set_to(subscribed.iter());
+        let client_has = match subscribed.whole() {
+            Some(set) => HeldSet::Whole(set.clone()),
+            None => subscribed
+                .iter()
+                .map(|r| Held::Sent(Arc::clone(r)))
+                .collect(),
+        };
 
         let nonce = self.next_nonce();
         let generation = self.resources().generation();

@@ -2,9 +2,11 @@
 //! a server holds one of these per type for every connected proxy, and an
 //! unscoped proxy of a large mesh holds thousands of resources.
 //!
-//! - [`HeldSet`]: the resources the client holds, a sorted vector of the
-//!   shared `Arc<Resource>`s sent to it (a pointer each; the name is the
-//!   resource's own), not a map of copied names.
+//! - [`HeldSet`]: the resources the client holds. After a response that
+//!   brings it to a whole set the connection serves (the usual case), that
+//!   set itself, shared with the compiled config; otherwise a sorted vector
+//!   of the shared `Arc<Resource>`s sent to it (a pointer each; the name is
+//!   the resource's own), never a map of copied names.
 //! - [`Names`]: the names a client subscribes to. Envoy asks for exactly the
 //!   load assignments of the clusters it was sent, and the route
 //!   configurations of its listeners, so the names are nearly always the
@@ -41,33 +43,88 @@ impl Held {
             Held::Reported(r) => &r.name,
         }
     }
+}
 
-    pub(super) fn version(&self) -> &str {
+/// One entry of a [`HeldSet`], borrowed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum HeldRef<'a> {
+    Sent(&'a Arc<Resource>),
+    Reported(&'a Reported),
+}
+
+impl<'a> HeldRef<'a> {
+    pub(super) fn name(self) -> &'a str {
         match self {
-            Held::Sent(r) => &r.version,
-            Held::Reported(r) => &r.version,
+            HeldRef::Sent(r) => &r.name,
+            HeldRef::Reported(r) => &r.name,
         }
     }
 
-    pub(super) fn sent(&self) -> Option<&Arc<Resource>> {
+    pub(super) fn version(self) -> &'a str {
         match self {
-            Held::Sent(r) => Some(r),
-            Held::Reported(_) => None,
+            HeldRef::Sent(r) => &r.version,
+            HeldRef::Reported(r) => &r.version,
+        }
+    }
+
+    pub(super) fn sent(self) -> Option<&'a Arc<Resource>> {
+        match self {
+            HeldRef::Sent(r) => Some(r),
+            HeldRef::Reported(_) => None,
         }
     }
 }
 
-/// What the client holds of one type, in name order, one entry per name.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub(super) struct HeldSet(Vec<Held>);
+impl<'a> From<&'a Held> for HeldRef<'a> {
+    fn from(held: &'a Held) -> Self {
+        match held {
+            Held::Sent(r) => HeldRef::Sent(r),
+            Held::Reported(r) => HeldRef::Reported(r),
+        }
+    }
+}
+
+/// What the client holds of one type, in name order, one entry per name:
+/// most often exactly a set the connection served (every resource of it,
+/// as sent), held as that set, which costs nothing per resource; otherwise
+/// a sorted vector of pointers to the shared resources sent.
+#[derive(Clone, Debug)]
+pub(super) enum HeldSet {
+    Whole(ResourceSet),
+    Listed(Vec<Held>),
+}
+
+impl Default for HeldSet {
+    fn default() -> Self {
+        HeldSet::Listed(Vec::new())
+    }
+}
 
 impl HeldSet {
-    fn find(&self, name: &str) -> Result<usize, usize> {
-        self.0.binary_search_by(|h| h.name().cmp(name))
+    /// The entries as a vector, for a change a whole set cannot take.
+    fn listed(&mut self) -> &mut Vec<Held> {
+        if let HeldSet::Whole(set) = self {
+            *self = HeldSet::Listed(set.values().map(|r| Held::Sent(Arc::clone(r))).collect());
+        }
+        match self {
+            HeldSet::Listed(held) => held,
+            HeldSet::Whole(_) => unreachable!("just listed"),
+        }
     }
 
-    pub(super) fn get(&self, name: &str) -> Option<&Held> {
-        self.find(name).ok().map(|i| &self.0[i])
+    pub(super) fn get(&self, name: &str) -> Option<HeldRef<'_>> {
+        match self {
+            HeldSet::Whole(set) => set.get(name).map(HeldRef::Sent),
+            HeldSet::Listed(held) => held
+                .binary_search_by(|h| h.name().cmp(name))
+                .ok()
+                .map(|i| (&held[i]).into()),
+        }
+    }
+
+    /// The client now holds `set`, every resource of it, and nothing else.
+    pub(super) fn hold(&mut self, set: &ResourceSet) {
+        *self = HeldSet::Whole(set.clone());
     }
 
     /// Adds every resource of `sent`, which is in name order: one merge of
@@ -76,7 +133,7 @@ impl HeldSet {
         if sent.is_empty() {
             return;
         }
-        let old = std::mem::take(&mut self.0);
+        let old = std::mem::take(self.listed());
         let mut merged = Vec::with_capacity(old.len() + sent.len());
         let mut old = old.into_iter().peekable();
         for r in sent {
@@ -87,41 +144,52 @@ impl HeldSet {
             merged.push(Held::Sent(Arc::clone(r)));
         }
         merged.extend(old);
-        self.0 = merged;
+        *self = HeldSet::Listed(merged);
     }
 
     pub(super) fn remove(&mut self, name: &str) {
-        if let Ok(i) = self.find(name) {
-            self.0.remove(i);
+        if self.get(name).is_none() {
+            return;
+        }
+        let held = self.listed();
+        if let Ok(i) = held.binary_search_by(|h| h.name().cmp(name)) {
+            held.remove(i);
         }
     }
 
-    pub(super) fn retain(&mut self, keep: impl FnMut(&Held) -> bool) {
-        self.0.retain(keep);
+    pub(super) fn retain(&mut self, mut keep: impl FnMut(HeldRef<'_>) -> bool) {
+        if self.iter().all(&mut keep) {
+            return;
+        }
+        self.listed().retain(|h| keep(h.into()));
     }
 
     pub(super) fn clear(&mut self) {
-        self.0.clear();
+        *self = HeldSet::default();
     }
 
     pub(super) fn len(&self) -> usize {
-        self.0.len()
+        match self {
+            HeldSet::Whole(set) => set.len(),
+            HeldSet::Listed(held) => held.len(),
+        }
     }
 
-    pub(super) fn iter(&self) -> std::slice::Iter<'_, Held> {
-        self.0.iter()
+    pub(super) fn iter(&self) -> Box<dyn Iterator<Item = HeldRef<'_>> + '_> {
+        match self {
+            HeldSet::Whole(set) => Box::new(set.values().map(HeldRef::Sent)),
+            HeldSet::Listed(held) => Box::new(held.iter().map(HeldRef::from)),
+        }
     }
 
     pub(super) fn names(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(Held::name)
+        self.iter().map(HeldRef::name)
     }
+}
 
-    /// The client holds exactly `resources` (in name order): Delta after a
-    /// response, which brings it to the subscribed set.
-    pub(super) fn set_to<'a>(&mut self, resources: impl IntoIterator<Item = &'a Arc<Resource>>) {
-        self.0.clear();
-        self.0
-            .extend(resources.into_iter().map(|r| Held::Sent(Arc::clone(r))));
+impl PartialEq for HeldSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
     }
 }
 
@@ -132,7 +200,7 @@ impl FromIterator<Held> for HeldSet {
         all.reverse();
         all.sort_by(|a, b| a.name().cmp(b.name()));
         all.dedup_by(|later, first| later.name() == first.name());
-        HeldSet(all)
+        HeldSet::Listed(all)
     }
 }
 
@@ -254,15 +322,37 @@ mod tests {
         .into_iter()
         .collect();
         assert_eq!(held.names().collect::<Vec<_>>(), ["a", "b"]);
-        assert_eq!(held.get("b").map(Held::version), Some("2"));
+        assert_eq!(held.get("b").map(HeldRef::version), Some("2"));
         held.insert_sorted(&[r("0", "y"), r("b", "z"), r("c", "z")]);
         assert_eq!(held.names().collect::<Vec<_>>(), ["0", "a", "b", "c"]);
-        assert_eq!(held.get("b"), Some(&Held::Sent(r("b", "z"))));
+        assert_eq!(held.get("b").and_then(HeldRef::sent), Some(&r("b", "z")));
         held.insert_sorted(&[r("a2", "w")]);
         held.remove("0");
         assert_eq!(held.names().collect::<Vec<_>>(), ["a", "a2", "b", "c"]);
         held.retain(|h| h.name() != "c");
         assert_eq!(held.len(), 3);
+
+        // A whole set answers the same, and turns into a list on a change.
+        let map: ResourceMap = ["a", "b"]
+            .into_iter()
+            .map(|n| (n.to_string(), r(n, n)))
+            .collect();
+        let set = ResourceSet::from(map);
+        let mut whole = HeldSet::default();
+        whole.hold(&set);
+        assert!(matches!(whole, HeldSet::Whole(_)));
+        assert_eq!(whole.get("a").and_then(HeldRef::sent), Some(&r("a", "a")));
+        assert_eq!(whole.names().collect::<Vec<_>>(), ["a", "b"]);
+        whole.retain(|_| true);
+        assert!(matches!(whole, HeldSet::Whole(_)), "nothing to drop");
+        whole.remove("a");
+        assert_eq!(whole.names().collect::<Vec<_>>(), ["b"]);
+        let mut listed: HeldSet = [Held::Sent(r("b", "b"))].into_iter().collect();
+        assert_eq!(whole, listed);
+        listed.insert_sorted(&[r("a", "a")]);
+        let mut again = HeldSet::default();
+        again.hold(&set);
+        assert_eq!(listed, again);
     }
 
     #[test]

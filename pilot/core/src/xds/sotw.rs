@@ -27,7 +27,7 @@ use std::sync::Arc;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use tracing::{debug, warn};
 
-use crate::resources::{ProxyResources, Resource, ResourceType};
+use crate::resources::{ProxyResources, Resource, ResourceSet, ResourceType};
 use crate::xds::connection::{Connection, Mode, Names, Reply, Response, SotwResponse};
 
 /// The name that stands for every resource of a wildcard type.
@@ -151,10 +151,13 @@ impl Connection {
             })
             .map(Arc::clone)
             .collect();
+        drop(held);
         if changed.is_empty() {
             return None;
         }
-        Some(self.send(ty, version, changed))
+        // With the changed ones, the client holds every subscribed resource.
+        let holds = subscribed.whole().cloned();
+        Some(self.send(ty, version, changed, holds))
     }
 
     /// Version of the subscribed set of `ty`.
@@ -173,6 +176,7 @@ impl Connection {
         let state = self.types.entry(ty).or_default();
         let subscribed = state.subscribed(resources.get(ty), &kept);
         let version = subscribed.version();
+        let holds = subscribed.whole().cloned();
         let all: Vec<Arc<Resource>> = subscribed.iter().map(Arc::clone).collect();
         if complete(ty) {
             state.client_has.clear();
@@ -180,20 +184,26 @@ impl Connection {
             // The client drops what it no longer names.
             state.forget_unsubscribed();
         }
-        self.send(ty, version, all)
+        self.send(ty, version, all, holds)
     }
 
     /// Records `resources` as sent at `version` and builds their response.
+    /// `holds` is the set the client holds all of once it has them, when
+    /// that is what the response brings it to.
     fn send(
         &mut self,
         ty: ResourceType,
         version: String,
         resources: Vec<Arc<Resource>>,
+        holds: Option<ResourceSet>,
     ) -> Response {
         let nonce = self.next_nonce();
         let generation = self.resources().generation();
         let state = self.types.entry(ty).or_default();
-        state.client_has.insert_sorted(&resources);
+        match holds {
+            Some(set) => state.client_has.hold(&set),
+            None => state.client_has.insert_sorted(&resources),
+        }
         state.record_sent(&nonce, &version, generation);
         Response::Sotw(SotwResponse {
             version_info: version,
