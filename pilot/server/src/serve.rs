@@ -111,9 +111,7 @@ impl ControlPlane {
             addr: args.xds_addr,
             source,
         };
-        let xds_listener = tokio::net::TcpListener::bind(args.xds_addr)
-            .await
-            .map_err(listen_xds)?;
+        let xds_listener = listen(args.xds_addr).map_err(listen_xds)?;
         let xds_addr = xds_listener.local_addr().map_err(listen_xds)?;
         let ads = AdsServer::new(snapshots.clone(), status.clone()).into_service();
         let mut stop = shutdown_rx.clone();
@@ -268,4 +266,22 @@ fn log_new_diagnostics(previous: &[Diagnostic], current: &[Diagnostic]) {
             info!("config warning: {d}");
         }
     }
+}
+
+/// How many connections the xDS listener lets wait to be accepted: a fleet
+/// reconnecting after a restart arrives at once, and tokio's default of
+/// 1,024 made the kernel reset the rest. The kernel caps it at
+/// `net.core.somaxconn` (4,096 by default).
+const XDS_BACKLOG: u32 = 8192;
+
+/// The xDS listener at `addr`, with room for a fleet's connects.
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(XDS_BACKLOG)
 }
