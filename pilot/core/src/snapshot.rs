@@ -243,6 +243,32 @@ impl Snapshot {
         snapshot
     }
 
+    /// Whether every proxy's shared clusters and endpoints are the same in
+    /// both snapshots: they depend on the services and their endpoints, the
+    /// DestinationRules and the Sidecar scopes, so a change of
+    /// VirtualServices alone leaves them as they were. Scopes are only
+    /// compared when there are none: a VirtualService can widen a scope
+    /// (its destinations stay reachable), so with Sidecars this says no.
+    pub fn same_clusters(&self, other: &Snapshot) -> bool {
+        fn same_rules(a: &Candidates<DestinationRule>, b: &Candidates<DestinationRule>) -> bool {
+            a.len() == b.len()
+                && a.iter().zip(b).all(|((ha, ca), (hb, cb))| {
+                    ha == hb
+                        && ca.len() == cb.len()
+                        && ca.iter().zip(cb).all(|(x, y)| {
+                            x.host == y.host
+                                && x.index == y.index
+                                && (Arc::ptr_eq(&x.object, &y.object) || x.object == y.object)
+                        })
+                })
+        }
+        self.sidecars.is_empty()
+            && other.sidecars.is_empty()
+            && self.mesh == other.mesh
+            && same_rules(&self.destination_rules, &other.destination_rules)
+            && self.registry == other.registry
+    }
+
     /// What `proxy` sees of the mesh: the scope of the Sidecar that applies
     /// to it (Istio's order: one in its namespace selecting its labels, its
     /// namespace's default, the root namespace's default), else all of it.

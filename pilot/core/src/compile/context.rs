@@ -18,7 +18,10 @@
 //! After a change of endpoints only, the next context starts from the
 //! previous one's shared clusters (see [`PushContext::after_endpoint_change`])
 //! and a proxy whose last set came from the previous snapshot gets only its
-//! endpoints compiled again ([`PushContext::endpoints_update`]).
+//! endpoints compiled again ([`PushContext::endpoints_update`]). After a
+//! change that leaves every shared cluster and endpoint as it was (routes
+//! only, [`PushContext::with_clusters_of`]), the shared parts carry over
+//! whole and only routes and the proxies' own parts are compiled.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, OnceLock};
@@ -53,12 +56,15 @@ pub struct PushContext {
     after: Option<EndpointBase>,
 }
 
-/// Where a context that follows an endpoint-only change starts from.
+/// Where a context that follows a change the shared clusters survive
+/// starts from.
 #[derive(Debug)]
 struct EndpointBase {
     /// The generation of the snapshot before the change.
     previous: u64,
-    changes: EndpointChanges,
+    /// The endpoints that changed; `None` when none did (a change of
+    /// routes only): then the shared parts carry over as they are.
+    changes: Option<EndpointChanges>,
     /// The previous context's shared parts, by namespace and scope, as far
     /// as they were built.
     shared: HashMap<SharedKey, Arc<SharedResources>>,
@@ -92,6 +98,22 @@ impl PushContext {
         previous: &PushContext,
         snapshot: Arc<Snapshot>,
         changes: EndpointChanges,
+    ) -> Self {
+        Self::carrying(previous, snapshot, Some(changes))
+    }
+
+    /// The context of `snapshot` when its shared clusters and endpoints
+    /// are `previous`'s ([`Snapshot::same_clusters`]): a change of
+    /// VirtualServices compiles routes again, not the mesh's clusters.
+    pub fn with_clusters_of(previous: &PushContext, snapshot: Arc<Snapshot>) -> Self {
+        debug_assert!(snapshot.same_clusters(&previous.snapshot));
+        Self::carrying(previous, snapshot, None)
+    }
+
+    fn carrying(
+        previous: &PushContext,
+        snapshot: Arc<Snapshot>,
+        changes: Option<EndpointChanges>,
     ) -> Self {
         let shared = previous
             .shared
@@ -138,9 +160,9 @@ impl PushContext {
         last_generation: u64,
     ) -> Option<ProxyResources> {
         let base = self.after.as_ref()?;
+        let changes = base.changes.as_ref()?;
         if base.previous != last_generation
-            || base
-                .changes
+            || changes
                 .addresses
                 .contains(&proxy.metadata.address.to_string())
         {
@@ -163,11 +185,18 @@ impl PushContext {
             let base = self
                 .after
                 .as_ref()
-                .and_then(|b| Some((b.shared.get(&key)?, &b.changes.hosts)));
-            Arc::new(match base {
-                Some((base, hosts)) => derive_shared(&self.snapshot, namespace, scope, base, hosts),
-                None => compile_shared(&self.snapshot, namespace, scope),
-            })
+                .and_then(|b| Some((b.shared.get(&key)?, b.changes.as_ref())));
+            match base {
+                Some((base, None)) => base.clone(),
+                Some((base, Some(changes))) => Arc::new(derive_shared(
+                    &self.snapshot,
+                    namespace,
+                    scope,
+                    base,
+                    &changes.hosts,
+                )),
+                None => Arc::new(compile_shared(&self.snapshot, namespace, scope)),
+            }
         })
         .clone()
     }
@@ -266,5 +295,77 @@ spec:
             &route(&context, &other_canary)
         ));
         assert_ne!(route(&context, &canary), route(&context, &stable));
+    }
+
+    fn snapshot(generation: u64, text: &str) -> Arc<Snapshot> {
+        let mut store = FileStore::default();
+        store.apply(Path::new("mesh.yaml"), text);
+        Arc::new(Snapshot::build(generation, &store.config()))
+    }
+
+    const RULE: &str = r#"
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: shop}
+spec:
+  host: reviews
+  trafficPolicy: {loadBalancer: {simple: RANDOM}}
+"#;
+
+    const SIDECAR: &str = r#"
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: shop}
+spec:
+  egress: [{hosts: ["./*"]}]
+"#;
+
+    #[test]
+    fn a_change_of_routes_only_carries_the_shared_clusters_over() {
+        let before = snapshot(1, MESH);
+        let after = snapshot(2, &format!("{MESH}{BY_SOURCE}"));
+        assert!(after.same_clusters(&before));
+        let previous = PushContext::new(before);
+        let client = proxy(1, &[("tier", "canary")]);
+        let old = previous.compile(&client);
+        let next = PushContext::with_clusters_of(&previous, after.clone());
+        let new = next.compile_consistent(&client).expect("consistent");
+        // The very clusters and endpoints of the previous context, and the
+        // bytes a compile from scratch gives.
+        for ty in [ResourceType::Cluster, ResourceType::Endpoint] {
+            let shared = |set: &crate::resources::ResourceSet| -> Vec<*const Resource> {
+                set.values().map(Arc::as_ptr).collect()
+            };
+            let (old, new) = (old.get(ty), new.get(ty));
+            let reused = shared(old)
+                .iter()
+                .zip(shared(new))
+                .filter(|(a, b)| std::ptr::eq(**a, *b))
+                .count();
+            assert!(reused > 0, "{ty:?}: shared resources carried over");
+        }
+        assert_eq!(new, super::super::compile(&after, &client));
+        assert_ne!(
+            new.get(ResourceType::Route),
+            old.get(ResourceType::Route),
+            "the routes are compiled again"
+        );
+        // No endpoint shortcut: the routes changed.
+        assert!(next.endpoints_update(&client, &old, 1).is_none());
+    }
+
+    #[test]
+    fn rules_services_and_sidecars_make_clusters_differ() {
+        let base = snapshot(1, MESH);
+        for (what, text) in [
+            ("a DestinationRule", format!("{MESH}{RULE}")),
+            ("a Sidecar", format!("{MESH}{SIDECAR}")),
+            ("a service port", MESH.replace("port: 80", "port: 81")),
+        ] {
+            assert!(!snapshot(2, &text).same_clusters(&base), "{what}");
+        }
+        assert!(snapshot(2, MESH).same_clusters(&base), "nothing changed");
     }
 }

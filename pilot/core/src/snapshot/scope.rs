@@ -484,6 +484,11 @@ impl Sidecars {
         hosts
     }
 
+    /// Whether there are no Sidecars, so every proxy sees the whole mesh.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+
     /// Every precomputed scope, by (Sidecar, namespace computed for).
     fn scopes(&self) -> HashMap<(ScopeKey, &str), &SidecarScope> {
         let mut out = HashMap::new();

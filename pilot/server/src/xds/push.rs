@@ -192,6 +192,9 @@ impl Inner {
         let changes = ChangeSet::between(previous.snapshot(), &next);
         let context = Arc::new(match changes.endpoints_only() {
             Some(endpoints) => PushContext::after_endpoint_change(&previous, next, endpoints),
+            None if next.same_clusters(previous.snapshot()) => {
+                PushContext::with_clusters_of(&previous, next)
+            }
             None => PushContext::new(next),
         });
         match self.current.write() {
