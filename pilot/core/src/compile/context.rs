@@ -4,7 +4,9 @@
 //!
 //! ```text
 //! Arc<Snapshot> ──► PushContext ─┬─ shared: (namespace, scope) ──► clusters + endpoints (encoded)
-//!  (immutable)     (per snapshot) └─ routes: (namespace, labels, scope) ──► route configuration (encoded)
+//!  (immutable)     (per snapshot) ├─ routes: (namespace, labels, scope) ──► route configuration (encoded)
+//!                                 └─ grpc:   (namespace, labels, scope) ──► API listeners + routes
+//!                                            (proxyless gRPC clients)
 //!                        │
 //!                        └──► compile_consistent(&Proxy) on any thread, concurrently
 //! ```
@@ -25,6 +27,7 @@ use std::sync::{Arc, OnceLock};
 
 use dashmap::DashMap;
 
+use super::grpc::{self, GrpcResources};
 use super::{
     Inconsistent, SharedResources, checked, compile_parts, compile_shared, derive_shared,
     outbound_routes, proxy_endpoints,
@@ -47,6 +50,9 @@ pub struct PushContext {
     snapshot: Arc<Snapshot>,
     shared: DashMap<SharedKey, Arc<OnceLock<Arc<SharedResources>>>>,
     routes: DashMap<RouteKey, Arc<OnceLock<Arc<Resource>>>>,
+    /// Proxyless gRPC clients' listeners and routes, which depend on what
+    /// outbound routes depend on.
+    grpc: DashMap<RouteKey, Arc<OnceLock<Arc<GrpcResources>>>>,
     /// The label keys some VirtualService's `sourceLabels` reads: the only
     /// labels of a proxy its routes depend on.
     route_labels: BTreeSet<String>,
@@ -80,6 +86,7 @@ impl PushContext {
             snapshot,
             shared: DashMap::new(),
             routes: DashMap::new(),
+            grpc: DashMap::new(),
             route_labels,
             after: None,
         }
@@ -179,6 +186,30 @@ impl PushContext {
     /// fleet of distinct workloads shares one route configuration per
     /// namespace and scope unless routes really tell their labels apart.
     pub(super) fn outbound_routes(&self, proxy: &Proxy, scope: &SidecarScope) -> Arc<Resource> {
+        let key = self.route_key(proxy, scope);
+        let cell = match self.routes.get(&key) {
+            Some(cell) => cell.clone(),
+            None => self.routes.entry(key).or_default().clone(),
+        };
+        cell.get_or_init(|| outbound_routes(&self.snapshot, proxy, scope))
+            .clone()
+    }
+
+    /// A proxyless gRPC client's listeners and routes, shared by the
+    /// clients of the same namespace, route labels and scope.
+    pub(super) fn grpc(&self, proxy: &Proxy, scope: &SidecarScope) -> Arc<GrpcResources> {
+        let key = self.route_key(proxy, scope);
+        let cell = match self.grpc.get(&key) {
+            Some(cell) => cell.clone(),
+            None => self.grpc.entry(key).or_default().clone(),
+        };
+        cell.get_or_init(|| Arc::new(grpc::compile(&self.snapshot, proxy, scope)))
+            .clone()
+    }
+
+    /// What `proxy`'s routes depend on: its namespace, the labels some
+    /// `sourceLabels` reads, and its scope.
+    fn route_key(&self, proxy: &Proxy, scope: &SidecarScope) -> RouteKey {
         let labels = proxy
             .metadata
             .labels
@@ -186,13 +217,7 @@ impl PushContext {
             .filter(|(k, _)| self.route_labels.contains(*k))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let key = (proxy.metadata.namespace.clone(), labels, scope.key());
-        let cell = match self.routes.get(&key) {
-            Some(cell) => cell.clone(),
-            None => self.routes.entry(key).or_default().clone(),
-        };
-        cell.get_or_init(|| outbound_routes(&self.snapshot, proxy, scope))
-            .clone()
+        (proxy.metadata.namespace.clone(), labels, scope.key())
     }
 }
 

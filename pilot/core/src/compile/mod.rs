@@ -5,7 +5,9 @@
 //!           │                          shared by their proxies)
 //!           ├─► locality-balanced     (per proxy: endpoint priorities and weights
 //!           │   endpoints              relative to the proxy's locality)
-//!           └─► listeners, routes     (per proxy: its address, namespace, scope and inbound ports)
+//!           ├─► listeners, routes     (per proxy: its address, namespace, scope and inbound ports)
+//!           └─► API listeners, routes (proxyless gRPC clients: per namespace, labels and
+//!                                      scope; see `grpc`)
 //! ```
 //!
 //! A proxy gets the clusters, endpoints and virtual hosts of only the
@@ -19,6 +21,7 @@
 mod cluster;
 mod context;
 mod endpoint;
+mod grpc;
 mod listener;
 pub mod names;
 mod proto;
@@ -74,6 +77,20 @@ fn compile_parts(
         Some(context) => context.shared(&proxy.metadata.namespace, &scope),
         None => Arc::new(compile_shared(snapshot, &proxy.metadata.namespace, &scope)),
     };
+    let endpoints = proxy_endpoints(snapshot, proxy, &shared);
+    if proxy.metadata.is_proxyless() {
+        let grpc = match context {
+            Some(context) => context.grpc(proxy, &scope),
+            None => Arc::new(grpc::compile(snapshot, proxy, &scope)),
+        };
+        let resources = ProxyResources::new(
+            shared.clusters.clone(),
+            endpoints,
+            grpc.listeners.clone(),
+            grpc.routes.clone(),
+        );
+        return (resources, shared, Vec::new());
+    }
     let mut own_clusters = Vec::new();
 
     let inbound = inbound_ports(snapshot, proxy);
@@ -111,7 +128,6 @@ fn compile_parts(
         insert(&mut listeners, ResourceType::Listener, &l.name.clone(), &l);
     }
 
-    let endpoints = proxy_endpoints(snapshot, proxy, &shared);
     let resources = ProxyResources::new(
         ResourceSet::new(&shared.clusters, own),
         endpoints,
