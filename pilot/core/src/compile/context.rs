@@ -32,7 +32,7 @@ use super::{
     Inconsistent, SharedResources, checked, compile_parts, compile_shared, derive_shared,
     outbound_routes, proxy_endpoints,
 };
-use crate::proxy::Proxy;
+use crate::proxy::{Generator, Proxy};
 use crate::resources::{ProxyResources, Resource, ResourceType};
 use crate::snapshot::{EndpointChanges, ScopeKey, SidecarScope, Snapshot};
 
@@ -40,9 +40,10 @@ use crate::snapshot::{EndpointChanges, ScopeKey, SidecarScope, Snapshot};
 /// `sourceLabels` reads, and its Sidecar scope.
 type RouteKey = (String, BTreeMap<String, String>, ScopeKey);
 
-/// What a proxy's shared clusters and endpoints depend on: its namespace and
-/// Sidecar scope.
-type SharedKey = (String, ScopeKey);
+/// What a proxy's shared clusters and endpoints depend on: its namespace,
+/// Sidecar scope, and kind of client (proxyless gRPC clients take clusters
+/// with the load balancers gRPC has).
+type SharedKey = (String, ScopeKey, Generator);
 
 /// Compiled, encoded resources of one snapshot, shared by its proxies.
 #[derive(Debug)]
@@ -154,14 +155,19 @@ impl PushContext {
             return None;
         }
         let scope = self.snapshot.scope_for(proxy);
-        let shared = self.shared(&proxy.metadata.namespace, &scope);
+        let shared = self.shared(&proxy.metadata.namespace, &scope, proxy.metadata.generator);
         let endpoints = proxy_endpoints(&self.snapshot, proxy, &shared);
         Some(last.with(ResourceType::Endpoint, endpoints))
     }
 
     /// The outbound clusters and endpoints seen from `namespace` in `scope`.
-    pub(super) fn shared(&self, namespace: &str, scope: &SidecarScope) -> Arc<SharedResources> {
-        let key = (namespace.to_string(), scope.key());
+    pub(super) fn shared(
+        &self,
+        namespace: &str,
+        scope: &SidecarScope,
+        generator: Generator,
+    ) -> Arc<SharedResources> {
+        let key = (namespace.to_string(), scope.key(), generator);
         let cell = match self.shared.get(&key) {
             Some(cell) => cell.clone(),
             None => self.shared.entry(key.clone()).or_default().clone(),
@@ -173,7 +179,7 @@ impl PushContext {
                 .and_then(|b| Some((b.shared.get(&key)?, &b.changes.hosts)));
             Arc::new(match base {
                 Some((base, hosts)) => derive_shared(&self.snapshot, namespace, scope, base, hosts),
-                None => compile_shared(&self.snapshot, namespace, scope),
+                None => compile_shared(&self.snapshot, namespace, scope, generator),
             })
         })
         .clone()

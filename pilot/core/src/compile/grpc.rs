@@ -11,6 +11,11 @@
 //!   EDS  their load assignments                   ─┘ sidecars, unchanged
 //! ```
 //!
+//! Clusters are the sidecars' with one difference: gRPC balances with
+//! round robin or a hash ring only (it rejects a cluster whose `lb_policy`
+//! is another), so Istio's default LEAST_REQUEST and RANDOM become
+//! ROUND_ROBIN and MAGLEV becomes RING_HASH, as Istio's gRPC generator does.
+//!
 //! A gRPC client names each resource it wants, so the listener and route
 //! configuration of every admitted service port are compiled and the
 //! subscription picks. Routes come from the same route compiler as an Envoy
@@ -19,6 +24,8 @@
 //! has no listeners of its own: it only sends, so it gets no inbound
 //! listeners or clusters.
 
+use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+use envoy_types::pb::envoy::config::cluster::v3::cluster::{LbConfig, LbPolicy};
 use envoy_types::pb::envoy::config::listener::v3::{ApiListener, Listener};
 use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
@@ -71,6 +78,23 @@ pub(crate) fn compile(snapshot: &Snapshot, proxy: &Proxy, scope: &SidecarScope) 
         listeners: listeners.into(),
         routes: routes.into(),
     }
+}
+
+/// An outbound cluster as a gRPC client takes it: a load balancer gRPC has
+/// in place of one it lacks.
+pub(crate) fn cluster(mut cluster: Cluster) -> Cluster {
+    let policy = match LbPolicy::try_from(cluster.lb_policy) {
+        Ok(LbPolicy::LeastRequest | LbPolicy::Random) => LbPolicy::RoundRobin,
+        Ok(LbPolicy::Maglev) => LbPolicy::RingHash,
+        _ => return cluster,
+    };
+    cluster.lb_policy = policy as i32;
+    // The old policy's settings (a Maglev table size, least-request choice
+    // count) do not carry over; the ring takes gRPC's defaults.
+    if !matches!(cluster.lb_config, Some(LbConfig::RingHashLbConfig(_))) {
+        cluster.lb_config = None;
+    }
+    cluster
 }
 
 /// The listener a `xds:///NAME` target asks for: no address, an HTTP
@@ -199,6 +223,41 @@ spec:
         assert_eq!(rds.route_config_name, NAME);
         let filters: Vec<&str> = hcm.http_filters.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(filters, [filters::FAULT, filters::ROUTER]);
+    }
+
+    #[test]
+    fn clusters_take_load_balancers_grpc_has() {
+        let with = |policy: LbPolicy, config: Option<LbConfig>| Cluster {
+            lb_policy: policy as i32,
+            lb_config: config,
+            ..Default::default()
+        };
+        let maglev = LbConfig::MaglevLbConfig(Default::default());
+        let ring = LbConfig::RingHashLbConfig(Default::default());
+        let cases = [
+            (
+                with(LbPolicy::LeastRequest, None),
+                LbPolicy::RoundRobin,
+                None,
+            ),
+            (with(LbPolicy::Random, None), LbPolicy::RoundRobin, None),
+            (with(LbPolicy::RoundRobin, None), LbPolicy::RoundRobin, None),
+            (
+                with(LbPolicy::Maglev, Some(maglev)),
+                LbPolicy::RingHash,
+                None,
+            ),
+            (
+                with(LbPolicy::RingHash, Some(ring.clone())),
+                LbPolicy::RingHash,
+                Some(ring),
+            ),
+        ];
+        for (input, policy, config) in cases {
+            let output = cluster(input.clone());
+            assert_eq!(output.lb_policy, policy as i32, "{input:?}");
+            assert_eq!(output.lb_config, config, "{input:?}");
+        }
     }
 
     #[test]
