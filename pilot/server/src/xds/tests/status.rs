@@ -13,6 +13,7 @@ fn status(id: &str, stream_id: u64) -> ProxyStatus {
         workload: "shop".to_string(),
         address: "10.0.0.7".parse().unwrap(),
         mode: Mode::Sotw,
+        proxyless: false,
         stream_id,
         nacks: 0,
         generation: 0,
