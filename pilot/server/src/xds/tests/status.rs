@@ -51,6 +51,7 @@ fn json_shape_is_the_public_contract() {
             "workload": "shop",
             "address": "10.0.0.7",
             "mode": "delta",
+            "proxyless": false,
             "stream_id": 3,
             "nacks": 1,
             "generation": 5,
