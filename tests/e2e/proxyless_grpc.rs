@@ -85,14 +85,16 @@ spec:
   - route: [{destination: {host: reviews, subset: v1}}]
 "#;
 
-/// Every call to v2.
+/// Every call to v2, with a timeout (which gRPC takes as the route's
+/// `max_stream_duration`).
 const ALL_TO_V2: &str = r#"apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: reviews}
 spec:
   hosts: [reviews]
   http:
-  - route: [{destination: {host: reviews, subset: v2}}]
+  - timeout: 10s
+    route: [{destination: {host: reviews, subset: v2}}]
 "#;
 
 /// The Python client: commands in, one JSON line of answers out per command.
@@ -240,6 +242,8 @@ async fn a_proxyless_grpc_client_follows_virtual_service_routes() {
             last = client.calls(4, None).await;
         }
         mesh.wait_converged(&["grpc-client"]).await;
+        let status = mesh.proxy("grpc-client").await.unwrap();
+        assert_eq!(status["nacks"], 0, "{status}");
     };
     // A failing step shows the xDS client's side of the story.
     let _log = PrintOnPanic(&log);

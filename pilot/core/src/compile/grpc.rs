@@ -27,6 +27,8 @@
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{LbConfig, LbPolicy};
 use envoy_types::pb::envoy::config::listener::v3::{ApiListener, Listener};
+use envoy_types::pb::envoy::config::route::v3::route::Action;
+use envoy_types::pb::envoy::config::route::v3::route_action::MaxStreamDuration;
 use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, VirtualHost};
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
@@ -137,12 +139,22 @@ fn http_filter(name: &str) -> HttpFilter {
 /// An outbound virtual host as a gRPC client takes it: per-filter configs
 /// only for the filters its listener runs (gRPC rejects a route
 /// configuration whose per-filter config names a filter type it does not
-/// know, such as a VirtualService's CORS policy).
+/// know, such as a VirtualService's CORS policy), and a VirtualService
+/// timeout as `max_stream_duration`, the one timeout gRPC reads (it caps
+/// each call's deadline).
 fn for_grpc(mut vhost: VirtualHost) -> VirtualHost {
     let known = |name: &String| HTTP_FILTERS.contains(&name.as_str());
     vhost.typed_per_filter_config.retain(|name, _| known(name));
     for route in &mut vhost.routes {
         route.typed_per_filter_config.retain(|name, _| known(name));
+        if let Some(Action::Route(action)) = &mut route.action
+            && let Some(timeout) = action.timeout.filter(|t| t.seconds > 0 || t.nanos > 0)
+        {
+            action.max_stream_duration = Some(MaxStreamDuration {
+                max_stream_duration: Some(timeout),
+                ..Default::default()
+            });
+        }
     }
     vhost
 }
@@ -152,7 +164,6 @@ mod tests {
     use std::path::Path;
 
     use discovery::file::FileStore;
-    use envoy_types::pb::envoy::config::route::v3::route::Action;
     use envoy_types::pb::envoy::config::route::v3::route_action::ClusterSpecifier;
     use prost::{Message, Name};
 
@@ -186,6 +197,7 @@ spec:
       allowOrigins: [{exact: "https://shop.example"}]
     fault:
       abort: {httpStatus: 503, percentage: {value: 1}}
+    timeout: 2s
     route:
     - {destination: {host: reviews, subset: v1}, weight: 80}
     - {destination: {host: reviews, subset: v2}, weight: 20}
@@ -292,5 +304,8 @@ spec:
         );
         let per_filter: Vec<&String> = route.typed_per_filter_config.keys().collect();
         assert_eq!(per_filter, [filters::FAULT]);
+        let limit = action.max_stream_duration.as_ref().unwrap();
+        let limit = limit.max_stream_duration.unwrap();
+        assert_eq!((limit.seconds, limit.nanos), (2, 0));
     }
 }
