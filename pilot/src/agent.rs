@@ -88,6 +88,7 @@ impl ProxyArgs {
                 app_address: self.app,
                 app_ports: self.app_ports.iter().copied().collect(),
                 outbound_port: self.outbound_port,
+                generator: Default::default(),
             },
             xds_address: self.xds_addr.clone(),
             xds_mode: self.xds_mode,

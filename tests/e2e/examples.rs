@@ -58,6 +58,7 @@ fn proxy_for(address: IpAddr, name: &str, namespace: &str) -> Proxy {
         app_address: Some(SocketAddr::new(address, APP_PORT)),
         app_ports: Default::default(),
         outbound_port: DEFAULT_OUTBOUND_PORT,
+        generator: Default::default(),
     })
 }
 

@@ -17,6 +17,7 @@ mod fidelity_wildcard;
 mod fixture;
 mod harness;
 mod netns;
+mod proxyless_grpc;
 mod resilience;
 mod resilience_api;
 mod sidecar_scope;

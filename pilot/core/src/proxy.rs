@@ -1,4 +1,4 @@
-//! A connected sidecar as the compiler sees it: its node id and the
+//! A connected sidecar (or proxyless gRPC client) as the compiler sees it: its node id and the
 //! metadata it declared.
 //!
 //! The metadata, its keys and how they are written and read are the
@@ -7,7 +7,9 @@
 use std::net::SocketAddr;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
-pub use pilot_node::{DEFAULT_ADMIN_PORT, DEFAULT_OUTBOUND_PORT, NodeError, NodeMetadata, meta};
+pub use pilot_node::{
+    DEFAULT_ADMIN_PORT, DEFAULT_OUTBOUND_PORT, Generator, NodeError, NodeMetadata, meta,
+};
 
 /// A connected sidecar, as the compiler sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]

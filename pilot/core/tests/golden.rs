@@ -4,8 +4,10 @@
 //! `<case>.diagnostics.txt`.
 //!
 //! The proxy is the WorkloadEntry named by a `# proxy: NAMESPACE/NAME` line
-//! (else the first one); its application listens on `ADDRESS:15080`. Lines
-//! `# mesh: TEXT` together are the mesh config (`--mesh-config`).
+//! (else the first one); its application listens on `ADDRESS:15080`. With a
+//! `# generator: grpc` line it is that workload's proxyless gRPC client
+//! instead of its sidecar. Lines `# mesh: TEXT` together are the mesh config
+//! (`--mesh-config`).
 //!
 //! `REFRESH_GOLDEN=1 cargo test -p pilot --test golden` rewrites the expected
 //! files and deletes orphans; review the result with `git diff`.
@@ -170,13 +172,20 @@ fn proxy_for(text: &str, objects: &[std::sync::Arc<Object>]) -> Option<Proxy> {
             .find(|we| format!("{}/{}", we.meta.namespace, we.meta.name) == w)?,
         None => entries.into_iter().next()?,
     };
-    support::proxy_of(we)
+    let proxyless = text
+        .lines()
+        .any(|l| l.strip_prefix("# generator: ").map(str::trim) == Some("grpc"));
+    if proxyless {
+        support::proxyless_of(we)
+    } else {
+        support::proxy_of(we)
+    }
 }
 
 /// The server compiles through a push context, which shares what proxies
 /// have in common; the golden files are compiled from scratch. Every
-/// WorkloadEntry of every golden input, as a proxy, gets the same bytes both
-/// ways. Then each input's first WorkloadEntry moves to another address: when
+/// WorkloadEntry of every golden input, as a sidecar and as a proxyless
+/// gRPC client, gets the same bytes both ways. Then each input's first WorkloadEntry moves to another address: when
 /// that is an endpoint-only change, the context that follows it (shared
 /// clusters carried over, only endpoints compiled again) gives every other
 /// proxy the same bytes as a compile from scratch of the changed snapshot.
@@ -247,9 +256,11 @@ fn snapshot_and_proxies(file: &str, text: &str, generation: u64) -> (Snapshot, V
         .objects
         .iter()
         .filter_map(|o| match o.as_ref() {
-            Object::WorkloadEntry(we) => support::proxy_of(we),
+            Object::WorkloadEntry(we) => Some(we),
             _ => None,
         })
+        .flat_map(|we| [support::proxy_of(we), support::proxyless_of(we)])
+        .flatten()
         .collect();
     (mesh_of(text).build(generation, &config), proxies)
 }

@@ -2,15 +2,21 @@
 //!
 //! The keys are the ones in [`crate::meta`], written by the agent into the
 //! bootstrap. Unknown keys are ignored: Envoy and other agents add their own.
+//!
+//! A proxyless gRPC client (`GENERATOR: grpc`) is held to less: its
+//! bootstrap is often written by hand or by Istio's agent, so the namespace
+//! and labels may come under Istio's keys, and the workload and address
+//! default to the ones in an Istio-style node id
+//! (`sidecar~ADDRESS~WORKLOAD.NAMESPACE~...`), else to none.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::protobuf::value::Kind;
 use envoy_types::pb::google::protobuf::{Struct, Value};
 
-use crate::{DEFAULT_OUTBOUND_PORT, NodeMetadata, meta};
+use crate::{DEFAULT_OUTBOUND_PORT, Generator, NodeMetadata, meta, parse_node_id};
 
 /// Why a node cannot be served.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,20 +50,50 @@ impl NodeMetadata {
         if id.is_empty() {
             return Err(NodeError::MissingId);
         }
-        NodeMetadata::from_struct(metadata.as_ref().unwrap_or(&Struct::default()))
+        NodeMetadata::read(metadata.as_ref().unwrap_or(&Struct::default()), Some(id))
     }
 
     /// The metadata in `metadata`, every [`meta`] key checked.
     pub fn from_struct(metadata: &Struct) -> Result<Self> {
+        NodeMetadata::read(metadata, None)
+    }
+
+    /// The metadata in `metadata` of the node `id`.
+    fn read(metadata: &Struct, id: Option<&str>) -> Result<Self> {
         let fields = Fields(metadata);
 
-        let namespace = fields.required_string(meta::NAMESPACE)?;
-        let workload = fields.required_string(meta::WORKLOAD)?;
-        let address = fields.required_string(meta::ADDRESS)?;
-        let address: IpAddr = address
-            .parse()
-            .map_err(|_| invalid(meta::ADDRESS, format!("{address:?} is not an IP address")))?;
-        let labels = fields.string_map(meta::LABELS)?;
+        let generator = match fields.optional_string(meta::GENERATOR)? {
+            None => Generator::Envoy,
+            Some(value) => {
+                Generator::parse(&value).map_err(|e| invalid(meta::GENERATOR, e.to_string()))?
+            }
+        };
+        let proxyless = generator.is_proxyless();
+        let (id_address, id_workload) = id.map(parse_node_id).unwrap_or_default();
+
+        let namespace = match fields.optional_string(meta::NAMESPACE)? {
+            Some(namespace) => namespace,
+            None if proxyless => fields
+                .optional_string(meta::ISTIO_NAMESPACE)?
+                .ok_or(NodeError::Missing(meta::NAMESPACE))?,
+            None => return Err(NodeError::Missing(meta::NAMESPACE)),
+        };
+        let workload = match fields.optional_string(meta::WORKLOAD)? {
+            Some(workload) => workload,
+            None if proxyless => id_workload.or(id).unwrap_or_default().to_string(),
+            None => return Err(NodeError::Missing(meta::WORKLOAD)),
+        };
+        let address = match fields.optional_string(meta::ADDRESS)? {
+            Some(address) => address
+                .parse()
+                .map_err(|_| invalid(meta::ADDRESS, format!("{address:?} is not an IP address")))?,
+            None if proxyless => id_address.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+            None => return Err(NodeError::Missing(meta::ADDRESS)),
+        };
+        let mut labels = fields.string_map(meta::LABELS)?;
+        if proxyless && fields.get(meta::LABELS).is_none() {
+            labels = fields.string_map(meta::ISTIO_LABELS)?;
+        }
         let service_account = fields.optional_string(meta::SERVICE_ACCOUNT)?;
         let app_address = fields
             .optional_string(meta::APP_ADDRESS)?
@@ -82,6 +118,7 @@ impl NodeMetadata {
             app_address,
             app_ports,
             outbound_port: outbound_port.unwrap_or(DEFAULT_OUTBOUND_PORT),
+            generator,
         })
     }
 }
@@ -98,13 +135,6 @@ impl Fields<'_> {
             })
             | None => None,
             Some(Value { kind: Some(kind) }) => Some(kind),
-        }
-    }
-
-    fn required_string(&self, key: &'static str) -> Result<String> {
-        match self.optional_string(key)? {
-            Some(s) => Ok(s),
-            None => Err(NodeError::Missing(key)),
         }
     }
 

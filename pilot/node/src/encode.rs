@@ -9,7 +9,8 @@ use serde_json::{Map, Value as Json};
 use crate::{NodeMetadata, meta};
 
 impl NodeMetadata {
-    /// The bootstrap's `node.metadata`, with every [`meta`] key. Labels and
+    /// The bootstrap's `node.metadata`, with every [`meta`] key (`GENERATOR`
+    /// only for a proxyless gRPC client). Labels and
     /// application ports are objects of strings, the outbound port is a
     /// string; the service account and the application address are left out
     /// when unset.
@@ -23,6 +24,7 @@ impl NodeMetadata {
             app_address,
             app_ports,
             outbound_port,
+            generator,
         } = self;
         let mut m = Map::new();
         m.insert(meta::NAMESPACE.into(), namespace.clone().into());
@@ -45,6 +47,10 @@ impl NodeMetadata {
             .collect();
         m.insert(meta::APP_PORTS.into(), Json::Object(app_ports));
         m.insert(meta::OUTBOUND_PORT.into(), outbound_port.to_string().into());
+        // Envoy sidecars leave the key out, as Istio's do.
+        if generator.is_proxyless() {
+            m.insert(meta::GENERATOR.into(), generator.as_str().into());
+        }
         Json::Object(m)
     }
 

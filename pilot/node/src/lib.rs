@@ -14,6 +14,8 @@
 
 mod decode;
 mod encode;
+mod generator;
+mod grpc;
 mod mode;
 #[cfg(test)]
 mod tests;
@@ -23,6 +25,8 @@ use std::net::{IpAddr, SocketAddr};
 
 pub use decode::{NodeError, Result};
 pub use encode::json_to_proto;
+pub use generator::{Generator, UnknownGenerator};
+pub use grpc::GrpcBootstrap;
 pub use mode::{Mode, UnknownMode};
 
 /// Node metadata keys.
@@ -39,6 +43,15 @@ pub mod meta {
     pub const APP_PORTS: &str = "app_ports";
     /// Port of the outbound listener (15001 unless set).
     pub const OUTBOUND_PORT: &str = "outbound_port";
+    /// What kind of xDS client the node is (see [`Generator`](crate::Generator)):
+    /// absent for an Envoy sidecar, `grpc` for a proxyless gRPC client.
+    /// Istio's key, with Istio's values.
+    pub const GENERATOR: &str = "GENERATOR";
+    /// Istio's keys for the namespace and the labels, which the bootstrap
+    /// Istio's agent writes for a proxyless gRPC client carries; read for
+    /// proxyless nodes when [`NAMESPACE`] or [`LABELS`] is absent.
+    pub const ISTIO_NAMESPACE: &str = "NAMESPACE";
+    pub const ISTIO_LABELS: &str = "LABELS";
 }
 
 /// Port of the outbound listener when the node does not set one.
@@ -46,7 +59,14 @@ pub const DEFAULT_OUTBOUND_PORT: u16 = 15001;
 /// Port of Envoy's admin interface on the workload's address.
 pub const DEFAULT_ADMIN_PORT: u16 = 15000;
 
-/// What a sidecar declares about its workload in the node metadata.
+/// What a sidecar (or a proxyless gRPC client) declares about its workload
+/// in the node metadata.
+///
+/// A proxyless gRPC client needs to declare only its namespace (and its
+/// labels, for Sidecar scopes and `sourceLabels`); its workload name and
+/// address come from an Istio-style node id when the metadata leaves them
+/// out, and it has no listeners of its own, so the application and
+/// outbound ports do not apply to it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeMetadata {
     pub namespace: String,
@@ -60,6 +80,8 @@ pub struct NodeMetadata {
     /// Inbound port -> where the application listens for it.
     pub app_ports: BTreeMap<u16, SocketAddr>,
     pub outbound_port: u16,
+    /// Envoy sidecar or proxyless gRPC client.
+    pub generator: Generator,
 }
 
 impl NodeMetadata {
@@ -75,7 +97,25 @@ impl NodeMetadata {
             app_address: None,
             app_ports: BTreeMap::new(),
             outbound_port: DEFAULT_OUTBOUND_PORT,
+            generator: Generator::Envoy,
         }
+    }
+
+    /// A proxyless gRPC client `workload` of `namespace` at `address`.
+    pub fn grpc(
+        namespace: impl Into<String>,
+        workload: impl Into<String>,
+        address: IpAddr,
+    ) -> Self {
+        NodeMetadata {
+            generator: Generator::Grpc,
+            ..NodeMetadata::new(namespace, workload, address)
+        }
+    }
+
+    /// Whether the node is a proxyless gRPC client.
+    pub fn is_proxyless(&self) -> bool {
+        self.generator.is_proxyless()
     }
 
     /// The node id the agent gives this workload.
@@ -98,4 +138,17 @@ impl NodeMetadata {
 /// `sidecar~ADDRESS~WORKLOAD.NAMESPACE~NAMESPACE.svc.cluster.local`.
 pub fn node_id(address: IpAddr, workload: &str, namespace: &str) -> String {
     format!("sidecar~{address}~{workload}.{namespace}~{namespace}.svc.cluster.local")
+}
+
+/// The address and the workload name in a node id of [`node_id`]'s format,
+/// as far as it has them.
+pub(crate) fn parse_node_id(id: &str) -> (Option<IpAddr>, Option<&str>) {
+    let mut parts = id.split('~');
+    let _kind = parts.next();
+    let address = parts.next().and_then(|a| a.parse().ok());
+    let workload = parts
+        .next()
+        .and_then(|w| w.split('.').next())
+        .filter(|w| !w.is_empty());
+    (address, workload)
 }

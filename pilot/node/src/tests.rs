@@ -6,7 +6,7 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::protobuf::value::Kind;
 use envoy_types::pb::google::protobuf::{Struct, Value};
 
-use crate::{DEFAULT_OUTBOUND_PORT, NodeError, NodeMetadata, meta};
+use crate::{DEFAULT_OUTBOUND_PORT, Generator, GrpcBootstrap, NodeError, NodeMetadata, meta};
 
 fn string(s: &str) -> Value {
     Value {
@@ -98,6 +98,7 @@ fn full_metadata_parses() {
             app_address: Some("127.0.0.1:8080".parse().unwrap()),
             app_ports: BTreeMap::from([(9090, "127.0.0.1:9091".parse().unwrap())]),
             outbound_port: 15006,
+            generator: Generator::Envoy,
         }
     );
 }
@@ -259,7 +260,9 @@ fn reviews() -> NodeMetadata {
 #[test]
 fn what_is_encoded_decodes_to_the_same_metadata() {
     let minimal = NodeMetadata::new("default", "client", "fd00::8".parse().unwrap());
-    for m in [reviews(), minimal] {
+    let mut proxyless = NodeMetadata::grpc("shop", "ratings", "127.0.1.9".parse().unwrap());
+    proxyless.labels = BTreeMap::from([("app".to_string(), "ratings".to_string())]);
+    for m in [reviews(), minimal, proxyless] {
         let node = m.to_node();
         assert_eq!(node.id, m.node_id());
         assert_eq!(node.cluster, m.cluster());
@@ -334,4 +337,89 @@ fn modes_read_and_print_their_names() {
         "grpc".parse::<Mode>().unwrap_err().to_string(),
         "unknown xDS mode \"grpc\": expected sotw or delta"
     );
+}
+
+#[test]
+fn grpc_generator_marks_a_proxyless_client() {
+    let proxyless = NodeMetadata::from_node(&with(meta::GENERATOR, string("grpc"))).unwrap();
+    assert_eq!(proxyless.generator, Generator::Grpc);
+    assert!(proxyless.is_proxyless());
+    let istio = NodeMetadata::from_node(&with(meta::GENERATOR, string("istio"))).unwrap();
+    assert_eq!(istio.generator, Generator::Envoy);
+    assert_eq!(
+        NodeMetadata::from_node(&node(full())).unwrap().generator,
+        Generator::Envoy
+    );
+    assert_eq!(
+        error(&with(meta::GENERATOR, string("api"))),
+        "node metadata.GENERATOR: unknown generator \"api\": expected grpc, or no GENERATOR for an Envoy sidecar"
+    );
+}
+
+/// What Istio's agent writes for a proxyless client: Istio's keys, and the
+/// workload and address only in the node id.
+#[test]
+fn a_proxyless_client_needs_only_its_namespace() {
+    let m = NodeMetadata::from_node(&node(vec![
+        (meta::GENERATOR, string("grpc")),
+        (meta::ISTIO_NAMESPACE, string("store")),
+        (meta::ISTIO_LABELS, object(&[("app", string("shop"))])),
+    ]))
+    .unwrap();
+    assert_eq!(m.namespace, "store");
+    assert_eq!(m.workload, "shop");
+    assert_eq!(m.address, "10.0.0.7".parse::<std::net::IpAddr>().unwrap());
+    assert_eq!(
+        m.labels,
+        BTreeMap::from([("app".to_string(), "shop".to_string())])
+    );
+
+    let bare = Node {
+        id: "client-1".to_string(),
+        ..node(vec![
+            (meta::GENERATOR, string("grpc")),
+            (meta::NAMESPACE, string("store")),
+        ])
+    };
+    let m = NodeMetadata::from_node(&bare).unwrap();
+    assert_eq!(m.workload, "client-1");
+    assert!(m.address.is_unspecified());
+
+    // The namespace is the one thing it must say, under either key.
+    let none = node(vec![(meta::GENERATOR, string("grpc"))]);
+    assert_eq!(error(&none), "node metadata.namespace: missing");
+    // An Envoy sidecar still declares everything.
+    assert_eq!(
+        error(&node(vec![(meta::NAMESPACE, string("store"))])),
+        "node metadata.workload: missing"
+    );
+}
+
+#[test]
+fn the_grpc_bootstrap_names_the_server_and_the_node() {
+    let node = NodeMetadata::grpc("shop", "client", "127.0.85.1".parse().unwrap());
+    let bootstrap = GrpcBootstrap {
+        server_uri: "127.0.85.250:15010".to_string(),
+        node: node.clone(),
+    }
+    .to_json();
+    assert_eq!(
+        bootstrap["xds_servers"],
+        serde_json::json!([{
+            "server_uri": "127.0.85.250:15010",
+            "channel_creds": [{"type": "insecure"}],
+            "server_features": ["xds_v3"],
+        }])
+    );
+    assert_eq!(
+        bootstrap["node"]["id"],
+        "sidecar~127.0.85.1~client.shop~shop.svc.cluster.local"
+    );
+    assert_eq!(bootstrap["node"]["metadata"][meta::GENERATOR], "grpc");
+    let Some(envoy_types::pb::google::protobuf::value::Kind::StructValue(metadata)) =
+        crate::json_to_proto(&bootstrap["node"]["metadata"]).kind
+    else {
+        panic!("metadata is an object: {bootstrap}");
+    };
+    assert_eq!(NodeMetadata::from_struct(&metadata), Ok(node));
 }

@@ -52,5 +52,6 @@ pub(crate) fn proxy(s: usize, e: usize, endpoints: usize) -> Proxy {
         app_address: Some(SocketAddr::new(ip, 15080)),
         app_ports: Default::default(),
         outbound_port: DEFAULT_OUTBOUND_PORT,
+        generator: Default::default(),
     })
 }

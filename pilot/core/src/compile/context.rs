@@ -4,7 +4,9 @@
 //!
 //! ```text
 //! Arc<Snapshot> ──► PushContext ─┬─ shared: (namespace, scope) ──► clusters + endpoints (encoded)
-//!  (immutable)     (per snapshot) └─ routes: (namespace, labels, scope) ──► route configuration (encoded)
+//!  (immutable)     (per snapshot) ├─ routes: (namespace, labels, scope) ──► route configuration (encoded)
+//!                                 └─ grpc:   (namespace, labels, scope) ──► API listeners + routes
+//!                                            (proxyless gRPC clients)
 //!                        │
 //!                        └──► compile_consistent(&Proxy) on any thread, concurrently
 //! ```
@@ -28,11 +30,12 @@ use std::sync::{Arc, OnceLock};
 
 use dashmap::DashMap;
 
+use super::grpc::{self, GrpcResources};
 use super::{
     Inconsistent, SharedResources, checked, compile_parts, compile_shared, derive_shared,
     outbound_routes, proxy_endpoints,
 };
-use crate::proxy::Proxy;
+use crate::proxy::{Generator, Proxy};
 use crate::resources::{ProxyResources, Resource, ResourceType};
 use crate::snapshot::{EndpointChanges, ScopeKey, SidecarScope, Snapshot};
 
@@ -40,9 +43,10 @@ use crate::snapshot::{EndpointChanges, ScopeKey, SidecarScope, Snapshot};
 /// `sourceLabels` reads, and its Sidecar scope.
 type RouteKey = (String, BTreeMap<String, String>, ScopeKey);
 
-/// What a proxy's shared clusters and endpoints depend on: its namespace and
-/// Sidecar scope.
-type SharedKey = (String, ScopeKey);
+/// What a proxy's shared clusters and endpoints depend on: its namespace,
+/// Sidecar scope, and kind of client (proxyless gRPC clients take clusters
+/// with the load balancers gRPC has).
+type SharedKey = (String, ScopeKey, Generator);
 
 /// Compiled, encoded resources of one snapshot, shared by its proxies.
 #[derive(Debug)]
@@ -50,6 +54,9 @@ pub struct PushContext {
     snapshot: Arc<Snapshot>,
     shared: DashMap<SharedKey, Arc<OnceLock<Arc<SharedResources>>>>,
     routes: DashMap<RouteKey, Arc<OnceLock<Arc<Resource>>>>,
+    /// Proxyless gRPC clients' listeners and routes, which depend on what
+    /// outbound routes depend on.
+    grpc: DashMap<RouteKey, Arc<OnceLock<Arc<GrpcResources>>>>,
     /// The label keys some VirtualService's `sourceLabels` reads: the only
     /// labels of a proxy its routes depend on.
     route_labels: BTreeSet<String>,
@@ -86,6 +93,7 @@ impl PushContext {
             snapshot,
             shared: DashMap::new(),
             routes: DashMap::new(),
+            grpc: DashMap::new(),
             route_labels,
             after: None,
         }
@@ -169,14 +177,19 @@ impl PushContext {
             return None;
         }
         let scope = self.snapshot.scope_for(proxy);
-        let shared = self.shared(&proxy.metadata.namespace, &scope);
+        let shared = self.shared(&proxy.metadata.namespace, &scope, proxy.metadata.generator);
         let endpoints = proxy_endpoints(&self.snapshot, proxy, &shared);
         Some(last.with(ResourceType::Endpoint, endpoints))
     }
 
     /// The outbound clusters and endpoints seen from `namespace` in `scope`.
-    pub(super) fn shared(&self, namespace: &str, scope: &SidecarScope) -> Arc<SharedResources> {
-        let key = (namespace.to_string(), scope.key());
+    pub(super) fn shared(
+        &self,
+        namespace: &str,
+        scope: &SidecarScope,
+        generator: Generator,
+    ) -> Arc<SharedResources> {
+        let key = (namespace.to_string(), scope.key(), generator);
         let cell = match self.shared.get(&key) {
             Some(cell) => cell.clone(),
             None => self.shared.entry(key.clone()).or_default().clone(),
@@ -195,7 +208,7 @@ impl PushContext {
                     base,
                     &changes.hosts,
                 )),
-                None => Arc::new(compile_shared(&self.snapshot, namespace, scope)),
+                None => Arc::new(compile_shared(&self.snapshot, namespace, scope, generator)),
             }
         })
         .clone()
@@ -208,6 +221,30 @@ impl PushContext {
     /// fleet of distinct workloads shares one route configuration per
     /// namespace and scope unless routes really tell their labels apart.
     pub(super) fn outbound_routes(&self, proxy: &Proxy, scope: &SidecarScope) -> Arc<Resource> {
+        let key = self.route_key(proxy, scope);
+        let cell = match self.routes.get(&key) {
+            Some(cell) => cell.clone(),
+            None => self.routes.entry(key).or_default().clone(),
+        };
+        cell.get_or_init(|| outbound_routes(&self.snapshot, proxy, scope))
+            .clone()
+    }
+
+    /// A proxyless gRPC client's listeners and routes, shared by the
+    /// clients of the same namespace, route labels and scope.
+    pub(super) fn grpc(&self, proxy: &Proxy, scope: &SidecarScope) -> Arc<GrpcResources> {
+        let key = self.route_key(proxy, scope);
+        let cell = match self.grpc.get(&key) {
+            Some(cell) => cell.clone(),
+            None => self.grpc.entry(key).or_default().clone(),
+        };
+        cell.get_or_init(|| Arc::new(grpc::compile(&self.snapshot, proxy, scope)))
+            .clone()
+    }
+
+    /// What `proxy`'s routes depend on: its namespace, the labels some
+    /// `sourceLabels` reads, and its scope.
+    fn route_key(&self, proxy: &Proxy, scope: &SidecarScope) -> RouteKey {
         let labels = proxy
             .metadata
             .labels
@@ -215,13 +252,7 @@ impl PushContext {
             .filter(|(k, _)| self.route_labels.contains(*k))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let key = (proxy.metadata.namespace.clone(), labels, scope.key());
-        let cell = match self.routes.get(&key) {
-            Some(cell) => cell.clone(),
-            None => self.routes.entry(key).or_default().clone(),
-        };
-        cell.get_or_init(|| outbound_routes(&self.snapshot, proxy, scope))
-            .clone()
+        (proxy.metadata.namespace.clone(), labels, scope.key())
     }
 }
 

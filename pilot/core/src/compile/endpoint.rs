@@ -733,6 +733,7 @@ spec: {address: 127.0.5.4, labels: {app: cart}, locality: us-east/a}
             app_address: None,
             app_ports: BTreeMap::new(),
             outbound_port: crate::proxy::DEFAULT_OUTBOUND_PORT,
+            generator: Default::default(),
         })
     }
 

@@ -161,6 +161,7 @@ mod tests {
             app_address: None,
             app_ports: Default::default(),
             outbound_port: crate::proxy::DEFAULT_OUTBOUND_PORT,
+            generator: Default::default(),
         })
     }
 

@@ -5,7 +5,9 @@
 //!           │                          shared by their proxies)
 //!           ├─► locality-balanced     (per proxy: endpoint priorities and weights
 //!           │   endpoints              relative to the proxy's locality)
-//!           └─► listeners, routes     (per proxy: its address, namespace, scope and inbound ports)
+//!           ├─► listeners, routes     (per proxy: its address, namespace, scope and inbound ports)
+//!           └─► API listeners, routes (proxyless gRPC clients: per namespace, labels and
+//!                                      scope; see `grpc`)
 //! ```
 //!
 //! A proxy gets the clusters, endpoints and virtual hosts of only the
@@ -19,6 +21,7 @@
 mod cluster;
 mod context;
 mod endpoint;
+mod grpc;
 mod listener;
 pub mod names;
 mod proto;
@@ -31,7 +34,7 @@ use std::sync::Arc;
 
 use discovery::model::Resolution;
 
-use crate::proxy::Proxy;
+use crate::proxy::{Generator, Proxy};
 use crate::resources::{ProxyResources, Resource, ResourceMap, ResourceSet, ResourceType};
 use crate::snapshot::{SidecarScope, Snapshot, visible};
 
@@ -70,10 +73,30 @@ fn compile_parts(
     context: Option<&PushContext>,
 ) -> (ProxyResources, Arc<SharedResources>, Vec<String>) {
     let scope = snapshot.scope_for(proxy);
+    let generator = proxy.metadata.generator;
     let shared = match context {
-        Some(context) => context.shared(&proxy.metadata.namespace, &scope),
-        None => Arc::new(compile_shared(snapshot, &proxy.metadata.namespace, &scope)),
+        Some(context) => context.shared(&proxy.metadata.namespace, &scope, generator),
+        None => Arc::new(compile_shared(
+            snapshot,
+            &proxy.metadata.namespace,
+            &scope,
+            generator,
+        )),
     };
+    let endpoints = proxy_endpoints(snapshot, proxy, &shared);
+    if proxy.metadata.is_proxyless() {
+        let grpc = match context {
+            Some(context) => context.grpc(proxy, &scope),
+            None => Arc::new(grpc::compile(snapshot, proxy, &scope)),
+        };
+        let resources = ProxyResources::new(
+            shared.clusters.clone(),
+            endpoints,
+            grpc.listeners.clone(),
+            grpc.routes.clone(),
+        );
+        return (resources, shared, Vec::new());
+    }
     let mut own_clusters = Vec::new();
 
     let inbound = inbound_ports(snapshot, proxy);
@@ -111,7 +134,6 @@ fn compile_parts(
         insert(&mut listeners, ResourceType::Listener, &l.name.clone(), &l);
     }
 
-    let endpoints = proxy_endpoints(snapshot, proxy, &shared);
     let resources = ProxyResources::new(
         ResourceSet::new(&shared.clusters, own),
         endpoints,
@@ -172,8 +194,14 @@ fn outbound_routes(snapshot: &Snapshot, proxy: &Proxy, scope: &SidecarScope) -> 
     ))
 }
 
-/// Outbound clusters and their endpoints: one per admitted service port and subset.
-fn compile_shared(snapshot: &Snapshot, namespace: &str, scope: &SidecarScope) -> SharedResources {
+/// Outbound clusters and their endpoints: one per admitted service port and
+/// subset, the clusters in the form `generator`'s clients take.
+fn compile_shared(
+    snapshot: &Snapshot,
+    namespace: &str,
+    scope: &SidecarScope,
+    generator: Generator,
+) -> SharedResources {
     let mut clusters = ResourceMap::new();
     let mut endpoints = ResourceMap::new();
     let mut localized = BTreeMap::new();
@@ -188,7 +216,11 @@ fn compile_shared(snapshot: &Snapshot, namespace: &str, scope: &SidecarScope) ->
             if !scope.admits_port(service, c.port.number) {
                 continue;
             }
-            insert(&mut clusters, ResourceType::Cluster, &c.name, &c.to_proto());
+            let proto = match generator {
+                Generator::Envoy => c.to_proto(),
+                Generator::Grpc => grpc::cluster(c.to_proto()),
+            };
+            insert(&mut clusters, ResourceType::Cluster, &c.name, &proto);
             if c.locality_mode().is_some() {
                 localized
                     .entry(service.hostname.clone())

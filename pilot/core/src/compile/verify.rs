@@ -43,22 +43,33 @@ pub(super) fn listeners(resources: &ProxyResources) -> Vec<String> {
             problems.push(format!("listener {} does not decode", listener.name));
             continue;
         };
-        for chain in &listener.filter_chains {
-            for f in &chain.filters {
-                let Some(filter::ConfigType::TypedConfig(any)) = &f.config_type else {
-                    continue;
-                };
-                let Ok(hcm) = HttpConnectionManager::decode(any.value.as_slice()) else {
-                    continue;
-                };
-                if let Some(RouteSpecifier::Rds(rds)) = &hcm.route_specifier
-                    && !routes.contains_key(&rds.route_config_name)
-                {
-                    problems.push(format!(
-                        "listener {} uses route configuration {} that does not exist",
-                        listener.name, rds.route_config_name
-                    ));
-                }
+        // The filters of its chains, and the API listener of a proxyless
+        // client's listener.
+        let configs = listener
+            .filter_chains
+            .iter()
+            .flat_map(|chain| &chain.filters)
+            .filter_map(|f| match &f.config_type {
+                Some(filter::ConfigType::TypedConfig(any)) => Some(any),
+                _ => None,
+            })
+            .chain(
+                listener
+                    .api_listener
+                    .as_ref()
+                    .and_then(|api| api.api_listener.as_ref()),
+            );
+        for any in configs {
+            let Ok(hcm) = HttpConnectionManager::decode(any.value.as_slice()) else {
+                continue;
+            };
+            if let Some(RouteSpecifier::Rds(rds)) = &hcm.route_specifier
+                && !routes.contains_key(&rds.route_config_name)
+            {
+                problems.push(format!(
+                    "listener {} uses route configuration {} that does not exist",
+                    listener.name, rds.route_config_name
+                ));
             }
         }
     }

@@ -423,5 +423,6 @@ fn proxy(
         app_address: Some(std::net::SocketAddr::new(address, 15080)),
         app_ports: BTreeMap::new(),
         outbound_port: DEFAULT_OUTBOUND_PORT,
+        generator: Default::default(),
     })
 }

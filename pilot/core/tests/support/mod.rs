@@ -5,7 +5,7 @@ pub mod envoy_json;
 
 use std::net::{IpAddr, SocketAddr};
 
-use pilot_core::proxy::{DEFAULT_OUTBOUND_PORT, NodeMetadata, Proxy};
+use pilot_core::proxy::{DEFAULT_OUTBOUND_PORT, Generator, NodeMetadata, Proxy};
 use policy::networking::WorkloadEntry;
 
 /// The proxy of a WorkloadEntry, as its sidecar would announce itself; its
@@ -21,5 +21,16 @@ pub fn proxy_of(we: &WorkloadEntry) -> Option<Proxy> {
         app_address: Some(SocketAddr::new(address, 15080)),
         app_ports: Default::default(),
         outbound_port: DEFAULT_OUTBOUND_PORT,
+        generator: Default::default(),
     }))
+}
+
+/// The proxyless gRPC client (`GENERATOR: grpc`) of a WorkloadEntry: the
+/// same identity as [`proxy_of`]'s sidecar, as a client that reads xDS
+/// itself.
+pub fn proxyless_of(we: &WorkloadEntry) -> Option<Proxy> {
+    let mut proxy = proxy_of(we)?;
+    proxy.metadata.generator = Generator::Grpc;
+    proxy.metadata.app_address = None;
+    Some(proxy)
 }

@@ -50,6 +50,10 @@ pub struct ProxyStatus {
     pub workload: String,
     pub address: IpAddr,
     pub mode: Mode,
+    /// A proxyless gRPC client (node metadata `GENERATOR: grpc`) rather
+    /// than an Envoy sidecar.
+    #[serde(default)]
+    pub proxyless: bool,
     /// Increases with every stream the server accepts; a reconnect gets a new one.
     pub stream_id: u64,
     /// NACKs received on this stream, of every type.
@@ -71,6 +75,7 @@ impl ProxyStatus {
             workload: proxy.metadata.workload.clone(),
             address: proxy.metadata.address,
             mode: connection.mode(),
+            proxyless: proxy.metadata.is_proxyless(),
             stream_id,
             nacks: connection.nacks(),
             generation: connection.resources().generation(),

@@ -48,6 +48,25 @@ pub(crate) use encode::Canonical;
 /// scope: virtual hosts of admitted service ports only, routed by imported
 /// VirtualServices only. It encodes the same way every time.
 pub(crate) fn outbound(snapshot: &Snapshot, proxy: &Proxy, sidecar: &SidecarScope) -> Canonical {
+    Canonical::new(RouteConfiguration {
+        name: names::OUTBOUND.to_string(),
+        virtual_hosts: virtual_hosts(snapshot, proxy, sidecar),
+        max_direct_response_body_size_bytes: Some(UInt32Value {
+            value: MAX_DIRECT_RESPONSE_BODY_BYTES,
+        }),
+        ..Default::default()
+    })
+}
+
+/// The virtual hosts of [`outbound`], one per admitted service port, named
+/// `HOST:PORT`, in the order of the outbound route configuration. A
+/// proxyless gRPC client gets each in a route configuration of its own (see
+/// `compile::grpc`), so both kinds of client route alike.
+pub(crate) fn virtual_hosts(
+    snapshot: &Snapshot,
+    proxy: &Proxy,
+    sidecar: &SidecarScope,
+) -> Vec<VirtualHost> {
     let mut used_domains = BTreeSet::new();
     let mut virtual_hosts = Vec::new();
     for service in snapshot.registry.services.values() {
@@ -92,14 +111,7 @@ pub(crate) fn outbound(snapshot: &Snapshot, proxy: &Proxy, sidecar: &SidecarScop
             });
         }
     }
-    Canonical::new(RouteConfiguration {
-        name: names::OUTBOUND.to_string(),
-        virtual_hosts,
-        max_direct_response_body_size_bytes: Some(UInt32Value {
-            value: MAX_DIRECT_RESPONSE_BODY_BYTES,
-        }),
-        ..Default::default()
-    })
+    virtual_hosts
 }
 
 /// The largest `directResponse` body the outbound route configuration may
@@ -305,6 +317,7 @@ spec:
             app_address: None,
             app_ports: BTreeMap::new(),
             outbound_port: 15001,
+            generator: Default::default(),
         })
     }
 

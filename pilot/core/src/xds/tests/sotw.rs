@@ -526,3 +526,70 @@ fn a_new_subscription_or_a_reconnect_gets_everything_it_names() {
     let e4 = only(conn.on_sotw_request(ack(&e3, &["a", "c"])));
     assert_eq!(endpoint_names(&e4), ["a", "c"]);
 }
+
+/// What grpcio's xDS client does with a compiled proxyless set: each
+/// request names what the previous answer named, and gets only that.
+#[test]
+fn a_proxyless_client_gets_the_chain_of_names_it_asks_for() {
+    use envoy_types::pb::envoy::config::listener::v3::Listener;
+
+    const MESH: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: reviews, namespace: shop}
+spec:
+  selector: {app: reviews}
+  ports: [{name: grpc, port: 9080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ratings, namespace: shop}
+spec:
+  selector: {app: ratings}
+  ports: [{name: grpc, port: 9090}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-v1, namespace: shop}
+spec: {address: 10.0.0.2, labels: {app: reviews}}
+"#;
+    let mut store = discovery::file::FileStore::default();
+    store.apply(std::path::Path::new("mesh.yaml"), MESH);
+    let snapshot = crate::snapshot::Snapshot::build(1, &store.config());
+    let proxy = crate::proxy::Proxy::new(crate::proxy::NodeMetadata::grpc(
+        "shop",
+        "client",
+        [10, 0, 0, 1].into(),
+    ));
+    let compiled = crate::compile::compile_consistent(&snapshot, &proxy).unwrap();
+    let target = "reviews.shop.svc.cluster.local:9080";
+    let cluster = "outbound|9080||reviews.shop.svc.cluster.local";
+
+    let mut conn = Connection::sotw();
+    conn.on_resources(std::sync::Arc::new(compiled));
+    let l = only(conn.on_sotw_request(request(LDS, &[target], "", "")));
+    let listeners: Vec<String> = l
+        .resources
+        .iter()
+        .map(|any| Listener::decode(any.value.as_slice()).unwrap().name)
+        .collect();
+    assert_eq!(listeners, [target]);
+    assert!(conn.on_sotw_request(ack(&l, &[target])).is_empty());
+
+    let r = only(conn.on_sotw_request(request(RDS, &[target], "", "")));
+    let routes: Vec<String> = r
+        .resources
+        .iter()
+        .map(|any| {
+            RouteConfiguration::decode(any.value.as_slice())
+                .unwrap()
+                .name
+        })
+        .collect();
+    assert_eq!(routes, [target]);
+
+    let c = only(conn.on_sotw_request(request(CDS, &[cluster], "", "")));
+    assert_eq!(cluster_names(&c), [cluster]);
+    let e = only(conn.on_sotw_request(request(EDS, &[cluster], "", "")));
+    assert_eq!(endpoint_names(&e), [cluster]);
+}

@@ -192,6 +192,7 @@ fn proxies(objects: &[Arc<policy::Object>]) -> Vec<Proxy> {
                 app_address: Some(SocketAddr::new(address, 15080)),
                 app_ports: Default::default(),
                 outbound_port: DEFAULT_OUTBOUND_PORT,
+                generator: Default::default(),
             }))
         })
         .collect()

@@ -128,6 +128,7 @@ fn the_snapshot_view_counts_the_proxies_that_acked_it() {
             workload: "shop".to_string(),
             address: "10.0.0.7".parse().unwrap(),
             mode: crate::xds::Mode::Sotw,
+            proxyless: false,
             stream_id: 1,
             nacks: 0,
             generation: 10,
