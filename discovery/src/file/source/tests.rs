@@ -195,3 +195,27 @@ async fn returns_when_the_receiver_is_closed() {
         .unwrap();
     assert!(result.is_ok());
 }
+
+#[tokio::test]
+async fn a_file_renamed_in_from_outside_over_one_of_the_same_size_is_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(root, "ns/vs.yaml", "revision: r0");
+    // Written long ago: not racy, so only its stat tells of a change.
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    fs::File::options()
+        .write(true)
+        .open(root.join("ns/vs.yaml"))
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let mut mirror = Mirror::start(root);
+    mirror.until(&[("ns/vs.yaml", "revision: r0")]).await;
+    // `sed ... > /tmp/x && mv /tmp/x vs.yaml`: a new file of the same size
+    // moved in from a directory the source does not watch.
+    let staged = outside.path().join("vs.tmp");
+    fs::write(&staged, "revision: r1").unwrap();
+    fs::rename(&staged, root.join("ns/vs.yaml")).unwrap();
+    mirror.until(&[("ns/vs.yaml", "revision: r1")]).await;
+}
