@@ -28,7 +28,7 @@ use tracing::{debug, warn};
 
 use crate::resources::{ProxyResources, Resource, ResourceMap, ResourceSet, ResourceType};
 pub(super) use crate::xds::held::{Held, HeldRef, HeldSet, Names};
-use crate::xds::status::{Nack, TypeStatus, XdsStatus};
+use crate::xds::status::{Nack, XdsStatus};
 
 /// The two variants of the xDS protocol: the node contract's, which the
 /// agent also writes into the bootstrap.
@@ -454,21 +454,30 @@ impl Connection {
     /// Per requested type URL: the version and generation sent, the version
     /// and generation ACKed, the last NACK.
     pub fn status(&self) -> XdsStatus {
-        self.types
-            .iter()
-            .map(|(ty, s)| {
-                (
-                    ty.type_url().to_string(),
-                    TypeStatus {
-                        sent_version: s.sent_version.clone(),
-                        acked_version: s.acked_version.clone(),
-                        nack: s.nack.clone(),
-                        sent_generation: s.sent_generation,
-                        acked_generation: s.acked_generation,
-                    },
-                )
-            })
-            .collect()
+        let mut out = XdsStatus::new();
+        self.status_into(&mut out);
+        out
+    }
+
+    /// [`Connection::status`] written over `out`, reusing what it holds: a
+    /// stream publishes its status after every message, so this runs for
+    /// every push and every ACK of every proxy, and allocates nothing once
+    /// the types are known.
+    pub fn status_into(&self, out: &mut XdsStatus) {
+        out.retain(|url, _| {
+            ResourceType::from_type_url(url).is_some_and(|ty| self.types.contains_key(&ty))
+        });
+        for (ty, s) in &self.types {
+            let status = match out.get_mut(ty.type_url()) {
+                Some(status) => status,
+                None => out.entry(ty.type_url().to_string()).or_default(),
+            };
+            status.sent_version.clone_from(&s.sent_version);
+            status.acked_version.clone_from(&s.acked_version);
+            status.nack.clone_from(&s.nack);
+            status.sent_generation = s.sent_generation;
+            status.acked_generation = s.acked_generation;
+        }
     }
 
     /// Make-before-break across types on removal: the resources of `ty`

@@ -27,7 +27,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::xds::push::PushQueue;
 use crate::xds::service::AdsService;
-use crate::xds::status::{ProxyStatus, StatusRegistry};
+use crate::xds::status::StatusRegistry;
 use pilot_core::compile::Inconsistent;
 use pilot_core::proxy::Proxy;
 use pilot_core::resources::ProxyResources;
@@ -311,8 +311,7 @@ impl<T: Send + 'static> StreamTask<T> {
             self.status.record_nacks(nacks - self.nacks_counted);
             self.nacks_counted = nacks;
         }
-        self.status
-            .update(ProxyStatus::new(proxy, self.stream_id, connection));
+        self.status.refresh(proxy, self.stream_id, connection);
         for response in responses {
             debug!(
                 type_url = response.type_url(),

@@ -135,6 +135,26 @@ impl StatusRegistry {
         }
     }
 
+    /// Publishes the status of `proxy`'s stream `stream_id`, updating the
+    /// entry in place when the stream already has one (no copy of the
+    /// proxy's names, and versions written over the strings they replace).
+    pub fn refresh(&self, proxy: &Proxy, stream_id: u64, connection: &Connection) {
+        if let Some(mut entry) = self.proxies.get_mut(&proxy.id) {
+            if entry.stream_id > stream_id {
+                return;
+            }
+            if entry.stream_id == stream_id {
+                let status = &mut *entry;
+                connection.status_into(&mut status.xds);
+                status.nacks = connection.nacks();
+                status.generation = connection.resources().generation();
+                status.acked_generation = acked_generation(&status.xds);
+                return;
+            }
+        }
+        self.update(ProxyStatus::new(proxy, stream_id, connection));
+    }
+
     /// Forgets `id` when its stream `stream_id` ends, unless a newer stream
     /// of the same node id replaced it.
     pub fn remove(&self, id: &str, stream_id: u64) {

@@ -593,3 +593,26 @@ spec: {address: 10.0.0.2, labels: {app: reviews}}
     let e = only(conn.on_sotw_request(request(EDS, &[cluster], "", "")));
     assert_eq!(endpoint_names(&e), [cluster]);
 }
+
+#[test]
+fn status_written_over_the_last_one_is_the_status() {
+    let mut conn = Connection::sotw();
+    let mut published = crate::xds::status::XdsStatus::new();
+    let mut check = |conn: &Connection| {
+        conn.status_into(&mut published);
+        assert_eq!(published, conn.status());
+    };
+    check(&conn);
+    conn.on_resources(resources(&[cluster("a", 1)], &[], &[listener("l", 1)], &[]));
+    let v1 = only(conn.on_sotw_request(request(CDS, &[], "", "")));
+    check(&conn);
+    conn.on_sotw_request(ack(&v1, &[]));
+    check(&conn);
+    let l1 = only(conn.on_sotw_request(request(LDS, &[], "", "")));
+    check(&conn);
+    let v2 = only(conn.on_resources(resources(&[cluster("a", 2)], &[], &[listener("l", 1)], &[])));
+    conn.on_sotw_request(nack(CDS, &[], &v1.version_info, &v2.nonce, "bad"));
+    check(&conn);
+    conn.on_sotw_request(ack(&l1, &[]));
+    check(&conn);
+}
