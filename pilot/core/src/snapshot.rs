@@ -243,13 +243,16 @@ impl Snapshot {
         snapshot
     }
 
-    /// Whether every proxy's shared clusters and endpoints are the same in
-    /// both snapshots: they depend on the services and their endpoints, the
-    /// DestinationRules and the Sidecar scopes, so a change of
-    /// VirtualServices alone leaves them as they were. Scopes are only
-    /// compared when there are none: a VirtualService can widen a scope
-    /// (its destinations stay reachable), so with Sidecars this says no.
-    pub fn same_clusters(&self, other: &Snapshot) -> bool {
+    /// Whether the two snapshots differ at most in their VirtualServices:
+    /// the services and their endpoints, the DestinationRules, the Sidecars
+    /// and the mesh settings are the same. A proxy whose scope admits the
+    /// same in both ([`SidecarScope::same_admission`]) then has the same
+    /// listeners, clusters and endpoints in both, and only its routes may
+    /// differ: a VirtualService never changes a listener (outbound traffic
+    /// goes through one listener and its route configuration, inbound
+    /// routes go straight to the application) or a cluster (subsets and
+    /// policies are the DestinationRule's).
+    pub fn same_apart_from_routes(&self, other: &Snapshot) -> bool {
         fn same_rules(a: &Candidates<DestinationRule>, b: &Candidates<DestinationRule>) -> bool {
             a.len() == b.len()
                 && a.iter().zip(b).all(|((ha, ca), (hb, cb))| {
@@ -262,11 +265,18 @@ impl Snapshot {
                         })
                 })
         }
-        self.sidecars.is_empty()
-            && other.sidecars.is_empty()
-            && self.mesh == other.mesh
+        self.mesh == other.mesh
+            && self.sidecars.same_sources(&other.sidecars)
             && same_rules(&self.destination_rules, &other.destination_rules)
             && self.registry == other.registry
+    }
+
+    /// Whether every proxy's shared clusters and endpoints are the same in
+    /// both snapshots: [`Snapshot::same_apart_from_routes`] without
+    /// Sidecars, whose scopes a VirtualService can widen (its destinations
+    /// stay reachable), so with Sidecars this says no.
+    pub fn same_clusters(&self, other: &Snapshot) -> bool {
+        self.sidecars.is_empty() && other.sidecars.is_empty() && self.same_apart_from_routes(other)
     }
 
     /// What `proxy` sees of the mesh: the scope of the Sidecar that applies

@@ -61,6 +61,9 @@ pub struct PushContext {
     /// labels of a proxy its routes depend on.
     route_labels: BTreeSet<String>,
     after: Option<EndpointBase>,
+    /// The snapshot before, when this one differs from it in VirtualServices
+    /// only ([`PushContext::after_route_change`]).
+    routes_after: Option<Arc<Snapshot>>,
 }
 
 /// Where a context that follows a change the shared clusters survive
@@ -96,6 +99,7 @@ impl PushContext {
             grpc: DashMap::new(),
             route_labels,
             after: None,
+            routes_after: None,
         }
     }
 
@@ -116,6 +120,47 @@ impl PushContext {
     pub fn with_clusters_of(previous: &PushContext, snapshot: Arc<Snapshot>) -> Self {
         debug_assert!(snapshot.same_clusters(&previous.snapshot));
         Self::carrying(previous, snapshot, None)
+    }
+
+    /// The context of `snapshot` when it differs from `previous`'s only in
+    /// VirtualServices ([`Snapshot::same_apart_from_routes`]): the shared
+    /// clusters carry over where no Sidecar can have changed them, and a
+    /// proxy whose scope admits the same gets only its routes compiled
+    /// again ([`PushContext::routes_update`]).
+    pub fn after_route_change(previous: &PushContext, snapshot: Arc<Snapshot>) -> Self {
+        debug_assert!(snapshot.same_apart_from_routes(&previous.snapshot));
+        let mut context = if snapshot.same_clusters(&previous.snapshot) {
+            Self::with_clusters_of(previous, snapshot)
+        } else {
+            PushContext::new(snapshot)
+        };
+        context.routes_after = Some(previous.snapshot.clone());
+        context
+    }
+
+    /// `proxy`'s resources when this context follows a change of
+    /// VirtualServices only from the snapshot `last` was compiled from:
+    /// `last` with its routes compiled again, when the proxy's scope admits
+    /// the same in both. `None` when that does not hold (or for a proxyless
+    /// client, whose listeners are per route); then compile in full.
+    pub fn routes_update(
+        &self,
+        proxy: &Proxy,
+        last: &ProxyResources,
+        last_generation: u64,
+    ) -> Option<ProxyResources> {
+        let before = self.routes_after.as_ref()?;
+        if before.generation != last_generation || proxy.metadata.is_proxyless() {
+            return None;
+        }
+        let scope = self.snapshot.scope_for(proxy);
+        if !before.scope_for(proxy).same_admission(&scope) {
+            return None;
+        }
+        let routes = self.outbound_routes(proxy, &scope);
+        let mut map = crate::resources::ResourceMap::new();
+        map.insert(routes.name.clone(), routes);
+        Some(last.with(ResourceType::Route, map))
     }
 
     fn carrying(
@@ -398,5 +443,88 @@ spec:
             assert!(!snapshot(2, &text).same_clusters(&base), "{what}");
         }
         assert!(snapshot(2, MESH).same_clusters(&base), "nothing changed");
+    }
+
+    const RATINGS: &str = r#"
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ratings, namespace: shop}
+spec:
+  selector: {app: ratings}
+  ports: [{name: http, port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ledger, namespace: bank}
+spec:
+  selector: {app: ledger}
+  ports: [{name: http, port: 80}]
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: shop}
+spec:
+  egress: [{hosts: ["./*"]}]
+"#;
+
+    fn vs_to(host: &str) -> String {
+        format!(
+            r#"
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: reviews, namespace: shop}}
+spec:
+  hosts: [reviews]
+  http:
+  - route: [{{destination: {{host: {host}}}}}]
+"#
+        )
+    }
+
+    #[test]
+    fn a_change_of_routes_only_recompiles_only_routes_where_the_scope_is_the_same() {
+        let before = snapshot(1, &format!("{MESH}{RATINGS}{}", vs_to("reviews")));
+        let previous = PushContext::new(before.clone());
+        let client = proxy(1, &[]);
+        let last = previous.compile_consistent(&client).expect("consistent");
+
+        // Scoped (a Sidecar), the edit stays within what the scope admits.
+        let after = snapshot(2, &format!("{MESH}{RATINGS}{}", vs_to("ratings")));
+        assert!(after.same_apart_from_routes(&before));
+        assert!(
+            !after.same_clusters(&before),
+            "with Sidecars, not for every scope"
+        );
+        let next = PushContext::after_route_change(&previous, after.clone());
+        let updated = next
+            .routes_update(&client, &last, 1)
+            .expect("the scope admits the same");
+        assert_eq!(updated, super::super::compile(&after, &client));
+        assert_ne!(
+            updated.get(ResourceType::Route),
+            last.get(ResourceType::Route)
+        );
+        for ty in [
+            ResourceType::Cluster,
+            ResourceType::Endpoint,
+            ResourceType::Listener,
+        ] {
+            assert!(updated.get(ty).same(last.get(ty)), "{ty:?} carried over");
+        }
+        // Not from a set of another generation.
+        assert!(next.routes_update(&client, &last, 7).is_none());
+
+        // A destination outside the Sidecar's hosts stays reachable through
+        // the VirtualService: the scope widens, so compile in full.
+        let widened = snapshot(3, &format!("{MESH}{RATINGS}{}", vs_to("ledger.bank")));
+        assert!(widened.same_apart_from_routes(&before));
+        let next = PushContext::after_route_change(&previous, widened);
+        assert!(next.routes_update(&client, &last, 1).is_none());
+
+        // A DestinationRule is not a route.
+        let ruled = snapshot(4, &format!("{MESH}{RATINGS}{}{RULE}", vs_to("reviews")));
+        assert!(!ruled.same_apart_from_routes(&before));
     }
 }

@@ -69,6 +69,14 @@ impl SidecarScope {
             .map(|k| (k.namespace.clone(), k.name.clone()))
     }
 
+    /// Whether both scopes admit the same services with the same ports,
+    /// from the same Sidecar: then a proxy gets the same clusters and
+    /// endpoints in either (its routes may still differ, by the
+    /// VirtualServices each imports).
+    pub fn same_admission(&self, other: &SidecarScope) -> bool {
+        self.sidecar == other.sidecar && self.services == other.services
+    }
+
     /// Whether the proxy gets any cluster or route of `service`.
     pub fn admits(&self, service: &ServiceModel) -> bool {
         self.sidecar.is_none() || self.services.contains_key(&service.hostname)

@@ -45,6 +45,8 @@ pub struct PushCounters {
     pub compiles: AtomicU64,
     /// Compiles that only rebuilt a proxy's endpoints.
     pub endpoint_updates: AtomicU64,
+    /// Compiles that only rebuilt a proxy's routes.
+    pub route_updates: AtomicU64,
     /// Proxies a snapshot change did not reach, so were not compiled.
     pub skipped: AtomicU64,
 }
@@ -192,8 +194,8 @@ impl Inner {
         let changes = ChangeSet::between(previous.snapshot(), &next);
         let context = Arc::new(match changes.endpoints_only() {
             Some(endpoints) => PushContext::after_endpoint_change(&previous, next, endpoints),
-            None if next.same_clusters(previous.snapshot()) => {
-                PushContext::with_clusters_of(&previous, next)
+            None if next.same_apart_from_routes(previous.snapshot()) => {
+                PushContext::after_route_change(&previous, next)
             }
             None => PushContext::new(next),
         });
@@ -285,14 +287,17 @@ impl Inner {
         };
         let proxy = &subscriber.proxy;
         let generation = context.generation();
-        let update = last
-            .as_ref()
-            .and_then(|l| context.endpoints_update(proxy, &l.resources, valid_for));
+        let update = last.as_ref().and_then(|l| {
+            let endpoints = context.endpoints_update(proxy, &l.resources, valid_for);
+            let endpoints = endpoints.map(|r| (r, &self.counters.endpoint_updates));
+            endpoints.or_else(|| {
+                let routes = context.routes_update(proxy, &l.resources, valid_for);
+                routes.map(|r| (r, &self.counters.route_updates))
+            })
+        });
         let compiled = match update {
-            Some(resources) => {
-                self.counters
-                    .endpoint_updates
-                    .fetch_add(1, Ordering::Relaxed);
+            Some((resources, counter)) => {
+                counter.fetch_add(1, Ordering::Relaxed);
                 Ok(resources)
             }
             None => {
