@@ -163,6 +163,23 @@ async fn an_endpoint_move_sends_only_the_changed_load_assignments() {
 }
 
 #[tokio::test]
+async fn a_virtual_service_change_sends_only_routes_compiled_alone() {
+    let mut h = Harness::synced(mesh(1, "10.0.0.2", "")).await;
+    let compiles = h.queue.counters().compiles.load(Ordering::Relaxed);
+
+    h.snapshots
+        .send_replace(mesh(2, "10.0.0.2", &route_header("reviews", "shop", "2")));
+    let r = h.next().await;
+    assert_eq!(r.type_url, RDS, "{r:?}");
+    let body = &r.resources[0].resource.as_ref().unwrap().value;
+    assert!(body.windows(b"x-rev".len()).any(|w| w == b"x-rev"));
+    // Only the routes were compiled again, not the proxy's whole set.
+    let counters = h.queue.counters();
+    assert_eq!(counters.route_updates.load(Ordering::Relaxed), 1);
+    assert_eq!(counters.compiles.load(Ordering::Relaxed), compiles);
+}
+
+#[tokio::test]
 async fn a_change_the_proxy_cannot_see_sends_it_nothing_and_compiles_nothing() {
     let mut h = Harness::synced(mesh(1, "10.0.0.2", "")).await;
     let compiles = h.queue.counters().compiles.load(Ordering::Relaxed);
