@@ -333,9 +333,7 @@ spec:
 "#;
 
     fn context(text: &str) -> PushContext {
-        let mut store = FileStore::default();
-        store.apply(Path::new("mesh.yaml"), text);
-        PushContext::new(Arc::new(Snapshot::build(1, &store.config())))
+        PushContext::new(snapshot(1, text))
     }
 
     fn proxy(n: u8, labels: &[(&str, &str)]) -> Proxy {

@@ -38,10 +38,7 @@ impl Held {
     }
 
     pub(super) fn name(&self) -> &str {
-        match self {
-            Held::Sent(r) => &r.name,
-            Held::Reported(r) => &r.name,
-        }
+        HeldRef::from(self).name()
     }
 }
 
