@@ -343,9 +343,13 @@ impl Snapshot {
             .services
             .get(host)
             .map(|s| s.namespace.as_str());
-        // The list is most specific first, so the first of each namespace
-        // tier is the most specific host within it.
-        let (mut in_service_namespace, mut any) = (None, None);
+        // Istio's three tiers: the proxy's namespace, the service's, then
+        // the root namespace (mesh-wide defaults). A rule in any other
+        // namespace does not apply, whatever its `exportTo`. The list is most
+        // specific first, so the first of each tier is the most specific
+        // host within it.
+        let root = self.mesh.root_namespace.as_str();
+        let (mut in_service_namespace, mut in_root) = (None, None);
         for c in candidates.iter().filter(|c| visible_from(c, namespace)) {
             let owner = c.object.meta.namespace.as_str();
             if owner == namespace {
@@ -354,9 +358,11 @@ impl Snapshot {
             if in_service_namespace.is_none() && Some(owner) == service_namespace {
                 in_service_namespace = Some(c);
             }
-            any = any.or(Some(c));
+            if in_root.is_none() && owner == root {
+                in_root = Some(c);
+            }
         }
-        in_service_namespace.or(any)
+        in_service_namespace.or(in_root)
     }
 
     /// The namespaces some object of the snapshot mentions, plus `namespace`:
@@ -667,18 +673,57 @@ mod tests {
         // Then the service's namespace, most specific first.
         assert_eq!(dr_name(&s, A, "other").as_deref(), Some("prod/exact-a"));
         assert_eq!(dr_name(&s, B, "other").as_deref(), Some("prod/wild"));
-        // Then any namespace: most specific, then namespace/name order.
+        // The service's namespace is the service's, not the rule's host's:
+        // `dev/all` is C's.
         assert_eq!(dr_name(&s, C, "other").as_deref(), Some("dev/all"));
-        assert_eq!(dr_name(&s, C, "team").as_deref(), Some("dev/all"));
         assert_eq!(dr_name(&s, C, "zeta").as_deref(), Some("zeta/zeta-all"));
     }
 
     #[test]
-    fn a_bare_star_destination_rule_applies_to_every_service() {
-        let s = snapshot(&dr("dev", "all", "*"));
+    fn a_rule_of_a_third_namespace_applies_in_its_own_namespace_only() {
+        // As in Istio, whatever its exportTo: neither the proxy's nor the
+        // service's nor the root namespace.
+        let s = snapshot(&dr("team", "team-a", "a.prod.svc.cluster.local"));
+        assert_eq!(dr_name(&s, A, "other"), None);
+        assert_eq!(dr_name(&s, A, "prod"), None);
+        assert_eq!(dr_name(&s, A, "team").as_deref(), Some("team/team-a"));
+    }
+
+    #[test]
+    fn the_root_namespace_ranks_after_the_service_s() {
+        let root = dr("istio-system", "mesh", "*")
+            + &dr("istio-system", "mesh-a", "a.prod.svc.cluster.local");
+        let s = snapshot(&(root.clone() + &dr("prod", "wild", "*.prod.svc.cluster.local")));
+        // The service's namespace beats the root's more specific host.
+        assert_eq!(dr_name(&s, A, "other").as_deref(), Some("prod/wild"));
+        // Where the service's namespace has none, the root's applies, most
+        // specific first.
+        assert_eq!(
+            dr_name(&s, C, "other").as_deref(),
+            Some("istio-system/mesh")
+        );
+        let s = snapshot(&root);
+        assert_eq!(
+            dr_name(&s, A, "other").as_deref(),
+            Some("istio-system/mesh-a")
+        );
+        // The proxy's own namespace still ranks first.
+        let s = snapshot(&(root + &dr("team", "all", "*")));
+        assert_eq!(dr_name(&s, A, "team").as_deref(), Some("team/all"));
+    }
+
+    #[test]
+    fn a_bare_star_destination_rule_in_the_root_namespace_applies_to_every_service() {
+        let s = snapshot(&dr("istio-system", "all", "*"));
         for host in [A, B, C] {
-            assert_eq!(dr_name(&s, host, "anywhere").as_deref(), Some("dev/all"));
+            assert_eq!(
+                dr_name(&s, host, "anywhere").as_deref(),
+                Some("istio-system/all")
+            );
         }
+        let s = snapshot(&dr("team", "all", "*"));
+        assert_eq!(dr_name(&s, A, "anywhere"), None);
+        assert_eq!(dr_name(&s, A, "team").as_deref(), Some("team/all"));
     }
 
     #[test]
