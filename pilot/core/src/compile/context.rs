@@ -3,10 +3,14 @@
 //! locks across compilation).
 //!
 //! ```text
-//! Arc<Snapshot> ──► PushContext ─┬─ shared: (namespace, scope) ──► clusters + endpoints (encoded)
-//!  (immutable)     (per snapshot) ├─ routes: (namespace, labels, scope) ──► route configuration (encoded)
+//! Arc<Snapshot> ──► PushContext ─┬─ views:  (namespace, scope) ──► ScopeView (the resolved form)
+//!  (immutable)     (per snapshot) ├─ shared: (namespace, scope) ──► clusters + endpoints (encoded)
+//!                                 ├─ routes: (namespace, labels, scope) ──► route configuration (encoded)
 //!                                 └─ grpc:   (namespace, labels, scope) ──► API listeners + routes
 //!                                            (proxyless gRPC clients)
+//!
+//! Every part is translated from the view of its namespace and scope,
+//! resolved once per snapshot.
 //!                        │
 //!                        └──► compile_consistent(&Proxy) on any thread, concurrently
 //! ```
@@ -18,7 +22,7 @@
 //! memo and is never written after it is built.
 //!
 //! After a change of endpoints only, the next context starts from the
-//! previous one's shared clusters (see [`PushContext::after_endpoint_change`])
+//! previous one's views (with the changed services' endpoints) and shared clusters (see [`PushContext::after_endpoint_change`])
 //! and a proxy whose last set came from the previous snapshot gets only its
 //! endpoints compiled again ([`PushContext::endpoints_update`]). After a
 //! change that leaves every shared cluster and endpoint as it was (routes
@@ -31,6 +35,7 @@ use std::sync::{Arc, OnceLock};
 use dashmap::DashMap;
 
 use super::grpc::{self, GrpcResources};
+use super::view::ScopeView;
 use super::{
     Inconsistent, SharedResources, checked, compile_parts, compile_shared, derive_shared,
     outbound_routes, proxy_endpoints,
@@ -48,10 +53,16 @@ type RouteKey = (String, BTreeMap<String, String>, ScopeKey);
 /// with the load balancers gRPC has).
 type SharedKey = (String, ScopeKey, Generator);
 
+/// What a view depends on: the namespace it is seen from and the scope.
+type ViewKey = (String, ScopeKey);
+
 /// Compiled, encoded resources of one snapshot, shared by its proxies.
 #[derive(Debug)]
 pub struct PushContext {
     snapshot: Arc<Snapshot>,
+    /// The snapshot resolved per namespace and scope: what every part
+    /// below is translated from.
+    views: DashMap<ViewKey, Arc<OnceLock<Arc<ScopeView>>>>,
     shared: DashMap<SharedKey, Arc<OnceLock<Arc<SharedResources>>>>,
     routes: DashMap<RouteKey, Arc<OnceLock<Arc<Resource>>>>,
     /// Proxyless gRPC clients' listeners and routes, which depend on what
@@ -78,6 +89,8 @@ struct EndpointBase {
     /// The previous context's shared parts, by namespace and scope, as far
     /// as they were built.
     shared: HashMap<SharedKey, Arc<SharedResources>>,
+    /// The previous context's views, as far as they were built.
+    views: HashMap<ViewKey, Arc<ScopeView>>,
 }
 
 impl PushContext {
@@ -94,6 +107,7 @@ impl PushContext {
             .collect();
         PushContext {
             snapshot,
+            views: DashMap::new(),
             shared: DashMap::new(),
             routes: DashMap::new(),
             grpc: DashMap::new(),
@@ -157,7 +171,8 @@ impl PushContext {
         if !before.scope_for(proxy).same_admission(&scope) {
             return None;
         }
-        let routes = self.outbound_routes(proxy, &scope);
+        let view = self.view(&proxy.metadata.namespace, &scope);
+        let routes = self.outbound_routes(&view, proxy, &scope);
         let mut map = crate::resources::ResourceMap::new();
         map.insert(routes.name.clone(), routes);
         Some(last.with(ResourceType::Route, map))
@@ -173,11 +188,17 @@ impl PushContext {
             .iter()
             .filter_map(|e| Some((e.key().clone(), e.value().get()?.clone())))
             .collect();
+        let views = previous
+            .views
+            .iter()
+            .filter_map(|e| Some((e.key().clone(), e.value().get()?.clone())))
+            .collect();
         PushContext {
             after: Some(EndpointBase {
                 previous: previous.generation(),
                 changes,
                 shared,
+                views,
             }),
             ..PushContext::new(snapshot)
         }
@@ -222,19 +243,44 @@ impl PushContext {
             return None;
         }
         let scope = self.snapshot.scope_for(proxy);
-        let shared = self.shared(&proxy.metadata.namespace, &scope, proxy.metadata.generator);
-        let endpoints = proxy_endpoints(&self.snapshot, proxy, &shared);
+        let view = self.view(&proxy.metadata.namespace, &scope);
+        let shared = self.shared(&view, &scope, proxy.metadata.generator);
+        let endpoints = proxy_endpoints(&self.snapshot, &view, proxy, &shared);
         Some(last.with(ResourceType::Endpoint, endpoints))
     }
 
-    /// The outbound clusters and endpoints seen from `namespace` in `scope`.
+    /// The snapshot resolved for proxies of `namespace` in `scope`. After a
+    /// change of endpoints only, the previous context's view with the
+    /// changed services' endpoints; otherwise resolved afresh.
+    pub(super) fn view(&self, namespace: &str, scope: &SidecarScope) -> Arc<ScopeView> {
+        let key = (namespace.to_string(), scope.key());
+        let cell = match self.views.get(&key) {
+            Some(cell) => cell.clone(),
+            None => self.views.entry(key.clone()).or_default().clone(),
+        };
+        cell.get_or_init(|| {
+            let base = self.after.as_ref().and_then(|b| {
+                let changes = b.changes.as_ref()?;
+                Some((b.views.get(&key)?, changes))
+            });
+            Arc::new(match base {
+                Some((base, changes)) => {
+                    base.with_endpoints_of(&self.snapshot.registry, &changes.hosts)
+                }
+                None => ScopeView::resolve(&self.snapshot, namespace, scope),
+            })
+        })
+        .clone()
+    }
+
+    /// The outbound clusters and endpoints of `view`.
     pub(super) fn shared(
         &self,
-        namespace: &str,
+        view: &ScopeView,
         scope: &SidecarScope,
         generator: Generator,
     ) -> Arc<SharedResources> {
-        let key = (namespace.to_string(), scope.key(), generator);
+        let key = (view.namespace().to_string(), scope.key(), generator);
         let cell = match self.shared.get(&key) {
             Some(cell) => cell.clone(),
             None => self.shared.entry(key.clone()).or_default().clone(),
@@ -246,14 +292,8 @@ impl PushContext {
                 .and_then(|b| Some((b.shared.get(&key)?, b.changes.as_ref())));
             match base {
                 Some((base, None)) => base.clone(),
-                Some((base, Some(changes))) => Arc::new(derive_shared(
-                    &self.snapshot,
-                    namespace,
-                    scope,
-                    base,
-                    &changes.hosts,
-                )),
-                None => Arc::new(compile_shared(&self.snapshot, namespace, scope, generator)),
+                Some((base, Some(changes))) => Arc::new(derive_shared(view, base, &changes.hosts)),
+                None => Arc::new(compile_shared(view, generator)),
             }
         })
         .clone()
@@ -265,25 +305,35 @@ impl PushContext {
     /// Only the labels some `sourceLabels` reads are part of the key, so a
     /// fleet of distinct workloads shares one route configuration per
     /// namespace and scope unless routes really tell their labels apart.
-    pub(super) fn outbound_routes(&self, proxy: &Proxy, scope: &SidecarScope) -> Arc<Resource> {
+    pub(super) fn outbound_routes(
+        &self,
+        view: &ScopeView,
+        proxy: &Proxy,
+        scope: &SidecarScope,
+    ) -> Arc<Resource> {
         let key = self.route_key(proxy, scope);
         let cell = match self.routes.get(&key) {
             Some(cell) => cell.clone(),
             None => self.routes.entry(key).or_default().clone(),
         };
-        cell.get_or_init(|| outbound_routes(&self.snapshot, proxy, scope))
+        cell.get_or_init(|| outbound_routes(view, &proxy.metadata.labels))
             .clone()
     }
 
     /// A proxyless gRPC client's listeners and routes, shared by the
     /// clients of the same namespace, route labels and scope.
-    pub(super) fn grpc(&self, proxy: &Proxy, scope: &SidecarScope) -> Arc<GrpcResources> {
+    pub(super) fn grpc(
+        &self,
+        view: &ScopeView,
+        proxy: &Proxy,
+        scope: &SidecarScope,
+    ) -> Arc<GrpcResources> {
         let key = self.route_key(proxy, scope);
         let cell = match self.grpc.get(&key) {
             Some(cell) => cell.clone(),
             None => self.grpc.entry(key).or_default().clone(),
         };
-        cell.get_or_init(|| Arc::new(grpc::compile(&self.snapshot, proxy, scope)))
+        cell.get_or_init(|| Arc::new(grpc::compile(view, &proxy.metadata.labels)))
             .clone()
     }
 
@@ -356,6 +406,25 @@ spec:
         let a = proxy(1, &[("app", "a"), ("tier", "canary")]);
         let b = proxy(2, &[("app", "b")]);
         assert!(Arc::ptr_eq(&route(&context, &a), &route(&context, &b)));
+    }
+
+    #[test]
+    fn one_view_per_namespace_and_scope_feeds_every_part() {
+        let context = context(&format!("{MESH}{BY_SOURCE}"));
+        let (a, b) = (proxy(1, &[("tier", "canary")]), proxy(2, &[]));
+        context.compile(&a);
+        context.compile(&b);
+        let scope = context.snapshot().scope_for(&a);
+        let view = context.view("shop", &scope);
+        assert!(Arc::ptr_eq(&view, &context.view("shop", &scope)));
+        assert_eq!(
+            context.views.len(),
+            1,
+            "two proxies, one namespace and scope"
+        );
+        let other = Proxy::client("bank", std::net::IpAddr::from([10, 0, 1, 1]), &[]);
+        context.compile(&other);
+        assert_eq!(context.views.len(), 2);
     }
 
     #[test]

@@ -24,6 +24,8 @@
 //! has no listeners of its own: it only sends, so it gets no inbound
 //! listeners or clusters.
 
+use std::collections::BTreeMap;
+
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::cluster::v3::cluster::{LbConfig, LbPolicy};
 use envoy_types::pb::envoy::config::listener::v3::{ApiListener, Listener};
@@ -38,10 +40,9 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::google::protobuf::Any;
 
 use super::proto::{self, filters};
+use super::view::ScopeView;
 use super::{insert, route};
-use crate::proxy::Proxy;
 use crate::resources::{ResourceMap, ResourceSet, ResourceType};
-use crate::snapshot::{SidecarScope, Snapshot};
 
 /// A proxyless client's listeners and route configurations: one of each per
 /// admitted service port, both named `HOST:PORT`.
@@ -56,12 +57,12 @@ pub(crate) struct GrpcResources {
 /// Fault injection is one it knows, so VirtualService faults apply.
 const HTTP_FILTERS: [&str; 2] = [filters::FAULT, filters::ROUTER];
 
-/// Compiles the listeners and routes of a proxyless client of `proxy`'s
-/// namespace and labels, in `scope`.
-pub(crate) fn compile(snapshot: &Snapshot, proxy: &Proxy, scope: &SidecarScope) -> GrpcResources {
+/// Compiles the listeners and routes of a proxyless client with `labels`
+/// of the view's namespace and scope.
+pub(crate) fn compile(view: &ScopeView, labels: &BTreeMap<String, String>) -> GrpcResources {
     let mut listeners = ResourceMap::new();
     let mut routes = ResourceMap::new();
-    for vhost in route::virtual_hosts(snapshot, proxy, scope) {
+    for vhost in route::virtual_hosts(view, labels) {
         let name = vhost.name.clone();
         insert(
             &mut listeners,
@@ -168,7 +169,8 @@ mod tests {
     use prost::{Message, Name};
 
     use super::*;
-    use crate::proxy::NodeMetadata;
+    use crate::proxy::{NodeMetadata, Proxy};
+    use crate::snapshot::{SidecarScope, Snapshot};
 
     const MESH: &str = r#"
 apiVersion: v1
@@ -210,7 +212,8 @@ spec:
         assert!(config.diagnostics.is_empty(), "{:?}", config.diagnostics);
         let snapshot = Snapshot::build(1, &config);
         let proxy = Proxy::new(NodeMetadata::grpc("shop", "client", [127, 0, 0, 9].into()));
-        compile(&snapshot, &proxy, &SidecarScope::mesh())
+        let view = ScopeView::resolve(&snapshot, "shop", &SidecarScope::mesh());
+        compile(&view, &proxy.metadata.labels)
     }
 
     const NAME: &str = "reviews.shop.svc.cluster.local:9080";

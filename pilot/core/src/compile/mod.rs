@@ -1,13 +1,20 @@
 //! The compiler: `compile(&Snapshot, &Proxy) -> ProxyResources`, a pure function.
 //!
+//! Translation goes in two steps. First the snapshot is resolved, once per
+//! namespace and Sidecar scope, into a small intermediate form (`view`):
+//! per admitted service, its ports, the DestinationRule in force and the
+//! VirtualService in force; per route destination, the host it means and
+//! that host's rule. Every precedence and visibility question is answered
+//! there. Then the translators turn that form into Envoy protos without
+//! going back to the snapshot's lookups:
+//!
 //! ```text
-//! Snapshot ─┬─► clusters, endpoints   (once per snapshot, namespace and Sidecar scope,
-//!           │                          shared by their proxies)
-//!           ├─► locality-balanced     (per proxy: endpoint priorities and weights
-//!           │   endpoints              relative to the proxy's locality)
-//!           ├─► listeners, routes     (per proxy: its address, namespace, scope and inbound ports)
-//!           └─► API listeners, routes (proxyless gRPC clients: per namespace, labels and
-//!                                      scope; see `grpc`)
+//! Snapshot ─► ScopeView ─┬─► clusters, endpoints   (once per view, shared by its proxies)
+//!  (resolve,  (per ns,   ├─► locality-balanced     (per proxy: endpoint priorities and
+//!   step one)  scope)    │   endpoints              weights relative to its locality)
+//!                        ├─► routes                (per view and the labels `sourceLabels` reads)
+//!                        └─► API listeners, routes (proxyless gRPC clients; see `grpc`)
+//! Snapshot + Proxy ──────►   listeners, inbound    (per proxy: its address and inbound ports)
 //! ```
 //!
 //! A proxy gets the clusters, endpoints and virtual hosts of only the
@@ -28,6 +35,7 @@ mod proto;
 mod route;
 mod traffic_policy;
 mod verify;
+mod view;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -36,12 +44,13 @@ use discovery::model::Resolution;
 
 use crate::proxy::{Generator, Proxy};
 use crate::resources::{ProxyResources, Resource, ResourceMap, ResourceSet, ResourceType};
-use crate::snapshot::{SidecarScope, Snapshot, visible};
+use crate::snapshot::Snapshot;
 
 pub use context::PushContext;
 pub use verify::{Inconsistent, verify};
 
 use listener::InboundPort;
+use view::ScopeView;
 
 /// The part of every proxy's config that does not depend on the proxy.
 #[derive(Debug, Default)]
@@ -73,21 +82,23 @@ fn compile_parts(
     context: Option<&PushContext>,
 ) -> (ProxyResources, Arc<SharedResources>, Vec<String>) {
     let scope = snapshot.scope_for(proxy);
+    let namespace = &proxy.metadata.namespace;
     let generator = proxy.metadata.generator;
-    let shared = match context {
-        Some(context) => context.shared(&proxy.metadata.namespace, &scope, generator),
-        None => Arc::new(compile_shared(
-            snapshot,
-            &proxy.metadata.namespace,
-            &scope,
-            generator,
-        )),
+    // Resolved once per namespace and scope (step one), then translated
+    // (step two) by everything below.
+    let view = match context {
+        Some(context) => context.view(namespace, &scope),
+        None => Arc::new(ScopeView::resolve(snapshot, namespace, &scope)),
     };
-    let endpoints = proxy_endpoints(snapshot, proxy, &shared);
+    let shared = match context {
+        Some(context) => context.shared(&view, &scope, generator),
+        None => Arc::new(compile_shared(&view, generator)),
+    };
+    let endpoints = proxy_endpoints(snapshot, &view, proxy, &shared);
     if proxy.metadata.is_proxyless() {
         let grpc = match context {
-            Some(context) => context.grpc(proxy, &scope),
-            None => Arc::new(grpc::compile(snapshot, proxy, &scope)),
+            Some(context) => context.grpc(&view, proxy, &scope),
+            None => Arc::new(grpc::compile(&view, &proxy.metadata.labels)),
         };
         let resources = ProxyResources::new(
             shared.clusters.clone(),
@@ -114,8 +125,8 @@ fn compile_parts(
         &outbound,
     );
     let route_config = match context {
-        Some(context) => context.outbound_routes(proxy, &scope),
-        None => outbound_routes(snapshot, proxy, &scope),
+        Some(context) => context.outbound_routes(&view, proxy, &scope),
+        None => outbound_routes(&view, &proxy.metadata.labels),
     };
     routes.insert(route_config.name.clone(), route_config);
 
@@ -181,12 +192,12 @@ fn insert<M: prost::Message>(map: &mut ResourceMap, ty: ResourceType, name: &str
     map.insert(name.to_string(), Arc::new(Resource::new(ty, name, message)));
 }
 
-/// The outbound route configuration of `proxy`. It depends only on the
-/// proxy's namespace and labels (short names, exportTo, sourceLabels) and
-/// its Sidecar scope, so a push context shares one compiled, encoded copy
-/// per snapshot between the proxies that have all three in common.
-fn outbound_routes(snapshot: &Snapshot, proxy: &Proxy, scope: &SidecarScope) -> Arc<Resource> {
-    let config = route::outbound(snapshot, proxy, scope);
+/// The outbound route configuration of proxies with `labels` in `view`. It
+/// depends only on the view (namespace and Sidecar scope) and the labels
+/// some `sourceLabels` reads, so a push context shares one compiled,
+/// encoded copy per snapshot between the proxies that have those in common.
+fn outbound_routes(view: &ScopeView, labels: &BTreeMap<String, String>) -> Arc<Resource> {
+    let config = route::outbound(view, labels);
     Arc::new(Resource::new(
         ResourceType::Route,
         config.name.clone(),
@@ -196,26 +207,12 @@ fn outbound_routes(snapshot: &Snapshot, proxy: &Proxy, scope: &SidecarScope) -> 
 
 /// Outbound clusters and their endpoints: one per admitted service port and
 /// subset, the clusters in the form `generator`'s clients take.
-fn compile_shared(
-    snapshot: &Snapshot,
-    namespace: &str,
-    scope: &SidecarScope,
-    generator: Generator,
-) -> SharedResources {
+fn compile_shared(view: &ScopeView, generator: Generator) -> SharedResources {
     let mut clusters = ResourceMap::new();
     let mut endpoints = ResourceMap::new();
     let mut localized = BTreeMap::new();
-    for service in snapshot.registry.services.values() {
-        if !visible(service, namespace) || !scope.admits(service) {
-            continue;
-        }
-        let rule = snapshot
-            .destination_rule(&service.hostname, namespace)
-            .map(|r| r.as_ref());
-        for c in cluster::outbound_clusters(service, rule) {
-            if !scope.admits_port(service, c.port.number) {
-                continue;
-            }
+    for service in view.services() {
+        for c in service.clusters() {
             let proto = match generator {
                 Generator::Envoy => c.to_proto(),
                 Generator::Grpc => grpc::cluster(c.to_proto()),
@@ -223,7 +220,7 @@ fn compile_shared(
             insert(&mut clusters, ResourceType::Cluster, &c.name, &proto);
             if c.locality_mode().is_some() {
                 localized
-                    .entry(service.hostname.clone())
+                    .entry(service.service.hostname.clone())
                     .or_insert_with(Vec::new)
                     .push(c.name.clone());
             }
@@ -249,15 +246,14 @@ fn compile_shared(
 }
 
 /// [`compile_shared`] after a change of endpoints only (see
-/// [`EndpointChanges`](crate::snapshot::EndpointChanges)): the clusters of `base` stand as they are, and only
-/// the load assignments of the changed hosts are compiled again. The
-/// clusters do not depend on endpoints (DNS-resolved services, whose
-/// endpoints are inline, never count as endpoint-only changes), so the names
-/// stay the same and `base`'s consistency findings still hold.
+/// [`EndpointChanges`](crate::snapshot::EndpointChanges)), from the view of
+/// the new snapshot: the clusters of `base` stand as they are, and only the
+/// load assignments of the changed hosts are compiled again. The clusters
+/// do not depend on endpoints (DNS-resolved services, whose endpoints are
+/// inline, never count as endpoint-only changes), so the names stay the
+/// same and `base`'s consistency findings still hold.
 fn derive_shared(
-    snapshot: &Snapshot,
-    namespace: &str,
-    scope: &SidecarScope,
+    view: &ScopeView,
     base: &SharedResources,
     hosts: &std::collections::BTreeSet<String>,
 ) -> SharedResources {
@@ -266,25 +262,14 @@ fn derive_shared(
         .iter()
         .map(|(name, r)| (name.clone(), Arc::clone(r)))
         .collect();
-    for host in hosts {
-        let Some(service) = snapshot.registry.services.get(host) else {
-            continue;
-        };
-        if !visible(service, namespace) || !scope.admits(service) {
-            continue;
-        }
-        let rule = snapshot
-            .destination_rule(host, namespace)
-            .map(|r| r.as_ref());
-        for c in cluster::outbound_clusters(service, rule) {
-            if c.uses_eds() && scope.admits_port(service, c.port.number) {
-                insert(
-                    &mut endpoints,
-                    ResourceType::Endpoint,
-                    &c.name,
-                    &c.load_assignment(),
-                );
-            }
+    for service in hosts.iter().filter_map(|host| view.service(host)) {
+        for c in service.clusters().filter(|c| c.uses_eds()) {
+            insert(
+                &mut endpoints,
+                ResourceType::Endpoint,
+                &c.name,
+                &c.load_assignment(),
+            );
         }
     }
     SharedResources {
@@ -297,7 +282,12 @@ fn derive_shared(
 
 /// The endpoints `proxy` gets: the shared ones, with the assignments of
 /// locality-load-balanced clusters compiled for the proxy's locality.
-fn proxy_endpoints(snapshot: &Snapshot, proxy: &Proxy, shared: &SharedResources) -> ResourceSet {
+fn proxy_endpoints(
+    snapshot: &Snapshot,
+    view: &ScopeView,
+    proxy: &Proxy,
+    shared: &SharedResources,
+) -> ResourceSet {
     if shared.localized.is_empty() {
         return shared.endpoints.clone();
     }
@@ -307,17 +297,12 @@ fn proxy_endpoints(snapshot: &Snapshot, proxy: &Proxy, shared: &SharedResources)
     };
     let mut own = ResourceMap::new();
     for (host, names) in &shared.localized {
-        let Some(service) = snapshot.registry.services.get(host) else {
+        let Some(service) = view.service(host) else {
             continue;
         };
-        let rule = snapshot
-            .destination_rule(host, &proxy.metadata.namespace)
-            .map(|r| r.as_ref());
-        for c in cluster::outbound_clusters(service, rule) {
-            if names.contains(&c.name) {
-                let assignment = c.load_assignment_for(&client);
-                insert(&mut own, ResourceType::Endpoint, &c.name, &assignment);
-            }
+        for c in service.clusters().filter(|c| names.contains(&c.name)) {
+            let assignment = c.load_assignment_for(&client);
+            insert(&mut own, ResourceType::Endpoint, &c.name, &assignment);
         }
     }
     ResourceSet::new(&shared.endpoints, own)

@@ -20,7 +20,6 @@ use policy::networking::{
 };
 
 use super::proto;
-use crate::snapshot::Snapshot;
 
 /// The merged policy of one cluster; `None` parts take Istio's defaults.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -84,23 +83,8 @@ pub(crate) fn effective<'a>(
     policy
 }
 
-/// The route-side hash policy of the consistent-hash load balancer in force
-/// for `host` (seen from `namespace`), `subset` and `port`; empty when the
-/// policy in force does not hash.
-pub(crate) fn hash_policies(
-    snapshot: &Snapshot,
-    namespace: &str,
-    host: &str,
-    subset: Option<&str>,
-    port: u16,
-) -> Vec<HashPolicy> {
-    let rule = snapshot
-        .destination_rule(host, namespace)
-        .map(|r| r.as_ref());
-    hash_policies_of(&effective(rule, subset, port))
-}
-
-/// The hash policy of an effective policy; see [`hash_policies`].
+/// The route-side hash policy of the consistent-hash load balancer of
+/// `policy`; empty when it does not hash.
 pub(crate) fn hash_policies_of(policy: &EffectivePolicy<'_>) -> Vec<HashPolicy> {
     let Some(LbPolicy::ConsistentHash(hash)) =
         policy.load_balancer.and_then(|lb| lb.policy.as_ref())

@@ -10,37 +10,43 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use discovery::{Port, Registry};
+use discovery::Port;
 use envoy_types::pb::envoy::config::route::v3::{
     WeightedCluster, route_action::ClusterSpecifier, route_action::HashPolicy,
     weighted_cluster::ClusterWeight,
 };
 use envoy_types::pb::google::protobuf::UInt32Value;
-use policy::networking::{Destination, HttpRouteDestination};
+use policy::networking::{Destination, DestinationRule, HttpRouteDestination};
 
 use super::headers::HeaderOps;
+use crate::compile::view::{ScopeView, ServiceView};
 use crate::compile::{names, traffic_policy};
-use crate::hosts;
-use crate::snapshot::Snapshot;
 
 /// What routes are compiled for: one service port, as seen by proxies of
-/// one namespace with some labels.
+/// the view's namespace and scope, with some labels.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Scope<'a> {
-    pub(super) snapshot: &'a Snapshot,
-    pub(super) namespace: &'a str,
+    pub(super) view: &'a ScopeView,
     pub(super) labels: &'a BTreeMap<String, String>,
     pub(super) port: &'a Port,
 }
 
+impl Scope<'_> {
+    pub(super) fn namespace(&self) -> &str {
+        self.view.namespace()
+    }
+}
+
 /// One destination, resolved to a cluster.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub(super) struct Cluster {
     pub(super) name: String,
-    host: String,
     subset: Option<String>,
     port: u16,
+    /// The DestinationRule in force for the destination's host.
+    rule: Option<Arc<DestinationRule>>,
 }
 
 impl Cluster {
@@ -51,38 +57,35 @@ impl Cluster {
         namespace: &str,
         destination: &Destination,
     ) -> Cluster {
-        let registry = &scope.snapshot.registry;
-        let host = hosts::resolve(registry, &destination.host, namespace);
+        let target = scope.view.target(namespace, &destination.host);
         let port = destination
             .port
-            .unwrap_or_else(|| default_port(registry, &host, scope.port));
+            .unwrap_or_else(|| default_port(&target.ports, scope.port));
         Cluster {
-            name: names::outbound_cluster(port, destination.subset.as_deref(), &host),
+            name: names::outbound_cluster(port, destination.subset.as_deref(), &target.host),
             subset: destination.subset.clone(),
-            host,
             port,
+            rule: target.rule,
         }
     }
 
     /// The whole service behind a virtual host.
-    pub(super) fn service(host: &str, port: u16) -> Cluster {
+    pub(super) fn service(service: &ServiceView, port: u16) -> Cluster {
         Cluster {
-            name: names::outbound_cluster(port, None, host),
-            host: host.to_string(),
+            name: names::outbound_cluster(port, None, &service.service.hostname),
             subset: None,
             port,
+            rule: service.rule.clone(),
         }
     }
 
     /// The hash policy for requests to this cluster (empty: no hashing).
-    pub(super) fn hash_policy(&self, scope: &Scope<'_>) -> Vec<HashPolicy> {
-        traffic_policy::hash_policies(
-            scope.snapshot,
-            scope.namespace,
-            &self.host,
+    pub(super) fn hash_policy(&self) -> Vec<HashPolicy> {
+        traffic_policy::hash_policies_of(&traffic_policy::effective(
+            self.rule.as_deref(),
             self.subset.as_deref(),
             self.port,
-        )
+        ))
     }
 }
 
@@ -124,7 +127,7 @@ pub(super) fn forward(
     // differently still hashes (on all their keys) rather than not at all.
     let hash_policy = targets
         .iter()
-        .flat_map(|(c, _, _)| c.hash_policy(scope))
+        .flat_map(|(c, _, _)| c.hash_policy())
         .collect();
 
     if targets.len() == 1 {
@@ -158,14 +161,12 @@ pub(super) fn forward(
 }
 
 /// A destination without a port: the service's only port, else the port the
-/// request came in on if the service has it, else its lowest port.
-fn default_port(registry: &Registry, host: &str, port: &Port) -> u16 {
-    let Some(service) = registry.services.get(host) else {
-        return port.number;
-    };
-    match service.ports.as_slice() {
-        [only] => only.number,
-        ports if ports.iter().any(|p| p.number == port.number) => port.number,
-        ports => ports.iter().map(|p| p.number).min().unwrap_or(port.number),
+/// request came in on if the service has it, else its lowest port (`ports`
+/// are the destination service's; none when no service has the host).
+fn default_port(ports: &[u16], port: &Port) -> u16 {
+    match ports {
+        [only] => *only,
+        ports if ports.contains(&port.number) => port.number,
+        ports => ports.iter().copied().min().unwrap_or(port.number),
     }
 }

@@ -24,7 +24,7 @@ mod headers;
 mod matching;
 mod retry;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use discovery::model::Resolution;
@@ -36,21 +36,21 @@ use envoy_types::pb::envoy::config::route::v3::{
 use envoy_types::pb::google::protobuf::UInt32Value;
 use policy::networking::{HttpMatchRequest, VirtualService};
 
+use super::view::{ScopeView, ServiceView};
 use super::{names, proto};
 use crate::hosts;
-use crate::proxy::Proxy;
-use crate::snapshot::{SidecarScope, Snapshot};
 use destination::{Cluster, Scope};
 pub(crate) use encode::Canonical;
 
-/// The route configuration of the outbound listener, as seen from `proxy`'s
-/// namespace and labels (nothing else of the proxy is used) in `sidecar`'s
-/// scope: virtual hosts of admitted service ports only, routed by imported
-/// VirtualServices only. It encodes the same way every time.
-pub(crate) fn outbound(snapshot: &Snapshot, proxy: &Proxy, sidecar: &SidecarScope) -> Canonical {
+/// The route configuration of the outbound listener, as seen from the
+/// view's namespace and scope by a proxy with `labels` (only those some
+/// `sourceLabels` reads matter): virtual hosts of admitted service ports
+/// only, routed by imported VirtualServices only. It encodes the same way
+/// every time.
+pub(crate) fn outbound(view: &ScopeView, labels: &BTreeMap<String, String>) -> Canonical {
     Canonical::new(RouteConfiguration {
         name: names::OUTBOUND.to_string(),
-        virtual_hosts: virtual_hosts(snapshot, proxy, sidecar),
+        virtual_hosts: virtual_hosts(view, labels),
         max_direct_response_body_size_bytes: Some(UInt32Value {
             value: MAX_DIRECT_RESPONSE_BODY_BYTES,
         }),
@@ -63,46 +63,35 @@ pub(crate) fn outbound(snapshot: &Snapshot, proxy: &Proxy, sidecar: &SidecarScop
 /// proxyless gRPC client gets each in a route configuration of its own (see
 /// `compile::grpc`), so both kinds of client route alike.
 pub(crate) fn virtual_hosts(
-    snapshot: &Snapshot,
-    proxy: &Proxy,
-    sidecar: &SidecarScope,
+    view: &ScopeView,
+    labels: &BTreeMap<String, String>,
 ) -> Vec<VirtualHost> {
     let mut used_domains = BTreeSet::new();
     let mut virtual_hosts = Vec::new();
-    for service in snapshot.registry.services.values() {
-        if service.resolution == Resolution::Passthrough
-            || !crate::snapshot::visible(service, &proxy.metadata.namespace)
-            || !sidecar.admits(service)
-        {
+    for service_view in view.services() {
+        let service = &service_view.service;
+        if service.resolution == Resolution::Passthrough {
             continue;
         }
         let default_port = default_port(service);
-        for port in service
-            .ports
-            .iter()
-            .filter(|p| routable(p) && sidecar.admits_port(service, p.number))
-        {
+        for port in service_view.ports().filter(|p| routable(p)) {
             let domains = domains(
                 service,
                 port,
                 default_port,
-                &proxy.metadata.namespace,
+                view.namespace(),
                 &mut used_domains,
             );
             if domains.is_empty() {
                 continue;
             }
-            let scope = Scope {
-                snapshot,
-                namespace: &proxy.metadata.namespace,
-                labels: &proxy.metadata.labels,
-                port,
-            };
-            let routes = snapshot
-                .virtual_service_in(&service.hostname, &proxy.metadata.namespace, sidecar)
+            let scope = Scope { view, labels, port };
+            let routes = service_view
+                .virtual_service
+                .as_ref()
                 .map(|vs| virtual_service_routes(&scope, vs))
                 .filter(|routes| !routes.is_empty())
-                .unwrap_or_else(|| vec![default_route(&scope, service)]);
+                .unwrap_or_else(|| vec![default_route(&scope, service_view)]);
             virtual_hosts.push(VirtualHost {
                 name: format!("{}:{}", service.hostname, port.number),
                 domains,
@@ -193,9 +182,9 @@ fn domains(
 
 /// The route of a service port without a VirtualService: everything to the
 /// service, with Istio's default retries and the DestinationRule's hashing.
-fn default_route(scope: &Scope<'_>, service: &ServiceModel) -> Route {
-    let cluster = Cluster::service(&service.hostname, scope.port.number);
-    let hash_policy = cluster.hash_policy(scope);
+fn default_route(scope: &Scope<'_>, service: &ServiceView) -> Route {
+    let cluster = Cluster::service(service, scope.port.number);
+    let hash_policy = cluster.hash_policy();
     let mut action = action::route_action(
         ClusterSpecifier::Cluster(cluster.name),
         None,
@@ -231,7 +220,7 @@ fn virtual_service_routes(scope: &Scope<'_>, vs: &VirtualService) -> Vec<Route> 
         };
         for m in entries {
             if m.is_some_and(|m| {
-                !matching::applies(m, scope.port.number, scope.namespace, scope.labels)
+                !matching::applies(m, scope.port.number, scope.namespace(), scope.labels)
             }) {
                 continue;
             }
@@ -266,7 +255,8 @@ mod tests {
     use prost::Message;
 
     use super::*;
-    use crate::proxy::NodeMetadata;
+    use crate::proxy::{NodeMetadata, Proxy};
+    use crate::snapshot::{SidecarScope, Snapshot};
 
     const CONFIG: &str = r#"
 apiVersion: v1
@@ -296,12 +286,13 @@ spec:
     - destination: {host: web}
 "#;
 
-    fn snapshot() -> Snapshot {
+    /// The view of the shop namespace, without a Sidecar.
+    fn view() -> ScopeView {
         let mut store = FileStore::default();
         store.apply(Path::new("config.yaml"), CONFIG);
         let config = store.config();
         assert!(config.diagnostics.is_empty(), "{:?}", config.diagnostics);
-        Snapshot::build(1, &config)
+        ScopeView::resolve(&Snapshot::build(1, &config), "shop", &SidecarScope::mesh())
     }
 
     fn proxy(labels: &[(&str, &str)]) -> Proxy {
@@ -332,9 +323,8 @@ spec:
 
     #[test]
     fn source_labels_and_port_pick_routes_per_proxy() {
-        let snapshot = snapshot();
-        let mesh = SidecarScope::mesh();
-        let canary = outbound(&snapshot, &proxy(&[("track", "canary")]), &mesh);
+        let view = view();
+        let canary = outbound(&view, &proxy(&[("track", "canary")]).metadata.labels);
         assert_eq!(
             routes_of(&canary, "web.shop.svc.cluster.local:80"),
             ["canary"]
@@ -344,7 +334,7 @@ spec:
             routes_of(&canary, "web.shop.svc.cluster.local:9000"),
             ["default"]
         );
-        let stable = outbound(&snapshot, &proxy(&[("track", "stable")]), &mesh);
+        let stable = outbound(&view, &proxy(&[("track", "stable")]).metadata.labels);
         assert_eq!(
             routes_of(&stable, "web.shop.svc.cluster.local:80"),
             ["default"]
@@ -353,15 +343,17 @@ spec:
 
     #[test]
     fn per_filter_configs_encode_the_same_every_time() {
-        let snapshot = snapshot();
+        let view = view();
         let canary = proxy(&[("track", "canary")]);
-        let mesh = SidecarScope::mesh();
-        let first = outbound(&snapshot, &canary, &mesh);
+        let first = outbound(&view, &canary.metadata.labels);
         let route = &first.virtual_hosts[0].routes[0];
         assert_eq!(route.typed_per_filter_config.len(), 2);
         let bytes = first.encode_to_vec();
         for _ in 0..10 {
-            assert_eq!(outbound(&snapshot, &canary, &mesh).encode_to_vec(), bytes);
+            assert_eq!(
+                outbound(&view, &canary.metadata.labels).encode_to_vec(),
+                bytes
+            );
         }
     }
 }
