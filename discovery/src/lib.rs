@@ -1,13 +1,19 @@
 //! Discovery: where services and their workloads live.
 //!
 //! ```text
-//! file source (a directory of YAML) ──► FileStore (last good object per key) ──► ConfigSet
-//!                                                                                   │
-//!                                          Registry::build (services → endpoints) ◄─┘
+//! discovery-file (discovery/file: walk, watch, read a directory of YAML)
+//!   ──► FileChange ──► file::FileStore (last good object per key) ──► ConfigSet
+//!                                                                       │
+//!                              Registry::build (services → endpoints) ◄─┘
 //! ```
 //!
-//! A later source (Kubernetes) feeds the same `Registry`. Only this crate may
-//! depend on kube; the model it exposes is plain data.
+//! This crate is plain data and pure code: the registry model and the
+//! file store, with no I/O and no runtime, so `pilot-core` can link it
+//! (`pilot/core/tests/seams.rs` checks that it links no tokio, notify or
+//! kube). Sources that read or watch live in crates of their own beside
+//! it: the file source in `discovery/file` (`discovery-file`), and a later
+//! Kubernetes source in `discovery/kubernetes`, the one crate that may
+//! depend on kube, feeding the same `Registry`.
 
 pub mod file;
 pub mod model;

@@ -2,7 +2,7 @@
 //! control plane would read them, and reports every problem at once.
 //!
 //! ```text
-//! paths ──► files (directories: discovery::file::walk) ──► FileStore ──► Snapshot::build (--mesh-config)
+//! paths ──► files (directories: discovery-file's walk) ──► FileStore ──► Snapshot::build (--mesh-config)
 //!                                                                 │               │
 //!                           per-object errors and warnings ◄──────┘               └──► cross-object warnings
 //!                                       └──► one line each + "N objects valid, E errors, W warnings"
@@ -106,7 +106,7 @@ pub(crate) fn collect(paths: &[PathBuf]) -> Vec<Input> {
             files.insert(path.clone());
             continue;
         }
-        match discovery::file::walk(path) {
+        match discovery_file::walk(path) {
             Ok(walk) => {
                 files.extend(walk.files.into_iter().map(|(path, _)| path));
                 failed.extend(
@@ -217,7 +217,7 @@ mod tests {
             names,
             ["linked.yaml", "shared/extra.yaml", "svc.yaml"].map(PathBuf::from)
         );
-        let served: Vec<PathBuf> = discovery::file::walk(root)
+        let served: Vec<PathBuf> = discovery_file::walk(root)
             .unwrap()
             .files
             .into_iter()

@@ -1,22 +1,38 @@
-//! The file source: a directory of YAML files as the mesh's config.
+//! The pure half of the file source: what a set of files defines.
 //!
 //! ```text
-//! FileSource (I/O: scan, notify watch, 2 s resync) ──► Vec<FileChange> ──► FileStore::apply / remove (pure)
-//!                                                                              └──► config() ──► ConfigSet
+//! discovery-file's FileSource (I/O) ──► Vec<FileChange> ──► FileStore::apply / remove (pure)
+//!                                                               └──► config() ──► ConfigSet
 //! ```
 //!
-//! One walker ([`walk`]) decides which files are config, for the file
-//! source and for `bowline validate` alike.
+//! Nothing here touches the disk: the store takes a file's path and text
+//! from whoever read it (the watching source, `bowline validate`, a test).
+//! That is why it lives in this crate and not beside the source:
+//! `pilot-core` builds its snapshot from a [`ConfigSet`], and its tests
+//! and benches fill a [`FileStore`], without linking a runtime.
 //!
 //! The store keeps the last valid version of every object, so a half-saved
 //! edit never takes a working service down.
 
-mod events;
-mod scan;
-mod source;
-mod store;
-pub mod walk;
+use std::path::{Path, PathBuf};
 
-pub use source::{Error, FileChange, FileSource, Result};
+mod store;
+
 pub use store::{ConfigSet, FileStore};
-pub use walk::{Walk, is_config_file, walk};
+
+/// One change to a config file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FileChange {
+    /// The file is new or its text changed.
+    Upsert { path: PathBuf, text: String },
+    /// The file is gone.
+    Remove { path: PathBuf },
+}
+
+impl FileChange {
+    pub fn path(&self) -> &Path {
+        match self {
+            FileChange::Upsert { path, .. } | FileChange::Remove { path } => path,
+        }
+    }
+}

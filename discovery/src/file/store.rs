@@ -178,7 +178,8 @@ impl FileStore {
         }
     }
 
-    /// Applies one change from a [`FileSource`](super::FileSource).
+    /// Applies one change, as the file source (`discovery_file::FileSource`)
+    /// sends them.
     pub fn apply_change(&mut self, change: &FileChange) {
         match change {
             FileChange::Upsert { path, text } => self.apply(path, text),

@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use discovery::file::{FileChange, FileSource, FileStore};
+use discovery::file::{FileChange, FileStore};
+use discovery_file::FileSource;
 use policy::Diagnostic;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;

@@ -20,7 +20,7 @@ use notify::event::{
     AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, RemoveKind, RenameMode,
 };
 
-use super::walk::is_config_file;
+use crate::walk::is_config_file;
 
 /// What the file source has to look at after some events.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

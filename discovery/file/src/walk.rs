@@ -1,5 +1,5 @@
 //! The one directory walker for config: what `bowline serve` and `demo`
-//! follow (through [`FileSource`](super::FileSource)) and what `bowline
+//! follow (through [`FileSource`](crate::FileSource)) and what `bowline
 //! validate` checks.
 //!
 //! ```text

@@ -27,8 +27,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::FileChange;
-use super::walk::{Walk, walk};
+use discovery::file::FileChange;
+
+use crate::walk::{Walk, walk};
 
 /// How close to its read a file's modification time may be before the
 /// read is not trusted to have seen its final content.

@@ -20,12 +20,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use discovery::file::FileChange;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use super::events::Wake;
-use super::scan::{Known, Rescan};
+use crate::events::Wake;
+use crate::scan::{Known, Rescan};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -50,23 +51,6 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// One change to a config file.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum FileChange {
-    /// The file is new or its text changed.
-    Upsert { path: PathBuf, text: String },
-    /// The file is gone.
-    Remove { path: PathBuf },
-}
-
-impl FileChange {
-    pub fn path(&self) -> &Path {
-        match self {
-            FileChange::Upsert { path, .. } | FileChange::Remove { path } => path,
-        }
-    }
-}
 
 /// How long to wait after a file event for the rest of an editor's writes.
 const QUIET: Duration = Duration::from_millis(50);
