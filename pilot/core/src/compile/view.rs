@@ -36,8 +36,8 @@ pub(crate) struct ScopeView {
     /// Visible services the scope admits, by host (the registry's order).
     services: BTreeMap<String, ServiceView>,
     /// Where the destinations of the view's VirtualServices go, by the
-    /// namespace of the VirtualService and the host as written there.
-    targets: HashMap<(String, String), Target>,
+    /// namespace of the VirtualService, then the host as written there.
+    targets: HashMap<String, HashMap<String, Target>>,
 }
 
 /// One service as a [`ScopeView`] sees it.
@@ -53,7 +53,7 @@ pub(crate) struct ServiceView {
 }
 
 /// A host some route sends to (or mirrors to), resolved.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(crate) struct Target {
     /// The fully qualified host.
     pub(crate) host: String,
@@ -97,9 +97,10 @@ impl ScopeView {
                 .for_each(&mut admit),
             None => registry.services.values().for_each(&mut admit),
         }
-        let mut targets = HashMap::new();
+        let mut targets: HashMap<String, HashMap<String, Target>> = HashMap::new();
         for vs in services.values().filter_map(|s| s.virtual_service.as_ref()) {
             let vs_namespace = &vs.meta.namespace;
+            let targets = targets.entry(vs_namespace.clone()).or_default();
             for http in &vs.spec.http {
                 let hosts = http
                     .route
@@ -107,12 +108,10 @@ impl ScopeView {
                     .map(|r| &r.destination.host)
                     .chain(http.mirror.as_ref().map(|m| &m.host));
                 for written in hosts {
-                    let key = (vs_namespace.clone(), written.clone());
-                    if targets.contains_key(&key) {
-                        continue;
+                    if !targets.contains_key(written) {
+                        let target = Target::resolve(snapshot, namespace, vs_namespace, written);
+                        targets.insert(written.clone(), target);
                     }
-                    let target = Target::resolve(snapshot, namespace, vs_namespace, written);
-                    targets.insert(key, target);
                 }
             }
         }
@@ -159,18 +158,9 @@ impl ScopeView {
 
     /// Where `host`, as written in a VirtualService of `namespace`, goes.
     /// Every destination of the view's VirtualServices is resolved when the
-    /// view is built; any other host is taken as written.
-    pub(crate) fn target(&self, namespace: &str, host: &str) -> Target {
-        match self.targets.get(&(namespace.to_string(), host.to_string())) {
-            Some(target) => target.clone(),
-            None => {
-                debug_assert!(false, "{namespace}/{host} was not resolved");
-                Target {
-                    host: host.to_string(),
-                    ..Target::default()
-                }
-            }
-        }
+    /// view is built; `None` for any other host.
+    pub(crate) fn target(&self, namespace: &str, host: &str) -> Option<&Target> {
+        self.targets.get(namespace)?.get(host)
     }
 }
 
@@ -334,11 +324,11 @@ spec:
             .and_then(|s| s.virtual_service.as_ref())
             .expect("the VirtualService in force");
         assert_eq!(vs.meta.name, "reviews");
-        let ledger = shop.target("shop", "ledger.bank");
+        let ledger = shop.target("shop", "ledger.bank").expect("resolved");
         assert_eq!(ledger.host, "ledger.bank.svc.cluster.local");
         assert_eq!(ledger.ports, [80]);
         assert_eq!(rule_name(&ledger.rule).as_deref(), Some("bank/ledger"));
-        let mirror = shop.target("shop", "ratings");
+        let mirror = shop.target("shop", "ratings").expect("resolved");
         assert_eq!(mirror.host, "ratings.shop.svc.cluster.local");
     }
 

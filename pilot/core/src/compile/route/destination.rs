@@ -57,15 +57,19 @@ impl Cluster {
         namespace: &str,
         destination: &Destination,
     ) -> Cluster {
+        // The view resolved every destination of its VirtualServices; any
+        // other host would be taken as written, with no service behind it.
         let target = scope.view.target(namespace, &destination.host);
+        let host = target.map_or(destination.host.as_str(), |t| t.host.as_str());
+        let ports = target.map(|t| t.ports.as_slice()).unwrap_or_default();
         let port = destination
             .port
-            .unwrap_or_else(|| default_port(&target.ports, scope.port));
+            .unwrap_or_else(|| default_port(ports, scope.port));
         Cluster {
-            name: names::outbound_cluster(port, destination.subset.as_deref(), &target.host),
+            name: names::outbound_cluster(port, destination.subset.as_deref(), host),
             subset: destination.subset.clone(),
             port,
-            rule: target.rule,
+            rule: target.and_then(|t| t.rule.clone()),
         }
     }
 
