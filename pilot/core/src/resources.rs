@@ -14,7 +14,7 @@ use bytes::Bytes;
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
-use xxhash_rust::xxh3::{Xxh3Default, xxh3_64};
+use xxhash_rust::xxh3::{Xxh3Default, xxh3_64, xxh3_128};
 
 /// The xDS resource types Bowline serves, in make-before-break push order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -302,6 +302,13 @@ struct Versioned {
     version: OnceLock<String>,
     /// A hash of the names alone.
     names: OnceLock<u64>,
+    /// Every resource as an element of `DiscoveryResponse.resources`, in
+    /// name order, written once for every response that carries the map.
+    wire: OnceLock<Bytes>,
+    /// The sum of [`name_hash`] over the names: the same for the same names
+    /// in any order, so a request's list is checked against the map
+    /// without building a set of it.
+    name_sum: OnceLock<u128>,
 }
 
 impl Versioned {
@@ -310,7 +317,32 @@ impl Versioned {
             map,
             version: OnceLock::new(),
             names: OnceLock::new(),
+            wire: OnceLock::new(),
+            name_sum: OnceLock::new(),
         })
+    }
+
+    fn wire(&self) -> &Bytes {
+        self.wire.get_or_init(|| {
+            let len = self
+                .map
+                .values()
+                .map(|r| resource_entry_len(r.encoded().len()))
+                .sum();
+            let mut buf = Vec::with_capacity(len);
+            for r in self.map.values() {
+                encode_key(SOTW_RESOURCES, WireType::LengthDelimited, &mut buf);
+                encode_varint(r.encoded().len() as u64, &mut buf);
+                buf.extend_from_slice(r.encoded());
+            }
+            Bytes::from(buf)
+        })
+    }
+
+    fn name_sum(&self) -> u128 {
+        *self
+            .name_sum
+            .get_or_init(|| sum_names(self.map.keys().map(|k| k.as_bytes())))
     }
 
     fn names(&self) -> u64 {
@@ -398,6 +430,32 @@ impl ResourceSet {
             return true;
         }
         self.keys().eq(other.keys())
+    }
+
+    /// The set as elements of `DiscoveryResponse.resources` (field
+    /// [`SOTW_RESOURCES`]), already encoded: the proxy's own resources, then
+    /// the shared ones, each piece written once and shared by every
+    /// response that carries it. `None` when a resource of the proxy's own
+    /// takes the place of a shared one: then the shared piece would carry a
+    /// resource the proxy must not get.
+    pub fn sotw_wire(&self) -> Option<[&Bytes; 2]> {
+        if self.len != self.own.map.len() + self.shared.map.len() {
+            return None;
+        }
+        Some([self.own.wire(), self.shared.wire()])
+    }
+
+    /// The sum of [`name_hash`] over the set's names (see
+    /// [`sum_names`]); for a shared map computed once, for a layered set
+    /// from the proxy's own names alone.
+    pub fn name_sum(&self) -> u128 {
+        let mut sum = self.shared.name_sum();
+        for name in self.own.map.keys() {
+            if !self.shared.map.contains_key(name) {
+                sum = sum.wrapping_add(name_hash(name.as_bytes()));
+            }
+        }
+        sum
     }
 
     /// The set's version: equal sets built the same way have equal
@@ -548,6 +606,30 @@ impl ProxyResources {
     pub fn version(&self, ty: ResourceType) -> String {
         self.get(ty).version()
     }
+}
+
+/// `DiscoveryResponse.resources`: the field each resource of a
+/// state-of-the-world response is written as.
+pub const SOTW_RESOURCES: u32 = 2;
+
+/// The length of one element of `DiscoveryResponse.resources` holding an
+/// encoded `Any` of `len` bytes.
+pub fn resource_entry_len(len: usize) -> usize {
+    key_len(SOTW_RESOURCES) + encoded_len_varint(len as u64) + len
+}
+
+/// A 128-bit XXH3 hash of one resource name.
+pub fn name_hash(name: &[u8]) -> u128 {
+    xxh3_128(name)
+}
+
+/// The wrapping sum of [`name_hash`] over `names`: equal for the same
+/// names in any order. Compared together with the count, a different list
+/// of names matches by chance with a probability of about 2^-128.
+pub fn sum_names<'a>(names: impl IntoIterator<Item = &'a [u8]>) -> u128 {
+    names
+        .into_iter()
+        .fold(0u128, |sum, name| sum.wrapping_add(name_hash(name)))
 }
 
 /// Hex XXH3-64 hash of bytes. Only ever compared for equality.
@@ -715,6 +797,57 @@ mod tests {
         other.insert("c".into(), r("c", "changed"));
         let changed = ResourceSet::new(&ResourceSet::from(shared), other);
         assert_ne!(set.version(), changed.version());
+    }
+
+    #[test]
+    fn a_set_is_written_whole_unless_its_own_resources_shadow_shared_ones() {
+        let r = |name: &str| {
+            let any = Any {
+                type_url: name.to_string(),
+                value: vec![1; 3],
+            };
+            Arc::new(Resource::new(ResourceType::Cluster, name, &any))
+        };
+        let map = |names: &[&str]| -> ResourceMap {
+            names.iter().map(|n| (n.to_string(), r(n))).collect()
+        };
+        // What prost writes for `DiscoveryResponse { resources }`.
+        let listed = |names: &[&str]| {
+            let message = envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse {
+                resources: names.iter().map(|n| r(n).any()).collect(),
+                ..Default::default()
+            };
+            message.encode_to_vec()
+        };
+        let shared = ResourceSet::from(map(&["a", "b", "d"]));
+        let [own, all] = shared.sotw_wire().expect("no layer of its own");
+        assert!(own.is_empty());
+        assert_eq!(all.as_ref(), listed(&["a", "b", "d"]));
+        // Own resources of new names go first; the shared piece is the same
+        // bytes, not a copy.
+        let layered = ResourceSet::new(&shared, map(&["c"]));
+        let [own, rest] = layered.sotw_wire().expect("disjoint layers");
+        assert_eq!(own.as_ref(), listed(&["c"]));
+        assert_eq!(rest.as_ptr(), all.as_ptr());
+        // An own resource in the place of a shared one: not written whole.
+        assert!(ResourceSet::new(&shared, map(&["b"])).sotw_wire().is_none());
+    }
+
+    #[test]
+    fn a_name_sum_is_the_same_for_the_same_names_in_any_order() {
+        let names = |list: &[&str]| sum_names(list.iter().map(|n| n.as_bytes()));
+        assert_eq!(names(&["a", "b", "c"]), names(&["c", "a", "b"]));
+        assert_ne!(names(&["a", "b"]), names(&["a", "c"]));
+        assert_ne!(names(&["ab"]), names(&["a", "b"]));
+        let r = |name: &str| Arc::new(Resource::new(ResourceType::Cluster, name, &Any::default()));
+        let map = |list: &[&str]| -> ResourceMap {
+            list.iter().map(|n| (n.to_string(), r(n))).collect()
+        };
+        let shared = ResourceSet::from(map(&["a", "b", "d"]));
+        assert_eq!(shared.name_sum(), names(&["d", "b", "a"]));
+        // A layered set counts a shadowed name once.
+        let layered = ResourceSet::new(&shared, map(&["b", "c"]));
+        assert_eq!(layered.name_sum(), names(&["a", "b", "c", "d"]));
     }
 
     fn a_resource() -> Resource {

@@ -20,6 +20,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryResponse, DiscoveryResponse, Resource as DeltaResource,
 };
@@ -49,9 +50,109 @@ pub enum Response {
 #[derive(Clone, Debug, PartialEq)]
 pub struct SotwResponse {
     pub version_info: String,
-    pub resources: Vec<Arc<Resource>>,
+    pub resources: Payload,
     pub ty: ResourceType,
     pub nonce: String,
+}
+
+/// The resources of a [`SotwResponse`].
+///
+/// A response that carries a whole set the proxy is served (the usual
+/// case: Envoy subscribes to every cluster, and to the load assignments of
+/// all of them) holds the set itself, and its codec writes the set's
+/// pre-encoded entries ([`ResourceSet::sotw_wire`]): no per-response list
+/// of thousands of pointers to build and drop, and no copying.
+#[derive(Clone, Debug)]
+pub enum Payload {
+    /// These resources, in name order.
+    Listed(Vec<Arc<Resource>>),
+    /// Every resource of a set, with its pre-encoded entries.
+    Whole(WholeSet),
+}
+
+/// A set whose entries are written whole ([`ResourceSet::sotw_wire`]); made
+/// only by [`Payload::of`].
+#[derive(Clone, Debug)]
+pub struct WholeSet {
+    set: ResourceSet,
+    wire: [Bytes; 2],
+}
+
+impl WholeSet {
+    pub fn set(&self) -> &ResourceSet {
+        &self.set
+    }
+
+    /// The encoded elements of `DiscoveryResponse.resources`, in pieces.
+    pub fn wire(&self) -> &[Bytes; 2] {
+        &self.wire
+    }
+}
+
+impl Payload {
+    /// All of `set`: as the set when its entries can be written whole,
+    /// else listed.
+    pub fn of(set: &ResourceSet) -> Payload {
+        match set.sotw_wire() {
+            Some([own, shared]) => Payload::Whole(WholeSet {
+                set: set.clone(),
+                wire: [own.clone(), shared.clone()],
+            }),
+            None => Payload::Listed(set.values().cloned().collect()),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Payload::Listed(list) => list.len(),
+            Payload::Whole(whole) => whole.set.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The resources in name order.
+    pub fn iter(&self) -> Box<dyn Iterator<Item = &Arc<Resource>> + '_> {
+        match self {
+            Payload::Listed(list) => Box::new(list.iter()),
+            Payload::Whole(whole) => Box::new(whole.set.values()),
+        }
+    }
+
+    /// The `i`th resource in name order.
+    pub fn get(&self, i: usize) -> Option<&Arc<Resource>> {
+        match self {
+            Payload::Listed(list) => list.get(i),
+            Payload::Whole(whole) => whole.set.values().nth(i),
+        }
+    }
+
+    pub fn to_vec(&self) -> Vec<Arc<Resource>> {
+        self.iter().cloned().collect()
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl std::ops::Index<usize> for Payload {
+    type Output = Arc<Resource>;
+
+    fn index(&self, i: usize) -> &Arc<Resource> {
+        self.get(i)
+            .unwrap_or_else(|| panic!("a response of {} resources has no {i}th", self.len()))
+    }
+}
+
+impl From<Vec<Arc<Resource>>> for Payload {
+    fn from(list: Vec<Arc<Resource>>) -> Self {
+        Payload::Listed(list)
+    }
 }
 
 /// A `DeltaDiscoveryResponse`: the resources the client lacks, each sent with

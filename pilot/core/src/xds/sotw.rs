@@ -28,7 +28,7 @@ use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use tracing::{debug, warn};
 
 use crate::resources::{ProxyResources, Resource, ResourceSet, ResourceType};
-use crate::xds::connection::{Connection, Mode, Names, Reply, Response, SotwResponse};
+use crate::xds::connection::{Connection, Mode, Names, Payload, Reply, Response, SotwResponse};
 
 /// The name that stands for every resource of a wildcard type.
 const WILDCARD: &str = "*";
@@ -157,7 +157,7 @@ impl Connection {
         }
         // With the changed ones, the client holds every subscribed resource.
         let holds = subscribed.whole().cloned();
-        Some(self.send(ty, version, changed, holds))
+        Some(self.send(ty, version, Payload::Listed(changed), holds))
     }
 
     /// Version of the subscribed set of `ty`.
@@ -177,7 +177,10 @@ impl Connection {
         let subscribed = state.subscribed(resources.get(ty), &kept);
         let version = subscribed.version();
         let holds = subscribed.whole().cloned();
-        let all: Vec<Arc<Resource>> = subscribed.iter().map(Arc::clone).collect();
+        let all = match &holds {
+            Some(set) => Payload::of(set),
+            None => Payload::Listed(subscribed.iter().map(Arc::clone).collect()),
+        };
         if complete(ty) {
             state.client_has.clear();
         } else {
@@ -194,15 +197,16 @@ impl Connection {
         &mut self,
         ty: ResourceType,
         version: String,
-        resources: Vec<Arc<Resource>>,
+        resources: Payload,
         holds: Option<ResourceSet>,
     ) -> Response {
         let nonce = self.next_nonce();
         let generation = self.resources().generation();
         let state = self.types.entry(ty).or_default();
-        match holds {
-            Some(set) => state.client_has.hold(&set),
-            None => state.client_has.insert_sorted(&resources),
+        match (holds, &resources) {
+            (Some(set), _) => state.client_has.hold(&set),
+            (None, Payload::Listed(list)) => state.client_has.insert_sorted(list),
+            (None, Payload::Whole(whole)) => state.client_has.hold(whole.set()),
         }
         state.record_sent(&nonce, &version, generation);
         Response::Sotw(SotwResponse {

@@ -42,7 +42,7 @@ use tonic::codegen::http;
 use tonic::{Code, Status};
 
 use pilot_core::resources::Resource;
-use pilot_core::xds::connection::{DeltaResponse, SotwResponse};
+use pilot_core::xds::connection::{DeltaResponse, Payload, SotwResponse};
 
 /// `DiscoveryResponse` and `DeltaDiscoveryResponse` share these numbers:
 /// `version_info` / `system_version_info`.
@@ -99,12 +99,15 @@ pub trait WireMessage {
 
 impl WireMessage for SotwResponse {
     fn encoded_len(&self) -> usize {
-        string_len(VERSION_INFO, &self.version_info)
-            + self
-                .resources
+        let resources: usize = match &self.resources {
+            Payload::Whole(whole) => whole.wire().iter().map(|piece| piece.len()).sum(),
+            Payload::Listed(list) => list
                 .iter()
                 .map(|r| nested_len(RESOURCES, r.encoded().len()))
-                .sum::<usize>()
+                .sum(),
+        };
+        string_len(VERSION_INFO, &self.version_info)
+            + resources
             + string_len(TYPE_URL, self.ty.type_url())
             + string_len(NONCE, &self.nonce)
     }
@@ -114,11 +117,18 @@ impl WireMessage for SotwResponse {
     }
 
     fn resource_count(&self) -> usize {
-        self.resources.len()
+        match &self.resources {
+            // The set's pre-encoded pieces, each a run of whole elements.
+            Payload::Whole(whole) => whole.wire().len(),
+            Payload::Listed(list) => list.len(),
+        }
     }
 
     fn resource(&self, i: usize, out: &mut impl Sink) {
-        put_shared(RESOURCES, self.resources[i].encoded(), out);
+        match &self.resources {
+            Payload::Whole(whole) => out.put_shared(&whole.wire()[i]),
+            Payload::Listed(list) => put_shared(RESOURCES, list[i].encoded(), out),
+        }
     }
 
     fn tail(&self, out: &mut impl Sink) {

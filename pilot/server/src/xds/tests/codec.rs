@@ -9,6 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
+use bytes::Bytes;
 use http_body::Body as _;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -24,7 +25,7 @@ use crate::xds::codec::{Requests, ResponseBody, WireMessage};
 use pilot_core::proxy::{DEFAULT_OUTBOUND_PORT, NodeMetadata, Proxy};
 use pilot_core::resources::{ProxyResources, Resource, ResourceType};
 use pilot_core::snapshot::Snapshot;
-use pilot_core::xds::connection::{DeltaResponse, SotwResponse};
+use pilot_core::xds::connection::{DeltaResponse, Payload, SotwResponse};
 
 fn wire(message: &impl WireMessage) -> Vec<u8> {
     let mut buf = Vec::new();
@@ -81,32 +82,36 @@ fn assert_same(sotw: &SotwResponse, delta: &DeltaResponse, context: &str) {
     assert_eq!(new, old.encode_to_vec(), "{context}: SotW bytes");
     assert_eq!(DiscoveryResponse::decode(new.as_slice()).unwrap(), old);
     assert_eq!(sotw.to_proto(), old, "{context}: SotW to_proto");
-    assert_streamed(sotw.clone(), &old.encode_to_vec(), &sotw.resources, context);
+    assert_streamed(sotw.clone(), &old.encode_to_vec(), &shared(sotw), context);
 
     let old = old_delta(delta);
     let new = wire(delta);
     assert_eq!(new, old.encode_to_vec(), "{context}: Delta bytes");
     assert_eq!(DeltaDiscoveryResponse::decode(new.as_slice()).unwrap(), old);
     assert_eq!(delta.to_proto(), old, "{context}: Delta to_proto");
-    assert_streamed(
-        delta.clone(),
-        &old.encode_to_vec(),
-        &delta.resources,
-        context,
-    );
+    let encoded: Vec<Bytes> = delta
+        .resources
+        .iter()
+        .map(|r| r.encoded().clone())
+        .collect();
+    assert_streamed(delta.clone(), &old.encode_to_vec(), &encoded, context);
+}
+
+/// The bytes a SotW response must send by reference when they are large:
+/// each listed resource, or a whole set's pre-encoded pieces.
+fn shared(sotw: &SotwResponse) -> Vec<Bytes> {
+    match &sotw.resources {
+        Payload::Listed(list) => list.iter().map(|r| r.encoded().clone()).collect(),
+        Payload::Whole(whole) => whole.wire().to_vec(),
+    }
 }
 
 /// What a stream's body sends for `message` and then the stream's end: the
 /// message framed as gRPC frames it (`expected` after the flag and length),
-/// every large resource as its own shared bytes, not a copy, and the
+/// every large piece of `shared` as those bytes, not a copy, and the
 /// trailers of an OK status.
 /// Returns how many chunks the message went out in.
-fn assert_streamed<T>(
-    message: T,
-    expected: &[u8],
-    resources: &[Arc<Resource>],
-    context: &str,
-) -> usize
+fn assert_streamed<T>(message: T, expected: &[u8], shared: &[Bytes], context: &str) -> usize
 where
     T: WireMessage + Unpin + Send + 'static,
 {
@@ -140,11 +145,11 @@ where
         trailers.get("grpc-status").map(|v| v.as_bytes()),
         Some(&b"0"[..])
     );
-    for r in resources.iter().filter(|r| r.encoded().len() >= 512) {
+    for (i, piece) in shared.iter().enumerate().filter(|(_, p)| p.len() >= 512) {
         assert!(
-            chunks.iter().any(|c| c.as_ptr() == r.encoded().as_ptr()),
-            "{context}: {} went out copied",
-            r.name
+            chunks.iter().any(|c| c.as_ptr() == piece.as_ptr()),
+            "{context}: piece {i} of {} bytes went out copied",
+            piece.len()
         );
     }
     chunks.len()
@@ -159,7 +164,7 @@ fn responses(
 ) -> (SotwResponse, DeltaResponse) {
     let sotw = SotwResponse {
         version_info: version.to_string(),
-        resources: resources.clone(),
+        resources: Payload::Listed(resources.clone()),
         ty,
         nonce: nonce.to_string(),
     };
@@ -224,10 +229,20 @@ fn every_golden_config_encodes_as_prost_does() {
                 let removed = vec!["gone".to_string(), String::new()];
                 let version = ProxyResources::version_of(all.iter().map(|r| r.as_ref()));
                 let (sotw, delta) = responses(ty, all, &version, "17", removed);
-                assert_same(
-                    &sotw,
-                    &delta,
-                    &format!("{} {} {ty:?}", input.display(), proxy.id),
+                let context = format!("{} {} {ty:?}", input.display(), proxy.id);
+                assert_same(&sotw, &delta, &context);
+                // The same response holding the set: its pre-encoded
+                // entries are the same bytes.
+                let whole = SotwResponse {
+                    resources: Payload::of(compiled.get(ty)),
+                    ..sotw.clone()
+                };
+                assert_eq!(wire(&whole), wire(&sotw), "{context}: whole set");
+                assert_streamed(
+                    whole.clone(),
+                    &wire(&sotw),
+                    &shared(&whole),
+                    &format!("{context} whole"),
                 );
                 checked += 1;
             }
@@ -344,7 +359,7 @@ fn a_large_response_streams_in_chunks_sharing_its_large_resources() {
     // 8 shared resources, and the small ones between them copied together
     // into chunks of their own: no chunk holds the whole response.
     let expected = old_sotw(&sotw).encode_to_vec();
-    let chunks = assert_streamed(sotw.clone(), &expected, &sotw.resources, "chunks");
+    let chunks = assert_streamed(sotw.clone(), &expected, &shared(&sotw), "chunks");
     assert!(chunks >= 16, "{chunks} chunks");
 }
 
