@@ -840,9 +840,8 @@ mod tests {
         assert_ne!(names(&["a", "b"]), names(&["a", "c"]));
         assert_ne!(names(&["ab"]), names(&["a", "b"]));
         let r = |name: &str| Arc::new(Resource::new(ResourceType::Cluster, name, &Any::default()));
-        let map = |list: &[&str]| -> ResourceMap {
-            list.iter().map(|n| (n.to_string(), r(n))).collect()
-        };
+        let map =
+            |list: &[&str]| -> ResourceMap { list.iter().map(|n| (n.to_string(), r(n))).collect() };
         let shared = ResourceSet::from(map(&["a", "b", "d"]));
         assert_eq!(shared.name_sum(), names(&["d", "b", "a"]));
         // A layered set counts a shadowed name once.

@@ -37,7 +37,7 @@ use pilot_core::compile::compile_consistent;
 use pilot_core::resources::{ProxyResources, Resource, ResourceType};
 use pilot_core::snapshot::Snapshot;
 use pilot_server::xds::codec::WireMessage;
-use pilot_server::xds::{DeltaResponse, SotwResponse};
+use pilot_server::xds::{DeltaResponse, Payload, SotwResponse};
 use prost::Message;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
@@ -125,7 +125,7 @@ fn shared_sotw(resources: &ProxyResources, mut wire: Option<&mut Vec<u8>>) -> us
         let map = resources.get(ty);
         let response = SotwResponse {
             version_info: ProxyResources::version_of(map.values().map(|r| r.as_ref())),
-            resources: map.values().cloned().collect(),
+            resources: Payload::of(map),
             ty,
             nonce: "1".to_string(),
         };

@@ -23,5 +23,5 @@ pub mod status;
 mod tests;
 
 pub use crate::proxy::NodeError;
-pub use connection::{Connection, DeltaResponse, Mode, Response, SotwResponse};
+pub use connection::{Connection, DeltaResponse, Mode, Payload, Response, SotwResponse};
 pub use status::{Nack, TypeStatus, XdsStatus};

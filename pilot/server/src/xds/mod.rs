@@ -25,7 +25,7 @@ pub mod status;
 #[cfg(test)]
 mod tests;
 
-pub use pilot_core::xds::{Connection, DeltaResponse, Mode, Response, SotwResponse};
+pub use pilot_core::xds::{Connection, DeltaResponse, Mode, Payload, Response, SotwResponse};
 pub use server::AdsServer;
 pub use service::AdsService;
 pub use status::{Inconsistency, ProxyStatus, StatusRegistry};
