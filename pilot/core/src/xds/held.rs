@@ -15,7 +15,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::resources::{Resource, ResourceSet};
+use crate::resources::{Resource, ResourceSet, sum_names};
+use crate::xds::request::RequestNames;
 
 /// One resource the client holds.
 #[derive(Clone, Debug, PartialEq)]
@@ -225,6 +226,16 @@ impl Names {
         }
     }
 
+    /// A request's names, held as the names of `set` when they are
+    /// exactly those (found without making a `String` of any).
+    pub(super) fn from_request(names: &RequestNames, set: &ResourceSet) -> Names {
+        if !names.is_empty() && names.are_names_of(set) {
+            Names::Of(set.clone())
+        } else {
+            Names::new(names.to_set(), set)
+        }
+    }
+
     /// The same names, held as `set`'s if they are exactly its names (a new
     /// set of the same names, after a push, or the names a Delta client
     /// has subscribed to one by one).
@@ -245,13 +256,6 @@ impl Names {
         }
     }
 
-    pub(super) fn len(&self) -> usize {
-        match self {
-            Names::Of(set) => set.len(),
-            Names::Listed(names) => names.len(),
-        }
-    }
-
     /// The names in order.
     pub(super) fn iter(&self) -> Box<dyn Iterator<Item = &str> + '_> {
         match self {
@@ -266,9 +270,17 @@ impl Names {
         matches!(self, Names::Of(held) if held.same(set))
     }
 
-    /// Whether `names` (a request's) are these names.
-    pub(super) fn same_as(&self, names: &BTreeSet<String>) -> bool {
-        names.len() == self.len() && self.iter().eq(names.iter().map(String::as_str))
+    /// Whether a request's `names` are these names.
+    pub(super) fn same_as(&self, names: &RequestNames) -> bool {
+        match self {
+            Names::Of(set) => {
+                names.are_names_of(set)
+                    || (names.len() > set.len() && names.to_set().iter().eq(set.keys()))
+            }
+            Names::Listed(listed) => {
+                names.are(listed, sum_names(listed.iter().map(|n| n.as_bytes())))
+            }
+        }
     }
 
     fn listed(&mut self) -> &mut BTreeSet<String> {
@@ -362,7 +374,9 @@ mod tests {
         let ab: BTreeSet<String> = ["a", "b"].into_iter().map(String::from).collect();
         let mut names = Names::new(ab.clone(), &set);
         assert!(names.are_all_of(&set));
-        assert!(names.same_as(&ab) && names.contains("a") && !names.contains("c"));
+        assert!(
+            names.same_as(&request(&["b", "a"])) && names.contains("a") && !names.contains("c")
+        );
         names.insert("c".into());
         assert!(!names.are_all_of(&set));
         assert_eq!(names.iter().collect::<Vec<_>>(), ["a", "b", "c"]);
@@ -372,5 +386,37 @@ mod tests {
         // A set of other names is listed.
         let a: BTreeSet<String> = ["a"].into_iter().map(String::from).collect();
         assert!(!Names::new(a, &set).are_all_of(&set));
+    }
+
+    fn request(names: &[&str]) -> RequestNames {
+        RequestNames::new(names.iter().map(|n| n.as_bytes().to_vec().into()).collect())
+    }
+
+    #[test]
+    fn a_request_is_compared_with_held_names_without_building_a_set() {
+        let map: ResourceMap = ["a", "b", "c"]
+            .into_iter()
+            .map(|n| (n.to_string(), r(n, n)))
+            .collect();
+        let set = ResourceSet::from(map);
+        // Exactly the set's names, in any order: held as the set.
+        let held = Names::from_request(&request(&["c", "a", "b"]), &set);
+        assert!(held.are_all_of(&set));
+        assert!(held.same_as(&request(&["b", "c", "a"])));
+        // A repeat is the same subscription; a missing or other name is not.
+        assert!(held.same_as(&request(&["a", "b", "c", "a"])));
+        assert!(!held.same_as(&request(&["a", "b", "a"])));
+        assert!(!held.same_as(&request(&["a", "b"])));
+        assert!(!held.same_as(&request(&["a", "b", "d"])));
+        // Names that are not the set's are listed, and compared the same way.
+        let listed = Names::from_request(&request(&["b", "a", "a"]), &set);
+        assert!(!listed.are_all_of(&set));
+        assert_eq!(listed.iter().collect::<Vec<_>>(), ["a", "b"]);
+        assert!(listed.same_as(&request(&["a", "b"])));
+        assert!(listed.same_as(&request(&["b", "b", "a"])));
+        assert!(!listed.same_as(&request(&["a", "c"])));
+        assert!(!listed.same_as(&request(&["a"])));
+        // The request's names that repeat the set's, plus one, are not the set.
+        assert!(!Names::from_request(&request(&["a", "b", "c", "d"]), &set).are_all_of(&set));
     }
 }

@@ -16,6 +16,7 @@
 pub mod connection;
 mod delta;
 mod held;
+pub mod request;
 mod sotw;
 pub mod status;
 
@@ -24,4 +25,5 @@ mod tests;
 
 pub use crate::proxy::NodeError;
 pub use connection::{Connection, DeltaResponse, Mode, Payload, Response, SotwResponse};
+pub use request::SotwRequest;
 pub use status::{Nack, TypeStatus, XdsStatus};

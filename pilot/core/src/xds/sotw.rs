@@ -21,65 +21,66 @@
 //! just those; an empty list then means none. RDS and EDS are never
 //! wildcard: they send the requested names that exist.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use tracing::{debug, warn};
 
 use crate::resources::{ProxyResources, Resource, ResourceSet, ResourceType};
 use crate::xds::connection::{Connection, Mode, Names, Payload, Reply, Response, SotwResponse};
+use crate::xds::request::{RequestNames, SotwRequest};
 
 /// The name that stands for every resource of a wildcard type.
 const WILDCARD: &str = "*";
 
 /// Reads a request's names: whether it subscribes to the wildcard, and
 /// whether the client has now named resources explicitly (which ends the
-/// legacy meaning of an empty list). Removes `*` from `names`.
-fn subscription(ty: ResourceType, names: &mut BTreeSet<String>, named: bool) -> (bool, bool) {
+/// legacy meaning of an empty list); returns the names without `*`.
+fn subscription(ty: ResourceType, names: RequestNames, named: bool) -> (bool, bool, RequestNames) {
     if !ty.is_wildcard() {
-        return (false, named || !names.is_empty());
+        let named = named || !names.is_empty();
+        return (false, named, names);
     }
-    if names.remove(WILDCARD) {
-        return (true, true);
+    if names.contains(WILDCARD) {
+        return (true, true, names.without(WILDCARD));
     }
     if names.is_empty() && !named {
-        return (true, false);
+        return (true, false, names);
     }
-    (false, true)
+    (false, true, names)
 }
 
 impl Connection {
     /// Handles one state-of-the-world request; returns what to send back.
-    pub fn on_sotw_request(&mut self, req: DiscoveryRequest) -> Vec<Response> {
+    /// Takes prost's `DiscoveryRequest` too (tests build those); the
+    /// server decodes [`SotwRequest`]s straight off the wire.
+    pub fn on_sotw_request(&mut self, req: impl Into<SotwRequest>) -> Vec<Response> {
         if self.mode() != Mode::Sotw {
             warn!("state-of-the-world request on a delta stream, ignored");
             return Vec::new();
         }
-        let DiscoveryRequest {
+        let SotwRequest {
             version_info,
             node: _,
             resource_names,
-            resource_locators: _,
             type_url,
             response_nonce,
             error_detail,
-        } = req;
+        } = req.into();
         let Some(ty) = ResourceType::from_type_url(&type_url) else {
             warn!(%type_url, "request for an unsupported resource type, ignored");
             return Vec::new();
         };
-        let mut names: BTreeSet<String> = resource_names.into_iter().collect();
+        let names = RequestNames::new(resource_names);
         let release = self.may_release(ty);
         let current = self.resources().get(ty).clone();
 
         if response_nonce.is_empty() {
             let state = self.types.entry(ty).or_default();
-            let (wildcard, named) = subscription(ty, &mut names, state.named);
+            let (wildcard, named, names) = subscription(ty, names, state.named);
             debug!(%type_url, %version_info, wildcard, names = names.len(), "subscribe");
             state.wildcard = wildcard;
             state.named = named;
-            state.names = Names::new(names, &current);
+            state.names = Names::from_request(&names, &current);
             let own = self.sotw_response(ty);
             if release {
                 self.recheck_removals();
@@ -98,13 +99,13 @@ impl Connection {
         if reply == Reply::Stale {
             return Vec::new();
         }
-        let (wildcard, named) = subscription(ty, &mut names, state.named);
+        let (wildcard, named, names) = subscription(ty, names, state.named);
         state.named = named;
         // Under a wildcard, names beside `*` select nothing more.
         let unchanged = state.wildcard == wildcard && (wildcard || state.names.same_as(&names));
         state.wildcard = wildcard;
         if !unchanged {
-            state.names = Names::new(names, &current);
+            state.names = Names::from_request(&names, &current);
             state.forget_unsubscribed();
         }
         let rejected = match (reply, &state.nack) {

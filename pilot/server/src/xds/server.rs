@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use envoy_types::pb::envoy::config::core::v3::Node;
-use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
@@ -33,6 +33,7 @@ use pilot_core::proxy::Proxy;
 use pilot_core::resources::ProxyResources;
 use pilot_core::snapshot::Snapshot;
 use pilot_core::xds::connection::{Connection, DeltaResponse, Mode, Response, SotwResponse};
+use pilot_core::xds::request::SotwRequest;
 
 /// Responses buffered per stream before the sender waits for the proxy to read.
 const RESPONSE_BUFFER: usize = 16;
@@ -88,7 +89,7 @@ impl AdsServer {
     /// `StreamAggregatedResources`: serves a state-of-the-world stream.
     pub(super) fn stream_aggregated_resources(
         &self,
-        inbound: Requests<DiscoveryRequest>,
+        inbound: Requests<SotwRequest>,
     ) -> ReceiverStream<Result<SotwResponse, Status>> {
         self.open::<Sotw>(inbound)
     }
@@ -107,7 +108,7 @@ trait Variant: Send + 'static {
     type Request: prost::Message + Default + Send + 'static;
     type Response: Send + 'static;
     const MODE: Mode;
-    fn node(req: &Self::Request) -> Option<&Node>;
+    fn node(req: &Self::Request) -> Option<Node>;
     fn handle(connection: &mut Connection, req: Self::Request) -> Vec<Response>;
     fn message(response: Response) -> Option<Self::Response>;
 }
@@ -116,15 +117,15 @@ trait Variant: Send + 'static {
 struct Sotw;
 
 impl Variant for Sotw {
-    type Request = DiscoveryRequest;
+    type Request = SotwRequest;
     type Response = SotwResponse;
     const MODE: Mode = Mode::Sotw;
 
-    fn node(req: &DiscoveryRequest) -> Option<&Node> {
-        req.node.as_ref()
+    fn node(req: &SotwRequest) -> Option<Node> {
+        req.node()
     }
 
-    fn handle(connection: &mut Connection, req: DiscoveryRequest) -> Vec<Response> {
+    fn handle(connection: &mut Connection, req: SotwRequest) -> Vec<Response> {
         connection.on_sotw_request(req)
     }
 
@@ -144,8 +145,8 @@ impl Variant for Delta {
     type Response = DeltaResponse;
     const MODE: Mode = Mode::Delta;
 
-    fn node(req: &DeltaDiscoveryRequest) -> Option<&Node> {
-        req.node.as_ref()
+    fn node(req: &DeltaDiscoveryRequest) -> Option<Node> {
+        req.node.clone()
     }
 
     fn handle(connection: &mut Connection, req: DeltaDiscoveryRequest) -> Vec<Response> {
@@ -209,10 +210,11 @@ impl<T: Send + 'static> StreamTask<T> {
             }
             None => return,
         };
-        let proxy = match V::node(&first).map(Proxy::try_from) {
+        let node = V::node(&first);
+        let proxy = match node.as_ref().map(Proxy::try_from) {
             Some(Ok(proxy)) => proxy,
             Some(Err(error)) => {
-                let node = V::node(&first).map_or("", |n| n.id.as_str());
+                let node = node.as_ref().map_or("", |n| n.id.as_str());
                 warn!(stream_id, node, %error, "rejecting stream");
                 let _ = self
                     .tx
