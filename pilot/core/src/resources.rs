@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, btree_map};
 use std::sync::{Arc, OnceLock};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
@@ -303,8 +303,9 @@ struct Versioned {
     /// A hash of the names alone.
     names: OnceLock<u64>,
     /// Every resource as an element of `DiscoveryResponse.resources`, in
-    /// name order, written once for every response that carries the map.
-    wire: OnceLock<Bytes>,
+    /// name order, written once for every response that carries the map
+    /// (see [`ResourceSet::sotw_wire`]).
+    wire: OnceLock<Arc<[Bytes]>>,
     /// The sum of [`name_hash`] over the names: the same for the same names
     /// in any order, so a request's list is checked against the map
     /// without building a set of it.
@@ -322,20 +323,29 @@ impl Versioned {
         })
     }
 
-    fn wire(&self) -> &Bytes {
+    fn wire(&self) -> &Arc<[Bytes]> {
         self.wire.get_or_init(|| {
-            let len = self
-                .map
-                .values()
-                .map(|r| resource_entry_len(r.encoded().len()))
-                .sum();
-            let mut buf = Vec::with_capacity(len);
+            let mut pieces = Vec::new();
+            let mut run = BytesMut::new();
             for r in self.map.values() {
-                encode_key(SOTW_RESOURCES, WireType::LengthDelimited, &mut buf);
-                encode_varint(r.encoded().len() as u64, &mut buf);
-                buf.extend_from_slice(r.encoded());
+                let encoded = r.encoded();
+                let mut prefix = [0u8; 15];
+                let mut rest = &mut prefix[..];
+                encode_key(SOTW_RESOURCES, WireType::LengthDelimited, &mut rest);
+                encode_varint(encoded.len() as u64, &mut rest);
+                let written = 15 - rest.len();
+                run.extend_from_slice(&prefix[..written]);
+                if encoded.len() < SHARE_AT {
+                    run.extend_from_slice(encoded);
+                } else {
+                    pieces.push(std::mem::take(&mut run).freeze());
+                    pieces.push(encoded.clone());
+                }
             }
-            Bytes::from(buf)
+            if !run.is_empty() {
+                pieces.push(run.freeze());
+            }
+            pieces.into()
         })
     }
 
@@ -433,12 +443,15 @@ impl ResourceSet {
     }
 
     /// The set as elements of `DiscoveryResponse.resources` (field
-    /// [`SOTW_RESOURCES`]), already encoded: the proxy's own resources, then
-    /// the shared ones, each piece written once and shared by every
-    /// response that carries it. `None` when a resource of the proxy's own
-    /// takes the place of a shared one: then the shared piece would carry a
-    /// resource the proxy must not get.
-    pub fn sotw_wire(&self) -> Option<[&Bytes; 2]> {
+    /// [`SOTW_RESOURCES`]), already encoded, in pieces: the proxy's own
+    /// resources, then the shared ones. Each map's pieces are written once,
+    /// for every response that carries it: the small resources copied
+    /// together with the keys and lengths of all, the large ones (at least
+    /// [`SHARE_AT`] bytes) as their own shared bytes, so no resource is
+    /// copied per proxy and a large one is never copied at all. `None` when
+    /// a resource of the proxy's own takes the place of a shared one: then
+    /// the shared pieces would carry a resource the proxy must not get.
+    pub fn sotw_wire(&self) -> Option<[&Arc<[Bytes]>; 2]> {
         if self.len != self.own.map.len() + self.shared.map.len() {
             return None;
         }
@@ -608,15 +621,13 @@ impl ProxyResources {
     }
 }
 
+/// A resource at least this large goes out as its own shared bytes; smaller
+/// ones are copied together with what surrounds them.
+pub const SHARE_AT: usize = 512;
+
 /// `DiscoveryResponse.resources`: the field each resource of a
 /// state-of-the-world response is written as.
 pub const SOTW_RESOURCES: u32 = 2;
-
-/// The length of one element of `DiscoveryResponse.resources` holding an
-/// encoded `Any` of `len` bytes.
-pub fn resource_entry_len(len: usize) -> usize {
-    key_len(SOTW_RESOURCES) + encoded_len_varint(len as u64) + len
-}
 
 /// A 128-bit XXH3 hash of one resource name.
 pub fn name_hash(name: &[u8]) -> u128 {
@@ -819,18 +830,40 @@ mod tests {
             };
             message.encode_to_vec()
         };
+        let joined = |pieces: &[Bytes]| pieces.concat();
         let shared = ResourceSet::from(map(&["a", "b", "d"]));
         let [own, all] = shared.sotw_wire().expect("no layer of its own");
         assert!(own.is_empty());
-        assert_eq!(all.as_ref(), listed(&["a", "b", "d"]));
-        // Own resources of new names go first; the shared piece is the same
-        // bytes, not a copy.
+        assert_eq!(joined(all), listed(&["a", "b", "d"]));
+        assert_eq!(all.len(), 1, "small resources copied together");
+        // Own resources of new names go first; the shared pieces are the
+        // same bytes, not a copy.
         let layered = ResourceSet::new(&shared, map(&["c"]));
         let [own, rest] = layered.sotw_wire().expect("disjoint layers");
-        assert_eq!(own.as_ref(), listed(&["c"]));
-        assert_eq!(rest.as_ptr(), all.as_ptr());
+        assert_eq!(joined(own), listed(&["c"]));
+        assert!(Arc::ptr_eq(rest, all));
         // An own resource in the place of a shared one: not written whole.
         assert!(ResourceSet::new(&shared, map(&["b"])).sotw_wire().is_none());
+        // A large resource is a piece of its own: the resource's bytes.
+        let large = Arc::new(Resource::new(
+            ResourceType::Route,
+            "big",
+            &Any {
+                type_url: "t".into(),
+                value: vec![2; SHARE_AT],
+            },
+        ));
+        let mut with_large = map(&["a", "z"]);
+        with_large.insert("big".into(), large.clone());
+        let set = ResourceSet::from(with_large);
+        let [_, pieces] = set.sotw_wire().unwrap();
+        assert_eq!(pieces.len(), 3, "a and big's key; big; z");
+        assert_eq!(pieces[1].as_ptr(), large.encoded().as_ptr());
+        let expected = envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse {
+            resources: [r("a").any(), large.any(), r("z").any()].into(),
+            ..Default::default()
+        };
+        assert_eq!(joined(pieces), expected.encode_to_vec());
     }
 
     #[test]

@@ -75,7 +75,7 @@ pub enum Payload {
 #[derive(Clone, Debug)]
 pub struct WholeSet {
     set: ResourceSet,
-    wire: [Bytes; 2],
+    wire: [Arc<[Bytes]>; 2],
 }
 
 impl WholeSet {
@@ -83,9 +83,24 @@ impl WholeSet {
         &self.set
     }
 
-    /// The encoded elements of `DiscoveryResponse.resources`, in pieces.
-    pub fn wire(&self) -> &[Bytes; 2] {
-        &self.wire
+    /// The encoded elements of `DiscoveryResponse.resources`, in pieces:
+    /// the proxy's own, then the shared ones.
+    pub fn pieces(&self) -> impl Iterator<Item = &Bytes> {
+        self.wire.iter().flat_map(|pieces| pieces.iter())
+    }
+
+    pub fn piece_count(&self) -> usize {
+        self.wire[0].len() + self.wire[1].len()
+    }
+
+    /// The `i`th of [`WholeSet::pieces`].
+    pub fn piece(&self, i: usize) -> &Bytes {
+        let own = &self.wire[0];
+        if i < own.len() {
+            &own[i]
+        } else {
+            &self.wire[1][i - own.len()]
+        }
     }
 }
 

@@ -41,7 +41,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::http;
 use tonic::{Code, Status};
 
-use pilot_core::resources::Resource;
+use pilot_core::resources::{Resource, SHARE_AT};
 use pilot_core::xds::connection::{DeltaResponse, Payload, SotwResponse};
 
 /// `DiscoveryResponse` and `DeltaDiscoveryResponse` share these numbers:
@@ -100,7 +100,7 @@ pub trait WireMessage {
 impl WireMessage for SotwResponse {
     fn encoded_len(&self) -> usize {
         let resources: usize = match &self.resources {
-            Payload::Whole(whole) => whole.wire().iter().map(|piece| piece.len()).sum(),
+            Payload::Whole(whole) => whole.pieces().map(Bytes::len).sum(),
             Payload::Listed(list) => list
                 .iter()
                 .map(|r| nested_len(RESOURCES, r.encoded().len()))
@@ -119,14 +119,14 @@ impl WireMessage for SotwResponse {
     fn resource_count(&self) -> usize {
         match &self.resources {
             // The set's pre-encoded pieces, each a run of whole elements.
-            Payload::Whole(whole) => whole.wire().len(),
+            Payload::Whole(whole) => whole.piece_count(),
             Payload::Listed(list) => list.len(),
         }
     }
 
     fn resource(&self, i: usize, out: &mut impl Sink) {
         match &self.resources {
-            Payload::Whole(whole) => out.put_shared(&whole.wire()[i]),
+            Payload::Whole(whole) => out.put_shared(whole.piece(i)),
             Payload::Listed(list) => put_shared(RESOURCES, list[i].encoded(), out),
         }
     }
@@ -228,9 +228,6 @@ fn put_string(tag: u32, s: &str, out: &mut impl Sink) {
     }
 }
 
-/// A resource at least this large goes out as the shared bytes themselves,
-/// in a chunk of its own; smaller pieces are copied together into chunks.
-const SHARE_AT: usize = 512;
 /// How many bytes the chunks of one step copy at most, about: what a stream
 /// holds of a response beyond the shared resources.
 const CHUNK: usize = 16 * 1024;

@@ -102,7 +102,7 @@ fn assert_same(sotw: &SotwResponse, delta: &DeltaResponse, context: &str) {
 fn shared(sotw: &SotwResponse) -> Vec<Bytes> {
     match &sotw.resources {
         Payload::Listed(list) => list.iter().map(|r| r.encoded().clone()).collect(),
-        Payload::Whole(whole) => whole.wire().to_vec(),
+        Payload::Whole(whole) => whole.pieces().cloned().collect(),
     }
 }
 
