@@ -442,6 +442,26 @@ mod tests {
     }
 
     #[test]
+    fn a_security_policy_change_reaches_every_proxy() {
+        let policy = |action: &str| {
+            format!(
+                "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: p, namespace: shop}}\nspec:\n  action: {action}\n  rules: [{{}}]\n"
+            )
+        };
+        let (before, after) = (
+            mesh("10.0.0.2", &policy("ALLOW")),
+            mesh("10.0.0.2", &policy("DENY")),
+        );
+        let changes = ChangeSet::between(&before, &after);
+        assert!(changes.everyone);
+        assert!(changes.reasons.contains(&PushReason::ConfigUpdate));
+        assert!(changes.endpoints_only().is_none());
+        assert!(!before.same_apart_from_routes(&after));
+        let again = mesh("10.0.0.2", &policy("DENY"));
+        assert!(ChangeSet::between(&after, &again).is_empty());
+    }
+
+    #[test]
     fn a_new_virtual_service_destination_changes_what_a_scope_admits() {
         // bank imports shop's VirtualService for ledger; once it routes to
         // reviews, bank's scope admits reviews, though nothing about reviews
