@@ -25,6 +25,7 @@
 //! give the same bytes, which is what makes content-hash versions and golden
 //! tests work.
 
+mod authz;
 mod cluster;
 mod context;
 mod endpoint;
@@ -117,7 +118,8 @@ fn compile_parts(
     let mut listeners = ResourceMap::new();
     let mut routes = ResourceMap::new();
 
-    let outbound = listener::outbound(proxy);
+    let normalization = snapshot.mesh.path_normalization;
+    let outbound = listener::outbound(proxy, normalization);
     insert(
         &mut listeners,
         ResourceType::Listener,
@@ -130,6 +132,17 @@ fn compile_parts(
     };
     routes.insert(route_config.name.clone(), route_config);
 
+    let policies: Vec<_> = snapshot
+        .security
+        .authorization_policies_for(namespace, &proxy.metadata.labels)
+        .collect();
+    let trust_domain = snapshot.mesh.trust_domain.as_str();
+    let network =
+        |listener: &str| authz::network_filters(policies.iter().copied(), trust_domain, listener);
+    let authz = listener::Authz {
+        http: authz::http_filters(policies.iter().copied(), trust_domain),
+        network: &network,
+    };
     for port in &inbound {
         let c = cluster::inbound(
             port.port,
@@ -141,7 +154,7 @@ fn compile_parts(
         );
         insert(&mut own, ResourceType::Cluster, &c.name.clone(), &c);
         own_clusters.push(c.name.clone());
-        let l = listener::inbound(proxy, port);
+        let l = listener::inbound(proxy, port, normalization, &authz);
         insert(&mut listeners, ResourceType::Listener, &l.name.clone(), &l);
     }
 
