@@ -353,16 +353,43 @@ fn jwks_uri(uri: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A JSON Web Key Set (`{"keys": [...]}`) or a single key (`{"kty": ...}`).
+/// A JSON Web Key Set (`{"keys": [...]}`, at least one key) or a single
+/// key (`{"kty": ...}`), each key with the members its type needs. Envoy
+/// refuses a listener whose inline keys do not parse, so they are checked
+/// here rather than there.
 fn key_set(text: &str) -> Result<(), String> {
     let value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-    let key = |k: &serde_json::Value| k.get("kty").and_then(|t| t.as_str()).is_some();
     match value.get("keys") {
-        Some(serde_json::Value::Array(keys)) if keys.iter().all(key) => Ok(()),
-        Some(serde_json::Value::Array(_)) => Err("every key needs a \"kty\"".to_string()),
+        Some(serde_json::Value::Array(keys)) if keys.is_empty() => {
+            Err("the key set has no keys".to_string())
+        }
+        Some(serde_json::Value::Array(keys)) => keys.iter().try_for_each(key),
         Some(_) => Err("\"keys\" must be a list".to_string()),
-        None if key(&value) => Ok(()),
-        None => Err("expected a key set {\"keys\": [...]} or a key with \"kty\"".to_string()),
+        None => key(&value),
+    }
+}
+
+fn key(k: &serde_json::Value) -> Result<(), String> {
+    let member = |name: &str| {
+        k.get(name)
+            .and_then(|v| v.as_str())
+            .is_some_and(|s| !s.is_empty())
+    };
+    let kty = k.get("kty").and_then(|t| t.as_str());
+    let needs: &[&str] = match kty {
+        Some("RSA") => &["n", "e"],
+        Some("EC") => &["crv", "x", "y"],
+        Some("oct") => &["k"],
+        Some("OKP") => &["crv", "x"],
+        Some(other) => return Err(format!("unknown key type {other:?}")),
+        None => return Err("every key needs a \"kty\"".to_string()),
+    };
+    match needs.iter().find(|m| !member(m)) {
+        Some(missing) => Err(format!(
+            "a key of type {:?} needs {missing:?}",
+            kty.unwrap_or_default()
+        )),
+        None => Ok(()),
     }
 }
 
@@ -431,7 +458,19 @@ mod tests {
             key_set(r#"{"keys": [{"kty": "RSA", "n": "x", "e": "AQAB"}]}"#),
             Ok(())
         );
-        assert_eq!(key_set(r#"{"kty": "EC"}"#), Ok(()));
+        assert_eq!(
+            key_set(r#"{"kty": "EC", "crv": "P-256", "x": "a", "y": "b"}"#),
+            Ok(())
+        );
+        assert_eq!(
+            key_set(r#"{"kty": "EC"}"#),
+            Err("a key of type \"EC\" needs \"crv\"".into())
+        );
+        assert_eq!(
+            key_set(r#"{"keys": []}"#),
+            Err("the key set has no keys".into())
+        );
+        assert!(key_set(r#"{"keys": [{"kty": "XYZ"}]}"#).is_err());
         assert!(key_set("{").is_err());
         assert!(key_set(r#"{"keys": [{}]}"#).is_err());
         assert!(key_set("[]").is_err());

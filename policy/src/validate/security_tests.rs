@@ -240,7 +240,7 @@ fn request_authentication_decodes_and_validates() {
             "spec.jwtRules[0].issuer: issuer must be set",
         ),
         (
-            "  jwtRules: [{issuer: a, jwksUri: 'https://a/k', jwks: '{\"keys\": []}'}]\n",
+            "  jwtRules: [{issuer: a, jwksUri: 'https://a/k', jwks: '{\"kty\": \"oct\", \"k\": \"x\"}'}]\n",
             "spec.jwtRules[0]: only one of jwks or jwksUri can be set",
         ),
         (
