@@ -21,18 +21,20 @@
 //! `prefix*`, `*suffix`, or `*` (any non-empty value). Principals are
 //! SPIFFE IDs without `spiffe://` (`cluster.local` meaning the mesh's trust
 //! domain); namespaces match the `/ns/NAME/` part of the caller's identity.
-//! No RequestAuthentication is compiled yet, so a request never carries a
-//! request principal or JWT claims: `requestPrincipals`,
-//! `request.auth.principal` and `request.auth.claims[...]` never match and
-//! their `not` forms always do, as in Istio for a workload that no
-//! RequestAuthentication selects.
+//! Request principals (`ISSUER/SUBJECT`) and JWT claims are read from the
+//! payload the JWT filter verified (see `jwt`), stored in its metadata under
+//! the issuer: a pattern is matched against each issuer the workload's
+//! RequestAuthentications name. Where none applies, no request has a
+//! request principal: `requestPrincipals`, `request.auth.principal` and
+//! `request.auth.claims[...]` never match and their `not` forms always do.
 
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::CidrRange;
 use envoy_types::pb::envoy::config::listener::v3::{Filter, filter};
 use envoy_types::pb::envoy::config::rbac::v3::{
-    Permission, Policy, Principal, Rbac as RbacRules, permission, principal, rbac::Action,
+    MetadataSource, Permission, Policy, Principal, Rbac as RbacRules, SourcedMetadata, permission,
+    principal, rbac::Action,
 };
 use envoy_types::pb::envoy::config::route::v3::{HeaderMatcher, header_matcher};
 use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac;
@@ -41,7 +43,9 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 };
 use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac as NetworkRbac;
 use envoy_types::pb::envoy::r#type::matcher::v3::{
-    PathMatcher, RegexMatcher, StringMatcher, path_matcher, string_matcher::MatchPattern,
+    ListMatcher, MetadataMatcher, OrMatcher, PathMatcher, RegexMatcher, StringMatcher,
+    ValueMatcher, list_matcher, metadata_matcher, path_matcher, string_matcher::MatchPattern,
+    value_matcher,
 };
 use envoy_types::pb::google::protobuf::{Any, UInt32Value};
 use policy::security::{
@@ -50,6 +54,7 @@ use policy::security::{
 use prost::Message;
 use prost::encoding::{WireType, encode_key, encode_varint};
 
+use super::jwt::JWT_AUTHN;
 use super::proto::filters;
 
 /// The RBAC filters for the policies that apply to one workload (in
@@ -57,8 +62,9 @@ use super::proto::filters;
 pub(crate) fn http_filters<'a>(
     policies: impl IntoIterator<Item = &'a Arc<AuthorizationPolicy>>,
     trust_domain: &str,
+    issuers: &[String],
 ) -> Vec<HttpFilter> {
-    compile(policies, trust_domain, false)
+    compile(policies, trust_domain, issuers, false)
         .into_iter()
         .map(|(action, policies)| HttpFilter {
             name: filters::RBAC.to_string(),
@@ -77,7 +83,7 @@ pub(crate) fn network_filters<'a>(
     trust_domain: &str,
     stat_prefix: &str,
 ) -> Vec<Filter> {
-    compile(policies, trust_domain, true)
+    compile(policies, trust_domain, &[], true)
         .into_iter()
         .map(|(action, policies)| Filter {
             name: NETWORK_RBAC.to_string(),
@@ -98,6 +104,7 @@ type Named = Vec<(String, Policy)>;
 fn compile<'a>(
     policies: impl IntoIterator<Item = &'a Arc<AuthorizationPolicy>>,
     trust_domain: &str,
+    issuers: &[String],
     tcp: bool,
 ) -> Vec<(Action, Named)> {
     let (mut audit, mut deny, mut allow) = (Vec::new(), Vec::new(), Vec::new());
@@ -113,6 +120,7 @@ fn compile<'a>(
         };
         let generator = Generator {
             trust_domain,
+            issuers,
             tcp,
             dropped: std::cell::Cell::new(false),
         };
@@ -187,6 +195,8 @@ fn rbac_any<M: prost::Name>(
 /// the listener cannot check.
 struct Generator<'a> {
     trust_domain: &'a str,
+    /// The issuers the workload's JWT filter verifies.
+    issuers: &'a [String],
     tcp: bool,
     /// Set when an HTTP-only field was left out of the rule being compiled.
     dropped: std::cell::Cell<bool>,
@@ -268,7 +278,7 @@ fn source(g: &Generator<'_>, s: &Source, trust_domain: &str) -> Vec<Principal> {
             &mut ids,
             &s.request_principals,
             &s.not_request_principals,
-            |_| no_request_identity(),
+            |v| request_principal(v, g.issuers),
         );
     }
     push_either(&mut ids, &s.namespaces, &s.not_namespaces, namespace);
@@ -377,9 +387,8 @@ fn condition_of(g: &Generator<'_>, c: &Condition) -> Option<Side> {
             principal_side(&|v| id(principal::Identifier::DirectRemoteIp(cidr(v))))
         }
         ConditionKey::RemoteIp => principal_side(&|v| id(principal::Identifier::RemoteIp(cidr(v)))),
-        ConditionKey::RequestAuthPrincipal | ConditionKey::RequestAuthClaim(_) => {
-            principal_side(&|_| no_request_identity())
-        }
+        ConditionKey::RequestAuthPrincipal => principal_side(&|v| request_principal(v, g.issuers)),
+        ConditionKey::RequestAuthClaim(path) => principal_side(&|v| claim(&path, v, g.issuers)),
         ConditionKey::DestinationPort => {
             let mut rules = Vec::new();
             push_either_rule(&mut rules, &c.values, &c.not_values, destination_port);
@@ -388,10 +397,119 @@ fn condition_of(g: &Generator<'_>, c: &Condition) -> Option<Side> {
     })
 }
 
-/// A condition on a JWT's identity or claims: no JWT is validated, so none
-/// is ever present.
-fn no_request_identity() -> Principal {
-    not_id(id(principal::Identifier::Any(true)))
+/// The request principal `ISSUER/SUBJECT` matching `pattern`, for each
+/// issuer the JWT filter verifies: `*` is any verified token; an exact
+/// value, `prefix*` or `*suffix` is split into what it says of the issuer
+/// and of the subject. No issuer, no match.
+fn request_principal(pattern: &str, issuers: &[String]) -> Principal {
+    let mut ids = Vec::new();
+    for issuer in issuers {
+        let whole = format!("{issuer}/");
+        let sub = |value: ValueMatcher| jwt_metadata(&[issuer, "sub"], value);
+        if pattern == "*" {
+            ids.push(jwt_metadata(&[issuer], present()));
+        } else if let Some(suffix) = pattern.strip_prefix('*') {
+            // ISSUER/SUBJECT ends with the suffix: the subject does, or the
+            // suffix is the end of the issuer, `/` and the whole subject.
+            ids.push(sub(string_value(MatchPattern::Suffix(suffix.to_string()))));
+            for (k, _) in suffix.match_indices('/') {
+                let (end_of_issuer, subject) = (&suffix[..k], &suffix[k + 1..]);
+                if issuer.ends_with(end_of_issuer) && !subject.is_empty() {
+                    ids.push(sub(string_value(MatchPattern::Exact(subject.to_string()))));
+                }
+            }
+        } else if let Some(prefix) = pattern.strip_suffix('*') {
+            if whole.starts_with(prefix) {
+                ids.push(sub(present()));
+            } else if let Some(rest) = prefix.strip_prefix(&whole) {
+                ids.push(sub(string_value(MatchPattern::Prefix(rest.to_string()))));
+            }
+        } else if let Some(subject) = pattern.strip_prefix(&whole) {
+            ids.push(sub(string_value(MatchPattern::Exact(subject.to_string()))));
+        }
+    }
+    any_of(ids)
+}
+
+/// A claim at `path` of a verified payload, a string or a list holding a
+/// matching string (as Istio matches claims such as `groups`).
+fn claim(path: &[String], pattern: &str, issuers: &[String]) -> Principal {
+    let mut ids = Vec::new();
+    for issuer in issuers {
+        let mut at: Vec<&str> = vec![issuer];
+        at.extend(path.iter().map(String::as_str));
+        let value = if pattern == "*" {
+            present()
+        } else {
+            let one = ValueMatcher {
+                match_pattern: Some(value_matcher::MatchPattern::StringMatch(string_matcher(
+                    pattern, "", false,
+                ))),
+            };
+            let in_list = ValueMatcher {
+                match_pattern: Some(value_matcher::MatchPattern::ListMatch(Box::new(
+                    ListMatcher {
+                        match_pattern: Some(list_matcher::MatchPattern::OneOf(Box::new(
+                            one.clone(),
+                        ))),
+                    },
+                ))),
+            };
+            ValueMatcher {
+                match_pattern: Some(value_matcher::MatchPattern::OrMatch(OrMatcher {
+                    value_matchers: vec![one, in_list],
+                })),
+            }
+        };
+        ids.push(jwt_metadata(&at, value));
+    }
+    any_of(ids)
+}
+
+fn present() -> ValueMatcher {
+    ValueMatcher {
+        match_pattern: Some(value_matcher::MatchPattern::PresentMatch(true)),
+    }
+}
+
+fn string_value(pattern: MatchPattern) -> ValueMatcher {
+    ValueMatcher {
+        match_pattern: Some(value_matcher::MatchPattern::StringMatch(StringMatcher {
+            match_pattern: Some(pattern),
+            ignore_case: false,
+        })),
+    }
+}
+
+/// A value of the JWT filter's metadata, at `path` from the issuer's payload.
+fn jwt_metadata(path: &[&str], value: ValueMatcher) -> Principal {
+    let matcher = MetadataMatcher {
+        filter: JWT_AUTHN.to_string(),
+        path: path
+            .iter()
+            .map(|key| metadata_matcher::PathSegment {
+                segment: Some(metadata_matcher::path_segment::Segment::Key(
+                    key.to_string(),
+                )),
+            })
+            .collect(),
+        value: Some(value),
+        invert: false,
+    };
+    // The request's dynamic metadata, where the JWT filter wrote it.
+    id(principal::Identifier::SourcedMetadata(SourcedMetadata {
+        metadata_matcher: Some(matcher),
+        metadata_source: MetadataSource::Dynamic as i32,
+    }))
+}
+
+/// Any of `ids`; none matches nothing.
+fn any_of(mut ids: Vec<Principal>) -> Principal {
+    match ids.len() {
+        0 => not_id(id(principal::Identifier::Any(true))),
+        1 => ids.remove(0),
+        _ => id(principal::Identifier::OrIds(principal::Set { ids })),
+    }
 }
 
 /// Istio's value matching: `*` is any non-empty value, `*x` a suffix, `x*`
@@ -562,9 +680,9 @@ mod tests {
     #[test]
     fn policies_encode_the_same_every_time_and_decode_to_the_map() {
         let policies = [policy("b", 3), policy("a", 2)];
-        let first = http_filters(&policies, "cluster.local");
+        let first = http_filters(&policies, "cluster.local", &[]);
         for _ in 0..20 {
-            assert_eq!(http_filters(&policies, "cluster.local"), first);
+            assert_eq!(http_filters(&policies, "cluster.local", &[]), first);
         }
         let Some(http_filter::ConfigType::TypedConfig(any)) = &first[0].config_type else {
             panic!("{first:?}")
@@ -626,11 +744,11 @@ mod tests {
                 ..(*policy("p", 0)).clone()
             })
         };
-        let allow = http_filters(&[empty(AuthorizationAction::Allow)], "cluster.local");
+        let allow = http_filters(&[empty(AuthorizationAction::Allow)], "cluster.local", &[]);
         assert_eq!(allow.len(), 1, "an ALLOW filter with no policy: deny all");
-        let deny = http_filters(&[empty(AuthorizationAction::Deny)], "cluster.local");
+        let deny = http_filters(&[empty(AuthorizationAction::Deny)], "cluster.local", &[]);
         assert!(deny.is_empty());
-        let audit = http_filters(&[empty(AuthorizationAction::Audit)], "cluster.local");
+        let audit = http_filters(&[empty(AuthorizationAction::Audit)], "cluster.local", &[]);
         assert!(audit.is_empty());
     }
 }

@@ -30,6 +30,7 @@ mod cluster;
 mod context;
 mod endpoint;
 mod grpc;
+mod jwt;
 mod listener;
 pub mod names;
 mod proto;
@@ -139,8 +140,23 @@ fn compile_parts(
     let trust_domain = snapshot.mesh.trust_domain.as_str();
     let network =
         |listener: &str| authz::network_filters(policies.iter().copied(), trust_domain, listener);
+    let mut http = Vec::new();
+    let mut issuers = Vec::new();
+    if let Some((filter, verified)) = jwt::http_filter(
+        snapshot
+            .security
+            .request_authentications_for(namespace, &proxy.metadata.labels),
+    ) {
+        http.push(filter);
+        issuers = verified;
+    }
+    http.extend(authz::http_filters(
+        policies.iter().copied(),
+        trust_domain,
+        &issuers,
+    ));
     let authz = listener::Authz {
-        http: authz::http_filters(policies.iter().copied(), trust_domain),
+        http,
         network: &network,
     };
     for port in &inbound {

@@ -24,6 +24,7 @@ const ROOTS: &[&str] = &[
     "envoy/extensions/filters/http/cors/v3/cors.proto",
     "envoy/extensions/filters/http/rbac/v3/rbac.proto",
     "envoy/extensions/filters/network/rbac/v3/rbac.proto",
+    "envoy/extensions/filters/http/jwt_authn/v3/config.proto",
 ];
 
 /// Include roots inside the crate's `proto/` directory.
