@@ -751,4 +751,75 @@ mod tests {
         let audit = http_filters(&[empty(AuthorizationAction::Audit)], "cluster.local", &[]);
         assert!(audit.is_empty());
     }
+
+    /// Each alternative of a request-principal matcher as `issuer sub-pattern`.
+    fn alternatives(p: &Principal) -> Vec<String> {
+        let one = |p: &Principal| -> String {
+            let Some(principal::Identifier::SourcedMetadata(m)) = &p.identifier else {
+                return format!("{p:?}");
+            };
+            let m = m.metadata_matcher.as_ref().unwrap();
+            let path: Vec<String> = m
+                .path
+                .iter()
+                .map(|s| match &s.segment {
+                    Some(metadata_matcher::path_segment::Segment::Key(k)) => k.clone(),
+                    None => String::new(),
+                })
+                .collect();
+            let value = match m.value.as_ref().and_then(|v| v.match_pattern.as_ref()) {
+                Some(value_matcher::MatchPattern::PresentMatch(true)) => "present".to_string(),
+                Some(value_matcher::MatchPattern::StringMatch(sm)) => {
+                    match sm.match_pattern.as_ref().unwrap() {
+                        MatchPattern::Exact(s) => format!("exact {s}"),
+                        MatchPattern::Prefix(s) => format!("prefix {s}"),
+                        MatchPattern::Suffix(s) => format!("suffix {s}"),
+                        other => format!("{other:?}"),
+                    }
+                }
+                other => format!("{other:?}"),
+            };
+            format!("{} {value}", path.join("."))
+        };
+        match &p.identifier {
+            Some(principal::Identifier::OrIds(set)) => set.ids.iter().map(one).collect(),
+            Some(principal::Identifier::NotId(_)) => vec!["never".to_string()],
+            _ => vec![one(p)],
+        }
+    }
+
+    #[test]
+    fn request_principals_split_into_issuer_and_subject() {
+        let issuers = ["https://a.example/x".to_string(), "b".to_string()];
+        let cases: &[(&str, &[&str])] = &[
+            ("*", &["https://a.example/x present", "b present"]),
+            ("b/alice", &["b.sub exact alice"]),
+            (
+                "https://a.example/x/alice",
+                &["https://a.example/x.sub exact alice"],
+            ),
+            ("https://a.example/*", &["https://a.example/x.sub present"]),
+            (
+                "https://a.example/x/al*",
+                &["https://a.example/x.sub prefix al"],
+            ),
+            (
+                "*x/bob",
+                &[
+                    "https://a.example/x.sub suffix x/bob",
+                    "https://a.example/x.sub exact bob",
+                    "b.sub suffix x/bob",
+                ],
+            ),
+            ("c/alice", &["never"]),
+        ];
+        for (pattern, expected) in cases {
+            assert_eq!(
+                alternatives(&request_principal(pattern, &issuers)),
+                *expected,
+                "{pattern}"
+            );
+        }
+        assert_eq!(alternatives(&request_principal("*", &[])), ["never"]);
+    }
 }
