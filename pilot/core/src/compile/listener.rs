@@ -1,7 +1,7 @@
 //! Listeners: the outbound HTTP listener on `ADDRESS:15001`, and an inbound
 //! listener on `ADDRESS:PORT` for every port at which a service reaches this
-//! workload, with the RBAC filters of the AuthorizationPolicies that apply
-//! to it. Every HTTP connection manager normalises paths as the mesh
+//! workload, with the JWT and RBAC filters of the security policies that
+//! apply to it. Every HTTP connection manager normalises paths as the mesh
 //! config's `pathNormalization` says.
 
 use std::net::SocketAddr;
@@ -69,9 +69,10 @@ pub(crate) fn outbound(proxy: &Proxy, normalization: PathNormalization) -> Liste
     }
 }
 
-/// The RBAC filters of the AuthorizationPolicies that apply to a workload:
-/// `http` for its HTTP ports, run before the router; `network(name)` for a
-/// TCP port's listener `name`, run before the TCP proxy.
+/// The filters of the security policies that apply to a workload: `http`
+/// (the JWT filter, then the RBAC filters) for its HTTP ports, run before
+/// the router; `network(name)`, the RBAC network filters for a TCP port's
+/// listener `name`, run before the TCP proxy.
 pub(crate) struct Authz<'a> {
     pub(crate) http: Vec<HttpFilter>,
     pub(crate) network: &'a dyn Fn(&str) -> Vec<Filter>,
