@@ -43,6 +43,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use discovery::model::Resolution;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
+use policy::security::AuthorizationPolicy;
 
 use crate::proxy::{Generator, Proxy};
 use crate::resources::{ProxyResources, Resource, ResourceMap, ResourceSet, ResourceType};
@@ -133,30 +135,22 @@ fn compile_parts(
     };
     routes.insert(route_config.name.clone(), route_config);
 
-    let policies: Vec<_> = snapshot
-        .security
-        .authorization_policies_for(namespace, &proxy.metadata.labels)
-        .collect();
+    let security = match context {
+        _ if inbound.is_empty() || snapshot.security.is_empty() => {
+            Arc::new(InboundSecurity::default())
+        }
+        Some(context) => context.inbound_security(namespace, &proxy.metadata.labels),
+        None => Arc::new(InboundSecurity::compile(
+            snapshot,
+            namespace,
+            &proxy.metadata.labels,
+        )),
+    };
     let trust_domain = snapshot.mesh.trust_domain.as_str();
     let network =
-        |listener: &str| authz::network_filters(policies.iter().copied(), trust_domain, listener);
-    let mut http = Vec::new();
-    let mut issuers = Vec::new();
-    if let Some((filter, verified)) = jwt::http_filter(
-        snapshot
-            .security
-            .request_authentications_for(namespace, &proxy.metadata.labels),
-    ) {
-        http.push(filter);
-        issuers = verified;
-    }
-    http.extend(authz::http_filters(
-        policies.iter().copied(),
-        trust_domain,
-        &issuers,
-    ));
+        |listener: &str| authz::network_filters(security.policies.iter(), trust_domain, listener);
     let authz = listener::Authz {
-        http,
+        http: security.http.clone(),
         network: &network,
     };
     for port in &inbound {
@@ -181,6 +175,44 @@ fn compile_parts(
         routes,
     );
     (resources, shared, own_clusters)
+}
+
+/// What the security policies give the inbound side of the workloads of
+/// one namespace with the same labels: the HTTP filters (JWT, then RBAC)
+/// and the AuthorizationPolicies, for the TCP ports' network filters (which
+/// are named after each listener).
+#[derive(Debug, Default)]
+pub(crate) struct InboundSecurity {
+    http: Vec<HttpFilter>,
+    policies: Vec<Arc<AuthorizationPolicy>>,
+}
+
+impl InboundSecurity {
+    fn compile(
+        snapshot: &Snapshot,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> InboundSecurity {
+        let security = &snapshot.security;
+        let policies: Vec<_> = security
+            .authorization_policies_for(namespace, labels)
+            .cloned()
+            .collect();
+        let mut http = Vec::new();
+        let mut issuers = Vec::new();
+        if let Some((filter, verified)) =
+            jwt::http_filter(security.request_authentications_for(namespace, labels))
+        {
+            http.push(filter);
+            issuers = verified;
+        }
+        http.extend(authz::http_filters(
+            &policies,
+            &snapshot.mesh.trust_domain,
+            &issuers,
+        ));
+        InboundSecurity { http, policies }
+    }
 }
 
 /// Compiles `proxy`'s resources and runs the consistency check on them, as
