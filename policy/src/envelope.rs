@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! v1 Service, networking.istio.io/{v1,v1beta1,v1alpha3} WorkloadEntry | ServiceEntry | VirtualService | DestinationRule | Sidecar
+//! security.istio.io/{v1,v1beta1} PeerAuthentication | AuthorizationPolicy | RequestAuthentication
 //!     ──► decoded
 //! other Istio kinds, Gateway API kinds          ──► rejected: not supported yet
 //! a known kind under the wrong apiVersion       ──► rejected at `apiVersion`
@@ -26,6 +27,8 @@ pub(crate) enum Route {
 
 const ISTIO_NETWORKING: &str = "networking.istio.io";
 const ISTIO_VERSIONS: [&str; 3] = ["v1", "v1beta1", "v1alpha3"];
+const ISTIO_SECURITY: &str = "security.istio.io";
+const SECURITY_VERSIONS: [&str; 2] = ["v1", "v1beta1"];
 
 /// Istio kinds Bowline does not decode yet, in any `*.istio.io` group.
 const ISTIO_KINDS: &[&str] = &[
@@ -34,9 +37,6 @@ const ISTIO_KINDS: &[&str] = &[
     "WorkloadGroup",
     "ProxyConfig",
     "Telemetry",
-    "PeerAuthentication",
-    "AuthorizationPolicy",
-    "RequestAuthentication",
     "WasmPlugin",
     "IstioOperator",
 ];
@@ -57,6 +57,7 @@ pub(crate) fn route(api_version: &str, kind: &str) -> Route {
     if let Some(known) = Kind::from_name(kind) {
         let served = match known {
             Kind::Service => group.is_empty() && version == "v1",
+            k if is_security(k) => group == ISTIO_SECURITY && SECURITY_VERSIONS.contains(&version),
             _ => group == ISTIO_NETWORKING && ISTIO_VERSIONS.contains(&version),
         };
         return if served {
@@ -79,10 +80,22 @@ pub(crate) fn route(api_version: &str, kind: &str) -> Route {
     }
 }
 
+fn is_security(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::PeerAuthentication | Kind::AuthorizationPolicy | Kind::RequestAuthentication
+    )
+}
+
 /// The apiVersions that serve `kind`, for error messages.
 pub(crate) fn expected_versions(kind: Kind) -> String {
     match kind {
         Kind::Service => "v1".to_string(),
+        k if is_security(k) => SECURITY_VERSIONS
+            .iter()
+            .map(|v| format!("{ISTIO_SECURITY}/{v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
         _ => ISTIO_VERSIONS
             .iter()
             .map(|v| format!("{ISTIO_NETWORKING}/{v}"))
@@ -130,9 +143,31 @@ mod tests {
             route("networking.istio.io/v1alpha3", "Gateway"),
             Route::NotSupported
         );
+        for v in ["security.istio.io/v1", "security.istio.io/v1beta1"] {
+            assert_eq!(
+                route(v, "AuthorizationPolicy"),
+                Route::Decode(Kind::AuthorizationPolicy)
+            );
+            assert_eq!(
+                route(v, "PeerAuthentication"),
+                Route::Decode(Kind::PeerAuthentication)
+            );
+            assert_eq!(
+                route(v, "RequestAuthentication"),
+                Route::Decode(Kind::RequestAuthentication)
+            );
+        }
         assert_eq!(
-            route("security.istio.io/v1", "AuthorizationPolicy"),
-            Route::NotSupported
+            route("networking.istio.io/v1", "PeerAuthentication"),
+            Route::WrongVersion(Kind::PeerAuthentication)
+        );
+        assert_eq!(
+            route("security.istio.io/v1alpha1", "AuthorizationPolicy"),
+            Route::WrongVersion(Kind::AuthorizationPolicy)
+        );
+        assert_eq!(
+            expected_versions(Kind::RequestAuthentication),
+            "security.istio.io/v1, security.istio.io/v1beta1"
         );
         assert_eq!(
             route("gateway.networking.k8s.io/v1", "HTTPRoute"),

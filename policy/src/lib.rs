@@ -20,6 +20,7 @@ pub mod object;
 mod parse;
 pub mod protocol;
 pub mod schema;
+pub mod security;
 pub mod service;
 pub mod validate;
 

@@ -6,7 +6,8 @@
 //!                                         └──► Err(diagnostics naming the file and field)
 //! ```
 //!
-//! Bowline reads the fields it honours (for now `rootNamespace`); Istio's
+//! Bowline reads the fields it honours (`rootNamespace`, `trustDomain`,
+//! `pathNormalization`); Istio's
 //! other MeshConfig fields are "not supported yet" and anything else is an
 //! unknown field, each reported at its path, with the same decoding machinery
 //! as the objects. A file with any error is not used: the caller runs with
@@ -15,12 +16,30 @@
 use serde::Deserialize;
 use serde_yaml::Value;
 
-use crate::decode::{Fields, Shape, ShapeId, describe, string};
+use crate::decode::{Fields, Shape, ShapeId, describe, keyword, string};
 use crate::diag::{Diagnostic, FieldPath};
 use crate::validate::names;
 
 /// Istio's default root namespace.
 pub const DEFAULT_ROOT_NAMESPACE: &str = "istio-system";
+
+/// Istio's default trust domain.
+pub const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
+
+/// How sidecars normalise a request's path before routing and authorization
+/// (`pathNormalization.normalization`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PathNormalization {
+    /// No normalisation: the path as the client sent it.
+    None,
+    /// RFC 3986 normalisation (`/a/../b` is `/b`), Istio's default.
+    #[default]
+    Base,
+    /// `BASE`, then repeated slashes merged (`//a` is `/a`).
+    MergeSlashes,
+    /// `MERGE_SLASHES`, after escaped slashes (`%2F`, `%5C`) are decoded.
+    DecodeAndMergeSlashes,
+}
 
 /// The mesh-wide settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,19 +47,24 @@ pub struct MeshConfig {
     /// Where mesh-wide config lives: a Sidecar without a workload selector
     /// here is the default of every namespace that has none of its own.
     pub root_namespace: String,
+    /// The trust domain of the mesh's SPIFFE identities.
+    pub trust_domain: String,
+    pub path_normalization: PathNormalization,
 }
 
 impl Default for MeshConfig {
     fn default() -> Self {
         MeshConfig {
             root_namespace: DEFAULT_ROOT_NAMESPACE.to_string(),
+            trust_domain: DEFAULT_TRUST_DOMAIN.to_string(),
+            path_normalization: PathNormalization::default(),
         }
     }
 }
 
 pub(crate) const MESH_CONFIG: Shape = Shape {
     name: "MeshConfig",
-    known: &["rootNamespace"],
+    known: &["rootNamespace", "trustDomain", "pathNormalization"],
     unsupported: &[
         "proxyListenPort",
         "proxyInboundListenPort",
@@ -63,7 +87,6 @@ pub(crate) const MESH_CONFIG: Shape = Shape {
         "inboundTrafficPolicy",
         "configSources",
         "enableAutoMtls",
-        "trustDomain",
         "trustDomainAliases",
         "caCertificates",
         "defaultServiceExportTo",
@@ -84,13 +107,20 @@ pub(crate) const MESH_CONFIG: Shape = Shape {
         "extensionProviders",
         "defaultProviders",
         "discoverySelectors",
-        "pathNormalization",
         "defaultHttpRetryPolicy",
         "defaultInboundHttpRetryPolicy",
         "defaultTrafficPolicy",
         "meshMTLS",
         "tlsDefaults",
     ],
+    ignored: &[],
+    proto_names: true,
+};
+
+pub(crate) const PATH_NORMALIZATION: Shape = Shape {
+    name: "MeshConfig.pathNormalization",
+    known: &["normalization"],
+    unsupported: &[],
     ignored: &[],
     proto_names: true,
 };
@@ -143,7 +173,54 @@ fn decode(value: &Value) -> Result<MeshConfig, Vec<Diagnostic>> {
             config.root_namespace = namespace;
         }
     }
+    let one = |e: crate::decode::DecodeError| vec![e.into_diagnostic()];
+    if let Some((path, v)) = fields.get("trustDomain") {
+        let domain = string(v, &path).map_err(one)?;
+        if !domain.is_empty() {
+            if let Err(e) = trust_domain(&domain) {
+                return Err(vec![Diagnostic::error(path, e)]);
+            }
+            config.trust_domain = domain;
+        }
+    }
+    if let Some((path, v)) = fields.get("pathNormalization") {
+        let fields = Fields::new(v, &path, ShapeId::PathNormalization).map_err(one)?;
+        if let Some((path, v)) = fields.get("normalization") {
+            config.path_normalization = keyword(
+                v,
+                &path,
+                &[
+                    ("DEFAULT", PathNormalization::Base),
+                    ("NONE", PathNormalization::None),
+                    ("BASE", PathNormalization::Base),
+                    ("MERGE_SLASHES", PathNormalization::MergeSlashes),
+                    (
+                        "DECODE_AND_MERGE_SLASHES",
+                        PathNormalization::DecodeAndMergeSlashes,
+                    ),
+                ],
+            )
+            .map_err(one)?;
+        }
+    }
     Ok(config)
+}
+
+/// A trust domain, as Istio checks it: dot-separated labels of letters,
+/// digits, `-` and `_`.
+fn trust_domain(domain: &str) -> Result<(), String> {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    if domain.len() <= 255 && domain.split('.').all(label_ok) {
+        Ok(())
+    } else {
+        Err(format!(
+            "trust domain {domain:?} must be dot-separated labels of letters, digits, '-' and '_'"
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -185,11 +262,53 @@ mod tests {
             ["mesh.yaml: rootNamespce: unknown field"]
         );
         assert_eq!(
-            errors("trustDomain: example.org\n"),
-            ["mesh.yaml: trustDomain: field is not supported yet"]
+            errors("trustDomainAliases: [example.org]\n"),
+            ["mesh.yaml: trustDomainAliases: field is not supported yet"]
         );
         // Unset (empty) Istio fields are accepted, as for objects.
         assert!(parse_mesh_config("mesh.yaml", "extensionProviders: []\n").is_ok());
+    }
+
+    #[test]
+    fn reads_trust_domain_and_path_normalization() {
+        let config = MeshConfig::default();
+        assert_eq!(config.trust_domain, "cluster.local");
+        assert_eq!(config.path_normalization, PathNormalization::Base);
+        let config = parse_mesh_config(
+            "mesh.yaml",
+            "trustDomain: example.org\npathNormalization: {normalization: MERGE_SLASHES}\n",
+        )
+        .unwrap();
+        assert_eq!(config.trust_domain, "example.org");
+        assert_eq!(config.path_normalization, PathNormalization::MergeSlashes);
+        for (text, mode) in [
+            ("NONE", PathNormalization::None),
+            ("DEFAULT", PathNormalization::Base),
+            (
+                "decode_and_merge_slashes",
+                PathNormalization::DecodeAndMergeSlashes,
+            ),
+        ] {
+            let yaml = format!("path_normalization: {{normalization: {text}}}\n");
+            let config = parse_mesh_config("mesh.yaml", &yaml).unwrap();
+            assert_eq!(config.path_normalization, mode, "{text}");
+        }
+        assert_eq!(
+            errors("pathNormalization: {normalization: SOME}\n"),
+            [
+                "mesh.yaml: pathNormalization.normalization: unknown value \"SOME\"; expected one of DEFAULT, NONE, BASE, MERGE_SLASHES, DECODE_AND_MERGE_SLASHES"
+            ]
+        );
+        assert_eq!(
+            errors("pathNormalization: {mode: BASE}\n"),
+            ["mesh.yaml: pathNormalization.mode: unknown field"]
+        );
+        assert_eq!(
+            errors("trustDomain: 'a..b'\n"),
+            [
+                "mesh.yaml: trustDomain: trust domain \"a..b\" must be dot-separated labels of letters, digits, '-' and '_'"
+            ]
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::fmt;
 
 use crate::meta::ObjectMeta;
 use crate::networking::{DestinationRule, ServiceEntry, Sidecar, VirtualService, WorkloadEntry};
+use crate::security::{AuthorizationPolicy, PeerAuthentication, RequestAuthentication};
 use crate::service::Service;
 
 pub use crate::parse::{ParsedDocument, decode_document, parse_documents, parse_stream};
@@ -19,6 +20,9 @@ pub enum Kind {
     VirtualService,
     DestinationRule,
     Sidecar,
+    PeerAuthentication,
+    AuthorizationPolicy,
+    RequestAuthentication,
 }
 
 /// Identifies one object across files: two documents with the same key are the same object.
@@ -38,17 +42,23 @@ pub enum Object {
     VirtualService(VirtualService),
     DestinationRule(DestinationRule),
     Sidecar(Sidecar),
+    PeerAuthentication(PeerAuthentication),
+    AuthorizationPolicy(AuthorizationPolicy),
+    RequestAuthentication(RequestAuthentication),
 }
 
 impl Kind {
     /// Every kind, in key order.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Service,
         Kind::WorkloadEntry,
         Kind::ServiceEntry,
         Kind::VirtualService,
         Kind::DestinationRule,
         Kind::Sidecar,
+        Kind::PeerAuthentication,
+        Kind::AuthorizationPolicy,
+        Kind::RequestAuthentication,
     ];
 
     /// The `kind` as written in YAML.
@@ -60,6 +70,9 @@ impl Kind {
             Kind::VirtualService => "VirtualService",
             Kind::DestinationRule => "DestinationRule",
             Kind::Sidecar => "Sidecar",
+            Kind::PeerAuthentication => "PeerAuthentication",
+            Kind::AuthorizationPolicy => "AuthorizationPolicy",
+            Kind::RequestAuthentication => "RequestAuthentication",
         }
     }
 
@@ -90,6 +103,9 @@ impl Object {
             Object::VirtualService(_) => Kind::VirtualService,
             Object::DestinationRule(_) => Kind::DestinationRule,
             Object::Sidecar(_) => Kind::Sidecar,
+            Object::PeerAuthentication(_) => Kind::PeerAuthentication,
+            Object::AuthorizationPolicy(_) => Kind::AuthorizationPolicy,
+            Object::RequestAuthentication(_) => Kind::RequestAuthentication,
         }
     }
 
@@ -101,6 +117,9 @@ impl Object {
             Object::VirtualService(o) => &o.meta,
             Object::DestinationRule(o) => &o.meta,
             Object::Sidecar(o) => &o.meta,
+            Object::PeerAuthentication(o) => &o.meta,
+            Object::AuthorizationPolicy(o) => &o.meta,
+            Object::RequestAuthentication(o) => &o.meta,
         }
     }
 

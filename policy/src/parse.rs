@@ -238,6 +238,15 @@ fn decode_object(
             meta, &path, spec, findings,
         )?),
         Kind::Sidecar => Object::Sidecar(decode::decode_sidecar(meta, &path, spec)?),
+        Kind::PeerAuthentication => {
+            Object::PeerAuthentication(decode::decode_peer_authentication(meta, &path, spec)?)
+        }
+        Kind::AuthorizationPolicy => {
+            Object::AuthorizationPolicy(decode::decode_authorization_policy(meta, &path, spec)?)
+        }
+        Kind::RequestAuthentication => Object::RequestAuthentication(
+            decode::decode_request_authentication(meta, &path, spec, findings)?,
+        ),
     })
 }
 

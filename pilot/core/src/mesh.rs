@@ -111,13 +111,16 @@ mod tests {
 
     #[test]
     fn a_bad_file_runs_on_defaults_and_says_why() {
-        let mesh = Mesh::parse("mesh.yaml", "rootNamespace: mesh-root\ntrustDomain: x\n");
+        let mesh = Mesh::parse(
+            "mesh.yaml",
+            "rootNamespace: mesh-root\ntrustDomainAliases: [x]\n",
+        );
         assert_eq!(mesh.config, MeshConfig::default());
         let lines: Vec<String> = mesh.diagnostics.iter().map(|d| d.to_string()).collect();
         assert_eq!(
             lines,
             [
-                "mesh.yaml: trustDomain: field is not supported yet",
+                "mesh.yaml: trustDomainAliases: field is not supported yet",
                 "warning: mesh.yaml: the mesh config is not used: running with the defaults (rootNamespace istio-system)",
             ]
         );

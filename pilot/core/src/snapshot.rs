@@ -23,6 +23,9 @@
 //! Sidecar resources narrow what a proxy sees; [`Snapshot::scope_for`] gives
 //! a proxy its precomputed [`SidecarScope`] (see `scope`).
 //!
+//! The security policies are indexed in [`Security`], which answers which
+//! PeerAuthentication and AuthorizationPolicies apply to a workload.
+//!
 //! After a change, [`Snapshot::build_after`] builds the next snapshot from
 //! the previous one and the keys that changed, rebuilding only the parts
 //! they touch (see `incremental`); the result is the same as a full build.
@@ -31,6 +34,7 @@ mod candidates;
 mod changes;
 mod incremental;
 mod scope;
+mod security;
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -40,6 +44,7 @@ use discovery::file::ConfigSet;
 use discovery::model::ServiceModel;
 use policy::mesh::MeshConfig;
 use policy::networking::{DestinationRule, Sidecar, VirtualService, WorkloadEntry};
+use policy::security::{AuthorizationPolicy, PeerAuthentication, RequestAuthentication};
 use policy::{Diagnostic, FieldPath, Object};
 
 pub use candidates::{Candidate, Candidates, HostPolicy};
@@ -48,6 +53,7 @@ pub use changes::test_mesh;
 pub use changes::{ChangeSet, EndpointChanges, PushReason};
 pub(crate) use scope::ScopeKey;
 pub use scope::SidecarScope;
+pub use security::{EffectivePeerAuthentication, Security};
 
 use crate::hosts;
 use crate::proxy::Proxy;
@@ -73,6 +79,8 @@ pub struct Snapshot {
     pub mesh: MeshConfig,
     /// The Sidecar resources, resolved into scopes.
     sidecars: Arc<scope::Sidecars>,
+    /// PeerAuthentications, AuthorizationPolicies and RequestAuthentications.
+    pub security: Arc<Security>,
     /// What the build found, part by part, for the next build to reuse.
     parts: Parts,
 }
@@ -85,12 +93,16 @@ struct Parts {
     virtual_services: Vec<Arc<VirtualService>>,
     destination_rules: Vec<Arc<DestinationRule>>,
     sidecars: Vec<Arc<Sidecar>>,
+    peer_authentications: Vec<Arc<PeerAuthentication>>,
+    authorization_policies: Vec<Arc<AuthorizationPolicy>>,
+    request_authentications: Vec<Arc<RequestAuthentication>>,
     /// Every namespace some object is in: root-namespace scopes are
     /// precomputed for each.
     namespaces: BTreeSet<String>,
     /// Findings of each step, before they name their files.
     registry_diagnostics: Vec<Diagnostic>,
     sidecar_diagnostics: Vec<Diagnostic>,
+    security_diagnostics: Vec<Diagnostic>,
     overlap_diagnostics: Vec<Diagnostic>,
     virtual_service_diagnostics: Vec<Diagnostic>,
     destination_rule_diagnostics: Vec<Diagnostic>,
@@ -135,6 +147,15 @@ impl Snapshot {
                 Object::DestinationRule(dr) => parts.destination_rules.push(Arc::new(dr.clone())),
                 Object::WorkloadEntry(we) => workload_entries.push(Arc::new(we.clone())),
                 Object::Sidecar(sc) => parts.sidecars.push(Arc::new(sc.clone())),
+                Object::PeerAuthentication(pa) => {
+                    parts.peer_authentications.push(Arc::new(pa.clone()))
+                }
+                Object::AuthorizationPolicy(ap) => {
+                    parts.authorization_policies.push(Arc::new(ap.clone()))
+                }
+                Object::RequestAuthentication(ra) => {
+                    parts.request_authentications.push(Arc::new(ra.clone()))
+                }
                 Object::Service(_) | Object::ServiceEntry(_) => {}
             }
         }
@@ -176,6 +197,14 @@ impl Snapshot {
             )),
         };
         sidecars.report_overlaps(&workload_entries, &mut parts.overlap_diagnostics);
+        let security = Arc::new(Security::build(
+            &mesh.root_namespace,
+            parts.peer_authentications.clone(),
+            parts.authorization_policies.clone(),
+            parts.request_authentications.clone(),
+            &workload_entries,
+            &mut parts.security_diagnostics,
+        ));
         let virtual_services = match previous.filter(|_| reuse.virtual_services) {
             Some(p) => {
                 parts.virtual_service_diagnostics = p.parts.virtual_service_diagnostics.clone();
@@ -208,6 +237,7 @@ impl Snapshot {
             diagnostics: Vec::new(),
             mesh: mesh.clone(),
             sidecars,
+            security,
             parts: Parts::default(),
         };
         match previous.filter(|_| reuse.checks) {
@@ -222,6 +252,7 @@ impl Snapshot {
         for found in [
             &parts.registry_diagnostics,
             &parts.sidecar_diagnostics,
+            &parts.security_diagnostics,
             &parts.overlap_diagnostics,
             &parts.virtual_service_diagnostics,
             &parts.destination_rule_diagnostics,
@@ -244,8 +275,8 @@ impl Snapshot {
     }
 
     /// Whether the two snapshots differ at most in their VirtualServices:
-    /// the services and their endpoints, the DestinationRules, the Sidecars
-    /// and the mesh settings are the same. A proxy whose scope admits the
+    /// the services and their endpoints, the DestinationRules, the Sidecars,
+    /// the security policies and the mesh settings are the same. A proxy whose scope admits the
     /// same in both ([`SidecarScope::same_admission`]) then has the same
     /// listeners, clusters and endpoints in both, and only its routes may
     /// differ: a VirtualService never changes a listener (outbound traffic
@@ -267,6 +298,7 @@ impl Snapshot {
         }
         self.mesh == other.mesh
             && self.sidecars.same_sources(&other.sidecars)
+            && (Arc::ptr_eq(&self.security, &other.security) || self.security == other.security)
             && same_rules(&self.destination_rules, &other.destination_rules)
             && self.registry == other.registry
     }

@@ -79,7 +79,21 @@ registry! {
     Sidecar => super::sidecar::SIDECAR,
     SidecarEgress => super::sidecar::EGRESS,
     SidecarWorkloadSelector => super::sidecar::WORKLOAD_SELECTOR,
+    PeerAuthentication => super::security::PEER_AUTHENTICATION,
+    SecuritySelector => super::security::SELECTOR,
+    Mtls => super::security::MTLS,
+    AuthorizationPolicy => super::security::AUTHORIZATION_POLICY,
+    AuthorizationRule => super::security::RULE,
+    AuthorizationFrom => super::security::FROM,
+    AuthorizationSource => super::security::SOURCE,
+    AuthorizationTo => super::security::TO,
+    AuthorizationOperation => super::security::OPERATION,
+    AuthorizationCondition => super::security::CONDITION,
+    RequestAuthentication => super::security::REQUEST_AUTHENTICATION,
+    JwtRule => super::security::JWT_RULE,
+    JwtHeader => super::security::JWT_HEADER,
     MeshConfig => crate::mesh::MESH_CONFIG,
+    PathNormalization => crate::mesh::PATH_NORMALIZATION,
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ mod matching;
 mod meta;
 mod routing;
 mod scalar;
+mod security;
 mod service;
 mod sidecar;
 mod traffic;
@@ -35,6 +36,9 @@ pub(crate) use routing::decode_virtual_service;
 pub(crate) use scalar::{
     boolean, describe, keyword, list, map_entries, number, port, port_map, string, string_list,
     string_map, uint32, uint64,
+};
+pub(crate) use security::{
+    decode_authorization_policy, decode_peer_authentication, decode_request_authentication,
 };
 pub(crate) use service::decode_service;
 pub(crate) use sidecar::decode_sidecar;

@@ -9,6 +9,7 @@ mod http;
 pub(crate) mod names;
 mod re2;
 mod routing;
+pub mod security;
 mod service;
 mod sidecar;
 mod traffic;
@@ -43,6 +44,13 @@ pub fn validate(object: &Object) -> Vec<Diagnostic> {
             check_export_to(&d.spec.export_to, &d.meta.namespace, &mut out);
         }
         Object::Sidecar(s) => sidecar::check(&s.spec, &s.meta.namespace, &mut out),
+        Object::PeerAuthentication(p) => security::check_peer_authentication(&p.spec, &mut out),
+        Object::AuthorizationPolicy(a) => {
+            security::check_authorization_policy(&a.meta, &a.spec, &mut out)
+        }
+        Object::RequestAuthentication(r) => {
+            security::check_request_authentication(&r.spec, &mut out)
+        }
     }
     out
 }
@@ -201,6 +209,8 @@ fn check_percent(value: Option<f64>, path: FieldPath, out: &mut Vec<Diagnostic>)
 
 #[cfg(test)]
 mod fidelity_tests;
+#[cfg(test)]
+mod security_tests;
 #[cfg(test)]
 mod sidecar_tests;
 #[cfg(test)]

@@ -6,8 +6,9 @@
 //! Arc<Snapshot> ──► PushContext ─┬─ views:  (namespace, scope) ──► ScopeView (the resolved form)
 //!  (immutable)     (per snapshot) ├─ shared: (namespace, scope) ──► clusters + endpoints (encoded)
 //!                                 ├─ routes: (namespace, labels, scope) ──► route configuration (encoded)
-//!                                 └─ grpc:   (namespace, labels, scope) ──► API listeners + routes
-//!                                            (proxyless gRPC clients)
+//!                                 ├─ grpc:   (namespace, labels, scope) ──► API listeners + routes
+//!                                 │          (proxyless gRPC clients)
+//!                                 └─ inbound security: (namespace, labels) ──► JWT and RBAC filters
 //!
 //! Every part is translated from the view of its namespace and scope,
 //! resolved once per snapshot.
@@ -37,8 +38,8 @@ use dashmap::DashMap;
 use super::grpc::{self, GrpcResources};
 use super::view::ScopeView;
 use super::{
-    Inconsistent, SharedResources, checked, compile_parts, compile_shared, derive_shared,
-    outbound_routes, proxy_endpoints,
+    InboundSecurity, Inconsistent, SharedResources, checked, compile_parts, compile_shared,
+    derive_shared, outbound_routes, proxy_endpoints,
 };
 use crate::proxy::{Generator, Proxy};
 use crate::resources::{ProxyResources, Resource, ResourceType};
@@ -56,6 +57,9 @@ type SharedKey = (String, ScopeKey, Generator);
 /// What a view depends on: the namespace it is seen from and the scope.
 type ViewKey = (String, ScopeKey);
 
+/// What the security policies that apply to a workload depend on.
+type SecurityKey = (String, BTreeMap<String, String>);
+
 /// Compiled, encoded resources of one snapshot, shared by its proxies.
 #[derive(Debug)]
 pub struct PushContext {
@@ -68,6 +72,9 @@ pub struct PushContext {
     /// Proxyless gRPC clients' listeners and routes, which depend on what
     /// outbound routes depend on.
     grpc: DashMap<RouteKey, Arc<OnceLock<Arc<GrpcResources>>>>,
+    /// The inbound filters of the security policies, by the namespace and
+    /// labels of the workloads they apply to.
+    inbound_security: DashMap<SecurityKey, Arc<OnceLock<Arc<InboundSecurity>>>>,
     /// The label keys some VirtualService's `sourceLabels` reads: the only
     /// labels of a proxy its routes depend on.
     route_labels: BTreeSet<String>,
@@ -111,6 +118,7 @@ impl PushContext {
             shared: DashMap::new(),
             routes: DashMap::new(),
             grpc: DashMap::new(),
+            inbound_security: DashMap::new(),
             route_labels,
             after: None,
             routes_after: None,
@@ -334,6 +342,22 @@ impl PushContext {
             None => self.grpc.entry(key).or_default().clone(),
         };
         cell.get_or_init(|| Arc::new(grpc::compile(view, &proxy.metadata.labels)))
+            .clone()
+    }
+
+    /// The inbound JWT and RBAC filters of the workloads of `namespace`
+    /// with `labels`, compiled once per snapshot.
+    pub(super) fn inbound_security(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Arc<InboundSecurity> {
+        let key = (namespace.to_string(), labels.clone());
+        let cell = match self.inbound_security.get(&key) {
+            Some(cell) => cell.clone(),
+            None => self.inbound_security.entry(key).or_default().clone(),
+        };
+        cell.get_or_init(|| Arc::new(InboundSecurity::compile(&self.snapshot, namespace, labels)))
             .clone()
     }
 

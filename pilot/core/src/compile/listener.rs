@@ -1,6 +1,8 @@
 //! Listeners: the outbound HTTP listener on `ADDRESS:15001`, and an inbound
 //! listener on `ADDRESS:PORT` for every port at which a service reaches this
-//! workload.
+//! workload, with the JWT and RBAC filters of the security policies that
+//! apply to it. Every HTTP connection manager normalises paths as the mesh
+//! config's `pathNormalization` says.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -22,6 +24,7 @@ use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
 };
 
 use envoy_types::pb::google::protobuf::{Any, BoolValue};
+use policy::mesh::PathNormalization;
 
 use super::names;
 use super::proto::{self, filters};
@@ -41,9 +44,10 @@ pub(crate) struct InboundPort {
 /// The outbound listener. Its HTTP filters include fault injection and CORS,
 /// empty, so that the per-route configs of VirtualServices take effect (as
 /// Istio installs them in every sidecar).
-pub(crate) fn outbound(proxy: &Proxy) -> Listener {
+pub(crate) fn outbound(proxy: &Proxy, normalization: PathNormalization) -> Listener {
     let hcm = http_connection_manager(
         names::OUTBOUND,
+        normalization,
         RouteSpecifier::Rds(Rds {
             config_source: Some(proto::ads()),
             route_config_name: names::OUTBOUND.to_string(),
@@ -65,20 +69,45 @@ pub(crate) fn outbound(proxy: &Proxy) -> Listener {
     }
 }
 
-pub(crate) fn inbound(proxy: &Proxy, port: &InboundPort) -> Listener {
+/// The filters of the security policies that apply to a workload: `http`
+/// (the JWT filter, then the RBAC filters) for its HTTP ports, run before
+/// the router; `network(name)`, the RBAC network filters for a TCP port's
+/// listener `name`, run before the TCP proxy.
+pub(crate) struct Authz<'a> {
+    pub(crate) http: Vec<HttpFilter>,
+    pub(crate) network: &'a dyn Fn(&str) -> Vec<Filter>,
+}
+
+/// An inbound listener, with the workload's RBAC filters.
+pub(crate) fn inbound(
+    proxy: &Proxy,
+    port: &InboundPort,
+    normalization: PathNormalization,
+    authz: &Authz<'_>,
+) -> Listener {
     let address = proxy.metadata.address.to_string();
     let name = names::inbound_listener(&address, port.port);
     let cluster = names::inbound_cluster(port.port);
-    let filter = if port.protocol.is_http() || port.protocol == Protocol::Unknown {
+    let filters = if port.protocol.is_http() || port.protocol == Protocol::Unknown {
         let routes: RouteConfiguration = super::route::to_cluster(&name, cluster, port.protocol);
-        http_connection_manager(&name, RouteSpecifier::RouteConfig(routes), Vec::new())
+        vec![http_connection_manager(
+            &name,
+            normalization,
+            RouteSpecifier::RouteConfig(routes),
+            authz.http.clone(),
+        )]
     } else {
-        tcp_proxy(&name, cluster)
+        let mut filters = (authz.network)(&name);
+        filters.push(tcp_proxy(&name, cluster));
+        filters
     };
     Listener {
         name,
         address: Some(proto::socket_address(&address, port.port)),
-        filter_chains: vec![chain(filter)],
+        filter_chains: vec![FilterChain {
+            filters,
+            ..Default::default()
+        }],
         traffic_direction: TrafficDirection::Inbound as i32,
         ..Default::default()
     }
@@ -95,10 +124,11 @@ fn chain(filter: Filter) -> FilterChain {
 /// must be last), with the settings Istio gives every sidecar HTTP
 /// connection manager: websocket upgrades allowed; no stream idle timeout
 /// (Envoy's 5-minute default would cut long-lived streams); and path
-/// normalisation as Istio's default `BASE`: RFC 3986 normalisation, slashes
-/// not merged, escaped slashes kept unchanged.
+/// normalisation as Istio sets it for each `pathNormalization` level (see
+/// [`normalize`]).
 fn http_connection_manager(
     stat_prefix: &str,
+    normalization: PathNormalization,
     routes: RouteSpecifier,
     mut http_filters: Vec<HttpFilter>,
 ) -> Filter {
@@ -112,14 +142,39 @@ fn http_connection_manager(
             ..Default::default()
         }],
         stream_idle_timeout: Some(proto::duration(Duration::ZERO)),
-        normalize_path: Some(BoolValue { value: true }),
-        merge_slashes: false,
-        path_with_escaped_slashes_action: PathWithEscapedSlashesAction::KeepUnchanged as i32,
         ..Default::default()
     };
+    let hcm = normalize(hcm, normalization);
     Filter {
         name: HCM.to_string(),
         config_type: Some(filter::ConfigType::TypedConfig(proto::any(hcm))),
+    }
+}
+
+/// Path normalisation, before routing and authorization, as Istio maps each
+/// level: `NONE` leaves the path as sent; `BASE` (the default) applies RFC
+/// 3986 normalisation (`/a/../b` is `/b`); `MERGE_SLASHES` also merges
+/// repeated slashes; `DECODE_AND_MERGE_SLASHES` first decodes escaped
+/// slashes (`%2F`, `%5C`) and forwards the decoded path. Below that level
+/// escaped slashes are kept unchanged.
+fn normalize(hcm: HttpConnectionManager, level: PathNormalization) -> HttpConnectionManager {
+    let (normalize_path, merge_slashes, escaped) = match level {
+        PathNormalization::None => (false, false, PathWithEscapedSlashesAction::KeepUnchanged),
+        PathNormalization::Base => (true, false, PathWithEscapedSlashesAction::KeepUnchanged),
+        PathNormalization::MergeSlashes => {
+            (true, true, PathWithEscapedSlashesAction::KeepUnchanged)
+        }
+        PathNormalization::DecodeAndMergeSlashes => {
+            (true, true, PathWithEscapedSlashesAction::UnescapeAndForward)
+        }
+    };
+    HttpConnectionManager {
+        normalize_path: Some(BoolValue {
+            value: normalize_path,
+        }),
+        merge_slashes,
+        path_with_escaped_slashes_action: escaped as i32,
+        ..hcm
     }
 }
 
@@ -182,8 +237,16 @@ mod tests {
             app: "127.0.0.1:19080".parse().unwrap(),
         };
         vec![
-            hcm_of(&outbound(&proxy())),
-            hcm_of(&super::inbound(&proxy(), &inbound)),
+            hcm_of(&outbound(&proxy(), PathNormalization::Base)),
+            hcm_of(&super::inbound(
+                &proxy(),
+                &inbound,
+                PathNormalization::Base,
+                &Authz {
+                    http: Vec::new(),
+                    network: &|_| Vec::new(),
+                },
+            )),
         ]
     }
 
@@ -203,6 +266,51 @@ mod tests {
             assert_eq!(
                 hcm.path_with_escaped_slashes_action,
                 PathWithEscapedSlashesAction::KeepUnchanged as i32
+            );
+        }
+    }
+
+    #[test]
+    fn path_normalization_follows_istio_per_level() {
+        let cases = [
+            (
+                PathNormalization::None,
+                false,
+                false,
+                PathWithEscapedSlashesAction::KeepUnchanged,
+            ),
+            (
+                PathNormalization::Base,
+                true,
+                false,
+                PathWithEscapedSlashesAction::KeepUnchanged,
+            ),
+            (
+                PathNormalization::MergeSlashes,
+                true,
+                true,
+                PathWithEscapedSlashesAction::KeepUnchanged,
+            ),
+            (
+                PathNormalization::DecodeAndMergeSlashes,
+                true,
+                true,
+                PathWithEscapedSlashesAction::UnescapeAndForward,
+            ),
+        ];
+        for (level, normalize_path, merge, escaped) in cases {
+            let hcm = hcm_of(&outbound(&proxy(), level));
+            assert_eq!(
+                hcm.normalize_path,
+                Some(BoolValue {
+                    value: normalize_path
+                }),
+                "{level:?}"
+            );
+            assert_eq!(hcm.merge_slashes, merge, "{level:?}");
+            assert_eq!(
+                hcm.path_with_escaped_slashes_action, escaped as i32,
+                "{level:?}"
             );
         }
     }

@@ -25,10 +25,12 @@
 //! give the same bytes, which is what makes content-hash versions and golden
 //! tests work.
 
+mod authz;
 mod cluster;
 mod context;
 mod endpoint;
 mod grpc;
+mod jwt;
 mod listener;
 pub mod names;
 mod proto;
@@ -41,6 +43,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use discovery::model::Resolution;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpFilter;
+use policy::security::AuthorizationPolicy;
 
 use crate::proxy::{Generator, Proxy};
 use crate::resources::{ProxyResources, Resource, ResourceMap, ResourceSet, ResourceType};
@@ -117,7 +121,8 @@ fn compile_parts(
     let mut listeners = ResourceMap::new();
     let mut routes = ResourceMap::new();
 
-    let outbound = listener::outbound(proxy);
+    let normalization = snapshot.mesh.path_normalization;
+    let outbound = listener::outbound(proxy, normalization);
     insert(
         &mut listeners,
         ResourceType::Listener,
@@ -130,6 +135,24 @@ fn compile_parts(
     };
     routes.insert(route_config.name.clone(), route_config);
 
+    let security = match context {
+        _ if inbound.is_empty() || snapshot.security.is_empty() => {
+            Arc::new(InboundSecurity::default())
+        }
+        Some(context) => context.inbound_security(namespace, &proxy.metadata.labels),
+        None => Arc::new(InboundSecurity::compile(
+            snapshot,
+            namespace,
+            &proxy.metadata.labels,
+        )),
+    };
+    let trust_domain = snapshot.mesh.trust_domain.as_str();
+    let network =
+        |listener: &str| authz::network_filters(security.policies.iter(), trust_domain, listener);
+    let authz = listener::Authz {
+        http: security.http.clone(),
+        network: &network,
+    };
     for port in &inbound {
         let c = cluster::inbound(
             port.port,
@@ -141,7 +164,7 @@ fn compile_parts(
         );
         insert(&mut own, ResourceType::Cluster, &c.name.clone(), &c);
         own_clusters.push(c.name.clone());
-        let l = listener::inbound(proxy, port);
+        let l = listener::inbound(proxy, port, normalization, &authz);
         insert(&mut listeners, ResourceType::Listener, &l.name.clone(), &l);
     }
 
@@ -152,6 +175,44 @@ fn compile_parts(
         routes,
     );
     (resources, shared, own_clusters)
+}
+
+/// What the security policies give the inbound side of the workloads of
+/// one namespace with the same labels: the HTTP filters (JWT, then RBAC)
+/// and the AuthorizationPolicies, for the TCP ports' network filters (which
+/// are named after each listener).
+#[derive(Debug, Default)]
+pub(crate) struct InboundSecurity {
+    http: Vec<HttpFilter>,
+    policies: Vec<Arc<AuthorizationPolicy>>,
+}
+
+impl InboundSecurity {
+    fn compile(
+        snapshot: &Snapshot,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> InboundSecurity {
+        let security = &snapshot.security;
+        let policies: Vec<_> = security
+            .authorization_policies_for(namespace, labels)
+            .cloned()
+            .collect();
+        let mut http = Vec::new();
+        let mut issuers = Vec::new();
+        if let Some((filter, verified)) =
+            jwt::http_filter(security.request_authentications_for(namespace, labels))
+        {
+            http.push(filter);
+            issuers = verified;
+        }
+        http.extend(authz::http_filters(
+            &policies,
+            &snapshot.mesh.trust_domain,
+            &issuers,
+        ));
+        InboundSecurity { http, policies }
+    }
 }
 
 /// Compiles `proxy`'s resources and runs the consistency check on them, as

@@ -74,6 +74,7 @@ pub(crate) mod filters {
     pub(crate) const FAULT: &str = "envoy.filters.http.fault";
     pub(crate) const CORS: &str = "envoy.filters.http.cors";
     pub(crate) const ROUTER: &str = "envoy.filters.http.router";
+    pub(crate) const RBAC: &str = "envoy.filters.http.rbac";
 }
 
 /// A percentage (0-100, fractions allowed) as parts per million, the finest

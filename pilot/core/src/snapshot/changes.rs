@@ -25,7 +25,8 @@
 //!   hosts it applied to before and applies to now.
 //! - A WorkloadEntry that changed: the proxy at its address, before and after
 //!   (a proxy's locality is read from the entry at its address).
-//! - A Sidecar that appeared, went or changed: every proxy. A host that some
+//! - A Sidecar that appeared, went or changed: every proxy. So does a
+//!   change of the security policies (their inbound listeners). A host that some
 //!   Sidecar scope admits before and not after, or the other way round (a
 //!   VirtualService's new destination, say): a changed host. A proxy is
 //!   reached by a changed host only if its scope admits it before or after.
@@ -100,6 +101,7 @@ impl ChangeSet {
         changes.policies(&previous.destination_rules, &next.destination_rules);
         changes.workload_entries(previous, next);
         changes.sidecars(previous, next);
+        changes.security(previous, next);
         changes
     }
 
@@ -200,6 +202,16 @@ impl ChangeSet {
                 }
             }
         }
+    }
+
+    /// Any change of PeerAuthentications, AuthorizationPolicies or
+    /// RequestAuthentications reaches every proxy.
+    fn security(&mut self, previous: &Snapshot, next: &Snapshot) {
+        if Arc::ptr_eq(&previous.security, &next.security) || previous.security == next.security {
+            return;
+        }
+        self.reasons.insert(PushReason::ConfigUpdate);
+        self.everyone = true;
     }
 
     fn sidecars(&mut self, previous: &Snapshot, next: &Snapshot) {
@@ -427,6 +439,26 @@ mod tests {
         assert!(changes.everyone);
         assert!(changes.endpoints_only().is_none());
         assert!(changes.reaches(&proxy("shop", "10.9.0.1"), &before, &after));
+    }
+
+    #[test]
+    fn a_security_policy_change_reaches_every_proxy() {
+        let policy = |action: &str| {
+            format!(
+                "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: p, namespace: shop}}\nspec:\n  action: {action}\n  rules: [{{}}]\n"
+            )
+        };
+        let (before, after) = (
+            mesh("10.0.0.2", &policy("ALLOW")),
+            mesh("10.0.0.2", &policy("DENY")),
+        );
+        let changes = ChangeSet::between(&before, &after);
+        assert!(changes.everyone);
+        assert!(changes.reasons.contains(&PushReason::ConfigUpdate));
+        assert!(changes.endpoints_only().is_none());
+        assert!(!before.same_apart_from_routes(&after));
+        let again = mesh("10.0.0.2", &policy("DENY"));
+        assert!(ChangeSet::between(&after, &again).is_empty());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! rebuilding only what they touch.
 //!
 //! ```text
-//! changed keys ──► Service, ServiceEntry or Sidecar; a namespace appearing or going; many keys ──► full build
+//! changed keys ──► Service, ServiceEntry, Sidecar or a security policy; a namespace appearing or going; many keys ──► full build
 //!      │
 //!      ├─ WorkloadEntry ──► workload list patched ──► the Services of its namespace selecting it
 //!      │                    before or after: endpoints selected again (Registry::with_reselected)
@@ -61,8 +61,15 @@ fn incremental(
     }
     let objects = config.objects.as_slice();
     for key in changed {
-        let shapes_the_mesh =
-            matches!(key.kind, Kind::Service | Kind::ServiceEntry | Kind::Sidecar);
+        let shapes_the_mesh = matches!(
+            key.kind,
+            Kind::Service
+                | Kind::ServiceEntry
+                | Kind::Sidecar
+                | Kind::PeerAuthentication
+                | Kind::AuthorizationPolicy
+                | Kind::RequestAuthentication
+        );
         let was = previous.parts.namespaces.contains(&key.namespace);
         if shapes_the_mesh || was != in_use(objects, &key.namespace) {
             return None;
@@ -125,6 +132,9 @@ fn incremental(
         virtual_services: p.virtual_services.clone(),
         destination_rules: p.destination_rules.clone(),
         sidecars: p.sidecars.clone(),
+        peer_authentications: p.peer_authentications.clone(),
+        authorization_policies: p.authorization_policies.clone(),
+        request_authentications: p.request_authentications.clone(),
         namespaces: p.namespaces.clone(),
         registry_diagnostics: p.registry_diagnostics.clone(),
         ..Parts::default()

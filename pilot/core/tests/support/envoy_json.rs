@@ -22,6 +22,9 @@ const ROOTS: &[&str] = &[
     "envoy/extensions/retry/priority/previous_priorities/v3/previous_priorities_config.proto",
     "envoy/extensions/filters/http/fault/v3/fault.proto",
     "envoy/extensions/filters/http/cors/v3/cors.proto",
+    "envoy/extensions/filters/http/rbac/v3/rbac.proto",
+    "envoy/extensions/filters/network/rbac/v3/rbac.proto",
+    "envoy/extensions/filters/http/jwt_authn/v3/config.proto",
 ];
 
 /// Include roots inside the crate's `proto/` directory.

@@ -240,6 +240,29 @@ fn steps() -> Vec<Step> {
             vec![("shop/reviews-vs.yaml", None)],
             false,
         ),
+        step(
+            "an AuthorizationPolicy and a PeerAuthentication appear",
+            vec![(
+                "shop/security.yaml",
+                Some(
+                    "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: reviews, namespace: shop}\nspec:\n  selector: {matchLabels: {app: reviews}}\n  rules:\n  - from:\n    - source: {namespaces: [shop]}\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: reviews, namespace: shop}\nspec:\n  selector: {matchLabels: {version: v2}}\n  mtls: {mode: DISABLE}\n".to_string(),
+                ),
+            )],
+            false,
+        ),
+        step(
+            "an endpoint moves beside security policies",
+            vec![(
+                "shop/reviews-2.yaml",
+                Some(workload(
+                    "reviews-2",
+                    "shop",
+                    "10.0.0.10",
+                    "app: reviews, version: v2",
+                )),
+            )],
+            true,
+        ),
     ]
 }
 
@@ -313,6 +336,7 @@ fn assert_same(incremental: &Snapshot, full: &Snapshot, previous: &Snapshot, wha
         incremental.diagnostics, full.diagnostics,
         "{what}: diagnostics"
     );
+    assert_eq!(incremental.security, full.security, "{what}: security");
     assert_eq!(
         ChangeSet::between(previous, incremental),
         ChangeSet::between(previous, full),
