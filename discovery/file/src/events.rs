@@ -10,8 +10,8 @@
 //! ```
 //!
 //! Pure: only the path's shape is looked at here. The source re-stats the
-//! paths it is given and still rescans everything on its resync tick, so an
-//! event missed or misread costs at most one tick.
+//! paths it is given and still rescans everything on its resync tick (30 s),
+//! so an event missed or misread costs at most one tick.
 
 use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};

@@ -1,7 +1,7 @@
 //! The file source: a directory of YAML files as the mesh's config.
 //!
 //! ```text
-//! FileSource (I/O: walk, stat, read; notify watch, 2 s resync) ──► Vec<FileChange>
+//! FileSource (I/O: walk, stat, read; notify watch, 2 s recheck of racy files, 30 s resync) ──► Vec<FileChange>
 //!   ──► discovery::file::FileStore::apply / remove (pure) ──► config() ──► ConfigSet
 //! ```
 //!

@@ -112,6 +112,17 @@ impl Known {
         Ok(self.apply(walk, now))
     }
 
+    /// The files whose last read was racy (see [`RACY`]): a look at these
+    /// alone, a [`RACY`] later, reads each once more, so a write that left
+    /// the stat as it was is not missed until the next full rescan.
+    pub(crate) fn racy(&self) -> BTreeSet<PathBuf> {
+        self.files
+            .iter()
+            .filter(|(_, sent)| sent.stat.racy(sent.read_at))
+            .map(|(path, _)| path.clone())
+            .collect()
+    }
+
     /// Like [`Known::rescan`] for `paths` alone (config files the walker
     /// of `root` would list, by their shape; see `events`), without walking
     /// the directory. `None` when one of them is not a plain file under

@@ -139,6 +139,25 @@ fn a_file_read_within_the_racy_window_of_its_mtime_is_read_again() {
 }
 
 #[test]
+fn the_racy_files_are_rechecked_by_path_without_a_walk() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let a = write_at(root, "a.yaml", "one", t0());
+    let b = write_at(root, "b.yaml", "old", t0() - secs(60));
+    let mut known = Known::default();
+    known.rescan(root, t0() + secs(1)).unwrap();
+    // Only `a` was read too close to its write.
+    assert_eq!(known.racy(), set(&[&a]));
+    // A second write in the same tick, then the look at the racy files
+    // alone finds it, and `a` is no longer racy.
+    write_at(root, "a.yaml", "two", t0());
+    let racy = known.recheck(root, &known.racy(), t0() + secs(10)).unwrap();
+    assert_eq!(racy.changes, vec![upsert(&a, "two")]);
+    assert!(known.racy().is_empty());
+    assert!(known.files.contains_key(&b));
+}
+
+#[test]
 fn a_modification_time_after_the_read_is_racy() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
