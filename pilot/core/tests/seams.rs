@@ -242,6 +242,7 @@ fn the_ca_links_no_runtime_and_no_kubernetes() {
             &["kube", "kube-client", "kube-runtime", "prost"],
         ],
     );
+    check(&graph, "citadel-server", &[COMMAND_LINE, &["pilot-server"]]);
 }
 
 /// The check itself: a graph with a runtime behind an ordinary dependency,

@@ -1,0 +1,309 @@
+//! Certificates issued per second over the real gRPC API (TLS on loopback,
+//! tokens, CSR verification, signing, the client included), beside a floor
+//! measured in the same run: the raw cost of the cryptography alone, a P-256
+//! CSR parsed and its signature verified (x509-parser on ring) and a
+//! certificate signed (rcgen on ring), on as many threads as there are cores,
+//! with no RPC.
+//!
+//! The client sends CSRs made before the clock starts (a workload makes its
+//! key once per certificate; that cost is the agent's, not the CA's), with
+//! one token per simulated identity, and the rate limit off (`limiter: None`,
+//! what `--ca-rate-limit 0` does). Every loop stops after a fixed time.
+//!
+//! Run: `cargo bench -p citadel-server --bench issue` (release build).
+//! `BOWLINE_BENCH_SECONDS` (5), `BOWLINE_BENCH_CONNECTIONS` (4) and
+//! `BOWLINE_BENCH_IN_FLIGHT` (requests in flight per connection, 16) set the load.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use citadel::signing::Signer;
+use citadel::state::StateDir;
+use citadel::{Ca, CaConfig, Tokens, verify};
+use citadel_server::client::ClientConfig;
+use citadel_server::{CaClient, CaServer, CaServerConfig};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, ExtendedKeyUsagePurpose, IsCa, Issuer,
+    KeyPair, SanType, SubjectPublicKeyInfo,
+};
+use x509_parser::certification_request::X509CertificationRequest;
+use x509_parser::prelude::FromDer;
+
+const CSRS: usize = 512;
+const IDENTITIES: usize = 64;
+
+/// CPU seconds this process has used (user + system), from /proc.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of stat(5), 11 and 12 here; 100 ticks a second.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Runs `f`, returning its result and the cores it kept busy on average.
+fn measured(f: impl FnOnce() -> f64) -> (f64, f64) {
+    let (cpu, wall) = (cpu_seconds(), Instant::now());
+    let result = f();
+    (result, (cpu_seconds() - cpu) / wall.elapsed().as_secs_f64())
+}
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `(pem, der)` of a CSR for a fresh P-256 key asking for `uri`.
+fn csr(uri: &str) -> (String, Vec<u8>) {
+    let key = KeyPair::generate().expect("a key");
+    let mut params = CertificateParams::default();
+    params.subject_alt_names = vec![SanType::URI(uri.to_string().try_into().expect("a URI"))];
+    let csr = params.serialize_request(&key).expect("a CSR");
+    (csr.pem().expect("PEM"), csr.der().as_ref().to_vec())
+}
+
+fn identity(i: usize) -> (String, String) {
+    ("bench".to_string(), format!("sa-{}", i % IDENTITIES))
+}
+
+/// The floor: verify and sign on every core, no RPC, no tokens.
+fn floor(csrs: &[(String, Vec<u8>)], seconds: u64, threads: usize) -> f64 {
+    let root_key = KeyPair::generate().expect("a key");
+    let mut root = CertificateParams::default();
+    root.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let issuer = Issuer::from_params(&root, &root_key);
+    let stop = AtomicBool::new(false);
+    let count = AtomicU64::new(0);
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (stop, count, issuer) = (&stop, &count, &issuer);
+            s.spawn(move || {
+                let mut i = t;
+                let mut done = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let (_, der) = &csrs[i % csrs.len()];
+                    let (_, request) = X509CertificationRequest::from_der(der).expect("parses");
+                    request.verify_signature().expect("verifies");
+                    let key = SubjectPublicKeyInfo::from_der(
+                        request.certification_request_info.subject_pki.raw,
+                    )
+                    .expect("a key");
+                    let (ns, sa) = identity(i);
+                    let mut params = CertificateParams::default();
+                    params.distinguished_name = DistinguishedName::new();
+                    params.subject_alt_names = vec![SanType::URI(
+                        format!("spiffe://cluster.local/ns/{ns}/sa/{sa}")
+                            .try_into()
+                            .expect("a URI"),
+                    )];
+                    params.extended_key_usages = vec![
+                        ExtendedKeyUsagePurpose::ServerAuth,
+                        ExtendedKeyUsagePurpose::ClientAuth,
+                    ];
+                    black_box(params.signed_by(&key, issuer).expect("signs").pem());
+                    done += 1;
+                    i += threads;
+                }
+                count.fetch_add(done, Ordering::Relaxed);
+            });
+        }
+        std::thread::sleep(Duration::from_secs(seconds));
+        stop.store(true, Ordering::Relaxed);
+    });
+    count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The signer in process: tokens and the CA's checks, no RPC.
+fn in_process(csrs: &[(String, Vec<u8>)], seconds: u64, threads: usize) -> f64 {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let signer = Signer {
+        ca: Ca::open(&CaConfig::new(dir.path(), "cluster.local")).expect("a CA"),
+        tokens: Tokens::open(&StateDir::open(dir.path()).expect("state"), "cluster.local")
+            .expect("tokens"),
+        limiter: None,
+    };
+    let now = SystemTime::now();
+    let tokens: Vec<String> = (0..IDENTITIES)
+        .map(|i| {
+            let (ns, sa) = identity(i);
+            signer
+                .tokens
+                .mint(&ns, &sa, Duration::from_secs(3600), now)
+                .expect("a token")
+        })
+        .collect();
+    let stop = AtomicBool::new(false);
+    let count = AtomicU64::new(0);
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let (stop, count, signer, tokens) = (&stop, &count, &signer, &tokens);
+            s.spawn(move || {
+                let mut i = t;
+                let mut done = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let (pem, _) = &csrs[i % csrs.len()];
+                    let signed = signer
+                        .create_certificate(
+                            citadel::Credential::Bearer(&tokens[i % IDENTITIES]),
+                            pem,
+                            0,
+                            SystemTime::now(),
+                            Instant::now(),
+                        )
+                        .expect("signed");
+                    black_box(signed);
+                    done += 1;
+                    i += threads;
+                }
+                count.fetch_add(done, Ordering::Relaxed);
+            });
+        }
+        std::thread::sleep(Duration::from_secs(seconds));
+        stop.store(true, Ordering::Relaxed);
+    });
+    count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Over the API: one server, `connections` TLS connections, `in_flight`
+/// requests outstanding on each, all on one runtime of `threads` workers.
+fn over_grpc(
+    csrs: Arc<Vec<(String, Vec<u8>)>>,
+    seconds: u64,
+    threads: usize,
+    connections: u64,
+    in_flight: u64,
+) -> f64 {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async move {
+        let signer = Arc::new(Signer {
+            ca: Ca::open(&CaConfig::new(dir.path(), "cluster.local")).expect("a CA"),
+            tokens: Tokens::open(&StateDir::open(dir.path()).expect("state"), "cluster.local")
+                .expect("tokens"),
+            limiter: None,
+        });
+        let now = SystemTime::now();
+        let tokens: Arc<Vec<String>> = Arc::new(
+            (0..IDENTITIES)
+                .map(|i| {
+                    let (ns, sa) = identity(i);
+                    signer
+                        .tokens
+                        .mint(&ns, &sa, Duration::from_secs(3600), now)
+                        .expect("a token")
+                })
+                .collect(),
+        );
+        let server = CaServer::start(
+            signer.clone(),
+            &CaServerConfig::new("127.0.0.1:0".parse().expect("an address"), "bench"),
+        )
+        .await
+        .expect("the CA serves");
+        let config = ClientConfig {
+            roots_pem: signer.ca.trust_bundle_pem().to_string(),
+            server_name: "localhost".to_string(),
+            identity: None,
+        };
+        // One request outside the clock, its chain checked as a peer would.
+        let mut first = CaClient::connect(server.addr, &config)
+            .await
+            .expect("connects");
+        let chain = first
+            .create_certificate(Some(&tokens[0]), csrs[0].0.clone(), 0)
+            .await
+            .expect("signed");
+        verify::workload_chain(&chain, signer.ca.roots(), SystemTime::now()).expect("verifies");
+
+        let count = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for c in 0..connections {
+            let client = CaClient::connect(server.addr, &config)
+                .await
+                .expect("connects");
+            for f in 0..in_flight {
+                let (mut client, csrs, tokens) = (client.clone(), csrs.clone(), tokens.clone());
+                let (count, failed) = (count.clone(), failed.clone());
+                tasks.push(tokio::spawn(async move {
+                    let mut i = (c * in_flight + f) as usize;
+                    while tokio::time::Instant::now() < deadline {
+                        // The CSR pool was made for identities by index.
+                        let (pem, _) = &csrs[i % csrs.len()];
+                        let token = &tokens[(i % csrs.len()) % IDENTITIES];
+                        match client.create_certificate(Some(token), pem.clone(), 0).await {
+                            Ok(_) => count.fetch_add(1, Ordering::Relaxed),
+                            Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                        };
+                        i += (connections * in_flight) as usize;
+                    }
+                }));
+            }
+        }
+        for task in tasks {
+            task.await.expect("a load task");
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        server.stop().await;
+        let failed = failed.load(Ordering::Relaxed);
+        assert_eq!(failed, 0, "requests failed");
+        count.load(Ordering::Relaxed) as f64 / elapsed
+    })
+}
+
+fn main() {
+    let seconds = env_or("BOWLINE_BENCH_SECONDS", 5);
+    let connections = env_or("BOWLINE_BENCH_CONNECTIONS", 4);
+    let in_flight = env_or("BOWLINE_BENCH_IN_FLIGHT", 16);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let csrs: Arc<Vec<_>> = Arc::new(
+        (0..CSRS)
+            .map(|i| {
+                let (ns, sa) = identity(i);
+                csr(&format!("spiffe://cluster.local/ns/{ns}/sa/{sa}"))
+            })
+            .collect(),
+    );
+    // `BOWLINE_BENCH_ONLY=grpc` skips the in-process figures (for a profile).
+    let grpc_only = std::env::var("BOWLINE_BENCH_ONLY").is_ok_and(|v| v == "grpc");
+    let skip = grpc_only.then_some((f64::NAN, f64::NAN));
+    let (floor, floor_cores) = skip.unwrap_or_else(|| measured(|| floor(&csrs, seconds, threads)));
+    let (signer, signer_cores) =
+        skip.unwrap_or_else(|| measured(|| in_process(&csrs, seconds, threads)));
+    let (api, api_cores) = measured(|| over_grpc(csrs, seconds, threads, connections, in_flight));
+    println!(
+        "cores: {threads}, {seconds} s each, {connections} connections x {in_flight} in flight"
+    );
+    println!(
+        "floor (CSR verify + sign, no RPC): {floor:>8.0} certificates/s ({floor_cores:.2} cores busy)"
+    );
+    println!(
+        "signer in process (token, CA):      {signer:>8.0} certificates/s ({signer_cores:.2} cores busy)"
+    );
+    println!(
+        "gRPC API (TLS, token, CA):          {api:>8.0} certificates/s ({api_cores:.2} cores busy)"
+    );
+    println!("ratio: {:.2} x floor", api / floor);
+}
