@@ -11,8 +11,11 @@
 //! what `--ca-rate-limit 0` does). Every loop stops after a fixed time.
 //!
 //! Run: `cargo bench -p citadel-server --bench issue` (release build).
-//! `BOWLINE_BENCH_SECONDS` (5), `BOWLINE_BENCH_CONNECTIONS` (4) and
-//! `BOWLINE_BENCH_IN_FLIGHT` (requests in flight per connection, 16) set the load.
+//! `BOWLINE_BENCH_SECONDS` (per figure and round, 3), `BOWLINE_BENCH_ROUNDS`
+//! (3), `BOWLINE_BENCH_CONNECTIONS` (4) and `BOWLINE_BENCH_IN_FLIGHT`
+//! (requests in flight per connection, 16) set the load. The figures are
+//! measured in alternating rounds and their medians printed, with the cores
+//! each kept busy (from /proc), so that a busy neighbour shows.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -180,22 +183,32 @@ fn in_process(csrs: &[(String, Vec<u8>)], seconds: u64, threads: usize) -> f64 {
     count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
 }
 
-/// Over the API: one server, `connections` TLS connections, `in_flight`
-/// requests outstanding on each, all on one runtime of `threads` workers.
-fn over_grpc(
+/// The API under load: one server, `connections` TLS connections with
+/// `in_flight` requests outstanding on each, all on one runtime of as many
+/// workers as cores, kept between rounds.
+struct Api {
+    runtime: tokio::runtime::Runtime,
+    server: CaServer,
+    clients: Vec<CaClient>,
+    tokens: Arc<Vec<String>>,
     csrs: Arc<Vec<(String, Vec<u8>)>>,
-    seconds: u64,
-    threads: usize,
-    connections: u64,
     in_flight: u64,
-) -> f64 {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(async move {
+    _dir: tempfile::TempDir,
+}
+
+impl Api {
+    fn start(
+        csrs: Arc<Vec<(String, Vec<u8>)>>,
+        threads: usize,
+        connections: u64,
+        in_flight: u64,
+    ) -> Api {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+            .expect("a runtime");
         let signer = Arc::new(Signer {
             ca: Ca::open(&CaConfig::new(dir.path(), "cluster.local")).expect("a CA"),
             tokens: Tokens::open(&StateDir::open(dir.path()).expect("state"), "cluster.local")
@@ -214,41 +227,60 @@ fn over_grpc(
                 })
                 .collect(),
         );
-        let server = CaServer::start(
-            signer.clone(),
-            &CaServerConfig::new("127.0.0.1:0".parse().expect("an address"), "bench"),
-        )
-        .await
-        .expect("the CA serves");
-        let config = ClientConfig {
-            roots_pem: signer.ca.trust_bundle_pem().to_string(),
-            server_name: "localhost".to_string(),
-            identity: None,
-        };
-        // One request outside the clock, its chain checked as a peer would.
-        let mut first = CaClient::connect(server.addr, &config)
+        let (server, clients) = runtime.block_on(async {
+            let server = CaServer::start(
+                signer.clone(),
+                &CaServerConfig::new("127.0.0.1:0".parse().expect("an address"), "bench"),
+            )
             .await
-            .expect("connects");
-        let chain = first
-            .create_certificate(Some(&tokens[0]), csrs[0].0.clone(), 0)
-            .await
-            .expect("signed");
-        verify::workload_chain(&chain, signer.ca.roots(), SystemTime::now()).expect("verifies");
+            .expect("the CA serves");
+            let config = ClientConfig {
+                roots_pem: signer.ca.trust_bundle_pem().to_string(),
+                server_name: "localhost".to_string(),
+                identity: None,
+            };
+            let mut clients = Vec::new();
+            for _ in 0..connections {
+                clients.push(
+                    CaClient::connect(server.addr, &config)
+                        .await
+                        .expect("connects"),
+                );
+            }
+            // One request outside the clock, its chain checked as a peer would.
+            let chain = clients[0]
+                .create_certificate(Some(&tokens[0]), csrs[0].0.clone(), 0)
+                .await
+                .expect("signed");
+            verify::workload_chain(&chain, signer.ca.roots(), SystemTime::now()).expect("verifies");
+            (server, clients)
+        });
+        Api {
+            runtime,
+            server,
+            clients,
+            tokens,
+            csrs,
+            in_flight,
+            _dir: dir,
+        }
+    }
 
+    /// Certificates a second over `seconds`; every request must succeed.
+    fn round(&self, seconds: u64) -> f64 {
         let count = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+        let streams = self.clients.len() * self.in_flight as usize;
         let started = Instant::now();
-        let mut tasks = Vec::new();
-        for c in 0..connections {
-            let client = CaClient::connect(server.addr, &config)
-                .await
-                .expect("connects");
-            for f in 0..in_flight {
-                let (mut client, csrs, tokens) = (client.clone(), csrs.clone(), tokens.clone());
+        self.runtime.block_on(async {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+            let mut tasks = Vec::new();
+            for stream in 0..streams {
+                let mut client = self.clients[stream % self.clients.len()].clone();
+                let (csrs, tokens) = (self.csrs.clone(), self.tokens.clone());
                 let (count, failed) = (count.clone(), failed.clone());
                 tasks.push(tokio::spawn(async move {
-                    let mut i = (c * in_flight + f) as usize;
+                    let mut i = stream;
                     while tokio::time::Instant::now() < deadline {
                         // The CSR pool was made for identities by index.
                         let (pem, _) = &csrs[i % csrs.len()];
@@ -257,24 +289,33 @@ fn over_grpc(
                             Ok(_) => count.fetch_add(1, Ordering::Relaxed),
                             Err(_) => failed.fetch_add(1, Ordering::Relaxed),
                         };
-                        i += (connections * in_flight) as usize;
+                        i += streams;
                     }
                 }));
             }
-        }
-        for task in tasks {
-            task.await.expect("a load task");
-        }
-        let elapsed = started.elapsed().as_secs_f64();
-        server.stop().await;
-        let failed = failed.load(Ordering::Relaxed);
-        assert_eq!(failed, 0, "requests failed");
-        count.load(Ordering::Relaxed) as f64 / elapsed
-    })
+            for task in tasks {
+                task.await.expect("a load task");
+            }
+        });
+        assert_eq!(failed.load(Ordering::Relaxed), 0, "requests failed");
+        count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+    }
+
+    fn stop(self) {
+        let Api {
+            runtime, server, ..
+        } = self;
+        runtime.block_on(server.stop());
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 fn main() {
-    let seconds = env_or("BOWLINE_BENCH_SECONDS", 5);
+    let seconds = env_or("BOWLINE_BENCH_SECONDS", 3);
     let connections = env_or("BOWLINE_BENCH_CONNECTIONS", 4);
     let in_flight = env_or("BOWLINE_BENCH_IN_FLIGHT", 16);
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -286,24 +327,41 @@ fn main() {
             })
             .collect(),
     );
-    // `BOWLINE_BENCH_ONLY=grpc` skips the in-process figures (for a profile).
-    let grpc_only = std::env::var("BOWLINE_BENCH_ONLY").is_ok_and(|v| v == "grpc");
-    let skip = grpc_only.then_some((f64::NAN, f64::NAN));
-    let (floor, floor_cores) = skip.unwrap_or_else(|| measured(|| floor(&csrs, seconds, threads)));
-    let (signer, signer_cores) =
-        skip.unwrap_or_else(|| measured(|| in_process(&csrs, seconds, threads)));
-    let (api, api_cores) = measured(|| over_grpc(csrs, seconds, threads, connections, in_flight));
+    let rounds = env_or("BOWLINE_BENCH_ROUNDS", 3).max(1);
+    let api = Api::start(csrs.clone(), threads, connections, in_flight);
     println!(
-        "cores: {threads}, {seconds} s each, {connections} connections x {in_flight} in flight"
+        "cores: {threads}; {rounds} rounds of {seconds} s per figure, interleaved; \
+         {connections} connections x {in_flight} requests in flight"
+    );
+    // Rounds alternate, so that a neighbour's load falls on every figure alike.
+    let (mut floors, mut signers, mut apis, mut ratios) = (vec![], vec![], vec![], vec![]);
+    for round in 1..=rounds {
+        let (f, f_cores) = measured(|| floor(&csrs, seconds, threads));
+        let (s, s_cores) = measured(|| in_process(&csrs, seconds, threads));
+        let (a, a_cores) = measured(|| api.round(seconds));
+        println!(
+            "round {round}: floor {f:>6.0}/s ({f_cores:.2} cores)  signer {s:>6.0}/s ({s_cores:.2} cores)  \
+             gRPC {a:>6.0}/s ({a_cores:.2} cores)  ratio {:.2}",
+            a / f
+        );
+        floors.push(f);
+        signers.push(s);
+        apis.push(a);
+        ratios.push(a / f);
+    }
+    api.stop();
+    println!("median of {rounds} rounds:");
+    println!(
+        "  floor (P-256 CSR verify + sign, no RPC): {:>7.0} certificates/s",
+        median(floors)
     );
     println!(
-        "floor (CSR verify + sign, no RPC): {floor:>8.0} certificates/s ({floor_cores:.2} cores busy)"
+        "  signer in process (token, CA checks):     {:>7.0} certificates/s",
+        median(signers)
     );
     println!(
-        "signer in process (token, CA):      {signer:>8.0} certificates/s ({signer_cores:.2} cores busy)"
+        "  gRPC API (TLS, HTTP/2, client included):  {:>7.0} certificates/s",
+        median(apis)
     );
-    println!(
-        "gRPC API (TLS, token, CA):          {api:>8.0} certificates/s ({api_cores:.2} cores busy)"
-    );
-    println!("ratio: {:.2} x floor", api / floor);
+    println!("  ratio gRPC / floor: {:.2}", median(ratios));
 }
