@@ -89,7 +89,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     pub fn refusal(&self) -> Refusal {
         match self {
-            Error::Csr(csr::Error::OtherIdentity { .. }) => Refusal::PermissionDenied,
+            Error::Csr(csr::Error::OtherIdentity { .. } | csr::Error::OtherNames(_)) => {
+                Refusal::PermissionDenied
+            }
             Error::Csr(_) | Error::TtlOverMax { .. } => Refusal::InvalidArgument,
             _ => Refusal::Internal,
         }

@@ -21,6 +21,10 @@ pub enum Error {
     UnsupportedKey,
     #[error("csr: asks for {asked}, which is not the caller's identity {caller}")]
     OtherIdentity { asked: String, caller: String },
+    #[error(
+        "csr: asks for {0} DNS, IP or other names; a workload certificate holds only its SPIFFE id"
+    )]
+    OtherNames(usize),
 }
 
 /// A CSR whose signature verified: proof that its sender holds the key.
@@ -30,7 +34,8 @@ pub struct VerifiedCsr {
     pub public_key: Vec<u8>,
     /// URI SANs asked for, as written.
     pub uris: Vec<String>,
-    /// DNS and IP SANs asked for (the CA issues neither to workloads).
+    /// How many other SANs (DNS, IP, e-mail, ...) it asks for: the CA issues
+    /// none of them to workloads.
     pub other_names: usize,
 }
 
@@ -65,9 +70,13 @@ pub fn verify_der(der: &[u8]) -> Result<VerifiedCsr, Error> {
 }
 
 impl VerifiedCsr {
-    /// Refuses a CSR that asks for any identity other than `caller`'s.
+    /// Refuses a CSR that asks for any identity other than `caller`'s, as
+    /// istiod does (the caller must be entitled to every SAN it asks for).
     /// Asking for none is fine: the certificate carries the caller's.
     pub fn check_identity(&self, caller: &SpiffeId) -> Result<(), Error> {
+        if self.other_names > 0 {
+            return Err(Error::OtherNames(self.other_names));
+        }
         let caller_text = caller.to_string();
         match self.uris.iter().find(|u| **u != caller_text) {
             Some(asked) => Err(Error::OtherIdentity {
@@ -107,6 +116,19 @@ mod tests {
                 asked: "spiffe://cluster.local/ns/a/sa/b".into(),
                 caller: "spiffe://cluster.local/ns/a/sa/c".into()
             })
+        );
+        let key = KeyPair::generate().unwrap();
+        let dns = CertificateParams::new(vec!["web.shop.svc".to_string()])
+            .unwrap()
+            .serialize_request(&key)
+            .unwrap()
+            .pem()
+            .unwrap();
+        assert_eq!(
+            verify(&dns)
+                .unwrap()
+                .check_identity(&SpiffeId::new("a", "b")),
+            Err(Error::OtherNames(1))
         );
         let (none, _) = csr_for(&[]);
         assert!(

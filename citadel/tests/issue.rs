@@ -118,6 +118,18 @@ fn another_identity_is_permission_denied() {
             .unwrap_err();
         assert_eq!(err.refusal(), Refusal::PermissionDenied, "{asked:?}: {err}");
     }
+    // A DNS name is an identity too, and not the caller's to ask for.
+    let key = KeyPair::generate().unwrap();
+    let dns = CertificateParams::new(vec!["istiod.istio-system.svc".to_string()])
+        .unwrap()
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap();
+    let err = s
+        .create_certificate(Credential::Bearer(&token), &dns, 0, now, Instant::now())
+        .unwrap_err();
+    assert_eq!(err.refusal(), Refusal::PermissionDenied, "{err}");
 }
 
 #[test]
