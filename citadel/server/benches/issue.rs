@@ -56,8 +56,35 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// CPU seconds used so far by this process's threads whose name starts
+/// with `prefix` (tokio names its workers after the runtime).
+fn thread_cpu_seconds(prefix: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return f64::NAN;
+    };
+    let mut total = 0.0;
+    for task in tasks.flatten() {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if !stat[open + 1..close].starts_with(prefix) {
+            continue;
+        }
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        total += (ticks(11) + ticks(12)) / 100.0;
+    }
+    total
+}
+
 /// Runs `f`, returning its result and the cores it kept busy on average.
-fn measured(f: impl FnOnce() -> f64) -> (f64, f64) {
+fn measured<T>(f: impl FnOnce() -> T) -> (T, f64) {
     let (cpu, wall) = (cpu_seconds(), Instant::now());
     let result = f();
     (result, (cpu_seconds() - cpu) / wall.elapsed().as_secs_f64())
@@ -184,10 +211,12 @@ fn in_process(csrs: &[(String, Vec<u8>)], seconds: u64, threads: usize) -> f64 {
 }
 
 /// The API under load: one server, `connections` TLS connections with
-/// `in_flight` requests outstanding on each, all on one runtime of as many
-/// workers as cores, kept between rounds.
+/// `in_flight` requests outstanding on each, kept between rounds. The server
+/// and the load generator each have a runtime of as many workers as cores
+/// (threads `ca-server-*` and `ca-load-*`), so that the CPU of each shows.
 struct Api {
     runtime: tokio::runtime::Runtime,
+    server_runtime: tokio::runtime::Runtime,
     server: CaServer,
     clients: Vec<CaClient>,
     tokens: Arc<Vec<String>>,
@@ -204,11 +233,15 @@ impl Api {
         in_flight: u64,
     ) -> Api {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build()
-            .expect("a runtime");
+        let runtime = |name: &str| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .thread_name(name)
+                .enable_all()
+                .build()
+                .expect("a runtime")
+        };
+        let (server_runtime, runtime) = (runtime("ca-server"), runtime("ca-load"));
         let signer = Arc::new(Signer {
             ca: Ca::open(&CaConfig::new(dir.path(), "cluster.local")).expect("a CA"),
             tokens: Tokens::open(&StateDir::open(dir.path()).expect("state"), "cluster.local")
@@ -227,13 +260,13 @@ impl Api {
                 })
                 .collect(),
         );
-        let (server, clients) = runtime.block_on(async {
-            let server = CaServer::start(
+        let server = server_runtime
+            .block_on(CaServer::start(
                 signer.clone(),
                 &CaServerConfig::new("127.0.0.1:0".parse().expect("an address"), "bench"),
-            )
-            .await
+            ))
             .expect("the CA serves");
+        let clients = runtime.block_on(async {
             let config = ClientConfig {
                 roots_pem: signer.ca.trust_bundle_pem().to_string(),
                 server_name: "localhost".to_string(),
@@ -253,10 +286,11 @@ impl Api {
                 .await
                 .expect("signed");
             verify::workload_chain(&chain, signer.ca.roots(), SystemTime::now()).expect("verifies");
-            (server, clients)
+            clients
         });
         Api {
             runtime,
+            server_runtime,
             server,
             clients,
             tokens,
@@ -266,8 +300,14 @@ impl Api {
         }
     }
 
-    /// Certificates a second over `seconds`; every request must succeed.
-    fn round(&self, seconds: u64) -> f64 {
+    /// Certificates a second over `seconds`, and the CPU microseconds per
+    /// certificate of the server and of the load generator; every request
+    /// must succeed.
+    fn round(&self, seconds: u64) -> (f64, f64, f64) {
+        let (server_cpu, load_cpu) = (
+            thread_cpu_seconds("ca-server"),
+            thread_cpu_seconds("ca-load"),
+        );
         let count = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
         let streams = self.clients.len() * self.in_flight as usize;
@@ -298,14 +338,22 @@ impl Api {
             }
         });
         assert_eq!(failed.load(Ordering::Relaxed), 0, "requests failed");
-        count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+        let count = count.load(Ordering::Relaxed) as f64;
+        let micros = |cpu: f64| cpu * 1e6 / count;
+        (
+            count / started.elapsed().as_secs_f64(),
+            micros(thread_cpu_seconds("ca-server") - server_cpu),
+            micros(thread_cpu_seconds("ca-load") - load_cpu),
+        )
     }
 
     fn stop(self) {
         let Api {
-            runtime, server, ..
+            server_runtime,
+            server,
+            ..
         } = self;
-        runtime.block_on(server.stop());
+        server_runtime.block_on(server.stop());
     }
 }
 
@@ -337,15 +385,23 @@ fn main() {
     let (mut floors, mut signers, mut apis, mut ratios) = (vec![], vec![], vec![], vec![]);
     // Certificates per CPU-second: what a neighbour's load changes least.
     let mut per_core_ratios = vec![];
+    let (mut floor_us, mut server_uss, mut load_uss) = (vec![], vec![], vec![]);
     for round in 1..=rounds {
         let (f, f_cores) = measured(|| floor(&csrs, seconds, threads));
         let (s, s_cores) = measured(|| in_process(&csrs, seconds, threads));
-        let (a, a_cores) = measured(|| api.round(seconds));
+        let ((a, server_us, load_us), a_cores) = measured(|| api.round(seconds));
         println!(
             "round {round}: floor {f:>6.0}/s ({f_cores:.2} cores)  signer {s:>6.0}/s ({s_cores:.2} cores)  \
              gRPC {a:>6.0}/s ({a_cores:.2} cores)  ratio {:.2}",
             a / f
         );
+        println!(
+            "         CPU per certificate: floor {:.0} us, gRPC server {server_us:.0} us + load generator {load_us:.0} us",
+            f_cores * 1e6 / f
+        );
+        floor_us.push(f_cores * 1e6 / f);
+        server_uss.push(server_us);
+        load_uss.push(load_us);
         floors.push(f);
         signers.push(s);
         apis.push(a);
@@ -370,5 +426,11 @@ fn main() {
     println!(
         "  ratio per CPU-second (each figure over the cores it kept busy): {:.2}",
         median(per_core_ratios)
+    );
+    println!(
+        "  CPU per certificate: floor {:.0} us; gRPC: server {:.0} us, load generator {:.0} us",
+        median(floor_us),
+        median(server_uss),
+        median(load_uss)
     );
 }
