@@ -1,6 +1,7 @@
 //! `bowline demo`: a whole mesh on one machine.
 //!
 //! ```text
+//! CA (--ca-addr) ──► WORK_DIR/ca-root.pem (the agents' --ca-root, later)
 //! config dir ──► ControlPlane ──snapshots──► reconcile: for each WorkloadEntry
 //!                                               ├─ echo application on ADDRESS:15080
 //!                                               └─ sidecar Envoy on ADDRESS (admin :15000, outbound :15001)
@@ -55,6 +56,8 @@ pub(crate) struct DemoArgs {
     /// Istio MeshConfig YAML, as for `bowline serve`.
     #[arg(long)]
     pub(crate) mesh_config: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) ca: crate::ca::CaArgs,
 }
 
 /// One workload of the demo: its application and its sidecar.
@@ -88,6 +91,16 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         mesh_config: args.mesh_config.clone(),
     })
     .await?;
+    let (ca, signer) = args
+        .ca
+        .start(&crate::ca::control_plane_namespace(
+            args.mesh_config.as_deref(),
+        ))
+        .await?;
+    control_plane.set_trust_bundle(signer.ca.trust_bundle_pem());
+    let ca_root = work_dir.join("ca-root.pem");
+    std::fs::write(&ca_root, signer.ca.trust_bundle_pem())
+        .with_context(|| format!("cannot write {}", ca_root.display()))?;
     let demo = Demo {
         envoy,
         work_dir: work_dir.clone(),
@@ -99,7 +112,20 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut running = BTreeMap::new();
     let snapshot = snapshots.borrow_and_update().clone();
     demo.reconcile(&snapshot, &mut running).await;
-    print_summary(&snapshot, &running, &control_plane, &config_dir, &work_dir);
+    let ca_line = format!(
+        "  CA: signing API on {} (trust domain {}), root in {}",
+        ca.addr,
+        signer.ca.trust_domain(),
+        ca_root.display()
+    );
+    print_summary(
+        &snapshot,
+        &running,
+        &control_plane,
+        &config_dir,
+        &work_dir,
+        &ca_line,
+    );
 
     let stop = crate::signal::shutdown();
     tokio::pin!(stop);
@@ -120,6 +146,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     for (_, workload) in std::mem::take(&mut running) {
         stop_workload(workload).await;
     }
+    ca.stop().await;
     control_plane.stop().await;
     let _ = std::fs::remove_dir_all(&work_dir);
     Ok(())
@@ -251,6 +278,7 @@ fn print_summary(
     control_plane: &ControlPlane,
     config_dir: &std::path::Path,
     work_dir: &std::path::Path,
+    ca_line: &str,
 ) {
     println!();
     println!("Bowline demo mesh from {}", config_dir.display());
@@ -258,6 +286,7 @@ fn print_summary(
         "  control plane: xDS on {}, admin API on http://{}/api/v1/proxies",
         control_plane.xds_addr, control_plane.admin_addr
     );
+    println!("{ca_line}");
     println!("  Envoy logs and bootstraps: {}", work_dir.display());
     println!();
     println!(

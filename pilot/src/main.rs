@@ -2,6 +2,7 @@
 //! whole demo mesh, in one binary.
 
 mod agent;
+mod ca;
 mod demo;
 mod echo;
 mod server;
@@ -32,6 +33,9 @@ enum Command {
     Echo(echo::EchoArgs),
     /// Run a whole mesh on this machine: control plane, applications and sidecars.
     Demo(demo::DemoArgs),
+    /// Tokens workloads authenticate to the CA with.
+    #[command(subcommand)]
+    Token(ca::TokenCommand),
     /// Check configuration files offline; exits non-zero on errors.
     Validate(validate::ValidateArgs),
     /// Size a control plane: generate a mesh, or load an ADS server with simulated sidecars.
@@ -62,6 +66,7 @@ fn run() -> anyhow::Result<()> {
         Command::Echo(args) => on_runtime(echo::run(args)),
         Command::Demo(args) => on_runtime(demo::run(args)),
         Command::Validate(args) => validate::run(args),
+        Command::Token(command) => ca::token(command),
         // The harness sizes its own runtime (`--threads`), to be pinned apart
         // from the server it measures.
         Command::Bench(args) => Ok(bench::run(args)?),

@@ -1,9 +1,11 @@
-//! `bowline serve`: the control plane, until the process is asked to stop.
+//! `bowline serve`: the control plane and its CA, until the process is asked to stop.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use pilot_server::serve::{ControlPlane, ServeConfig};
+
+use crate::ca::CaArgs;
 use tracing::info;
 
 /// Flags of `bowline serve`.
@@ -22,16 +24,19 @@ pub(crate) struct ServeArgs {
     /// is reported in the diagnostics and the defaults are used.
     #[arg(long)]
     pub(crate) mesh_config: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) ca: CaArgs,
 }
 
 impl ServeArgs {
-    fn config(self) -> ServeConfig {
+    fn config(&self) -> ServeConfig {
         let ServeArgs {
             config_dir,
             xds_addr,
             admin_addr,
             mesh_config,
-        } = self;
+            ca: _,
+        } = self.clone();
         ServeConfig {
             config_dir,
             xds_addr,
@@ -44,8 +49,16 @@ impl ServeArgs {
 /// Runs `bowline serve` until Ctrl-C or SIGTERM.
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let control_plane = ControlPlane::start(&args.config()).await?;
+    let (ca, signer) = args
+        .ca
+        .start(&crate::ca::control_plane_namespace(
+            args.mesh_config.as_deref(),
+        ))
+        .await?;
+    control_plane.set_trust_bundle(signer.ca.trust_bundle_pem());
     crate::signal::shutdown().await;
     info!("shutting down");
+    ca.stop().await;
     control_plane.stop().await;
     Ok(())
 }

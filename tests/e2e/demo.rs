@@ -57,6 +57,9 @@ async fn the_demo_starts_and_stops_workloads_as_the_directory_changes() {
         .arg(envoy())
         .args(["--xds-addr", &format!("{}:15010", address(250))])
         .args(["--admin-addr", &format!("{}:15014", address(250))])
+        .args(["--ca-addr", &format!("{}:15012", address(250))])
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
         .stdout(Stdio::piped())
         .stderr(log)
         .kill_on_drop(true)
@@ -68,6 +71,31 @@ async fn the_demo_starts_and_stops_workloads_as_the_directory_changes() {
             ready(host)
         })
         .await;
+    }
+    // The CA's root is served, and kept in the state directory with a private key.
+    let bundle = http()
+        .get(format!("http://{}:15014/api/v1/trust-bundle", address(250)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        bundle.starts_with("-----BEGIN CERTIFICATE-----"),
+        "{bundle}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("state/root-cert.pem")).unwrap(),
+        bundle
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("state/root-key.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
     let client = reqwest::Client::builder()
         .proxy(reqwest::Proxy::http(format!("http://{}:15001", address(1))).unwrap())
@@ -132,6 +160,10 @@ async fn the_demo_starts_and_stops_workloads_as_the_directory_changes() {
     assert!(
         out.contains("curl -s -x http://127.0.18."),
         "prints a command to try: {out}"
+    );
+    assert!(
+        out.contains("CA: signing API on 127.0.18.250:15012"),
+        "names the CA: {out}"
     );
     for host in [1, 2] {
         assert!(!ready(host).await, "sidecar {host} stopped");

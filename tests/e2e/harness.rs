@@ -115,6 +115,12 @@ impl Mesh {
             .arg(self.config_dir())
             .args(["--xds-addr", &self.xds.to_string()])
             .args(["--admin-addr", &self.admin.to_string()])
+            .args([
+                "--ca-addr",
+                &SocketAddr::new(self.admin.ip(), 15012).to_string(),
+            ])
+            .arg("--state-dir")
+            .arg(self.dir.path().join("state"))
             .env("BOWLINE_LOG", "info,pilot=debug")
             .stdout(Stdio::null())
             .stderr(log)

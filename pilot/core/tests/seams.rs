@@ -12,7 +12,10 @@
 //! - `discovery` (the registry model and the file store, which `pilot-core`
 //!   links) links no runtime and no source: no notify, no kube. A source
 //!   that watches or talks to a cluster is a crate of its own beside it
-//!   (`discovery/file`, and `discovery/kubernetes` when that comes).
+//!   (`discovery/file`, and `discovery/kubernetes` when that comes);
+//! - `citadel` (the CA, its tokens and rate limit) links no runtime and no
+//!   Kubernetes client: its gRPC service is `citadel-server`, which links no
+//!   command line.
 //!
 //! One crate's edges are a known exception, named here so that nothing
 //! else can hide behind them: `envoy-types` links tonic for the gRPC service
@@ -225,6 +228,21 @@ fn the_server_leaves_the_command_line_to_the_binary() {
 fn the_discovery_model_links_no_runtime_and_no_source() {
     let graph = graph();
     check(&graph, "discovery", &[RUNTIME, COMMAND_LINE, SOURCES]);
+}
+
+#[test]
+fn the_ca_links_no_runtime_and_no_kubernetes() {
+    let graph = graph();
+    check(
+        &graph,
+        "citadel",
+        &[
+            RUNTIME,
+            COMMAND_LINE,
+            &["kube", "kube-client", "kube-runtime", "prost"],
+        ],
+    );
+    check(&graph, "citadel-server", &[COMMAND_LINE, &["pilot-server"]]);
 }
 
 /// The check itself: a graph with a runtime behind an ordinary dependency,

@@ -1,6 +1,7 @@
 //! The admin API (axum): health, connected proxies with their xDS state,
-//! services with their endpoints, the config's diagnostics, and the
-//! snapshot generation being served with how many proxies have ACKed it.
+//! services with their endpoints, the config's diagnostics, the snapshot
+//! generation being served with how many proxies have ACKed it, and the
+//! CA's trust bundle.
 //!
 //! Paths and JSON field names are a public contract: dashboards and scripts
 //! read them. Add fields; never rename or remove one.
@@ -25,6 +26,8 @@ use pilot_core::snapshot::Snapshot;
 pub struct AdminState {
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
     pub status: Arc<StatusRegistry>,
+    /// The CA's roots, PEM; `None` when no CA runs.
+    pub trust_bundle: watch::Receiver<Option<Arc<str>>>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -34,6 +37,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/services", get(services))
         .route("/api/v1/diagnostics", get(diagnostics))
         .route("/api/v1/snapshot", get(snapshot))
+        .route("/api/v1/trust-bundle", get(trust_bundle))
         .with_state(state)
 }
 
@@ -55,6 +59,20 @@ async fn services(State(state): State<AdminState>) -> Json<Vec<ServiceView>> {
             .map(|s| ServiceView::from(s.as_ref()))
             .collect(),
     )
+}
+
+/// `GET /api/v1/trust-bundle`: every root workloads trust, PEM.
+async fn trust_bundle(State(state): State<AdminState>) -> axum::response::Response {
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    match state.trust_bundle.borrow().clone() {
+        Some(pem) => (
+            [(header::CONTENT_TYPE, "application/x-pem-file")],
+            pem.to_string(),
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "no CA runs in this control plane\n").into_response(),
+    }
 }
 
 async fn snapshot(State(state): State<AdminState>) -> Json<SnapshotView> {

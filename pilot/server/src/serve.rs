@@ -68,6 +68,8 @@ pub struct ControlPlane {
     status: Arc<StatusRegistry>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// The CA's roots (PEM) for `/api/v1/trust-bundle`; `None` until a CA runs.
+    trust_bundle: watch::Sender<Option<Arc<str>>>,
     pub xds_addr: SocketAddr,
     pub admin_addr: SocketAddr,
 }
@@ -138,9 +140,11 @@ impl ControlPlane {
             .await
             .map_err(listen_admin)?;
         let admin_addr = admin_listener.local_addr().map_err(listen_admin)?;
+        let (trust_bundle, trust_bundle_rx) = watch::channel(None);
         let router = admin::router(admin::AdminState {
             snapshots: snapshots.clone(),
             status: status.clone(),
+            trust_bundle: trust_bundle_rx,
         });
         let mut stop = shutdown_rx.clone();
         let admin_task = tokio::spawn(async move {
@@ -160,6 +164,7 @@ impl ControlPlane {
             status,
             shutdown,
             tasks: vec![source_task, build_task, xds_task, admin_task],
+            trust_bundle,
             xds_addr,
             admin_addr,
         })
@@ -172,6 +177,11 @@ impl ControlPlane {
 
     pub fn status(&self) -> Arc<StatusRegistry> {
         self.status.clone()
+    }
+
+    /// Serves `pem` (the CA's roots) at `/api/v1/trust-bundle`.
+    pub fn set_trust_bundle(&self, pem: &str) {
+        self.trust_bundle.send_replace(Some(Arc::from(pem)));
     }
 
     /// Stops serving; proxies keep their last config and reconnect later.

@@ -1,0 +1,22 @@
+//! The CA's signing API: Istio's `istio.v1.auth.IstioCertificateService`
+//! over gRPC on TLS, so that Istio-style agents can ask Bowline for their
+//! certificates.
+//!
+//! ```text
+//! agent ──TLS (server cert from the same CA; client cert for renewals)──► CaServer (tonic)
+//!   CreateCertificate{csr, validity_duration, metadata}
+//!     authorization: Bearer TOKEN ─┐
+//!     or the client certificate ───┴─► citadel::Signer ──► {cert_chain: [leaf, …, root]}
+//!   refusals: UNAUTHENTICATED · PERMISSION_DENIED · INVALID_ARGUMENT · RESOURCE_EXHAUSTED
+//! ```
+//!
+//! What to sign and for whom is `citadel`'s decision; this crate moves
+//! messages and maps refusals to status codes. It has no command line.
+
+pub mod client;
+pub mod server;
+pub mod service;
+
+pub use client::CaClient;
+pub use server::{CaServer, CaServerConfig};
+pub use service::CertificateService;

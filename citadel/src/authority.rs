@@ -1,0 +1,532 @@
+//! The signing authority: its key and certificate, the chain up to the root,
+//! the trust bundle, and issuing.
+//!
+//! ```text
+//! <cacerts>/ca-cert.pem present? ── yes ─► plug-in CA: ca-cert.pem + ca-key.pem sign,
+//!     │                                     chain = cert-chain.pem (else ca-cert.pem), bundle = root-cert.pem
+//!     no
+//!     ▼
+//! <state-dir>/root-key.pem, root-cert.pem ─► self-signed root (generated on first start, P-256, 10 years)
+//! ```
+//!
+//! A workload certificate holds exactly the caller's SPIFFE id as its URI
+//! SAN (critical, the subject being empty), the serverAuth and clientAuth
+//! extended key usages, `CA:FALSE`, the CSR's public key and nothing else
+//! of the CSR.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber, SubjectPublicKeyInfo,
+};
+use ring::rand::SecureRandom;
+use rustls_pki_types::CertificateDer;
+use time::OffsetDateTime;
+
+use crate::csr::{self, VerifiedCsr};
+use crate::state::{self, KEY_MODE, PUBLIC_MODE, StateDir};
+use crate::{Refusal, SpiffeId, pem};
+
+/// Istio's default workload certificate lifetime.
+pub const DEFAULT_WORKLOAD_CERT_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Istio's default maximum (`MAX_WORKLOAD_CERT_TTL`, 90 days).
+pub const DEFAULT_MAX_WORKLOAD_CERT_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
+/// A generated root's lifetime (Istio's self-signed root: 10 years).
+const ROOT_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// The CA's own serving certificate's lifetime; a restart issues a new one.
+const SERVING_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+/// Certificates start this long before they are issued, for clock skew.
+const BACKDATE: Duration = Duration::from_secs(60);
+
+pub const ROOT_CERT: &str = "root-cert.pem";
+pub const ROOT_KEY: &str = "root-key.pem";
+/// The plug-in CA's folder in the state directory, unless one is given.
+pub const CACERTS_DIR: &str = "cacerts";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    State(#[from] state::Error),
+    #[error(transparent)]
+    Pem(#[from] pem::Error),
+    #[error(transparent)]
+    Csr(#[from] csr::Error),
+    #[error("{path}: cannot read")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}: missing")]
+    Missing(PathBuf),
+    #[error("{0}: holds a PKCS#1 or SEC1 key; convert it with `openssl pkcs8 -topk8 -nocrypt`")]
+    KeyFormat(PathBuf),
+    #[error("{0}: not a PKCS#8 private key of a supported algorithm (ECDSA P-256/P-384, RSA)")]
+    BadKey(PathBuf),
+    #[error("{cert}: its public key is not the key in {key}")]
+    KeyMismatch { cert: PathBuf, key: PathBuf },
+    #[error("{0}: not a CA certificate (basicConstraints CA:TRUE)")]
+    NotCa(PathBuf),
+    #[error("{0}: cannot parse the certificate")]
+    BadCertificate(PathBuf),
+    #[error("{chain}: does not start with {cert}")]
+    ChainStart { chain: PathBuf, cert: PathBuf },
+    #[error("root: cannot generate")]
+    Generate,
+    #[error("workload certificate for {id}: cannot sign")]
+    Sign { id: String },
+    #[error("validity {asked}s is over the maximum workload certificate TTL {max}s")]
+    TtlOverMax { asked: u64, max: u64 },
+    #[error("the CA certificate has expired")]
+    CaExpired,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn refusal(&self) -> Refusal {
+        match self {
+            Error::Csr(csr::Error::OtherIdentity { .. } | csr::Error::OtherNames(_)) => {
+                Refusal::PermissionDenied
+            }
+            Error::Csr(_) | Error::TtlOverMax { .. } => Refusal::InvalidArgument,
+            _ => Refusal::Internal,
+        }
+    }
+}
+
+/// How the CA is set up.
+#[derive(Clone, Debug)]
+pub struct CaConfig {
+    pub trust_domain: String,
+    pub state_dir: PathBuf,
+    /// A plug-in CA in Istio's `cacerts` layout; `None`: `<state-dir>/cacerts`
+    /// when it holds `ca-cert.pem`, else the self-signed root.
+    pub cacerts: Option<PathBuf>,
+    /// Lifetime of a workload certificate when the caller asks for none.
+    pub workload_cert_ttl: Duration,
+    /// The longest lifetime a caller may ask for.
+    pub max_workload_cert_ttl: Duration,
+}
+
+impl CaConfig {
+    pub fn new(state_dir: impl Into<PathBuf>, trust_domain: impl Into<String>) -> Self {
+        CaConfig {
+            trust_domain: trust_domain.into(),
+            state_dir: state_dir.into(),
+            cacerts: None,
+            workload_cert_ttl: DEFAULT_WORKLOAD_CERT_TTL,
+            max_workload_cert_ttl: DEFAULT_MAX_WORKLOAD_CERT_TTL,
+        }
+    }
+}
+
+/// Where the signing key came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Generated by Bowline, kept in the state directory.
+    SelfSigned,
+    /// Istio's `cacerts` files in this directory.
+    PlugIn(PathBuf),
+}
+
+/// A certificate signing request from an authenticated caller.
+#[derive(Clone, Copy, Debug)]
+pub struct IssueRequest<'a> {
+    /// Who the caller proved to be: the identity the certificate gets.
+    pub caller: &'a SpiffeId,
+    pub csr_pem: &'a str,
+    /// The lifetime asked for; `None` for the default.
+    pub ttl: Option<Duration>,
+}
+
+/// A certificate and its key for a TLS server, PEM (the chain ends with the root).
+#[derive(Clone)]
+pub struct ServingCert {
+    pub chain_pem: String,
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for ServingCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServingCert")
+            .field("chain_pem", &self.chain_pem)
+            .field("key_pem", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The certificate authority.
+pub struct Ca {
+    trust_domain: String,
+    workload_cert_ttl: Duration,
+    max_workload_cert_ttl: Duration,
+    issuer: Issuer<'static, KeyPair>,
+    issuer_not_after: OffsetDateTime,
+    /// PEM of every certificate after the leaf: intermediates, the root last.
+    chain: Vec<String>,
+    roots: Vec<CertificateDer<'static>>,
+    bundle_pem: String,
+    origin: Origin,
+}
+
+impl std::fmt::Debug for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ca")
+            .field("trust_domain", &self.trust_domain)
+            .field("origin", &self.origin)
+            .field("roots", &self.roots.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ca {
+    /// The plug-in CA if there is one, else the state directory's root,
+    /// generated if it does not exist yet.
+    pub fn open(config: &CaConfig) -> Result<Ca> {
+        let state = StateDir::open(&config.state_dir)?;
+        let cacerts = config
+            .cacerts
+            .clone()
+            .unwrap_or_else(|| state.file(CACERTS_DIR));
+        let explicit = config.cacerts.is_some();
+        let (issuer, issuer_not_after, chain, roots, origin) =
+            if explicit || cacerts.join("ca-cert.pem").exists() {
+                let plug_in = PlugIn::read(&cacerts)?;
+                (
+                    plug_in.issuer,
+                    plug_in.not_after,
+                    plug_in.chain,
+                    plug_in.roots,
+                    Origin::PlugIn(cacerts),
+                )
+            } else {
+                let (issuer, root, not_after) = self_signed_root(&state, &config.trust_domain)?;
+                let pem_text = pem::encode("CERTIFICATE", root.as_ref());
+                (
+                    issuer,
+                    not_after,
+                    vec![pem_text],
+                    vec![root],
+                    Origin::SelfSigned,
+                )
+            };
+        let bundle_pem = roots
+            .iter()
+            .map(|r| pem::encode("CERTIFICATE", r.as_ref()))
+            .collect();
+        Ok(Ca {
+            trust_domain: config.trust_domain.clone(),
+            workload_cert_ttl: config.workload_cert_ttl,
+            max_workload_cert_ttl: config.max_workload_cert_ttl,
+            issuer,
+            issuer_not_after,
+            chain,
+            roots,
+            bundle_pem,
+            origin,
+        })
+    }
+
+    pub fn trust_domain(&self) -> &str {
+        &self.trust_domain
+    }
+
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    pub fn workload_cert_ttl(&self) -> Duration {
+        self.workload_cert_ttl
+    }
+
+    pub fn max_workload_cert_ttl(&self) -> Duration {
+        self.max_workload_cert_ttl
+    }
+
+    /// The roots workloads trust, DER.
+    pub fn roots(&self) -> &[CertificateDer<'static>] {
+        &self.roots
+    }
+
+    /// The trust bundle: every root, PEM, one after another.
+    pub fn trust_bundle_pem(&self) -> &str {
+        &self.bundle_pem
+    }
+
+    /// Signs a verified CSR for its caller: the chain, leaf first, root last.
+    pub fn issue(&self, request: &IssueRequest<'_>, now: SystemTime) -> Result<Vec<String>> {
+        let ttl = self.ttl(request.ttl)?;
+        let csr = csr::verify(request.csr_pem)?;
+        csr.check_identity(request.caller)?;
+        self.sign(&csr, request.caller, ttl, now)
+    }
+
+    /// The lifetime a request gets: the default for none, refused over the maximum.
+    pub fn ttl(&self, asked: Option<Duration>) -> Result<Duration> {
+        match asked {
+            None => Ok(self.workload_cert_ttl),
+            Some(d) if d.is_zero() => Ok(self.workload_cert_ttl),
+            Some(d) if d > self.max_workload_cert_ttl => Err(Error::TtlOverMax {
+                asked: d.as_secs(),
+                max: self.max_workload_cert_ttl.as_secs(),
+            }),
+            Some(d) => Ok(d),
+        }
+    }
+
+    fn sign(
+        &self,
+        csr: &VerifiedCsr,
+        id: &SpiffeId,
+        ttl: Duration,
+        now: SystemTime,
+    ) -> Result<Vec<String>> {
+        let sign_error = || Error::Sign { id: id.to_string() };
+        let public_key = SubjectPublicKeyInfo::from_der(&csr.public_key)
+            .map_err(|_| csr::Error::UnsupportedKey)?;
+        let uri = id.to_string().try_into().map_err(|_| sign_error())?;
+        let mut params = self.leaf_params(now, ttl)?;
+        params.subject_alt_names = vec![SanType::URI(uri)];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let leaf = params
+            .signed_by(&public_key, &self.issuer)
+            .map_err(|_| sign_error())?;
+        let mut chain = Vec::with_capacity(1 + self.chain.len());
+        chain.push(leaf.pem());
+        chain.extend(self.chain.iter().cloned());
+        Ok(chain)
+    }
+
+    /// Common fields of what the CA issues: no subject, validity from a
+    /// minute ago for `ttl` (never past the CA's own), a random serial.
+    fn leaf_params(&self, now: SystemTime, ttl: Duration) -> Result<CertificateParams> {
+        let now = OffsetDateTime::from(now);
+        if now >= self.issuer_not_after {
+            return Err(Error::CaExpired);
+        }
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        params.not_before = now - BACKDATE;
+        params.not_after = (now + ttl).min(self.issuer_not_after);
+        params.serial_number = Some(serial()?);
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.use_authority_key_identifier_extension = true;
+        Ok(params)
+    }
+
+    /// A certificate and a fresh key for the CA's own TLS server, with the
+    /// listening IPs and DNS names as SANs.
+    pub fn serving_cert(
+        &self,
+        ips: &[IpAddr],
+        dns_names: &[String],
+        now: SystemTime,
+    ) -> Result<ServingCert> {
+        let sign_error = || Error::Sign {
+            id: "the CA's serving certificate".to_string(),
+        };
+        let key = KeyPair::generate().map_err(|_| Error::Generate)?;
+        let mut params = self.leaf_params(now, SERVING_TTL)?;
+        params.distinguished_name.push(
+            DnType::CommonName,
+            dns_names.first().map_or("bowline", String::as_str),
+        );
+        let mut sans: Vec<SanType> = ips.iter().map(|ip| SanType::IpAddress(*ip)).collect();
+        for name in dns_names {
+            sans.push(SanType::DnsName(
+                name.clone().try_into().map_err(|_| sign_error())?,
+            ));
+        }
+        params.subject_alt_names = sans;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(|_| sign_error())?;
+        let mut chain_pem = cert.pem();
+        for c in &self.chain {
+            chain_pem.push_str(c);
+        }
+        Ok(ServingCert {
+            chain_pem,
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+/// A random positive 128-bit serial number.
+fn serial() -> Result<SerialNumber> {
+    let mut bytes = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| Error::Generate)?;
+    bytes[0] &= 0x7f;
+    bytes[0] |= 0x01;
+    Ok(SerialNumber::from_slice(&bytes))
+}
+
+/// The state directory's root, generated on first start.
+fn self_signed_root(
+    state: &StateDir,
+    trust_domain: &str,
+) -> Result<(
+    Issuer<'static, KeyPair>,
+    CertificateDer<'static>,
+    OffsetDateTime,
+)> {
+    if state.read(ROOT_KEY, KEY_MODE)?.is_none() {
+        let key = KeyPair::generate().map_err(|_| Error::Generate)?;
+        state.create(ROOT_KEY, &key.serialize_pem(), KEY_MODE)?;
+    }
+    let key_path = state.file(ROOT_KEY);
+    let key_text = state
+        .read(ROOT_KEY, KEY_MODE)?
+        .ok_or_else(|| Error::Missing(key_path.clone()))?;
+    let key = read_key(&key_path, &key_text)?;
+    if state.read(ROOT_CERT, PUBLIC_MODE)?.is_none() {
+        let now = OffsetDateTime::now_utc();
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, trust_domain);
+        dn.push(DnType::CommonName, "Bowline root CA");
+        params.distinguished_name = dn;
+        params.not_before = now - BACKDATE;
+        params.not_after = now + ROOT_TTL;
+        params.serial_number = Some(serial()?);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params.self_signed(&key).map_err(|_| Error::Generate)?;
+        state.create(ROOT_CERT, &cert.pem(), PUBLIC_MODE)?;
+    }
+    let cert_path = state.file(ROOT_CERT);
+    let cert_text = state
+        .read(ROOT_CERT, PUBLIC_MODE)?
+        .ok_or_else(|| Error::Missing(cert_path.clone()))?;
+    let cert = pem::certificates(&cert_path.display().to_string(), &cert_text)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Missing(cert_path.clone()))?;
+    let not_after = check_ca(&cert_path, &cert, &key_path, &key)?;
+    let issuer = Issuer::from_ca_cert_der(&cert, key)
+        .map_err(|_| Error::BadCertificate(cert_path.clone()))?;
+    Ok((issuer, cert, not_after))
+}
+
+/// Istio's `cacerts` files.
+struct PlugIn {
+    issuer: Issuer<'static, KeyPair>,
+    not_after: OffsetDateTime,
+    chain: Vec<String>,
+    roots: Vec<CertificateDer<'static>>,
+}
+
+impl PlugIn {
+    fn read(dir: &Path) -> Result<PlugIn> {
+        let read = |name: &str| -> Result<(PathBuf, String)> {
+            let path = dir.join(name);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => Ok((path, text)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::Missing(path)),
+                Err(source) => Err(Error::Read { path, source }),
+            }
+        };
+        let (cert_path, cert_text) = read("ca-cert.pem")?;
+        let (key_path, key_text) = read("ca-key.pem")?;
+        let (root_path, root_text) = read("root-cert.pem")?;
+        let chain_file = match read("cert-chain.pem") {
+            Ok(found) => Some(found),
+            Err(Error::Missing(_)) => None,
+            Err(e) => Err(e)?,
+        };
+
+        let cert = pem::certificates(&cert_path.display().to_string(), &cert_text)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Missing(cert_path.clone()))?;
+        let key = read_key(&key_path, &key_text)?;
+        let not_after = check_ca(&cert_path, &cert, &key_path, &key)?;
+        let roots = pem::certificates(&root_path.display().to_string(), &root_text)?;
+
+        let mut chain = match &chain_file {
+            Some((path, text)) => {
+                let certs = pem::certificates(&path.display().to_string(), text)?;
+                if certs.first() != Some(&cert) {
+                    return Err(Error::ChainStart {
+                        chain: path.clone(),
+                        cert: cert_path,
+                    });
+                }
+                certs
+            }
+            None => vec![cert.clone()],
+        };
+        // The root goes last, once: cert-chain.pem often ends with it already.
+        if chain.last().is_none_or(|last| !roots.contains(last)) {
+            chain.push(roots[0].clone());
+        }
+        let chain = chain
+            .iter()
+            .map(|c| pem::encode("CERTIFICATE", c.as_ref()))
+            .collect();
+        let issuer = Issuer::from_ca_cert_der(&cert, key)
+            .map_err(|_| Error::BadCertificate(cert_path.clone()))?;
+        Ok(PlugIn {
+            issuer,
+            not_after,
+            chain,
+            roots,
+        })
+    }
+}
+
+fn read_key(path: &Path, text: &str) -> Result<KeyPair> {
+    if text.contains("-----BEGIN RSA PRIVATE KEY-----")
+        || text.contains("-----BEGIN EC PRIVATE KEY-----")
+    {
+        return Err(Error::KeyFormat(path.to_path_buf()));
+    }
+    KeyPair::from_pem(text).map_err(|_| Error::BadKey(path.to_path_buf()))
+}
+
+/// Checks that `cert` is a CA whose public key is `key`'s; its expiry.
+fn check_ca(
+    cert_path: &Path,
+    cert: &CertificateDer<'_>,
+    key_path: &Path,
+    key: &KeyPair,
+) -> Result<OffsetDateTime> {
+    let bad = || Error::BadCertificate(cert_path.to_path_buf());
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|_| bad())?;
+    if parsed.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+        return Err(Error::KeyMismatch {
+            cert: cert_path.to_path_buf(),
+            key: key_path.to_path_buf(),
+        });
+    }
+    let is_ca = parsed
+        .basic_constraints()
+        .map_err(|_| bad())?
+        .is_some_and(|bc| bc.value.ca);
+    if !is_ca {
+        return Err(Error::NotCa(cert_path.to_path_buf()));
+    }
+    Ok(parsed.validity().not_after.to_datetime())
+}

@@ -1,0 +1,163 @@
+//! The CA's flags, shared by `bowline serve` and `bowline demo`, and
+//! `bowline token create`.
+//!
+//! ```text
+//! CaArgs ──► citadel::Ca::open (state dir: root, or the plug-in cacerts) ─┐
+//!        └─► citadel::Tokens::open (state dir: token key) ────────────────┼─► Signer ──► CaServer (TLS, --ca-addr)
+//!            RateLimiter (--ca-rate-limit, 0: none) ──────────────────────┘
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use citadel::signing::Signer;
+use citadel::state::StateDir;
+use citadel::{Ca, CaConfig, DEFAULT_TRUST_DOMAIN, RateLimiter, Tokens};
+use citadel_server::{CaServer, CaServerConfig};
+
+/// Flags of the CA, on `serve` and `demo`.
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct CaArgs {
+    /// Where the CA keeps its root and token signing key (created mode 0700;
+    /// key files 0600).
+    #[arg(long, default_value = citadel::state::DEFAULT_STATE_DIR)]
+    pub(crate) state_dir: PathBuf,
+    /// Address of the CA's signing API (gRPC over TLS, Istio's IstioCertificateService).
+    #[arg(long, default_value = citadel_server::server::DEFAULT_CA_ADDR)]
+    pub(crate) ca_addr: SocketAddr,
+    /// SPIFFE trust domain of workload identities [default: cluster.local]
+    #[arg(long)]
+    pub(crate) trust_domain: Option<String>,
+    /// Lifetime of a workload certificate when the request asks for none.
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    pub(crate) workload_cert_ttl: Duration,
+    /// The longest lifetime a request may ask for; longer is refused (INVALID_ARGUMENT).
+    #[arg(long, default_value = "90d", value_parser = parse_duration)]
+    pub(crate) max_workload_cert_ttl: Duration,
+    /// A plug-in CA in Istio's cacerts layout (ca-cert.pem, ca-key.pem,
+    /// root-cert.pem, cert-chain.pem) [default: STATE_DIR/cacerts if it
+    /// holds ca-cert.pem, else a self-signed root in STATE_DIR]
+    #[arg(long, value_name = "DIR")]
+    pub(crate) cacerts: Option<PathBuf>,
+    /// Certificates one identity may have signed per second (bursts of 5 x
+    /// this); 0 turns the limit off.
+    #[arg(long, default_value_t = 10.0)]
+    pub(crate) ca_rate_limit: f64,
+}
+
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    citadel::duration::parse(text).map_err(|e| e.to_string())
+}
+
+impl CaArgs {
+    fn trust_domain(&self) -> &str {
+        // TODO(mesh config): the mesh config's `trustDomain` once policy reads it.
+        self.trust_domain.as_deref().unwrap_or(DEFAULT_TRUST_DOMAIN)
+    }
+
+    /// The signer of this configuration: the CA (generated on first start),
+    /// its tokens and rate limit.
+    pub(crate) fn signer(&self) -> anyhow::Result<Signer> {
+        anyhow::ensure!(
+            self.workload_cert_ttl <= self.max_workload_cert_ttl,
+            "--workload-cert-ttl {} is over --max-workload-cert-ttl {}",
+            citadel::duration::format(self.workload_cert_ttl),
+            citadel::duration::format(self.max_workload_cert_ttl)
+        );
+        let mut config = CaConfig::new(&self.state_dir, self.trust_domain());
+        config.cacerts = self.cacerts.clone();
+        config.workload_cert_ttl = self.workload_cert_ttl;
+        config.max_workload_cert_ttl = self.max_workload_cert_ttl;
+        let ca = Ca::open(&config).context("the CA")?;
+        let tokens = Tokens::open(&StateDir::open(&self.state_dir)?, self.trust_domain())
+            .context("the CA's token key")?;
+        let limiter = (self.ca_rate_limit > 0.0).then(|| {
+            // At least one in a burst, however low the rate.
+            let burst = (self.ca_rate_limit * 5.0)
+                .ceil()
+                .clamp(1.0, f64::from(u32::MAX));
+            RateLimiter::new(self.ca_rate_limit, burst as u32)
+        });
+        Ok(Signer {
+            ca,
+            tokens,
+            limiter,
+        })
+    }
+
+    /// Opens the CA and serves its signing API; `namespace` names the
+    /// control plane's service in the serving certificate.
+    pub(crate) async fn start(&self, namespace: &str) -> anyhow::Result<(CaServer, Arc<Signer>)> {
+        let signer = Arc::new(self.signer()?);
+        let server = CaServer::start(
+            signer.clone(),
+            &CaServerConfig::new(self.ca_addr, namespace),
+        )
+        .await?;
+        Ok((server, signer))
+    }
+}
+
+/// The namespace the control plane's service lives in, for the CA's
+/// serving certificate (`bowline.NAMESPACE.svc`): the mesh's root namespace,
+/// `istio-system` by default, where istiod lives too.
+pub(crate) fn control_plane_namespace(mesh_config: Option<&Path>) -> String {
+    pilot_server::mesh::load(mesh_config).config.root_namespace
+}
+
+/// `bowline token`.
+#[derive(clap::Subcommand, Debug)]
+pub(crate) enum TokenCommand {
+    /// Print a token a workload authenticates to the CA with (audience bowline-ca).
+    Create(TokenCreateArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct TokenCreateArgs {
+    /// The CA's state directory, which holds the token signing key (created if missing).
+    #[arg(long, default_value = citadel::state::DEFAULT_STATE_DIR)]
+    pub(crate) state_dir: PathBuf,
+    /// Namespace of the workload.
+    #[arg(long)]
+    pub(crate) namespace: String,
+    /// Service account of the workload.
+    #[arg(long)]
+    pub(crate) service_account: String,
+    /// How long the token is valid.
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    pub(crate) ttl: Duration,
+}
+
+pub(crate) fn token(command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create(args) => {
+            println!(
+                "{}",
+                mint(
+                    &args.state_dir,
+                    &args.namespace,
+                    &args.service_account,
+                    args.ttl
+                )?
+            );
+            Ok(())
+        }
+    }
+}
+
+/// A token for `namespace/service_account` signed with `state_dir`'s key.
+pub(crate) fn mint(
+    state_dir: &Path,
+    namespace: &str,
+    service_account: &str,
+    ttl: Duration,
+) -> anyhow::Result<String> {
+    // The names are checked here as the CA will check them.
+    citadel::SpiffeId::in_domain(DEFAULT_TRUST_DOMAIN, namespace, service_account)?;
+    let tokens = Tokens::open(&StateDir::open(state_dir)?, DEFAULT_TRUST_DOMAIN)
+        .context("the CA's token key")?;
+    Ok(tokens.mint(namespace, service_account, ttl, SystemTime::now())?)
+}
