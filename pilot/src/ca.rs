@@ -17,6 +17,7 @@ use citadel::signing::Signer;
 use citadel::state::StateDir;
 use citadel::{Ca, CaConfig, DEFAULT_TRUST_DOMAIN, RateLimiter, Tokens};
 use citadel_server::{CaServer, CaServerConfig};
+use policy::mesh::MeshConfig;
 
 /// Flags of the CA, on `serve` and `demo`.
 #[derive(clap::Args, Debug, Clone)]
@@ -53,26 +54,29 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 impl CaArgs {
-    fn trust_domain(&self) -> &str {
-        // TODO(mesh config): the mesh config's `trustDomain` once policy reads it.
-        self.trust_domain.as_deref().unwrap_or(DEFAULT_TRUST_DOMAIN)
+    /// `--trust-domain`, else the mesh config's `trustDomain` (itself
+    /// `cluster.local` by default), as the compiler reads it for the
+    /// principals of authorization policies.
+    fn trust_domain<'a>(&'a self, mesh: &'a MeshConfig) -> &'a str {
+        self.trust_domain.as_deref().unwrap_or(&mesh.trust_domain)
     }
 
     /// The signer of this configuration: the CA (generated on first start),
     /// its tokens and rate limit.
-    pub(crate) fn signer(&self) -> anyhow::Result<Signer> {
+    pub(crate) fn signer(&self, mesh: &MeshConfig) -> anyhow::Result<Signer> {
         anyhow::ensure!(
             self.workload_cert_ttl <= self.max_workload_cert_ttl,
             "--workload-cert-ttl {} is over --max-workload-cert-ttl {}",
             citadel::duration::format(self.workload_cert_ttl),
             citadel::duration::format(self.max_workload_cert_ttl)
         );
-        let mut config = CaConfig::new(&self.state_dir, self.trust_domain());
+        let trust_domain = self.trust_domain(mesh);
+        let mut config = CaConfig::new(&self.state_dir, trust_domain);
         config.cacerts = self.cacerts.clone();
         config.workload_cert_ttl = self.workload_cert_ttl;
         config.max_workload_cert_ttl = self.max_workload_cert_ttl;
         let ca = Ca::open(&config).context("the CA")?;
-        let tokens = Tokens::open(&StateDir::open(&self.state_dir)?, self.trust_domain())
+        let tokens = Tokens::open(&StateDir::open(&self.state_dir)?, trust_domain)
             .context("the CA's token key")?;
         let limiter = (self.ca_rate_limit > 0.0).then(|| {
             // At least one in a burst, however low the rate.
@@ -88,24 +92,25 @@ impl CaArgs {
         })
     }
 
-    /// Opens the CA and serves its signing API; `namespace` names the
-    /// control plane's service in the serving certificate.
-    pub(crate) async fn start(&self, namespace: &str) -> anyhow::Result<(CaServer, Arc<Signer>)> {
-        let signer = Arc::new(self.signer()?);
+    /// Opens the CA and serves its signing API. From the mesh config (a
+    /// file with errors gives the defaults, and the control plane reports
+    /// them): the trust domain, and the namespace the control plane's
+    /// service lives in, for the serving certificate
+    /// (`bowline.NAMESPACE.svc`): the mesh's root namespace, `istio-system`
+    /// by default, where istiod lives too.
+    pub(crate) async fn start(
+        &self,
+        mesh_config: Option<&Path>,
+    ) -> anyhow::Result<(CaServer, Arc<Signer>)> {
+        let mesh = pilot_server::mesh::load(mesh_config).config;
+        let signer = Arc::new(self.signer(&mesh)?);
         let server = CaServer::start(
             signer.clone(),
-            &CaServerConfig::new(self.ca_addr, namespace),
+            &CaServerConfig::new(self.ca_addr, &mesh.root_namespace),
         )
         .await?;
         Ok((server, signer))
     }
-}
-
-/// The namespace the control plane's service lives in, for the CA's
-/// serving certificate (`bowline.NAMESPACE.svc`): the mesh's root namespace,
-/// `istio-system` by default, where istiod lives too.
-pub(crate) fn control_plane_namespace(mesh_config: Option<&Path>) -> String {
-    pilot_server::mesh::load(mesh_config).config.root_namespace
 }
 
 /// `bowline token`.

@@ -91,12 +91,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         mesh_config: args.mesh_config.clone(),
     })
     .await?;
-    let (ca, signer) = args
-        .ca
-        .start(&crate::ca::control_plane_namespace(
-            args.mesh_config.as_deref(),
-        ))
-        .await?;
+    let (ca, signer) = args.ca.start(args.mesh_config.as_deref()).await?;
     control_plane.set_trust_bundle(signer.ca.trust_bundle_pem());
     let ca_root = work_dir.join("ca-root.pem");
     std::fs::write(&ca_root, signer.ca.trust_bundle_pem())

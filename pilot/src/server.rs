@@ -49,12 +49,7 @@ impl ServeArgs {
 /// Runs `bowline serve` until Ctrl-C or SIGTERM.
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let control_plane = ControlPlane::start(&args.config()).await?;
-    let (ca, signer) = args
-        .ca
-        .start(&crate::ca::control_plane_namespace(
-            args.mesh_config.as_deref(),
-        ))
-        .await?;
+    let (ca, signer) = args.ca.start(args.mesh_config.as_deref()).await?;
     control_plane.set_trust_bundle(signer.ca.trust_bundle_pem());
     crate::signal::shutdown().await;
     info!("shutting down");

@@ -35,8 +35,13 @@ fn token(state: &Path, namespace: &str, service_account: &str) -> std::process::
 }
 
 fn serve(dir: &Path) -> Child {
+    serve_with(dir, &[])
+}
+
+fn serve_with(dir: &Path, extra: &[&std::ffi::OsStr]) -> Child {
     Command::new(BOWLINE)
         .arg("serve")
+        .args(extra)
         .arg("--config-dir")
         .arg(dir.join("config"))
         .args(["--xds-addr", &format!("{HOST}:15010")])
@@ -148,6 +153,16 @@ async fn a_minted_token_gets_a_certificate_and_a_restart_keeps_the_root() {
     assert_eq!(trust_bundle().await, bundle);
     assert!(citadel::verify::workload_chain(&chain, &roots, SystemTime::now()).is_ok());
     assert!(sign(&bundle, &minted).await.is_ok());
+    stop(server).await;
+
+    // The mesh config's trust domain is the one certificates carry.
+    let mesh = dir.path().join("mesh.yaml");
+    std::fs::write(&mesh, "trustDomain: example.org\n").unwrap();
+    let server = serve_with(dir.path(), &["--mesh-config".as_ref(), mesh.as_os_str()]);
+    assert_eq!(trust_bundle().await, bundle);
+    let chain = sign(&bundle, &minted).await.unwrap();
+    let id = citadel::verify::workload_chain(&chain, &roots, SystemTime::now()).unwrap();
+    assert_eq!(id.to_string(), "spiffe://example.org/ns/shop/sa/web");
     stop(server).await;
 
     let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
