@@ -17,7 +17,12 @@
 //! anyhow: the command line is the binary's.
 
 pub mod bootstrap;
+pub mod certificate;
 pub mod envoy;
+pub mod rotation;
+pub mod sds;
+pub mod sds_server;
+pub mod secret;
 pub mod sidecar;
 
 pub use bootstrap::{BootstrapConfig, XdsAddress};
