@@ -199,11 +199,15 @@ async fn keep(
         let wait = match issue(&cfg).await {
             Ok(secret) => {
                 failures = 0;
+                // The CA backdates not_before for clock skew; the lifetime
+                // counts from when the certificate arrived, or a short TTL
+                // would be due for renewal on arrival.
+                let now = SystemTime::now();
                 let delay = rotation::renewal_delay(
-                    secret.not_before,
+                    secret.not_before.max(now),
                     secret.not_after,
                     cfg.rotation_fraction,
-                    SystemTime::now(),
+                    now,
                 );
                 info!(
                     %identity,
