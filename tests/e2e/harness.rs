@@ -55,6 +55,10 @@ pub struct Mesh {
     subnet: u8,
     pub xds: SocketAddr,
     pub admin: SocketAddr,
+    /// The CA's signing API.
+    pub ca: SocketAddr,
+    /// Whether agents get workload certificates from the CA (`with_identities`).
+    identities: bool,
     control_plane: Option<Child>,
     workloads: Vec<Workload>,
     http: reqwest::Client,
@@ -70,6 +74,8 @@ impl Mesh {
             subnet,
             xds: SocketAddr::new(cp, 15010),
             admin: SocketAddr::new(cp, 15014),
+            ca: SocketAddr::new(cp, 15012),
+            identities: false,
             control_plane: None,
             workloads: Vec::new(),
             http: reqwest::Client::builder()
@@ -78,6 +84,49 @@ impl Mesh {
                 .build()
                 .unwrap(),
         }
+    }
+
+    /// Agents started from now on get their certificates from the CA: a
+    /// token minted with `bowline token create` for service account NAME,
+    /// the root from the admin API's trust bundle.
+    pub fn with_identities(mut self) -> Mesh {
+        self.identities = true;
+        self
+    }
+
+    /// The work dir of the agent of workload `name` (its SDS socket is `sds.sock` there).
+    pub fn work_dir(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// What the agent of workload `name` logged.
+    pub fn agent_log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.log(&format!("{name}-agent"))).unwrap_or_default()
+    }
+
+    /// A token for `default/SERVICE_ACCOUNT` and the CA root, as files.
+    async fn identity_files(&self, service_account: &str) -> (PathBuf, PathBuf) {
+        let out = Command::new(BOWLINE)
+            .args(["token", "create", "--namespace", "default"])
+            .args(["--service-account", service_account])
+            .arg("--state-dir")
+            .arg(self.dir.path().join("state"))
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success(), "bowline token create: {out:?}");
+        let token = self.dir.path().join(format!("token-{service_account}"));
+        std::fs::write(&token, &out.stdout).unwrap();
+        let root = self.dir.path().join("ca-root.pem");
+        let bundle = self
+            .http
+            .get(format!("http://{}/api/v1/trust-bundle", self.admin))
+            .send()
+            .await
+            .unwrap();
+        assert!(bundle.status().is_success(), "trust bundle: {bundle:?}");
+        std::fs::write(&root, bundle.text().await.unwrap()).unwrap();
+        (token, root)
     }
 
     pub fn address(&self, host: u8) -> IpAddr {
@@ -115,10 +164,7 @@ impl Mesh {
             .arg(self.config_dir())
             .args(["--xds-addr", &self.xds.to_string()])
             .args(["--admin-addr", &self.admin.to_string()])
-            .args([
-                "--ca-addr",
-                &SocketAddr::new(self.admin.ip(), 15012).to_string(),
-            ])
+            .args(["--ca-addr", &self.ca.to_string()])
             .arg("--state-dir")
             .arg(self.dir.path().join("state"))
             .env("BOWLINE_LOG", "info,pilot=debug")
@@ -184,6 +230,21 @@ impl Mesh {
             .arg(self.dir.path().join(name));
         for (k, v) in labels {
             agent.args(["--label", &format!("{k}={v}")]);
+        }
+        if self.identities {
+            let (token, root) = self.identity_files(name).await;
+            agent
+                .args(["--service-account", name])
+                .args(["--ca-addr", &self.ca.to_string()])
+                .arg("--ca-root")
+                .arg(root)
+                .arg("--token-file")
+                .arg(token)
+                // Key material must stay out of the log at every level.
+                .env(
+                    "BOWLINE_LOG",
+                    "debug,pilot_agent=trace,citadel_server=trace",
+                );
         }
         let agent = agent
             .stdout(Stdio::null())
@@ -339,6 +400,17 @@ impl Mesh {
             .as_array()
             .cloned()
             .unwrap_or_default()
+    }
+
+    pub async fn admin_text(&self, path: &str) -> String {
+        self.http
+            .get(format!("http://{}{path}", self.admin))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     pub async fn admin_json(&self, path: &str) -> Value {
