@@ -117,15 +117,21 @@ impl Mesh {
         assert!(out.status.success(), "bowline token create: {out:?}");
         let token = self.dir.path().join(format!("token-{service_account}"));
         std::fs::write(&token, &out.stdout).unwrap();
+        // The admin API answers before the CA has started (404 until then).
+        let url = format!("http://{}/api/v1/trust-bundle", self.admin);
+        let http = self.http.clone();
+        wait_for("the CA's trust bundle", Duration::from_secs(30), || {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                http.get(&url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            }
+        })
+        .await;
         let root = self.dir.path().join("ca-root.pem");
-        let bundle = self
-            .http
-            .get(format!("http://{}/api/v1/trust-bundle", self.admin))
-            .send()
-            .await
-            .unwrap();
-        assert!(bundle.status().is_success(), "trust bundle: {bundle:?}");
-        std::fs::write(&root, bundle.text().await.unwrap()).unwrap();
+        std::fs::write(&root, self.admin_text("/api/v1/trust-bundle").await).unwrap();
         (token, root)
     }
 

@@ -3,10 +3,13 @@
 //! bootstrap names as the `sds-grpc` cluster.
 //!
 //! Envoy 1.40 subscribes to an SDS secret only when a listener or cluster
-//! references it, and nothing does yet (mTLS comes with the control plane's
-//! security config), so Envoy's `/certs` is still empty here. What this test
-//! checks on Envoy is that it loaded `sds-grpc` on the agent's pipe; the
-//! secret itself is read from the socket as Envoy would read it.
+//! references it, and nothing in the sidecars' config does yet (mTLS comes
+//! with the control plane's security config), so a sidecar's `/certs` is
+//! still empty and it opens no SDS stream. So the sidecars are checked for
+//! `sds-grpc` on the agent's pipe and the secret is read from the socket;
+//! then a second, probe Envoy whose one static listener references
+//! `default` through `sds-grpc` on a sidecar's socket shows, in its
+//! `/certs`, the workload's SPIFFE id: real Envoy reading the agent's SDS.
 
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
@@ -21,7 +24,7 @@ use prost::{Message, Name};
 use tonic::transport::{Endpoint, Uri};
 
 use crate::fixture::{Workload, service};
-use crate::harness::Mesh;
+use crate::harness::{Mesh, envoy, wait_for};
 use crate::workload_entry;
 
 const SUBNET: u8 = 120;
@@ -137,4 +140,124 @@ async fn each_sidecar_gets_its_spiffe_certificate_over_sds() {
         }
         assert!(!log.contains("PRIVATE KEY"));
     }
+
+    let socket = mesh.work_dir("frontend").join("sds.sock");
+    probe_envoy_reads_default(&mesh, &socket).await;
+    // The stream to Envoy logged nothing of the key either.
+    let (_, key) = wait_for_default("frontend", &socket).await;
+    let log = mesh.agent_log("frontend");
+    assert!(log.contains("SDS stream opened"), "{log}");
+    for line in key.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(!log.contains(line), "frontend's log holds its key");
+    }
+}
+
+/// A bootstrap whose listener serves TLS with the secret `default` from
+/// the SDS socket at `socket`.
+fn probe_bootstrap(admin: &str, listener: &str, socket: &Path) -> serde_json::Value {
+    let address = |host: &str, port: u16| serde_json::json!({ "socket_address": { "address": host, "port_value": port } });
+    serde_json::json!({
+        "node": { "id": "sds-probe", "cluster": "sds-probe" },
+        "admin": { "address": address(admin, 15000) },
+        "static_resources": {
+            "clusters": [{
+                "name": "sds-grpc",
+                "type": "STATIC",
+                "connect_timeout": "1s",
+                "load_assignment": {
+                    "cluster_name": "sds-grpc",
+                    "endpoints": [{ "lb_endpoints": [{ "endpoint": {
+                        "address": { "pipe": { "path": socket.display().to_string() } },
+                    } }] }],
+                },
+                "typed_extension_protocol_options": {
+                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                        "explicit_http_config": { "http2_protocol_options": {} },
+                    },
+                },
+            }],
+            "listeners": [{
+                "name": "probe",
+                "address": address(listener, 15443),
+                "filter_chains": [{
+                    "filters": [{
+                        "name": "envoy.filters.network.tcp_proxy",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                            "stat_prefix": "probe",
+                            "cluster": "sds-grpc",
+                        },
+                    }],
+                    "transport_socket": {
+                        "name": "envoy.transport_sockets.tls",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                            "common_tls_context": {
+                                "tls_certificate_sds_secret_configs": [{
+                                    "name": "default",
+                                    "sds_config": {
+                                        "resource_api_version": "V3",
+                                        "api_config_source": {
+                                            "api_type": "GRPC",
+                                            "transport_api_version": "V3",
+                                            "grpc_services": [{ "envoy_grpc": { "cluster_name": "sds-grpc" } }],
+                                        },
+                                    },
+                                }],
+                            },
+                        },
+                    },
+                }],
+            }],
+        },
+    })
+}
+
+/// Runs a probe Envoy on the agent's socket until its `/certs` shows the
+/// frontend's SPIFFE id.
+async fn probe_envoy_reads_default(mesh: &Mesh, socket: &Path) {
+    let host = mesh.address(9).to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let bootstrap = dir.path().join("probe.json");
+    std::fs::write(
+        &bootstrap,
+        probe_bootstrap(&host, &host, socket).to_string(),
+    )
+    .unwrap();
+    let mut probe = tokio::process::Command::new(envoy())
+        .arg("-c")
+        .arg(&bootstrap)
+        .arg("--disable-hot-restart")
+        .args(["--log-level", "warning", "--log-path"])
+        .arg(dir.path().join("probe.log"))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let certs_url = format!("http://{host}:15000/certs");
+    let want = "spiffe://cluster.local/ns/default/sa/frontend";
+    wait_for(
+        "the probe Envoy's /certs to show the frontend's SPIFFE id",
+        Duration::from_secs(30),
+        || {
+            let (http, url) = (http.clone(), certs_url.clone());
+            async move {
+                let Ok(response) = http.get(&url).send().await else {
+                    return false;
+                };
+                let certs: serde_json::Value = response.json().await.unwrap_or_default();
+                certs["certificates"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|c| c["cert_chain"].as_array().into_iter().flatten())
+                    .flat_map(|c| c["subject_alt_names"].as_array().into_iter().flatten())
+                    .any(|san| san["uri"] == want)
+            }
+        },
+    )
+    .await;
+    let _ = probe.start_kill();
+    let _ = probe.wait().await;
 }
