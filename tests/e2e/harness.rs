@@ -59,6 +59,8 @@ pub struct Mesh {
     pub ca: SocketAddr,
     /// Whether agents get workload certificates from the CA (`with_identities`).
     identities: bool,
+    /// Flags given to agents started from now on (`set_agent_args`).
+    agent_args: Vec<String>,
     control_plane: Option<Child>,
     workloads: Vec<Workload>,
     http: reqwest::Client,
@@ -76,6 +78,7 @@ impl Mesh {
             admin: SocketAddr::new(cp, 15014),
             ca: SocketAddr::new(cp, 15012),
             identities: false,
+            agent_args: Vec::new(),
             control_plane: None,
             workloads: Vec::new(),
             http: reqwest::Client::builder()
@@ -92,6 +95,21 @@ impl Mesh {
     pub fn with_identities(mut self) -> Mesh {
         self.identities = true;
         self
+    }
+
+    /// The control plane at `127.0.<subnet>.<host>` instead of `.250`, for
+    /// two tests sharing a subnet.
+    pub fn with_control_plane_host(mut self, host: u8) -> Mesh {
+        let cp = self.address(host);
+        self.xds = SocketAddr::new(cp, 15010);
+        self.admin = SocketAddr::new(cp, 15014);
+        self.ca = SocketAddr::new(cp, 15012);
+        self
+    }
+
+    /// Extra `bowline proxy` flags for the agents started from now on.
+    pub fn set_agent_args(&mut self, args: &[&str]) {
+        self.agent_args = args.iter().map(|a| a.to_string()).collect();
     }
 
     /// The work dir of the agent of workload `name` (its SDS socket is `sds.sock` there).
@@ -237,6 +255,7 @@ impl Mesh {
         for (k, v) in labels {
             agent.args(["--label", &format!("{k}={v}")]);
         }
+        agent.args(&self.agent_args);
         if self.identities {
             let (token, root) = self.identity_files(name).await;
             agent

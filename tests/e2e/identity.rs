@@ -24,7 +24,7 @@ use prost::{Message, Name};
 use tonic::transport::{Endpoint, Uri};
 
 use crate::fixture::{Workload, service};
-use crate::harness::{Mesh, envoy, wait_for};
+use crate::harness::{Mesh, envoy};
 use crate::workload_entry;
 
 const SUBNET: u8 = 120;
@@ -142,7 +142,11 @@ async fn each_sidecar_gets_its_spiffe_certificate_over_sds() {
     }
 
     let socket = mesh.work_dir("frontend").join("sds.sock");
-    probe_envoy_reads_default(&mesh, &socket).await;
+    let probe = Probe::start(&mesh, 9, &socket);
+    probe
+        .wait_for_serial("spiffe://cluster.local/ns/default/sa/frontend", None)
+        .await;
+    probe.stop().await;
     // The stream to Envoy logged nothing of the key either.
     let (_, key) = wait_for_default("frontend", &socket).await;
     let log = mesh.agent_log("frontend");
@@ -214,50 +218,109 @@ fn probe_bootstrap(admin: &str, listener: &str, socket: &Path) -> serde_json::Va
     })
 }
 
-/// Runs a probe Envoy on the agent's socket until its `/certs` shows the
-/// frontend's SPIFFE id.
-async fn probe_envoy_reads_default(mesh: &Mesh, socket: &Path) {
-    let host = mesh.address(9).to_string();
-    let dir = tempfile::tempdir().unwrap();
-    let bootstrap = dir.path().join("probe.json");
-    std::fs::write(
-        &bootstrap,
-        probe_bootstrap(&host, &host, socket).to_string(),
-    )
-    .unwrap();
-    let mut probe = tokio::process::Command::new(envoy())
-        .arg("-c")
-        .arg(&bootstrap)
-        .arg("--disable-hot-restart")
-        .args(["--log-level", "warning", "--log-path"])
-        .arg(dir.path().join("probe.log"))
-        .kill_on_drop(true)
-        .spawn()
+/// An Envoy of the test's own whose listener references `default` on an agent's socket.
+struct Probe {
+    child: tokio::process::Child,
+    certs_url: String,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Probe {
+    /// Starts it at `127.0.SUBNET.<host>` on `socket`.
+    fn start(mesh: &Mesh, host: u8, socket: &Path) -> Probe {
+        let host = mesh.address(host).to_string();
+        let dir = tempfile::tempdir().unwrap();
+        let bootstrap = dir.path().join("probe.json");
+        std::fs::write(
+            &bootstrap,
+            probe_bootstrap(&host, &host, socket).to_string(),
+        )
         .unwrap();
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let certs_url = format!("http://{host}:15000/certs");
-    let want = "spiffe://cluster.local/ns/default/sa/frontend";
-    wait_for(
-        "the probe Envoy's /certs to show the frontend's SPIFFE id",
-        Duration::from_secs(30),
-        || {
-            let (http, url) = (http.clone(), certs_url.clone());
-            async move {
-                let Ok(response) = http.get(&url).send().await else {
-                    return false;
-                };
-                let certs: serde_json::Value = response.json().await.unwrap_or_default();
-                certs["certificates"]
+        let child = tokio::process::Command::new(envoy())
+            .arg("-c")
+            .arg(&bootstrap)
+            .arg("--disable-hot-restart")
+            .args(["--log-level", "warning", "--log-path"])
+            .arg(dir.path().join("probe.log"))
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        Probe {
+            child,
+            certs_url: format!("http://{host}:15000/certs"),
+            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+            _dir: dir,
+        }
+    }
+
+    /// The serial number of the certificate for `uri` in the probe's `/certs`.
+    async fn serial(&self, uri: &str) -> Option<String> {
+        let response = self.http.get(&self.certs_url).send().await.ok()?;
+        let certs: serde_json::Value = response.json().await.ok()?;
+        certs["certificates"]
+            .as_array()?
+            .iter()
+            .flat_map(|c| c["cert_chain"].as_array().into_iter().flatten())
+            .find(|c| {
+                c["subject_alt_names"]
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .flat_map(|c| c["cert_chain"].as_array().into_iter().flatten())
-                    .flat_map(|c| c["subject_alt_names"].as_array().into_iter().flatten())
-                    .any(|san| san["uri"] == want)
+                    .any(|san| san["uri"] == uri)
+            })
+            .and_then(|c| c["serial_number"].as_str().map(str::to_string))
+    }
+
+    /// Waits until `/certs` shows a certificate for `uri` other than `not`.
+    async fn wait_for_serial(&self, uri: &str, not: Option<&str>) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(serial) = self.serial(uri).await
+                && Some(serial.as_str()) != not
+            {
+                return serial;
             }
-        },
-    )
-    .await;
-    let _ = probe.start_kill();
-    let _ = probe.wait().await;
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "gave up waiting for the probe Envoy's /certs to show {uri} (other than {not:?})"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_certificate_reaches_envoy_without_a_restart() {
+    // Hosts of its own in the subnet: .21 for the workload, .29 for the
+    // probe, .251 for the control plane.
+    let mut mesh = Mesh::new(SUBNET)
+        .with_control_plane_host(251)
+        .with_identities();
+    let labels = [("app", "ratings")];
+    mesh.write(
+        "workloads.yaml",
+        &workload_entry("ratings", mesh.address(21), &labels),
+    );
+    mesh.write("services.yaml", &service("ratings", &[9080]));
+    mesh.start_control_plane().await;
+    // Renewed at half of 4 s.
+    mesh.set_agent_args(&["--workload-cert-ttl", "4s"]);
+    mesh.start_workload("ratings", 21, &labels, "sotw").await;
+    let socket = mesh.work_dir("ratings").join("sds.sock");
+    let probe = Probe::start(&mesh, 29, &socket);
+    let uri = "spiffe://cluster.local/ns/default/sa/ratings";
+    let first = probe.wait_for_serial(uri, None).await;
+    let second = probe.wait_for_serial(uri, Some(&first)).await;
+    let third = probe.wait_for_serial(uri, Some(&second)).await;
+    assert_ne!(first, third);
+    // The same Envoy, one SDS stream: the agent opened no other.
+    let log = mesh.agent_log("ratings");
+    assert_eq!(log.matches("SDS stream opened").count(), 1, "{log}");
+    probe.stop().await;
 }
