@@ -14,13 +14,12 @@ use anyhow::Context;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use pilot_agent::bootstrap::{self, BootstrapConfig, XdsAddress};
-use pilot_agent::certificate::{CertificateAgent, CertificateConfig};
 use pilot_agent::envoy;
 use pilot_agent::rotation::DEFAULT_ROTATION_FRACTION;
-use pilot_agent::sds_server::SdsServer;
 use pilot_agent::sidecar::{RestartPolicy, Sidecar, SidecarConfig};
 use pilot_agent::{Mode, NodeMetadata};
 use pilot_node::{DEFAULT_ADMIN_PORT, DEFAULT_OUTBOUND_PORT};
+use pilot_sds::{CertificateAgent, CertificateConfig, SdsServer};
 
 /// Run a workload's sidecar Envoy, configured by the control plane over ADS.
 #[derive(clap::Args, Debug, Clone)]

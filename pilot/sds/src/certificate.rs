@@ -23,9 +23,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::rotation::{self, DEFAULT_ROTATION_FRACTION};
-use crate::sds_server::SecretWatch;
-use crate::secret::{self, WorkloadSecret};
+use pilot_agent::rotation::{self, DEFAULT_ROTATION_FRACTION};
+use pilot_agent::secret::{self, WorkloadSecret};
+
+use crate::server::SecretWatch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

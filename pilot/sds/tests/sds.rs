@@ -15,8 +15,7 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{Secret, sec
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_client::SecretDiscoveryServiceClient;
 use hyper_util::rt::TokioIo;
-use pilot_agent::certificate::{CertificateAgent, CertificateConfig};
-use pilot_agent::sds_server::SdsServer;
+use pilot_sds::{CertificateAgent, CertificateConfig, SdsServer};
 use prost::{Message, Name};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -223,7 +222,7 @@ async fn a_deep_work_dir_gets_a_short_socket() {
     let agent = start_agent(&ca, &deep, SpiffeId::new("shop", "web")).await;
     let socket = agent.sds.path().to_path_buf();
     assert!(!socket.starts_with(&deep));
-    assert!(socket.as_os_str().len() <= pilot_agent::sds_server::MAX_SOCKET_PATH);
+    assert!(socket.as_os_str().len() <= pilot_sds::server::MAX_SOCKET_PATH);
     let mut client = sds_client(&socket).await;
     assert!(agent.certs.first().await.is_some());
     let fetched = client

@@ -27,8 +27,8 @@ use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::sds::SdsStream;
-use crate::secret::WorkloadSecret;
+use pilot_agent::sds::SdsStream;
+use pilot_agent::secret::WorkloadSecret;
 
 /// The longest socket path `sun_path` holds (108 bytes, one for the NUL).
 pub const MAX_SOCKET_PATH: usize = 107;
