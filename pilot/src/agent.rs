@@ -3,6 +3,7 @@
 //! ```text
 //! ProxyArgs ──► BootstrapConfig ──► --bootstrap-only: print JSON
 //!                      └──► envoy::locate ──► Sidecar::start ──► Ctrl-C / SIGTERM ──► Sidecar::stop
+//! --ca-addr: CertificateAgent (CA, --token-file, --ca-root) ──► SdsServer (WORK_DIR/sds.sock) ──► bootstrap's sds-grpc
 //! ```
 
 use std::collections::BTreeMap;
@@ -14,9 +15,11 @@ use anyhow::Context;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use pilot_agent::bootstrap::{self, BootstrapConfig, XdsAddress};
 use pilot_agent::envoy;
+use pilot_agent::rotation::DEFAULT_ROTATION_FRACTION;
 use pilot_agent::sidecar::{RestartPolicy, Sidecar, SidecarConfig};
 use pilot_agent::{Mode, NodeMetadata};
 use pilot_node::{DEFAULT_ADMIN_PORT, DEFAULT_OUTBOUND_PORT};
+use pilot_sds::{CertificateAgent, CertificateConfig, SdsServer};
 
 /// Run a workload's sidecar Envoy, configured by the control plane over ADS.
 #[derive(clap::Args, Debug, Clone)]
@@ -73,6 +76,110 @@ pub(crate) struct ProxyArgs {
     /// Envoy's log file (default: Envoy logs to this process's stderr).
     #[arg(long, value_name = "FILE")]
     pub(crate) envoy_log: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) identity: IdentityArgs,
+}
+
+/// The workload certificate: where from, and how it is renewed.
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct IdentityArgs {
+    /// The CA's signing API (`IP:PORT`); with it the agent gets the workload
+    /// certificate and serves it to Envoy over SDS as the secret `default`.
+    #[arg(long, value_name = "IP:PORT", requires_all = ["ca_root", "token_file"])]
+    pub(crate) ca_addr: Option<SocketAddr>,
+    /// The CA's root certificates (PEM) to trust.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) ca_root: Option<PathBuf>,
+    /// The token to authenticate to the CA with, read again before each request.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) token_file: Option<PathBuf>,
+    /// The name the CA's serving certificate must hold [default: the IP of --ca-addr]
+    #[arg(long, value_name = "NAME")]
+    pub(crate) ca_server_name: Option<String>,
+    /// SPIFFE trust domain of the workload's identity.
+    #[arg(long, default_value = citadel::DEFAULT_TRUST_DOMAIN)]
+    pub(crate) trust_domain: String,
+    /// The certificate lifetime to ask for [default: the CA's]
+    #[arg(long, value_parser = crate::ca::parse_duration)]
+    pub(crate) workload_cert_ttl: Option<std::time::Duration>,
+    /// How far into its lifetime the certificate is renewed (0 to 1).
+    #[arg(long, default_value_t = DEFAULT_ROTATION_FRACTION, value_parser = parse_fraction)]
+    pub(crate) cert_rotation_fraction: f64,
+}
+
+impl IdentityArgs {
+    /// What the certificate agent needs, when --ca-addr is given; the
+    /// identity is `spiffe://TRUST_DOMAIN/ns/NAMESPACE/sa/SERVICE_ACCOUNT`
+    /// (service account `default` when the workload names none, as in Kubernetes).
+    pub(crate) fn certificate_config(
+        &self,
+        node: &pilot_agent::NodeMetadata,
+    ) -> anyhow::Result<Option<CertificateConfig>> {
+        let (Some(ca_addr), Some(ca_root), Some(token_file)) =
+            (self.ca_addr, &self.ca_root, &self.token_file)
+        else {
+            return Ok(None);
+        };
+        let service_account = node.service_account.as_deref().unwrap_or("default");
+        let identity =
+            citadel::SpiffeId::in_domain(&self.trust_domain, &node.namespace, service_account)
+                .context("the workload's identity")?;
+        let mut cfg =
+            CertificateConfig::new(ca_addr, ca_root.clone(), token_file.clone(), identity);
+        if let Some(name) = &self.ca_server_name {
+            cfg.ca_server_name = name.clone();
+        }
+        cfg.ttl = self.workload_cert_ttl;
+        cfg.rotation_fraction = self.cert_rotation_fraction;
+        Ok(Some(cfg))
+    }
+}
+
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(f) if f > 0.0 && f < 1.0 => Ok(f),
+        _ => Err(format!("expected a number between 0 and 1, got {text:?}")),
+    }
+}
+
+/// The SDS socket's file name in the agent's work dir.
+pub(crate) const SDS_SOCKET: &str = "sds.sock";
+
+/// The certificate agent and the SDS server Envoy reads it from.
+#[derive(Debug)]
+pub(crate) struct Identity {
+    certs: CertificateAgent,
+    sds: SdsServer,
+}
+
+impl Identity {
+    /// Starts getting certificates and serving them on `dir/file` (or a
+    /// short directory if that path is too long for a Unix socket); Envoy
+    /// need not wait for the first: it waits for the secret itself.
+    pub(crate) async fn start(
+        cfg: CertificateConfig,
+        dir: &std::path::Path,
+        file: &str,
+    ) -> anyhow::Result<Identity> {
+        let certs = CertificateAgent::start(cfg);
+        let sds = match SdsServer::start(dir, file, certs.secrets()).await {
+            Ok(sds) => sds,
+            Err(error) => {
+                certs.stop().await;
+                return Err(error.into());
+            }
+        };
+        Ok(Identity { certs, sds })
+    }
+
+    pub(crate) fn socket(&self) -> PathBuf {
+        self.sds.path().to_path_buf()
+    }
+
+    pub(crate) async fn stop(self) {
+        self.sds.stop().await;
+        self.certs.stop().await;
+    }
 }
 
 impl ProxyArgs {
@@ -93,6 +200,7 @@ impl ProxyArgs {
             xds_address: self.xds_addr.clone(),
             xds_mode: self.xds_mode,
             admin_port: self.admin_port,
+            sds_socket: None,
         }
     }
 }
@@ -104,13 +212,10 @@ pub(crate) fn xds_mode() -> impl TypedValueParser<Value = Mode> {
 
 /// Runs `bowline proxy` until Ctrl-C or SIGTERM, or until Envoy keeps failing.
 pub(crate) async fn run(args: ProxyArgs) -> anyhow::Result<()> {
-    let bootstrap = args.bootstrap_config();
-    if args.bootstrap_only {
-        let text = serde_json::to_string_pretty(&bootstrap::build(&bootstrap))?;
-        println!("{text}");
-        return Ok(());
-    }
-    let envoy = envoy::locate(args.envoy.as_deref())?;
+    let mut bootstrap = args.bootstrap_config();
+    let certificates = args.identity.certificate_config(&bootstrap.node)?;
+    // The default work dir is short (/tmp/bowline-proxy-PID), so the SDS
+    // socket fits sun_path there; a deep --work-dir gets a short one in /tmp.
     let (work_dir, temporary) = match &args.work_dir {
         Some(dir) => (dir.clone(), false),
         None => (
@@ -118,6 +223,20 @@ pub(crate) async fn run(args: ProxyArgs) -> anyhow::Result<()> {
             true,
         ),
     };
+    if args.bootstrap_only {
+        if certificates.is_some() {
+            bootstrap.sds_socket = Some(work_dir.join(SDS_SOCKET));
+        }
+        let text = serde_json::to_string_pretty(&bootstrap::build(&bootstrap))?;
+        println!("{text}");
+        return Ok(());
+    }
+    let envoy = envoy::locate(args.envoy.as_deref())?;
+    let identity = match certificates {
+        Some(cfg) => Some(Identity::start(cfg, &work_dir, SDS_SOCKET).await?),
+        None => None,
+    };
+    bootstrap.sds_socket = identity.as_ref().map(Identity::socket);
     let cfg = SidecarConfig {
         bootstrap,
         envoy,
@@ -127,6 +246,9 @@ pub(crate) async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         restart: RestartPolicy::default(),
     };
     let outcome = supervise(cfg).await;
+    if let Some(identity) = identity {
+        identity.stop().await;
+    }
     if temporary && let Err(err) = tokio::fs::remove_dir_all(&work_dir).await {
         tracing::warn!(dir = %work_dir.display(), %err, "cannot remove work dir");
     }
@@ -238,6 +360,85 @@ mod tests {
     }
 
     #[test]
+    fn ca_flags_name_the_workload_identity() {
+        let cli = Cli::try_parse_from([
+            "proxy",
+            "--workload",
+            "w",
+            "--namespace",
+            "shop",
+            "--service-account",
+            "web",
+            "--address",
+            "127.0.1.1",
+            "--ca-addr",
+            "127.0.0.1:15012",
+            "--ca-root",
+            "/r.pem",
+            "--token-file",
+            "/t",
+            "--trust-domain",
+            "example.org",
+            "--cert-rotation-fraction",
+            "0.8",
+        ])
+        .unwrap();
+        let node = cli.proxy.bootstrap_config().node;
+        let cfg = cli
+            .proxy
+            .identity
+            .certificate_config(&node)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            cfg.identity.to_string(),
+            "spiffe://example.org/ns/shop/sa/web"
+        );
+        assert_eq!(cfg.ca_server_name, "127.0.0.1");
+        assert_eq!(cfg.rotation_fraction, 0.8);
+        assert_eq!(cfg.ttl, None);
+        assert_eq!(cfg.token_file, PathBuf::from("/t"));
+
+        let cli =
+            Cli::try_parse_from(["proxy", "--workload", "w", "--address", "127.0.1.1"]).unwrap();
+        let node = cli.proxy.bootstrap_config().node;
+        assert!(
+            cli.proxy
+                .identity
+                .certificate_config(&node)
+                .unwrap()
+                .is_none()
+        );
+
+        // No service account: Kubernetes' `default`.
+        let cli = Cli::try_parse_from([
+            "proxy",
+            "--workload",
+            "w",
+            "--address",
+            "127.0.1.1",
+            "--ca-addr",
+            "127.0.0.1:15012",
+            "--ca-root",
+            "/r",
+            "--token-file",
+            "/t",
+        ])
+        .unwrap();
+        let node = cli.proxy.bootstrap_config().node;
+        let cfg = cli
+            .proxy
+            .identity
+            .certificate_config(&node)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            cfg.identity.to_string(),
+            "spiffe://cluster.local/ns/default/sa/default"
+        );
+    }
+
+    #[test]
     fn rejects_malformed_flags() {
         let base = ["proxy", "--workload", "w", "--address", "127.0.1.1"];
         for extra in [
@@ -249,6 +450,8 @@ mod tests {
             ["--xds-addr", "nope"],
             ["--xds-mode", "incremental"],
             ["--log-level", "loud"],
+            ["--ca-addr", "127.0.0.1:15012"],
+            ["--cert-rotation-fraction", "1.5"],
         ] {
             let argv: Vec<&str> = base.iter().chain(extra.iter()).copied().collect();
             assert!(Cli::try_parse_from(&argv).is_err(), "{argv:?}");

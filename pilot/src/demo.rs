@@ -1,9 +1,10 @@
 //! `bowline demo`: a whole mesh on one machine.
 //!
 //! ```text
-//! CA (--ca-addr) ──► WORK_DIR/ca-root.pem (the agents' --ca-root, later)
+//! CA (--ca-addr) ──► WORK_DIR/ca-root.pem (the agents' --ca-root)
 //! config dir ──► ControlPlane ──snapshots──► reconcile: for each WorkloadEntry
 //!                                               ├─ echo application on ADDRESS:15080
+//!                                               ├─ a token (WORK_DIR/token-NAME.NS) ──► certificate agent ──► SDS socket
 //!                                               └─ sidecar Envoy on ADDRESS (admin :15000, outbound :15001)
 //! ```
 //!
@@ -12,9 +13,12 @@
 //! changed is restarted.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use citadel::signing::Signer;
 
 use anyhow::Context;
 use policy::networking::WorkloadEntry;
@@ -28,7 +32,12 @@ use pilot_agent::{
 use pilot_core::snapshot::Snapshot;
 use pilot_server::serve::{ControlPlane, ServeConfig};
 
+use crate::agent::{Identity, IdentityArgs};
 use crate::echo::{self, EchoInfo};
+
+/// How long the tokens the demo mints for its workloads live: they are
+/// read again at each renewal, so they must outlive a long demo.
+const DEMO_TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Where each demo application listens on its workload's address. Inside the
 /// sidecar's reserved range (15000-15090), so no service port collides with it.
@@ -67,6 +76,7 @@ struct Running {
     echo_stop: oneshot::Sender<()>,
     echo_task: JoinHandle<()>,
     sidecar: Sidecar,
+    identity: Identity,
 }
 
 pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
@@ -96,11 +106,21 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let ca_root = work_dir.join("ca-root.pem");
     std::fs::write(&ca_root, signer.ca.trust_bundle_pem())
         .with_context(|| format!("cannot write {}", ca_root.display()))?;
+    // The serving certificate names 127.0.0.1 when the CA listens on every address.
+    let mut ca_dial = ca.addr;
+    if ca_dial.ip().is_unspecified() {
+        ca_dial.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
     let demo = Demo {
         envoy,
         work_dir: work_dir.clone(),
         xds: XdsAddress::from(control_plane.xds_addr),
         xds_mode: args.xds_mode,
+        ca: DemoCa {
+            addr: ca_dial,
+            root: ca_root.clone(),
+            signer: signer.clone(),
+        },
     };
 
     let mut snapshots = control_plane.snapshots();
@@ -153,6 +173,15 @@ struct Demo {
     work_dir: PathBuf,
     xds: XdsAddress,
     xds_mode: Mode,
+    ca: DemoCa,
+}
+
+/// What each agent of the demo gets its certificate from.
+#[derive(Debug)]
+struct DemoCa {
+    addr: SocketAddr,
+    root: PathBuf,
+    signer: Arc<Signer>,
 }
 
 type WorkloadKey = (String, String);
@@ -235,8 +264,17 @@ impl Demo {
         node.labels = entry.spec.labels.clone();
         node.service_account = entry.spec.service_account.clone();
         node.app_address = Some(app);
+        let identity = match self.start_identity(&node).await {
+            Ok(identity) => identity,
+            Err(error) => {
+                let _ = echo_stop.send(());
+                let _ = echo_task.await;
+                return Err(error);
+            }
+        };
         let mut bootstrap = BootstrapConfig::new(node, self.xds.clone());
         bootstrap.xds_mode = self.xds_mode;
+        bootstrap.sds_socket = Some(identity.socket());
         let mut cfg = SidecarConfig::new(bootstrap, self.envoy.clone(), self.work_dir.clone());
         cfg.log_file = Some(self.work_dir.join(format!(
             "envoy-{}.{}.log",
@@ -245,6 +283,7 @@ impl Demo {
         let sidecar = match Sidecar::start(cfg).await {
             Ok(sidecar) => sidecar,
             Err(error) => {
+                identity.stop().await;
                 let _ = echo_stop.send(());
                 let _ = echo_task.await;
                 return Err(error.into());
@@ -255,7 +294,45 @@ impl Demo {
             echo_stop,
             echo_task,
             sidecar,
+            identity,
         })
+    }
+
+    /// A token for the workload's service account in the work dir, and the
+    /// agent that gets its certificate with it, as `bowline proxy --ca-addr
+    /// --ca-root --token-file` would.
+    async fn start_identity(&self, node: &NodeMetadata) -> anyhow::Result<Identity> {
+        let service_account = node.service_account.as_deref().unwrap_or("default");
+        let token = self
+            .ca
+            .signer
+            .tokens
+            .mint(
+                &node.namespace,
+                service_account,
+                DEMO_TOKEN_TTL,
+                SystemTime::now(),
+            )
+            .context("the workload's token")?;
+        let token_file = self
+            .work_dir
+            .join(format!("token-{}.{}", node.workload, node.namespace));
+        std::fs::write(&token_file, token)
+            .with_context(|| format!("cannot write {}", token_file.display()))?;
+        let args = IdentityArgs {
+            ca_addr: Some(self.ca.addr),
+            ca_root: Some(self.ca.root.clone()),
+            token_file: Some(token_file),
+            ca_server_name: None,
+            trust_domain: self.ca.signer.ca.trust_domain().to_string(),
+            workload_cert_ttl: None,
+            cert_rotation_fraction: pilot_agent::rotation::DEFAULT_ROTATION_FRACTION,
+        };
+        let cfg = args
+            .certificate_config(node)?
+            .context("the workload's certificate config")?;
+        let socket = format!("sds-{}.{}.sock", node.workload, node.namespace);
+        Identity::start(cfg, &self.work_dir, &socket).await
     }
 }
 
@@ -263,6 +340,7 @@ async fn stop_workload(workload: Running) {
     if let Err(error) = workload.sidecar.stop().await {
         warn!(%error, "sidecar did not stop cleanly");
     }
+    workload.identity.stop().await;
     let _ = workload.echo_stop.send(());
     let _ = workload.echo_task.await;
 }

@@ -97,6 +97,20 @@ async fn the_demo_starts_and_stops_workloads_as_the_directory_changes() {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
+    // Each agent got a certificate with the token the demo minted for it:
+    // the entries name no service account, so Kubernetes' `default`.
+    let work_dir = std::env::temp_dir().join(format!("bowline-demo-{}", demo.id().unwrap()));
+    let roots = citadel::pem::certificates("bundle", &bundle).unwrap();
+    for name in ["client", "web-1"] {
+        let socket = work_dir.join(format!("sds-{name}.default.sock"));
+        let (chain, _) = crate::identity::wait_for_default(name, &socket).await;
+        let id = citadel::verify::workload_chain(&[chain], &roots, std::time::SystemTime::now())
+            .unwrap();
+        assert_eq!(
+            id.to_string(),
+            "spiffe://cluster.local/ns/default/sa/default"
+        );
+    }
     let client = reqwest::Client::builder()
         .proxy(reqwest::Proxy::http(format!("http://{}:15001", address(1))).unwrap())
         .timeout(Duration::from_secs(5))

@@ -55,6 +55,12 @@ pub struct Mesh {
     subnet: u8,
     pub xds: SocketAddr,
     pub admin: SocketAddr,
+    /// The CA's signing API.
+    pub ca: SocketAddr,
+    /// Whether agents get workload certificates from the CA (`with_identities`).
+    identities: bool,
+    /// Flags given to agents started from now on (`set_agent_args`).
+    agent_args: Vec<String>,
     control_plane: Option<Child>,
     workloads: Vec<Workload>,
     http: reqwest::Client,
@@ -70,6 +76,9 @@ impl Mesh {
             subnet,
             xds: SocketAddr::new(cp, 15010),
             admin: SocketAddr::new(cp, 15014),
+            ca: SocketAddr::new(cp, 15012),
+            identities: false,
+            agent_args: Vec::new(),
             control_plane: None,
             workloads: Vec::new(),
             http: reqwest::Client::builder()
@@ -78,6 +87,70 @@ impl Mesh {
                 .build()
                 .unwrap(),
         }
+    }
+
+    /// Agents started from now on get their certificates from the CA: a
+    /// token minted with `bowline token create` for service account NAME,
+    /// the root from the admin API's trust bundle.
+    pub fn with_identities(mut self) -> Mesh {
+        self.identities = true;
+        self
+    }
+
+    /// The control plane at `127.0.<subnet>.<host>` instead of `.250`, for
+    /// two tests sharing a subnet.
+    pub fn with_control_plane_host(mut self, host: u8) -> Mesh {
+        let cp = self.address(host);
+        self.xds = SocketAddr::new(cp, 15010);
+        self.admin = SocketAddr::new(cp, 15014);
+        self.ca = SocketAddr::new(cp, 15012);
+        self
+    }
+
+    /// Extra `bowline proxy` flags for the agents started from now on.
+    pub fn set_agent_args(&mut self, args: &[&str]) {
+        self.agent_args = args.iter().map(|a| a.to_string()).collect();
+    }
+
+    /// The work dir of the agent of workload `name` (its SDS socket is `sds.sock` there).
+    pub fn work_dir(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// What the agent of workload `name` logged.
+    pub fn agent_log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.log(&format!("{name}-agent"))).unwrap_or_default()
+    }
+
+    /// A token for `default/SERVICE_ACCOUNT` and the CA root, as files.
+    async fn identity_files(&self, service_account: &str) -> (PathBuf, PathBuf) {
+        let out = Command::new(BOWLINE)
+            .args(["token", "create", "--namespace", "default"])
+            .args(["--service-account", service_account])
+            .arg("--state-dir")
+            .arg(self.dir.path().join("state"))
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success(), "bowline token create: {out:?}");
+        let token = self.dir.path().join(format!("token-{service_account}"));
+        std::fs::write(&token, &out.stdout).unwrap();
+        // The admin API answers before the CA has started (404 until then).
+        let url = format!("http://{}/api/v1/trust-bundle", self.admin);
+        let http = self.http.clone();
+        wait_for("the CA's trust bundle", Duration::from_secs(30), || {
+            let (http, url) = (http.clone(), url.clone());
+            async move {
+                http.get(&url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            }
+        })
+        .await;
+        let root = self.dir.path().join("ca-root.pem");
+        std::fs::write(&root, self.admin_text("/api/v1/trust-bundle").await).unwrap();
+        (token, root)
     }
 
     pub fn address(&self, host: u8) -> IpAddr {
@@ -115,10 +188,7 @@ impl Mesh {
             .arg(self.config_dir())
             .args(["--xds-addr", &self.xds.to_string()])
             .args(["--admin-addr", &self.admin.to_string()])
-            .args([
-                "--ca-addr",
-                &SocketAddr::new(self.admin.ip(), 15012).to_string(),
-            ])
+            .args(["--ca-addr", &self.ca.to_string()])
             .arg("--state-dir")
             .arg(self.dir.path().join("state"))
             .env("BOWLINE_LOG", "info,pilot=debug")
@@ -184,6 +254,22 @@ impl Mesh {
             .arg(self.dir.path().join(name));
         for (k, v) in labels {
             agent.args(["--label", &format!("{k}={v}")]);
+        }
+        agent.args(&self.agent_args);
+        if self.identities {
+            let (token, root) = self.identity_files(name).await;
+            agent
+                .args(["--service-account", name])
+                .args(["--ca-addr", &self.ca.to_string()])
+                .arg("--ca-root")
+                .arg(root)
+                .arg("--token-file")
+                .arg(token)
+                // Key material must stay out of the log at every level.
+                .env(
+                    "BOWLINE_LOG",
+                    "debug,pilot_agent=trace,citadel_server=trace",
+                );
         }
         let agent = agent
             .stdout(Stdio::null())
@@ -339,6 +425,17 @@ impl Mesh {
             .as_array()
             .cloned()
             .unwrap_or_default()
+    }
+
+    pub async fn admin_text(&self, path: &str) -> String {
+        self.http
+            .get(format!("http://{}{path}", self.admin))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     pub async fn admin_json(&self, path: &str) -> Value {

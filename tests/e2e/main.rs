@@ -16,6 +16,7 @@ mod fidelity_routes;
 mod fidelity_wildcard;
 mod fixture;
 mod harness;
+mod identity;
 mod netns;
 mod proxyless_grpc;
 mod resilience;

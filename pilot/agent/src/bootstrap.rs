@@ -14,6 +14,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use pilot_node::{DEFAULT_ADMIN_PORT, Mode, NodeMetadata};
@@ -21,6 +22,9 @@ use serde_json::{Value, json};
 
 /// Name of the static cluster that points at the control plane.
 pub const XDS_CLUSTER: &str = "xds-grpc";
+
+/// Name of the static cluster on the agent's SDS socket, as istio-agent names it.
+pub const SDS_CLUSTER: &str = "sds-grpc";
 
 /// The RE2 program size above which Envoy rejects a regex. Envoy's default
 /// of 100 rejects ordinary route patterns; Istio's bootstrap raises it to
@@ -101,6 +105,8 @@ pub struct BootstrapConfig {
     pub xds_address: XdsAddress,
     pub xds_mode: Mode,
     pub admin_port: u16,
+    /// The agent's SDS socket, when it serves the workload certificate.
+    pub sds_socket: Option<PathBuf>,
 }
 
 impl BootstrapConfig {
@@ -112,6 +118,7 @@ impl BootstrapConfig {
             xds_address,
             xds_mode: Mode::Sotw,
             admin_port: DEFAULT_ADMIN_PORT,
+            sds_socket: None,
         }
     }
 
@@ -128,6 +135,10 @@ impl BootstrapConfig {
 
 /// Builds the Envoy v3 bootstrap for `cfg`.
 pub fn build(cfg: &BootstrapConfig) -> Value {
+    let mut clusters = vec![xds_cluster(&cfg.xds_address)];
+    if let Some(socket) = &cfg.sds_socket {
+        clusters.push(sds_cluster(socket));
+    }
     json!({
         "node": {
             "id": cfg.node_id(),
@@ -160,7 +171,7 @@ pub fn build(cfg: &BootstrapConfig) -> Value {
             "cds_config": { "ads": {}, "resource_api_version": "V3" },
         },
         "static_resources": {
-            "clusters": [xds_cluster(&cfg.xds_address)],
+            "clusters": clusters,
         },
         "layered_runtime": layered_runtime(),
     })
@@ -198,16 +209,7 @@ fn xds_cluster(xds: &XdsAddress) -> Value {
                 }],
             }],
         },
-        "typed_extension_protocol_options": {
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                "explicit_http_config": {
-                    "http2_protocol_options": {
-                        "connection_keepalive": { "interval": "30s", "timeout": "5s" },
-                    },
-                },
-            },
-        },
+        "typed_extension_protocol_options": http2_options(),
     });
     if !xds.is_ip()
         && let Some(obj) = cluster.as_object_mut()
@@ -215,6 +217,40 @@ fn xds_cluster(xds: &XdsAddress) -> Value {
         obj.insert("dns_lookup_family".into(), "V4_PREFERRED".into());
     }
     cluster
+}
+
+/// The static cluster on the agent's SDS socket. gRPC, so HTTP/2 as the
+/// xDS cluster; a pipe needs no DNS and no connect retries to speak of.
+fn sds_cluster(socket: &Path) -> Value {
+    json!({
+        "name": SDS_CLUSTER,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": SDS_CLUSTER,
+            "endpoints": [{
+                "lb_endpoints": [{
+                    "endpoint": {
+                        "address": { "pipe": { "path": socket.display().to_string() } },
+                    },
+                }],
+            }],
+        },
+        "typed_extension_protocol_options": http2_options(),
+    })
+}
+
+fn http2_options() -> Value {
+    json!({
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {
+                "http2_protocol_options": {
+                    "connection_keepalive": { "interval": "30s", "timeout": "5s" },
+                },
+            },
+        },
+    })
 }
 
 fn socket_address(host: &str, port: u16) -> Value {
@@ -342,6 +378,36 @@ mod tests {
         assert_eq!(
             cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"],
             json!({ "socket_address": { "address": "127.0.0.1", "port_value": 15010 } })
+        );
+    }
+
+    #[test]
+    fn no_sds_socket_no_sds_cluster() {
+        let b = build(&config());
+        assert_eq!(
+            b["static_resources"]["clusters"].as_array().unwrap().len(),
+            1
+        );
+    }
+
+    #[test]
+    fn sds_cluster_on_the_agents_pipe_speaks_http2() {
+        let mut cfg = config();
+        cfg.sds_socket = Some("/tmp/bowline-1-0/sds.sock".into());
+        let b = build(&cfg);
+        let clusters = b["static_resources"]["clusters"].as_array().unwrap();
+        assert_eq!(clusters.len(), 2);
+        let sds = &clusters[1];
+        assert_eq!(sds["name"], SDS_CLUSTER);
+        assert_eq!(sds["name"], "sds-grpc");
+        assert_eq!(sds["type"], "STATIC");
+        assert_eq!(
+            sds["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"],
+            json!({ "pipe": { "path": "/tmp/bowline-1-0/sds.sock" } })
+        );
+        assert_eq!(
+            sds["typed_extension_protocol_options"],
+            clusters[0]["typed_extension_protocol_options"]
         );
     }
 

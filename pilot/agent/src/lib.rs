@@ -11,6 +11,12 @@
 //! `bootstrap` does no I/O; `envoy` reads the file system; `sidecar` owns the
 //! child process. The demo uses `Sidecar` directly.
 //!
+//! The workload certificate's pure half is here too: `secret` (the chain and
+//! key as Envoy's `Secret` named `default`), `sds` (one SDS stream as a
+//! state machine) and `rotation` (when to renew). The CA client and the
+//! tonic SDS server around them are `pilot-sds`, so this crate links no
+//! tonic.
+//!
 //! Who the sidecar is comes from the node contract, `pilot-node`, which the
 //! control plane reads with the same code. This crate does not depend on the
 //! compiler or the server (`pilot-core`, `pilot-server`), nor on clap or
@@ -18,6 +24,9 @@
 
 pub mod bootstrap;
 pub mod envoy;
+pub mod rotation;
+pub mod sds;
+pub mod secret;
 pub mod sidecar;
 
 pub use bootstrap::{BootstrapConfig, XdsAddress};
