@@ -57,8 +57,12 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// How long to wait after a file event for the rest of an editor's writes.
-const QUIET: Duration = Duration::from_millis(50);
+/// How long to wait after a file event for the events that come with it
+/// (an editor's write, rename and chmod), so they are looked at in one
+/// pass. Short: coalescing a burst of changes is the control plane's
+/// debounce (100 ms quiet), which follows; a longer wait here only added
+/// to every change's latency.
+const QUIET: Duration = Duration::from_millis(10);
 /// How often to rescan in case an event was missed.
 const RESYNC: Duration = Duration::from_secs(30);
 /// How often to look at the files whose last read was racy.

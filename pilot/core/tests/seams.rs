@@ -6,7 +6,8 @@
 //!   (the node contract) link no runtime: no tokio, tonic, hyper, axum, nix,
 //!   clap or anyhow;
 //! - `pilot-agent` links neither the compiler nor the server, nor clap or
-//!   anyhow;
+//!   anyhow, nor tonic: its SDS service and CA client are `pilot-sds`, which
+//!   links no compiler, server or command line either;
 //! - `pilot-server` links no clap or anyhow: the command line is the
 //!   binary's;
 //! - `discovery` (the registry model and the file store, which `pilot-core`
@@ -215,6 +216,20 @@ fn the_agent_needs_the_node_contract_but_not_the_compiler() {
     assert!(
         graph.linked("pilot-agent").contains_key("pilot-node"),
         "the agent writes the node contract"
+    );
+}
+
+#[test]
+fn the_agents_sds_service_needs_neither_the_compiler_nor_the_server() {
+    let graph = graph();
+    check(
+        &graph,
+        "pilot-sds",
+        &[COMMAND_LINE, &["pilot-core", "pilot-server", "axum"]],
+    );
+    assert!(
+        graph.linked("pilot-sds").contains_key("pilot-agent"),
+        "the SDS service serves the agent's secrets"
     );
 }
 
