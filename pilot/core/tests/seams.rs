@@ -225,7 +225,7 @@ fn the_agents_sds_service_needs_neither_the_compiler_nor_the_server() {
     check(
         &graph,
         "pilot-sds",
-        &[COMMAND_LINE, &["pilot-core", "pilot-server", "axum"]],
+        &[COMMAND_LINE, &["pilot-core", "pilot-server"]],
     );
     assert!(
         graph.linked("pilot-sds").contains_key("pilot-agent"),
