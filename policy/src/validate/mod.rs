@@ -89,6 +89,31 @@ fn check_labels(labels: &BTreeMap<String, String>, path: &FieldPath, out: &mut V
     }
 }
 
+/// The labels of a workload selector: as [`check_labels`], and no
+/// wildcards, which Istio does not match (it refuses them).
+fn check_selector_labels(
+    labels: &BTreeMap<String, String>,
+    path: &FieldPath,
+    out: &mut Vec<Diagnostic>,
+) {
+    for (key, value) in labels {
+        let at = path.key(key);
+        if key.contains('*') || value.contains('*') {
+            out.push(Diagnostic::error(
+                at,
+                format!("wildcard is not supported in selector: \"{key}={value}\""),
+            ));
+            continue;
+        }
+        if let Err(e) = names::label_key(key) {
+            out.push(Diagnostic::error(at.clone(), e));
+        }
+        if let Err(e) = names::label_value(value) {
+            out.push(Diagnostic::error(at, e));
+        }
+    }
+}
+
 /// A port number that decoded (0..=65535) but must be 1..=65535.
 fn check_port(number: u16, path: FieldPath, out: &mut Vec<Diagnostic>) {
     if number == 0 {

@@ -79,22 +79,7 @@ pub(super) fn check_authorization_policy(
 fn check_selector(selector: Option<&MatchLabels>, spec: &FieldPath, out: &mut Vec<Diagnostic>) {
     let Some(labels) = selector else { return };
     let path = spec.field("selector").field("matchLabels");
-    for (key, value) in labels {
-        let at = path.key(key);
-        if key.contains('*') || value.contains('*') {
-            out.push(Diagnostic::error(
-                at,
-                format!("wildcard is not supported in selector: \"{key}={value}\""),
-            ));
-            continue;
-        }
-        if let Err(e) = names::label_key(key) {
-            out.push(Diagnostic::error(at.clone(), e));
-        }
-        if let Err(e) = names::label_value(value) {
-            out.push(Diagnostic::error(at, e));
-        }
-    }
+    super::check_selector_labels(labels, &path, out);
 }
 
 /// A rule one value must follow.

@@ -43,22 +43,7 @@ fn check_selector(selector: &WorkloadSelector, path: &FieldPath, out: &mut Vec<D
             "workload selector specified without labels: the Sidecar applies to every workload in its namespace",
         ));
     }
-    for (key, value) in &selector.labels {
-        let at = labels.key(key);
-        if key.contains('*') || value.contains('*') {
-            out.push(Diagnostic::error(
-                at,
-                format!("wildcard is not supported in selector: \"{key}={value}\""),
-            ));
-            continue;
-        }
-        if let Err(e) = names::label_key(key) {
-            out.push(Diagnostic::error(at.clone(), e));
-        }
-        if let Err(e) = names::label_value(value) {
-            out.push(Diagnostic::error(at, e));
-        }
-    }
+    super::check_selector_labels(&selector.labels, &labels, out);
 }
 
 fn check_hosts(hosts: &[String], namespace: &str, path: &FieldPath, out: &mut Vec<Diagnostic>) {
