@@ -520,21 +520,19 @@ const ISTIO_REJECTS_TOO: &[&str] = &[
     "security/analyzer-authorizationpolicies.yaml: document 3: spec.hosts[1]: a wildcard host cannot be resolved by DNS without endpoints; use resolution NONE",
 ];
 
-#[test]
-fn traffic_objects_are_accepted_or_named_as_unsupported() {
-    if !corpus_present() {
-        return;
-    }
+/// The corpus's documents of `kinds`: how many of each kind are accepted
+/// and rejected (printed as a table), and every error of the rejected ones
+/// as `file: document N: path: message`. Every error must name a field.
+fn tally(kinds: &[Kind]) -> (BTreeMap<Kind, (usize, usize)>, Vec<String>) {
     // kind -> (accepted, rejected)
     let mut summary: BTreeMap<Kind, (usize, usize)> = BTreeMap::new();
-    let mut unsupported = Vec::new();
-    let mut istio_rejects = Vec::new();
+    let mut errors = Vec::new();
     for (file, text) in corpus() {
         for doc in parse_documents(&file, &text) {
             let Some(kind) = doc.key().map(|k| k.kind) else {
                 continue;
             };
-            if !TRAFFIC_KINDS.contains(&kind) {
+            if !kinds.contains(&kind) {
                 continue;
             }
             let row = summary.entry(kind).or_default();
@@ -548,24 +546,31 @@ fn traffic_objects_are_accepted_or_named_as_unsupported() {
                     !d.path.as_str().is_empty(),
                     "an error that names no field: {d}"
                 );
-                let line = format!(
+                errors.push(format!(
                     "{file}: document {}: {}: {}",
                     doc.document(),
                     d.path,
                     d.message
-                );
-                if d.message.contains("not supported yet") {
-                    unsupported.push(line);
-                } else {
-                    istio_rejects.push(line);
-                }
+                ));
             }
         }
     }
-    println!("{:<16} {:>8} {:>8}", "kind", "accepted", "rejected");
+    println!("{:<24} {:>8} {:>8}", "kind", "accepted", "rejected");
     for (kind, (a, r)) in &summary {
-        println!("{:<16} {a:>8} {r:>8}", kind.to_string());
+        println!("{:<24} {a:>8} {r:>8}", kind.to_string());
     }
+    (summary, errors)
+}
+
+#[test]
+fn traffic_objects_are_accepted_or_named_as_unsupported() {
+    if !corpus_present() {
+        return;
+    }
+    let (_, errors) = tally(TRAFFIC_KINDS);
+    let (unsupported, istio_rejects): (Vec<String>, Vec<String>) = errors
+        .into_iter()
+        .partition(|line| line.contains("not supported yet"));
     println!("\nnot supported yet:");
     for line in &unsupported {
         println!("  {line}");
@@ -623,41 +628,7 @@ fn security_objects_are_accepted_or_named_as_unsupported() {
     if !corpus_present() {
         return;
     }
-    // kind -> (accepted, rejected)
-    let mut summary: BTreeMap<Kind, (usize, usize)> = BTreeMap::new();
-    let mut rejections = Vec::new();
-    for (file, text) in corpus() {
-        for doc in parse_documents(&file, &text) {
-            let Some(kind) = doc.key().map(|k| k.kind) else {
-                continue;
-            };
-            if !SECURITY_KINDS.contains(&kind) {
-                continue;
-            }
-            let row = summary.entry(kind).or_default();
-            let ParsedDocument::Rejected { diagnostics, .. } = &doc else {
-                row.0 += 1;
-                continue;
-            };
-            row.1 += 1;
-            for d in diagnostics.iter().filter(|d| d.is_error()) {
-                assert!(
-                    !d.path.as_str().is_empty(),
-                    "an error that names no field: {d}"
-                );
-                rejections.push(format!(
-                    "{file}: document {}: {}: {}",
-                    doc.document(),
-                    d.path,
-                    d.message
-                ));
-            }
-        }
-    }
-    println!("{:<24} {:>8} {:>8}", "kind", "accepted", "rejected");
-    for (kind, (a, r)) in &summary {
-        println!("{:<24} {a:>8} {r:>8}", kind.to_string());
-    }
+    let (summary, rejections) = tally(SECURITY_KINDS);
     for line in &rejections {
         println!("  {line}");
     }
