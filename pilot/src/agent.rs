@@ -196,6 +196,7 @@ impl ProxyArgs {
                 app_ports: self.app_ports.iter().copied().collect(),
                 outbound_port: self.outbound_port,
                 generator: Default::default(),
+                sds: false,
             },
             xds_address: self.xds_addr.clone(),
             xds_mode: self.xds_mode,

@@ -59,6 +59,7 @@ fn proxy_for(address: IpAddr, name: &str, namespace: &str) -> Proxy {
         app_ports: Default::default(),
         outbound_port: DEFAULT_OUTBOUND_PORT,
         generator: Default::default(),
+        sds: false,
     })
 }
 

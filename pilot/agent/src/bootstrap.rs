@@ -139,11 +139,17 @@ pub fn build(cfg: &BootstrapConfig) -> Value {
     if let Some(socket) = &cfg.sds_socket {
         clusters.push(sds_cluster(socket));
     }
+    // The metadata says whether the agent serves the workload certificate,
+    // so the control plane gives mutual TLS only to sidecars that have one.
+    let node = NodeMetadata {
+        sds: cfg.sds_socket.is_some(),
+        ..cfg.node.clone()
+    };
     json!({
         "node": {
             "id": cfg.node_id(),
             "cluster": cfg.node.cluster(),
-            "metadata": cfg.node.to_json(),
+            "metadata": node.to_json(),
         },
         "admin": {
             "address": socket_address(&cfg.node.address.to_string(), cfg.admin_port),
@@ -388,6 +394,7 @@ mod tests {
             b["static_resources"]["clusters"].as_array().unwrap().len(),
             1
         );
+        assert_eq!(b["node"]["metadata"].get("sds"), None);
     }
 
     #[test]
@@ -400,6 +407,7 @@ mod tests {
         let sds = &clusters[1];
         assert_eq!(sds["name"], SDS_CLUSTER);
         assert_eq!(sds["name"], "sds-grpc");
+        assert_eq!(b["node"]["metadata"]["sds"], "true");
         assert_eq!(sds["type"], "STATIC");
         assert_eq!(
             sds["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"],

@@ -108,6 +108,16 @@ impl NodeMetadata {
             })
             .collect::<Result<BTreeMap<_, _>>>()?;
         let outbound_port = fields.port(meta::OUTBOUND_PORT)?;
+        let sds = match fields.optional_string(meta::SDS)?.as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(invalid(
+                    meta::SDS,
+                    format!("{other:?} is neither \"true\" nor \"false\""),
+                ));
+            }
+        };
 
         Ok(NodeMetadata {
             namespace,
@@ -119,6 +129,7 @@ impl NodeMetadata {
             app_ports,
             outbound_port: outbound_port.unwrap_or(DEFAULT_OUTBOUND_PORT),
             generator,
+            sds,
         })
     }
 }

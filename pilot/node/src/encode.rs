@@ -13,7 +13,7 @@ impl NodeMetadata {
     /// only for a proxyless gRPC client). Labels and
     /// application ports are objects of strings, the outbound port is a
     /// string; the service account and the application address are left out
-    /// when unset.
+    /// when unset, and `sds` unless it is true.
     pub fn to_json(&self) -> Json {
         let NodeMetadata {
             namespace,
@@ -25,6 +25,7 @@ impl NodeMetadata {
             app_ports,
             outbound_port,
             generator,
+            sds,
         } = self;
         let mut m = Map::new();
         m.insert(meta::NAMESPACE.into(), namespace.clone().into());
@@ -47,6 +48,9 @@ impl NodeMetadata {
             .collect();
         m.insert(meta::APP_PORTS.into(), Json::Object(app_ports));
         m.insert(meta::OUTBOUND_PORT.into(), outbound_port.to_string().into());
+        if *sds {
+            m.insert(meta::SDS.into(), "true".into());
+        }
         // Envoy sidecars leave the key out, as Istio's do.
         if generator.is_proxyless() {
             m.insert(meta::GENERATOR.into(), generator.as_str().into());

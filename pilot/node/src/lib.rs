@@ -43,6 +43,9 @@ pub mod meta {
     pub const APP_PORTS: &str = "app_ports";
     /// Port of the outbound listener (15001 unless set).
     pub const OUTBOUND_PORT: &str = "outbound_port";
+    /// `"true"` when the bootstrap's `sds-grpc` cluster reaches an agent that
+    /// serves the workload's certificate as [`DEFAULT_SECRET`](crate::DEFAULT_SECRET).
+    pub const SDS: &str = "sds";
     /// What kind of xDS client the node is (see [`Generator`](crate::Generator)):
     /// absent for an Envoy sidecar, `grpc` for a proxyless gRPC client.
     /// Istio's key, with Istio's values.
@@ -53,6 +56,13 @@ pub mod meta {
     pub const ISTIO_NAMESPACE: &str = "NAMESPACE";
     pub const ISTIO_LABELS: &str = "LABELS";
 }
+
+/// The SDS secret with the workload's own certificate and key, which the
+/// agent serves on its socket (istio-agent's name for it).
+pub const DEFAULT_SECRET: &str = "default";
+/// The SDS secret with the roots workloads trust, which the control plane
+/// serves over ADS (istio-agent's name for it).
+pub const ROOT_SECRET: &str = "ROOTCA";
 
 /// Port of the outbound listener when the node does not set one.
 pub const DEFAULT_OUTBOUND_PORT: u16 = 15001;
@@ -82,6 +92,9 @@ pub struct NodeMetadata {
     pub outbound_port: u16,
     /// Envoy sidecar or proxyless gRPC client.
     pub generator: Generator,
+    /// Whether the agent serves the workload's certificate over SDS (see
+    /// [`meta::SDS`]); only then can the sidecar speak mutual TLS.
+    pub sds: bool,
 }
 
 impl NodeMetadata {
@@ -98,6 +111,7 @@ impl NodeMetadata {
             app_ports: BTreeMap::new(),
             outbound_port: DEFAULT_OUTBOUND_PORT,
             generator: Generator::Envoy,
+            sds: false,
         }
     }
 

@@ -99,6 +99,7 @@ fn full_metadata_parses() {
             app_ports: BTreeMap::from([(9090, "127.0.0.1:9091".parse().unwrap())]),
             outbound_port: 15006,
             generator: Generator::Envoy,
+            sds: false,
         }
     );
 }
@@ -422,4 +423,29 @@ fn the_grpc_bootstrap_names_the_server_and_the_node() {
         panic!("metadata is an object: {bootstrap}");
     };
     assert_eq!(NodeMetadata::from_struct(&metadata), Ok(node));
+}
+
+#[test]
+fn sds_says_whether_the_agent_serves_the_workload_certificate() {
+    assert!(!NodeMetadata::from_node(&node(full())).unwrap().sds);
+    assert!(
+        NodeMetadata::from_node(&with(meta::SDS, string("true")))
+            .unwrap()
+            .sds
+    );
+    assert!(
+        !NodeMetadata::from_node(&with(meta::SDS, string("false")))
+            .unwrap()
+            .sds
+    );
+    assert_eq!(
+        error(&with(meta::SDS, string("yes"))),
+        "node metadata.sds: \"yes\" is neither \"true\" nor \"false\""
+    );
+    let mut metadata = reviews();
+    metadata.sds = true;
+    assert_eq!(
+        NodeMetadata::from_struct(&metadata.to_struct()).unwrap(),
+        metadata
+    );
 }

@@ -53,5 +53,6 @@ pub(crate) fn proxy(s: usize, e: usize, endpoints: usize) -> Proxy {
         app_ports: Default::default(),
         outbound_port: DEFAULT_OUTBOUND_PORT,
         generator: Default::default(),
+        sds: false,
     })
 }

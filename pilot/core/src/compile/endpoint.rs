@@ -734,6 +734,7 @@ spec: {address: 127.0.5.4, labels: {app: cart}, locality: us-east/a}
             app_ports: BTreeMap::new(),
             outbound_port: crate::proxy::DEFAULT_OUTBOUND_PORT,
             generator: Default::default(),
+            sds: false,
         })
     }
 

@@ -217,6 +217,7 @@ mod tests {
             app_ports: Default::default(),
             outbound_port: crate::proxy::DEFAULT_OUTBOUND_PORT,
             generator: Default::default(),
+            sds: false,
         })
     }
 

@@ -424,5 +424,6 @@ fn proxy(
         app_ports: BTreeMap::new(),
         outbound_port: DEFAULT_OUTBOUND_PORT,
         generator: Default::default(),
+        sds: false,
     })
 }

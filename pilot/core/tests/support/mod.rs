@@ -22,6 +22,7 @@ pub fn proxy_of(we: &WorkloadEntry) -> Option<Proxy> {
         app_ports: Default::default(),
         outbound_port: DEFAULT_OUTBOUND_PORT,
         generator: Default::default(),
+        sds: false,
     }))
 }
 

@@ -309,6 +309,7 @@ spec:
             app_ports: BTreeMap::new(),
             outbound_port: 15001,
             generator: Default::default(),
+            sds: false,
         })
     }
 

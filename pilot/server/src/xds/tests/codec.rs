@@ -198,6 +198,7 @@ fn proxies(objects: &[Arc<policy::Object>]) -> Vec<Proxy> {
                 app_ports: Default::default(),
                 outbound_port: DEFAULT_OUTBOUND_PORT,
                 generator: Default::default(),
+                sds: false,
             }))
         })
         .collect()
