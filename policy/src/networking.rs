@@ -275,7 +275,36 @@ pub struct TrafficPolicy {
     pub load_balancer: Option<LoadBalancer>,
     pub connection_pool: Option<ConnectionPool>,
     pub outlier_detection: Option<OutlierDetection>,
+    pub tls: Option<ClientTls>,
     pub port_level_settings: Vec<PortTrafficPolicy>,
+}
+
+/// `trafficPolicy.tls`: how the client's sidecar secures its connections to
+/// the host. Without it, sidecars use mutual TLS toward endpoints that have
+/// a sidecar (auto-mTLS) and plaintext toward the rest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientTls {
+    pub mode: TlsMode,
+    /// Files on the client's machine (PEM), for SIMPLE and MUTUAL.
+    pub client_certificate: Option<String>,
+    pub private_key: Option<String>,
+    pub ca_certificates: Option<String>,
+    /// Names the server's certificate must carry; for ISTIO_MUTUAL they
+    /// replace the service accounts behind the host.
+    pub subject_alt_names: Vec<String>,
+    pub sni: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plaintext.
+    Disable,
+    /// TLS, verifying the server.
+    Simple,
+    /// TLS with a client certificate from files.
+    Mutual,
+    /// Mutual TLS with the workload's mesh certificate.
+    IstioMutual,
 }
 
 /// A traffic policy for one port; overrides the rule-level policy for it.
@@ -285,6 +314,7 @@ pub struct PortTrafficPolicy {
     pub load_balancer: Option<LoadBalancer>,
     pub connection_pool: Option<ConnectionPool>,
     pub outlier_detection: Option<OutlierDetection>,
+    pub tls: Option<ClientTls>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -493,15 +493,7 @@ const UNSUPPORTED_IN_CORPUS: &[&str] = &[
     "bookinfo-networking/bookinfo-gateway2.yaml: document 1: spec.gateways[0]: field is not supported yet (only the value \"mesh\" is)",
     "bookinfo-networking/certmanager-gateway.yaml: document 1: spec.gateways[0]: field is not supported yet (only the value \"mesh\" is)",
     // Upstream TLS settings belong to the security issue.
-    "bookinfo-networking/destination-rule-all-mtls.yaml: document 0: spec.trafficPolicy.tls: field is not supported yet",
-    "bookinfo-networking/destination-rule-all-mtls.yaml: document 1: spec.trafficPolicy.tls: field is not supported yet",
-    "bookinfo-networking/destination-rule-all-mtls.yaml: document 2: spec.trafficPolicy.tls: field is not supported yet",
-    "bookinfo-networking/destination-rule-all-mtls.yaml: document 3: spec.trafficPolicy.tls: field is not supported yet",
-    "security/peer-authn-per-port-mtls.yaml: document 1: spec.trafficPolicy.tls: field is not supported yet",
-    "traffic-extra/destination-rule-all.yaml: document 1: spec.trafficPolicy.tls: field is not supported yet",
-    "traffic-extra/helloworld-dr-spiffe-san.yaml: document 0: spec.trafficPolicy.tls: field is not supported yet",
     "traffic-extra/helloworld-gateway.yaml: document 1: spec.gateways[0]: field is not supported yet (only the value \"mesh\" is)",
-    "traffic-extra/se-example.yaml: document 3: spec.trafficPolicy.tls: field is not supported yet",
     // VirtualService `tls` routes (SNI routing).
     "traffic-extra/se-example.yaml: document 5: spec.tls: field is not supported yet",
     // ServiceEntry endpoints on Unix domain sockets.

@@ -17,6 +17,7 @@ mod fidelity_wildcard;
 mod fixture;
 mod harness;
 mod identity;
+mod mtls;
 mod netns;
 mod proxyless_grpc;
 mod resilience;

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 pub const XDS_CLUSTER: &str = "xds-grpc";
 
 /// Name of the static cluster on the agent's SDS socket, as istio-agent names it.
-pub const SDS_CLUSTER: &str = "sds-grpc";
+pub use pilot_node::SDS_CLUSTER;
 
 /// The RE2 program size above which Envoy rejects a regex. Envoy's default
 /// of 100 rejects ordinary route patterns; Istio's bootstrap raises it to

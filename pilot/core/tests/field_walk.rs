@@ -234,6 +234,7 @@ spec:
         enabled: true
         failover: [{from: us-east, to: us-west}]
     outlierDetection: {consecutive5xxErrors: 3}
+    tls: {mode: SIMPLE}
   subsets:
   - name: v1
     labels: {version: v1}
@@ -290,9 +291,10 @@ spec:
 /// Fields that are being made to work on other branches; each must leave
 /// this list when its fix lands (and this list must end up empty).
 const BEING_FIXED: &[&str] = &[
-    // Mutual TLS comes with the certificate authority's branch: until then a
-    // PeerAuthentication's workloads and DISABLE/PERMISSIVE modes change
-    // nothing a sidecar is sent (STRICT is diagnosed as not enforced yet).
+    // The base PeerAuthentication is PERMISSIVE, which a sidecar without a
+    // certificate (the walk's proxies) serves as plaintext, like DISABLE:
+    // moving it to other workloads changes nothing they are sent. The
+    // golden cases under mtls/ show the modes on a sidecar with one.
     "PeerAuthentication.spec.selector",
     "PeerAuthentication.spec.selector.matchLabels",
     // The trust domain names the CA's identities; in authorization it only
@@ -699,6 +701,20 @@ fn samples() -> Vec<Sample> {
             dr(".portLevelSettings[].outlierDetection"),
             "{consecutive5xxErrors: 2}",
         ),
+        set(dr(".tls"), "{mode: ISTIO_MUTUAL}"),
+        set(dr(".portLevelSettings[].tls"), "{mode: ISTIO_MUTUAL}"),
+        // ClientTLSSettings
+        set(dr(".tls.mode"), "ISTIO_MUTUAL"),
+        // on the external host's SIMPLE TLS: a client certificate needs MUTUAL
+        set(dr(".tls.clientCertificate"), "/etc/certs/client.pem")
+            .doc("DestinationRule/external")
+            .diagnoses(),
+        set(dr(".tls.privateKey"), "/etc/certs/key.pem")
+            .doc("DestinationRule/external")
+            .diagnoses(),
+        set(dr(".tls.caCertificates"), "/etc/certs/ca.pem").doc("DestinationRule/external"),
+        set(dr(".tls.subjectAltNames"), "[api.example.com]").doc("DestinationRule/external"),
+        set(dr(".tls.sni"), "api.example.com").doc("DestinationRule/external"),
         // LoadBalancerSettings
         set(dr(".loadBalancer.simple"), "RANDOM"),
         set(
@@ -859,14 +875,14 @@ fn samples() -> Vec<Sample> {
     .into_iter()
     .chain(authorization_fields())
     .chain([
-        // PeerAuthentication: STRICT is reported as not enforced yet.
-        set("PeerAuthentication.spec.mtls", "{mode: STRICT}").diagnoses(),
-        set("PeerAuthentication.spec.mtls.mode", "STRICT").diagnoses(),
+        // PeerAuthentication: STRICT on a sidecar (here without a
+        // certificate) changes its inbound listeners.
+        set("PeerAuthentication.spec.mtls", "{mode: STRICT}"),
+        set("PeerAuthentication.spec.mtls.mode", "STRICT"),
         set(
             "PeerAuthentication.spec.portLevelMtls",
             "{9080: {mode: STRICT}}",
-        )
-        .diagnoses(),
+        ),
         set(
             "PeerAuthentication.spec.selector",
             "{matchLabels: {app: ratings}}",

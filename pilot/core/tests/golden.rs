@@ -6,8 +6,9 @@
 //! The proxy is the WorkloadEntry named by a `# proxy: NAMESPACE/NAME` line
 //! (else the first one); its application listens on `ADDRESS:15080`. With a
 //! `# generator: grpc` line it is that workload's proxyless gRPC client
-//! instead of its sidecar. Lines `# mesh: TEXT` together are the mesh config
-//! (`--mesh-config`).
+//! instead of its sidecar. With a `# sds: true` line its agent serves it a
+//! workload certificate (node metadata `sds`), so it speaks mutual TLS.
+//! Lines `# mesh: TEXT` together are the mesh config (`--mesh-config`).
 //!
 //! `REFRESH_GOLDEN=1 cargo test -p pilot --test golden` rewrites the expected
 //! files and deletes orphans; review the result with `git diff`.
@@ -175,8 +176,16 @@ fn proxy_for(text: &str, objects: &[std::sync::Arc<Object>]) -> Option<Proxy> {
     let proxyless = text
         .lines()
         .any(|l| l.strip_prefix("# generator: ").map(str::trim) == Some("grpc"));
+    let sds = text
+        .lines()
+        .any(|l| l.strip_prefix("# sds: ").map(str::trim) == Some("true"));
     if proxyless {
         support::proxyless_of(we)
+    } else if sds {
+        support::proxy_of(we).map(|mut proxy| {
+            proxy.metadata.sds = true;
+            proxy
+        })
     } else {
         support::proxy_of(we)
     }
@@ -184,8 +193,8 @@ fn proxy_for(text: &str, objects: &[std::sync::Arc<Object>]) -> Option<Proxy> {
 
 /// The server compiles through a push context, which shares what proxies
 /// have in common; the golden files are compiled from scratch. Every
-/// WorkloadEntry of every golden input, as a sidecar and as a proxyless
-/// gRPC client, gets the same bytes both ways. Then each input's first WorkloadEntry moves to another address: when
+/// WorkloadEntry of every golden input, as a sidecar without and with a
+/// workload certificate and as a proxyless gRPC client, gets the same bytes both ways. Then each input's first WorkloadEntry moves to another address: when
 /// that is an endpoint-only change, the context that follows it (shared
 /// clusters carried over, only endpoints compiled again) gives every other
 /// proxy the same bytes as a compile from scratch of the changed snapshot.
@@ -259,7 +268,17 @@ fn snapshot_and_proxies(file: &str, text: &str, generation: u64) -> (Snapshot, V
             Object::WorkloadEntry(we) => Some(we),
             _ => None,
         })
-        .flat_map(|we| [support::proxy_of(we), support::proxyless_of(we)])
+        .flat_map(|we| {
+            let with_certificate = support::proxy_of(we).map(|mut proxy| {
+                proxy.metadata.sds = true;
+                proxy
+            });
+            [
+                support::proxy_of(we),
+                with_certificate,
+                support::proxyless_of(we),
+            ]
+        })
         .flatten()
         .collect();
     (mesh_of(text).build(generation, &config), proxies)

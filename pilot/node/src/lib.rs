@@ -57,6 +57,8 @@ pub mod meta {
     pub const ISTIO_LABELS: &str = "LABELS";
 }
 
+/// The bootstrap cluster on the agent's SDS socket.
+pub const SDS_CLUSTER: &str = "sds-grpc";
 /// The SDS secret with the workload's own certificate and key, which the
 /// agent serves on its socket (istio-agent's name for it).
 pub const DEFAULT_SECRET: &str = "default";

@@ -65,6 +65,7 @@ registry! {
     TrafficPolicy => super::traffic::TRAFFIC_POLICY,
     PortTrafficPolicy => super::traffic::PORT_TRAFFIC_POLICY,
     PortLevelPort => super::traffic::PORT_SELECTOR,
+    ClientTls => super::traffic::CLIENT_TLS,
     LoadBalancer => super::traffic::LOAD_BALANCER,
     ConsistentHash => super::traffic::CONSISTENT_HASH,
     HttpCookie => super::traffic::HTTP_COOKIE,

@@ -529,6 +529,7 @@ fn every_destination_rule_field_decodes() {
                 consecutive_gateway_errors: Some(2),
                 ..Default::default()
             }),
+            tls: None,
         }]
     );
     let subset = &spec.subsets[0];
@@ -639,15 +640,71 @@ fn deprecated_destination_rule_forms_map_to_modern_fields() {
 }
 
 #[test]
+fn client_tls_decodes_per_mode() {
+    let spec = dr(
+        "  trafficPolicy:\n    tls: {mode: istio_mutual, sni: r.shop, subjectAltNames: [spiffe://td/ns/shop/sa/r]}\n    portLevelSettings:\n    - port: {number: 443}\n      tls: {mode: MUTUAL, clientCertificate: /c.pem, privateKey: /k.pem, caCertificates: /ca.pem}\n  subsets:\n  - name: plain\n    labels: {v: '1'}\n    trafficPolicy: {tls: {mode: DISABLE}}\n",
+    );
+    let top = spec.traffic_policy.as_ref().unwrap();
+    assert_eq!(
+        top.tls,
+        Some(ClientTls {
+            mode: TlsMode::IstioMutual,
+            client_certificate: None,
+            private_key: None,
+            ca_certificates: None,
+            subject_alt_names: vec!["spiffe://td/ns/shop/sa/r".into()],
+            sni: Some("r.shop".into()),
+        })
+    );
+    assert_eq!(
+        top.port_level_settings[0].tls,
+        Some(ClientTls {
+            mode: TlsMode::Mutual,
+            client_certificate: Some("/c.pem".into()),
+            private_key: Some("/k.pem".into()),
+            ca_certificates: Some("/ca.pem".into()),
+            subject_alt_names: vec![],
+            sni: None,
+        })
+    );
+    let subset = spec.subsets[0].traffic_policy.as_ref().unwrap();
+    assert_eq!(subset.tls.as_ref().map(|t| t.mode), Some(TlsMode::Disable));
+}
+
+#[test]
 fn destination_rule_decode_errors_name_their_path() {
     let cases = [
         (
-            "  trafficPolicy:\n    tls: {mode: ISTIO_MUTUAL}\n",
-            "spec.trafficPolicy.tls: field is not supported yet",
+            "  trafficPolicy:\n    tls: {mode: ISTIO_MUTUAL, credentialName: c}\n",
+            "spec.trafficPolicy.tls.credentialName: field is not supported yet",
         ),
         (
-            "  trafficPolicy:\n    portLevelSettings: [{port: {number: 80}, tls: {mode: SIMPLE}}]\n",
-            "spec.trafficPolicy.portLevelSettings[0].tls: field is not supported yet",
+            "  trafficPolicy:\n    portLevelSettings: [{port: {number: 80}, tls: {mode: SIMPLE, insecureSkipVerify: true}}]\n",
+            "spec.trafficPolicy.portLevelSettings[0].tls.insecureSkipVerify: field is not supported yet",
+        ),
+        (
+            "  trafficPolicy:\n    tls: {sni: a}\n",
+            "spec.trafficPolicy.tls.mode: required: one of DISABLE, SIMPLE, MUTUAL, ISTIO_MUTUAL",
+        ),
+        (
+            "  trafficPolicy:\n    tls: {mode: MUTUAL, clientCertificate: /c.pem}\n",
+            "spec.trafficPolicy.tls.privateKey: required with mode MUTUAL",
+        ),
+        (
+            "  trafficPolicy:\n    tls: {mode: ISTIO_MUTUAL, caCertificates: /ca.pem}\n",
+            "spec.trafficPolicy.tls.caCertificates: not allowed with mode ISTIO_MUTUAL, which uses the workload's mesh certificate",
+        ),
+        (
+            "  trafficPolicy:\n    tls: {mode: DISABLE, sni: a}\n",
+            "spec.trafficPolicy.tls.sni: not allowed with mode DISABLE",
+        ),
+        (
+            "  trafficPolicy:\n    tls: {mode: SIMPLE, privateKey: /k.pem}\n",
+            "spec.trafficPolicy.tls.privateKey: a client certificate needs mode MUTUAL, not SIMPLE",
+        ),
+        (
+            "  trafficPolicy:\n    tls: {mode: STRICT}\n",
+            "spec.trafficPolicy.tls.mode: unknown value \"STRICT\"; expected one of DISABLE, SIMPLE, MUTUAL, ISTIO_MUTUAL",
         ),
         (
             "  trafficPolicy:\n    portLevelSettings: [{loadBalancer: {simple: RANDOM}}]\n",
@@ -698,8 +755,8 @@ fn destination_rule_decode_errors_name_their_path() {
             "spec.trafficPolicy.connectionPool.http.h2UpgradePolicy: field is not supported yet",
         ),
         (
-            "  subsets: [{name: v1, labels: {v: a}, trafficPolicy: {tls: {mode: SIMPLE}}}]\n",
-            "spec.subsets[0].trafficPolicy.tls: field is not supported yet",
+            "  subsets: [{name: v1, labels: {v: a}, trafficPolicy: {tls: {mode: SIMPLE, caCrl: /crl.pem}}}]\n",
+            "spec.subsets[0].trafficPolicy.tls.caCrl: field is not supported yet",
         ),
         (
             "  workloadSelector: {matchLabels: {app: a}}\n",

@@ -7,15 +7,15 @@ use std::time::Duration;
 use serde_yaml::Value;
 
 use super::{
-    Fields, Findings, Result, Shape, ShapeId, boolean, duration, keyword, list, map_entries, port,
-    string, string_list, string_map, uint32, uint64,
+    DecodeError, Fields, Findings, Result, Shape, ShapeId, boolean, duration, keyword, list,
+    map_entries, port, string, string_list, string_map, uint32, uint64,
 };
 use crate::diag::{Diagnostic, FieldPath};
 use crate::meta::ObjectMeta;
 use crate::networking::{
-    ConnectionPool, ConsistentHash, DestinationRule, DestinationRuleSpec, HashAlgorithm, HashKey,
-    HttpSettings, LbPolicy, LoadBalancer, LocalityLbSetting, OutlierDetection, PortTrafficPolicy,
-    SimpleLb, Subset, TcpSettings, TrafficPolicy,
+    ClientTls, ConnectionPool, ConsistentHash, DestinationRule, DestinationRuleSpec, HashAlgorithm,
+    HashKey, HttpSettings, LbPolicy, LoadBalancer, LocalityLbSetting, OutlierDetection,
+    PortTrafficPolicy, SimpleLb, Subset, TcpSettings, TlsMode, TrafficPolicy,
 };
 
 pub(super) const DESTINATION_RULE: Shape = Shape {
@@ -41,16 +41,38 @@ pub(super) const TRAFFIC_POLICY: Shape = Shape {
         "connectionPool",
         "outlierDetection",
         "portLevelSettings",
+        "tls",
     ],
-    unsupported: &["tls", "tunnel", "proxyProtocol", "retryBudget"],
+    unsupported: &["tunnel", "proxyProtocol", "retryBudget"],
     ignored: &[],
     proto_names: true,
 };
 
 pub(super) const PORT_TRAFFIC_POLICY: Shape = Shape {
     name: "DestinationRule.spec.trafficPolicy.portLevelSettings[]",
-    known: &["port", "loadBalancer", "connectionPool", "outlierDetection"],
-    unsupported: &["tls"],
+    known: &[
+        "port",
+        "loadBalancer",
+        "connectionPool",
+        "outlierDetection",
+        "tls",
+    ],
+    unsupported: &[],
+    ignored: &[],
+    proto_names: true,
+};
+
+pub(super) const CLIENT_TLS: Shape = Shape {
+    name: "DestinationRule.spec.trafficPolicy.tls",
+    known: &[
+        "mode",
+        "clientCertificate",
+        "privateKey",
+        "caCertificates",
+        "subjectAltNames",
+        "sni",
+    ],
+    unsupported: &["credentialName", "insecureSkipVerify", "caCrl"],
     ignored: &[],
     proto_names: true,
 };
@@ -252,21 +274,24 @@ fn decode_traffic_policy(
             let (pp, pv) = f.require("port")?;
             let selector = Fields::new(pv, &pp, ShapeId::PortLevelPort)?;
             let (np, nv) = selector.require("number")?;
-            let (load_balancer, connection_pool, outlier_detection) =
+            let (load_balancer, connection_pool, outlier_detection, tls) =
                 decode_policies(&f, findings)?;
             port_level_settings.push(PortTrafficPolicy {
                 port: port(nv, &np)?,
                 load_balancer,
                 connection_pool,
                 outlier_detection,
+                tls,
             });
         }
     }
-    let (load_balancer, connection_pool, outlier_detection) = decode_policies(&fields, findings)?;
+    let (load_balancer, connection_pool, outlier_detection, tls) =
+        decode_policies(&fields, findings)?;
     Ok(TrafficPolicy {
         load_balancer,
         connection_pool,
         outlier_detection,
+        tls,
         port_level_settings,
     })
 }
@@ -275,9 +300,10 @@ type Policies = (
     Option<LoadBalancer>,
     Option<ConnectionPool>,
     Option<OutlierDetection>,
+    Option<ClientTls>,
 );
 
-/// The three policies a traffic policy and a port-level setting share.
+/// The policies a traffic policy and a port-level setting share.
 fn decode_policies(fields: &Fields<'_>, findings: &mut Findings) -> Result<Policies> {
     Ok((
         fields
@@ -292,7 +318,95 @@ fn decode_policies(fields: &Fields<'_>, findings: &mut Findings) -> Result<Polic
             .get("outlierDetection")
             .map(|(p, v)| decode_outlier_detection(&p, v, findings))
             .transpose()?,
+        fields
+            .get("tls")
+            .map(|(p, v)| decode_client_tls(&p, v))
+            .transpose()?,
     ))
+}
+
+const TLS_MODES: &[(&str, TlsMode)] = &[
+    ("DISABLE", TlsMode::Disable),
+    ("SIMPLE", TlsMode::Simple),
+    ("MUTUAL", TlsMode::Mutual),
+    ("ISTIO_MUTUAL", TlsMode::IstioMutual),
+];
+
+/// `tls`, with Istio's rules on which fields each mode takes: files only
+/// for SIMPLE and MUTUAL, a client certificate and key required for MUTUAL.
+fn decode_client_tls(path: &FieldPath, value: &Value) -> Result<ClientTls> {
+    let fields = Fields::new(value, path, ShapeId::ClientTls)?;
+    let text = |name: &str| fields.get(name).map(|(p, v)| string(v, &p)).transpose();
+    let mode = match fields.get("mode") {
+        Some((p, v)) => keyword(v, &p, TLS_MODES)?,
+        None => {
+            return Err(DecodeError::new(
+                &path.field("mode"),
+                "required: one of DISABLE, SIMPLE, MUTUAL, ISTIO_MUTUAL",
+            ));
+        }
+    };
+    let tls = ClientTls {
+        mode,
+        client_certificate: text("clientCertificate")?,
+        private_key: text("privateKey")?,
+        ca_certificates: text("caCertificates")?,
+        subject_alt_names: fields
+            .get("subjectAltNames")
+            .map(|(p, v)| string_list(v, &p))
+            .transpose()?
+            .unwrap_or_default(),
+        sni: text("sni")?,
+    };
+    let files = [
+        ("clientCertificate", &tls.client_certificate),
+        ("privateKey", &tls.private_key),
+        ("caCertificates", &tls.ca_certificates),
+    ];
+    match mode {
+        TlsMode::Disable | TlsMode::IstioMutual => {
+            if let Some((name, _)) = files.iter().find(|(_, v)| v.is_some()) {
+                let mode = if mode == TlsMode::Disable {
+                    "DISABLE"
+                } else {
+                    "ISTIO_MUTUAL, which uses the workload's mesh certificate"
+                };
+                return Err(DecodeError::new(
+                    &path.field(name),
+                    format!("not allowed with mode {mode}"),
+                ));
+            }
+            if mode == TlsMode::Disable {
+                for name in ["subjectAltNames", "sni"] {
+                    if fields.get(name).is_some() {
+                        return Err(DecodeError::new(
+                            &path.field(name),
+                            "not allowed with mode DISABLE",
+                        ));
+                    }
+                }
+            }
+        }
+        TlsMode::Mutual => {
+            for (name, value) in &files[..2] {
+                if value.is_none() {
+                    return Err(DecodeError::new(
+                        &path.field(name),
+                        "required with mode MUTUAL",
+                    ));
+                }
+            }
+        }
+        TlsMode::Simple => {
+            if let Some((name, _)) = files[..2].iter().find(|(_, v)| v.is_some()) {
+                return Err(DecodeError::new(
+                    &path.field(name),
+                    "a client certificate needs mode MUTUAL, not SIMPLE",
+                ));
+            }
+        }
+    }
+    Ok(tls)
 }
 
 const SIMPLE: &[(&str, SimpleLb)] = &[

@@ -168,10 +168,10 @@ fn unsupported_istio_fields_have_their_own_message() {
         "  hosts: [reviews]\n  gateways: [mesh]\n  exportTo: ['*']\n  tcp: []",
     );
     assert!(matches!(only(&text), ParsedDocument::Object { .. }));
-    let dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\nspec:\n  host: r\n  trafficPolicy:\n    tls: {mode: ISTIO_MUTUAL}\n";
+    let dr = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r}\nspec:\n  host: r\n  trafficPolicy:\n    tunnel: {protocol: CONNECT}\n";
     assert_eq!(
         rejection(dr),
-        "spec.trafficPolicy.tls: field is not supported yet"
+        "spec.trafficPolicy.tunnel: field is not supported yet"
     );
     let we = "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {name: w}\nspec:\n  address: 1.2.3.4\n  network: n1\n";
     assert_eq!(rejection(we), "spec.network: field is not supported yet");

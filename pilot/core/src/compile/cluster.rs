@@ -39,6 +39,7 @@ use policy::networking::{
 use super::endpoint::{self, Client};
 use super::names;
 use super::proto;
+use super::tls::{self, MeshTls};
 use super::traffic_policy::{self, EffectivePolicy};
 
 /// Istio's default connect timeout.
@@ -60,6 +61,9 @@ pub(crate) struct OutboundCluster<'a> {
     pub(crate) port: &'a Port,
     pub(crate) subset_labels: Option<&'a BTreeMap<String, String>>,
     pub(crate) policy: EffectivePolicy<'a>,
+    /// What mutual TLS needs from the snapshot; `None` leaves the cluster's
+    /// endpoints without TLS metadata (unit tests of other settings).
+    pub(crate) mesh: Option<&'a MeshTls>,
 }
 
 /// How the endpoints of a cluster depend on the locality of the proxy that
@@ -91,6 +95,7 @@ pub(crate) fn outbound_clusters<'a>(
             port,
             subset_labels: None,
             policy: traffic_policy::effective(rule, None, port.number),
+            mesh: None,
         });
         for subset in rule.map(|r| r.spec.subsets.as_slice()).unwrap_or_default() {
             clusters.push(OutboundCluster {
@@ -99,6 +104,7 @@ pub(crate) fn outbound_clusters<'a>(
                 port,
                 subset_labels: Some(&subset.labels),
                 policy: traffic_policy::effective(rule, Some(&subset.name), port.number),
+                mesh: None,
             });
         }
     }
@@ -144,7 +150,43 @@ impl OutboundCluster<'_> {
 
     /// The endpoints every proxy gets (no locality preference).
     pub(crate) fn load_assignment(&self) -> ClusterLoadAssignment {
-        endpoint::load_assignment(&self.name, self.service, self.port, self.subset_labels)
+        endpoint::load_assignment(
+            &self.name,
+            self.service,
+            self.port,
+            self.subset_labels,
+            self.endpoint_tls(),
+        )
+    }
+
+    /// What marks this cluster's plaintext endpoints: only EDS endpoints
+    /// are chosen between by transport socket matches.
+    fn endpoint_tls(&self) -> Option<&MeshTls> {
+        self.mesh.filter(|_| self.uses_eds())
+    }
+
+    /// The cluster's TLS, for a client sidecar that has a mesh certificate
+    /// or not: the DestinationRule's `tls`, else auto-mTLS.
+    pub(crate) fn secure(&self, cluster: &mut Cluster, client_has_certificate: bool) {
+        let identities = self
+            .mesh
+            .map(|mesh| mesh.identities(self.service))
+            .unwrap_or_default();
+        let subset = self.subset_name();
+        let upstream = tls::upstream(
+            self.policy.tls,
+            client_has_certificate,
+            self.uses_eds(),
+            tls::sni(self.port.number, subset, &self.service.hostname),
+            identities,
+        );
+        tls::apply(cluster, upstream);
+    }
+
+    /// The subset part of the cluster's name, if any.
+    fn subset_name(&self) -> Option<&str> {
+        self.subset_labels?;
+        self.name.split('|').nth(2).filter(|s| !s.is_empty())
     }
 
     /// The endpoints as seen from `client`: with locality priorities or
@@ -160,6 +202,7 @@ impl OutboundCluster<'_> {
                 self.service,
                 self.port,
                 self.subset_labels,
+                self.endpoint_tls(),
                 client,
                 setting.map(|s| s.failover.as_slice()).unwrap_or_default(),
                 setting

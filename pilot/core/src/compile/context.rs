@@ -38,10 +38,10 @@ use dashmap::DashMap;
 use super::grpc::{self, GrpcResources};
 use super::view::ScopeView;
 use super::{
-    InboundSecurity, Inconsistent, SharedResources, checked, compile_parts, compile_shared,
-    derive_shared, outbound_routes, proxy_endpoints,
+    ClientKind, InboundSecurity, Inconsistent, SharedResources, checked, compile_parts,
+    compile_shared, derive_shared, outbound_routes, proxy_endpoints,
 };
-use crate::proxy::{Generator, Proxy};
+use crate::proxy::Proxy;
 use crate::resources::{ProxyResources, Resource, ResourceType};
 use crate::snapshot::{EndpointChanges, ScopeKey, SidecarScope, Snapshot};
 
@@ -51,8 +51,9 @@ type RouteKey = (String, BTreeMap<String, String>, ScopeKey);
 
 /// What a proxy's shared clusters and endpoints depend on: its namespace,
 /// Sidecar scope, and kind of client (proxyless gRPC clients take clusters
-/// with the load balancers gRPC has).
-type SharedKey = (String, ScopeKey, Generator);
+/// with the load balancers gRPC has; only sidecars with a certificate take
+/// mutual TLS).
+type SharedKey = (String, ScopeKey, ClientKind);
 
 /// What a view depends on: the namespace it is seen from and the scope.
 type ViewKey = (String, ScopeKey);
@@ -252,7 +253,7 @@ impl PushContext {
         }
         let scope = self.snapshot.scope_for(proxy);
         let view = self.view(&proxy.metadata.namespace, &scope);
-        let shared = self.shared(&view, &scope, proxy.metadata.generator);
+        let shared = self.shared(&view, &scope, ClientKind::of(proxy));
         let endpoints = proxy_endpoints(&self.snapshot, &view, proxy, &shared);
         Some(last.with(ResourceType::Endpoint, endpoints))
     }
@@ -286,9 +287,9 @@ impl PushContext {
         &self,
         view: &ScopeView,
         scope: &SidecarScope,
-        generator: Generator,
+        client: ClientKind,
     ) -> Arc<SharedResources> {
-        let key = (view.namespace().to_string(), scope.key(), generator);
+        let key = (view.namespace().to_string(), scope.key(), client);
         let cell = match self.shared.get(&key) {
             Some(cell) => cell.clone(),
             None => self.shared.entry(key.clone()).or_default().clone(),
@@ -301,7 +302,7 @@ impl PushContext {
             match base {
                 Some((base, None)) => base.clone(),
                 Some((base, Some(changes))) => Arc::new(derive_shared(view, base, &changes.hosts)),
-                None => Arc::new(compile_shared(view, generator)),
+                None => Arc::new(compile_shared(view, client)),
             }
         })
         .clone()

@@ -29,6 +29,7 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
 use envoy_types::pb::google::protobuf::UInt32Value;
 
 use super::proto;
+use super::tls::{self, MeshTls};
 use crate::proxy::Proxy;
 use crate::snapshot::Snapshot;
 
@@ -54,13 +55,14 @@ pub(crate) fn load_assignment(
     service: &ServiceModel,
     port: &Port,
     subset_labels: Option<&BTreeMap<String, String>>,
+    mesh: Option<&MeshTls>,
 ) -> ClusterLoadAssignment {
     let mut by_locality: BTreeMap<&str, Vec<LbEndpoint>> = BTreeMap::new();
     for (ep, target) in selected(service, port, subset_labels) {
         by_locality
             .entry(ep.locality.as_str())
             .or_default()
-            .push(lb_endpoint(&ep.address, target, ep.weight));
+            .push(mesh_endpoint(ep, target, mesh));
     }
     ClusterLoadAssignment {
         cluster_name: cluster.to_string(),
@@ -92,11 +94,13 @@ fn selected<'a>(
 /// locality proximity mixed in below them only when `failover` is set too;
 /// without it, by locality proximity, `failover` steering the region to fail
 /// over to. Priorities are renumbered to have no gaps.
+#[allow(clippy::too_many_arguments)] // the selection, the client, and its two rule lists
 pub(crate) fn prioritized(
     cluster: &str,
     service: &ServiceModel,
     port: &Port,
     subset_labels: Option<&BTreeMap<String, String>>,
+    mesh: Option<&MeshTls>,
     client: &Client<'_>,
     failover: &[(String, String)],
     failover_priority: &[String],
@@ -118,7 +122,7 @@ pub(crate) fn prioritized(
         groups
             .entry((priority, ep.locality.as_str()))
             .or_default()
-            .push(lb_endpoint(&ep.address, target, ep.weight));
+            .push(mesh_endpoint(ep, target, mesh));
     }
     let used: BTreeSet<usize> = groups.keys().map(|(p, _)| *p).collect();
     let compact: BTreeMap<usize, u32> = used.into_iter().zip(0u32..).collect();
@@ -326,6 +330,16 @@ pub(crate) fn single(cluster: &str, addr: SocketAddr) -> ClusterLoadAssignment {
     }
 }
 
+/// An endpoint of a service at its `target` port, marked for plaintext
+/// when `mesh` says it takes no mutual TLS (see `compile::tls`).
+fn mesh_endpoint(ep: &RegistryEndpoint, target: u16, mesh: Option<&MeshTls>) -> LbEndpoint {
+    let mut lb = lb_endpoint(&ep.address, target, ep.weight);
+    if mesh.is_some_and(|mesh| mesh.plaintext(ep, target)) {
+        lb.metadata = Some(tls::plaintext_metadata());
+    }
+    lb
+}
+
 fn lb_endpoint(address: &str, port: u16, weight: u32) -> LbEndpoint {
     LbEndpoint {
         host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
@@ -449,7 +463,7 @@ mod tests {
         };
         let failover = vec![("r1".to_string(), "r2".to_string())];
         let svc = mesh();
-        let cla = prioritized("c", &svc, &port(), None, &client, &failover, &[]);
+        let cla = prioritized("c", &svc, &port(), None, None, &client, &failover, &[]);
         assert_eq!(
             shape(&cla),
             vec![
@@ -461,7 +475,7 @@ mod tests {
             ]
         );
         // Without a failover rule every other region ranks the same.
-        let cla = prioritized("c", &svc, &port(), None, &client, &[], &[]);
+        let cla = prioritized("c", &svc, &port(), None, None, &client, &[], &[]);
         let ranks: Vec<u32> = cla.endpoints.iter().map(|g| g.priority).collect();
         assert_eq!(ranks, vec![0, 1, 2, 3, 3]);
     }
@@ -477,7 +491,7 @@ mod tests {
             endpoint("10.0.0.1", "r1/z1", &[]),
             endpoint("10.0.0.3", "r2/z3", &[]),
         ]);
-        let cla = prioritized("c", &svc, &port(), None, &client, &[], &[]);
+        let cla = prioritized("c", &svc, &port(), None, None, &client, &[], &[]);
         let ranks: Vec<u32> = cla.endpoints.iter().map(|g| g.priority).collect();
         assert_eq!(ranks, vec![0, 1]);
     }
@@ -511,7 +525,7 @@ mod tests {
         let keys = vec!["network".to_string(), ZONE_LABEL.to_string()];
         // Labels alone: both labels match (.4), the network only (.2, .3,
         // whatever their regions), nothing (.1).
-        let cla = prioritized("c", &svc, &port(), None, &client, &[], &keys);
+        let cla = prioritized("c", &svc, &port(), None, None, &client, &[], &keys);
         assert_eq!(
             ranks(&cla),
             ranked(&[
@@ -524,7 +538,7 @@ mod tests {
         // With failover, locality proximity orders endpoints within a label
         // rank: same region (.3) before another region (.2).
         let failover = vec![("r1".to_string(), "r2".to_string())];
-        let cla = prioritized("c", &svc, &port(), None, &client, &failover, &keys);
+        let cla = prioritized("c", &svc, &port(), None, None, &client, &failover, &keys);
         assert_eq!(
             ranks(&cla),
             ranked(&[
@@ -551,7 +565,7 @@ mod tests {
             endpoint("10.0.0.3", "r1/z1", &[]),
         ]);
         let keys = vec!["tier=silver".to_string()];
-        let cla = prioritized("c", &svc, &port(), None, &client, &[], &keys);
+        let cla = prioritized("c", &svc, &port(), None, None, &client, &[], &keys);
         assert_eq!(
             ranks(&cla),
             ranked(&[("10.0.0.1", 1), ("10.0.0.2", 0), ("10.0.0.3", 1)])
@@ -563,7 +577,7 @@ mod tests {
             endpoint("10.0.0.1", "r1/z1", &[]),
             endpoint("10.0.0.2", "r1/z2", &[]),
         ]);
-        let cla = prioritized("c", &svc, &port(), None, &client, &[], &keys);
+        let cla = prioritized("c", &svc, &port(), None, None, &client, &[], &keys);
         assert_eq!(ranks(&cla), ranked(&[("10.0.0.1", 1), ("10.0.0.2", 0)]));
     }
 
@@ -591,7 +605,7 @@ mod tests {
             "rack".to_string(),
             "team".to_string(),
         ];
-        let cla = prioritized("c", &svc, &port(), None, &client, &[], &keys);
+        let cla = prioritized("c", &svc, &port(), None, None, &client, &[], &keys);
         assert_eq!(
             ranks(&cla),
             ranked(&[
@@ -604,7 +618,7 @@ mod tests {
         // Any other first label stops at the first mismatch: .3 and .4 rank
         // the same.
         let keys = vec!["rack".to_string(), NETWORK_LABEL.to_string()];
-        let cla = prioritized("c", &svc, &port(), None, &client, &[], &keys);
+        let cla = prioritized("c", &svc, &port(), None, None, &client, &[], &keys);
         assert_eq!(
             ranks(&cla),
             ranked(&[
@@ -631,7 +645,7 @@ mod tests {
             ),
             ("r2/*".to_string(), [("r2/*".to_string(), 100)].into()),
         ];
-        let base = load_assignment("c", &svc, &port(), None);
+        let base = load_assignment("c", &svc, &port(), None, None);
         let weights = |cla: &ClusterLoadAssignment| -> Vec<(String, u32)> {
             cla.endpoints
                 .iter()
@@ -657,7 +671,7 @@ mod tests {
             endpoint("10.0.0.3", "r1/z2", &[]),
         ]);
         let rules = vec![("*".to_string(), [("r1/*".to_string(), 90)].into())];
-        let cla = distribute(load_assignment("c", &svc, &port(), None), "", &rules);
+        let cla = distribute(load_assignment("c", &svc, &port(), None, None), "", &rules);
         let weights: Vec<u32> = cla
             .endpoints
             .iter()

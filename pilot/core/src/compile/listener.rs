@@ -9,25 +9,34 @@ use std::time::Duration;
 
 use discovery::Protocol;
 use envoy_types::pb::envoy::config::core::v3::TrafficDirection;
-use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
+use envoy_types::pb::envoy::config::listener::v3::{
+    Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter, listener_filter,
+};
+use envoy_types::pb::envoy::config::rbac::v3::{Rbac, rbac::Action as RbacAction};
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::extensions::filters::http::cors::v3::Cors;
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter, Rds,
-    http_connection_manager::{PathWithEscapedSlashesAction, RouteSpecifier, UpgradeConfig},
+    http_connection_manager::{
+        ForwardClientCertDetails, PathWithEscapedSlashesAction, RouteSpecifier,
+        SetCurrentClientCertDetails, UpgradeConfig,
+    },
     http_filter,
 };
+use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac as NetworkRbac;
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
     TcpProxy, tcp_proxy::ClusterSpecifier,
 };
 
 use envoy_types::pb::google::protobuf::{Any, BoolValue};
 use policy::mesh::PathNormalization;
+use policy::security::MtlsMode;
 
-use super::names;
 use super::proto::{self, filters};
+use super::{names, tls};
 use crate::proxy::Proxy;
 
 const HCM: &str = "envoy.filters.network.http_connection_manager";
@@ -63,7 +72,7 @@ pub(crate) fn outbound(proxy: &Proxy, normalization: PathNormalization) -> Liste
             &proxy.metadata.address.to_string(),
             proxy.metadata.outbound_port,
         )),
-        filter_chains: vec![chain(hcm)],
+        filter_chains: vec![chain(hcm_filter(hcm))],
         traffic_direction: TrafficDirection::Outbound as i32,
         ..Default::default()
     }
@@ -78,37 +87,142 @@ pub(crate) struct Authz<'a> {
     pub(crate) network: &'a dyn Fn(&str) -> Vec<Filter>,
 }
 
-/// An inbound listener, with the workload's RBAC filters.
+/// How an inbound port takes its callers, from the workload's
+/// PeerAuthentication at that port and whether its sidecar has a
+/// certificate to terminate mutual TLS with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum InboundTls {
+    /// Plaintext only: DISABLE, or PERMISSIVE on a sidecar without a
+    /// certificate (it cannot terminate TLS, so it takes what it can).
+    Plaintext,
+    /// Mutual TLS from mesh clients (told by the TLS inspector and the
+    /// mesh's ALPN), plaintext from the rest.
+    Permissive,
+    /// Mutual TLS only; plaintext finds no filter chain and is closed.
+    Strict,
+    /// STRICT on a sidecar without a certificate: it cannot take mutual
+    /// TLS and must not take plaintext, so every connection is refused.
+    Refuse,
+}
+
+impl InboundTls {
+    pub(crate) fn new(mode: MtlsMode, certificate: bool) -> Self {
+        match (mode, certificate) {
+            (MtlsMode::Disable, _) | (MtlsMode::Permissive | MtlsMode::Unset, false) => {
+                InboundTls::Plaintext
+            }
+            (MtlsMode::Permissive | MtlsMode::Unset, true) => InboundTls::Permissive,
+            (MtlsMode::Strict, true) => InboundTls::Strict,
+            (MtlsMode::Strict, false) => InboundTls::Refuse,
+        }
+    }
+}
+
+/// An inbound listener, with the workload's RBAC filters, and the filter
+/// chains its mTLS mode asks for. Over mutual TLS the application is told
+/// who called in `x-forwarded-client-cert` (set from the peer's
+/// certificate, whatever the caller sent); over plaintext that header is
+/// removed, so it can never be forged.
 pub(crate) fn inbound(
     proxy: &Proxy,
     port: &InboundPort,
     normalization: PathNormalization,
     authz: &Authz<'_>,
+    mtls: InboundTls,
 ) -> Listener {
     let address = proxy.metadata.address.to_string();
     let name = names::inbound_listener(&address, port.port);
     let cluster = names::inbound_cluster(port.port);
-    let filters = if port.protocol.is_http() || port.protocol == Protocol::Unknown {
-        let routes: RouteConfiguration = super::route::to_cluster(&name, cluster, port.protocol);
-        vec![http_connection_manager(
-            &name,
-            normalization,
-            RouteSpecifier::RouteConfig(routes),
-            authz.http.clone(),
-        )]
-    } else {
-        let mut filters = (authz.network)(&name);
-        filters.push(tcp_proxy(&name, cluster));
-        filters
+    let filters = |peer_certificate: bool| {
+        if port.protocol.is_http() || port.protocol == Protocol::Unknown {
+            let routes: RouteConfiguration =
+                super::route::to_cluster(&name, cluster.clone(), port.protocol);
+            let mut hcm = http_connection_manager(
+                &name,
+                normalization,
+                RouteSpecifier::RouteConfig(routes),
+                authz.http.clone(),
+            );
+            if peer_certificate {
+                hcm.forward_client_cert_details = ForwardClientCertDetails::SanitizeSet as i32;
+                hcm.set_current_client_cert_details = Some(SetCurrentClientCertDetails {
+                    subject: Some(BoolValue { value: true }),
+                    uri: true,
+                    dns: true,
+                    ..Default::default()
+                });
+            }
+            vec![hcm_filter(hcm)]
+        } else {
+            let mut filters = (authz.network)(&name);
+            filters.push(tcp_proxy(&name, cluster.clone()));
+            filters
+        }
+    };
+    let mtls_chain = |alpn: Vec<String>| FilterChain {
+        name: "mtls".to_string(),
+        filter_chain_match: Some(FilterChainMatch {
+            transport_protocol: "tls".to_string(),
+            application_protocols: alpn,
+            ..Default::default()
+        }),
+        transport_socket: Some(tls::downstream()),
+        filters: filters(true),
+        ..Default::default()
+    };
+    let plaintext_chain = |name: &str| FilterChain {
+        name: name.to_string(),
+        filters: filters(false),
+        ..Default::default()
+    };
+    let (filter_chains, inspect) = match mtls {
+        InboundTls::Plaintext => (vec![plaintext_chain("")], false),
+        InboundTls::Permissive => (
+            vec![mtls_chain(tls::mesh_alpn()), plaintext_chain("plaintext")],
+            true,
+        ),
+        InboundTls::Strict => (vec![mtls_chain(Vec::new())], true),
+        InboundTls::Refuse => (vec![refuse_chain(&name)], false),
     };
     Listener {
         name,
         address: Some(proto::socket_address(&address, port.port)),
-        filter_chains: vec![FilterChain {
-            filters,
-            ..Default::default()
-        }],
+        filter_chains,
+        listener_filters: if inspect {
+            vec![ListenerFilter {
+                name: TLS_INSPECTOR.to_string(),
+                config_type: Some(listener_filter::ConfigType::TypedConfig(proto::any(
+                    TlsInspector::default(),
+                ))),
+                ..Default::default()
+            }]
+        } else {
+            Vec::new()
+        },
         traffic_direction: TrafficDirection::Inbound as i32,
+        ..Default::default()
+    }
+}
+
+const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
+
+/// A chain that closes every connection: an RBAC network filter that
+/// allows nothing.
+fn refuse_chain(stat_prefix: &str) -> FilterChain {
+    let rbac = NetworkRbac {
+        rules: Some(Rbac {
+            action: RbacAction::Allow as i32,
+            ..Default::default()
+        }),
+        stat_prefix: stat_prefix.to_string(),
+        ..Default::default()
+    };
+    FilterChain {
+        name: "refuse".to_string(),
+        filters: vec![Filter {
+            name: "envoy.filters.network.rbac".to_string(),
+            config_type: Some(filter::ConfigType::TypedConfig(proto::any(rbac))),
+        }],
         ..Default::default()
     }
 }
@@ -131,7 +245,7 @@ fn http_connection_manager(
     normalization: PathNormalization,
     routes: RouteSpecifier,
     mut http_filters: Vec<HttpFilter>,
-) -> Filter {
+) -> HttpConnectionManager {
     http_filters.push(http_filter(filters::ROUTER, proto::any(Router::default())));
     let hcm = HttpConnectionManager {
         stat_prefix: stat_prefix.to_string(),
@@ -144,7 +258,10 @@ fn http_connection_manager(
         stream_idle_timeout: Some(proto::duration(Duration::ZERO)),
         ..Default::default()
     };
-    let hcm = normalize(hcm, normalization);
+    normalize(hcm, normalization)
+}
+
+fn hcm_filter(hcm: HttpConnectionManager) -> Filter {
     Filter {
         name: HCM.to_string(),
         config_type: Some(filter::ConfigType::TypedConfig(proto::any(hcm))),
@@ -247,6 +364,7 @@ mod tests {
                     http: Vec::new(),
                     network: &|_| Vec::new(),
                 },
+                InboundTls::Plaintext,
             )),
         ]
     }

@@ -35,6 +35,7 @@ mod listener;
 pub mod names;
 mod proto;
 mod route;
+mod tls;
 mod traffic_policy;
 mod verify;
 mod view;
@@ -87,7 +88,7 @@ fn compile_parts(
 ) -> (ProxyResources, Arc<SharedResources>, Vec<String>) {
     let scope = snapshot.scope_for(proxy);
     let namespace = &proxy.metadata.namespace;
-    let generator = proxy.metadata.generator;
+    let client = ClientKind::of(proxy);
     // Resolved once per namespace and scope (step one), then translated
     // (step two) by everything below.
     let view = match context {
@@ -95,8 +96,8 @@ fn compile_parts(
         None => Arc::new(ScopeView::resolve(snapshot, namespace, &scope)),
     };
     let shared = match context {
-        Some(context) => context.shared(&view, &scope, generator),
-        None => Arc::new(compile_shared(&view, generator)),
+        Some(context) => context.shared(&view, &scope, client),
+        None => Arc::new(compile_shared(&view, client)),
     };
     let endpoints = proxy_endpoints(snapshot, &view, proxy, &shared);
     if proxy.metadata.is_proxyless() {
@@ -153,6 +154,9 @@ fn compile_parts(
         http: security.http.clone(),
         network: &network,
     };
+    let peer = snapshot
+        .security
+        .peer_authentication_for(namespace, &proxy.metadata.labels);
     for port in &inbound {
         let c = cluster::inbound(
             port.port,
@@ -164,7 +168,8 @@ fn compile_parts(
         );
         insert(&mut own, ResourceType::Cluster, &c.name.clone(), &c);
         own_clusters.push(c.name.clone());
-        let l = listener::inbound(proxy, port, normalization, &authz);
+        let mtls = listener::InboundTls::new(peer.mode_at(port.port), proxy.metadata.sds);
+        let l = listener::inbound(proxy, port, normalization, &authz, mtls);
         insert(&mut listeners, ResourceType::Listener, &l.name.clone(), &l);
     }
 
@@ -266,16 +271,41 @@ fn outbound_routes(view: &ScopeView, labels: &BTreeMap<String, String>) -> Arc<R
     ))
 }
 
+/// The kind of client shared clusters are compiled for: an Envoy sidecar,
+/// with a mesh certificate or without, or a proxyless gRPC client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct ClientKind {
+    generator: Generator,
+    /// Whether the client can present the workload certificate (its agent
+    /// serves it over SDS), so that clusters may use mutual TLS.
+    certificate: bool,
+}
+
+impl ClientKind {
+    pub(crate) fn of(proxy: &Proxy) -> Self {
+        ClientKind {
+            generator: proxy.metadata.generator,
+            certificate: proxy.metadata.sds && !proxy.metadata.is_proxyless(),
+        }
+    }
+}
+
 /// Outbound clusters and their endpoints: one per admitted service port and
-/// subset, the clusters in the form `generator`'s clients take.
-fn compile_shared(view: &ScopeView, generator: Generator) -> SharedResources {
+/// subset, the clusters in the form `client`'s kind takes. Proxyless gRPC
+/// clients get no TLS: they would need certificate providers in their own
+/// bootstrap, which Bowline does not write yet.
+fn compile_shared(view: &ScopeView, client: ClientKind) -> SharedResources {
     let mut clusters = ResourceMap::new();
     let mut endpoints = ResourceMap::new();
     let mut localized = BTreeMap::new();
     for service in view.services() {
         for c in service.clusters() {
-            let proto = match generator {
-                Generator::Envoy => c.to_proto(),
+            let proto = match client.generator {
+                Generator::Envoy => {
+                    let mut proto = c.to_proto();
+                    c.secure(&mut proto, client.certificate);
+                    proto
+                }
                 Generator::Grpc => grpc::cluster(c.to_proto()),
             };
             insert(&mut clusters, ResourceType::Cluster, &c.name, &proto);

@@ -15,7 +15,7 @@
 
 use envoy_types::pb::envoy::config::route::v3::route_action::{HashPolicy, hash_policy};
 use policy::networking::{
-    ConnectionPool, DestinationRule, HashKey, LbPolicy, LoadBalancer, OutlierDetection,
+    ClientTls, ConnectionPool, DestinationRule, HashKey, LbPolicy, LoadBalancer, OutlierDetection,
     PortTrafficPolicy, TrafficPolicy,
 };
 
@@ -27,6 +27,7 @@ pub(crate) struct EffectivePolicy<'a> {
     pub(crate) load_balancer: Option<&'a LoadBalancer>,
     pub(crate) connection_pool: Option<&'a ConnectionPool>,
     pub(crate) outlier_detection: Option<&'a OutlierDetection>,
+    pub(crate) tls: Option<&'a ClientTls>,
 }
 
 impl<'a> EffectivePolicy<'a> {
@@ -36,6 +37,7 @@ impl<'a> EffectivePolicy<'a> {
             load_balancer: policy.load_balancer.as_ref().or(self.load_balancer),
             connection_pool: policy.connection_pool.as_ref().or(self.connection_pool),
             outlier_detection: policy.outlier_detection.as_ref().or(self.outlier_detection),
+            tls: policy.tls.as_ref().or(self.tls),
         }
     }
 
@@ -46,6 +48,7 @@ impl<'a> EffectivePolicy<'a> {
                 load_balancer: p.load_balancer.as_ref(),
                 connection_pool: p.connection_pool.as_ref(),
                 outlier_detection: p.outlier_detection.as_ref(),
+                tls: p.tls.as_ref(),
             },
             None => self.overlay(policy),
         }
@@ -228,6 +231,7 @@ mod tests {
                 load_balancer: Some(simple(SimpleLb::Random)),
                 connection_pool: Some(pool(10)),
                 outlier_detection: None,
+                tls: None,
                 port_level_settings: vec![PortTrafficPolicy {
                     port: 9080,
                     connection_pool: Some(pool(5)),

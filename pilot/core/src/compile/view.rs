@@ -25,6 +25,7 @@ use discovery::{Port, Registry, ServiceModel};
 use policy::networking::{DestinationRule, VirtualService};
 
 use super::cluster::{self, OutboundCluster};
+use super::tls::MeshTls;
 use crate::hosts;
 use crate::snapshot::{SidecarScope, Snapshot, visible};
 
@@ -50,6 +51,9 @@ pub(crate) struct ServiceView {
     pub(crate) rule: Option<Arc<DestinationRule>>,
     /// The VirtualService in force for the service, imported by the scope.
     pub(crate) virtual_service: Option<Arc<VirtualService>>,
+    /// What mutual TLS toward the service's endpoints needs (shared by
+    /// every service of the view).
+    mesh: Arc<MeshTls>,
 }
 
 /// A host some route sends to (or mirrors to), resolved.
@@ -67,6 +71,10 @@ impl ScopeView {
     /// Resolves `snapshot` for proxies of `namespace` in `scope`.
     pub(crate) fn resolve(snapshot: &Snapshot, namespace: &str, scope: &SidecarScope) -> Self {
         let registry = &snapshot.registry;
+        let mesh = Arc::new(MeshTls {
+            security: Arc::clone(&snapshot.security),
+            trust_domain: snapshot.mesh.trust_domain.clone(),
+        });
         let mut services = BTreeMap::new();
         let mut admit = |service: &Arc<ServiceModel>| {
             if !visible(service, namespace) || !scope.admits(service) {
@@ -85,6 +93,7 @@ impl ScopeView {
                         .collect(),
                     rule: snapshot.destination_rule(host, namespace).cloned(),
                     virtual_service: snapshot.virtual_service_in(host, namespace, scope).cloned(),
+                    mesh: Arc::clone(&mesh),
                 },
             );
         };
@@ -179,6 +188,10 @@ impl ServiceView {
         cluster::outbound_clusters(&self.service, self.rule.as_deref())
             .into_iter()
             .filter(|c| self.ports.contains(&c.port.number))
+            .map(|c| OutboundCluster {
+                mesh: Some(&self.mesh),
+                ..c
+            })
     }
 }
 

@@ -290,6 +290,23 @@ fn endpoints_differ_only(old: &ServiceModel, new: &ServiceModel) -> bool {
         && *ports == new.ports
         && *mesh_external == new.mesh_external
         && *export_to == new.export_to
+        && identities(old) == identities(new)
+}
+
+/// The workloads' identities behind a service, which its clusters verify
+/// peers against (`compile::tls`): when they change, so do the clusters.
+fn identities(service: &ServiceModel) -> BTreeSet<(&str, &str)> {
+    service
+        .endpoints
+        .iter()
+        .filter_map(|ep| {
+            let (namespace, _) = ep.workload.as_ref()?;
+            Some((
+                namespace.as_str(),
+                ep.service_account.as_deref().unwrap_or("default"),
+            ))
+        })
+        .collect()
 }
 
 /// The addresses of endpoints that are not in both versions unchanged.
@@ -398,6 +415,20 @@ mod tests {
         // Every namespace sees reviews; only bank sees ledger.
         assert!(changes.reaches(&proxy("bank", "10.9.0.1"), &before, &after));
         assert!(changes.reaches(&proxy("shop", "10.9.0.1"), &before, &after));
+    }
+
+    #[test]
+    fn a_new_identity_behind_a_service_is_a_service_change() {
+        // Clients verify the service accounts behind reviews: they are in
+        // its clusters, so an endpoint with another one changes those.
+        let (before, after) = (
+            mesh("10.0.0.2", ""),
+            mesh("10.0.0.2, serviceAccount: reviews-admin", ""),
+        );
+        let changes = ChangeSet::between(&before, &after);
+        assert!(changes.reasons.contains(&PushReason::ServiceUpdate));
+        assert_eq!(changes.hosts, BTreeSet::from([REVIEWS.to_string()]));
+        assert!(changes.endpoints_only().is_none());
     }
 
     /// A Sidecar in `ns` importing `hosts`.

@@ -129,31 +129,8 @@ impl Security {
     }
 
     /// What is accepted but not programmed into sidecars yet, said where it
-    /// is written: mutual TLS (so STRICT refuses no plaintext) and keys a
-    /// JWT rule does not give inline.
+    /// is written: keys a JWT rule does not give inline.
     fn report_not_compiled(&self, out: &mut Vec<Diagnostic>) {
-        for pa in &self.peer_authentications {
-            let key = key_of(Kind::PeerAuthentication, &pa.meta);
-            let strict = std::iter::once((FieldPath::new("spec.mtls.mode"), pa.spec.mtls)).chain(
-                pa.spec.port_level_mtls.iter().map(|(port, mode)| {
-                    (
-                        FieldPath::new("spec.portLevelMtls")
-                            .key(&port.to_string())
-                            .field("mode"),
-                        *mode,
-                    )
-                }),
-            );
-            for (path, _) in strict.filter(|(_, m)| *m == MtlsMode::Strict) {
-                out.push(
-                    Diagnostic::warning(
-                        path,
-                        "STRICT is not enforced yet: sidecars do not terminate mutual TLS, so plaintext is still accepted",
-                    )
-                    .on(key.clone()),
-                );
-            }
-        }
         for ra in &self.request_authentications {
             for (i, rule) in ra.spec.jwt_rules.iter().enumerate() {
                 if rule.jwks.is_some() {
@@ -192,24 +169,21 @@ impl Security {
             let Some(path) = identity_field(ap) else {
                 continue;
             };
-            // Until sidecars terminate mutual TLS, every workload accepts
-            // plaintext, whatever its mode; then only STRICT ones will not.
-            let exposed = workloads.iter().find(|we| {
-                self.reaches(
+            // A STRICT workload takes no plaintext; any other does.
+            let exposed = workloads.iter().find_map(|we| {
+                let reached = self.reaches(
                     &ap.meta.namespace,
                     ap.spec.selector.as_ref(),
                     &we.meta.namespace,
                     &we.spec.labels,
-                )
+                );
+                let mode = self
+                    .peer_authentication_for(&we.meta.namespace, &we.spec.labels)
+                    .mode;
+                (reached && mode != MtlsMode::Strict).then_some((we, mode))
             });
-            let Some(we) = exposed else { continue };
-            let mode = self
-                .peer_authentication_for(&we.meta.namespace, &we.spec.labels)
-                .mode;
-            let why = match mode {
-                MtlsMode::Strict => "STRICT is not enforced yet".to_string(),
-                other => format!("its mTLS mode is {}", other.as_str()),
-            };
+            let Some((we, mode)) = exposed else { continue };
+            let why = format!("its mTLS mode is {}", mode.as_str());
             out.push(
                 Diagnostic::warning(
                     path,
@@ -454,14 +428,6 @@ mod tests {
         s.diagnostics.iter().map(|d| d.to_string()).collect()
     }
 
-    /// The findings about precedence, without the notes that STRICT is not
-    /// enforced yet.
-    fn precedence(s: &Snapshot) -> Vec<String> {
-        let mut found = messages(s);
-        found.retain(|m| !m.contains("STRICT is not enforced yet"));
-        found
-    }
-
     #[test]
     fn permissive_where_no_policy_applies() {
         let s = snapshot("");
@@ -481,7 +447,7 @@ mod tests {
             )
             + &pa("dev", "default", "  {}\n");
         let s = snapshot(&config);
-        assert_eq!(precedence(&s), Vec::<String>::new());
+        assert_eq!(messages(&s), Vec::<String>::new());
         let web = s
             .security
             .peer_authentication_for("prod", &labels(&[("app", "web")]));
@@ -522,7 +488,7 @@ mod tests {
             )
             + &workload("prod", "web-1", "{app: web, tier: front}");
         let s = snapshot(&config);
-        let found = precedence(&s);
+        let found = messages(&s);
         assert_eq!(found.len(), 2, "{found:#?}");
         assert!(found[0].contains("PeerAuthentication prod/b-default: namespace prod has more than one PeerAuthentication without a selector; prod/a-default applies"), "{found:#?}");
         assert!(found[1].contains("PeerAuthentication prod/b-web: spec.selector: workload prod/web-1 is also selected by PeerAuthentication prod/a-web, which applies to it"), "{found:#?}");
@@ -541,7 +507,7 @@ mod tests {
             "web",
             "  selector: {matchLabels: {app: web}}\n  mtls: {mode: STRICT}\n",
         ));
-        let found = precedence(&s);
+        let found = messages(&s);
         assert_eq!(found.len(), 1, "{found:#?}");
         assert!(found[0].contains("spec.selector: a PeerAuthentication with a selector in the root namespace istio-system applies to no workload"));
         for ns in ["istio-system", "prod"] {
@@ -612,10 +578,20 @@ mod tests {
         assert_eq!(found.len(), 2, "{found:#?}");
         assert!(found[0].contains("AuthorizationPolicy prod/deny-ns: spec.rules[0].from[0].source.notNamespaces: this rule relies on the caller's identity, but workload prod/web-1 accepts plaintext (its mTLS mode is PERMISSIVE)"), "{found:#?}");
         assert!(found[1].contains("AuthorizationPolicy prod/when-principal: spec.rules[0].when[0].key: this rule relies"), "{found:#?}");
+        // A STRICT workload takes no plaintext caller: nothing to warn about.
+        let strict = config
+            + &pa(
+                "prod",
+                "default",
+                "  mtls: {mode: STRICT}
+",
+            );
+        let found = messages(&snapshot(&strict));
+        assert!(found.is_empty(), "{found:#?}");
     }
 
     #[test]
-    fn strict_and_unfetched_keys_say_they_are_not_there_yet() {
+    fn unfetched_keys_say_they_are_not_there_yet_and_strict_is_quiet() {
         let config = pa("prod", "default", "  mtls: {mode: PERMISSIVE}\n")
             + &pa(
                 "prod",
@@ -625,16 +601,10 @@ mod tests {
             + "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: jwt, namespace: prod}\nspec:\n  jwtRules: [{issuer: a}, {issuer: b, jwksUri: 'https://b/k'}, {issuer: c, jwks: '{\"kty\": \"EC\", \"crv\": \"P-256\", \"x\": \"a\", \"y\": \"b\"}'}]\n";
         let s = snapshot(&config);
         let found = messages(&s);
-        assert_eq!(found.len(), 4, "{found:#?}");
-        assert!(
-            found[0].contains(
-                "PeerAuthentication prod/web: spec.mtls.mode: STRICT is not enforced yet"
-            ),
-            "{found:#?}"
-        );
-        assert!(found[1].contains("PeerAuthentication prod/web: spec.portLevelMtls[8080].mode: STRICT is not enforced yet"), "{found:#?}");
-        assert!(found[2].contains("RequestAuthentication prod/jwt: spec.jwtRules[0]: the control plane does not fetch keys from the issuer's discovery document yet: tokens of issuer \"a\" are refused with 401"), "{found:#?}");
-        assert!(found[3].contains("RequestAuthentication prod/jwt: spec.jwtRules[1].jwksUri: the control plane does not fetch keys from jwksUri yet"), "{found:#?}");
+        // STRICT is enforced by the sidecars now: nothing to say about it.
+        assert_eq!(found.len(), 2, "{found:#?}");
+        assert!(found[0].contains("RequestAuthentication prod/jwt: spec.jwtRules[0]: the control plane does not fetch keys from the issuer's discovery document yet: tokens of issuer \"a\" are refused with 401"), "{found:#?}");
+        assert!(found[1].contains("RequestAuthentication prod/jwt: spec.jwtRules[1].jwksUri: the control plane does not fetch keys from jwksUri yet"), "{found:#?}");
         assert!(s.diagnostics.iter().all(|d| !d.is_error()));
     }
 }
