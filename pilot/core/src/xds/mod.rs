@@ -16,6 +16,7 @@
 pub mod connection;
 mod delta;
 mod held;
+pub mod identity;
 pub mod request;
 mod sotw;
 pub mod status;
@@ -25,5 +26,6 @@ mod tests;
 
 pub use crate::proxy::NodeError;
 pub use connection::{Connection, DeltaResponse, Mode, Payload, Response, SotwResponse};
+pub use identity::{IdentityMismatch, PeerIdentity, check_node_identity};
 pub use request::SotwRequest;
 pub use status::{Nack, TypeStatus, XdsStatus};
