@@ -168,10 +168,11 @@ impl OutboundCluster<'_> {
     /// The cluster's TLS, for a client sidecar that has a mesh certificate
     /// or not: the DestinationRule's `tls`, else auto-mTLS.
     pub(crate) fn secure(&self, cluster: &mut Cluster, client_has_certificate: bool) {
-        let identities = self
-            .mesh
-            .map(|mesh| mesh.identities(self.service))
-            .unwrap_or_default();
+        let identities = || {
+            self.mesh
+                .map(|mesh| mesh.identities(self.service))
+                .unwrap_or_default()
+        };
         let subset = self.subset_name();
         let upstream = tls::upstream(
             self.policy.tls,

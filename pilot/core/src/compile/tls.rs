@@ -147,23 +147,25 @@ pub(crate) enum Upstream {
 
 /// What a cluster's client sends: the rule's `tls`, else auto-mTLS toward
 /// EDS endpoints when the client has a mesh certificate.
+/// `identities` (the server's SPIFFE ids) is called only when mesh TLS is
+/// in play, since most clusters of a client without a certificate need none.
 pub(crate) fn upstream(
     tls: Option<&ClientTls>,
     client_has_certificate: bool,
     eds: bool,
     sni: String,
-    identities: Vec<String>,
+    identities: impl FnOnce() -> Vec<String>,
 ) -> Upstream {
     match tls {
         None if client_has_certificate && eds => {
-            Upstream::Auto(mesh_upstream(sni, identities, true))
+            Upstream::Auto(mesh_upstream(sni, identities(), true))
         }
         None => Upstream::Plaintext,
         Some(tls) => match tls.mode {
             TlsMode::Disable => Upstream::Plaintext,
             TlsMode::IstioMutual => {
                 let sans = if tls.subject_alt_names.is_empty() {
-                    identities
+                    identities()
                 } else {
                     tls.subject_alt_names.clone()
                 };
