@@ -180,3 +180,58 @@ async fn sidecars_speak_mutual_tls_as_peer_authentication_says() {
     .await;
     assert_caller_is_frontend(&Some(last));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorization_sees_the_caller_s_identity_over_mutual_tls() {
+    // Hosts of its own in the subnet: .3-.5, the control plane on .251.
+    let workloads = [
+        Workload::new("frontend", 3, &[("app", "frontend")]),
+        Workload::new("other", 4, &[("app", "other")]),
+        Workload::new("reviews", 5, &[("app", "reviews")]),
+    ];
+    let mut mesh = Mesh::new(SUBNET)
+        .with_control_plane_host(251)
+        .with_identities();
+    let entries: Vec<String> = workloads
+        .iter()
+        .map(|w| entry(w.name, &mesh, w.host))
+        .collect();
+    mesh.write("workloads.yaml", &entries.join("---\n"));
+    mesh.write(
+        "services.yaml",
+        &format!(
+            "{}---\n{}---\n{}",
+            service("frontend", &[8000]),
+            service("other", &[8000]),
+            service("reviews", &[9080])
+        ),
+    );
+    // Only frontend's identity may call reviews.
+    mesh.write(
+        "allow.yaml",
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: reviews}\nspec:\n  selector: {matchLabels: {app: reviews}}\n  action: ALLOW\n  rules:\n  - from:\n    - source: {principals: [cluster.local/ns/default/sa/frontend]}\n",
+    );
+    mesh.start_control_plane().await;
+    for w in &workloads {
+        mesh.start_workload(w.name, w.host, w.labels, "sotw").await;
+    }
+    mesh.wait_converged(&["frontend", "other", "reviews"]).await;
+
+    let status = |host: u8| {
+        let client = mesh.client(host);
+        async move {
+            client
+                .get("http://reviews:9080/")
+                .send()
+                .await
+                .ok()
+                .map(|r| r.status().as_u16())
+        }
+    };
+    let from_frontend = eventually("frontend's call", || async {
+        status(3).await.filter(|s| *s == 200)
+    })
+    .await;
+    assert_eq!(from_frontend, 200);
+    assert_eq!(status(4).await, Some(403), "another identity is refused");
+}
