@@ -240,6 +240,30 @@ async fn authorization_sees_the_caller_s_identity_over_mutual_tls() {
         assert_eq!(raw_status(&mesh, 3, path).await, 403, "{path}");
     }
     assert_eq!(raw_status(&mesh, 3, "/a/../b").await, 200);
+    // An ALLOW policy with an empty spec allows nothing by itself: frontend,
+    // which no other policy guards, refuses every caller (reviews stays as
+    // it was: ALLOW policies add up).
+    let to_frontend = |host: u8| {
+        let client = mesh.client(host);
+        async move {
+            client
+                .get("http://frontend:8000/")
+                .send()
+                .await
+                .ok()
+                .map(|r| r.status().as_u16())
+        }
+    };
+    assert_eq!(to_frontend(4).await, Some(200));
+    mesh.write(
+        "allow-nothing.yaml",
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: allow-nothing}\nspec: {}\n",
+    );
+    eventually("spec {} to refuse callers of frontend", || async {
+        (to_frontend(4).await == Some(403)).then_some(())
+    })
+    .await;
+    assert_eq!(status(3).await, Some(200));
 }
 
 /// The status of `GET PATH` to reviews through the sidecar at `host`, with
