@@ -37,10 +37,24 @@ pub fn service(name: &str, ports: &[u16]) -> String {
 /// the control plane and every workload, and waits until every sidecar has
 /// ACKed its config.
 pub async fn start_mesh(subnet: u8, policy: &str, workloads: &[Workload<'_>]) -> Mesh {
-    let mut mesh = Mesh::new(subnet);
+    start_prepared(Mesh::new(subnet), policy, workloads).await
+}
+
+/// [`start_mesh`] on a mesh set up beforehand (identities, the control
+/// plane's host). With identities, each WorkloadEntry names the service
+/// account its agent gets a certificate for (the workload's name), so
+/// clients verify the identity the server really has.
+pub async fn start_prepared(mut mesh: Mesh, policy: &str, workloads: &[Workload<'_>]) -> Mesh {
     let entries: Vec<String> = workloads
         .iter()
-        .map(|w| workload_entry(w.name, mesh.address(w.host), w.labels))
+        .map(|w| {
+            let entry = workload_entry(w.name, mesh.address(w.host), w.labels);
+            if mesh.has_identities() {
+                format!("{entry}  serviceAccount: {}\n", w.name)
+            } else {
+                entry
+            }
+        })
         .collect();
     mesh.write("workloads.yaml", &entries.join("---\n"));
     mesh.write("policy.yaml", policy);

@@ -92,6 +92,11 @@ impl Mesh {
     /// Agents started from now on get their certificates from the CA: a
     /// token minted with `bowline token create` for service account NAME,
     /// the root from the admin API's trust bundle.
+    /// Whether agents get workload certificates (see [`Mesh::with_identities`]).
+    pub fn has_identities(&self) -> bool {
+        self.identities
+    }
+
     pub fn with_identities(mut self) -> Mesh {
         self.identities = true;
         self

@@ -10,18 +10,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::fixture::{Workload, service};
+use crate::fixture::{Workload, service, start_prepared};
 use crate::harness::Mesh;
 
 const SUBNET: u8 = 123;
 
 const FRONTEND_ID: &str = "spiffe://cluster.local/ns/default/sa/frontend";
 
-fn entry(name: &str, mesh: &Mesh, host: u8) -> String {
-    format!(
-        "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: {name}}}\nspec:\n  address: {}\n  labels: {{app: {name}}}\n  serviceAccount: {name}\n",
-        mesh.address(host)
-    )
+/// The status of `GET url` through the sidecar at `host`; `None` when the
+/// request failed.
+async fn status_from(mesh: &Mesh, host: u8, url: &str) -> Option<u16> {
+    let response = mesh.client(host).get(url).send().await.ok()?;
+    Some(response.status().as_u16())
 }
 
 /// The caller's identity the echo application saw through the mesh, or
@@ -98,25 +98,12 @@ async fn sidecars_speak_mutual_tls_as_peer_authentication_says() {
         Workload::new("frontend", 1, &[("app", "frontend")]),
         Workload::new("reviews", 2, &[("app", "reviews")]),
     ];
-    let mut mesh = Mesh::new(SUBNET).with_identities();
-    let entries: Vec<String> = workloads
-        .iter()
-        .map(|w| entry(w.name, &mesh, w.host))
-        .collect();
-    mesh.write("workloads.yaml", &entries.join("---\n"));
-    mesh.write(
-        "services.yaml",
-        &format!(
-            "{}---\n{}",
-            service("frontend", &[8000]),
-            service("reviews", &[9080])
-        ),
+    let services = format!(
+        "{}---\n{}",
+        service("frontend", &[8000]),
+        service("reviews", &[9080])
     );
-    mesh.start_control_plane().await;
-    for w in &workloads {
-        mesh.start_workload(w.name, w.host, w.labels, "sotw").await;
-    }
-    mesh.wait_converged(&["frontend", "reviews"]).await;
+    let mesh = start_prepared(Mesh::new(SUBNET).with_identities(), &services, &workloads).await;
 
     // PERMISSIVE (no policy): mesh traffic is mutual TLS and says who called;
     // plaintext still gets in, with the forged header removed.
@@ -189,45 +176,19 @@ async fn authorization_sees_the_caller_s_identity_over_mutual_tls() {
         Workload::new("other", 4, &[("app", "other")]),
         Workload::new("reviews", 5, &[("app", "reviews")]),
     ];
-    let mut mesh = Mesh::new(SUBNET)
-        .with_control_plane_host(251)
-        .with_identities();
-    let entries: Vec<String> = workloads
-        .iter()
-        .map(|w| entry(w.name, &mesh, w.host))
-        .collect();
-    mesh.write("workloads.yaml", &entries.join("---\n"));
-    mesh.write(
-        "services.yaml",
-        &format!(
-            "{}---\n{}---\n{}",
-            service("frontend", &[8000]),
-            service("other", &[8000]),
-            service("reviews", &[9080])
-        ),
-    );
     // Only frontend's identity may call reviews, and nobody its /admin.
-    mesh.write(
-        "allow.yaml",
+    let config = format!(
+        "{}---\n{}---\n{}---\n{}",
+        service("frontend", &[8000]),
+        service("other", &[8000]),
+        service("reviews", &[9080]),
         "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: reviews}\nspec:\n  selector: {matchLabels: {app: reviews}}\n  action: ALLOW\n  rules:\n  - from:\n    - source: {principals: [cluster.local/ns/default/sa/frontend]}\n---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: no-admin}\nspec:\n  selector: {matchLabels: {app: reviews}}\n  action: DENY\n  rules:\n  - to:\n    - operation: {paths: [/admin]}\n",
     );
-    mesh.start_control_plane().await;
-    for w in &workloads {
-        mesh.start_workload(w.name, w.host, w.labels, "sotw").await;
-    }
-    mesh.wait_converged(&["frontend", "other", "reviews"]).await;
-
-    let status = |host: u8| {
-        let client = mesh.client(host);
-        async move {
-            client
-                .get("http://reviews:9080/")
-                .send()
-                .await
-                .ok()
-                .map(|r| r.status().as_u16())
-        }
-    };
+    let mesh = Mesh::new(SUBNET)
+        .with_control_plane_host(251)
+        .with_identities();
+    let mesh = start_prepared(mesh, &config, &workloads).await;
+    let status = |host: u8| status_from(&mesh, host, "http://reviews:9080/");
     let from_frontend = eventually("frontend's call", || async {
         status(3).await.filter(|s| *s == 200)
     })
@@ -243,17 +204,7 @@ async fn authorization_sees_the_caller_s_identity_over_mutual_tls() {
     // An ALLOW policy with an empty spec allows nothing by itself: frontend,
     // which no other policy guards, refuses every caller (reviews stays as
     // it was: ALLOW policies add up).
-    let to_frontend = |host: u8| {
-        let client = mesh.client(host);
-        async move {
-            client
-                .get("http://frontend:8000/")
-                .send()
-                .await
-                .ok()
-                .map(|r| r.status().as_u16())
-        }
-    };
+    let to_frontend = |host: u8| status_from(&mesh, host, "http://frontend:8000/");
     assert_eq!(to_frontend(4).await, Some(200));
     mesh.write(
         "allow-nothing.yaml",
