@@ -462,8 +462,9 @@ impl Mesh {
             .find(|p| p["workload"] == name)
     }
 
-    /// Whether every connected proxy has ACKed everything it was sent, and
-    /// `names` are all connected.
+    /// Whether every connected proxy has ACKed everything it was sent, of
+    /// CDS, EDS, LDS and RDS at least (and SDS where it asked for `ROOTCA`),
+    /// and `names` are all connected.
     pub async fn converged(&self, names: &[&str]) -> bool {
         let proxies = self.proxies().await;
         names
@@ -471,7 +472,7 @@ impl Mesh {
             .all(|n| proxies.iter().any(|p| p["workload"] == *n))
             && proxies.iter().all(|p| {
                 p["xds"].as_object().is_some_and(|types| {
-                    types.len() == 4
+                    CORE_TYPES.iter().all(|t| types.contains_key(*t))
                         && types.values().all(|t| {
                             !t["sent_version"].is_null() && t["sent_version"] == t["acked_version"]
                         })
@@ -488,6 +489,14 @@ impl Mesh {
         .await;
     }
 }
+
+/// The types every sidecar subscribes to.
+const CORE_TYPES: [&str; 4] = [
+    "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+    "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
+    "type.googleapis.com/envoy.config.listener.v3.Listener",
+    "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+];
 
 impl Drop for Mesh {
     fn drop(&mut self) {

@@ -120,6 +120,19 @@ async fn sidecars_speak_mutual_tls_as_peer_authentication_says() {
         certs.contains("spiffe://cluster.local/ns/default/sa/reviews"),
         "{certs}"
     );
+    // The roots come from the control plane over ADS, and each sidecar has
+    // ACKed them: SDS is in its xDS status beside CDS, EDS, LDS and RDS.
+    mesh.wait_converged(&["frontend", "reviews"]).await;
+    for name in ["frontend", "reviews"] {
+        let status = mesh.proxy(name).await.unwrap();
+        let sds =
+            &status["xds"]["type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"];
+        assert!(!sds["acked_version"].is_null(), "{name}: {status}");
+        assert_eq!(
+            sds["acked_version"], sds["sent_version"],
+            "{name}: {status}"
+        );
+    }
     assert_eq!(
         plaintext(&mesh).await,
         Ok(None),

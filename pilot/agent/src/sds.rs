@@ -6,11 +6,11 @@
 //! new WorkloadSecret ─► on_secret ─┴─► Option<DiscoveryResponse> (only what Envoy has not got)
 //! ```
 //!
-//! The agent serves two secrets: `default`, the workload's certificate and
-//! key, and `ROOTCA`, the root its chain ends at, which sidecars verify
-//! their peers against. A request for any other name gets no resource of
-//! that name. (The root rotation of issue 8 moves `ROOTCA` to the control
-//! plane over ADS, where its ACK can be seen.)
+//! The agent serves one secret: `default`, the workload's certificate and
+//! key, which never leave the agent and Envoy. The roots peers are
+//! verified against, `ROOTCA`, come from the control plane over ADS, where
+//! their ACK can be seen (root rotation waits for it). A request for any
+//! other name gets no resource of that name.
 
 use std::collections::BTreeSet;
 
@@ -18,7 +18,7 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use prost::Name;
 
-use crate::secret::{ROOT_SECRET, WORKLOAD_SECRET, WorkloadSecret};
+use crate::secret::{WORKLOAD_SECRET, WorkloadSecret};
 
 /// What one stream has asked for and been sent.
 #[derive(Debug, Default)]
@@ -90,7 +90,6 @@ impl SdsStream {
             .iter()
             .filter_map(|name| match name.as_str() {
                 WORKLOAD_SECRET => Some(current.to_proto(WORKLOAD_SECRET)),
-                ROOT_SECRET => Some(current.root_to_proto(ROOT_SECRET)),
                 _ => None,
             })
             .map(envoy_types::util::pack_any)
@@ -122,8 +121,6 @@ impl SdsStream {
 mod tests {
     use super::*;
     use crate::secret::tests::issued;
-    use envoy_types::pb::envoy::config::core::v3::data_source::Specifier;
-    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::secret;
     use envoy_types::pb::google::rpc::Status;
     use prost::Message;
 
@@ -214,31 +211,19 @@ mod tests {
     }
 
     #[test]
-    fn rootca_is_the_root_the_chain_ends_at() {
+    fn rootca_comes_from_the_control_plane_not_the_agent() {
         let s = secret();
         let mut stream = SdsStream::new();
-        let r = stream
-            .on_request(&request(&["ROOTCA"], "", ""), Some(&s))
-            .unwrap();
-        let secrets = decoded(&r);
-        assert_eq!(secrets, [s.root_to_proto("ROOTCA")]);
-        let Some(secret::Type::ValidationContext(context)) = &secrets[0].r#type else {
-            panic!("ROOTCA is not a validation context: {secrets:?}");
-        };
-        let Some(Specifier::InlineBytes(pem)) = context
-            .trusted_ca
-            .as_ref()
-            .and_then(|d| d.specifier.clone())
-        else {
-            panic!("no inline roots");
-        };
-        assert_eq!(String::from_utf8(pem).unwrap(), s.root_pem);
-        assert!(s.root_pem.contains("BEGIN CERTIFICATE"));
-        // Both names on one stream: both in one response.
+        assert_eq!(
+            stream.on_request(&request(&["ROOTCA"], "", ""), Some(&s)),
+            None
+        );
+        // Both names on one stream: only the agent's own is answered.
         let r = stream
             .on_request(&request(&["ROOTCA", "default"], "", ""), Some(&s))
             .unwrap();
-        assert_eq!(decoded(&r).len(), 2);
+        let secrets = decoded(&r);
+        assert_eq!(secrets, [s.to_proto("default")]);
     }
 
     #[test]

@@ -12,14 +12,12 @@ use std::time::SystemTime;
 
 use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source::Specifier};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    CertificateValidationContext, Secret, TlsCertificate, secret,
+    Secret, TlsCertificate, secret,
 };
 use xxhash_rust::xxh3::xxh3_64;
 
 /// The secret istio-agent serves the workload's certificate under.
 pub const WORKLOAD_SECRET: &str = pilot_node::DEFAULT_SECRET;
-/// The secret with the roots peers are verified against.
-pub const ROOT_SECRET: &str = pilot_node::ROOT_SECRET;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -110,25 +108,6 @@ impl WorkloadSecret {
                 private_key: Some(inline(&self.key_pem)),
                 ..Default::default()
             })),
-        }
-    }
-}
-
-impl WorkloadSecret {
-    /// Envoy's `Secret` named `name`: a `validation_context` trusting the
-    /// root the chain ends at.
-    pub fn root_to_proto(&self, name: &str) -> Secret {
-        Secret {
-            name: name.to_string(),
-            r#type: Some(secret::Type::ValidationContext(
-                CertificateValidationContext {
-                    trusted_ca: Some(DataSource {
-                        specifier: Some(Specifier::InlineBytes(self.root_pem.as_bytes().to_vec())),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                },
-            )),
         }
     }
 }

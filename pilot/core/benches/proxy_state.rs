@@ -244,7 +244,9 @@ fn current_names(conn: &Connection, ty: ResourceType) -> Vec<String> {
         ResourceType::Endpoint => referenced_by(conn, ResourceType::Cluster),
         // The route configurations the listeners name over RDS: the
         // consistency check holds the set to exactly those.
-        ResourceType::Route => conn.resources().get(ty).keys().cloned().collect(),
+        ResourceType::Route | ResourceType::Secret => {
+            conn.resources().get(ty).keys().cloned().collect()
+        }
     }
 }
 

@@ -82,7 +82,9 @@ impl Mesh {
         changed: &BTreeSet<ObjectKey>,
     ) -> Snapshot {
         if previous.mesh != self.config {
-            return self.build(generation, config);
+            return self
+                .build(generation, config)
+                .with_trust_bundle(previous.trust_bundle.clone());
         }
         self.report(Snapshot::build_after(previous, generation, config, changed))
     }

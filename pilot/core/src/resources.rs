@@ -23,15 +23,23 @@ pub enum ResourceType {
     Endpoint,
     Listener,
     Route,
+    /// SDS over ADS: the bundle's roots (`ROOTCA`), which carry no secret.
+    /// The workload's key and certificate never pass through the control
+    /// plane: the agent serves them on its own socket.
+    Secret,
 }
 
 impl ResourceType {
-    /// Push order: clusters before their endpoints, listeners before their routes.
-    pub const ALL: [ResourceType; 4] = [
+    /// Push order: clusters before their endpoints, listeners before their
+    /// routes, then secrets (as Istio orders them). Envoy asks for a secret
+    /// only once a cluster or listener names it, and waits for it while
+    /// warming, so the order of a secret among the others does not matter.
+    pub const ALL: [ResourceType; 5] = [
         ResourceType::Cluster,
         ResourceType::Endpoint,
         ResourceType::Listener,
         ResourceType::Route,
+        ResourceType::Secret,
     ];
 
     pub const fn type_url(self) -> &'static str {
@@ -42,6 +50,9 @@ impl ResourceType {
             }
             ResourceType::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
             ResourceType::Route => "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+            ResourceType::Secret => {
+                "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+            }
         }
     }
 
@@ -50,7 +61,7 @@ impl ResourceType {
     }
 
     /// Whether Envoy subscribes to all resources of this type (LDS, CDS) rather
-    /// than naming them (RDS, EDS).
+    /// than naming them (RDS, EDS, SDS).
     pub const fn is_wildcard(self) -> bool {
         matches!(self, ResourceType::Cluster | ResourceType::Listener)
     }
@@ -214,7 +225,7 @@ mod references {
                     }
                 }
             }
-            Some(ResourceType::Endpoint) | None => {}
+            Some(ResourceType::Endpoint | ResourceType::Secret) | None => {}
         }
         out
     }
@@ -554,7 +565,7 @@ impl<'a> Iterator for Layered<'a> {
 /// compiler can share them (see [`ResourceSet`]).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ProxyResources {
-    by_type: [ResourceSet; 4],
+    by_type: [ResourceSet; 5],
     /// The snapshot generation the set was compiled from (0 until the
     /// caller sets it), so the xDS connection can say which generation a
     /// proxy has ACKed.
@@ -574,6 +585,7 @@ impl ProxyResources {
                 endpoints.into(),
                 listeners.into(),
                 routes.into(),
+                ResourceSet::default(),
             ],
             generation: 0,
         }

@@ -81,6 +81,12 @@ pub struct Snapshot {
     sidecars: Arc<scope::Sidecars>,
     /// PeerAuthentications, AuthorizationPolicies and RequestAuthentications.
     pub security: Arc<Security>,
+    /// The CA's roots (PEM, one or more certificates), which sidecars get
+    /// as the SDS secret `ROOTCA` over ADS; `None` while no CA runs. Not
+    /// read from the config: the control plane sets it (see
+    /// [`Snapshot::with_trust_bundle`]), and a build after a previous
+    /// snapshot keeps that one's.
+    pub trust_bundle: Option<Arc<str>>,
     /// What the build found, part by part, for the next build to reuse.
     parts: Parts,
 }
@@ -124,6 +130,12 @@ struct Reuse<'a> {
 impl Snapshot {
     /// Builds the snapshot of a config set: the registry, the policy of each
     /// host, and every finding about how the objects fit together.
+    /// The same snapshot with `bundle` as its trust bundle.
+    pub fn with_trust_bundle(mut self, bundle: Option<Arc<str>>) -> Snapshot {
+        self.trust_bundle = bundle;
+        self
+    }
+
     pub fn build(generation: u64, config: &ConfigSet) -> Snapshot {
         Snapshot::build_with_mesh(generation, config, &MeshConfig::default())
     }
@@ -238,6 +250,7 @@ impl Snapshot {
             mesh: mesh.clone(),
             sidecars,
             security,
+            trust_bundle: previous.and_then(|p| p.trust_bundle.clone()),
             parts: Parts::default(),
         };
         match previous.filter(|_| reuse.checks) {

@@ -15,6 +15,7 @@ pub const CDS: &str = ResourceType::Cluster.type_url();
 pub const EDS: &str = ResourceType::Endpoint.type_url();
 pub const LDS: &str = ResourceType::Listener.type_url();
 pub const RDS: &str = ResourceType::Route.type_url();
+pub const SDS: &str = ResourceType::Secret.type_url();
 
 /// A cluster whose content (and so version) depends on `tag`.
 pub fn cluster(name: &str, tag: u32) -> Arc<Resource> {
@@ -50,6 +51,27 @@ pub fn route(name: &str, tag: u32) -> Arc<Resource> {
         ..Default::default()
     };
     Arc::new(Resource::new(ResourceType::Route, name, &r))
+}
+
+/// A `ROOTCA`-like validation secret whose roots depend on `tag`.
+pub fn secret(name: &str, tag: u32) -> Arc<Resource> {
+    use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source::Specifier};
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+        CertificateValidationContext, Secret, secret,
+    };
+    let s = Secret {
+        name: name.to_string(),
+        r#type: Some(secret::Type::ValidationContext(
+            CertificateValidationContext {
+                trusted_ca: Some(DataSource {
+                    specifier: Some(Specifier::InlineString(format!("root {tag}"))),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )),
+    };
+    Arc::new(Resource::new(ResourceType::Secret, name, &s))
 }
 
 fn map(items: &[Arc<Resource>]) -> ResourceMap {

@@ -7,7 +7,10 @@
 //! (else the first one); its application listens on `ADDRESS:15080`. With a
 //! `# generator: grpc` line it is that workload's proxyless gRPC client
 //! instead of its sidecar. With a `# sds: true` line its agent serves it a
-//! workload certificate (node metadata `sds`), so it speaks mutual TLS.
+//! workload certificate (node metadata `sds`), so it speaks mutual TLS, and
+//! a CA runs: the snapshot's trust bundle is `support/root-cert.pem`, which
+//! the proxy gets as the secret `ROOTCA` (`<case>.secrets.json`, written
+//! only where there are secrets).
 //! Lines `# mesh: TEXT` together are the mesh config (`--mesh-config`).
 //!
 //! `REFRESH_GOLDEN=1 cargo test -p pilot --test golden` rewrites the expected
@@ -38,6 +41,7 @@ fn type_name(ty: ResourceType) -> &'static str {
         ResourceType::Endpoint => "endpoints",
         ResourceType::Listener => "listeners",
         ResourceType::Route => "routes",
+        ResourceType::Secret => "secrets",
     }
 }
 
@@ -111,7 +115,9 @@ fn compile_case(
     let mut store = FileStore::default();
     store.apply(Path::new(file), text);
     let config = store.config();
-    let snapshot = mesh_of(text).build(1, &config);
+    let snapshot = mesh_of(text)
+        .build(1, &config)
+        .with_trust_bundle(trust_bundle_of(text));
     let proxy = proxy_for(text, &config.objects).unwrap_or_else(|| panic!("{file}: no proxy"));
     let resources = compile(&snapshot, &proxy);
     assert_eq!(
@@ -128,6 +134,9 @@ fn compile_case(
 
     let mut outputs = Vec::new();
     for ty in ResourceType::ALL {
+        if ty == ResourceType::Secret && resources.get(ty).is_empty() {
+            continue;
+        }
         let list: Vec<serde_json::Value> = resources
             .get(ty)
             .values()
@@ -144,6 +153,14 @@ fn compile_case(
         .collect();
     outputs.push(("diagnostics.txt".to_string(), diagnostics));
     outputs
+}
+
+/// The trust bundle of a case: the test root with a `# sds: true` line.
+fn trust_bundle_of(text: &str) -> Option<Arc<str>> {
+    let sds = text
+        .lines()
+        .any(|l| l.strip_prefix("# sds: ").map(str::trim) == Some("true"));
+    sds.then(|| Arc::from(support::ROOT_CERT))
 }
 
 /// The mesh config of a case: its `# mesh: ` lines.
@@ -281,5 +298,63 @@ fn snapshot_and_proxies(file: &str, text: &str, generation: u64) -> (Snapshot, V
         })
         .flatten()
         .collect();
-    (mesh_of(text).build(generation, &config), proxies)
+    // Every case with a CA: the sidecars with a certificate get `ROOTCA`.
+    let snapshot = mesh_of(text)
+        .build(generation, &config)
+        .with_trust_bundle(Some(Arc::from(support::ROOT_CERT)));
+    (snapshot, proxies)
+}
+
+/// After a change of the trust bundle alone (a root joins it), the context
+/// that follows replaces every sidecar's secrets and nothing else: the
+/// same bytes as a compile from scratch of the new snapshot, and every
+/// other type exactly as before.
+#[test]
+fn a_trust_bundle_change_replaces_only_the_secrets() {
+    let inputs: Vec<PathBuf> = glob::glob(&format!("{}/**/*.in.yaml", golden_root().display()))
+        .unwrap()
+        .flatten()
+        .collect();
+    let mut updates = 0;
+    for input in &inputs {
+        let text = std::fs::read_to_string(input).unwrap();
+        let file = input.display().to_string();
+        let (snapshot, proxies) = snapshot_and_proxies(&file, &text, 1);
+        let snapshot = Arc::new(snapshot);
+        let context = PushContext::new(snapshot.clone());
+        let mut config = FileStore::default();
+        config.apply(Path::new(&file), &text);
+        let two_roots = format!("{}{}", support::ROOT_CERT, support::ROOT_CERT);
+        let next = Arc::new(
+            Snapshot::build_after(&snapshot, 2, &config.config(), &BTreeSet::new())
+                .with_trust_bundle(Some(Arc::from(two_roots.as_str()))),
+        );
+        let changes = ChangeSet::between(&snapshot, &next);
+        assert!(changes.trust_bundle_only(), "{file}: {changes:?}");
+        let after = PushContext::after_trust_bundle_change(&context, next.clone());
+        for proxy in &proxies {
+            let last = context.compile(proxy);
+            let expected = compile(&next, proxy);
+            assert!(changes.reaches(proxy, &snapshot, &next) != proxy.metadata.is_proxyless());
+            match after.secrets_update(proxy, &last, 1) {
+                Some(updated) => {
+                    updates += 1;
+                    assert_eq!(updated, expected, "{file}: proxy {}", proxy.id);
+                    for ty in ResourceType::ALL
+                        .into_iter()
+                        .filter(|t| *t != ResourceType::Secret)
+                    {
+                        assert_eq!(updated.get(ty), last.get(ty), "{file}: {ty:?}");
+                    }
+                    let secret = &updated.get(ResourceType::Secret)["ROOTCA"];
+                    assert_ne!(Some(secret), last.get(ResourceType::Secret).get("ROOTCA"));
+                }
+                None => {
+                    assert!(proxy.metadata.is_proxyless(), "{file}: proxy {}", proxy.id);
+                    assert_eq!(after.compile(proxy), expected, "{file}: proxy {}", proxy.id);
+                }
+            }
+        }
+    }
+    assert!(updates > 0, "the secrets-only path went unexercised");
 }

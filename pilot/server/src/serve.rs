@@ -93,8 +93,10 @@ impl ControlPlane {
         }
         info!(root_namespace = %mesh.config.root_namespace, "mesh config");
         let (snapshot_tx, snapshots) = watch::channel(Arc::new(Snapshot::default()));
+        let (trust_bundle, trust_bundle_rx) = watch::channel(None);
         let build_task = tokio::spawn(build_loop(
             changes_rx,
+            trust_bundle_rx.clone(),
             snapshot_tx,
             Debounce::default(),
             mesh,
@@ -140,7 +142,6 @@ impl ControlPlane {
             .await
             .map_err(listen_admin)?;
         let admin_addr = admin_listener.local_addr().map_err(listen_admin)?;
-        let (trust_bundle, trust_bundle_rx) = watch::channel(None);
         let router = admin::router(admin::AdminState {
             snapshots: snapshots.clone(),
             status: status.clone(),
@@ -179,9 +180,17 @@ impl ControlPlane {
         self.status.clone()
     }
 
-    /// Serves `pem` (the CA's roots) at `/api/v1/trust-bundle`.
+    /// Makes `pem` (the CA's roots) the trust bundle: served at
+    /// `/api/v1/trust-bundle`, and to every sidecar as the secret `ROOTCA`
+    /// in a snapshot of its own (only the secrets are compiled again).
     pub fn set_trust_bundle(&self, pem: &str) {
-        self.trust_bundle.send_replace(Some(Arc::from(pem)));
+        self.trust_bundle.send_if_modified(|bundle| {
+            let changed = bundle.as_deref() != Some(pem);
+            if changed {
+                *bundle = Some(Arc::from(pem));
+            }
+            changed
+        });
     }
 
     /// Stops serving; proxies keep their last config and reconnect later.
@@ -196,9 +205,11 @@ impl ControlPlane {
     }
 }
 
-/// Applies file changes to the store and publishes a new snapshot per burst.
+/// Applies file changes to the store and publishes a new snapshot per
+/// burst, and one per change of the trust bundle.
 async fn build_loop(
     mut changes: mpsc::Receiver<Vec<FileChange>>,
+    mut bundles: watch::Receiver<Option<Arc<str>>>,
     snapshots: watch::Sender<Arc<Snapshot>>,
     debounce: Debounce,
     mesh: Mesh,
@@ -206,6 +217,7 @@ async fn build_loop(
     let mut store = FileStore::default();
     let mut burst = Burst::default();
     let mut generation = 0;
+    let mut bundle = bundles.borrow_and_update().clone();
     loop {
         let due = burst.due(debounce);
         tokio::select! {
@@ -217,13 +229,27 @@ async fn build_loop(
                 if generation == 0 {
                     burst.reset();
                     generation += 1;
-                    publish(&mut store, &mesh, generation, &snapshots);
+                    publish(&mut store, &mesh, generation, &bundle, &snapshots);
                 }
             }
             () = sleep_until(due), if due.is_some() => {
                 burst.reset();
                 generation += 1;
-                publish(&mut store, &mesh, generation, &snapshots);
+                publish(&mut store, &mesh, generation, &bundle, &snapshots);
+            }
+            changed = bundles.changed() => {
+                if changed.is_err() {
+                    // The control plane is gone.
+                    return;
+                }
+                bundle = bundles.borrow_and_update().clone();
+                // Before the first listing there is nothing to publish yet:
+                // the first snapshot takes the bundle.
+                if generation > 0 {
+                    burst.reset();
+                    generation += 1;
+                    publish(&mut store, &mesh, generation, &bundle, &snapshots);
+                }
             }
         }
     }
@@ -250,12 +276,15 @@ fn publish(
     store: &mut FileStore,
     mesh: &Mesh,
     generation: u64,
+    bundle: &Option<Arc<str>>,
     snapshots: &watch::Sender<Arc<Snapshot>>,
 ) {
     let changed = store.take_changed();
     let config = store.config();
     let previous = snapshots.borrow().clone();
-    let snapshot = mesh.build_after(&previous, generation, &config, &changed);
+    let snapshot = mesh
+        .build_after(&previous, generation, &config, &changed)
+        .with_trust_bundle(bundle.clone());
     log_new_diagnostics(&previous.diagnostics, &snapshot.diagnostics);
     info!(
         generation,

@@ -42,7 +42,7 @@ use super::{
     compile_shared, derive_shared, outbound_routes, proxy_endpoints,
 };
 use crate::proxy::Proxy;
-use crate::resources::{ProxyResources, Resource, ResourceType};
+use crate::resources::{ProxyResources, Resource, ResourceSet, ResourceType};
 use crate::snapshot::{EndpointChanges, ScopeKey, SidecarScope, Snapshot};
 
 /// What a proxy's outbound routes depend on: its namespace, the labels some
@@ -79,10 +79,15 @@ pub struct PushContext {
     /// The label keys some VirtualService's `sourceLabels` reads: the only
     /// labels of a proxy its routes depend on.
     route_labels: BTreeSet<String>,
+    /// The secrets every sidecar gets (the bundle's `ROOTCA`).
+    secrets: OnceLock<ResourceSet>,
     after: Option<EndpointBase>,
     /// The snapshot before, when this one differs from it in VirtualServices
     /// only ([`PushContext::after_route_change`]).
     routes_after: Option<Arc<Snapshot>>,
+    /// The generation before, when this snapshot differs from it in the
+    /// trust bundle only ([`PushContext::after_trust_bundle_change`]).
+    secrets_after: Option<u64>,
 }
 
 /// Where a context that follows a change the shared clusters survive
@@ -121,9 +126,45 @@ impl PushContext {
             grpc: DashMap::new(),
             inbound_security: DashMap::new(),
             route_labels,
+            secrets: OnceLock::new(),
             after: None,
             routes_after: None,
+            secrets_after: None,
         }
+    }
+
+    /// The context of `snapshot` when it differs from `previous`'s only in
+    /// its trust bundle: a proxy whose last set came from `previous` gets
+    /// only its secrets replaced ([`PushContext::secrets_update`]), and the
+    /// rest is compiled afresh only for proxies that need a full compile.
+    pub fn after_trust_bundle_change(previous: &PushContext, snapshot: Arc<Snapshot>) -> Self {
+        PushContext {
+            secrets_after: Some(previous.generation()),
+            ..PushContext::new(snapshot)
+        }
+    }
+
+    /// `last` with this snapshot's secrets, when this context follows a
+    /// change of the trust bundle alone from the snapshot `last` was
+    /// compiled from. `None` otherwise (or for a proxyless client, which
+    /// gets no secrets); then compile in full.
+    pub fn secrets_update(
+        &self,
+        proxy: &Proxy,
+        last: &ProxyResources,
+        last_generation: u64,
+    ) -> Option<ProxyResources> {
+        if self.secrets_after != Some(last_generation) || proxy.metadata.is_proxyless() {
+            return None;
+        }
+        Some(last.with(ResourceType::Secret, self.secrets()))
+    }
+
+    /// The secrets every sidecar of the snapshot gets, encoded once.
+    pub(super) fn secrets(&self) -> ResourceSet {
+        self.secrets
+            .get_or_init(|| super::secrets(&self.snapshot))
+            .clone()
     }
 
     /// The context of `snapshot` when it differs from `previous`'s snapshot

@@ -173,13 +173,34 @@ fn compile_parts(
         insert(&mut listeners, ResourceType::Listener, &l.name.clone(), &l);
     }
 
+    let secrets = match context {
+        Some(context) => context.secrets(),
+        None => secrets(snapshot),
+    };
     let resources = ProxyResources::new(
         ResourceSet::new(&shared.clusters, own),
         endpoints,
         listeners,
         routes,
-    );
+    )
+    .with(ResourceType::Secret, secrets);
     (resources, shared, own_clusters)
+}
+
+/// The secrets the control plane serves every sidecar: `ROOTCA`, from the
+/// trust bundle, once a CA runs. Proxyless gRPC clients read theirs from
+/// their own bootstrap's certificate providers.
+pub(crate) fn secrets(snapshot: &Snapshot) -> ResourceSet {
+    let mut map = ResourceMap::new();
+    if let Some(bundle) = &snapshot.trust_bundle {
+        insert(
+            &mut map,
+            ResourceType::Secret,
+            pilot_node::ROOT_SECRET,
+            &tls::root_secret(bundle),
+        );
+    }
+    map.into()
 }
 
 /// What the security policies give the inbound side of the workloads of

@@ -18,10 +18,12 @@
 //! bytes per endpoint.
 //!
 //! The workload's certificate is the SDS secret `default` on the agent's
-//! `sds-grpc` cluster, and the roots are `ROOTCA` beside it (the root the
-//! agent's chain ends at; root rotation moves `ROOTCA` to the control plane
-//! over ADS). Both are waited for (`initial_fetch_timeout: 0s`), as
-//! istio-agent's sidecars wait. Only a sidecar whose agent serves
+//! `sds-grpc` cluster; its key never leaves the agent and Envoy. The roots
+//! are `ROOTCA`, which the control plane serves over ADS ([`root_secret`]
+//! from the snapshot's trust bundle): it carries no secret, and its ACK
+//! tells the control plane that a proxy trusts a new root before signing
+//! moves to it (root rotation). Both are waited for
+//! (`initial_fetch_timeout: 0s`), as istio-agent's sidecars wait. Only a sidecar whose agent serves
 //! `default` (node metadata `sds`) gets any of this; one without keeps
 //! plaintext, as a workload outside the mesh would.
 
@@ -32,15 +34,17 @@ use std::time::Duration;
 use discovery::{Endpoint, ServiceModel};
 use envoy_types::pb::envoy::config::cluster::v3::cluster::TransportSocketMatch;
 use envoy_types::pb::envoy::config::core::v3::{
-    ApiConfigSource, ApiVersion, ConfigSource, DataSource, GrpcService, Metadata, TransportSocket,
-    api_config_source::ApiType, config_source::ConfigSourceSpecifier, data_source::Specifier,
-    grpc_service::EnvoyGrpc, grpc_service::TargetSpecifier, transport_socket,
+    AggregatedConfigSource, ApiConfigSource, ApiVersion, ConfigSource, DataSource, GrpcService,
+    Metadata, TransportSocket, api_config_source::ApiType, config_source::ConfigSourceSpecifier,
+    data_source::Specifier, grpc_service::EnvoyGrpc, grpc_service::TargetSpecifier,
+    transport_socket,
 };
 use envoy_types::pb::envoy::extensions::transport_sockets::raw_buffer::v3::RawBuffer;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, SdsSecretConfig,
+    CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, SdsSecretConfig, Secret,
     SubjectAltNameMatcher, TlsCertificate, UpstreamTlsContext,
     common_tls_context::{CombinedCertificateValidationContext, ValidationContextType},
+    secret,
     subject_alt_name_matcher::SanType,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher::MatchPattern};
@@ -258,6 +262,36 @@ fn from_agent(name: &str) -> SdsSecretConfig {
     }
 }
 
+/// The secret `name` from the control plane, over the ADS stream.
+fn from_control_plane(name: &str) -> SdsSecretConfig {
+    SdsSecretConfig {
+        name: name.to_string(),
+        sds_config: Some(ConfigSource {
+            resource_api_version: ApiVersion::V3 as i32,
+            initial_fetch_timeout: Some(super::proto::duration(Duration::ZERO)),
+            config_source_specifier: Some(ConfigSourceSpecifier::Ads(AggregatedConfigSource {})),
+            ..Default::default()
+        }),
+    }
+}
+
+/// `ROOTCA`: the bundle's roots (PEM), which peers' certificates are
+/// verified against.
+pub(crate) fn root_secret(bundle: &str) -> Secret {
+    Secret {
+        name: pilot_node::ROOT_SECRET.to_string(),
+        r#type: Some(secret::Type::ValidationContext(
+            CertificateValidationContext {
+                trusted_ca: Some(DataSource {
+                    specifier: Some(Specifier::InlineString(bundle.to_string())),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )),
+    }
+}
+
 /// The mesh's common context: the workload certificate (when the sidecar
 /// has one), the bundle's roots, and the identities the peer may have.
 fn mesh_context(
@@ -281,7 +315,9 @@ fn mesh_context(
                         .collect(),
                     ..Default::default()
                 }),
-                validation_context_sds_secret_config: Some(from_agent(pilot_node::ROOT_SECRET)),
+                validation_context_sds_secret_config: Some(from_control_plane(
+                    pilot_node::ROOT_SECRET,
+                )),
                 ..Default::default()
             },
         )),

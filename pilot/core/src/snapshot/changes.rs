@@ -67,6 +67,8 @@ pub enum PushReason {
     WorkloadUpdate,
     /// The first snapshot, or a change whose reach is not worked out per proxy.
     GlobalUpdate,
+    /// The CA's trust bundle changed (a root joined or left it).
+    TrustBundle,
 }
 
 /// The difference between two snapshots, as far as proxies are concerned.
@@ -81,6 +83,8 @@ pub struct ChangeSet {
     pub addresses: BTreeSet<String>,
     /// Every proxy is reached.
     pub everyone: bool,
+    /// The trust bundle changed: every sidecar's `ROOTCA` secret with it.
+    pub trust_bundle: bool,
 }
 
 impl ChangeSet {
@@ -102,7 +106,17 @@ impl ChangeSet {
         changes.workload_entries(previous, next);
         changes.sidecars(previous, next);
         changes.security(previous, next);
+        if previous.trust_bundle != next.trust_bundle {
+            changes.reasons.insert(PushReason::TrustBundle);
+            changes.trust_bundle = true;
+        }
         changes
+    }
+
+    /// Whether the trust bundle is all that changed: then only secrets
+    /// differ, and nothing else needs compiling again.
+    pub fn trust_bundle_only(&self) -> bool {
+        self.trust_bundle && self.reasons.len() == 1
     }
 
     pub fn is_empty(&self) -> bool {
@@ -124,7 +138,7 @@ impl ChangeSet {
     /// Whether the change may alter what `proxy` is sent, seen from the
     /// snapshots before and after it.
     pub fn reaches(&self, proxy: &Proxy, previous: &Snapshot, next: &Snapshot) -> bool {
-        if self.everyone {
+        if self.everyone || (self.trust_bundle && !proxy.metadata.is_proxyless()) {
             return true;
         }
         if !self.addresses.is_empty()

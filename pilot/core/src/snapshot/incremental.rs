@@ -44,6 +44,7 @@ impl Snapshot {
     ) -> Snapshot {
         incremental(previous, generation, config, changed)
             .unwrap_or_else(|| Snapshot::build_with_mesh(generation, config, &previous.mesh))
+            .with_trust_bundle(previous.trust_bundle.clone())
     }
 }
 

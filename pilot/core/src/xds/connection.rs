@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! request ──► on_sotw_request / on_delta_request ──┐
-//!                                                  ├──► Vec<Response> (CDS, EDS, LDS, RDS order)
+//!                                                  ├──► Vec<Response> (CDS, EDS, LDS, RDS, SDS order)
 //! new ProxyResources ──► on_resources ─────────────┘
 //! ```
 //!
@@ -502,7 +502,7 @@ impl Connection {
     }
 
     /// Takes a new compiled set for this proxy. Returns what to push, in CDS,
-    /// EDS, LDS, RDS order, for requested types whose subscribed content
+    /// EDS, LDS, RDS, SDS order, for requested types whose subscribed content
     /// changed since it was last sent, and whose last response the client
     /// has answered.
     ///
@@ -621,7 +621,9 @@ impl Connection {
                     .map(|r| (r.name.clone(), Arc::clone(r)))
                     .collect()
             }
-            ResourceType::Listener | ResourceType::Route => ResourceMap::new(),
+            ResourceType::Listener | ResourceType::Route | ResourceType::Secret => {
+                ResourceMap::new()
+            }
         }
     }
 

@@ -3,6 +3,10 @@
 
 pub mod envoy_json;
 
+/// A self-signed P-256 root (`openssl req -x509`, no key kept): the trust
+/// bundle of the tests that run with a CA.
+pub const ROOT_CERT: &str = include_str!("root-cert.pem");
+
 use std::net::{IpAddr, SocketAddr};
 
 use pilot_core::proxy::{DEFAULT_OUTBOUND_PORT, Generator, NodeMetadata, Proxy};

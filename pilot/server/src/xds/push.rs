@@ -47,6 +47,8 @@ pub struct PushCounters {
     pub endpoint_updates: AtomicU64,
     /// Compiles that only rebuilt a proxy's routes.
     pub route_updates: AtomicU64,
+    /// Sets that only took a new trust bundle's secrets.
+    pub secret_updates: AtomicU64,
     /// Proxies a snapshot change did not reach, so were not compiled.
     pub skipped: AtomicU64,
 }
@@ -193,6 +195,9 @@ impl Inner {
         }
         let changes = ChangeSet::between(previous.snapshot(), &next);
         let context = Arc::new(match changes.endpoints_only() {
+            _ if changes.trust_bundle_only() => {
+                PushContext::after_trust_bundle_change(&previous, next)
+            }
             Some(endpoints) => PushContext::after_endpoint_change(&previous, next, endpoints),
             None if next.same_apart_from_routes(previous.snapshot()) => {
                 PushContext::after_route_change(&previous, next)
@@ -290,10 +295,15 @@ impl Inner {
         let update = last.as_ref().and_then(|l| {
             let endpoints = context.endpoints_update(proxy, &l.resources, valid_for);
             let endpoints = endpoints.map(|r| (r, &self.counters.endpoint_updates));
-            endpoints.or_else(|| {
-                let routes = context.routes_update(proxy, &l.resources, valid_for);
-                routes.map(|r| (r, &self.counters.route_updates))
-            })
+            endpoints
+                .or_else(|| {
+                    let routes = context.routes_update(proxy, &l.resources, valid_for);
+                    routes.map(|r| (r, &self.counters.route_updates))
+                })
+                .or_else(|| {
+                    let secrets = context.secrets_update(proxy, &l.resources, valid_for);
+                    secrets.map(|r| (r, &self.counters.secret_updates))
+                })
         });
         let compiled = match update {
             Some((resources, counter)) => {

@@ -3,8 +3,9 @@
 mod delta;
 mod gate;
 mod removal;
+mod secrets;
 mod sotw;
 
 pub(super) use crate::testing::{
-    CDS, EDS, LDS, RDS, cluster, endpoint, listener, resources, route,
+    CDS, EDS, LDS, RDS, SDS, cluster, endpoint, listener, resources, route, secret,
 };

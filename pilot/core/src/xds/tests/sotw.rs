@@ -416,7 +416,7 @@ fn unknown_types_and_delta_requests_are_ignored() {
     let mut conn = Connection::sotw();
     assert!(
         conn.on_sotw_request(request(
-            "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
+            "type.googleapis.com/envoy.service.runtime.v3.Runtime",
             &[],
             "",
             ""

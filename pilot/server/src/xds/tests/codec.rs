@@ -297,7 +297,7 @@ fn random_resource(rng: &mut fastrand::Rng, ty: ResourceType) -> Arc<Resource> {
 fn random_responses_encode_as_prost_does() {
     let mut rng = fastrand::Rng::with_seed(7);
     for case in 0..300 {
-        let ty = ResourceType::ALL[rng.usize(..4)];
+        let ty = ResourceType::ALL[rng.usize(..ResourceType::ALL.len())];
         let count = match rng.u8(..4) {
             0 => 0,
             1 => rng.usize(100..200),

@@ -9,5 +9,5 @@ mod service;
 mod status;
 
 pub(super) use pilot_core::testing::{
-    CDS, EDS, LDS, RDS, cluster, endpoint, node, resources, route,
+    CDS, EDS, LDS, RDS, SDS, cluster, endpoint, node, resources, route,
 };

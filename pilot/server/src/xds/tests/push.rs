@@ -16,7 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 use tonic::transport::server::TcpIncoming;
 
-use super::{CDS, EDS, LDS, RDS};
+use super::{CDS, EDS, LDS, RDS, SDS};
 use crate::xds::push::PushQueue;
 use crate::xds::server::AdsServer;
 use crate::xds::status::StatusRegistry;
@@ -73,7 +73,12 @@ impl Harness {
             .await
             .unwrap();
         let (tx, requests) = mpsc::channel(16);
-        let subscribe = [(CDS, vec![]), (EDS, eds), (LDS, vec![]), (RDS, rds)];
+        let mut subscribe = vec![(CDS, vec![]), (EDS, eds), (LDS, vec![]), (RDS, rds)];
+        let secrets = names(ResourceType::Secret);
+        if !secrets.is_empty() {
+            subscribe.push((SDS, secrets));
+        }
+        let types = subscribe.len();
         for (i, (type_url, names)) in subscribe.into_iter().enumerate() {
             tx.send(DeltaDiscoveryRequest {
                 node: (i == 0).then(node),
@@ -96,7 +101,7 @@ impl Harness {
             tx,
             responses,
         };
-        for _ in 0..4 {
+        for _ in 0..types {
             let r = h.next().await;
             h.ack(&r).await;
         }
@@ -278,4 +283,47 @@ async fn a_change_outside_the_proxys_sidecar_scope_sends_it_nothing() {
         names(&r).contains(&"outbound|80||reviews.shop.svc.cluster.local"),
         "{r:?}"
     );
+}
+
+#[tokio::test]
+async fn a_new_trust_bundle_sends_only_rootca_compiled_alone() {
+    let with_bundle = |generation, bundle: &str| {
+        Arc::new(
+            pilot_core::snapshot::test_mesh(generation, "10.0.0.2", "")
+                .with_trust_bundle(Some(Arc::from(bundle))),
+        )
+    };
+    let mut h = Harness::synced(with_bundle(1, "-----ROOT ONE-----\n")).await;
+    let compiles = h.queue.counters().compiles.load(Ordering::Relaxed);
+
+    h.snapshots
+        .send_replace(with_bundle(2, "-----ROOT ONE-----\n-----ROOT TWO-----\n"));
+    let r = h.next().await;
+    assert_eq!(r.type_url, SDS, "{r:?}");
+    assert_eq!(names(&r), ["ROOTCA"]);
+    let body = &r.resources[0].resource.as_ref().unwrap().value;
+    assert!(body.windows(b"ROOT TWO".len()).any(|w| w == b"ROOT TWO"));
+    // Only the secrets were replaced, not the proxy's whole set compiled.
+    let counters = h.queue.counters();
+    assert_eq!(counters.secret_updates.load(Ordering::Relaxed), 1);
+    assert_eq!(counters.compiles.load(Ordering::Relaxed), compiles);
+    // The ACK is what the rotation waits for: the status has the new
+    // generation ACKed for SDS.
+    h.ack(&r).await;
+    let acked = async {
+        loop {
+            let acked = h.status.list().iter().any(|p| {
+                p.xds
+                    .get(SDS)
+                    .is_some_and(|s| s.acked_generation == Some(2))
+            });
+            if acked {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), acked)
+        .await
+        .expect("the ACK recorded within the limit");
 }
