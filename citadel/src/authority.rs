@@ -14,8 +14,10 @@
 //! extended key usages, `CA:FALSE`, the CSR's public key and nothing else
 //! of the CSR.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use rcgen::{
@@ -27,6 +29,7 @@ use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
 use crate::csr::{self, VerifiedCsr};
+use crate::rotation::{self, CaStatus, RootStatus, Rotation, Step};
 use crate::state::{self, KEY_MODE, PUBLIC_MODE, StateDir};
 use crate::{Refusal, SpiffeId, pem};
 
@@ -82,6 +85,12 @@ pub enum Error {
     TtlOverMax { asked: u64, max: u64 },
     #[error("the CA certificate has expired")]
     CaExpired,
+    #[error("{0}: cannot parse")]
+    BadRotation(PathBuf),
+    #[error("root rotation: the step is {step:?}, not {want:?}")]
+    RotationStep { want: Step, step: Step },
+    #[error("root rotation: a plug-in CA ({0}) rotates by replacing its cacerts files")]
+    PlugInRotation(PathBuf),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -160,17 +169,49 @@ impl std::fmt::Debug for ServingCert {
 }
 
 /// The certificate authority.
+///
+/// What signs can change while it serves (root rotation, see
+/// [`crate::rotation`]): the keys sit behind a lock that issuing holds only
+/// to clone an `Arc`, and [`Ca::reload`] swaps them whole.
 pub struct Ca {
     trust_domain: String,
     workload_cert_ttl: Duration,
     max_workload_cert_ttl: Duration,
+    origin: Origin,
+    state: StateDir,
+    keys: RwLock<Arc<Keys>>,
+    issued: Mutex<Issued>,
+}
+
+/// The signing key and what goes with it, as one state of the rotation.
+struct Keys {
+    /// The root (by id) whose key signs; `None` for a plug-in CA.
+    signing: Option<String>,
     issuer: Issuer<'static, KeyPair>,
     issuer_not_after: OffsetDateTime,
-    /// PEM of every certificate after the leaf: intermediates, the root last.
+    /// PEM of every certificate after a workload's leaf: intermediates (a
+    /// cross-signature while a rotation is under way), the root last.
     chain: Vec<String>,
+    /// The same after the CA's own serving certificate: the cross-signature
+    /// of the signing root stays in it, so an agent whose `--ca-root` still
+    /// holds only an older root keeps reaching the CA.
+    serving_chain: Vec<String>,
     roots: Vec<CertificateDer<'static>>,
-    bundle_pem: String,
-    origin: Origin,
+    /// The roots' ids, in the bundle's order (empty for a plug-in CA).
+    root_ids: Vec<String>,
+    bundle_pem: Arc<str>,
+    rotation: Rotation,
+}
+
+/// What the CA has signed since it started, for the rotation and its status.
+#[derive(Debug, Default)]
+struct Issued {
+    /// Per identity: the root whose key signed its newest certificate, and
+    /// when that certificate expires.
+    latest: HashMap<String, (String, SystemTime)>,
+    /// Per root: a time no certificate its key signed is valid past, as
+    /// written to `<id>-signed-until` (and so kept across restarts).
+    signed_until: HashMap<String, u64>,
 }
 
 impl std::fmt::Debug for Ca {
@@ -178,14 +219,15 @@ impl std::fmt::Debug for Ca {
         f.debug_struct("Ca")
             .field("trust_domain", &self.trust_domain)
             .field("origin", &self.origin)
-            .field("roots", &self.roots.len())
+            .field("roots", &self.keys().roots.len())
             .finish_non_exhaustive()
     }
 }
 
 impl Ca {
     /// The plug-in CA if there is one, else the state directory's root,
-    /// generated if it does not exist yet.
+    /// generated if it does not exist yet, in the step of a root rotation
+    /// that `rotation.json` records.
     pub fn open(config: &CaConfig) -> Result<Ca> {
         let state = StateDir::open(&config.state_dir)?;
         let cacerts = config
@@ -193,42 +235,198 @@ impl Ca {
             .clone()
             .unwrap_or_else(|| state.file(CACERTS_DIR));
         let explicit = config.cacerts.is_some();
-        let (issuer, issuer_not_after, chain, roots, origin) =
-            if explicit || cacerts.join("ca-cert.pem").exists() {
-                let plug_in = PlugIn::read(&cacerts)?;
-                (
-                    plug_in.issuer,
-                    plug_in.not_after,
-                    plug_in.chain,
-                    plug_in.roots,
-                    Origin::PlugIn(cacerts),
-                )
-            } else {
-                let (issuer, root, not_after) = self_signed_root(&state, &config.trust_domain)?;
-                let pem_text = pem::encode("CERTIFICATE", root.as_ref());
-                (
-                    issuer,
-                    not_after,
-                    vec![pem_text],
-                    vec![root],
-                    Origin::SelfSigned,
-                )
+        let (keys, origin) = if explicit || cacerts.join("ca-cert.pem").exists() {
+            let plug_in = PlugIn::read(&cacerts)?;
+            let bundle_pem = bundle_pem(&plug_in.roots);
+            let keys = Keys {
+                signing: None,
+                issuer: plug_in.issuer,
+                issuer_not_after: plug_in.not_after,
+                serving_chain: plug_in.chain.clone(),
+                chain: plug_in.chain,
+                roots: plug_in.roots,
+                root_ids: Vec::new(),
+                bundle_pem,
+                rotation: Rotation::initial(),
             };
-        let bundle_pem = roots
-            .iter()
-            .map(|r| pem::encode("CERTIFICATE", r.as_ref()))
-            .collect();
+            (keys, Origin::PlugIn(cacerts))
+        } else {
+            self_signed_root(&state, &config.trust_domain)?;
+            let rotation = rotation::read(&state)?;
+            (Keys::load(&state, rotation)?, Origin::SelfSigned)
+        };
+        let mut issued = Issued::default();
+        for id in &keys.root_ids {
+            if let Some(until) = rotation::read_signed_until(&state, id)? {
+                issued.signed_until.insert(id.clone(), until);
+            }
+        }
         Ok(Ca {
             trust_domain: config.trust_domain.clone(),
             workload_cert_ttl: config.workload_cert_ttl,
             max_workload_cert_ttl: config.max_workload_cert_ttl,
-            issuer,
-            issuer_not_after,
-            chain,
-            roots,
-            bundle_pem,
             origin,
+            state,
+            keys: RwLock::new(Arc::new(keys)),
+            issued: Mutex::new(issued),
         })
+    }
+
+    fn keys(&self) -> Arc<Keys> {
+        match self.keys.read() {
+            Ok(keys) => keys.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn issued(&self) -> std::sync::MutexGuard<'_, Issued> {
+        match self.issued.lock() {
+            Ok(issued) => issued,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Reads `rotation.json` again (`bowline ca rotate-root` writes it from
+    /// another process) and, when it records another step, signs as that
+    /// step says from now on. Returns whether anything changed. A plug-in
+    /// CA does not rotate this way: nothing changes.
+    pub fn reload(&self) -> Result<bool> {
+        if self.origin != Origin::SelfSigned {
+            return Ok(false);
+        }
+        let rotation = rotation::read(&self.state)?;
+        if rotation == self.keys().rotation {
+            return Ok(false);
+        }
+        self.install(rotation)?;
+        Ok(true)
+    }
+
+    fn install(&self, rotation: Rotation) -> Result<()> {
+        let keys = Arc::new(Keys::load(&self.state, rotation)?);
+        {
+            let mut issued = self.issued();
+            for id in &keys.root_ids {
+                if !issued.signed_until.contains_key(id)
+                    && let Some(until) = rotation::read_signed_until(&self.state, id)?
+                {
+                    issued.signed_until.insert(id.clone(), until);
+                }
+            }
+        }
+        match self.keys.write() {
+            Ok(mut current) => *current = keys,
+            Err(poisoned) => *poisoned.into_inner() = keys,
+        }
+        Ok(())
+    }
+
+    /// The rotation's state: which root signs, which are in the bundle.
+    pub fn rotation(&self) -> Rotation {
+        self.keys().rotation.clone()
+    }
+
+    /// Step (2) of a rotation: the new root's key signs from now on, with
+    /// the old root's cross-signature of it in every chain. Records until
+    /// when the old key's certificates stay valid: the old root leaves the
+    /// bundle only after that ([`Ca::retire_old_root`]).
+    pub fn sign_with_new_root(&self) -> Result<Rotation> {
+        let current = self.rotation();
+        let (Step::Distributing, Some(new)) = (current.step, current.bundle.last()) else {
+            return Err(Error::RotationStep {
+                want: Step::Distributing,
+                step: current.step,
+            });
+        };
+        let old = current.signing.clone();
+        // The lock is held while the step is written, so no certificate of
+        // the old key is issued after its mark was read.
+        let next = {
+            let issued = self.issued();
+            let until = issued.signed_until.get(&old).copied().unwrap_or(0);
+            let next = Rotation {
+                step: Step::Reissuing,
+                signing: new.clone(),
+                bundle: current.bundle.clone(),
+                retiring: Some(old),
+                old_signed_until: Some(until),
+            };
+            let keys = Arc::new(Keys::load(&self.state, next.clone())?);
+            rotation::write(&self.state, &next)?;
+            match self.keys.write() {
+                Ok(mut k) => *k = keys,
+                Err(poisoned) => *poisoned.into_inner() = keys,
+            }
+            next
+        };
+        Ok(next)
+    }
+
+    /// Step (4): once no certificate the old root's key signed is valid any
+    /// more (`now` past `old_signed_until`), the old root leaves the bundle
+    /// and its key is deleted. `Ok(None)` while that time has not come.
+    pub fn retire_old_root(&self, now: SystemTime) -> Result<Option<Rotation>> {
+        let current = self.rotation();
+        let (Step::Reissuing, Some(old), Some(until)) = (
+            current.step,
+            current.retiring.clone(),
+            current.old_signed_until,
+        ) else {
+            return Err(Error::RotationStep {
+                want: Step::Reissuing,
+                step: current.step,
+            });
+        };
+        if unix(now) < until {
+            return Ok(None);
+        }
+        let next = Rotation {
+            step: Step::Idle,
+            signing: current.signing.clone(),
+            bundle: current.bundle.into_iter().filter(|id| *id != old).collect(),
+            retiring: None,
+            old_signed_until: None,
+        };
+        rotation::write(&self.state, &next)?;
+        self.install(next.clone())?;
+        self.state.remove(&rotation::key_file(&old))?;
+        Ok(Some(next))
+    }
+
+    /// The roots, what they signed, and the rotation's step, at `now`.
+    pub fn status(&self, now: SystemTime) -> CaStatus {
+        let keys = self.keys();
+        let issued = self.issued();
+        let roots = keys
+            .roots
+            .iter()
+            .enumerate()
+            .map(|(i, der)| {
+                let id = keys.root_ids.get(i).cloned();
+                let workloads = id.as_ref().map_or(0, |id| {
+                    issued
+                        .latest
+                        .values()
+                        .filter(|(root, expiry)| root == id && *expiry > now)
+                        .count()
+                });
+                RootStatus::of(
+                    der,
+                    id.clone(),
+                    id.is_some() && id == keys.signing,
+                    workloads,
+                )
+            })
+            .collect();
+        CaStatus {
+            trust_domain: self.trust_domain.clone(),
+            origin: match &self.origin {
+                Origin::SelfSigned => "self-signed".to_string(),
+                Origin::PlugIn(dir) => format!("plug-in {}", dir.display()),
+            },
+            roots,
+            rotation: keys.rotation.clone(),
+        }
     }
 
     pub fn trust_domain(&self) -> &str {
@@ -248,13 +446,13 @@ impl Ca {
     }
 
     /// The roots workloads trust, DER.
-    pub fn roots(&self) -> &[CertificateDer<'static>] {
-        &self.roots
+    pub fn roots(&self) -> Vec<CertificateDer<'static>> {
+        self.keys().roots.clone()
     }
 
     /// The trust bundle: every root, PEM, one after another.
-    pub fn trust_bundle_pem(&self) -> &str {
-        &self.bundle_pem
+    pub fn trust_bundle_pem(&self) -> Arc<str> {
+        self.keys().bundle_pem.clone()
     }
 
     /// Signs a verified CSR for its caller: the chain, leaf first, root last.
@@ -288,41 +486,67 @@ impl Ca {
         let sign_error = || Error::Sign { id: id.to_string() };
         let public_key = SubjectPublicKeyInfo::from_der(&csr.public_key)
             .map_err(|_| csr::Error::UnsupportedKey)?;
-        let uri = id.to_string().try_into().map_err(|_| sign_error())?;
-        let mut params = self.leaf_params(now, ttl)?;
-        params.subject_alt_names = vec![SanType::URI(uri)];
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let leaf = params
-            .signed_by(&public_key, &self.issuer)
-            .map_err(|_| sign_error())?;
-        let mut chain = Vec::with_capacity(1 + self.chain.len());
-        chain.push(leaf.pem());
-        chain.extend(self.chain.iter().cloned());
-        Ok(chain)
+        let uri: rcgen::string::Ia5String = id.to_string().try_into().map_err(|_| sign_error())?;
+        // Signed again if a rotation switched keys meanwhile: the old key's
+        // mark was then read without this certificate (see `record`).
+        loop {
+            let keys = self.keys();
+            let mut params = leaf_params(&keys, now, ttl)?;
+            let not_after = SystemTime::from(params.not_after);
+            params.subject_alt_names = vec![SanType::URI(uri.clone())];
+            params.key_usages = vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ];
+            params.extended_key_usages = vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ];
+            let leaf = params
+                .signed_by(&public_key, &keys.issuer)
+                .map_err(|_| sign_error())?;
+            if let Some(root) = &keys.signing
+                && !self.record(id, root, not_after, ttl)?
+            {
+                continue;
+            }
+            let mut chain = Vec::with_capacity(1 + keys.chain.len());
+            chain.push(leaf.pem());
+            chain.extend(keys.chain.iter().cloned());
+            return Ok(chain);
+        }
     }
 
-    /// Common fields of what the CA issues: no subject, validity from a
-    /// minute ago for `ttl` (never past the CA's own), a random serial.
-    fn leaf_params(&self, now: SystemTime, ttl: Duration) -> Result<CertificateParams> {
-        let now = OffsetDateTime::from(now);
-        if now >= self.issuer_not_after {
-            return Err(Error::CaExpired);
+    /// Notes that `root`'s key signed a certificate for `id` valid until
+    /// `not_after`; `false` (nothing noted) when `root` no longer signs, so
+    /// the certificate must not go out. The root's mark on disk is moved on
+    /// before the certificate is handed out, with a margin (a quarter of
+    /// the lifetime, at most five minutes) so that under steady issuing it
+    /// is written about once per margin, not per certificate.
+    fn record(
+        &self,
+        id: &SpiffeId,
+        root: &str,
+        not_after: SystemTime,
+        ttl: Duration,
+    ) -> Result<bool> {
+        let mut issued = self.issued();
+        // Under the same lock as `sign_with_new_root` switches keys.
+        if self.keys().signing.as_deref() != Some(root) {
+            return Ok(false);
         }
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        params.not_before = now - BACKDATE;
-        params.not_after = (now + ttl).min(self.issuer_not_after);
-        params.serial_number = Some(serial()?);
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.use_authority_key_identifier_extension = true;
-        Ok(params)
+        let expiry = unix(not_after);
+        let mark = issued.signed_until.get(root).copied().unwrap_or(0);
+        if expiry > mark {
+            let margin = (ttl.as_secs() / 4).clamp(1, 300);
+            let next = expiry + margin;
+            rotation::write_signed_until(&self.state, root, next)?;
+            issued.signed_until.insert(root.to_string(), next);
+        }
+        issued
+            .latest
+            .insert(id.to_string(), (root.to_string(), not_after));
+        Ok(true)
     }
 
     /// A certificate and a fresh key for the CA's own TLS server, with the
@@ -337,7 +561,8 @@ impl Ca {
             id: "the CA's serving certificate".to_string(),
         };
         let key = KeyPair::generate().map_err(|_| Error::Generate)?;
-        let mut params = self.leaf_params(now, SERVING_TTL)?;
+        let keys = self.keys();
+        let mut params = leaf_params(&keys, now, SERVING_TTL)?;
         params.distinguished_name.push(
             DnType::CommonName,
             dns_names.first().map_or("bowline", String::as_str),
@@ -355,10 +580,10 @@ impl Ca {
         ];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let cert = params
-            .signed_by(&key, &self.issuer)
+            .signed_by(&key, &keys.issuer)
             .map_err(|_| sign_error())?;
         let mut chain_pem = cert.pem();
-        for c in &self.chain {
+        for c in &keys.serving_chain {
             chain_pem.push_str(c);
         }
         Ok(ServingCert {
@@ -368,8 +593,92 @@ impl Ca {
     }
 }
 
+/// Common fields of what the CA issues: no subject, validity from a
+/// minute ago for `ttl` (never past the CA's own), a random serial.
+fn leaf_params(keys: &Keys, now: SystemTime, ttl: Duration) -> Result<CertificateParams> {
+    let now = OffsetDateTime::from(now);
+    if now >= keys.issuer_not_after {
+        return Err(Error::CaExpired);
+    }
+    let mut params = CertificateParams::default();
+    params.distinguished_name = DistinguishedName::new();
+    params.not_before = now - BACKDATE;
+    params.not_after = (now + ttl).min(keys.issuer_not_after);
+    params.serial_number = Some(serial()?);
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.use_authority_key_identifier_extension = true;
+    Ok(params)
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn bundle_pem(roots: &[CertificateDer<'_>]) -> Arc<str> {
+    let pem: String = roots
+        .iter()
+        .map(|r| pem::encode("CERTIFICATE", r.as_ref()))
+        .collect();
+    Arc::from(pem)
+}
+
+impl Keys {
+    /// The self-signed roots of the state directory, in `rotation`'s step.
+    fn load(state: &StateDir, rotation: Rotation) -> Result<Keys> {
+        let signing = &rotation.signing;
+        let cert_path = state.file(&rotation::cert_file(signing));
+        let key_path = state.file(&rotation::key_file(signing));
+        let cert = read_cert(state, &rotation::cert_file(signing))?;
+        let key_text = state
+            .read(&rotation::key_file(signing), KEY_MODE)?
+            .ok_or_else(|| Error::Missing(key_path.clone()))?;
+        let key = read_key(&key_path, &key_text)?;
+        let not_after = check_ca(&cert_path, &cert, &key_path, &key)?;
+        let issuer = Issuer::from_ca_cert_der(&cert, key)
+            .map_err(|_| Error::BadCertificate(cert_path.clone()))?;
+        let mut roots = Vec::with_capacity(rotation.bundle.len());
+        for id in &rotation.bundle {
+            roots.push(read_cert(state, &rotation::cert_file(id))?);
+        }
+        let root_pem = pem::encode("CERTIFICATE", cert.as_ref());
+        let cross = state.read(&rotation::cross_file(signing), PUBLIC_MODE)?;
+        let chain = match (&cross, rotation.step) {
+            (Some(cross), Step::Reissuing) => vec![cross.clone(), root_pem.clone()],
+            _ => vec![root_pem.clone()],
+        };
+        let serving_chain = match &cross {
+            Some(cross) => vec![cross.clone(), root_pem],
+            None => vec![root_pem],
+        };
+        Ok(Keys {
+            signing: Some(signing.clone()),
+            issuer,
+            issuer_not_after: not_after,
+            chain,
+            serving_chain,
+            bundle_pem: bundle_pem(&roots),
+            roots,
+            root_ids: rotation.bundle.clone(),
+            rotation,
+        })
+    }
+}
+
+/// The first certificate of the state directory's file `name`.
+fn read_cert(state: &StateDir, name: &str) -> Result<CertificateDer<'static>> {
+    let path = state.file(name);
+    let text = state
+        .read(name, PUBLIC_MODE)?
+        .ok_or_else(|| Error::Missing(path.clone()))?;
+    pem::certificates(&path.display().to_string(), &text)?
+        .into_iter()
+        .next()
+        .ok_or(Error::Missing(path))
+}
+
 /// A random positive 128-bit serial number.
-fn serial() -> Result<SerialNumber> {
+pub(crate) fn serial() -> Result<SerialNumber> {
     let mut bytes = [0u8; 16];
     ring::rand::SystemRandom::new()
         .fill(&mut bytes)
@@ -379,55 +688,52 @@ fn serial() -> Result<SerialNumber> {
     Ok(SerialNumber::from_slice(&bytes))
 }
 
-/// The state directory's root, generated on first start.
-fn self_signed_root(
-    state: &StateDir,
-    trust_domain: &str,
-) -> Result<(
-    Issuer<'static, KeyPair>,
-    CertificateDer<'static>,
-    OffsetDateTime,
-)> {
+/// The state directory's first root, generated on first start (unless a
+/// rotation already replaced it).
+fn self_signed_root(state: &StateDir, trust_domain: &str) -> Result<()> {
+    if state.read(rotation::ROTATION_FILE, PUBLIC_MODE)?.is_some() {
+        return Ok(());
+    }
     if state.read(ROOT_KEY, KEY_MODE)?.is_none() {
         let key = KeyPair::generate().map_err(|_| Error::Generate)?;
         state.create(ROOT_KEY, &key.serialize_pem(), KEY_MODE)?;
     }
-    let key_path = state.file(ROOT_KEY);
-    let key_text = state
-        .read(ROOT_KEY, KEY_MODE)?
-        .ok_or_else(|| Error::Missing(key_path.clone()))?;
-    let key = read_key(&key_path, &key_text)?;
     if state.read(ROOT_CERT, PUBLIC_MODE)?.is_none() {
-        let now = OffsetDateTime::now_utc();
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::OrganizationName, trust_domain);
-        dn.push(DnType::CommonName, "Bowline root CA");
-        params.distinguished_name = dn;
-        params.not_before = now - BACKDATE;
-        params.not_after = now + ROOT_TTL;
-        params.serial_number = Some(serial()?);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        let key_path = state.file(ROOT_KEY);
+        let key_text = state
+            .read(ROOT_KEY, KEY_MODE)?
+            .ok_or_else(|| Error::Missing(key_path.clone()))?;
+        let key = read_key(&key_path, &key_text)?;
+        let params = root_params(trust_domain, "Bowline root CA", SystemTime::now())?;
         let cert = params.self_signed(&key).map_err(|_| Error::Generate)?;
         state.create(ROOT_CERT, &cert.pem(), PUBLIC_MODE)?;
     }
-    let cert_path = state.file(ROOT_CERT);
-    let cert_text = state
-        .read(ROOT_CERT, PUBLIC_MODE)?
-        .ok_or_else(|| Error::Missing(cert_path.clone()))?;
-    let cert = pem::certificates(&cert_path.display().to_string(), &cert_text)?
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::Missing(cert_path.clone()))?;
-    let not_after = check_ca(&cert_path, &cert, &key_path, &key)?;
-    let issuer = Issuer::from_ca_cert_der(&cert, key)
-        .map_err(|_| Error::BadCertificate(cert_path.clone()))?;
-    Ok((issuer, cert, not_after))
+    Ok(())
+}
+
+/// A root's fields: the trust domain as organisation, `common_name`, ten
+/// years from a minute ago, CA without a path length limit.
+pub(crate) fn root_params(
+    trust_domain: &str,
+    common_name: &str,
+    now: SystemTime,
+) -> Result<CertificateParams> {
+    let now = OffsetDateTime::from(now);
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, trust_domain);
+    dn.push(DnType::CommonName, common_name);
+    params.distinguished_name = dn;
+    params.not_before = now - BACKDATE;
+    params.not_after = now + ROOT_TTL;
+    params.serial_number = Some(serial()?);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    Ok(params)
 }
 
 /// Istio's `cacerts` files.
@@ -497,7 +803,7 @@ impl PlugIn {
     }
 }
 
-fn read_key(path: &Path, text: &str) -> Result<KeyPair> {
+pub(crate) fn read_key(path: &Path, text: &str) -> Result<KeyPair> {
     if text.contains("-----BEGIN RSA PRIVATE KEY-----")
         || text.contains("-----BEGIN EC PRIVATE KEY-----")
     {
@@ -507,7 +813,7 @@ fn read_key(path: &Path, text: &str) -> Result<KeyPair> {
 }
 
 /// Checks that `cert` is a CA whose public key is `key`'s; its expiry.
-fn check_ca(
+pub(crate) fn check_ca(
     cert_path: &Path,
     cert: &CertificateDer<'_>,
     key_path: &Path,

@@ -10,7 +10,8 @@
 //! bearer token ──► token::Verifier ──► SpiffeId (the caller) ─┐
 //! CSR (PEM) ─────► csr::verify (signature, requested SANs) ───┼─► Ca::issue ──► [leaf, chain…, root] (PEM)
 //!                           limit::RateLimiter (per identity) ─┘
-//! state dir: root-cert.pem, root-key.pem (0600), token-key.pem (0600), cacerts/ (plug-in)
+//! state dir: root-cert.pem, root-key.pem (0600), token-key.pem (0600), cacerts/ (plug-in),
+//!            rotation.json and root-N-{cert,key,cross}.pem while a root rotates (see `rotation`)
 //! ```
 //!
 //! Pure: no tokio, tonic or kube here; the gRPC service is `citadel-server`.
@@ -23,6 +24,7 @@ pub mod duration;
 pub mod identity;
 pub mod limit;
 pub mod pem;
+pub mod rotation;
 pub mod signing;
 pub mod state;
 pub mod token;

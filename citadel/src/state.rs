@@ -131,6 +131,44 @@ impl StateDir {
     }
 }
 
+impl StateDir {
+    /// Writes `name` atomically with `mode`, replacing what is there: a
+    /// reader sees the old contents or the new, never a part.
+    pub fn replace(&self, name: &str, contents: &str, mode: u32) -> Result<()> {
+        let path = self.file(name);
+        let tmp = self.file(&format!(".{name}.{}.{}.tmp", std::process::id(), unique()));
+        let written = (|| {
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(&tmp)?;
+            file.set_permissions(fs::Permissions::from_mode(mode))?;
+            file.write_all(contents.as_bytes())?;
+            file.sync_all()?;
+            fs::rename(&tmp, &path)?;
+            if let Ok(dir) = fs::File::open(&self.path) {
+                let _ = dir.sync_all();
+            }
+            Ok(())
+        })();
+        written.map_err(|source| {
+            let _ = fs::remove_file(&tmp);
+            Error::Write { path, source }
+        })
+    }
+
+    /// Removes `name`; a file already gone is no error.
+    pub fn remove(&self, name: &str) -> Result<()> {
+        let path = self.file(name);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(Error::Write { path, source }),
+        }
+    }
+}
+
 fn check_key_mode(path: &Path) -> Result<()> {
     let meta = fs::metadata(path).map_err(|source| Error::Read {
         path: path.to_path_buf(),

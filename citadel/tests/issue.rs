@@ -66,8 +66,8 @@ fn a_token_is_signed_for_exactly_its_identity() {
         assert_eq!(signed.caller, SpiffeId::new("shop", "web"));
         // Leaf first, root last: the self-signed root is the whole chain above the leaf.
         assert_eq!(signed.chain.len(), 2);
-        assert_eq!(signed.chain[1], s.ca.trust_bundle_pem());
-        let verified = verify::workload_chain(&signed.chain, s.ca.roots(), now).unwrap();
+        assert_eq!(signed.chain[1], *s.ca.trust_bundle_pem());
+        let verified = verify::workload_chain(&signed.chain, &s.ca.roots(), now).unwrap();
         assert_eq!(verified.to_string(), id);
 
         let leaf = der(&signed.chain[0]);
@@ -240,8 +240,8 @@ fn a_restart_keeps_the_root_and_old_certificates_verify() {
 
     let second = signer(dir.path(), None);
     assert_eq!(second.ca.origin(), &Origin::SelfSigned);
-    assert_eq!(second.ca.trust_bundle_pem(), bundle);
-    assert!(verify::workload_chain(&old.chain, second.ca.roots(), now).is_ok());
+    assert_eq!(*second.ca.trust_bundle_pem(), *bundle);
+    assert!(verify::workload_chain(&old.chain, &second.ca.roots(), now).is_ok());
     // The token key survived too.
     let new = second
         .create_certificate(
@@ -252,7 +252,7 @@ fn a_restart_keeps_the_root_and_old_certificates_verify() {
             Instant::now(),
         )
         .unwrap();
-    assert!(verify::workload_chain(&new.chain, second.ca.roots(), now).is_ok());
+    assert!(verify::workload_chain(&new.chain, &second.ca.roots(), now).is_ok());
 
     for file in [ROOT_KEY, KEY_FILE] {
         let mode = std::fs::metadata(dir.path().join(file))
@@ -265,7 +265,7 @@ fn a_restart_keeps_the_root_and_old_certificates_verify() {
     // certificates do not verify against.
     let other = tempfile::tempdir().unwrap();
     let stranger = signer(other.path(), None);
-    assert!(verify::workload_chain(&old.chain, stranger.ca.roots(), now).is_err());
+    assert!(verify::workload_chain(&old.chain, &stranger.ca.roots(), now).is_err());
 }
 
 #[test]
@@ -369,7 +369,7 @@ fn a_plug_in_ca_signs_with_its_chain_and_the_root_last() {
         let (root, intermediate) = write_cacerts(&cacerts, with_root_in_chain);
         let s = signer(state.path(), None);
         assert_eq!(s.ca.origin(), &Origin::PlugIn(cacerts.clone()));
-        assert_eq!(s.ca.trust_bundle_pem(), root);
+        assert_eq!(*s.ca.trust_bundle_pem(), *root);
         let now = SystemTime::now();
         let token = s.tokens.mint("a", "b", HOUR, now).unwrap();
         let signed = s
@@ -384,7 +384,7 @@ fn a_plug_in_ca_signs_with_its_chain_and_the_root_last() {
         assert_eq!(signed.chain.len(), 3, "{with_root_in_chain}");
         assert_eq!(signed.chain[1], intermediate);
         assert_eq!(signed.chain[2], root);
-        let id = verify::workload_chain(&signed.chain, s.ca.roots(), now).unwrap();
+        let id = verify::workload_chain(&signed.chain, &s.ca.roots(), now).unwrap();
         assert_eq!(id, SpiffeId::new("a", "b"));
         // No self-signed root was made beside it.
         assert!(!state.path().join(ROOT_KEY).exists());

@@ -102,9 +102,9 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     })
     .await?;
     let (ca, signer) = args.ca.start(args.mesh_config.as_deref()).await?;
-    control_plane.set_trust_bundle(signer.ca.trust_bundle_pem());
+    control_plane.set_trust_bundle(&signer.ca.trust_bundle_pem());
     let ca_root = work_dir.join("ca-root.pem");
-    std::fs::write(&ca_root, signer.ca.trust_bundle_pem())
+    std::fs::write(&ca_root, signer.ca.trust_bundle_pem().as_bytes())
         .with_context(|| format!("cannot write {}", ca_root.display()))?;
     // The serving certificate names 127.0.0.1 when the CA listens on every address.
     let mut ca_dial = ca.addr;

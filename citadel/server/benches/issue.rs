@@ -285,7 +285,8 @@ impl Api {
                 .create_certificate(Some(&tokens[0]), csrs[0].0.clone(), 0)
                 .await
                 .expect("signed");
-            verify::workload_chain(&chain, signer.ca.roots(), SystemTime::now()).expect("verifies");
+            verify::workload_chain(&chain, &signer.ca.roots(), SystemTime::now())
+                .expect("verifies");
             clients
         });
         Api {

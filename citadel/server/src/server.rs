@@ -84,7 +84,9 @@ impl CaServer {
             .map_err(Error::ServingCert)?;
         let tls = ServerTlsConfig::new()
             .identity(Identity::from_pem(&serving.chain_pem, &serving.key_pem))
-            .client_ca_root(Certificate::from_pem(signer.ca.trust_bundle_pem()))
+            .client_ca_root(Certificate::from_pem(
+                signer.ca.trust_bundle_pem().as_bytes(),
+            ))
             .client_auth_optional(true);
         let router = tonic::transport::Server::builder()
             .tls_config(tls)

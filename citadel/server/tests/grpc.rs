@@ -100,8 +100,8 @@ async fn a_good_token_is_signed_for_exactly_its_identity() {
         .await
         .unwrap();
     assert_eq!(chain.len(), 2);
-    assert_eq!(chain[1], ca.signer.ca.trust_bundle_pem());
-    let id = verify::workload_chain(&chain, ca.signer.ca.roots(), SystemTime::now()).unwrap();
+    assert_eq!(chain[1], *ca.signer.ca.trust_bundle_pem());
+    let id = verify::workload_chain(&chain, &ca.signer.ca.roots(), SystemTime::now()).unwrap();
     assert_eq!(id, SpiffeId::new("shop", "web"));
     let leaf = citadel::pem::certificates("leaf", &chain[0]).unwrap();
     let (_, cert) = x509_parser::parse_x509_certificate(leaf[0].as_ref()).unwrap();
@@ -233,7 +233,7 @@ async fn renewal_over_mtls_with_the_workload_certificate() {
     let mut renewing = ca.client(Some((chain.concat(), key))).await;
     let (request, _) = csr(&[WEB]);
     let renewed = renewing.create_certificate(None, request, 0).await.unwrap();
-    let id = verify::workload_chain(&renewed, ca.signer.ca.roots(), SystemTime::now()).unwrap();
+    let id = verify::workload_chain(&renewed, &ca.signer.ca.roots(), SystemTime::now()).unwrap();
     assert_eq!(id, SpiffeId::new("shop", "web"));
     let (request, _) = csr(&["spiffe://cluster.local/ns/shop/sa/admin"]);
     let status = renewing

@@ -46,7 +46,7 @@ async fn start_ca(dir: &Path, ttl: Duration) -> TestCa {
     .await
     .unwrap();
     let root = dir.join("ca-root.pem");
-    std::fs::write(&root, signer.ca.trust_bundle_pem()).unwrap();
+    std::fs::write(&root, signer.ca.trust_bundle_pem().as_bytes()).unwrap();
     TestCa {
         signer,
         server,
@@ -113,7 +113,7 @@ fn tls_certificate(response: &DiscoveryResponse) -> (String, String) {
 fn assert_verifies(ca: &TestCa, chain_pem: &str, want: &SpiffeId) {
     let id = verify::workload_chain(
         &[chain_pem.to_string()],
-        ca.signer.ca.roots(),
+        &ca.signer.ca.roots(),
         SystemTime::now(),
     )
     .unwrap();
