@@ -74,7 +74,7 @@ pub enum Step {
 
 /// The state of the roots: `rotation.json`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct Rotation {
     pub step: Step,
     /// The root whose key signs.

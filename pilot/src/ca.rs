@@ -113,6 +113,47 @@ impl CaArgs {
     }
 }
 
+/// `bowline ca`.
+#[derive(clap::Subcommand, Debug)]
+pub(crate) enum CaCommand {
+    /// Put a new root beside the current one; the running control plane
+    /// distributes it, signs with it once every proxy has ACKed it, and
+    /// drops the old root once the last certificate it signed has expired
+    /// (see GET /api/v1/ca).
+    RotateRoot(RotateRootArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct RotateRootArgs {
+    /// The CA's state directory, as given to `bowline serve`.
+    #[arg(long, default_value = citadel::state::DEFAULT_STATE_DIR)]
+    pub(crate) state_dir: PathBuf,
+    /// SPIFFE trust domain: the new root's organisation, as the first
+    /// root's [default: cluster.local]
+    #[arg(long, default_value = DEFAULT_TRUST_DOMAIN)]
+    pub(crate) trust_domain: String,
+}
+
+pub(crate) fn ca(command: CaCommand) -> anyhow::Result<()> {
+    match command {
+        CaCommand::RotateRoot(args) => {
+            let config = CaConfig::new(&args.state_dir, &args.trust_domain);
+            let begun = citadel::rotation::begin(&config, SystemTime::now())
+                .with_context(|| format!("root rotation in {}", args.state_dir.display()))?;
+            println!(
+                "{} joins the trust bundle beside {} in {}; the running control plane \
+                 distributes it, signs with it once every proxy has ACKed it, and drops {} \
+                 once the last certificate it signed has expired (GET /api/v1/ca shows the step)",
+                begun.new_root,
+                begun.old_root,
+                args.state_dir.display(),
+                begun.old_root
+            );
+            Ok(())
+        }
+    }
+}
+
 /// `bowline token`.
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum TokenCommand {

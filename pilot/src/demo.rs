@@ -144,9 +144,11 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let stop = crate::signal::shutdown();
     tokio::pin!(stop);
+    let mut rotation = Box::pin(crate::rotation::drive(&control_plane, signer.clone()));
     loop {
         tokio::select! {
             () = &mut stop => break,
+            () = &mut rotation => break,
             changed = snapshots.changed() => {
                 if changed.is_err() {
                     break;
@@ -157,6 +159,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     }
 
+    drop(rotation);
     println!("stopping the demo");
     for (_, workload) in std::mem::take(&mut running) {
         stop_workload(workload).await;

@@ -5,6 +5,7 @@ mod agent;
 mod ca;
 mod demo;
 mod echo;
+mod rotation;
 mod server;
 mod signal;
 mod validate;
@@ -36,6 +37,9 @@ enum Command {
     /// Tokens workloads authenticate to the CA with.
     #[command(subcommand)]
     Token(ca::TokenCommand),
+    /// The CA's roots: rotate them without an outage.
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
     /// Check configuration files offline; exits non-zero on errors.
     Validate(validate::ValidateArgs),
     /// Size a control plane: generate a mesh, or load an ADS server with simulated sidecars.
@@ -67,6 +71,7 @@ fn run() -> anyhow::Result<()> {
         Command::Demo(args) => on_runtime(demo::run(args)),
         Command::Validate(args) => validate::run(args),
         Command::Token(command) => ca::token(command),
+        Command::Ca(command) => ca::ca(command),
         // The harness sizes its own runtime (`--threads`), to be pinned apart
         // from the server it measures.
         Command::Bench(args) => Ok(bench::run(args)?),

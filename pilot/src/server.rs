@@ -51,7 +51,10 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let control_plane = ControlPlane::start(&args.config()).await?;
     let (ca, signer) = args.ca.start(args.mesh_config.as_deref()).await?;
     control_plane.set_trust_bundle(&signer.ca.trust_bundle_pem());
-    crate::signal::shutdown().await;
+    tokio::select! {
+        () = crate::signal::shutdown() => {}
+        () = crate::rotation::drive(&control_plane, signer.clone()) => {}
+    }
     info!("shutting down");
     ca.stop().await;
     control_plane.stop().await;

@@ -61,6 +61,8 @@ pub struct Mesh {
     identities: bool,
     /// Flags given to agents started from now on (`set_agent_args`).
     agent_args: Vec<String>,
+    /// Flags given to the control plane when it starts (`set_control_plane_args`).
+    control_plane_args: Vec<String>,
     control_plane: Option<Child>,
     workloads: Vec<Workload>,
     http: reqwest::Client,
@@ -79,6 +81,7 @@ impl Mesh {
             ca: SocketAddr::new(cp, 15012),
             identities: false,
             agent_args: Vec::new(),
+            control_plane_args: Vec::new(),
             control_plane: None,
             workloads: Vec::new(),
             http: reqwest::Client::builder()
@@ -115,6 +118,16 @@ impl Mesh {
     /// Extra `bowline proxy` flags for the agents started from now on.
     pub fn set_agent_args(&mut self, args: &[&str]) {
         self.agent_args = args.iter().map(|a| a.to_string()).collect();
+    }
+
+    /// Extra `bowline serve` flags for the control plane's next start.
+    pub fn set_control_plane_args(&mut self, args: &[&str]) {
+        self.control_plane_args = args.iter().map(|a| a.to_string()).collect();
+    }
+
+    /// The CA's state directory (`--state-dir`).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
     }
 
     /// The work dir of the agent of workload `name` (its SDS socket is `sds.sock` there).
@@ -196,6 +209,7 @@ impl Mesh {
             .args(["--ca-addr", &self.ca.to_string()])
             .arg("--state-dir")
             .arg(self.dir.path().join("state"))
+            .args(&self.control_plane_args)
             .env("BOWLINE_LOG", "info,pilot=debug")
             .stdout(Stdio::null())
             .stderr(log)

@@ -22,6 +22,7 @@ mod netns;
 mod proxyless_grpc;
 mod resilience;
 mod resilience_api;
+mod rotation;
 mod sidecar_scope;
 mod traffic;
 mod traffic_api;

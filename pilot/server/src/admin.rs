@@ -28,6 +28,9 @@ pub struct AdminState {
     pub status: Arc<StatusRegistry>,
     /// The CA's roots, PEM; `None` when no CA runs.
     pub trust_bundle: watch::Receiver<Option<Arc<str>>>,
+    /// What `/api/v1/ca` shows (the CA's roots and root rotation), as the
+    /// CA's driver reports it; `None` when no CA runs.
+    pub ca: watch::Receiver<Option<serde_json::Value>>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -38,6 +41,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/diagnostics", get(diagnostics))
         .route("/api/v1/snapshot", get(snapshot))
         .route("/api/v1/trust-bundle", get(trust_bundle))
+        .route("/api/v1/ca", get(ca))
         .with_state(state)
 }
 
@@ -71,6 +75,17 @@ async fn trust_bundle(State(state): State<AdminState>) -> axum::response::Respon
             pem.to_string(),
         )
             .into_response(),
+        None => (StatusCode::NOT_FOUND, "no CA runs in this control plane\n").into_response(),
+    }
+}
+
+/// `GET /api/v1/ca`: the roots, their expiry, the rotation's step, and how
+/// many workloads hold a certificate from each root.
+async fn ca(State(state): State<AdminState>) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    match state.ca.borrow().clone() {
+        Some(view) => Json(view).into_response(),
         None => (StatusCode::NOT_FOUND, "no CA runs in this control plane\n").into_response(),
     }
 }

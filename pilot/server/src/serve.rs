@@ -70,6 +70,8 @@ pub struct ControlPlane {
     tasks: Vec<JoinHandle<()>>,
     /// The CA's roots (PEM) for `/api/v1/trust-bundle`; `None` until a CA runs.
     trust_bundle: watch::Sender<Option<Arc<str>>>,
+    /// What `/api/v1/ca` shows.
+    ca: watch::Sender<Option<serde_json::Value>>,
     pub xds_addr: SocketAddr,
     pub admin_addr: SocketAddr,
 }
@@ -142,10 +144,12 @@ impl ControlPlane {
             .await
             .map_err(listen_admin)?;
         let admin_addr = admin_listener.local_addr().map_err(listen_admin)?;
+        let (ca, ca_rx) = watch::channel(None);
         let router = admin::router(admin::AdminState {
             snapshots: snapshots.clone(),
             status: status.clone(),
             trust_bundle: trust_bundle_rx,
+            ca: ca_rx,
         });
         let mut stop = shutdown_rx.clone();
         let admin_task = tokio::spawn(async move {
@@ -166,6 +170,7 @@ impl ControlPlane {
             shutdown,
             tasks: vec![source_task, build_task, xds_task, admin_task],
             trust_bundle,
+            ca,
             xds_addr,
             admin_addr,
         })
@@ -188,6 +193,17 @@ impl ControlPlane {
             let changed = bundle.as_deref() != Some(pem);
             if changed {
                 *bundle = Some(Arc::from(pem));
+            }
+            changed
+        });
+    }
+
+    /// Serves `view` at `/api/v1/ca`.
+    pub fn set_ca_status(&self, view: serde_json::Value) {
+        self.ca.send_if_modified(|current| {
+            let changed = current.as_ref() != Some(&view);
+            if changed {
+                *current = Some(view);
             }
             changed
         });

@@ -1,0 +1,130 @@
+//! The CA's driver in a running control plane: it follows the state
+//! directory for a root rotation that `bowline ca rotate-root` started,
+//! publishes the trust bundle to the proxies, moves the rotation on when
+//! its step's condition holds, and reports `/api/v1/ca`.
+//!
+//! ```text
+//! every second: Ca::reload (rotation.json) ──► set_trust_bundle ──► ROOTCA pushed over ADS
+//!   distributing: every sidecar that subscribes ROOTCA has ACKed the bundle's generation ──► Ca::sign_with_new_root
+//!   reissuing:    the clock is past the old key's last certificate ──────────────────────► Ca::retire_old_root
+//! ```
+//!
+//! The conditions read the same status as `/api/v1/proxies`; the clock and
+//! files are checked once a second, the way a controller resyncs, since
+//! neither the clock nor another process's write announces itself here.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use citadel::rotation::Step;
+use citadel::signing::Signer;
+use pilot_core::resources::ResourceType;
+use pilot_server::serve::ControlPlane;
+use serde_json::json;
+use tracing::{info, warn};
+
+/// How often the driver looks.
+const RESYNC: Duration = Duration::from_secs(1);
+
+/// Runs until the future is dropped (at shutdown).
+pub(crate) async fn drive(control_plane: &ControlPlane, signer: Arc<Signer>) {
+    let mut driver = Driver::default();
+    let mut tick = tokio::time::interval(RESYNC);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        driver.step(control_plane, &signer, SystemTime::now());
+    }
+}
+
+#[derive(Debug, Default)]
+struct Driver {
+    /// The bundle last published, and the first snapshot generation that
+    /// served it: what every proxy must have ACKed.
+    published: Option<(Arc<str>, u64)>,
+    /// The last error, logged once until it changes.
+    error: Option<String>,
+}
+
+impl Driver {
+    fn step(&mut self, control_plane: &ControlPlane, signer: &Signer, now: SystemTime) {
+        let ca = &signer.ca;
+        match ca.reload() {
+            Ok(true) => info!(step = ?ca.rotation().step, "root rotation: the CA's state changed"),
+            Ok(false) => {}
+            Err(error) => self.fail(&error),
+        }
+        let bundle = ca.trust_bundle_pem();
+        control_plane.set_trust_bundle(&bundle);
+        let snapshot = control_plane.snapshots().borrow().clone();
+        let serves_it = snapshot.trust_bundle.as_deref() == Some(&*bundle);
+        let known = self.published.as_ref().is_some_and(|(b, _)| *b == bundle);
+        if serves_it && !known {
+            self.published = Some((bundle.clone(), snapshot.generation));
+        }
+        let generation = self
+            .published
+            .as_ref()
+            .filter(|(b, _)| *b == bundle)
+            .map(|(_, g)| *g);
+
+        let rotation = ca.rotation();
+        let pending = match generation {
+            Some(generation) => pending_proxies(control_plane, generation),
+            None => Vec::new(),
+        };
+        match rotation.step {
+            Step::Distributing if generation.is_some() && pending.is_empty() => {
+                match ca.sign_with_new_root() {
+                    Ok(next) => info!(
+                        signing = %next.signing,
+                        old_signed_until = next.old_signed_until,
+                        "root rotation: every proxy trusts the new root; it signs from now on"
+                    ),
+                    Err(error) => self.fail(&error),
+                }
+            }
+            Step::Reissuing => match ca.retire_old_root(now) {
+                Ok(Some(next)) => {
+                    info!(bundle = ?next.bundle, "root rotation: the old root left the bundle");
+                    control_plane.set_trust_bundle(&ca.trust_bundle_pem());
+                }
+                Ok(None) => {}
+                Err(error) => self.fail(&error),
+            },
+            Step::Distributing | Step::Idle => {}
+        }
+
+        let mut view = serde_json::to_value(ca.status(now)).unwrap_or_default();
+        if let Some(rotation) = view.get_mut("rotation") {
+            rotation["bundle_generation"] = json!(generation);
+            rotation["pending_proxies"] = json!(pending);
+        }
+        control_plane.set_ca_status(view);
+    }
+
+    fn fail(&mut self, error: &citadel::authority::Error) {
+        let text = format!("{error:#}");
+        if self.error.as_deref() != Some(&text) {
+            warn!(%error, "root rotation");
+            self.error = Some(text);
+        }
+    }
+}
+
+/// Sidecars that subscribe `ROOTCA` and have not ACKed `generation` (or a
+/// later one) of it: what step (1) waits for.
+fn pending_proxies(control_plane: &ControlPlane, generation: u64) -> Vec<String> {
+    let sds = ResourceType::Secret.type_url();
+    control_plane
+        .status()
+        .list()
+        .into_iter()
+        .filter(|p| {
+            p.xds
+                .get(sds)
+                .is_some_and(|s| s.acked_generation.is_none_or(|g| g < generation))
+        })
+        .map(|p| p.id)
+        .collect()
+}
