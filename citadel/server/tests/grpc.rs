@@ -287,3 +287,58 @@ async fn the_serving_certificate_holds_the_control_planes_names() {
     assert!(refused, "a name the certificate does not hold is refused");
     ca.server.stop().await;
 }
+
+#[tokio::test]
+async fn the_tls_server_follows_a_root_rotation() {
+    let dir = tempdir();
+    let path = dir.path().to_path_buf();
+    let ca = start(dir, None).await;
+    let old_bundle = ca.signer.ca.trust_bundle_pem().to_string();
+    citadel::rotation::begin(&CaConfig::new(&path, "cluster.local"), SystemTime::now()).unwrap();
+    ca.signer.ca.reload().unwrap();
+    ca.signer.ca.sign_with_new_root().unwrap();
+    let until = ca.signer.ca.rotation().old_signed_until.unwrap();
+    let after = SystemTime::UNIX_EPOCH + Duration::from_secs(until);
+    ca.signer.ca.retire_old_root(after).unwrap().unwrap();
+    let new_bundle = ca.signer.ca.trust_bundle_pem().to_string();
+    assert_ne!(new_bundle, old_bundle);
+
+    // A client that trusts only the new root reaches the CA (a new serving
+    // certificate), and one that still trusts only the old root does too
+    // (through the cross-signature in the serving chain).
+    let (request, key) = csr(&[WEB]);
+    let mut client = ca.client(None).await;
+    let chain = client
+        .create_certificate(Some(&ca.token("shop", "web")), request, 0)
+        .await
+        .unwrap();
+    let connect = |roots: String, identity| {
+        let addr = ca.server.addr;
+        async move {
+            CaClient::connect(
+                addr,
+                &ClientConfig {
+                    roots_pem: roots,
+                    server_name: "localhost".to_string(),
+                    identity,
+                },
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let (request, _) = csr(&[WEB]);
+    let mut old_trust = connect(old_bundle, None).await;
+    old_trust
+        .create_certificate(Some(&ca.token("shop", "web")), request, 0)
+        .await
+        .unwrap();
+    // A certificate of the new root is a credential: the handshake checks
+    // it against the new bundle.
+    let mut renewing = connect(new_bundle, Some((chain.concat(), key))).await;
+    let (request, _) = csr(&[WEB]);
+    let renewed = renewing.create_certificate(None, request, 0).await.unwrap();
+    let id = verify::workload_chain(&renewed, &ca.signer.ca.roots(), SystemTime::now()).unwrap();
+    assert_eq!(id, SpiffeId::new("shop", "web"));
+    ca.server.stop().await;
+}
