@@ -45,9 +45,15 @@ pub(crate) struct ProxyArgs {
     /// Where the application listens for one inbound port, `PORT=HOST:PORT` (repeatable).
     #[arg(long = "app-port", value_name = "PORT=HOST:PORT", value_parser = parse_app_port)]
     pub(crate) app_ports: Vec<(u16, SocketAddr)>,
-    /// The control plane's xDS address, `HOST:PORT`.
-    #[arg(long, default_value = "127.0.0.1:15010", value_name = "HOST:PORT")]
-    pub(crate) xds_addr: XdsAddress,
+    /// The control plane's xDS address, `HOST:PORT` [default: --ca-addr,
+    /// over mutual TLS, when the agent has a certificate; else
+    /// 127.0.0.1:15010, plaintext]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub(crate) xds_addr: Option<XdsAddress>,
+    /// Speak plaintext xDS even with a workload certificate (the control
+    /// plane's `--xds-addr`; local development only).
+    #[arg(long)]
+    pub(crate) xds_plaintext: bool,
     /// ADS flavour: state of the world or incremental.
     #[arg(long, value_parser = xds_mode(), default_value_t = Mode::Sotw)]
     pub(crate) xds_mode: Mode,
@@ -198,10 +204,25 @@ impl ProxyArgs {
                 generator: Default::default(),
                 sds: false,
             },
-            xds_address: self.xds_addr.clone(),
+            xds_address: self.xds_address(),
             xds_mode: self.xds_mode,
             admin_port: self.admin_port,
             sds_socket: None,
+            xds_tls_roots: None,
+        }
+    }
+
+    /// Whether xDS goes over mutual TLS: with a workload certificate,
+    /// unless --xds-plaintext.
+    fn xds_tls(&self) -> bool {
+        self.identity.ca_addr.is_some() && !self.xds_plaintext
+    }
+
+    fn xds_address(&self) -> XdsAddress {
+        match (&self.xds_addr, self.identity.ca_addr) {
+            (Some(addr), _) => addr.clone(),
+            (None, Some(ca)) if self.xds_tls() => XdsAddress::from(ca),
+            (None, _) => XdsAddress::from(SocketAddr::from(([127, 0, 0, 1], 15010))),
         }
     }
 }
@@ -224,6 +245,14 @@ pub(crate) async fn run(args: ProxyArgs) -> anyhow::Result<()> {
             true,
         ),
     };
+    if args.xds_tls()
+        && let Some(roots) = &args.identity.ca_root
+    {
+        // Envoy reads the file from its own working directory.
+        let roots =
+            std::path::absolute(roots).with_context(|| format!("--ca-root {}", roots.display()))?;
+        bootstrap.xds_tls_roots = Some(roots);
+    }
     if args.bootstrap_only {
         if certificates.is_some() {
             bootstrap.sds_socket = Some(work_dir.join(SDS_SOCKET));

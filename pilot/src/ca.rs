@@ -17,6 +17,7 @@ use citadel::signing::Signer;
 use citadel::state::StateDir;
 use citadel::{Ca, CaConfig, DEFAULT_TRUST_DOMAIN, RateLimiter, Tokens};
 use citadel_server::{CaServer, CaServerConfig};
+use pilot_server::xds::AdsService;
 use policy::mesh::MeshConfig;
 
 /// Flags of the CA, on `serve` and `demo`.
@@ -101,15 +102,55 @@ impl CaArgs {
     pub(crate) async fn start(
         &self,
         mesh_config: Option<&Path>,
-    ) -> anyhow::Result<(CaServer, Arc<Signer>)> {
+        ads: AdsService,
+        xds_tls_addr: Option<SocketAddr>,
+    ) -> anyhow::Result<(CaServers, Arc<Signer>)> {
         let mesh = pilot_server::mesh::load(mesh_config).config;
         let signer = Arc::new(self.signer(&mesh)?);
-        let server = CaServer::start(
-            signer.clone(),
-            &CaServerConfig::new(self.ca_addr, &mesh.root_namespace),
-        )
-        .await?;
-        Ok((server, signer))
+        let config = CaServerConfig::new(self.ca_addr, &mesh.root_namespace);
+        let servers = match xds_tls_addr.filter(|addr| *addr != self.ca_addr) {
+            // xDS beside the CA, as istiod serves both on 15012.
+            None => CaServers {
+                xds_addr: None,
+                ca: CaServer::start_with(signer.clone(), &config, ads).await?,
+                xds: None,
+            },
+            Some(addr) => {
+                let xds_config = CaServerConfig {
+                    addr,
+                    ..config.clone()
+                };
+                let xds = CaServer::start_alone(signer.clone(), &xds_config, ads).await?;
+                CaServers {
+                    xds_addr: Some(xds.addr),
+                    ca: CaServer::start(signer.clone(), &config).await?,
+                    xds: Some(xds),
+                }
+            }
+        };
+        Ok((servers, signer))
+    }
+}
+
+/// The CA's signing API and xDS over mutual TLS, on one address or two.
+#[derive(Debug)]
+pub(crate) struct CaServers {
+    pub(crate) ca: CaServer,
+    xds: Option<CaServer>,
+    xds_addr: Option<SocketAddr>,
+}
+
+impl CaServers {
+    /// Where xDS over mutual TLS is served.
+    pub(crate) fn xds_addr(&self) -> SocketAddr {
+        self.xds_addr.unwrap_or(self.ca.addr)
+    }
+
+    pub(crate) async fn stop(self) {
+        if let Some(xds) = self.xds {
+            xds.stop().await;
+        }
+        self.ca.stop().await;
     }
 }
 

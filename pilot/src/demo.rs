@@ -55,8 +55,10 @@ pub(crate) struct DemoArgs {
     /// The Envoy binary; otherwise $BOWLINE_ENVOY, `envoy` on PATH, or ./.venv.
     #[arg(long)]
     pub(crate) envoy: Option<PathBuf>,
-    #[arg(long, default_value = "127.0.0.1:15010")]
-    pub(crate) xds_addr: SocketAddr,
+    /// Also serve plaintext xDS here, as `bowline serve --xds-addr` (the
+    /// demo's sidecars speak xDS over mutual TLS, beside the CA).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) xds_addr: Option<SocketAddr>,
     #[arg(long, default_value = "127.0.0.1:15014")]
     pub(crate) admin_addr: SocketAddr,
     /// ADS variant the sidecars use.
@@ -101,20 +103,27 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         mesh_config: args.mesh_config.clone(),
     })
     .await?;
-    let (ca, signer) = args.ca.start(args.mesh_config.as_deref()).await?;
+    let (ca, signer) = args
+        .ca
+        .start(
+            args.mesh_config.as_deref(),
+            control_plane.authenticated_ads(),
+            None,
+        )
+        .await?;
     control_plane.set_trust_bundle(&signer.ca.trust_bundle_pem());
     let ca_root = work_dir.join("ca-root.pem");
     std::fs::write(&ca_root, signer.ca.trust_bundle_pem().as_bytes())
         .with_context(|| format!("cannot write {}", ca_root.display()))?;
     // The serving certificate names 127.0.0.1 when the CA listens on every address.
-    let mut ca_dial = ca.addr;
+    let mut ca_dial = ca.ca.addr;
     if ca_dial.ip().is_unspecified() {
         ca_dial.set_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
     }
     let demo = Demo {
         envoy,
         work_dir: work_dir.clone(),
-        xds: XdsAddress::from(control_plane.xds_addr),
+        xds: XdsAddress::from(ca_dial),
         xds_mode: args.xds_mode,
         ca: DemoCa {
             addr: ca_dial,
@@ -129,7 +138,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     demo.reconcile(&snapshot, &mut running).await;
     let ca_line = format!(
         "  CA: signing API on {} (trust domain {}), root in {}",
-        ca.addr,
+        ca.ca.addr,
         signer.ca.trust_domain(),
         ca_root.display()
     );
@@ -140,6 +149,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         &config_dir,
         &work_dir,
         &ca_line,
+        ca_dial,
     );
 
     let stop = crate::signal::shutdown();
@@ -278,6 +288,7 @@ impl Demo {
         let mut bootstrap = BootstrapConfig::new(node, self.xds.clone());
         bootstrap.xds_mode = self.xds_mode;
         bootstrap.sds_socket = Some(identity.socket());
+        bootstrap.xds_tls_roots = Some(std::path::absolute(&self.ca.root)?);
         let mut cfg = SidecarConfig::new(bootstrap, self.envoy.clone(), self.work_dir.clone());
         cfg.log_file = Some(self.work_dir.join(format!(
             "envoy-{}.{}.log",
@@ -355,12 +366,17 @@ fn print_summary(
     config_dir: &std::path::Path,
     work_dir: &std::path::Path,
     ca_line: &str,
+    xds: std::net::SocketAddr,
 ) {
     println!();
     println!("Bowline demo mesh from {}", config_dir.display());
+    let plaintext = control_plane
+        .xds_addr
+        .map(|a| format!(", plaintext xDS on {a}"))
+        .unwrap_or_default();
     println!(
-        "  control plane: xDS on {}, admin API on http://{}/api/v1/proxies",
-        control_plane.xds_addr, control_plane.admin_addr
+        "  control plane: xDS over mutual TLS on {xds}{plaintext}, admin API on http://{}/api/v1/proxies",
+        control_plane.admin_addr
     );
     println!("{ca_line}");
     println!("  Envoy logs and bootstraps: {}", work_dir.display());

@@ -14,9 +14,14 @@ pub(crate) struct ServeArgs {
     /// Directory of YAML manifests, read recursively and followed for changes.
     #[arg(long)]
     pub(crate) config_dir: PathBuf,
-    /// Address of the xDS (ADS) gRPC server.
-    #[arg(long, default_value = "127.0.0.1:15010")]
-    pub(crate) xds_addr: SocketAddr,
+    /// Also serve plaintext xDS here (local development, proxies without a
+    /// certificate; Istio's 15010): any local process can connect and
+    /// claim any node. Without it, xDS is served only over mutual TLS.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) xds_addr: Option<SocketAddr>,
+    /// Where to serve xDS over mutual TLS [default: beside the CA, on --ca-addr]
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) xds_tls_addr: Option<SocketAddr>,
     /// Address of the admin HTTP API.
     #[arg(long, default_value = "127.0.0.1:15014")]
     pub(crate) admin_addr: SocketAddr,
@@ -35,6 +40,7 @@ impl ServeArgs {
             xds_addr,
             admin_addr,
             mesh_config,
+            xds_tls_addr: _,
             ca: _,
         } = self.clone();
         ServeConfig {
@@ -49,7 +55,15 @@ impl ServeArgs {
 /// Runs `bowline serve` until Ctrl-C or SIGTERM.
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let control_plane = ControlPlane::start(&args.config()).await?;
-    let (ca, signer) = args.ca.start(args.mesh_config.as_deref()).await?;
+    let (ca, signer) = args
+        .ca
+        .start(
+            args.mesh_config.as_deref(),
+            control_plane.authenticated_ads(),
+            args.xds_tls_addr,
+        )
+        .await?;
+    info!(xds_tls_addr = %ca.xds_addr(), "xDS over mutual TLS");
     control_plane.set_trust_bundle(&signer.ca.trust_bundle_pem());
     tokio::select! {
         () = crate::signal::shutdown() => {}

@@ -239,6 +239,31 @@ pub struct JwtRule {
     pub output_payload_to_header: Option<String>,
 }
 
+/// Where the keys of a rule without inline `jwks` come from, which the
+/// control plane fetches: the `jwksUri`, else the issuer's OpenID discovery
+/// document (whose `jwks_uri` names the keys), as istiod resolves them.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum KeySource {
+    JwksUri(String),
+    Discovery(String),
+}
+
+impl JwtRule {
+    /// `None` when the keys are inline.
+    pub fn key_source(&self) -> Option<KeySource> {
+        if self.jwks.is_some() {
+            return None;
+        }
+        Some(match &self.jwks_uri {
+            Some(uri) => KeySource::JwksUri(uri.clone()),
+            None => KeySource::Discovery(format!(
+                "{}/.well-known/openid-configuration",
+                self.issuer.trim_end_matches('/')
+            )),
+        })
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct JwtHeader {
     pub name: String,

@@ -2,6 +2,10 @@
 //! YAML, a control plane, and an echo application with its sidecar per
 //! workload, all converged before the test sends anything.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
 use crate::harness::Mesh;
 use crate::workload_entry;
 
@@ -87,4 +91,75 @@ async fn assert_no_errors(mesh: &Mesh) {
         errors.is_empty(),
         "the test's config was rejected: {errors:#?}"
     );
+}
+
+/// What the traffic saw.
+#[derive(Default)]
+pub struct Traffic {
+    pub ok: AtomicU64,
+    pub failed: AtomicU64,
+    pub first_failure: std::sync::Mutex<Option<String>>,
+    pub stop: AtomicBool,
+}
+
+/// Requests to `url` through the sidecar at `host`, one every 20 ms, until
+/// `stop` is set; each counted as it ends.
+pub fn keep_calling(
+    mesh: &Mesh,
+    host: u8,
+    url: &'static str,
+) -> (Arc<Traffic>, tokio::task::JoinHandle<()>) {
+    let traffic = Arc::new(Traffic::default());
+    let client = mesh.client(host);
+    let seen = traffic.clone();
+    let task = tokio::spawn(async move {
+        let mut pace = tokio::time::interval(Duration::from_millis(20));
+        while !seen.stop.load(Ordering::Relaxed) {
+            pace.tick().await;
+            let outcome = match client.get(url).send().await {
+                Ok(r) if r.status().is_success() => Ok(()),
+                Ok(r) => Err(format!("status {}", r.status())),
+                Err(e) => Err(e.to_string()),
+            };
+            match outcome {
+                Ok(()) => seen.ok.fetch_add(1, Ordering::Relaxed),
+                Err(e) => {
+                    seen.first_failure.lock().unwrap().get_or_insert(e);
+                    seen.failed.fetch_add(1, Ordering::Relaxed)
+                }
+            };
+        }
+    });
+    (traffic, task)
+}
+
+impl Traffic {
+    /// Waits until `n` more requests have succeeded than so far, or one
+    /// fails (the limit only guards against a hang).
+    pub async fn more_ok(&self, n: u64, what: &str) {
+        let target = self.ok.load(Ordering::Relaxed) + n;
+        let limit = Instant::now() + Duration::from_secs(60);
+        while self.ok.load(Ordering::Relaxed) < target && self.failed.load(Ordering::Relaxed) == 0 {
+            assert!(Instant::now() < limit, "traffic stalled: {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the traffic and checks that no request failed; how many succeeded.
+    pub async fn stop_and_check(&self, task: tokio::task::JoinHandle<()>, what: &str) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        task.await.unwrap();
+        let (ok, failed) = (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        );
+        assert_eq!(
+            failed,
+            0,
+            "{what}: {failed} of {} requests failed; first: {:?}",
+            ok + failed,
+            self.first_failure.lock().unwrap()
+        );
+        ok
+    }
 }

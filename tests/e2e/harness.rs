@@ -125,6 +125,12 @@ impl Mesh {
         self.control_plane_args = args.iter().map(|a| a.to_string()).collect();
     }
 
+    /// Where agents dial xDS: beside the CA over mutual TLS when the mesh
+    /// has identities, else the plaintext port.
+    pub fn xds_for_agents(&self) -> SocketAddr {
+        if self.identities { self.ca } else { self.xds }
+    }
+
     /// The CA's state directory (`--state-dir`).
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")
@@ -263,7 +269,9 @@ impl Mesh {
             .args(["--workload", name, "--namespace", "default"])
             .args(["--address", &address.to_string()])
             .args(["--app", &format!("{address}:{APP_PORT}")])
-            .args(["--xds-addr", &self.xds.to_string()])
+            // With identities, xDS over mutual TLS beside the CA, as a
+            // deployment runs it; without, the plaintext port.
+            .args(["--xds-addr", &self.xds_for_agents().to_string()])
             .args(["--xds-mode", xds_mode])
             .arg("--envoy")
             .arg(envoy())

@@ -17,6 +17,7 @@ mod fidelity_wildcard;
 mod fixture;
 mod harness;
 mod identity;
+mod jwt;
 mod mtls;
 mod netns;
 mod proxyless_grpc;

@@ -120,8 +120,8 @@ async fn sidecars_speak_mutual_tls_as_peer_authentication_says() {
         certs.contains("spiffe://cluster.local/ns/default/sa/reviews"),
         "{certs}"
     );
-    // The roots come from the control plane over ADS, and each sidecar has
-    // ACKed them: SDS is in its xDS status beside CDS, EDS, LDS and RDS.
+    // The roots come from the control plane over ADS (itself over mutual
+    // TLS), and each sidecar has ACKed them: SDS is in its xDS status beside CDS, EDS, LDS and RDS.
     mesh.wait_converged(&["frontend", "reviews"]).await;
     for name in ["frontend", "reviews"] {
         let status = mesh.proxy(name).await.unwrap();
@@ -189,9 +189,13 @@ async fn authorization_sees_the_caller_s_identity_over_mutual_tls() {
         Workload::new("other", 4, &[("app", "other")]),
         Workload::new("reviews", 5, &[("app", "reviews")]),
     ];
-    // Only frontend's identity may call reviews, and nobody its /admin.
+    // Only frontend's identity may call reviews, and nobody its /admin;
+    // /ip is denied to frontend's address, /ip-other to other's.
+    let by_ip = format!(
+        "---\napiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: by-ip}}\nspec:\n  selector: {{matchLabels: {{app: reviews}}}}\n  action: DENY\n  rules:\n  - from: [{{source: {{ipBlocks: [127.0.{SUBNET}.3/32]}}}}]\n    to: [{{operation: {{paths: [/ip]}}}}]\n  - from: [{{source: {{ipBlocks: [127.0.{SUBNET}.4/32]}}}}]\n    to: [{{operation: {{paths: [/ip-other]}}}}]\n"
+    );
     let config = format!(
-        "{}---\n{}---\n{}---\n{}",
+        "{}---\n{}---\n{}---\n{}{by_ip}",
         service("frontend", &[8000]),
         service("other", &[8000]),
         service("reviews", &[9080]),
@@ -214,6 +218,10 @@ async fn authorization_sees_the_caller_s_identity_over_mutual_tls() {
         assert_eq!(raw_status(&mesh, 3, path).await, 403, "{path}");
     }
     assert_eq!(raw_status(&mesh, 3, "/a/../b").await, 200);
+    // ipBlocks see the caller's workload address: its sidecar binds its
+    // upstream connections to it (else every caller is 127.0.0.1).
+    assert_eq!(raw_status(&mesh, 3, "/ip").await, 403);
+    assert_eq!(raw_status(&mesh, 3, "/ip-other").await, 200);
     // An ALLOW policy with an empty spec allows nothing by itself: frontend,
     // which no other policy guards, refuses every caller (reviews stays as
     // it was: ALLOW policies add up).

@@ -107,6 +107,11 @@ pub struct BootstrapConfig {
     pub admin_port: u16,
     /// The agent's SDS socket, when it serves the workload certificate.
     pub sds_socket: Option<PathBuf>,
+    /// xDS over mutual TLS: Envoy presents the workload certificate (SDS
+    /// `default` from the agent's socket, so `sds_socket` must be set) and
+    /// verifies the control plane's serving certificate against the roots
+    /// in this file and for the xDS host's IP or name. `None`: plaintext.
+    pub xds_tls_roots: Option<PathBuf>,
 }
 
 impl BootstrapConfig {
@@ -119,6 +124,7 @@ impl BootstrapConfig {
             xds_mode: Mode::Sotw,
             admin_port: DEFAULT_ADMIN_PORT,
             sds_socket: None,
+            xds_tls_roots: None,
         }
     }
 
@@ -135,7 +141,13 @@ impl BootstrapConfig {
 
 /// Builds the Envoy v3 bootstrap for `cfg`.
 pub fn build(cfg: &BootstrapConfig) -> Value {
-    let mut clusters = vec![xds_cluster(&cfg.xds_address)];
+    let mut xds = xds_cluster(&cfg.xds_address);
+    if let (Some(roots), Some(_), Some(obj)) =
+        (&cfg.xds_tls_roots, &cfg.sds_socket, xds.as_object_mut())
+    {
+        obj.insert("transport_socket".into(), xds_tls(&cfg.xds_address, roots));
+    }
+    let mut clusters = vec![xds];
     if let Some(socket) = &cfg.sds_socket {
         clusters.push(sds_cluster(socket));
     }
@@ -178,6 +190,15 @@ pub fn build(cfg: &BootstrapConfig) -> Value {
         },
         "static_resources": {
             "clusters": clusters,
+        },
+        // Every upstream connection leaves from the workload's own address,
+        // as it would from a pod's IP: without it Linux gives each loopback
+        // connection the source 127.0.0.1, and the peer's `ipBlocks`,
+        // `source.ip` and `remoteIpBlocks` could not tell callers apart.
+        "cluster_manager": {
+            "upstream_bind_config": {
+                "source_address": { "address": cfg.node.address.to_string(), "port_value": 0 },
+            },
         },
         "layered_runtime": layered_runtime(),
     })
@@ -223,6 +244,46 @@ fn xds_cluster(xds: &XdsAddress) -> Value {
         obj.insert("dns_lookup_family".into(), "V4_PREFERRED".into());
     }
     cluster
+}
+
+/// The xDS cluster's mutual TLS, as istio-agent writes it for 15012: the
+/// workload certificate from the agent, the control plane checked against
+/// the CA's roots and for the host it is dialled by, ALPN `h2`.
+fn xds_tls(xds: &XdsAddress, roots: &Path) -> Value {
+    let san = if xds.is_ip() {
+        json!({ "san_type": "IP_ADDRESS", "matcher": { "exact": xds.host } })
+    } else {
+        json!({ "san_type": "DNS", "matcher": { "exact": xds.host } })
+    };
+    let mut context = json!({
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        "common_tls_context": {
+            "alpn_protocols": ["h2"],
+            "tls_certificate_sds_secret_configs": [{
+                "name": pilot_node::DEFAULT_SECRET,
+                "sds_config": {
+                    "resource_api_version": "V3",
+                    "initial_fetch_timeout": "0s",
+                    "api_config_source": {
+                        "api_type": "GRPC",
+                        "transport_api_version": "V3",
+                        "set_node_on_first_message_only": true,
+                        "grpc_services": [{ "envoy_grpc": { "cluster_name": SDS_CLUSTER } }],
+                    },
+                },
+            }],
+            "validation_context": {
+                "trusted_ca": { "filename": roots.display().to_string() },
+                "match_typed_subject_alt_names": [san],
+            },
+        },
+    });
+    if !xds.is_ip()
+        && let Some(obj) = context.as_object_mut()
+    {
+        obj.insert("sni".into(), xds.host.clone().into());
+    }
+    json!({ "name": "envoy.transport_sockets.tls", "typed_config": context })
 }
 
 /// The static cluster on the agent's SDS socket. gRPC, so HTTP/2 as the
@@ -384,6 +445,45 @@ mod tests {
         assert_eq!(
             cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"],
             json!({ "socket_address": { "address": "127.0.0.1", "port_value": 15010 } })
+        );
+    }
+
+    #[test]
+    fn xds_over_mutual_tls_presents_the_workload_certificate_and_checks_the_control_plane() {
+        let mut cfg = config();
+        cfg.xds_tls_roots = Some("/etc/bowline/ca-root.pem".into());
+        // Without the agent's certificate there is nothing to present: plaintext.
+        assert!(build(&cfg)["static_resources"]["clusters"][0]["transport_socket"].is_null());
+        cfg.sds_socket = Some("/tmp/bowline-1-0/sds.sock".into());
+        let b = build(&cfg);
+        let socket = &b["static_resources"]["clusters"][0]["transport_socket"];
+        assert_eq!(socket["name"], "envoy.transport_sockets.tls");
+        let common = &socket["typed_config"]["common_tls_context"];
+        assert_eq!(common["alpn_protocols"], json!(["h2"]));
+        let cert = &common["tls_certificate_sds_secret_configs"][0];
+        assert_eq!(cert["name"], "default");
+        assert_eq!(
+            cert["sds_config"]["api_config_source"]["grpc_services"][0]["envoy_grpc"]["cluster_name"],
+            SDS_CLUSTER
+        );
+        let validation = &common["validation_context"];
+        assert_eq!(
+            validation["trusted_ca"]["filename"],
+            "/etc/bowline/ca-root.pem"
+        );
+        assert_eq!(
+            validation["match_typed_subject_alt_names"][0],
+            json!({ "san_type": "IP_ADDRESS", "matcher": { "exact": cfg.xds_address.host } })
+        );
+        assert!(socket["typed_config"].get("sni").is_none());
+    }
+
+    #[test]
+    fn upstream_connections_leave_from_the_workload_address() {
+        let b = build(&config());
+        assert_eq!(
+            b["cluster_manager"]["upstream_bind_config"]["source_address"],
+            json!({ "address": config().node.address.to_string(), "port_value": 0 })
         );
     }
 

@@ -84,7 +84,8 @@ impl Mesh {
         if previous.mesh != self.config {
             return self
                 .build(generation, config)
-                .with_trust_bundle(previous.trust_bundle.clone());
+                .with_trust_bundle(previous.trust_bundle.clone())
+                .with_jwks(previous.jwks.clone());
         }
         self.report(Snapshot::build_after(previous, generation, config, changed))
     }

@@ -36,7 +36,7 @@ mod incremental;
 mod scope;
 mod security;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use discovery::Registry;
@@ -44,7 +44,7 @@ use discovery::file::ConfigSet;
 use discovery::model::ServiceModel;
 use policy::mesh::MeshConfig;
 use policy::networking::{DestinationRule, Sidecar, VirtualService, WorkloadEntry};
-use policy::security::{AuthorizationPolicy, PeerAuthentication, RequestAuthentication};
+use policy::security::{AuthorizationPolicy, KeySource, PeerAuthentication, RequestAuthentication};
 use policy::{Diagnostic, FieldPath, Object};
 
 pub use candidates::{Candidate, Candidates, HostPolicy};
@@ -87,6 +87,12 @@ pub struct Snapshot {
     /// [`Snapshot::with_trust_bundle`]), and a build after a previous
     /// snapshot keeps that one's.
     pub trust_bundle: Option<Arc<str>>,
+    /// The key sets the control plane fetched for RequestAuthentications
+    /// without inline `jwks` (from their `jwksUri`, or the issuer's
+    /// discovery document), inlined into the JWT filter as istiod does, so
+    /// sidecars need no route to the issuer. Set like the trust bundle
+    /// ([`Snapshot::with_jwks`]) and kept by a build after a previous one.
+    pub jwks: Arc<BTreeMap<KeySource, Arc<str>>>,
     /// What the build found, part by part, for the next build to reuse.
     parts: Parts,
 }
@@ -130,6 +136,12 @@ struct Reuse<'a> {
 impl Snapshot {
     /// Builds the snapshot of a config set: the registry, the policy of each
     /// host, and every finding about how the objects fit together.
+    /// The same snapshot with `jwks` as the fetched key sets.
+    pub fn with_jwks(mut self, jwks: Arc<BTreeMap<KeySource, Arc<str>>>) -> Snapshot {
+        self.jwks = jwks;
+        self
+    }
+
     /// The same snapshot with `bundle` as its trust bundle.
     pub fn with_trust_bundle(mut self, bundle: Option<Arc<str>>) -> Snapshot {
         self.trust_bundle = bundle;
@@ -251,6 +263,7 @@ impl Snapshot {
             sidecars,
             security,
             trust_bundle: previous.and_then(|p| p.trust_bundle.clone()),
+            jwks: previous.map(|p| p.jwks.clone()).unwrap_or_default(),
             parts: Parts::default(),
         };
         match previous.filter(|_| reuse.checks) {

@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod debounce;
+pub mod jwks;
 pub mod mesh;
 pub mod serve;
 pub mod xds;

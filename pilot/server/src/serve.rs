@@ -20,9 +20,10 @@ use tracing::{info, warn};
 
 use crate::admin;
 use crate::debounce::{Burst, Debounce};
+use crate::jwks;
 use crate::mesh;
-use crate::xds::AdsServer;
 use crate::xds::StatusRegistry;
+use crate::xds::{AdsServer, AdsService};
 use pilot_core::mesh::Mesh;
 use pilot_core::snapshot::Snapshot;
 
@@ -31,8 +32,11 @@ use pilot_core::snapshot::Snapshot;
 pub struct ServeConfig {
     /// Directory of YAML manifests, read recursively and followed for changes.
     pub config_dir: PathBuf,
-    /// Address of the xDS (ADS) gRPC server.
-    pub xds_addr: SocketAddr,
+    /// Address of a plaintext xDS (ADS) gRPC server, for local development
+    /// and proxies without a certificate: any local process can open a
+    /// stream there and claim any node id. `None`: xDS only over mutual
+    /// TLS ([`ControlPlane::authenticated_ads`], served beside the CA).
+    pub xds_addr: Option<SocketAddr>,
     /// Address of the admin HTTP API.
     pub admin_addr: SocketAddr,
     /// Istio MeshConfig YAML. A file with errors is reported in the
@@ -72,7 +76,9 @@ pub struct ControlPlane {
     trust_bundle: watch::Sender<Option<Arc<str>>>,
     /// What `/api/v1/ca` shows.
     ca: watch::Sender<Option<serde_json::Value>>,
-    pub xds_addr: SocketAddr,
+    ads: AdsService,
+    /// The plaintext xDS listener's address, when one was asked for.
+    pub xds_addr: Option<SocketAddr>,
     pub admin_addr: SocketAddr,
 }
 
@@ -96,13 +102,18 @@ impl ControlPlane {
         info!(root_namespace = %mesh.config.root_namespace, "mesh config");
         let (snapshot_tx, snapshots) = watch::channel(Arc::new(Snapshot::default()));
         let (trust_bundle, trust_bundle_rx) = watch::channel(None);
+        let (keys_tx, keys_rx) = watch::channel(jwks::KeySets::default());
         let build_task = tokio::spawn(build_loop(
             changes_rx,
-            trust_bundle_rx.clone(),
+            Inputs {
+                bundles: trust_bundle_rx.clone(),
+                keys: keys_rx,
+            },
             snapshot_tx,
             Debounce::default(),
             mesh,
         ));
+        let jwks_task = tokio::spawn(jwks::run(snapshots.clone(), keys_tx));
         // Serve nothing before the first full listing is compiled, so that no
         // proxy ever sees an empty mesh at startup.
         let mut first = snapshots.clone();
@@ -114,27 +125,29 @@ impl ControlPlane {
         let status = Arc::new(StatusRegistry::default());
         let (shutdown, shutdown_rx) = watch::channel(false);
 
-        let listen_xds = |source| Error::ListenXds {
-            addr: args.xds_addr,
-            source,
-        };
-        let xds_listener = listen(args.xds_addr).map_err(listen_xds)?;
-        let xds_addr = xds_listener.local_addr().map_err(listen_xds)?;
         let ads = AdsServer::new(snapshots.clone(), status.clone()).into_service();
-        let mut stop = shutdown_rx.clone();
-        let xds_task = tokio::spawn(async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(xds_listener);
-            let served = tonic::transport::Server::builder()
-                .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
-                .add_service(ads)
-                .serve_with_incoming_shutdown(incoming, async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await;
-            if let Err(error) = served {
-                warn!(%error, "xDS server stopped");
-            }
-        });
+        let mut tasks = vec![source_task, build_task, jwks_task];
+        let mut xds_addr = None;
+        if let Some(addr) = args.xds_addr {
+            let listen_xds = |source| Error::ListenXds { addr, source };
+            let xds_listener = listen(addr).map_err(listen_xds)?;
+            xds_addr = Some(xds_listener.local_addr().map_err(listen_xds)?);
+            let ads = ads.clone();
+            let mut stop = shutdown_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let incoming = tokio_stream::wrappers::TcpListenerStream::new(xds_listener);
+                let served = tonic::transport::Server::builder()
+                    .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+                    .add_service(ads)
+                    .serve_with_incoming_shutdown(incoming, async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await;
+                if let Err(error) = served {
+                    warn!(%error, "xDS server stopped");
+                }
+            }));
+        }
 
         let listen_admin = |source| Error::ListenAdmin {
             addr: args.admin_addr,
@@ -163,12 +176,19 @@ impl ControlPlane {
             }
         });
 
-        info!(%xds_addr, %admin_addr, config_dir = %args.config_dir.display(), "control plane ready");
+        tasks.push(admin_task);
+        info!(
+            plaintext_xds_addr = ?xds_addr,
+            %admin_addr,
+            config_dir = %args.config_dir.display(),
+            "control plane ready"
+        );
         Ok(ControlPlane {
             snapshots,
             status,
             shutdown,
-            tasks: vec![source_task, build_task, xds_task, admin_task],
+            tasks,
+            ads,
             trust_bundle,
             ca,
             xds_addr,
@@ -198,6 +218,13 @@ impl ControlPlane {
         });
     }
 
+    /// The ADS service for a mutual-TLS listener (the CA's, or one of its
+    /// own): the same push queue and status as the plaintext one, with
+    /// every stream's node checked against its client certificate.
+    pub fn authenticated_ads(&self) -> AdsService {
+        self.ads.authenticated()
+    }
+
     /// Serves `view` at `/api/v1/ca`.
     pub fn set_ca_status(&self, view: serde_json::Value) {
         self.ca.send_if_modified(|current| {
@@ -221,11 +248,18 @@ impl ControlPlane {
     }
 }
 
+/// What the control plane adds to the config: the CA's trust bundle and
+/// the fetched JWT keys.
+struct Inputs {
+    bundles: watch::Receiver<Option<Arc<str>>>,
+    keys: watch::Receiver<jwks::KeySets>,
+}
+
 /// Applies file changes to the store and publishes a new snapshot per
-/// burst, and one per change of the trust bundle.
+/// burst, and one per change of the trust bundle or the fetched keys.
 async fn build_loop(
     mut changes: mpsc::Receiver<Vec<FileChange>>,
-    mut bundles: watch::Receiver<Option<Arc<str>>>,
+    mut inputs: Inputs,
     snapshots: watch::Sender<Arc<Snapshot>>,
     debounce: Debounce,
     mesh: Mesh,
@@ -233,7 +267,10 @@ async fn build_loop(
     let mut store = FileStore::default();
     let mut burst = Burst::default();
     let mut generation = 0;
-    let mut bundle = bundles.borrow_and_update().clone();
+    let mut current = Current {
+        bundle: inputs.bundles.borrow_and_update().clone(),
+        keys: inputs.keys.borrow_and_update().clone(),
+    };
     loop {
         let due = burst.due(debounce);
         tokio::select! {
@@ -245,30 +282,47 @@ async fn build_loop(
                 if generation == 0 {
                     burst.reset();
                     generation += 1;
-                    publish(&mut store, &mesh, generation, &bundle, &snapshots);
+                    publish(&mut store, &mesh, generation, &current, &snapshots);
                 }
             }
             () = sleep_until(due), if due.is_some() => {
                 burst.reset();
                 generation += 1;
-                publish(&mut store, &mesh, generation, &bundle, &snapshots);
+                publish(&mut store, &mesh, generation, &current, &snapshots);
             }
-            changed = bundles.changed() => {
+            changed = inputs.bundles.changed() => {
                 if changed.is_err() {
                     // The control plane is gone.
                     return;
                 }
-                bundle = bundles.borrow_and_update().clone();
+                current.bundle = inputs.bundles.borrow_and_update().clone();
                 // Before the first listing there is nothing to publish yet:
                 // the first snapshot takes the bundle.
                 if generation > 0 {
                     burst.reset();
                     generation += 1;
-                    publish(&mut store, &mesh, generation, &bundle, &snapshots);
+                    publish(&mut store, &mesh, generation, &current, &snapshots);
+                }
+            }
+            changed = inputs.keys.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                current.keys = inputs.keys.borrow_and_update().clone();
+                if generation > 0 {
+                    burst.reset();
+                    generation += 1;
+                    publish(&mut store, &mesh, generation, &current, &snapshots);
                 }
             }
         }
     }
+}
+
+/// The control plane's inputs as of now.
+struct Current {
+    bundle: Option<Arc<str>>,
+    keys: jwks::KeySets,
 }
 
 async fn sleep_until(due: Option<Instant>) {
@@ -292,7 +346,7 @@ fn publish(
     store: &mut FileStore,
     mesh: &Mesh,
     generation: u64,
-    bundle: &Option<Arc<str>>,
+    current: &Current,
     snapshots: &watch::Sender<Arc<Snapshot>>,
 ) {
     let changed = store.take_changed();
@@ -300,7 +354,8 @@ fn publish(
     let previous = snapshots.borrow().clone();
     let snapshot = mesh
         .build_after(&previous, generation, &config, &changed)
-        .with_trust_bundle(bundle.clone());
+        .with_trust_bundle(current.bundle.clone())
+        .with_jwks(current.keys.clone());
     log_new_diagnostics(&previous.diagnostics, &snapshot.diagnostics);
     info!(
         generation,

@@ -18,7 +18,7 @@ const HOST: Ipv4Addr = Ipv4Addr::new(127, 0, 73, 1);
 async fn serve(dir: &std::path::Path) -> ControlPlane {
     ControlPlane::start(&ServeConfig {
         config_dir: dir.to_path_buf(),
-        xds_addr: SocketAddr::from((HOST, 0)),
+        xds_addr: Some(SocketAddr::from((HOST, 0))),
         admin_addr: SocketAddr::from((HOST, 0)),
         mesh_config: None,
     })
@@ -33,7 +33,11 @@ fn args(
     scenario: Scenario,
     first: u8,
 ) -> XdsArgs {
-    let mut a = XdsArgs::new(cp.xds_addr.to_string(), dir, scenario);
+    let mut a = XdsArgs::new(
+        cp.xds_addr.expect("a plaintext xDS address").to_string(),
+        dir,
+        scenario,
+    );
     a.proxies = 20;
     a.mode = mode;
     a.service = 1;

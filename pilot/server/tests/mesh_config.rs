@@ -19,7 +19,7 @@ async fn serve(dir: &Path, mesh: &str) -> (ControlPlane, Vec<Value>, Vec<Value>)
     std::fs::write(&mesh_config, mesh).unwrap();
     let control_plane = ControlPlane::start(&ServeConfig {
         config_dir: config,
-        xds_addr: "127.0.0.1:0".parse().unwrap(),
+        xds_addr: Some("127.0.0.1:0".parse().unwrap()),
         admin_addr: "127.0.0.1:0".parse().unwrap(),
         mesh_config: Some(mesh_config),
     })

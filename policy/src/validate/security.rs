@@ -342,7 +342,7 @@ fn jwks_uri(uri: &str) -> Result<(), String> {
 /// key (`{"kty": ...}`), each key with the members its type needs. Envoy
 /// refuses a listener whose inline keys do not parse, so they are checked
 /// here rather than there.
-fn key_set(text: &str) -> Result<(), String> {
+pub fn key_set(text: &str) -> Result<(), String> {
     let value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
     match value.get("keys") {
         Some(serde_json::Value::Array(keys)) if keys.is_empty() => {

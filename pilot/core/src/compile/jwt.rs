@@ -12,11 +12,13 @@
 //! without a token passes (an AuthorizationPolicy may require a request
 //! principal). The request principal `ISSUER/SUBJECT` and the claims are
 //! read by RBAC from the metadata (see `authz`). Keys from a `jwksUri`
-//! (or the issuer's discovery document) are fetched by the control plane,
-//! which is not implemented yet: such a rule verifies with a key whose
-//! private half no one holds, so its tokens are refused, as Istio refuses
-//! them while it cannot fetch the keys.
+//! (or the issuer's discovery document) are fetched by the control plane
+//! and inlined ([`Snapshot::jwks`](crate::snapshot::Snapshot::jwks)); until
+//! they have been fetched, such a rule verifies with a key whose private
+//! half no one holds, so its tokens are refused, as Istio refuses them
+//! while it cannot fetch the keys.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source};
@@ -30,7 +32,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
     HttpFilter, http_filter,
 };
 use envoy_types::pb::google::protobuf::{Any, Empty};
-use policy::security::RequestAuthentication;
+use policy::security::{KeySource, RequestAuthentication};
 use prost::Message;
 
 /// The JWT filter's name, and the metadata namespace it writes payloads to.
@@ -45,15 +47,18 @@ const UNVERIFIABLE_JWKS: &str = r#"{"keys":[{"kty":"EC","crv":"P-256","x":"ojY_8
 /// `None` when none applies.
 pub(crate) fn http_filter<'a>(
     policies: impl IntoIterator<Item = &'a Arc<RequestAuthentication>>,
+    fetched: &BTreeMap<KeySource, Arc<str>>,
 ) -> Option<(HttpFilter, Vec<String>)> {
     let mut providers = Vec::new();
     for policy in policies {
         for rule in &policy.spec.jwt_rules {
             let name = format!("origins-{}", providers.len());
-            let jwks = rule
-                .jwks
-                .clone()
-                .unwrap_or_else(|| UNVERIFIABLE_JWKS.to_string());
+            let jwks = match rule.key_source() {
+                None => rule.jwks.clone().unwrap_or_default(),
+                Some(source) => fetched
+                    .get(&source)
+                    .map_or_else(|| UNVERIFIABLE_JWKS.to_string(), |k| k.to_string()),
+            };
             let provider = JwtProvider {
                 issuer: rule.issuer.clone(),
                 audiences: rule.audiences.clone(),
@@ -163,10 +168,11 @@ mod tests {
     #[test]
     fn providers_encode_in_name_order_every_time() {
         let policies = [policy(&["b", "a", "c", "a"])];
-        let (first, issuers) = http_filter(&policies).unwrap();
+        let none = BTreeMap::new();
+        let (first, issuers) = http_filter(&policies, &none).unwrap();
         assert_eq!(issuers, ["a", "b", "c"]);
         for _ in 0..20 {
-            assert_eq!(http_filter(&policies).unwrap().0, first);
+            assert_eq!(http_filter(&policies, &none).unwrap().0, first);
         }
         let Some(http_filter::ConfigType::TypedConfig(any)) = &first.config_type else {
             panic!()
@@ -183,6 +189,45 @@ mod tests {
                 ..
             })) if s == UNVERIFIABLE_JWKS
         ));
-        assert!(http_filter(&[]).is_none());
+        assert!(http_filter(&[], &none).is_none());
+    }
+
+    fn inline_keys(filter: &HttpFilter, provider: &str) -> String {
+        let Some(http_filter::ConfigType::TypedConfig(any)) = &filter.config_type else {
+            panic!()
+        };
+        let decoded = JwtAuthentication::decode(any.value.as_slice()).unwrap();
+        match &decoded.providers[provider].jwks_source_specifier {
+            Some(JwksSourceSpecifier::LocalJwks(DataSource {
+                specifier: Some(data_source::Specifier::InlineString(s)),
+                ..
+            })) => s.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn fetched_keys_are_inlined_by_their_source() {
+        let mut discovered = policy(&["https://issuer.example/"]);
+        Arc::make_mut(&mut discovered).spec.jwt_rules[0].jwks_uri = None;
+        let policies = [policy(&["a"]), discovered];
+        let fetched = BTreeMap::from([
+            (
+                KeySource::JwksUri("https://example.com/k".into()),
+                Arc::from(r#"{"keys":[{"kty":"oct","k":"a2V5"}]}"#),
+            ),
+            (
+                KeySource::Discovery(
+                    "https://issuer.example/.well-known/openid-configuration".into(),
+                ),
+                Arc::from(r#"{"keys":[{"kty":"oct","k":"ZGlzY292ZXJlZA"}]}"#),
+            ),
+        ]);
+        let (filter, _) = http_filter(&policies, &fetched).unwrap();
+        assert!(inline_keys(&filter, "origins-0").contains("a2V5"));
+        assert!(inline_keys(&filter, "origins-1").contains("ZGlzY292ZXJlZA"));
+        // Not fetched (yet): nothing verifies.
+        let (filter, _) = http_filter(&policies, &BTreeMap::new()).unwrap();
+        assert_eq!(inline_keys(&filter, "origins-1"), UNVERIFIABLE_JWKS);
     }
 }

@@ -226,9 +226,10 @@ impl InboundSecurity {
             .collect();
         let mut http = Vec::new();
         let mut issuers = Vec::new();
-        if let Some((filter, verified)) =
-            jwt::http_filter(security.request_authentications_for(namespace, labels))
-        {
+        if let Some((filter, verified)) = jwt::http_filter(
+            security.request_authentications_for(namespace, labels),
+            &snapshot.jwks,
+        ) {
             http.push(filter);
             issuers = verified;
         }

@@ -106,6 +106,12 @@ impl ChangeSet {
         changes.workload_entries(previous, next);
         changes.sidecars(previous, next);
         changes.security(previous, next);
+        // Fetched keys go into the JWT filters of the workloads their
+        // RequestAuthentications select; rare enough to reach everyone.
+        if !Arc::ptr_eq(&previous.jwks, &next.jwks) && previous.jwks != next.jwks {
+            changes.reasons.insert(PushReason::ConfigUpdate);
+            changes.everyone = true;
+        }
         if previous.trust_bundle != next.trust_bundle {
             changes.reasons.insert(PushReason::TrustBundle);
             changes.trust_bundle = true;

@@ -45,6 +45,7 @@ impl Snapshot {
         incremental(previous, generation, config, changed)
             .unwrap_or_else(|| Snapshot::build_with_mesh(generation, config, &previous.mesh))
             .with_trust_bundle(previous.trust_bundle.clone())
+            .with_jwks(previous.jwks.clone())
     }
 }
 

@@ -124,35 +124,7 @@ impl Security {
 
     fn report(&self, workloads: &[Arc<WorkloadEntry>], out: &mut Vec<Diagnostic>) {
         self.report_levels(workloads, out);
-        self.report_not_compiled(out);
         self.report_identity_on_plaintext(workloads, out);
-    }
-
-    /// What is accepted but not programmed into sidecars yet, said where it
-    /// is written: keys a JWT rule does not give inline.
-    fn report_not_compiled(&self, out: &mut Vec<Diagnostic>) {
-        for ra in &self.request_authentications {
-            for (i, rule) in ra.spec.jwt_rules.iter().enumerate() {
-                if rule.jwks.is_some() {
-                    continue;
-                }
-                let at = FieldPath::new("spec.jwtRules").index(i);
-                let (path, source) = match &rule.jwks_uri {
-                    Some(_) => (at.field("jwksUri"), "from jwksUri"),
-                    None => (at, "from the issuer's discovery document"),
-                };
-                out.push(
-                    Diagnostic::warning(
-                        path,
-                        format!(
-                            "the control plane does not fetch keys {source} yet: tokens of issuer {:?} are refused with 401 until it does; give the keys inline in jwks",
-                            rule.issuer
-                        ),
-                    )
-                    .on(key_of(Kind::RequestAuthentication, &ra.meta)),
-                );
-            }
-        }
     }
 
     /// Istio#34355: a rule on the caller's identity (principals,
@@ -591,7 +563,7 @@ mod tests {
     }
 
     #[test]
-    fn unfetched_keys_say_they_are_not_there_yet_and_strict_is_quiet() {
+    fn keys_to_fetch_and_strict_are_quiet() {
         let config = pa("prod", "default", "  mtls: {mode: PERMISSIVE}\n")
             + &pa(
                 "prod",
@@ -601,10 +573,9 @@ mod tests {
             + "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\nmetadata: {name: jwt, namespace: prod}\nspec:\n  jwtRules: [{issuer: a}, {issuer: b, jwksUri: 'https://b/k'}, {issuer: c, jwks: '{\"kty\": \"EC\", \"crv\": \"P-256\", \"x\": \"a\", \"y\": \"b\"}'}]\n";
         let s = snapshot(&config);
         let found = messages(&s);
-        // STRICT is enforced by the sidecars now: nothing to say about it.
-        assert_eq!(found.len(), 2, "{found:#?}");
-        assert!(found[0].contains("RequestAuthentication prod/jwt: spec.jwtRules[0]: the control plane does not fetch keys from the issuer's discovery document yet: tokens of issuer \"a\" are refused with 401"), "{found:#?}");
-        assert!(found[1].contains("RequestAuthentication prod/jwt: spec.jwtRules[1].jwksUri: the control plane does not fetch keys from jwksUri yet"), "{found:#?}");
+        // STRICT is enforced by the sidecars, and keys from jwksUri or the
+        // issuer's discovery document are fetched: nothing to say.
+        assert!(found.is_empty(), "{found:#?}");
         assert!(s.diagnostics.iter().all(|d| !d.is_error()));
     }
 }

@@ -38,6 +38,33 @@ impl fmt::Display for PeerIdentity {
     }
 }
 
+impl PeerIdentity {
+    /// The parts of a SPIFFE id `spiffe://TD/ns/NS/sa/SA`; `None` for any
+    /// other URI.
+    pub fn from_spiffe_uri(uri: &str) -> Option<PeerIdentity> {
+        let rest = uri.strip_prefix("spiffe://")?;
+        let mut parts = rest.split('/');
+        let (trust_domain, ns, namespace, sa, service_account) = (
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+        );
+        let well_formed = ns == "ns"
+            && sa == "sa"
+            && parts.next().is_none()
+            && [trust_domain, namespace, service_account]
+                .iter()
+                .all(|p| !p.is_empty());
+        well_formed.then(|| PeerIdentity {
+            trust_domain: trust_domain.to_string(),
+            namespace: namespace.to_string(),
+            service_account: service_account.to_string(),
+        })
+    }
+}
+
 /// A node that claims another identity than its certificate's.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -131,6 +158,23 @@ mod tests {
             message.contains("sidecar~10.0.0.1~reviews.shop"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn spiffe_ids_parse_and_other_uris_do_not() {
+        assert_eq!(
+            PeerIdentity::from_spiffe_uri("spiffe://cluster.local/ns/shop/sa/reviews"),
+            Some(cert("shop", "reviews"))
+        );
+        for bad in [
+            "https://cluster.local/ns/shop/sa/reviews",
+            "spiffe://cluster.local/ns/shop/sa/reviews/extra",
+            "spiffe://cluster.local/ns//sa/reviews",
+            "spiffe://cluster.local/namespace/shop/sa/reviews",
+            "spiffe://cluster.local/ns/shop",
+        ] {
+            assert_eq!(PeerIdentity::from_spiffe_uri(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -34,6 +34,7 @@ use pilot_core::resources::ProxyResources;
 use pilot_core::snapshot::Snapshot;
 use pilot_core::xds::connection::{Connection, DeltaResponse, Mode, Response, SotwResponse};
 use pilot_core::xds::request::SotwRequest;
+use pilot_core::xds::{PeerIdentity, check_node_identity};
 
 /// Responses buffered per stream before the sender waits for the proxy to read.
 const RESPONSE_BUFFER: usize = 16;
@@ -71,9 +72,11 @@ impl AdsServer {
     fn open<V: Variant>(
         &self,
         inbound: Requests<V::Request>,
+        peer: Option<PeerIdentity>,
     ) -> ReceiverStream<Result<V::Response, Status>> {
         let (tx, rx) = mpsc::channel(RESPONSE_BUFFER);
         let stream = StreamTask {
+            peer,
             stream_id: self.next_stream.fetch_add(1, Ordering::Relaxed),
             queue: self.queue.clone(),
             status: self.status.clone(),
@@ -90,16 +93,18 @@ impl AdsServer {
     pub(super) fn stream_aggregated_resources(
         &self,
         inbound: Requests<SotwRequest>,
+        peer: Option<PeerIdentity>,
     ) -> ReceiverStream<Result<SotwResponse, Status>> {
-        self.open::<Sotw>(inbound)
+        self.open::<Sotw>(inbound, peer)
     }
 
     /// `DeltaAggregatedResources`: serves an incremental stream.
     pub(super) fn delta_aggregated_resources(
         &self,
         inbound: Requests<DeltaDiscoveryRequest>,
+        peer: Option<PeerIdentity>,
     ) -> ReceiverStream<Result<DeltaResponse, Status>> {
-        self.open::<Delta>(inbound)
+        self.open::<Delta>(inbound, peer)
     }
 }
 
@@ -164,6 +169,9 @@ impl Variant for Delta {
 /// Everything one stream's task owns.
 #[derive(Debug)]
 struct StreamTask<T> {
+    /// The client certificate's identity, on the mutual-TLS listener: the
+    /// node must claim exactly it.
+    peer: Option<PeerIdentity>,
     stream_id: u64,
     queue: PushQueue,
     status: Arc<StatusRegistry>,
@@ -233,6 +241,16 @@ impl<T: Send + 'static> StreamTask<T> {
                 return;
             }
         };
+        if let Some(peer) = &self.peer
+            && let Err(mismatch) = check_node_identity(&proxy.id, &proxy.metadata, peer)
+        {
+            warn!(stream_id, %mismatch, "rejecting stream");
+            let _ = self
+                .tx
+                .send(Err(Status::permission_denied(mismatch.to_string())))
+                .await;
+            return;
+        }
         let span = info_span!("ads", node = %proxy.id, stream_id, mode = ?V::MODE);
         self.serve::<V>(proxy, first, inbound)
             .instrument(span)
@@ -313,7 +331,8 @@ impl<T: Send + 'static> StreamTask<T> {
             self.status.record_nacks(nacks - self.nacks_counted);
             self.nacks_counted = nacks;
         }
-        self.status.refresh(proxy, self.stream_id, connection);
+        self.status
+            .refresh(proxy, self.stream_id, connection, self.peer.as_ref());
         for response in responses {
             debug!(
                 type_url = response.type_url(),

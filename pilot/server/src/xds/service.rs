@@ -11,6 +11,12 @@
 //!        application/grpc response ◄── ResponseBody ◄── responses ◄────┘
 //! ```
 //!
+//! On the mutual-TLS listener ([`AdsService::authenticated`]) a stream
+//! without a client certificate is refused with UNAUTHENTICATED before any
+//! request is read, and one whose node claims another namespace or service
+//! account than the certificate's with PERMISSION_DENIED (in the stream
+//! task, once the node is known).
+//!
 //! Request decoding, compression (none) and message size limits (4 MiB in,
 //! unlimited out) are tonic's defaults, as in the generated service.
 
@@ -27,6 +33,8 @@ use tonic::server::NamedService;
 
 use crate::xds::codec::{Requests, ResponseBody, WireMessage};
 use crate::xds::server::AdsServer;
+use pilot_core::xds::PeerIdentity;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 /// The gRPC service name of ADS.
 const SERVICE_NAME: &str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
@@ -40,14 +48,58 @@ const GRPC_ENCODING: &str = "grpc-encoding";
 #[derive(Clone, Debug)]
 pub struct AdsService {
     server: Arc<AdsServer>,
+    /// Served over mutual TLS: every stream must present a workload
+    /// certificate, and its node may claim only that certificate's
+    /// namespace and service account.
+    authenticated: bool,
 }
 
 impl AdsService {
     pub fn new(server: AdsServer) -> Self {
         AdsService {
             server: Arc::new(server),
+            authenticated: false,
         }
     }
+
+    /// The same server (one push queue, one status registry) for a TLS
+    /// listener that checks each stream's identity.
+    pub fn authenticated(&self) -> Self {
+        AdsService {
+            server: self.server.clone(),
+            authenticated: true,
+        }
+    }
+}
+
+/// The SPIFFE identity of the client certificate of the TLS session a
+/// request came on: `Err` with the reason when there is none.
+fn peer_identity(req: &http::Request<Body>) -> Result<PeerIdentity, Status> {
+    let info = req
+        .extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .ok_or_else(|| Status::unauthenticated("xDS needs mutual TLS on this port"))?;
+    let certs = info.peer_certs().ok_or_else(|| {
+        Status::unauthenticated("no client certificate: present the workload certificate")
+    })?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| Status::unauthenticated("no client certificate"))?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref())
+        .map_err(|_| Status::unauthenticated("the client certificate does not parse"))?;
+    let uris = parsed
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .into_iter()
+        .flat_map(|san| san.value.general_names.iter())
+        .filter_map(|name| match name {
+            x509_parser::extensions::GeneralName::URI(uri) => PeerIdentity::from_spiffe_uri(uri),
+            _ => None,
+        });
+    uris.into_iter()
+        .next()
+        .ok_or_else(|| Status::unauthenticated("the client certificate holds no SPIFFE id"))
 }
 
 impl NamedService for AdsService {
@@ -65,15 +117,23 @@ impl Service<http::Request<Body>> for AdsService {
 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
         let server = self.server.clone();
+        let peer = match self.authenticated.then(|| peer_identity(&req)) {
+            None => None,
+            Some(Ok(peer)) => Some(peer),
+            Some(Err(status)) => {
+                tracing::warn!(error = status.message(), "refusing an xDS stream");
+                return Box::pin(ready(Ok(status.into_http())));
+            }
+        };
         match req.uri().path() {
             SOTW_PATH => Box::pin(async move {
                 Ok(stream(req, |requests| {
-                    server.stream_aggregated_resources(requests)
+                    server.stream_aggregated_resources(requests, peer)
                 }))
             }),
             DELTA_PATH => Box::pin(async move {
                 Ok(stream(req, |requests| {
-                    server.delta_aggregated_resources(requests)
+                    server.delta_aggregated_resources(requests, peer)
                 }))
             }),
             path => {

@@ -39,6 +39,7 @@ use serde::{Deserialize, Serialize};
 
 use pilot_core::proxy::Proxy;
 use pilot_core::xds::Mode;
+use pilot_core::xds::PeerIdentity;
 use pilot_core::xds::connection::Connection;
 pub use pilot_core::xds::status::{Nack, TypeStatus, XdsStatus, acked_generation};
 
@@ -63,11 +64,20 @@ pub struct ProxyStatus {
     /// The lowest snapshot generation ACKed across the requested types;
     /// null while one has no ACK (or none is requested).
     pub acked_generation: Option<u64>,
+    /// The SPIFFE id of the client certificate the stream came with (xDS
+    /// over mutual TLS, checked against the node); `null` on plaintext.
+    #[serde(default)]
+    pub identity: Option<String>,
     pub xds: XdsStatus,
 }
 
 impl ProxyStatus {
-    pub fn new(proxy: &Proxy, stream_id: u64, connection: &Connection) -> Self {
+    pub fn new(
+        proxy: &Proxy,
+        stream_id: u64,
+        connection: &Connection,
+        identity: Option<&PeerIdentity>,
+    ) -> Self {
         let xds = connection.status();
         ProxyStatus {
             id: proxy.id.clone(),
@@ -80,6 +90,7 @@ impl ProxyStatus {
             nacks: connection.nacks(),
             generation: connection.resources().generation(),
             acked_generation: acked_generation(&xds),
+            identity: identity.map(ToString::to_string),
             xds,
         }
     }
@@ -138,7 +149,13 @@ impl StatusRegistry {
     /// Publishes the status of `proxy`'s stream `stream_id`, updating the
     /// entry in place when the stream already has one (no copy of the
     /// proxy's names, and versions written over the strings they replace).
-    pub fn refresh(&self, proxy: &Proxy, stream_id: u64, connection: &Connection) {
+    pub fn refresh(
+        &self,
+        proxy: &Proxy,
+        stream_id: u64,
+        connection: &Connection,
+        identity: Option<&PeerIdentity>,
+    ) {
         if let Some(mut entry) = self.proxies.get_mut(&proxy.id) {
             if entry.stream_id > stream_id {
                 return;
@@ -152,7 +169,7 @@ impl StatusRegistry {
                 return;
             }
         }
-        self.update(ProxyStatus::new(proxy, stream_id, connection));
+        self.update(ProxyStatus::new(proxy, stream_id, connection, identity));
     }
 
     /// Forgets `id` when its stream `stream_id` ends, unless a newer stream

@@ -133,6 +133,7 @@ fn the_snapshot_view_counts_the_proxies_that_acked_it() {
             nacks: 0,
             generation: 10,
             acked_generation: acked,
+            identity: None,
             xds: XdsStatus::new(),
         });
     }

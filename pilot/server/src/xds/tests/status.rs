@@ -18,6 +18,7 @@ fn status(id: &str, stream_id: u64) -> ProxyStatus {
         nacks: 0,
         generation: 0,
         acked_generation: None,
+        identity: None,
         xds: XdsStatus::new(),
     }
 }
@@ -29,6 +30,7 @@ fn json_shape_is_the_public_contract() {
     s.nacks = 1;
     s.generation = 5;
     s.acked_generation = Some(4);
+    s.identity = Some("spiffe://cluster.local/ns/store/sa/shop".to_string());
     s.xds.insert(
         CDS.to_string(),
         TypeStatus {
@@ -56,6 +58,7 @@ fn json_shape_is_the_public_contract() {
             "nacks": 1,
             "generation": 5,
             "acked_generation": 4,
+            "identity": "spiffe://cluster.local/ns/store/sa/shop",
             "xds": {
                 CDS: {
                     "sent_version": "v2",
