@@ -201,6 +201,8 @@ struct Keys {
     root_ids: Vec<String>,
     bundle_pem: Arc<str>,
     rotation: Rotation,
+    /// A hash of a plug-in CA's files as read, to tell when they change.
+    plug_in_files: Option<Vec<u8>>,
 }
 
 /// What the CA has signed since it started, for the rotation and its status.
@@ -236,20 +238,7 @@ impl Ca {
             .unwrap_or_else(|| state.file(CACERTS_DIR));
         let explicit = config.cacerts.is_some();
         let (keys, origin) = if explicit || cacerts.join("ca-cert.pem").exists() {
-            let plug_in = PlugIn::read(&cacerts)?;
-            let bundle_pem = bundle_pem(&plug_in.roots);
-            let keys = Keys {
-                signing: None,
-                issuer: plug_in.issuer,
-                issuer_not_after: plug_in.not_after,
-                serving_chain: plug_in.chain.clone(),
-                chain: plug_in.chain,
-                roots: plug_in.roots,
-                root_ids: Vec::new(),
-                bundle_pem,
-                rotation: Rotation::initial(),
-            };
-            (keys, Origin::PlugIn(cacerts))
+            (Keys::plug_in(&cacerts)?, Origin::PlugIn(cacerts))
         } else {
             self_signed_root(&state, &config.trust_domain)?;
             let rotation = rotation::read(&state)?;
@@ -288,11 +277,23 @@ impl Ca {
 
     /// Reads `rotation.json` again (`bowline ca rotate-root` writes it from
     /// another process) and, when it records another step, signs as that
-    /// step says from now on. Returns whether anything changed. A plug-in
-    /// CA does not rotate this way: nothing changes.
+    /// step says from now on. For a plug-in CA, reads its `cacerts` files
+    /// again and, when they changed, signs with what they hold now (as
+    /// istiod reloads plug-in certificates); files that do not make a CA
+    /// (a half-replaced set) are an error, and the CA keeps signing as it
+    /// did. Returns whether anything changed.
     pub fn reload(&self) -> Result<bool> {
-        if self.origin != Origin::SelfSigned {
-            return Ok(false);
+        if let Origin::PlugIn(dir) = &self.origin {
+            let files = PlugIn::files(dir);
+            if self.keys().plug_in_files.as_deref() == Some(files.as_slice()) {
+                return Ok(false);
+            }
+            let keys = Arc::new(Keys::plug_in(dir)?);
+            match self.keys.write() {
+                Ok(mut current) => *current = keys,
+                Err(poisoned) => *poisoned.into_inner() = keys,
+            }
+            return Ok(true);
         }
         let rotation = rotation::read(&self.state)?;
         if rotation == self.keys().rotation {
@@ -661,6 +662,26 @@ impl Keys {
             roots,
             root_ids: rotation.bundle.clone(),
             rotation,
+            plug_in_files: None,
+        })
+    }
+
+    /// A plug-in CA's files in `dir`.
+    fn plug_in(dir: &Path) -> Result<Keys> {
+        let files = PlugIn::files(dir);
+        let plug_in = PlugIn::read(dir)?;
+        let bundle_pem = bundle_pem(&plug_in.roots);
+        Ok(Keys {
+            signing: None,
+            issuer: plug_in.issuer,
+            issuer_not_after: plug_in.not_after,
+            serving_chain: plug_in.chain.clone(),
+            chain: plug_in.chain,
+            roots: plug_in.roots,
+            root_ids: Vec::new(),
+            bundle_pem,
+            rotation: Rotation::initial(),
+            plug_in_files: Some(files),
         })
     }
 }
@@ -745,6 +766,23 @@ struct PlugIn {
 }
 
 impl PlugIn {
+    /// A SHA-256 of the files' contents (a missing one counts as empty):
+    /// what tells a change, without keeping the key's text around.
+    fn files(dir: &Path) -> Vec<u8> {
+        let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+        for name in [
+            "ca-cert.pem",
+            "ca-key.pem",
+            "root-cert.pem",
+            "cert-chain.pem",
+        ] {
+            let contents = std::fs::read(dir.join(name)).unwrap_or_default();
+            hash.update(&(contents.len() as u64).to_le_bytes());
+            hash.update(&contents);
+        }
+        hash.finish().as_ref().to_vec()
+    }
+
     fn read(dir: &Path) -> Result<PlugIn> {
         let read = |name: &str| -> Result<(PathBuf, String)> {
             let path = dir.join(name);

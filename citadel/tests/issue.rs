@@ -447,3 +447,45 @@ fn the_serving_certificate_names_the_addresses() {
     assert!(names.contains(&GeneralName::DNSName("istiod.istio-system.svc")));
     assert!(!format!("{serving:?}").contains("PRIVATE KEY"));
 }
+
+#[test]
+fn a_plug_in_ca_follows_its_files_and_keeps_signing_through_a_broken_set() {
+    let state = tempfile::tempdir().unwrap();
+    let cacerts = state.path().join("cacerts");
+    let (first_root, _) = write_cacerts(&cacerts, true);
+    let s = signer(state.path(), None);
+    assert!(!s.ca.reload().unwrap(), "nothing changed yet");
+    let now = SystemTime::now();
+    let token = s.tokens.mint("a", "b", HOUR, now).unwrap();
+    let sign = || {
+        s.create_certificate(
+            Credential::Bearer(&token),
+            &csr(&[]),
+            0,
+            now,
+            Instant::now(),
+        )
+        .unwrap()
+    };
+
+    // Half a replacement (a new key beside the old certificate) does not
+    // make a CA: an error, and the CA signs as before.
+    let other = tempfile::tempdir().unwrap();
+    let (new_root, new_intermediate) = write_cacerts(other.path(), true);
+    std::fs::copy(other.path().join("ca-key.pem"), cacerts.join("ca-key.pem")).unwrap();
+    assert!(s.ca.reload().is_err());
+    let signed = sign();
+    assert!(verify::workload_chain(&signed.chain, &s.ca.roots(), now).is_ok());
+    assert_eq!(*s.ca.trust_bundle_pem(), *first_root);
+
+    // The whole new set: the CA signs with it from the next certificate on.
+    for name in ["ca-cert.pem", "root-cert.pem", "cert-chain.pem"] {
+        std::fs::copy(other.path().join(name), cacerts.join(name)).unwrap();
+    }
+    assert!(s.ca.reload().unwrap());
+    assert!(!s.ca.reload().unwrap());
+    assert_eq!(*s.ca.trust_bundle_pem(), *new_root);
+    let signed = sign();
+    assert_eq!(signed.chain[1], new_intermediate);
+    assert!(verify::workload_chain(&signed.chain, &s.ca.roots(), now).is_ok());
+}

@@ -50,7 +50,9 @@ impl Driver {
     fn step(&mut self, control_plane: &ControlPlane, signer: &Signer, now: SystemTime) {
         let ca = &signer.ca;
         match ca.reload() {
-            Ok(true) => info!(step = ?ca.rotation().step, "root rotation: the CA's state changed"),
+            Ok(true) => {
+                info!(step = ?ca.rotation().step, "the CA reloaded its state (root rotation or plug-in files)")
+            }
             Ok(false) => {}
             Err(error) => self.fail(&error),
         }
