@@ -159,7 +159,15 @@ impl Mesh {
         assert!(out.status.success(), "bowline token create: {out:?}");
         let token = self.dir.path().join(format!("token-{service_account}"));
         std::fs::write(&token, &out.stdout).unwrap();
-        // The admin API answers before the CA has started (404 until then).
+        let bundle = self.trust_bundle().await;
+        let root = self.dir.path().join("ca-root.pem");
+        std::fs::write(&root, bundle).unwrap();
+        (token, root)
+    }
+
+    /// The CA's roots (PEM), once the CA serves them: the admin API answers
+    /// before the CA has started (404 until then).
+    pub async fn trust_bundle(&self) -> String {
         let url = format!("http://{}/api/v1/trust-bundle", self.admin);
         let http = self.http.clone();
         wait_for("the CA's trust bundle", Duration::from_secs(30), || {
@@ -172,9 +180,7 @@ impl Mesh {
             }
         })
         .await;
-        let root = self.dir.path().join("ca-root.pem");
-        std::fs::write(&root, self.admin_text("/api/v1/trust-bundle").await).unwrap();
-        (token, root)
+        self.admin_text("/api/v1/trust-bundle").await
     }
 
     pub fn address(&self, host: u8) -> IpAddr {

@@ -3,7 +3,9 @@
 //! bootstrap naming `bowline serve`, and its calls reach the Python gRPC
 //! servers registered as WorkloadEntries of reviews, with no Envoy anywhere.
 //! A header route and then a VirtualService edit change which backend
-//! answers, each shown by the answer.
+//! answers, each shown by the answer. The client speaks xDS over mutual
+//! TLS beside the CA, with a workload certificate the CA issued for its
+//! token (gRFC A65 `tls` channel credentials).
 //!
 //! grpcio comes from `./scripts/setup` (into the repository's .venv), or
 //! the Python `$BOWLINE_PYTHON` names. Where neither has it, the test says
@@ -14,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use pilot_node::{GrpcBootstrap, NodeMetadata};
+use pilot_node::{GrpcBootstrap, GrpcTls, NodeMetadata};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
@@ -206,8 +208,9 @@ async fn a_proxyless_grpc_client_follows_virtual_service_routes() {
 
     let node = NodeMetadata::grpc("default", "grpc-client", mesh.address(1));
     let bootstrap = GrpcBootstrap {
-        server_uri: mesh.xds.to_string(),
+        server_uri: mesh.ca.to_string(),
         node,
+        tls: Some(certificate_files(&mesh, dir.path()).await),
     };
     let bootstrap_path = dir.path().join("bootstrap.json");
     std::fs::write(&bootstrap_path, bootstrap.to_json().to_string()).unwrap();
@@ -222,6 +225,10 @@ async fn a_proxyless_grpc_client_follows_virtual_service_routes() {
         let status = mesh.proxy("grpc-client").await.unwrap();
         assert_eq!(status["proxyless"], true, "{status}");
         assert_eq!(status["nacks"], 0, "{status}");
+        assert_eq!(
+            status["identity"], "spiffe://cluster.local/ns/default/sa/default",
+            "{status}"
+        );
 
         // The header route sends the tester to v2.
         assert_eq!(
@@ -248,6 +255,55 @@ async fn a_proxyless_grpc_client_follows_virtual_service_routes() {
     // A failing step shows the xDS client's side of the story.
     let _log = PrintOnPanic(&log);
     outcome.await;
+}
+
+/// A workload certificate for `default/default` (the client declares no
+/// service account) from the mesh's CA, and the CA's roots, as files in `dir`.
+async fn certificate_files(mesh: &Mesh, dir: &Path) -> GrpcTls {
+    let out = Command::new(crate::harness::BOWLINE)
+        .args([
+            "token",
+            "create",
+            "--namespace",
+            "default",
+            "--service-account",
+            "default",
+        ])
+        .arg("--state-dir")
+        .arg(mesh.state_dir())
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "bowline token create: {out:?}");
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let roots = mesh.trust_bundle().await;
+    let mut ca = citadel_server::CaClient::connect(
+        mesh.ca,
+        &citadel_server::client::ClientConfig {
+            roots_pem: roots.clone(),
+            server_name: "localhost".to_string(),
+            identity: None,
+        },
+    )
+    .await
+    .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let csr = rcgen::CertificateParams::default()
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap();
+    let chain = ca.create_certificate(Some(&token), csr, 0).await.unwrap();
+    let file = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    GrpcTls {
+        ca_certificate_file: file("ca.pem", &roots),
+        certificate_file: file("cert.pem", &chain.concat()),
+        private_key_file: file("key.pem", &key.serialize_pem()),
+    }
 }
 
 /// Prints the tail of the client's log if the test panics while it lives.

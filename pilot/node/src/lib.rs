@@ -26,7 +26,7 @@ use std::net::{IpAddr, SocketAddr};
 pub use decode::{NodeError, Result};
 pub use encode::json_to_proto;
 pub use generator::{Generator, UnknownGenerator};
-pub use grpc::GrpcBootstrap;
+pub use grpc::{GrpcBootstrap, GrpcTls};
 pub use mode::{Mode, UnknownMode};
 
 /// Node metadata keys.

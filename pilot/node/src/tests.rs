@@ -397,11 +397,35 @@ fn a_proxyless_client_needs_only_its_namespace() {
 }
 
 #[test]
+fn a_grpc_bootstrap_over_mutual_tls_names_its_files() {
+    let node = NodeMetadata::grpc("shop", "client", "127.0.85.1".parse().unwrap());
+    let bootstrap = GrpcBootstrap {
+        server_uri: "127.0.85.250:15012".to_string(),
+        node,
+        tls: Some(crate::GrpcTls {
+            ca_certificate_file: "/run/ca.pem".to_string(),
+            certificate_file: "/run/cert.pem".to_string(),
+            private_key_file: "/run/key.pem".to_string(),
+        }),
+    }
+    .to_json();
+    assert_eq!(
+        bootstrap["xds_servers"][0]["channel_creds"],
+        serde_json::json!([{"type": "tls", "config": {
+            "ca_certificate_file": "/run/ca.pem",
+            "certificate_file": "/run/cert.pem",
+            "private_key_file": "/run/key.pem",
+        }}])
+    );
+}
+
+#[test]
 fn the_grpc_bootstrap_names_the_server_and_the_node() {
     let node = NodeMetadata::grpc("shop", "client", "127.0.85.1".parse().unwrap());
     let bootstrap = GrpcBootstrap {
         server_uri: "127.0.85.250:15010".to_string(),
         node: node.clone(),
+        tls: None,
     }
     .to_json();
     assert_eq!(
