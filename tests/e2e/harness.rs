@@ -141,6 +141,11 @@ impl Mesh {
         self.dir.path().join(name)
     }
 
+    /// What the control plane logged.
+    pub fn control_plane_log(&self) -> String {
+        std::fs::read_to_string(self.log("control-plane")).unwrap_or_default()
+    }
+
     /// What the agent of workload `name` logged.
     pub fn agent_log(&self, name: &str) -> String {
         std::fs::read_to_string(self.log(&format!("{name}-agent"))).unwrap_or_default()

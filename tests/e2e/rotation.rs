@@ -148,6 +148,19 @@ async fn a_root_rotation_under_traffic_fails_no_request() {
     assert_eq!(certificates(&new_bundle), 1);
     assert_ne!(new_bundle, old_bundle);
     assert!(!mesh.state_dir().join("root-key.pem").exists());
+    // New keys were made and old ones deleted; none of them, nor any
+    // workload's, is in a log line at any level.
+    for (what, log) in [
+        ("control plane", mesh.control_plane_log()),
+        ("frontend's agent", mesh.agent_log("frontend")),
+        ("reviews' agent", mesh.agent_log("reviews")),
+    ] {
+        assert!(!log.is_empty(), "{what} logged nothing");
+        assert!(
+            !log.contains("PRIVATE KEY"),
+            "{what}'s log holds key material"
+        );
+    }
     println!(
         "{ok} requests in {:?}, none failed; steps {steps:?}; frontend's serials {:?}",
         started.elapsed(),

@@ -31,6 +31,8 @@ pub struct AdminState {
     /// What `/api/v1/ca` shows (the CA's roots and root rotation), as the
     /// CA's driver reports it; `None` when no CA runs.
     pub ca: watch::Receiver<Option<serde_json::Value>>,
+    /// JWT key sources the control plane cannot fetch.
+    pub key_failures: watch::Receiver<crate::jwks::Failures>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -123,7 +125,64 @@ impl SnapshotView {
 
 async fn diagnostics(State(state): State<AdminState>) -> Json<Vec<DiagnosticView>> {
     let snapshot = state.snapshots.borrow().clone();
-    Json(diagnostic_views(&snapshot, &state.status))
+    let failures = state.key_failures.borrow().clone();
+    let mut views = diagnostic_views(&snapshot, &state.status);
+    views.extend(key_failure_views(&snapshot, &failures));
+    Json(views)
+}
+
+/// A warning on each JWT rule whose keys the control plane cannot fetch:
+/// its tokens are refused (401) until a fetch succeeds, or verified with
+/// the last keys fetched.
+pub fn key_failure_views(
+    snapshot: &Snapshot,
+    failures: &BTreeMap<policy::security::KeySource, String>,
+) -> Vec<DiagnosticView> {
+    let mut out = Vec::new();
+    if failures.is_empty() {
+        return out;
+    }
+    for ra in snapshot.security.request_authentications() {
+        for (i, rule) in ra.spec.jwt_rules.iter().enumerate() {
+            let Some(source) = rule.key_source() else {
+                continue;
+            };
+            let Some(error) = failures.get(&source) else {
+                continue;
+            };
+            let path = match &rule.jwks_uri {
+                Some(_) => format!("spec.jwtRules[{i}].jwksUri"),
+                None => format!("spec.jwtRules[{i}].issuer"),
+            };
+            let fetched = snapshot.jwks.contains_key(&source);
+            let message = format!(
+                "the control plane cannot fetch the keys of issuer {:?}: {error}; {}",
+                rule.issuer,
+                if fetched {
+                    "its tokens are verified with the keys fetched last"
+                } else {
+                    "its tokens are refused with 401 until a fetch succeeds"
+                }
+            );
+            out.push(DiagnosticView {
+                severity: "warning",
+                file: String::new(),
+                document: None,
+                kind: Some("RequestAuthentication".to_string()),
+                namespace: Some(ra.meta.namespace.clone()),
+                name: Some(ra.meta.name.clone()),
+                text: format!(
+                    "RequestAuthentication {}/{}: {path}: {message}",
+                    ra.meta.namespace, ra.meta.name
+                ),
+                path,
+                message,
+                proxy: None,
+                count: None,
+            });
+        }
+    }
+    out
 }
 
 /// The config's findings, then every proxy whose compiled set failed the

@@ -27,6 +27,9 @@ use tracing::{info, warn};
 /// The fetched key sets, by source.
 pub type KeySets = Arc<BTreeMap<KeySource, Arc<str>>>;
 
+/// The sources whose last fetch failed, and why.
+pub type Failures = Arc<BTreeMap<KeySource, String>>;
+
 /// How often keys are fetched again.
 pub const REFRESH: Duration = Duration::from_secs(20 * 60);
 /// The first retry after a failure; it doubles up to [`REFRESH`].
@@ -42,8 +45,13 @@ struct Source {
     failures: u32,
 }
 
-/// Follows `snapshots` and publishes the key sets their rules need.
-pub async fn run(mut snapshots: watch::Receiver<Arc<Snapshot>>, keys: watch::Sender<KeySets>) {
+/// Follows `snapshots` and publishes the key sets their rules need, and
+/// the sources that cannot be fetched (for `/api/v1/diagnostics`).
+pub async fn run(
+    mut snapshots: watch::Receiver<Arc<Snapshot>>,
+    keys: watch::Sender<KeySets>,
+    failures: watch::Sender<Failures>,
+) {
     let client = client();
     let mut sources: BTreeMap<KeySource, Source> = BTreeMap::new();
     loop {
@@ -59,6 +67,8 @@ pub async fn run(mut snapshots: watch::Receiver<Arc<Snapshot>>, keys: watch::Sen
         let mut fetched = (*keys.borrow().clone()).clone();
         let before = fetched.clone();
         fetched.retain(|s, _| wanted.contains(s));
+        let mut failed = (*failures.borrow().clone()).clone();
+        failed.retain(|s, _| wanted.contains(s));
         for (source, state) in sources.iter_mut().filter(|(_, s)| s.due <= now) {
             match fetch(&client, source).await {
                 Ok(text) => {
@@ -66,11 +76,13 @@ pub async fn run(mut snapshots: watch::Receiver<Arc<Snapshot>>, keys: watch::Sen
                         info!(source = ?source, "JWT keys fetched");
                     }
                     fetched.insert(source.clone(), Arc::from(text));
+                    failed.remove(source);
                     state.failures = 0;
                     state.due = Instant::now() + REFRESH;
                 }
                 Err(error) => {
                     warn!(source = ?source, %error, "cannot fetch JWT keys; keeping the last ones");
+                    failed.insert(source.clone(), error);
                     let delay = RETRY.saturating_mul(1 << state.failures.min(16));
                     state.failures += 1;
                     state.due = Instant::now() + delay.min(REFRESH);
@@ -80,6 +92,13 @@ pub async fn run(mut snapshots: watch::Receiver<Arc<Snapshot>>, keys: watch::Sen
         if fetched != before {
             keys.send_replace(Arc::new(fetched));
         }
+        failures.send_if_modified(|current| {
+            let changed = **current != failed;
+            if changed {
+                *current = Arc::new(failed);
+            }
+            changed
+        });
         let next = sources.values().map(|s| s.due).min();
         tokio::select! {
             changed = snapshots.changed() => if changed.is_err() { return },

@@ -113,7 +113,8 @@ impl ControlPlane {
             Debounce::default(),
             mesh,
         ));
-        let jwks_task = tokio::spawn(jwks::run(snapshots.clone(), keys_tx));
+        let (failures_tx, key_failures) = watch::channel(jwks::Failures::default());
+        let jwks_task = tokio::spawn(jwks::run(snapshots.clone(), keys_tx, failures_tx));
         // Serve nothing before the first full listing is compiled, so that no
         // proxy ever sees an empty mesh at startup.
         let mut first = snapshots.clone();
@@ -163,6 +164,7 @@ impl ControlPlane {
             status: status.clone(),
             trust_bundle: trust_bundle_rx,
             ca: ca_rx,
+            key_failures,
         });
         let mut stop = shutdown_rx.clone();
         let admin_task = tokio::spawn(async move {

@@ -81,7 +81,8 @@ async fn keys_come_through_the_issuers_discovery_document() {
     let base = issuer(broken.clone(), served_broken.clone()).await;
     let (snapshots, snapshots_rx) = watch::channel(snapshot(1, Some(&base)));
     let (keys_tx, mut keys) = watch::channel(KeySets::default());
-    tokio::spawn(jwks::run(snapshots_rx, keys_tx));
+    let (failures_tx, mut failures) = watch::channel(jwks::Failures::default());
+    tokio::spawn(jwks::run(snapshots_rx, keys_tx, failures_tx));
 
     // A key set with no keys would make Envoy refuse the listener: it is
     // never published (the first key set published is the good one), and
@@ -94,10 +95,37 @@ async fn keys_come_through_the_issuers_discovery_document() {
     tokio::time::timeout(Duration::from_secs(30), served)
         .await
         .expect("the broken key set was fetched within the limit");
+    // The failure is reported on the rule, for /api/v1/diagnostics.
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        failures.wait_for(|f| !f.is_empty()),
+    )
+    .await
+    .expect("the failure reported within the limit")
+    .unwrap();
+    let views =
+        pilot_server::admin::key_failure_views(&snapshots.borrow(), &failures.borrow().clone());
+    assert_eq!(views.len(), 1);
+    assert_eq!(views[0].path, "spec.jwtRules[0].issuer");
+    assert!(
+        views[0].text.starts_with("RequestAuthentication shop/ra: "),
+        "{}",
+        views[0].text
+    );
+    assert!(views[0].message.contains("no keys"), "{}", views[0].message);
+    assert!(
+        views[0].message.contains("refused with 401"),
+        "{}",
+        views[0].message
+    );
     broken.store(false, Ordering::Relaxed);
     let fetched = next(&mut keys).await;
     let source = KeySource::Discovery(format!("{base}/.well-known/openid-configuration"));
     assert_eq!(fetched.get(&source).map(|k| &**k), Some(KEYS));
+    tokio::time::timeout(Duration::from_secs(30), failures.wait_for(|f| f.is_empty()))
+        .await
+        .expect("the failure cleared within the limit")
+        .unwrap();
 
     // No rule needs them any more: dropped.
     snapshots.send_replace(snapshot(2, None));
