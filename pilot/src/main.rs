@@ -3,6 +3,7 @@
 
 mod agent;
 mod ca;
+mod crds;
 mod demo;
 mod echo;
 mod rotation;
@@ -42,6 +43,8 @@ enum Command {
     Ca(ca::CaCommand),
     /// Check configuration files offline; exits non-zero on errors.
     Validate(validate::ValidateArgs),
+    /// Print (or write with --out) the CustomResourceDefinitions of the kinds Bowline reads.
+    Crds(crds::CrdsArgs),
     /// Size a control plane: generate a mesh, or load an ADS server with simulated sidecars.
     Bench(bench::BenchArgs),
 }
@@ -70,6 +73,7 @@ fn run() -> anyhow::Result<()> {
         Command::Echo(args) => on_runtime(echo::run(args)),
         Command::Demo(args) => on_runtime(demo::run(args)),
         Command::Validate(args) => validate::run(args),
+        Command::Crds(args) => crds::run(args),
         Command::Token(command) => ca::token(command),
         Command::Ca(command) => ca::ca(command),
         // The harness sizes its own runtime (`--threads`), to be pinned apart

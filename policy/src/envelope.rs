@@ -87,6 +87,16 @@ fn is_security(kind: Kind) -> bool {
     )
 }
 
+/// The API group and versions that serve `kind` (newest first); `None` for
+/// Kubernetes' own `Service`.
+pub(crate) fn served(kind: Kind) -> Option<(&'static str, &'static [&'static str])> {
+    match kind {
+        Kind::Service => None,
+        k if is_security(k) => Some((ISTIO_SECURITY, &SECURITY_VERSIONS)),
+        _ => Some((ISTIO_NETWORKING, &ISTIO_VERSIONS)),
+    }
+}
+
 /// The apiVersions that serve `kind`, for error messages.
 pub(crate) fn expected_versions(kind: Kind) -> String {
     match kind {
