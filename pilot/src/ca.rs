@@ -16,9 +16,10 @@ use anyhow::Context;
 use citadel::signing::Signer;
 use citadel::state::StateDir;
 use citadel::{Ca, CaConfig, DEFAULT_TRUST_DOMAIN, RateLimiter, Tokens};
-use citadel_server::{CaServer, CaServerConfig};
+use citadel_server::{CaServer, CaServerConfig, CertificateService};
 use pilot_server::xds::AdsService;
 use policy::mesh::MeshConfig;
+use tonic::service::Routes;
 
 /// Flags of the CA, on `serve` and `demo`.
 #[derive(clap::Args, Debug, Clone)]
@@ -109,21 +110,29 @@ impl CaArgs {
         let signer = Arc::new(self.signer(&mesh)?);
         let config = CaServerConfig::new(self.ca_addr, &mesh.root_namespace);
         let servers = match xds_tls_addr.filter(|addr| *addr != self.ca_addr) {
-            // xDS beside the CA, as istiod serves both on 15012.
-            None => CaServers {
-                xds_addr: None,
-                ca: CaServer::start_with(signer.clone(), &config, ads).await?,
-                xds: None,
-            },
+            // xDS beside the CA, as istiod serves both on 15012, and the
+            // validating webhook (HTTPS, as Kubernetes calls it).
+            None => {
+                let routes = Routes::from(pilot_server::admin::webhook())
+                    .add_service(CertificateService::new(signer.clone()))
+                    .add_service(ads);
+                CaServers {
+                    xds_addr: None,
+                    ca: CaServer::start_routes(signer.clone(), &config, routes).await?,
+                    xds: None,
+                }
+            }
             Some(addr) => {
                 let xds_config = CaServerConfig {
                     addr,
                     ..config.clone()
                 };
                 let xds = CaServer::start_alone(signer.clone(), &xds_config, ads).await?;
+                let routes = Routes::from(pilot_server::admin::webhook())
+                    .add_service(CertificateService::new(signer.clone()));
                 CaServers {
                     xds_addr: Some(xds.addr),
-                    ca: CaServer::start(signer.clone(), &config).await?,
+                    ca: CaServer::start_routes(signer.clone(), &config, routes).await?,
                     xds: Some(xds),
                 }
             }

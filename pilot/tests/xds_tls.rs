@@ -5,6 +5,7 @@
 //! without a certificate, or one claiming another identity, is refused.
 //! The client is tonic over rustls with a certificate the CA signed for a
 //! token: a hostile or careless process, which is what the check is for.
+//! The validating admission webhook answers on the same port, over HTTPS.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -217,6 +218,43 @@ async fn xds_over_mutual_tls_serves_only_the_certificates_own_identity() {
         .await
         .unwrap_err();
     assert_eq!(anonymous.code(), Code::Unauthenticated, "{anonymous:?}");
+
+    // The validating webhook answers beside them, over HTTPS as the API
+    // server calls it, trusting the bundle.
+    let https = reqwest::Client::builder()
+        .no_proxy()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(bundle.as_bytes()).unwrap())
+        .resolve(
+            "istiod.istio-system.svc",
+            format!("{HOST}:15012").parse().unwrap(),
+        )
+        .build()
+        .unwrap();
+    let review = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "u1", "operation": "CREATE", "object": {
+            "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+            "metadata": {"name": "reviews", "namespace": "shop"},
+            "spec": {"host": "reviews", "trafficPolicy": {"loadBalancer": {"simple": "FASTEST"}}},
+        }},
+    });
+    let answer: serde_json::Value = https
+        .post("https://istiod.istio-system.svc:15012/validate")
+        .json(&review)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["response"]["uid"], "u1");
+    assert_eq!(answer["response"]["allowed"], false, "{answer}");
+    let message = answer["response"]["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("spec.trafficPolicy.loadBalancer.simple"),
+        "{message}"
+    );
 
     // No plaintext xDS without --xds-addr.
     assert!(

@@ -10,6 +10,7 @@
 //! does no I/O. Discovery decides where the text comes from; pilot decides what
 //! the objects mean for Envoy.
 
+pub mod admission;
 pub mod crd;
 mod decode;
 pub mod diag;

@@ -105,6 +105,15 @@ impl CaServer {
         Self::serve(signer, config, routes, "CA and xDS").await
     }
 
+    /// Any routes (the signing API among them, or not) over the CA's TLS.
+    pub async fn start_routes(
+        signer: Arc<Signer>,
+        config: &CaServerConfig,
+        routes: Routes,
+    ) -> Result<CaServer> {
+        Self::serve(signer, config, routes, "CA").await
+    }
+
     /// `service` alone over the CA's TLS (its serving certificate, client
     /// certificates checked against the bundle), on an address of its own.
     pub async fn start_alone<S>(
@@ -148,7 +157,11 @@ impl CaServer {
             ips,
             config.dns_names.clone(),
         )?);
-        let router = tonic::transport::Server::builder().add_routes(routes);
+        // HTTP/1.1 too, for plain HTTPS routes (the admission webhook);
+        // gRPC clients negotiate h2.
+        let router = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .add_routes(routes);
         let (shutdown, mut stop) = watch::channel(false);
         let (connections, incoming) = mpsc::channel::<std::io::Result<TlsStream<TcpStream>>>(64);
         let mut accept_stop = stop.clone();
@@ -286,6 +299,6 @@ fn build(signer: &Signer, ips: &[IpAddr], dns_names: &[String]) -> Result<TlsAcc
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
         .map_err(|e| Error::Tls(e.to_string()))?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }

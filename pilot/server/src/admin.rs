@@ -45,6 +45,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/trust-bundle", get(trust_bundle))
         .route("/api/v1/ca", get(ca))
         .with_state(state)
+        .merge(webhook())
 }
 
 async fn healthz() -> &'static str {
@@ -79,6 +80,18 @@ async fn trust_bundle(State(state): State<AdminState>) -> axum::response::Respon
             .into_response(),
         None => (StatusCode::NOT_FOUND, "no CA runs in this control plane\n").into_response(),
     }
+}
+
+/// `POST /validate`: Kubernetes validating admission (an AdmissionReview),
+/// with the checks of `bowline validate`; Istio's webhook path. Served on
+/// the admin API and, over HTTPS as the API server requires, on the CA's
+/// TLS port.
+pub fn webhook() -> Router {
+    Router::new().route("/validate", axum::routing::post(validate))
+}
+
+async fn validate(body: axum::body::Bytes) -> Json<serde_json::Value> {
+    Json(policy::admission::review(&body))
 }
 
 /// `GET /api/v1/ca`: the roots, their expiry, the rotation's step, and how
