@@ -687,7 +687,7 @@ impl Keys {
 }
 
 /// The first certificate of the state directory's file `name`.
-fn read_cert(state: &StateDir, name: &str) -> Result<CertificateDer<'static>> {
+pub(crate) fn read_cert(state: &StateDir, name: &str) -> Result<CertificateDer<'static>> {
     let path = state.file(name);
     let text = state
         .read(name, PUBLIC_MODE)?

@@ -31,9 +31,8 @@ use rustls_pki_types::CertificateDer;
 use serde::{Deserialize, Serialize};
 
 use crate::authority::{
-    self, CACERTS_DIR, CaConfig, Error, Result, check_ca, read_key, root_params,
+    self, CACERTS_DIR, CaConfig, Error, Result, check_ca, read_cert, read_key, root_params,
 };
-use crate::pem;
 use crate::state::{KEY_MODE, PUBLIC_MODE, StateDir};
 
 /// The rotation's step, in the state directory.
@@ -169,7 +168,7 @@ pub fn begin(config: &CaConfig, now: SystemTime) -> Result<Begun> {
     let old = current.signing.clone();
     let old_cert_path = state.file(&cert_file(&old));
     let old_key_path = state.file(&key_file(&old));
-    let old_cert = first_cert(&state, &cert_file(&old))?;
+    let old_cert = read_cert(&state, &cert_file(&old))?;
     let old_key_text = state
         .read(&key_file(&old), KEY_MODE)?
         .ok_or_else(|| Error::Missing(old_key_path.clone()))?;
@@ -225,17 +224,6 @@ pub fn begin(config: &CaConfig, now: SystemTime) -> Result<Begun> {
         new_root: new,
         old_root: old,
     })
-}
-
-fn first_cert(state: &StateDir, name: &str) -> Result<CertificateDer<'static>> {
-    let path = state.file(name);
-    let text = state
-        .read(name, PUBLIC_MODE)?
-        .ok_or_else(|| Error::Missing(path.clone()))?;
-    pem::certificates(&path.display().to_string(), &text)?
-        .into_iter()
-        .next()
-        .ok_or(Error::Missing(path))
 }
 
 /// `GET /api/v1/ca`: the roots and the rotation.

@@ -95,11 +95,22 @@ impl StateDir {
     /// its file stands).
     pub fn create(&self, name: &str, contents: &str, mode: u32) -> Result<bool> {
         let path = self.file(name);
+        let tmp = self.temporary(name, contents, mode)?;
+        let linked = fs::hard_link(&tmp, &path);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {
+                self.sync();
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(source) => Err(Error::Write { path, source }),
+        }
+    }
+
+    /// `contents` in a new temporary file beside `name`, with `mode`, synced.
+    fn temporary(&self, name: &str, contents: &str, mode: u32) -> Result<PathBuf> {
         let tmp = self.file(&format!(".{name}.{}.{}.tmp", std::process::id(), unique()));
-        let write = |source| Error::Write {
-            path: path.clone(),
-            source,
-        };
         let written = (|| {
             let mut file = fs::OpenOptions::new()
                 .write(true)
@@ -112,21 +123,22 @@ impl StateDir {
             file.write_all(contents.as_bytes())?;
             file.sync_all()
         })();
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(write(e));
-        }
-        let linked = fs::hard_link(&tmp, &path);
-        let _ = fs::remove_file(&tmp);
-        match linked {
-            Ok(()) => {
-                if let Ok(dir) = fs::File::open(&self.path) {
-                    let _ = dir.sync_all();
-                }
-                Ok(true)
+        match written {
+            Ok(()) => Ok(tmp),
+            Err(source) => {
+                let _ = fs::remove_file(&tmp);
+                Err(Error::Write {
+                    path: self.file(name),
+                    source,
+                })
             }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(write(e)),
+        }
+    }
+
+    /// Makes the directory's entries durable.
+    fn sync(&self) {
+        if let Ok(dir) = fs::File::open(&self.path) {
+            let _ = dir.sync_all();
         }
     }
 }
@@ -136,26 +148,13 @@ impl StateDir {
     /// reader sees the old contents or the new, never a part.
     pub fn replace(&self, name: &str, contents: &str, mode: u32) -> Result<()> {
         let path = self.file(name);
-        let tmp = self.file(&format!(".{name}.{}.{}.tmp", std::process::id(), unique()));
-        let written = (|| {
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(mode)
-                .open(&tmp)?;
-            file.set_permissions(fs::Permissions::from_mode(mode))?;
-            file.write_all(contents.as_bytes())?;
-            file.sync_all()?;
-            fs::rename(&tmp, &path)?;
-            if let Ok(dir) = fs::File::open(&self.path) {
-                let _ = dir.sync_all();
-            }
-            Ok(())
-        })();
-        written.map_err(|source| {
+        let tmp = self.temporary(name, contents, mode)?;
+        if let Err(source) = fs::rename(&tmp, &path) {
             let _ = fs::remove_file(&tmp);
-            Error::Write { path, source }
-        })
+            return Err(Error::Write { path, source });
+        }
+        self.sync();
+        Ok(())
     }
 
     /// Removes `name`; a file already gone is no error.

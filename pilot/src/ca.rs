@@ -127,7 +127,8 @@ impl CaArgs {
                     addr,
                     ..config.clone()
                 };
-                let xds = CaServer::start_alone(signer.clone(), &xds_config, ads).await?;
+                let xds =
+                    CaServer::start_routes(signer.clone(), &xds_config, Routes::new(ads)).await?;
                 let routes = Routes::from(pilot_server::admin::webhook())
                     .add_service(CertificateService::new(signer.clone()));
                 CaServers {

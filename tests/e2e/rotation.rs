@@ -46,23 +46,28 @@ impl Serials {
     }
 }
 
+/// frontend and reviews, with STRICT mesh-wide: every request is mutual
+/// TLS, so every certificate and every root matters.
+fn strict_pair() -> ([Workload<'static>; 2], String) {
+    let workloads = [
+        Workload::new("frontend", 1, &[("app", "frontend")]),
+        Workload::new("reviews", 2, &[("app", "reviews")]),
+    ];
+    let policy = format!(
+        "{}---\n{}---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {{name: default, namespace: istio-system}}\nspec:\n  mtls: {{mode: STRICT}}\n",
+        service("frontend", &[8000]),
+        service("reviews", &[9080])
+    );
+    (workloads, policy)
+}
+
 fn certificates(pem: &str) -> usize {
     pem.matches("BEGIN CERTIFICATE").count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_root_rotation_under_traffic_fails_no_request() {
-    let workloads = [
-        Workload::new("frontend", 1, &[("app", "frontend")]),
-        Workload::new("reviews", 2, &[("app", "reviews")]),
-    ];
-    // STRICT everywhere: every request is mutual TLS, so every certificate
-    // and every root matters.
-    let policy = format!(
-        "{}---\n{}---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {{name: default, namespace: istio-system}}\nspec:\n  mtls: {{mode: STRICT}}\n",
-        service("frontend", &[8000]),
-        service("reviews", &[9080])
-    );
+    let (workloads, policy) = strict_pair();
     let mut mesh = Mesh::new(SUBNET).with_identities();
     // Short-lived certificates: renewed every 15 s, so the rotation's
     // reissuing step lasts about one lifetime.
@@ -174,15 +179,7 @@ async fn a_root_rotation_under_traffic_fails_no_request() {
 /// stream and its peers) still verify against it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_control_plane_restart_keeps_the_root_and_the_traffic() {
-    let workloads = [
-        Workload::new("frontend", 1, &[("app", "frontend")]),
-        Workload::new("reviews", 2, &[("app", "reviews")]),
-    ];
-    let policy = format!(
-        "{}---\n{}---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {{name: default, namespace: istio-system}}\nspec:\n  mtls: {{mode: STRICT}}\n",
-        service("frontend", &[8000]),
-        service("reviews", &[9080])
-    );
+    let (workloads, policy) = strict_pair();
     let mesh = Mesh::new(RESTART_SUBNET).with_identities();
     let mut mesh = start_prepared(mesh, &policy, &workloads).await;
     let bundle = mesh.admin_text("/api/v1/trust-bundle").await;

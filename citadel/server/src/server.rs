@@ -6,7 +6,6 @@
 //! bundle through a root rotation; tonic still reads the peer's
 //! certificates from the session for the services.
 
-use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -20,9 +19,6 @@ use tokio::task::JoinHandle;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::{TlsAcceptor, rustls};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::body::Body;
-use tonic::codegen::{Service, http};
-use tonic::server::NamedService;
 use tonic::service::Routes;
 use tracing::{debug, info, warn};
 
@@ -84,54 +80,15 @@ impl CaServer {
         Self::serve(signer, config, routes, "CA").await
     }
 
-    /// The signing API and `beside` (xDS over mutual TLS, as istiod serves
-    /// both on 15012) on `config.addr`.
-    pub async fn start_with<S>(
-        signer: Arc<Signer>,
-        config: &CaServerConfig,
-        beside: S,
-    ) -> Result<CaServer>
-    where
-        S: Service<http::Request<Body>, Error = Infallible>
-            + NamedService
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Response: axum::response::IntoResponse,
-        S::Future: Send + 'static,
-    {
-        let routes = Routes::new(CertificateService::new(signer.clone())).add_service(beside);
-        Self::serve(signer, config, routes, "CA and xDS").await
-    }
-
-    /// Any routes (the signing API among them, or not) over the CA's TLS.
+    /// Any routes over the CA's TLS: the signing API with xDS over mutual
+    /// TLS beside it (as istiod serves both on 15012) and the admission
+    /// webhook, or xDS alone on an address of its own.
     pub async fn start_routes(
         signer: Arc<Signer>,
         config: &CaServerConfig,
         routes: Routes,
     ) -> Result<CaServer> {
         Self::serve(signer, config, routes, "CA").await
-    }
-
-    /// `service` alone over the CA's TLS (its serving certificate, client
-    /// certificates checked against the bundle), on an address of its own.
-    pub async fn start_alone<S>(
-        signer: Arc<Signer>,
-        config: &CaServerConfig,
-        service: S,
-    ) -> Result<CaServer>
-    where
-        S: Service<http::Request<Body>, Error = Infallible>
-            + NamedService
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Response: axum::response::IntoResponse,
-        S::Future: Send + 'static,
-    {
-        Self::serve(signer, config, Routes::new(service), "xDS").await
     }
 
     async fn serve(
