@@ -275,48 +275,38 @@ async fn build_loop(
     };
     loop {
         let due = burst.due(debounce);
-        tokio::select! {
+        // What to publish now: after the burst's debounce, at once for the
+        // very first listing, and at once when an input of the control
+        // plane's own changes (before the first listing, the first
+        // snapshot takes it).
+        let now = tokio::select! {
             batch = changes.recv() => {
                 let Some(batch) = batch else { return };
                 apply(&mut store, batch);
                 burst.change(Instant::now());
-                // The very first listing is built at once.
-                if generation == 0 {
-                    burst.reset();
-                    generation += 1;
-                    publish(&mut store, &mesh, generation, &current, &snapshots);
-                }
+                generation == 0
             }
-            () = sleep_until(due), if due.is_some() => {
-                burst.reset();
-                generation += 1;
-                publish(&mut store, &mesh, generation, &current, &snapshots);
-            }
+            () = sleep_until(due), if due.is_some() => true,
             changed = inputs.bundles.changed() => {
                 if changed.is_err() {
                     // The control plane is gone.
                     return;
                 }
                 current.bundle = inputs.bundles.borrow_and_update().clone();
-                // Before the first listing there is nothing to publish yet:
-                // the first snapshot takes the bundle.
-                if generation > 0 {
-                    burst.reset();
-                    generation += 1;
-                    publish(&mut store, &mesh, generation, &current, &snapshots);
-                }
+                generation > 0
             }
             changed = inputs.keys.changed() => {
                 if changed.is_err() {
                     return;
                 }
                 current.keys = inputs.keys.borrow_and_update().clone();
-                if generation > 0 {
-                    burst.reset();
-                    generation += 1;
-                    publish(&mut store, &mesh, generation, &current, &snapshots);
-                }
+                generation > 0
             }
+        };
+        if now {
+            burst.reset();
+            generation += 1;
+            publish(&mut store, &mesh, generation, &current, &snapshots);
         }
     }
 }
