@@ -35,6 +35,14 @@ fn golden_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/golden")
 }
 
+/// Every golden input, `<area>/<case>.in.yaml`.
+fn inputs() -> Vec<PathBuf> {
+    glob::glob(&format!("{}/**/*.in.yaml", golden_root().display()))
+        .unwrap()
+        .flatten()
+        .collect()
+}
+
 fn type_name(ty: ResourceType) -> &'static str {
     match ty {
         ResourceType::Cluster => "clusters",
@@ -50,10 +58,7 @@ fn golden() {
     let root = golden_root();
     let refresh = std::env::var("REFRESH_GOLDEN").is_ok_and(|v| v == "1");
     let pool = support::envoy_json::descriptor_pool();
-    let inputs: Vec<PathBuf> = glob::glob(&format!("{}/**/*.in.yaml", root.display()))
-        .unwrap()
-        .flatten()
-        .collect();
+    let inputs = inputs();
     assert!(
         !inputs.is_empty(),
         "no golden inputs under {}",
@@ -217,10 +222,7 @@ fn proxy_for(text: &str, objects: &[std::sync::Arc<Object>]) -> Option<Proxy> {
 /// proxy the same bytes as a compile from scratch of the changed snapshot.
 #[test]
 fn push_context_compiles_the_same_bytes_as_from_scratch() {
-    let inputs: Vec<PathBuf> = glob::glob(&format!("{}/**/*.in.yaml", golden_root().display()))
-        .unwrap()
-        .flatten()
-        .collect();
+    let inputs = inputs();
     let (mut endpoint_only_cases, mut endpoint_updates) = (0, 0);
     for input in &inputs {
         let text = std::fs::read_to_string(input).unwrap();
@@ -311,10 +313,7 @@ fn snapshot_and_proxies(file: &str, text: &str, generation: u64) -> (Snapshot, V
 /// other type exactly as before.
 #[test]
 fn a_trust_bundle_change_replaces_only_the_secrets() {
-    let inputs: Vec<PathBuf> = glob::glob(&format!("{}/**/*.in.yaml", golden_root().display()))
-        .unwrap()
-        .flatten()
-        .collect();
+    let inputs = inputs();
     let mut updates = 0;
     for input in &inputs {
         let text = std::fs::read_to_string(input).unwrap();

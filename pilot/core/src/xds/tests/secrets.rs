@@ -4,6 +4,7 @@
 use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 
+use super::sotw::request;
 use super::{CDS, SDS, cluster, resources, secret};
 use crate::resources::{ProxyResources, ResourceType};
 use crate::xds::connection::{Connection, Response};
@@ -19,16 +20,6 @@ fn with_secret(tag: u32) -> Arc<ProxyResources> {
                 .collect::<crate::resources::ResourceMap>(),
         ),
     )
-}
-
-fn request(type_url: &str, names: &[&str], version: &str, nonce: &str) -> DiscoveryRequest {
-    DiscoveryRequest {
-        version_info: version.to_string(),
-        resource_names: names.iter().map(|n| n.to_string()).collect(),
-        type_url: type_url.to_string(),
-        response_nonce: nonce.to_string(),
-        ..Default::default()
-    }
 }
 
 fn sotw(responses: Vec<Response>) -> Vec<(String, Vec<String>, String, String)> {

@@ -14,7 +14,12 @@ use crate::resources::ProxyResources;
 use crate::xds::connection::{Connection, Response};
 use crate::xds::status::{Nack, TypeStatus};
 
-fn request(type_url: &str, names: &[&str], version: &str, nonce: &str) -> DiscoveryRequest {
+pub(super) fn request(
+    type_url: &str,
+    names: &[&str],
+    version: &str,
+    nonce: &str,
+) -> DiscoveryRequest {
     DiscoveryRequest {
         version_info: version.to_string(),
         resource_names: names.iter().map(|n| n.to_string()).collect(),
