@@ -152,6 +152,18 @@ pub struct IssueRequest<'a> {
     pub ttl: Option<Duration>,
 }
 
+/// The trust an agent follows: see [`Ca::trust`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Trust {
+    /// Every root, PEM.
+    pub bundle_pem: Arc<str>,
+    /// The root workload chains end at now, PEM, as in the chains.
+    pub signing_root_pem: String,
+    /// A forced rotation's new key signs: a workload whose chain ends at
+    /// another root renews now.
+    pub reissue: bool,
+}
+
 /// A certificate and its key for a TLS server, PEM (the chain ends with the root).
 #[derive(Clone)]
 pub struct ServingCert {
@@ -351,6 +363,7 @@ impl Ca {
                 bundle: current.bundle.clone(),
                 retiring: Some(old),
                 old_signed_until: Some(until),
+                force: current.force,
             };
             let keys = Arc::new(Keys::load(&self.state, next.clone())?);
             rotation::write(&self.state, &next)?;
@@ -387,10 +400,12 @@ impl Ca {
             bundle: current.bundle.into_iter().filter(|id| *id != old).collect(),
             retiring: None,
             old_signed_until: None,
+            force: false,
         };
         rotation::write(&self.state, &next)?;
         self.install(next.clone())?;
         self.state.remove(&rotation::key_file(&old))?;
+        rotation::remove_force(&self.state, &next.signing)?;
         Ok(Some(next))
     }
 
@@ -454,6 +469,18 @@ impl Ca {
     /// The trust bundle: every root, PEM, one after another.
     pub fn trust_bundle_pem(&self) -> Arc<str> {
         self.keys().bundle_pem.clone()
+    }
+
+    /// What agents follow (`bowline.ca.v1.Trust/Watch`): the bundle, the
+    /// root that signs now, and whether every certificate another root
+    /// signed is to be renewed at once.
+    pub fn trust(&self) -> Trust {
+        let keys = self.keys();
+        Trust {
+            bundle_pem: keys.bundle_pem.clone(),
+            signing_root_pem: keys.chain.last().cloned().unwrap_or_default(),
+            reissue: keys.rotation.reissue_now(),
+        }
     }
 
     /// Signs a verified CSR for its caller: the chain, leaf first, root last.

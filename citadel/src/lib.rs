@@ -30,7 +30,7 @@ pub mod state;
 pub mod token;
 pub mod verify;
 
-pub use authority::{Ca, CaConfig, IssueRequest, ServingCert};
+pub use authority::{Ca, CaConfig, IssueRequest, ServingCert, Trust};
 pub use identity::{DEFAULT_TRUST_DOMAIN, SpiffeId};
 pub use limit::RateLimiter;
 pub use signing::{Credential, Signer};

@@ -6,7 +6,8 @@
 //!                                                      │ (the running control plane reloads it)
 //! (1) distributing: bundle [old, new], the old key signs ──► every proxy ACKs ROOTCA with both
 //! (2) reissuing:    the new key signs, chains carry the old root's cross-signature of the new
-//! (3)               workloads renew on their schedule: all within one leaf lifetime
+//! (3)               workloads renew on their schedule: all within one leaf lifetime,
+//!                   or at once with `--force` (the trust watch tells each agent)
 //! (4) idle:         once the old key's last certificate has expired, bundle [new]; old key deleted
 //! ```
 //!
@@ -18,6 +19,10 @@
 //! conditions (every proxy's ACK, the clock) are checked by the control
 //! plane, which moves the CA on with [`crate::Ca::sign_with_new_root`] and
 //! [`crate::Ca::retire_old_root`].
+//!
+//! `--force` is a file of its own, `ID-force` for the rotated-in root `ID`,
+//! so that the command never rewrites `rotation.json` while the control
+//! plane moves the steps on.
 //!
 //! `ID-signed-until` holds a time past which no certificate `ID`'s key
 //! signed is valid, moved on before each certificate that would outlive it
@@ -50,6 +55,10 @@ pub fn key_file(id: &str) -> String {
 
 pub fn cross_file(id: &str) -> String {
     format!("{id}-cross.pem")
+}
+
+fn force_file(id: &str) -> String {
+    format!("{id}-force")
 }
 
 fn signed_until_file(id: &str) -> String {
@@ -87,6 +96,11 @@ pub struct Rotation {
     /// valid past this (Unix seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub old_signed_until: Option<u64>,
+    /// `--force`: once the new key signs, every workload renews at once
+    /// instead of on its schedule. Read from the `ID-force` file of the
+    /// rotated-in root, never written to `rotation.json`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
 }
 
 impl Rotation {
@@ -98,22 +112,38 @@ impl Rotation {
             bundle: vec![FIRST_ROOT.to_string()],
             retiring: None,
             old_signed_until: None,
+            force: false,
         }
+    }
+
+    /// Whether workloads must renew now: a forced rotation whose new key
+    /// signs.
+    pub fn reissue_now(&self) -> bool {
+        self.force && self.step == Step::Reissuing
     }
 }
 
-/// `rotation.json`, or the initial state when there is none.
+/// `rotation.json`, or the initial state when there is none, with `force`
+/// from the rotated-in root's `ID-force` file.
 pub(crate) fn read(state: &StateDir) -> Result<Rotation> {
-    match state.read(ROTATION_FILE, PUBLIC_MODE)? {
-        None => Ok(Rotation::initial()),
-        Some(text) => {
-            serde_json::from_str(&text).map_err(|_| Error::BadRotation(state.file(ROTATION_FILE)))
-        }
-    }
+    let mut rotation: Rotation = match state.read(ROTATION_FILE, PUBLIC_MODE)? {
+        None => return Ok(Rotation::initial()),
+        Some(text) => serde_json::from_str(&text)
+            .map_err(|_| Error::BadRotation(state.file(ROTATION_FILE)))?,
+    };
+    rotation.force = match (rotation.step, rotation.bundle.last()) {
+        (Step::Idle, _) | (_, None) => false,
+        (_, Some(new)) => state.read(&force_file(new), PUBLIC_MODE)?.is_some(),
+    };
+    Ok(rotation)
 }
 
 pub(crate) fn write(state: &StateDir, rotation: &Rotation) -> Result<()> {
-    let mut text = serde_json::to_string_pretty(rotation)
+    let stored = Rotation {
+        force: false,
+        ..rotation.clone()
+    };
+    let mut text = serde_json::to_string_pretty(&stored)
         .map_err(|_| Error::BadRotation(state.file(ROTATION_FILE)))?;
     text.push('\n');
     Ok(state.replace(ROTATION_FILE, &text, PUBLIC_MODE)?)
@@ -145,9 +175,10 @@ pub struct Begun {
 }
 
 /// `bowline ca rotate-root`: a new self-signed root beside the signing
-/// one, its cross-signature by the signing root, and step (1). Refused for
-/// a plug-in CA and while a rotation is under way.
-pub fn begin(config: &CaConfig, now: SystemTime) -> Result<Begun> {
+/// one, its cross-signature by the signing root, and step (1); with
+/// `force`, every workload renews as soon as the new key signs. Refused for
+/// a plug-in CA and while a rotation is under way (see [`force`]).
+pub fn begin(config: &CaConfig, now: SystemTime, force: bool) -> Result<Begun> {
     let state = StateDir::open(&config.state_dir)?;
     let cacerts = config
         .cacerts
@@ -208,6 +239,11 @@ pub fn begin(config: &CaConfig, now: SystemTime) -> Result<Begun> {
     state.replace(&key_file(&new), &key.serialize_pem(), KEY_MODE)?;
     state.replace(&cert_file(&new), &cert.pem(), PUBLIC_MODE)?;
     state.replace(&cross_file(&new), &cross.pem(), PUBLIC_MODE)?;
+    if force {
+        // Before the step, so that the control plane never sees the
+        // rotation without it.
+        write_force(&state, &new)?;
+    }
     let mut bundle = current.bundle.clone();
     bundle.push(new.clone());
     write(
@@ -218,12 +254,42 @@ pub fn begin(config: &CaConfig, now: SystemTime) -> Result<Begun> {
             bundle,
             retiring: None,
             old_signed_until: None,
+            force,
         },
     )?;
     Ok(Begun {
         new_root: new,
         old_root: old,
     })
+}
+
+/// `bowline ca rotate-root --force` while a rotation is under way: every
+/// workload renews as soon as the new key signs (at once if it already
+/// does). Refused when no rotation is under way.
+pub fn force(config: &CaConfig) -> Result<Rotation> {
+    let state = StateDir::open(&config.state_dir)?;
+    let mut current = read(&state)?;
+    let (Step::Distributing | Step::Reissuing, Some(new)) = (current.step, current.bundle.last())
+    else {
+        return Err(Error::RotationStep {
+            want: Step::Distributing,
+            step: current.step,
+        });
+    };
+    write_force(&state, new)?;
+    current.force = true;
+    Ok(current)
+}
+
+fn write_force(state: &StateDir, id: &str) -> Result<()> {
+    let text =
+        "workloads renew as soon as this root's key signs (bowline ca rotate-root --force)\n";
+    Ok(state.replace(&force_file(id), text, PUBLIC_MODE)?)
+}
+
+/// Removes a finished rotation's `ID-force` file.
+pub(crate) fn remove_force(state: &StateDir, id: &str) -> Result<()> {
+    Ok(state.remove(&force_file(id))?)
 }
 
 /// `GET /api/v1/ca`: the roots and the rotation.

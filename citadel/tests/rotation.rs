@@ -59,7 +59,7 @@ fn a_rotation_never_leaves_a_certificate_its_peers_cannot_verify() {
 
     // `bowline ca rotate-root`, from another process: the running CA sees
     // it on reload. (1) Both roots in the bundle; the old key still signs.
-    let begun = rotation::begin(&config(dir.path()), now).unwrap();
+    let begun = rotation::begin(&config(dir.path()), now, false).unwrap();
     assert_eq!(
         (begun.old_root.as_str(), begun.new_root.as_str()),
         ("root", "root-2")
@@ -84,7 +84,7 @@ fn a_rotation_never_leaves_a_certificate_its_peers_cannot_verify() {
 
     // A second rotation while one is under way is refused.
     assert!(matches!(
-        rotation::begin(&config(dir.path()), now),
+        rotation::begin(&config(dir.path()), now, false),
         Err(Error::RotationStep {
             step: Step::Distributing,
             ..
@@ -155,7 +155,7 @@ fn a_rotation_never_leaves_a_certificate_its_peers_cannot_verify() {
     // And across a restart, with the next rotation numbered on.
     let reopened = Ca::open(&config(dir.path())).unwrap();
     assert_eq!(reopened.rotation(), idle);
-    let next = rotation::begin(&config(dir.path()), later).unwrap();
+    let next = rotation::begin(&config(dir.path()), later, false).unwrap();
     assert_eq!(next.new_root, "root-3");
 }
 
@@ -168,7 +168,7 @@ fn the_old_keys_mark_covers_certificates_issued_before_a_restart() {
     drop(first);
     // A new process knows nothing of what the first issued but its mark.
     let ca = Ca::open(&config(dir.path())).unwrap();
-    rotation::begin(&config(dir.path()), now).unwrap();
+    rotation::begin(&config(dir.path()), now, false).unwrap();
     ca.reload().unwrap();
     let until = ca.sign_with_new_root().unwrap().old_signed_until.unwrap();
     let expiry = (now + TTL)
@@ -199,7 +199,89 @@ fn steps_out_of_order_and_plug_in_cas_are_refused() {
     let mut plug_in = config(dir.path());
     plug_in.cacerts = Some(dir.path().join("cacerts"));
     assert!(matches!(
-        rotation::begin(&plug_in, SystemTime::now()),
+        rotation::begin(&plug_in, SystemTime::now(), false),
         Err(Error::PlugInRotation(_))
     ));
+}
+
+/// `--force`: agents learn from [`Ca::trust`] to renew a chain that ends at
+/// another root, once the new key signs and only until the rotation ends;
+/// the mark is a file of its own, kept across a restart, set on a rotation
+/// under way without touching `rotation.json`, and removed at the end.
+#[test]
+fn a_forced_rotation_asks_every_workload_to_renew_once_the_new_key_signs() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = SystemTime::now();
+    let ca = Ca::open(&config(dir.path())).unwrap();
+    let before = issue(&ca, "web", now);
+    let idle = ca.trust();
+    assert!(!idle.reissue);
+    assert_eq!(idle.signing_root_pem, *before.last().unwrap());
+    assert!(matches!(
+        rotation::force(&config(dir.path())),
+        Err(Error::RotationStep {
+            step: Step::Idle,
+            ..
+        })
+    ));
+
+    rotation::begin(&config(dir.path()), now, true).unwrap();
+    assert!(dir.path().join("root-2-force").exists());
+    let stored = std::fs::read_to_string(dir.path().join("rotation.json")).unwrap();
+    assert!(!stored.contains("force"), "{stored}");
+    assert!(ca.reload().unwrap());
+    assert!(ca.rotation().force);
+    // (1) The old key still signs: nothing to renew yet.
+    let distributing = ca.trust();
+    assert!(!distributing.reissue);
+    assert_eq!(
+        distributing.bundle_pem.matches("BEGIN CERTIFICATE").count(),
+        2
+    );
+    assert_eq!(distributing.signing_root_pem, *before.last().unwrap());
+
+    // (2) The new key signs: renew every chain that ends elsewhere.
+    let reissuing = ca.sign_with_new_root().unwrap();
+    assert!(reissuing.force);
+    let trust = ca.trust();
+    assert!(trust.reissue);
+    let after = issue(&ca, "web", now);
+    assert_eq!(trust.signing_root_pem, *after.last().unwrap());
+    assert_ne!(trust.signing_root_pem, *before.last().unwrap());
+    assert_eq!(Ca::open(&config(dir.path())).unwrap().trust(), trust);
+
+    // (4) The end of the rotation ends it, and removes the mark.
+    let until = reissuing.old_signed_until.unwrap();
+    let later = SystemTime::UNIX_EPOCH + Duration::from_secs(until);
+    let done = ca.retire_old_root(later).unwrap().unwrap();
+    assert!(!done.force);
+    assert!(!ca.trust().reissue);
+    assert!(!dir.path().join("root-2-force").exists());
+}
+
+#[test]
+fn force_marks_a_rotation_already_under_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = SystemTime::now();
+    let ca = Ca::open(&config(dir.path())).unwrap();
+    rotation::begin(&config(dir.path()), now, false).unwrap();
+    ca.reload().unwrap();
+    ca.sign_with_new_root().unwrap();
+    assert!(
+        !ca.trust().reissue,
+        "not forced: workloads renew on schedule"
+    );
+    let stored = std::fs::read_to_string(dir.path().join("rotation.json")).unwrap();
+
+    let forced = rotation::force(&config(dir.path())).unwrap();
+    assert!(forced.force);
+    assert_eq!(forced.step, Step::Reissuing);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("rotation.json")).unwrap(),
+        stored,
+        "the step's file is left to the control plane"
+    );
+    assert!(ca.reload().unwrap(), "the running CA sees the mark");
+    assert!(ca.trust().reissue);
+    assert!(!ca.reload().unwrap());
 }

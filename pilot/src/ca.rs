@@ -5,6 +5,7 @@
 //! CaArgs ──► citadel::Ca::open (state dir: root, or the plug-in cacerts) ─┐
 //!        └─► citadel::Tokens::open (state dir: token key) ────────────────┼─► Signer ──► CaServer (TLS, --ca-addr)
 //!            RateLimiter (--ca-rate-limit, 0: none) ──────────────────────┘
+//!   beside it: Trust/Watch, fed by the rotation driver (CaServers::trust)
 //! ```
 
 use std::net::SocketAddr;
@@ -15,10 +16,11 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use citadel::signing::Signer;
 use citadel::state::StateDir;
-use citadel::{Ca, CaConfig, DEFAULT_TRUST_DOMAIN, RateLimiter, Tokens};
-use citadel_server::{CaServer, CaServerConfig, CertificateService};
+use citadel::{Ca, CaConfig, DEFAULT_TRUST_DOMAIN, RateLimiter, Tokens, Trust};
+use citadel_server::{CaServer, CaServerConfig, CertificateService, TrustService};
 use pilot_server::xds::AdsService;
 use policy::mesh::MeshConfig;
+use tokio::sync::watch;
 use tonic::service::Routes;
 
 /// Flags of the CA, on `serve` and `demo`.
@@ -109,14 +111,19 @@ impl CaArgs {
         let mesh = pilot_server::mesh::load(mesh_config).config;
         let signer = Arc::new(self.signer(&mesh)?);
         let config = CaServerConfig::new(self.ca_addr, &mesh.root_namespace);
+        let (trust, watched) = watch::channel(signer.ca.trust());
+        let ca_routes = || {
+            Routes::from(pilot_server::admin::webhook())
+                .add_service(CertificateService::new(signer.clone()))
+                .add_service(TrustService::new(watched.clone()))
+        };
         let servers = match xds_tls_addr.filter(|addr| *addr != self.ca_addr) {
             // xDS beside the CA, as istiod serves both on 15012, and the
             // validating webhook (HTTPS, as Kubernetes calls it).
             None => {
-                let routes = Routes::from(pilot_server::admin::webhook())
-                    .add_service(CertificateService::new(signer.clone()))
-                    .add_service(ads);
+                let routes = ca_routes().add_service(ads);
                 CaServers {
+                    trust,
                     xds_addr: None,
                     ca: CaServer::start_routes(signer.clone(), &config, routes).await?,
                     xds: None,
@@ -129,9 +136,9 @@ impl CaArgs {
                 };
                 let xds =
                     CaServer::start_routes(signer.clone(), &xds_config, Routes::new(ads)).await?;
-                let routes = Routes::from(pilot_server::admin::webhook())
-                    .add_service(CertificateService::new(signer.clone()));
+                let routes = ca_routes();
                 CaServers {
+                    trust,
                     xds_addr: Some(xds.addr),
                     ca: CaServer::start_routes(signer.clone(), &config, routes).await?,
                     xds: Some(xds),
@@ -146,6 +153,8 @@ impl CaArgs {
 #[derive(Debug)]
 pub(crate) struct CaServers {
     pub(crate) ca: CaServer,
+    /// What `Trust/Watch` streams to agents; the rotation driver keeps it.
+    pub(crate) trust: watch::Sender<Trust>,
     xds: Option<CaServer>,
     xds_addr: Option<SocketAddr>,
 }
@@ -157,6 +166,9 @@ impl CaServers {
     }
 
     pub(crate) async fn stop(self) {
+        // Ends every Trust/Watch stream, so that the server's graceful
+        // shutdown does not wait for the agents to hang up.
+        drop(self.trust);
         if let Some(xds) = self.xds {
             xds.stop().await;
         }
@@ -170,7 +182,8 @@ pub(crate) enum CaCommand {
     /// Put a new root beside the current one; the running control plane
     /// distributes it, signs with it once every proxy has ACKed it, and
     /// drops the old root once the last certificate it signed has expired
-    /// (see GET /api/v1/ca).
+    /// (see GET /api/v1/ca). With --force, every workload renews as soon as
+    /// the new root signs, instead of within one certificate lifetime.
     RotateRoot(RotateRootArgs),
 }
 
@@ -183,18 +196,43 @@ pub(crate) struct RotateRootArgs {
     /// root's [default: cluster.local]
     #[arg(long, default_value = DEFAULT_TRUST_DOMAIN)]
     pub(crate) trust_domain: String,
+    /// Every workload renews its certificate as soon as the new root signs
+    /// (the agents follow the CA's trust watch); on a rotation already
+    /// under way, marks it so.
+    #[arg(long)]
+    pub(crate) force: bool,
 }
 
 pub(crate) fn ca(command: CaCommand) -> anyhow::Result<()> {
     match command {
         CaCommand::RotateRoot(args) => {
             let config = CaConfig::new(&args.state_dir, &args.trust_domain);
-            let begun = citadel::rotation::begin(&config, SystemTime::now())
-                .with_context(|| format!("root rotation in {}", args.state_dir.display()))?;
+            let context = || format!("root rotation in {}", args.state_dir.display());
+            let begun = match citadel::rotation::begin(&config, SystemTime::now(), args.force) {
+                // A rotation is under way: --force marks it.
+                Err(citadel::authority::Error::RotationStep { .. }) if args.force => {
+                    let forced = citadel::rotation::force(&config).with_context(context)?;
+                    println!(
+                        "the rotation under way (signing {}, bundle {}) is forced: every workload \
+                         renews as soon as {} signs",
+                        forced.signing,
+                        forced.bundle.join(", "),
+                        forced.bundle.last().map_or("the new root", String::as_str)
+                    );
+                    return Ok(());
+                }
+                begun => begun.with_context(context)?,
+            };
+            let renewal = if args.force {
+                "every workload renews at once"
+            } else {
+                "workloads renew on their schedule"
+            };
             println!(
                 "{} joins the trust bundle beside {} in {}; the running control plane \
-                 distributes it, signs with it once every proxy has ACKed it, and drops {} \
-                 once the last certificate it signed has expired (GET /api/v1/ca shows the step)",
+                 distributes it, signs with it once every proxy has ACKed it ({renewal}), and \
+                 drops {} once the last certificate it signed has expired (GET /api/v1/ca shows \
+                 the step)",
                 begun.new_root,
                 begun.old_root,
                 args.state_dir.display(),

@@ -154,7 +154,11 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let stop = crate::signal::shutdown();
     tokio::pin!(stop);
-    let mut rotation = Box::pin(crate::rotation::drive(&control_plane, signer.clone()));
+    let mut rotation = Box::pin(crate::rotation::drive(
+        &control_plane,
+        signer.clone(),
+        &ca.trust,
+    ));
     loop {
         tokio::select! {
             () = &mut stop => break,

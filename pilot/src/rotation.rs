@@ -7,6 +7,7 @@
 //! every second: Ca::reload (rotation.json) ──► set_trust_bundle ──► ROOTCA pushed over ADS
 //!   distributing: every sidecar that subscribes ROOTCA has ACKed the bundle's generation ──► Ca::sign_with_new_root
 //!   reissuing:    the clock is past the old key's last certificate ──────────────────────► Ca::retire_old_root
+//! then Ca::trust ──► Trust/Watch (agents renew at once when a forced rotation's new key signs)
 //! ```
 //!
 //! The conditions read the same status as `/api/v1/proxies`; the clock and
@@ -16,24 +17,41 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use citadel::Trust;
 use citadel::rotation::Step;
 use citadel::signing::Signer;
 use pilot_core::resources::ResourceType;
 use pilot_server::serve::ControlPlane;
 use serde_json::json;
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 /// How often the driver looks.
 const RESYNC: Duration = Duration::from_secs(1);
 
 /// Runs until the future is dropped (at shutdown).
-pub(crate) async fn drive(control_plane: &ControlPlane, signer: Arc<Signer>) {
+pub(crate) async fn drive(
+    control_plane: &ControlPlane,
+    signer: Arc<Signer>,
+    trust: &watch::Sender<Trust>,
+) {
     let mut driver = Driver::default();
     let mut tick = tokio::time::interval(RESYNC);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         driver.step(control_plane, &signer, SystemTime::now());
+        let now = signer.ca.trust();
+        trust.send_if_modified(|published| {
+            let changed = *published != now;
+            if changed {
+                if now.reissue {
+                    info!("root rotation (forced): every workload is asked to renew now");
+                }
+                *published = now;
+            }
+            changed
+        });
     }
 }
 

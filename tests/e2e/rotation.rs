@@ -15,6 +15,7 @@ use crate::harness::{BOWLINE, Mesh};
 
 const SUBNET: u8 = 124;
 const RESTART_SUBNET: u8 = 125;
+const FORCE_SUBNET: u8 = 127;
 
 /// The serial numbers of frontend's workload certificate as its Envoy
 /// showed them in `/certs`, in the order they appeared.
@@ -204,4 +205,81 @@ async fn a_control_plane_restart_keeps_the_root_and_the_traffic() {
     traffic.more_ok(50, "after the restart").await;
     let ok = traffic.stop_and_check(task, "through a restart").await;
     println!("{ok} requests through the restart, none failed");
+}
+
+/// `bowline ca rotate-root --force` with day-long certificates: once the
+/// new root signs, every agent renews at once (told by the CA's trust
+/// watch), not within a day; STRICT traffic meanwhile fails no request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_root_rotation_reissues_every_certificate_at_once() {
+    let (workloads, policy) = strict_pair();
+    let mesh = Mesh::new(FORCE_SUBNET).with_identities();
+    let mesh = start_prepared(mesh, &policy, &workloads).await;
+    let (traffic, task) = keep_calling(&mesh, 1, "http://reviews:9080/forced");
+    traffic.more_ok(10, "before the rotation").await;
+    let mut serials = Serials::default();
+    serials.sample(&mesh).await;
+    assert_eq!(serials.seen.len(), 1, "frontend's certificate in /certs");
+
+    let out = Command::new(BOWLINE)
+        .args(["ca", "rotate-root", "--force", "--state-dir"])
+        .arg(mesh.state_dir())
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "bowline ca rotate-root --force: {out:?}"
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("every workload renews at once"), "{said}");
+
+    // Until the new root signs and no workload holds a certificate of the
+    // old one: both renewed long before their day is half over.
+    let limit = Instant::now() + Duration::from_secs(120);
+    let ca = loop {
+        let ca: Value = mesh.admin_json("/api/v1/ca").await;
+        let workloads = |id: &str| {
+            ca["roots"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|r| r["id"] == id)
+                .and_then(|r| r["workloads"].as_u64())
+        };
+        if ca["rotation"]["step"] == "reissuing"
+            && workloads("root") == Some(0)
+            && workloads("root-2") == Some(2)
+        {
+            break ca;
+        }
+        assert!(
+            Instant::now() < limit,
+            "the workloads were not reissued: {ca:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(ca["rotation"]["force"], true, "{ca:#}");
+    // Envoy serves the new certificate.
+    let limit = Instant::now() + Duration::from_secs(60);
+    while serials.changes() < 1 {
+        assert!(Instant::now() < limit, "frontend's serial never changed");
+        traffic.more_ok(5, "while reissuing").await;
+        serials.sample(&mesh).await;
+    }
+    traffic.more_ok(20, "after the reissue").await;
+    let ok = traffic
+        .stop_and_check(task, "through a forced rotation")
+        .await;
+    for name in ["frontend", "reviews"] {
+        let log = mesh.agent_log(name);
+        assert!(
+            log.contains("asks every workload to renew"),
+            "{name}'s agent did not renew at the CA's word:\n{log}"
+        );
+    }
+    println!(
+        "{ok} requests, none failed; frontend's serials {:?}",
+        serials.seen
+    );
 }

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use proto::bowline::{TrustUpdate, WATCH_TRUST_PATH, WatchTrustRequest};
 use proto::istio::{CREATE_CERTIFICATE_PATH, IstioCertificateRequest, IstioCertificateResponse};
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::MetadataValue;
@@ -88,5 +89,22 @@ impl CaClient {
             )
             .await?;
         Ok(response.into_inner().cert_chain)
+    }
+
+    /// `bowline.ca.v1.Trust/Watch`: the current trust, then each change.
+    pub async fn watch_trust(&mut self) -> Result<tonic::Streaming<TrustUpdate>, Status> {
+        self.grpc
+            .ready()
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let response = self
+            .grpc
+            .server_streaming(
+                Request::new(WatchTrustRequest {}),
+                PathAndQuery::from_static(WATCH_TRUST_PATH),
+                ProstCodec::<WatchTrustRequest, TrustUpdate>::default(),
+            )
+            .await?;
+        Ok(response.into_inner())
     }
 }

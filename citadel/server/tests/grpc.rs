@@ -294,7 +294,12 @@ async fn the_tls_server_follows_a_root_rotation() {
     let path = dir.path().to_path_buf();
     let ca = start(dir, None).await;
     let old_bundle = ca.signer.ca.trust_bundle_pem().to_string();
-    citadel::rotation::begin(&CaConfig::new(&path, "cluster.local"), SystemTime::now()).unwrap();
+    citadel::rotation::begin(
+        &CaConfig::new(&path, "cluster.local"),
+        SystemTime::now(),
+        false,
+    )
+    .unwrap();
     ca.signer.ca.reload().unwrap();
     ca.signer.ca.sign_with_new_root().unwrap();
     let until = ca.signer.ca.rotation().old_signed_until.unwrap();
@@ -340,5 +345,77 @@ async fn the_tls_server_follows_a_root_rotation() {
     let renewed = renewing.create_certificate(None, request, 0).await.unwrap();
     let id = verify::workload_chain(&renewed, &ca.signer.ca.roots(), SystemTime::now()).unwrap();
     assert_eq!(id, SpiffeId::new("shop", "web"));
+    ca.server.stop().await;
+}
+
+/// `bowline.ca.v1.Trust/Watch`: the current trust at once, then each
+/// change the control plane publishes, here a forced rotation's switch to
+/// the new key, which asks agents to renew.
+#[tokio::test]
+async fn the_trust_watch_streams_the_bundle_and_a_forced_reissue() {
+    let dir = tempdir();
+    let path = dir.path().to_path_buf();
+    let ca = start(dir, None).await;
+    let (publish, trust) = tokio::sync::watch::channel(ca.signer.ca.trust());
+    let routes =
+        tonic::service::Routes::new(citadel_server::CertificateService::new(ca.signer.clone()))
+            .add_service(citadel_server::TrustService::new(trust));
+    let server = CaServer::start_routes(
+        ca.signer.clone(),
+        &CaServerConfig::new("127.0.0.1:0".parse().unwrap(), "bowline-system"),
+        routes,
+    )
+    .await
+    .unwrap();
+    let mut client = CaClient::connect(
+        server.addr,
+        &ClientConfig {
+            roots_pem: ca.signer.ca.trust_bundle_pem().to_string(),
+            server_name: "localhost".to_string(),
+            identity: None,
+        },
+    )
+    .await
+    .unwrap();
+    let mut updates = client.watch_trust().await.unwrap();
+    let first = updates.message().await.unwrap().unwrap();
+    assert_eq!(
+        first,
+        citadel_server::trust::to_proto(&ca.signer.ca.trust())
+    );
+    assert!(!first.reissue);
+    assert_eq!(first.bundle_pem.matches("BEGIN CERTIFICATE").count(), 1);
+    assert_eq!(first.signing_root_pem.trim(), first.bundle_pem.trim());
+
+    citadel::rotation::begin(
+        &CaConfig::new(&path, "cluster.local"),
+        SystemTime::now(),
+        true,
+    )
+    .unwrap();
+    ca.signer.ca.reload().unwrap();
+    publish.send_replace(ca.signer.ca.trust());
+    let distributing = updates.message().await.unwrap().unwrap();
+    assert_eq!(
+        distributing.bundle_pem.matches("BEGIN CERTIFICATE").count(),
+        2
+    );
+    assert!(!distributing.reissue, "the old key still signs");
+
+    ca.signer.ca.sign_with_new_root().unwrap();
+    publish.send_replace(ca.signer.ca.trust());
+    let reissuing = updates.message().await.unwrap().unwrap();
+    assert!(reissuing.reissue);
+    let (request, _) = csr(&[WEB]);
+    let chain = client
+        .create_certificate(Some(&ca.token("shop", "web")), request, 0)
+        .await
+        .unwrap();
+    assert_eq!(reissuing.signing_root_pem, *chain.last().unwrap());
+    assert_ne!(reissuing.signing_root_pem, first.signing_root_pem);
+    // The stream ends with its sender, as at the control plane's shutdown.
+    drop(publish);
+    assert_eq!(updates.message().await.unwrap(), None);
+    server.stop().await;
     ca.server.stop().await;
 }

@@ -3,6 +3,7 @@
 //! ```text
 //! (not_before, not_after, fraction, now) ──► renewal_delay ──► sleep, then renew
 //! failure n ──► retry_delay(n) (doubling, capped) ──► retry; the old certificate is still served
+//! trust update {reissue, signing root} ──► reissue_due(held chain's root) ──► renew now
 //! ```
 
 use std::time::{Duration, SystemTime};
@@ -46,6 +47,23 @@ pub fn renewal_delay(
 pub fn retry_delay(failures: u32) -> Duration {
     let factor = 1u32 << failures.saturating_sub(1).min(16);
     FIRST_RETRY.saturating_mul(factor).min(MAX_RETRY)
+}
+
+/// Whether a certificate whose chain ends at `held_root_pem` must be
+/// renewed now: a forced root rotation (`reissue`) whose key signs chains
+/// that end at `signing_root_pem`, another root. Roots compare by their
+/// DER; a held root that does not parse counts as another, a signing root
+/// that does not parse asks for nothing.
+pub fn reissue_due(reissue: bool, signing_root_pem: &str, held_root_pem: &str) -> bool {
+    let der = |pem: &str| {
+        citadel::pem::certificates("root", pem)
+            .ok()
+            .and_then(|certs| certs.into_iter().next())
+    };
+    match der(signing_root_pem) {
+        Some(signing) => reissue && Some(signing) != der(held_root_pem),
+        None => false,
+    }
 }
 
 #[cfg(test)]
@@ -108,5 +126,25 @@ mod tests {
         assert_eq!(retry_delay(3), Duration::from_secs(2));
         assert_eq!(retry_delay(7), Duration::from_secs(30));
         assert_eq!(retry_delay(u32::MAX), MAX_RETRY);
+    }
+
+    #[test]
+    fn a_forced_rotation_renews_chains_of_another_root_only() {
+        let (old, _) = crate::secret::tests::issued(1_700_000_000, 3600);
+        let (new, _) = crate::secret::tests::issued(1_700_000_000, 3600);
+        let (old_root, new_root) = (&old[1], &new[1]);
+        assert!(reissue_due(true, new_root, old_root));
+        assert!(!reissue_due(true, new_root, new_root));
+        // The same root with other line endings is the same root.
+        assert!(!reissue_due(
+            true,
+            new_root,
+            &new_root.replace('\n', "\r\n")
+        ));
+        // Not forced: renewals keep their schedule.
+        assert!(!reissue_due(false, new_root, old_root));
+        // A chain of one (no root sent) renews when forced.
+        assert!(reissue_due(true, new_root, ""));
+        assert!(!reissue_due(true, "not a certificate", old_root));
     }
 }

@@ -6,6 +6,9 @@
 //!                                                            ▼
 //!                          WorkloadSecret ──watch──► SdsServer ──► Envoy
 //!   renew at rotation::renewal_time; on failure retry with backoff, the old secret still served
+//!
+//! CA Trust/Watch (its own TLS stream) ──► latest TrustUpdate ──► rotation::reissue_due ──► renew now
+//!   (a forced root rotation; the stream is re-opened with backoff when it drops)
 //! ```
 //!
 //! Neither the key nor the token is ever logged or put in an error.
@@ -18,10 +21,12 @@ use std::time::{Duration, SystemTime};
 use citadel::SpiffeId;
 use citadel_server::CaClient;
 use citadel_server::client::ClientConfig;
+use proto::bowline::TrustUpdate;
 use rcgen::{CertificateParams, DistinguishedName, KeyPair, SanType};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
 
 use pilot_agent::rotation::{self, DEFAULT_ROTATION_FRACTION};
 use pilot_agent::secret::{self, WorkloadSecret};
@@ -92,15 +97,13 @@ impl CertificateConfig {
     }
 }
 
-/// A fresh key and a certificate for it: one round trip to the CA.
-pub async fn issue(cfg: &CertificateConfig) -> Result<WorkloadSecret> {
-    let token = read_token(&cfg.token_file)?;
+/// A client of the CA, trusting the roots of `--ca-root`.
+async fn connect(cfg: &CertificateConfig) -> Result<CaClient> {
     let roots_pem = std::fs::read_to_string(&cfg.ca_root).map_err(|source| Error::Root {
         path: cfg.ca_root.clone(),
         source,
     })?;
-    let (csr_pem, key_pem) = csr(&cfg.identity)?;
-    let mut client = CaClient::connect(
+    CaClient::connect(
         cfg.ca_addr,
         &ClientConfig {
             roots_pem,
@@ -109,17 +112,21 @@ pub async fn issue(cfg: &CertificateConfig) -> Result<WorkloadSecret> {
         },
     )
     .await
-    .map_err(Error::Connect)?;
+    .map_err(Error::Connect)
+}
+
+/// A fresh key and a certificate for it: one round trip to the CA.
+pub async fn issue(cfg: &CertificateConfig) -> Result<WorkloadSecret> {
+    let token = read_token(&cfg.token_file)?;
+    let (csr_pem, key_pem) = csr(&cfg.identity)?;
+    let mut client = connect(cfg).await?;
     let seconds = cfg
         .ttl
         .map_or(0, |ttl| i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX));
     let chain = client
         .create_certificate(Some(&token), csr_pem, seconds)
         .await
-        .map_err(|status| Error::Refused {
-            code: status.code(),
-            message: status.message().to_string(),
-        })?;
+        .map_err(refused)?;
     WorkloadSecret::from_chain(&chain, key_pem).map_err(Error::Answer)
 }
 
@@ -164,7 +171,12 @@ impl CertificateAgent {
     pub fn start(cfg: CertificateConfig) -> CertificateAgent {
         let (tx, secrets) = watch::channel(None);
         let (shutdown, stop) = watch::channel(false);
-        let task = tokio::spawn(keep(cfg, tx, stop));
+        let (trust_tx, trust) = watch::channel(None);
+        let follow = tokio::spawn(follow_trust(cfg.clone(), trust_tx, stop.clone()));
+        let task = tokio::spawn(async move {
+            keep(cfg, tx, trust, stop).await;
+            follow.abort();
+        });
         CertificateAgent {
             secrets,
             shutdown,
@@ -192,6 +204,7 @@ impl CertificateAgent {
 async fn keep(
     cfg: CertificateConfig,
     tx: watch::Sender<Option<Arc<WorkloadSecret>>>,
+    mut trust: watch::Receiver<Option<TrustUpdate>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let identity = cfg.identity.to_string();
@@ -204,12 +217,16 @@ async fn keep(
                 // counts from when the certificate arrived, or a short TTL
                 // would be due for renewal on arrival.
                 let now = SystemTime::now();
-                let delay = rotation::renewal_delay(
+                let mut delay = rotation::renewal_delay(
                     secret.not_before.max(now),
                     secret.not_after,
                     cfg.rotation_fraction,
                     now,
                 );
+                // Signed while the CA switched roots: again, shortly.
+                if reissue_due(&trust.borrow_and_update(), &secret) {
+                    delay = delay.min(rotation::FIRST_RETRY);
+                }
                 info!(
                     %identity,
                     version = %secret.version,
@@ -237,10 +254,92 @@ async fn keep(
                 delay
             }
         };
+        let deadline = Instant::now() + wait;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => break,
+                _ = stop.wait_for(|s| *s) => return,
+                changed = trust.changed() => {
+                    // The watch's sender lives until the agent stops.
+                    if changed.is_err() {
+                        return;
+                    }
+                    let held = tx.borrow().clone();
+                    if held.is_some_and(|held| reissue_due(&trust.borrow_and_update(), &held)) {
+                        info!(%identity, "the CA's new root signs and asks every workload to renew (forced root rotation)");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether `held` must be renewed now for the latest trust update.
+fn reissue_due(trust: &Option<TrustUpdate>, held: &WorkloadSecret) -> bool {
+    trust
+        .as_ref()
+        .is_some_and(|t| rotation::reissue_due(t.reissue, &t.signing_root_pem, &held.root_pem))
+}
+
+/// Follows the CA's `Trust/Watch` into `latest`, re-opening the stream with
+/// backoff when it drops. A CA that does not serve it (an older one) is
+/// left alone: renewals keep their schedule. `latest` lives until `stop`.
+async fn follow_trust(
+    cfg: CertificateConfig,
+    latest: watch::Sender<Option<TrustUpdate>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut failures = 0u32;
+    loop {
+        let outcome = async {
+            let mut client = connect(&cfg).await?;
+            let mut updates = client.watch_trust().await.map_err(refused)?;
+            while let Some(update) = updates.message().await.map_err(refused)? {
+                failures = 0;
+                latest.send_if_modified(|held| {
+                    let changed = held.as_ref() != Some(&update);
+                    *held = Some(update);
+                    changed
+                });
+            }
+            Ok::<(), Error>(())
+        };
+        let outcome = tokio::select! {
+            outcome = outcome => outcome,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        if let Err(Error::Refused {
+            code: tonic::Code::Unimplemented,
+            ..
+        }) = outcome
+        {
+            info!("the CA serves no trust watch; certificates renew on schedule only");
+            let _ = stop.wait_for(|s| *s).await;
+            return;
+        }
+        failures += 1;
+        let delay = rotation::retry_delay(failures);
+        match &outcome {
+            Err(error) => {
+                debug!(error = %error_chain(error), retry_in_ms = delay.as_millis() as u64, "the CA's trust watch dropped")
+            }
+            Ok(()) => debug!(
+                retry_in_ms = delay.as_millis() as u64,
+                "the CA ended its trust watch"
+            ),
+        }
         tokio::select! {
-            () = tokio::time::sleep(wait) => {}
+            () = tokio::time::sleep(delay) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
+    }
+}
+
+fn refused(status: tonic::Status) -> Error {
+    Error::Refused {
+        code: status.code(),
+        message: status.message().to_string(),
     }
 }
 
