@@ -27,12 +27,15 @@ pub(crate) const CAPACITY: usize = 16 * 1024;
 #[derive(Debug)]
 pub struct Coalesced<T> {
     inner: BufWriter<T>,
+    /// Whether the last flush yielded once before writing.
+    yielded: bool,
 }
 
 impl<T: AsyncWrite> Coalesced<T> {
     pub fn new(inner: T) -> Self {
         Coalesced {
             inner: BufWriter::with_capacity(CAPACITY, inner),
+            yielded: false,
         }
     }
 
@@ -74,6 +77,15 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesced<T> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        // Yield once before writing: the tasks already woken (other
+        // streams' responses, a request's body after its headers) run
+        // first, and what they queue goes out in the same write.
+        if !self.yielded && !self.inner.buffer().is_empty() {
+            self.yielded = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        self.yielded = false;
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
