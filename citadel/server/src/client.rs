@@ -113,9 +113,12 @@ impl CaClient {
             metadata: None,
         });
         if let Some(token) = token {
-            let value: MetadataValue<_> = format!("Bearer {token}")
+            let mut value: MetadataValue<_> = format!("Bearer {token}")
                 .parse()
                 .map_err(|_| Status::invalid_argument("token: not valid in a header"))?;
+            // A credential: HPACK sends it as never indexed (RFC 7541 §7.1.3),
+            // so neither side keeps it in its header table.
+            value.set_sensitive(true);
             request.metadata_mut().insert("authorization", value);
         }
         if self.grpc.ready().await.is_err() {
