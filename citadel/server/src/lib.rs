@@ -18,6 +18,7 @@
 //! messages and maps refusals to status codes. It has no command line.
 
 pub mod client;
+pub mod io;
 pub mod server;
 pub mod service;
 pub mod trust;

@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use citadel::signing::Signer;
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
+use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -20,8 +21,10 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::{TlsAcceptor, rustls};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::Routes;
+use tonic::transport::server::Connected;
 use tracing::{debug, info, warn};
 
+use crate::io::Coalesced;
 use crate::service::CertificateService;
 
 /// Istio's port for the CA (and xDS over TLS).
@@ -120,7 +123,8 @@ impl CaServer {
             .accept_http1(true)
             .add_routes(routes);
         let (shutdown, mut stop) = watch::channel(false);
-        let (connections, incoming) = mpsc::channel::<std::io::Result<TlsStream<TcpStream>>>(64);
+        let (connections, incoming) =
+            mpsc::channel::<std::io::Result<Coalesced<TlsStream<TcpStream>>>>(64);
         let mut accept_stop = stop.clone();
         let accepting = tokio::spawn(async move {
             loop {
@@ -147,7 +151,7 @@ impl CaServer {
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => {
-                            let _ = connections.send(Ok(stream)).await;
+                            let _ = connections.send(Ok(Coalesced::new(stream))).await;
                         }
                         Ok(Err(error)) => debug!(%peer, %error, "TLS handshake failed"),
                         Err(_) => debug!(%peer, "TLS handshake timed out"),
@@ -183,6 +187,15 @@ impl CaServer {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
+    }
+}
+
+/// The session's peer certificates, as tonic reads them from a TLS stream.
+impl<T: Connected + AsyncWrite> Connected for Coalesced<T> {
+    type ConnectInfo = T::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.get_ref().connect_info()
     }
 }
 
