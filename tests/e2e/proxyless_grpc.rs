@@ -99,6 +99,53 @@ spec:
     route: [{destination: {host: reviews, subset: v2}}]
 "#;
 
+/// A Python gRPC server (`server.py`), over mutual TLS with `tls`'s files.
+struct Server {
+    _child: Child,
+    _stdout: Lines<BufReader<ChildStdout>>,
+}
+
+impl Server {
+    async fn start(
+        python: &Path,
+        addr: SocketAddr,
+        name: &str,
+        dir: &Path,
+        tls: Option<&GrpcTls>,
+    ) -> Server {
+        let mut command = Command::new(python);
+        command
+            .arg(script("server.py"))
+            .arg(addr.to_string())
+            .arg(name);
+        if let Some(tls) = tls {
+            command.args([
+                &tls.certificate_file,
+                &tls.private_key_file,
+                &tls.ca_certificate_file,
+            ]);
+        }
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.join(format!("{name}.log"))).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        // gRPC listens on an IPv6 socket with a v4-mapped address, so the
+        // server's own word is the sign that it listens.
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = tokio::time::timeout(LIMIT, stdout.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("{name} never listened"))
+            .unwrap();
+        assert_eq!(first, Some(format!("serving {addr}")), "{name}");
+        Server {
+            _child: child,
+            _stdout: stdout,
+        }
+    }
+}
+
 /// The Python client: commands in, one JSON line of answers out per command.
 struct Client {
     child: Child,
@@ -141,8 +188,8 @@ impl Client {
         line.unwrap_or_else(|| panic!("the gRPC client exited: {:?}", self.child.try_wait()))
     }
 
-    /// Makes `n` calls, with `header` (`NAME=VALUE`) if given; the answers
-    /// counted by backend.
+    /// Makes `n` calls, with `header` (`NAME=VALUE`, or `timeout=SECONDS`)
+    /// if given; the answers counted by backend.
     async fn calls(&mut self, n: usize, header: Option<&str>) -> Value {
         let command = format!("{n} {}\n", header.unwrap_or_default());
         self.stdin.write_all(command.as_bytes()).await.unwrap();
@@ -185,32 +232,25 @@ async fn a_proxyless_grpc_client_follows_virtual_service_routes() {
     let dir = tempfile::tempdir().unwrap();
     let mut servers = Vec::new();
     for (name, address) in [("reviews-v1", v1), ("reviews-v2", v2)] {
-        let addr = SocketAddr::new(address, 9080);
-        let mut server = Command::new(&python)
-            .arg(script("server.py"))
-            .arg(addr.to_string())
-            .arg(name)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.path().join(format!("{name}.log"))).unwrap())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        // gRPC listens on an IPv6 socket with a v4-mapped address, so the
-        // server's own word is the sign that it listens.
-        let mut stdout = BufReader::new(server.stdout.take().unwrap()).lines();
-        let first = tokio::time::timeout(LIMIT, stdout.next_line())
-            .await
-            .unwrap_or_else(|_| panic!("{name} never listened"))
-            .unwrap();
-        assert_eq!(first, Some(format!("serving {addr}")), "{name}");
-        servers.push((server, stdout));
+        servers.push(
+            Server::start(
+                &python,
+                SocketAddr::new(address, 9080),
+                name,
+                dir.path(),
+                None,
+            )
+            .await,
+        );
     }
 
     let node = NodeMetadata::grpc("default", "grpc-client", mesh.address(1));
     let bootstrap = GrpcBootstrap {
         server_uri: mesh.ca.to_string(),
         node,
-        tls: Some(certificate_files(&mesh, dir.path()).await),
+        // The client declares no service account: `default`.
+        tls: Some(certificate_files(&mesh, dir.path(), "default").await),
+        certificate_provider: None,
     };
     let bootstrap_path = dir.path().join("bootstrap.json");
     std::fs::write(&bootstrap_path, bootstrap.to_json().to_string()).unwrap();
@@ -257,9 +297,9 @@ async fn a_proxyless_grpc_client_follows_virtual_service_routes() {
     outcome.await;
 }
 
-/// A workload certificate for `default/default` (the client declares no
-/// service account) from the mesh's CA, and the CA's roots, as files in `dir`.
-async fn certificate_files(mesh: &Mesh, dir: &Path) -> GrpcTls {
+/// A workload certificate for `default/ACCOUNT` from the mesh's CA, and
+/// the CA's roots, as files `ACCOUNT-*.pem` in `dir`.
+async fn certificate_files(mesh: &Mesh, dir: &Path, account: &str) -> GrpcTls {
     let out = Command::new(crate::harness::BOWLINE)
         .args([
             "token",
@@ -267,7 +307,7 @@ async fn certificate_files(mesh: &Mesh, dir: &Path) -> GrpcTls {
             "--namespace",
             "default",
             "--service-account",
-            "default",
+            account,
         ])
         .arg("--state-dir")
         .arg(mesh.state_dir())
@@ -295,7 +335,7 @@ async fn certificate_files(mesh: &Mesh, dir: &Path) -> GrpcTls {
         .unwrap();
     let chain = ca.create_certificate(Some(&token), csr, 0).await.unwrap();
     let file = |name: &str, text: &str| {
-        let path = dir.join(name);
+        let path = dir.join(format!("{account}-{name}"));
         std::fs::write(&path, text).unwrap();
         path.display().to_string()
     };
@@ -320,4 +360,117 @@ impl Drop for PrintOnPanic<'_> {
             }
         }
     }
+}
+
+const MTLS_SUBNET: u8 = 128;
+
+/// reviews over mutual TLS, as a DestinationRule asks it of a proxyless
+/// client; `extra` adds to its `tls`.
+fn reviews_tls(mode: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: reviews}}\nspec:\n  host: reviews\n  trafficPolicy:\n    tls: {{mode: {mode}{extra}}}\n"
+    )
+}
+
+/// gRFC A29 on grpcio: the client's bootstrap defines the certificate
+/// provider `default` with its workload certificate, and a server takes
+/// mutual TLS only. Without a DestinationRule the client's calls go out in
+/// plaintext and fail; with ISTIO_MUTUAL naming the wrong identity the
+/// client refuses the server; with ISTIO_MUTUAL they reach it, and the
+/// server sees the client's SPIFFE id in its certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxyless_grpc_client_calls_over_mutual_tls_with_istio_mutual() {
+    let python = python();
+    let Some(version) = grpcio_version(&python).await else {
+        println!(
+            "SKIPPED: no grpcio for {} (./scripts/setup installs it into .venv; or set BOWLINE_PYTHON)",
+            python.display()
+        );
+        return;
+    };
+    println!("grpcio {version} at {}", python.display());
+
+    let mut mesh = Mesh::new(MTLS_SUBNET);
+    let address = mesh.address(2);
+    let entry = workload_entry("reviews-v1", address, &[("app", "reviews")])
+        + "  serviceAccount: reviews\n";
+    mesh.write(
+        "services.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: reviews}\nspec:\n  selector: {app: reviews}\n  ports: [{name: grpc, port: 9080}]\n",
+    );
+    mesh.write("workloads.yaml", &entry);
+    mesh.write("reviews-dr.yaml", &reviews_tls("DISABLE", ""));
+    mesh.start_control_plane().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let server_files = certificate_files(&mesh, dir.path(), "reviews").await;
+    let _server = Server::start(
+        &python,
+        SocketAddr::new(address, 9080),
+        "reviews-v1",
+        dir.path(),
+        Some(&server_files),
+    )
+    .await;
+    let client_files = certificate_files(&mesh, dir.path(), "default").await;
+    let bootstrap = GrpcBootstrap {
+        server_uri: mesh.ca.to_string(),
+        node: NodeMetadata::grpc("default", "grpc-client", mesh.address(1)),
+        tls: Some(client_files.clone()),
+        certificate_provider: Some(client_files),
+    };
+    let bootstrap_path = dir.path().join("bootstrap.json");
+    std::fs::write(&bootstrap_path, bootstrap.to_json().to_string()).unwrap();
+    let log = dir.path().join("client.log");
+    let mut client = Client::start(&python, &bootstrap_path, &log).await;
+    let failed = |answers: &Value| {
+        answers
+            .as_object()
+            .is_some_and(|a| !a.is_empty() && a.keys().all(|k| k.starts_with("error:")))
+    };
+
+    let outcome = async {
+        // Plaintext toward a server that takes mutual TLS only: refused.
+        let plaintext = client.calls(1, Some("timeout=5")).await;
+        assert!(
+            failed(&plaintext),
+            "a plaintext call got through: {plaintext}"
+        );
+        mesh.wait_converged(&["grpc-client"]).await;
+
+        // ISTIO_MUTUAL, but the server must be another identity: the
+        // client refuses the server's certificate.
+        mesh.write(
+            "reviews-dr.yaml",
+            &reviews_tls(
+                "ISTIO_MUTUAL",
+                ", subjectAltNames: [spiffe://cluster.local/ns/default/sa/someone-else]",
+            ),
+        );
+        mesh.wait_converged(&["grpc-client"]).await;
+        let wrong = client.calls(1, Some("timeout=5")).await;
+        assert!(
+            failed(&wrong),
+            "a server of another identity was trusted: {wrong}"
+        );
+
+        // ISTIO_MUTUAL with the service's own identities: mutual TLS, the
+        // server sees who called.
+        mesh.write("reviews-dr.yaml", &reviews_tls("ISTIO_MUTUAL", ""));
+        let want = answers(&[("reviews-v1 spiffe://cluster.local/ns/default/sa/default", 2)]);
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        let mut last = Value::Null;
+        while last != want {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no call over mutual TLS: {last}"
+            );
+            last = client.calls(2, Some("timeout=5")).await;
+        }
+        mesh.wait_converged(&["grpc-client"]).await;
+        let status = mesh.proxy("grpc-client").await.unwrap();
+        assert_eq!(status["nacks"], 0, "{status}");
+    };
+    let _log = PrintOnPanic(&log);
+    outcome.await;
 }

@@ -5,6 +5,7 @@
 //! ```text
 //! NodeMetadata (generator grpc) ──► GrpcBootstrap::to_json ──► bootstrap.json
 //!   gRPC client: xds:///HOST:PORT ──► ADS to server_uri, node = {id, cluster, metadata}
+//!   calls over mutual TLS (gRFC A29): certificate_providers.default (file_watcher)
 //! ```
 
 use serde_json::{Value as Json, json};
@@ -22,7 +23,17 @@ pub struct GrpcBootstrap {
     /// the client reads its certificate, key and the CA's roots from.
     /// `None`: plaintext (the control plane's `--xds-addr`).
     pub tls: Option<GrpcTls>,
+    /// The certificate provider `default` (gRFC A29, a `file_watcher` on
+    /// these files, as Istio's agent writes it) that clusters with
+    /// ISTIO_MUTUAL take the client's certificate and the roots from; the
+    /// application dials with xDS channel credentials. Usually the same
+    /// files as `tls`.
+    pub certificate_provider: Option<GrpcTls>,
 }
+
+/// How often gRPC's `file_watcher` reads the certificate files again; the
+/// agent renews at half a lifetime, so minutes are early enough.
+const CERTIFICATE_REFRESH: &str = "60s";
 
 /// The files of a proxyless client's mutual TLS to the control plane.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,7 +62,7 @@ impl GrpcBootstrap {
                 },
             }),
         };
-        json!({
+        let mut bootstrap = json!({
             "xds_servers": [{
                 "server_uri": self.server_uri,
                 "channel_creds": [creds],
@@ -62,6 +73,20 @@ impl GrpcBootstrap {
                 "cluster": self.node.cluster(),
                 "metadata": self.node.to_json(),
             },
-        })
+        });
+        if let Some(files) = &self.certificate_provider {
+            bootstrap["certificate_providers"] = json!({
+                crate::DEFAULT_SECRET: {
+                    "plugin_name": "file_watcher",
+                    "config": {
+                        "certificate_file": files.certificate_file,
+                        "private_key_file": files.private_key_file,
+                        "ca_certificate_file": files.ca_certificate_file,
+                        "refresh_interval": CERTIFICATE_REFRESH,
+                    },
+                },
+            });
+        }
+        bootstrap
     }
 }

@@ -407,6 +407,7 @@ fn a_grpc_bootstrap_over_mutual_tls_names_its_files() {
             certificate_file: "/run/cert.pem".to_string(),
             private_key_file: "/run/key.pem".to_string(),
         }),
+        certificate_provider: None,
     }
     .to_json();
     assert_eq!(
@@ -417,6 +418,33 @@ fn a_grpc_bootstrap_over_mutual_tls_names_its_files() {
             "private_key_file": "/run/key.pem",
         }}])
     );
+    assert!(bootstrap.get("certificate_providers").is_none());
+}
+
+#[test]
+fn a_grpc_bootstrap_for_calls_over_mutual_tls_defines_the_default_provider() {
+    let node = NodeMetadata::grpc("shop", "client", "127.0.85.1".parse().unwrap());
+    let files = crate::GrpcTls {
+        ca_certificate_file: "/run/ca.pem".to_string(),
+        certificate_file: "/run/cert.pem".to_string(),
+        private_key_file: "/run/key.pem".to_string(),
+    };
+    let bootstrap = GrpcBootstrap {
+        server_uri: "127.0.85.250:15010".to_string(),
+        node,
+        tls: None,
+        certificate_provider: Some(files),
+    }
+    .to_json();
+    assert_eq!(
+        bootstrap["certificate_providers"],
+        serde_json::json!({"default": {"plugin_name": "file_watcher", "config": {
+            "ca_certificate_file": "/run/ca.pem",
+            "certificate_file": "/run/cert.pem",
+            "private_key_file": "/run/key.pem",
+            "refresh_interval": "60s",
+        }}})
+    );
 }
 
 #[test]
@@ -426,6 +454,7 @@ fn the_grpc_bootstrap_names_the_server_and_the_node() {
         server_uri: "127.0.85.250:15010".to_string(),
         node: node.clone(),
         tls: None,
+        certificate_provider: None,
     }
     .to_json();
     assert_eq!(

@@ -3,24 +3,33 @@
 control plane, and calls /bowline.Echo/Who on it.
 
 usage: client.py TARGET
-Reads commands from stdin, one a line: "N [HEADER=VALUE]" makes N calls,
-with that request header if given, and prints one JSON line: the answers
-counted by backend name, failures under "error:<status code>". Each call
-waits for the channel to be ready, up to a deadline that only guards
-against a hang. Exits at end of input.
+Reads commands from stdin, one a line: "N [HEADER=VALUE]... [timeout=S]"
+makes N calls, with those request headers, and prints one JSON line: the
+answers counted by backend name, failures under "error:<status code>".
+Each call waits for the channel to be ready, up to a deadline (20 s, or
+S) that only guards against a hang. Exits at end of input.
+
+The channel has xDS credentials with a plaintext fallback, as a proxyless
+application under a mesh dials: a cluster whose config asks for mutual
+TLS gets it from the bootstrap's certificate provider (gRFC A29), the
+others stay plaintext.
 """
 
 import json
 import sys
 
 import grpc
+import grpc.experimental
 
 DEADLINE_SECONDS = 20
 
 
 def main():
     target = sys.argv[1]
-    channel = grpc.insecure_channel(target)
+    credentials = grpc.xds_channel_credentials(
+        grpc.experimental.insecure_channel_credentials()
+    )
+    channel = grpc.secure_channel(target, credentials)
     who = channel.unary_unary("/bowline.Echo/Who")
     print("ready", flush=True)
     for line in sys.stdin:
@@ -29,15 +38,19 @@ def main():
             continue
         count = int(words[0])
         metadata = []
+        deadline = DEADLINE_SECONDS
         for pair in words[1:]:
             key, _, value = pair.partition("=")
-            metadata.append((key, value))
+            if key == "timeout":
+                deadline = float(value)
+            else:
+                metadata.append((key, value))
         answers = {}
         for _ in range(count):
             try:
                 name = who(
                     b"",
-                    timeout=DEADLINE_SECONDS,
+                    timeout=deadline,
                     metadata=metadata,
                     wait_for_ready=True,
                 ).decode()

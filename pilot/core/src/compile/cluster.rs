@@ -184,6 +184,17 @@ impl OutboundCluster<'_> {
         tls::apply(cluster, upstream);
     }
 
+    /// The cluster's TLS for a proxyless gRPC client: see
+    /// [`tls::grpc_upstream`].
+    pub(crate) fn secure_grpc(&self, cluster: &mut Cluster) {
+        let identities = || {
+            self.mesh
+                .map(|mesh| mesh.identities(self.service))
+                .unwrap_or_default()
+        };
+        cluster.transport_socket = tls::grpc_upstream(self.policy.tls, identities);
+    }
+
     /// The subset part of the cluster's name, if any.
     fn subset_name(&self) -> Option<&str> {
         self.subset_labels?;

@@ -314,8 +314,8 @@ impl ClientKind {
 
 /// Outbound clusters and their endpoints: one per admitted service port and
 /// subset, the clusters in the form `client`'s kind takes. Proxyless gRPC
-/// clients get no TLS: they would need certificate providers in their own
-/// bootstrap, which Bowline does not write yet.
+/// clients get TLS only where a DestinationRule says ISTIO_MUTUAL, from
+/// their bootstrap's certificate provider (see `tls::grpc_upstream`).
 fn compile_shared(view: &ScopeView, client: ClientKind) -> SharedResources {
     let mut clusters = ResourceMap::new();
     let mut endpoints = ResourceMap::new();
@@ -328,7 +328,11 @@ fn compile_shared(view: &ScopeView, client: ClientKind) -> SharedResources {
                     c.secure(&mut proto, client.certificate);
                     proto
                 }
-                Generator::Grpc => grpc::cluster(c.to_proto()),
+                Generator::Grpc => {
+                    let mut proto = grpc::cluster(c.to_proto());
+                    c.secure_grpc(&mut proto);
+                    proto
+                }
             };
             insert(&mut clusters, ResourceType::Cluster, &c.name, &proto);
             if c.locality_mode().is_some() {

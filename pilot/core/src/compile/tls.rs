@@ -41,8 +41,9 @@ use envoy_types::pb::envoy::config::core::v3::{
 };
 use envoy_types::pb::envoy::extensions::transport_sockets::raw_buffer::v3::RawBuffer;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
-    CertificateValidationContext, CommonTlsContext, DownstreamTlsContext, SdsSecretConfig, Secret,
-    SubjectAltNameMatcher, TlsCertificate, UpstreamTlsContext,
+    CertificateProviderPluginInstance, CertificateValidationContext, CommonTlsContext,
+    DownstreamTlsContext, SdsSecretConfig, Secret, SubjectAltNameMatcher, TlsCertificate,
+    UpstreamTlsContext,
     common_tls_context::{CombinedCertificateValidationContext, ValidationContextType},
     secret,
     subject_alt_name_matcher::SanType,
@@ -178,6 +179,68 @@ pub(crate) fn upstream(
             }
             TlsMode::Simple | TlsMode::Mutual => Upstream::All(file_upstream(tls)),
         },
+    }
+}
+
+/// The certificate provider instance a proxyless gRPC client's bootstrap
+/// defines (gRFC A29), as the bootstrap Istio's agent writes: the workload
+/// certificate and the roots, from files.
+pub(crate) const GRPC_CERTIFICATE_PROVIDER: &str = "default";
+
+/// A proxyless gRPC client's TLS toward a cluster, as Istio's gRPC
+/// generator compiles it: only a DestinationRule's ISTIO_MUTUAL turns it
+/// on (gRPC has no transport socket matches, so no auto-mTLS), with the
+/// certificate and roots from the bootstrap's certificate provider and the
+/// server's SPIFFE ids checked. SIMPLE and MUTUAL name files on the client,
+/// which gRPC cannot load: the cluster names a provider no bootstrap
+/// defines, so the client NACKs it (the NACK says why) and its calls fail
+/// rather than go out in plaintext.
+pub(crate) fn grpc_upstream(
+    tls: Option<&ClientTls>,
+    identities: impl FnOnce() -> Vec<String>,
+) -> Option<TransportSocket> {
+    let tls = tls?;
+    let provider = |instance: &str, certificate: &str| CertificateProviderPluginInstance {
+        instance_name: instance.to_string(),
+        certificate_name: certificate.to_string(),
+    };
+    let (instance, sans) = match tls.mode {
+        TlsMode::Disable => return None,
+        TlsMode::IstioMutual if tls.subject_alt_names.is_empty() => {
+            (GRPC_CERTIFICATE_PROVIDER, identities())
+        }
+        TlsMode::IstioMutual => (GRPC_CERTIFICATE_PROVIDER, tls.subject_alt_names.clone()),
+        TlsMode::Simple | TlsMode::Mutual => (
+            "SIMPLE and MUTUAL TLS from files are not supported for proxyless gRPC; use ISTIO_MUTUAL",
+            tls.subject_alt_names.clone(),
+        ),
+    };
+    let context = UpstreamTlsContext {
+        common_tls_context: Some(CommonTlsContext {
+            tls_certificate_provider_instance: Some(provider(instance, pilot_node::DEFAULT_SECRET)),
+            validation_context_type: Some(ValidationContextType::ValidationContext(
+                CertificateValidationContext {
+                    ca_certificate_provider_instance: Some(provider(
+                        instance,
+                        pilot_node::ROOT_SECRET,
+                    )),
+                    // gRPC reads the untyped matchers, against every SAN.
+                    #[allow(deprecated)]
+                    match_subject_alt_names: sans.into_iter().map(exact).collect(),
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    Some(tls_socket(super::proto::any(context)))
+}
+
+fn exact(value: String) -> StringMatcher {
+    StringMatcher {
+        match_pattern: Some(MatchPattern::Exact(value)),
+        ..Default::default()
     }
 }
 
