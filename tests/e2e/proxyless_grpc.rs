@@ -44,6 +44,21 @@ fn script(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The Python with grpcio, said; `None`, with SKIPPED said, where there is
+/// none.
+async fn python_with_grpcio() -> Option<PathBuf> {
+    let python = python();
+    let Some(version) = grpcio_version(&python).await else {
+        println!(
+            "SKIPPED: no grpcio for {} (./scripts/setup installs it into .venv; or set BOWLINE_PYTHON)",
+            python.display()
+        );
+        return None;
+    };
+    println!("grpcio {version} at {}", python.display());
+    Some(python)
+}
+
 /// The grpcio version the Python has, if it has grpcio.
 async fn grpcio_version(python: &Path) -> Option<String> {
     let output = Command::new(python)
@@ -208,15 +223,9 @@ fn answers(pairs: &[(&str, u64)]) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxyless_grpc_client_follows_virtual_service_routes() {
-    let python = python();
-    let Some(version) = grpcio_version(&python).await else {
-        println!(
-            "SKIPPED: no grpcio for {} (./scripts/setup installs it into .venv; or set BOWLINE_PYTHON)",
-            python.display()
-        );
+    let Some(python) = python_with_grpcio().await else {
         return;
     };
-    println!("grpcio {version} at {}", python.display());
 
     let mut mesh = Mesh::new(SUBNET);
     let (v1, v2) = (mesh.address(2), mesh.address(3));
@@ -380,15 +389,9 @@ fn reviews_tls(mode: &str, extra: &str) -> String {
 /// server sees the client's SPIFFE id in its certificate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxyless_grpc_client_calls_over_mutual_tls_with_istio_mutual() {
-    let python = python();
-    let Some(version) = grpcio_version(&python).await else {
-        println!(
-            "SKIPPED: no grpcio for {} (./scripts/setup installs it into .venv; or set BOWLINE_PYTHON)",
-            python.display()
-        );
+    let Some(python) = python_with_grpcio().await else {
         return;
     };
-    println!("grpcio {version} at {}", python.display());
 
     let mut mesh = Mesh::new(MTLS_SUBNET);
     let address = mesh.address(2);
