@@ -93,6 +93,9 @@ pub struct Snapshot {
     /// sidecars need no route to the issuer. Set like the trust bundle
     /// ([`Snapshot::with_jwks`]) and kept by a build after a previous one.
     pub jwks: Arc<BTreeMap<KeySource, Arc<str>>>,
+    /// Where each object in force was read: file and document (file mode),
+    /// for findings made after the build (a JWT key fetch that fails).
+    pub origins: Arc<BTreeMap<policy::ObjectKey, (String, usize)>>,
     /// What the build found, part by part, for the next build to reuse.
     parts: Parts,
 }
@@ -264,6 +267,7 @@ impl Snapshot {
             security,
             trust_bundle: previous.and_then(|p| p.trust_bundle.clone()),
             jwks: previous.map(|p| p.jwks.clone()).unwrap_or_default(),
+            origins: config.origins.clone(),
             parts: Parts::default(),
         };
         match previous.filter(|_| reuse.checks) {

@@ -177,10 +177,15 @@ pub fn key_failure_views(
                     "its tokens are refused with 401 until a fetch succeeds"
                 }
             );
+            let origin = snapshot.origins.get(&policy::ObjectKey {
+                kind: policy::Kind::RequestAuthentication,
+                namespace: ra.meta.namespace.clone(),
+                name: ra.meta.name.clone(),
+            });
             out.push(DiagnosticView {
                 severity: "warning",
-                file: String::new(),
-                document: None,
+                file: origin.map(|(file, _)| file.clone()).unwrap_or_default(),
+                document: origin.map(|(_, document)| *document),
                 kind: Some("RequestAuthentication".to_string()),
                 namespace: Some(ra.meta.namespace.clone()),
                 name: Some(ra.meta.name.clone()),

@@ -107,6 +107,11 @@ async fn keys_come_through_the_issuers_discovery_document() {
         pilot_server::admin::key_failure_views(&snapshots.borrow(), &failures.borrow().clone());
     assert_eq!(views.len(), 1);
     assert_eq!(views[0].path, "spec.jwtRules[0].issuer");
+    // It names the file and document the rule was read from.
+    assert_eq!(
+        (views[0].file.as_str(), views[0].document),
+        ("ra.yaml", Some(0))
+    );
     assert!(
         views[0].text.starts_with("RequestAuthentication shop/ra: "),
         "{}",
