@@ -87,6 +87,8 @@ pub enum Error {
     CaExpired,
     #[error("{0}: cannot parse")]
     BadRotation(PathBuf),
+    #[error("{0}: cannot write")]
+    BadIssued(PathBuf),
     #[error("root rotation: the step is {step:?}, not {want:?}")]
     RotationStep { want: Step, step: Step },
     #[error("root rotation: a plug-in CA ({0}) rotates by replacing its cacerts files")]
@@ -217,12 +219,15 @@ struct Keys {
     plug_in_files: Option<Vec<u8>>,
 }
 
-/// What the CA has signed since it started, for the rotation and its status.
+/// What the CA has signed, for the rotation and its status.
 #[derive(Debug, Default)]
 struct Issued {
     /// Per identity: the root whose key signed its newest certificate, and
-    /// when that certificate expires.
+    /// when that certificate expires. Kept in [`ISSUED_FILE`] by
+    /// [`Ca::save_issued`], so the counts survive a restart.
     latest: HashMap<String, (String, SystemTime)>,
+    /// `latest` changed since it was last saved.
+    unsaved: bool,
     /// Per root: a time no certificate its key signed is valid past, as
     /// written to `<id>-signed-until` (and so kept across restarts).
     signed_until: HashMap<String, u64>,
@@ -256,7 +261,12 @@ impl Ca {
             let rotation = rotation::read(&state)?;
             (Keys::load(&state, rotation)?, Origin::SelfSigned)
         };
-        let mut issued = Issued::default();
+        // The counts are for the status only: a file that does not parse
+        // (cut short by a crash) counts afresh, and the next save replaces it.
+        let mut issued = Issued {
+            latest: read_issued(&state).unwrap_or_default(),
+            ..Issued::default()
+        };
         for id in &keys.root_ids {
             if let Some(until) = rotation::read_signed_until(&state, id)? {
                 issued.signed_until.insert(id.clone(), until);
@@ -574,6 +584,38 @@ impl Ca {
         issued
             .latest
             .insert(id.to_string(), (root.to_string(), not_after));
+        issued.unsaved = true;
+        Ok(true)
+    }
+
+    /// Writes which root signed each identity's newest certificate still
+    /// valid at `now` to [`ISSUED_FILE`], if that changed since the last
+    /// save; the control plane calls it once a second, so issuing never
+    /// waits for the disk. Returns whether it wrote.
+    pub fn save_issued(&self, now: SystemTime) -> Result<bool> {
+        let entries: std::collections::BTreeMap<String, IssuedEntry> = {
+            let mut issued = self.issued();
+            if !issued.unsaved {
+                return Ok(false);
+            }
+            issued.unsaved = false;
+            issued.latest.retain(|_, (_, expiry)| *expiry > now);
+            issued
+                .latest
+                .iter()
+                .map(|(id, (root, expiry))| {
+                    let entry = IssuedEntry {
+                        root: root.clone(),
+                        not_after: unix(*expiry),
+                    };
+                    (id.clone(), entry)
+                })
+                .collect()
+        };
+        let mut text = serde_json::to_string_pretty(&entries)
+            .map_err(|_| Error::BadIssued(self.state.file(ISSUED_FILE)))?;
+        text.push('\n');
+        self.state.replace(ISSUED_FILE, &text, PUBLIC_MODE)?;
         Ok(true)
     }
 
@@ -723,6 +765,33 @@ pub(crate) fn read_cert(state: &StateDir, name: &str) -> Result<CertificateDer<'
         .into_iter()
         .next()
         .ok_or(Error::Missing(path))
+}
+
+/// Which root signed each identity's newest certificate, in the state
+/// directory (identities and expiry times only: nothing secret).
+pub const ISSUED_FILE: &str = "issued.json";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssuedEntry {
+    root: String,
+    /// Unix seconds.
+    not_after: u64,
+}
+
+fn read_issued(state: &StateDir) -> Result<HashMap<String, (String, SystemTime)>> {
+    let Some(text) = state.read(ISSUED_FILE, PUBLIC_MODE)? else {
+        return Ok(HashMap::new());
+    };
+    let entries: std::collections::BTreeMap<String, IssuedEntry> =
+        serde_json::from_str(&text).map_err(|_| Error::BadIssued(state.file(ISSUED_FILE)))?;
+    Ok(entries
+        .into_iter()
+        .map(|(id, e)| {
+            let expiry = SystemTime::UNIX_EPOCH + Duration::from_secs(e.not_after);
+            (id, (e.root, expiry))
+        })
+        .collect())
 }
 
 /// A random positive 128-bit serial number.

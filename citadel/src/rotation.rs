@@ -314,8 +314,8 @@ pub struct RootStatus {
     pub not_after: i64,
     /// Its key signs workload certificates now.
     pub signing: bool,
-    /// Identities whose newest certificate (issued since the CA started)
-    /// this root's key signed and which has not expired.
+    /// Identities whose newest certificate this root's key signed and
+    /// which has not expired (kept across restarts in `issued.json`).
     pub workloads: usize,
 }
 

@@ -285,3 +285,33 @@ fn force_marks_a_rotation_already_under_way() {
     assert!(ca.trust().reissue);
     assert!(!ca.reload().unwrap());
 }
+
+/// The per-root workload counts of `/api/v1/ca` survive a restart: the
+/// control plane saves them (once a second, never per certificate).
+#[test]
+fn the_workload_counts_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = SystemTime::now();
+    let ca = Ca::open(&config(dir.path())).unwrap();
+    issue(&ca, "web", now);
+    issue(&ca, "api", now);
+    issue(&ca, "web", now);
+    assert!(ca.save_issued(now).unwrap());
+    assert!(!ca.save_issued(now).unwrap(), "nothing new to save");
+    let counts =
+        |ca: &Ca| -> Vec<usize> { ca.status(now).roots.iter().map(|r| r.workloads).collect() };
+    assert_eq!(counts(&ca), [2]);
+    drop(ca);
+    let reopened = Ca::open(&config(dir.path())).unwrap();
+    assert_eq!(counts(&reopened), [2]);
+    // Expired certificates leave the file at the next save.
+    issue(&reopened, "db", now);
+    let later = now + TTL + Duration::from_secs(1);
+    assert!(reopened.save_issued(later).unwrap());
+    let text = std::fs::read_to_string(dir.path().join("issued.json")).unwrap();
+    assert_eq!(text.trim(), "{}");
+    // A file cut short counts afresh instead of stopping the CA.
+    std::fs::write(dir.path().join("issued.json"), "{\"spiffe").unwrap();
+    let fresh = Ca::open(&config(dir.path())).unwrap();
+    assert_eq!(counts(&fresh), [0]);
+}

@@ -115,6 +115,9 @@ impl Driver {
             Step::Distributing | Step::Idle => {}
         }
 
+        if let Err(error) = ca.save_issued(now) {
+            self.fail(&error);
+        }
         let mut view = serde_json::to_value(ca.status(now)).unwrap_or_default();
         if let Some(rotation) = view.get_mut("rotation") {
             rotation["bundle_generation"] = json!(generation);
