@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -195,6 +196,10 @@ pub struct Ca {
     state: StateDir,
     keys: RwLock<Arc<Keys>>,
     issued: Mutex<Issued>,
+    /// Signing requests received (any outcome), and certificates issued,
+    /// since start: `/api/v1/ca` and `/metrics`.
+    requested: AtomicU64,
+    issued_count: AtomicU64,
 }
 
 /// The signing key and what goes with it, as one state of the rotation.
@@ -280,6 +285,8 @@ impl Ca {
             state,
             keys: RwLock::new(Arc::new(keys)),
             issued: Mutex::new(issued),
+            requested: AtomicU64::new(0),
+            issued_count: AtomicU64::new(0),
         })
     }
 
@@ -342,6 +349,11 @@ impl Ca {
             Err(poisoned) => *poisoned.into_inner() = keys,
         }
         Ok(())
+    }
+
+    /// Counts a signing request, whatever becomes of it.
+    pub fn count_request(&self) {
+        self.requested.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The rotation's state: which root signs, which are in the bundle.
@@ -452,6 +464,10 @@ impl Ca {
             },
             roots,
             rotation: keys.rotation.clone(),
+            certificates: rotation::CertificateCounts {
+                requested: self.requested.load(Ordering::Relaxed),
+                issued: self.issued_count.load(Ordering::Relaxed),
+            },
         }
     }
 
@@ -498,7 +514,9 @@ impl Ca {
         let ttl = self.ttl(request.ttl)?;
         let csr = csr::verify(request.csr_pem)?;
         csr.check_identity(request.caller)?;
-        self.sign(&csr, request.caller, ttl, now)
+        let chain = self.sign(&csr, request.caller, ttl, now)?;
+        self.issued_count.fetch_add(1, Ordering::Relaxed);
+        Ok(chain)
     }
 
     /// The lifetime a request gets: the default for none, refused over the maximum.

@@ -301,6 +301,17 @@ pub struct CaStatus {
     /// The bundle's roots, oldest first.
     pub roots: Vec<RootStatus>,
     pub rotation: Rotation,
+    /// Since the CA started.
+    pub certificates: CertificateCounts,
+}
+
+/// Signing requests and what came of them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CertificateCounts {
+    /// Requests received, refused ones included.
+    pub requested: u64,
+    /// Certificates issued.
+    pub issued: u64,
 }
 
 /// One root of the bundle.

@@ -101,6 +101,7 @@ impl Signer {
         now: SystemTime,
         instant: Instant,
     ) -> Result<Signed> {
+        self.ca.count_request();
         let caller = self.authenticate(credential, now)?;
         let secs =
             u64::try_from(validity_seconds).map_err(|_| Error::NegativeTtl(validity_seconds))?;

@@ -53,6 +53,28 @@ async fn a_config_envoy_rejects_shows_as_a_nack_and_traffic_keeps_flowing() {
     let client = mesh.client(1);
     let counts = count_versions(&client, "http://reviews:9080/", 200).await;
     assert_eq!(counts.get("v1"), Some(&200), "{counts:?}");
+
+    // /metrics, under istiod's names: the rejection by type, the pushes
+    // that went out, the proxies connected, and the time from the change
+    // to the proxies' new config.
+    let metrics = mesh.admin_text("/metrics").await;
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no series {series} in:\n{metrics}"))
+    };
+    assert!(value("pilot_total_xds_rejects{type=\"lds\"}") >= 1.0);
+    for ty in ["cds", "eds", "lds", "rds"] {
+        assert!(
+            value(&format!("pilot_xds_pushes{{type=\"{ty}\"}}")) >= 3.0,
+            "{ty}"
+        );
+    }
+    assert_eq!(value("pilot_xds"), 3.0);
+    assert!(value("pilot_proxy_convergence_time_count") >= 1.0);
+    assert!(value("pilot_xds_push_time_count") >= 1.0);
+    assert_eq!(value("bowline_config_errors"), 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

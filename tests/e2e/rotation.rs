@@ -260,6 +260,24 @@ async fn a_forced_root_rotation_reissues_every_certificate_at_once() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
     assert_eq!(ca["rotation"]["force"], true, "{ca:#}");
+    // Both issued twice (at start, then at the CA's word), as /api/v1/ca
+    // and /metrics (under istiod's names) count them.
+    assert!(
+        ca["certificates"]["issued"].as_u64().unwrap() >= 4,
+        "{ca:#}"
+    );
+    let metrics = mesh.admin_text("/metrics").await;
+    let issued = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("citadel_server_success_cert_issuance_count "))
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(issued.is_some_and(|n| n >= 4), "{metrics}");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("citadel_server_root_cert_expiry_timestamp ")),
+        "{metrics}"
+    );
     // Envoy serves the new certificate.
     let limit = Instant::now() + Duration::from_secs(60);
     while serials.changes() < 1 {

@@ -1,7 +1,7 @@
 //! The admin API (axum): health, connected proxies with their xDS state,
 //! services with their endpoints, the config's diagnostics, the snapshot
-//! generation being served with how many proxies have ACKed it, and the
-//! CA's trust bundle.
+//! generation being served with how many proxies have ACKed it, the CA's
+//! trust bundle, and `/metrics` for Prometheus.
 //!
 //! Paths and JSON field names are a public contract: dashboards and scripts
 //! read them. Add fields; never rename or remove one.
@@ -44,6 +44,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/snapshot", get(snapshot))
         .route("/api/v1/trust-bundle", get(trust_bundle))
         .route("/api/v1/ca", get(ca))
+        .route("/metrics", get(metrics))
         .with_state(state)
         .merge(webhook())
 }
@@ -103,6 +104,32 @@ async fn ca(State(state): State<AdminState>) -> axum::response::Response {
         Some(view) => Json(view).into_response(),
         None => (StatusCode::NOT_FOUND, "no CA runs in this control plane\n").into_response(),
     }
+}
+
+/// `GET /metrics`: Prometheus text, Istio's names (see [`crate::metrics`]).
+async fn metrics(State(state): State<AdminState>) -> axum::response::Response {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    let snapshot = state.snapshots.borrow().clone();
+    let readings = crate::metrics::Readings {
+        connected: state.status.len() as u64,
+        config_errors: snapshot
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count() as u64,
+        inconsistent: state.status.inconsistent_total(),
+        ca: state
+            .ca
+            .borrow()
+            .as_ref()
+            .map(crate::metrics::CaReadings::from_view),
+    };
+    (
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        crate::metrics::render(state.status.metrics(), &readings),
+    )
+        .into_response()
 }
 
 async fn snapshot(State(state): State<AdminState>) -> Json<SnapshotView> {

@@ -16,5 +16,6 @@ pub mod admin;
 pub mod debounce;
 pub mod jwks;
 pub mod mesh;
+pub mod metrics;
 pub mod serve;
 pub mod xds;

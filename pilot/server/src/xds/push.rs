@@ -18,6 +18,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use dashmap::DashMap;
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -36,6 +37,18 @@ pub struct Pushed {
     /// The generation of the snapshot the set was compiled from.
     pub generation: u64,
     pub resources: Arc<ProxyResources>,
+    /// When the first change this set carries reached the queue, and when
+    /// its compile started: `pilot_proxy_convergence_time` and
+    /// `pilot_xds_push_time` count from them. `None` for a set handed
+    /// over again unchanged (nothing is pushed).
+    pub timing: Option<PushTiming>,
+}
+
+/// See [`Pushed::timing`].
+#[derive(Clone, Copy, Debug)]
+pub struct PushTiming {
+    pub changed: Instant,
+    pub compile_started: Instant,
 }
 
 /// What the queue has done since it started; for the admin API and tests.
@@ -77,8 +90,10 @@ struct Subscriber {
 
 #[derive(Debug, Default)]
 struct SubscriberState {
-    /// The newest context not compiled yet for this proxy.
+    /// The newest context not compiled yet for this proxy, and when the
+    /// first change not yet delivered reached the queue.
     pending: Option<Arc<PushContext>>,
+    pending_since: Option<Instant>,
     /// In the work queue or being compiled: not to be queued again.
     busy: bool,
     /// The last set delivered, and the newest generation it is known to be
@@ -247,6 +262,7 @@ impl Inner {
         let pushed = Pushed {
             generation: after,
             resources: Arc::new((*last.resources).clone().with_generation(after)),
+            timing: None,
         };
         state.valid_for = after;
         state.last = Some(pushed.clone());
@@ -271,6 +287,7 @@ impl Inner {
             return;
         }
         state.pending = Some(context);
+        state.pending_since.get_or_insert_with(Instant::now);
         if !state.busy {
             state.busy = true;
             // The receiver lives as long as the dispatcher, which lives as
@@ -282,13 +299,15 @@ impl Inner {
     /// Compiles the pending context of `subscriber` (on a blocking thread)
     /// and delivers the set if it passes the consistency check.
     fn compile(&self, subscriber: &Arc<Subscriber>) {
-        let (context, last, valid_for) = {
+        let compile_started = Instant::now();
+        let (context, last, valid_for, changed) = {
             let mut state = lock(&subscriber.state);
             let Some(context) = state.pending.take() else {
                 state.busy = false;
                 return;
             };
-            (context, state.last.clone(), state.valid_for)
+            let changed = state.pending_since.take().unwrap_or(compile_started);
+            (context, state.last.clone(), state.valid_for, changed)
         };
         let proxy = &subscriber.proxy;
         let generation = context.generation();
@@ -343,6 +362,10 @@ impl Inner {
             let pushed = Pushed {
                 generation: current,
                 resources: Arc::new(resources),
+                timing: Some(PushTiming {
+                    changed,
+                    compile_started,
+                }),
             };
             state.last = Some(pushed.clone());
             subscriber.slot.send_replace(Some(pushed));

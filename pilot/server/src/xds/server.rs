@@ -30,7 +30,7 @@ use crate::xds::service::AdsService;
 use crate::xds::status::StatusRegistry;
 use pilot_core::compile::Inconsistent;
 use pilot_core::proxy::Proxy;
-use pilot_core::resources::ProxyResources;
+use pilot_core::resources::{ProxyResources, ResourceType};
 use pilot_core::snapshot::Snapshot;
 use pilot_core::xds::connection::{Connection, DeltaResponse, Mode, Response, SotwResponse};
 use pilot_core::xds::request::SotwRequest;
@@ -114,6 +114,7 @@ trait Variant: Send + 'static {
     type Response: Send + 'static;
     const MODE: Mode;
     fn node(req: &Self::Request) -> Option<Node>;
+    fn type_url(req: &Self::Request) -> &str;
     fn handle(connection: &mut Connection, req: Self::Request) -> Vec<Response>;
     fn message(response: Response) -> Option<Self::Response>;
 }
@@ -128,6 +129,10 @@ impl Variant for Sotw {
 
     fn node(req: &SotwRequest) -> Option<Node> {
         req.node()
+    }
+
+    fn type_url(req: &SotwRequest) -> &str {
+        &req.type_url
     }
 
     fn handle(connection: &mut Connection, req: SotwRequest) -> Vec<Response> {
@@ -152,6 +157,10 @@ impl Variant for Delta {
 
     fn node(req: &DeltaDiscoveryRequest) -> Option<Node> {
         req.node.clone()
+    }
+
+    fn type_url(req: &DeltaDiscoveryRequest) -> &str {
+        &req.type_url
     }
 
     fn handle(connection: &mut Connection, req: DeltaDiscoveryRequest) -> Vec<Response> {
@@ -274,7 +283,7 @@ impl<T: Send + 'static> StreamTask<T> {
         if let Some(pushed) = first_set {
             connection.on_resources(pushed.resources);
         }
-        let responses = V::handle(&mut connection, first);
+        let responses = self.handle::<V>(&mut connection, first);
         let mut open = self.step::<V>(&proxy, &connection, responses).await;
 
         let mut watching = true;
@@ -282,7 +291,7 @@ impl<T: Send + 'static> StreamTask<T> {
             tokio::select! {
                 request = inbound.next() => match request {
                     Some(Ok(req)) => {
-                        let responses = V::handle(&mut connection, req);
+                        let responses = self.handle::<V>(&mut connection, req);
                         open = self.step::<V>(&proxy, &connection, responses).await;
                     }
                     Some(Err(error)) => {
@@ -309,13 +318,40 @@ impl<T: Send + 'static> StreamTask<T> {
                         let types: Vec<&str> = responses.iter().map(Response::type_url).collect();
                         debug!(generation = pushed.generation, ?types, "push");
                     }
+                    let sent = !responses.is_empty();
                     open = self.step::<V>(&proxy, &connection, responses).await;
+                    if let (true, Some(timing)) = (open && sent, pushed.timing) {
+                        self.status.metrics().delivered(
+                            timing.compile_started.elapsed(),
+                            timing.changed.elapsed(),
+                        );
+                    }
                 }
             }
         }
         drop(subscription);
         self.status.remove(&proxy.id, self.stream_id);
         info!("proxy disconnected");
+    }
+
+    /// A request through the connection's state machine; a NACK it carries
+    /// counts against its type.
+    fn handle<V: Variant<Response = T>>(
+        &self,
+        connection: &mut Connection,
+        req: V::Request,
+    ) -> Vec<Response> {
+        let before = connection.nacks();
+        let ty = ResourceType::from_type_url(V::type_url(&req));
+        let responses = V::handle(connection, req);
+        if let Some(ty) = ty
+            && connection.nacks() > before
+        {
+            self.status
+                .metrics()
+                .rejected(ty, connection.nacks() - before);
+        }
+        responses
     }
 
     /// Publishes the connection's status and NACK count, then sends
@@ -340,9 +376,13 @@ impl<T: Send + 'static> StreamTask<T> {
                 nonce = response.nonce(),
                 "sending response"
             );
+            let ty = ResourceType::from_type_url(response.type_url());
             let Some(message) = V::message(response) else {
                 continue;
             };
+            if let Some(ty) = ty {
+                self.status.metrics().pushed(ty);
+            }
             if self.tx.send(Ok(message)).await.is_err() {
                 return false;
             }

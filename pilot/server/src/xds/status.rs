@@ -124,6 +124,7 @@ pub struct StatusRegistry {
     nacks_total: AtomicU64,
     inconsistent: DashMap<String, Inconsistency>,
     inconsistent_total: AtomicU64,
+    metrics: crate::metrics::XdsMetrics,
 }
 
 impl StatusRegistry {
@@ -222,6 +223,11 @@ impl StatusRegistry {
     /// Counts `n` more NACKs, from any proxy.
     pub fn record_nacks(&self, n: u64) {
         self.nacks_total.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// What the streams count for `/metrics`.
+    pub fn metrics(&self) -> &crate::metrics::XdsMetrics {
+        &self.metrics
     }
 
     /// NACKs received since the server started, from every proxy.
