@@ -6,6 +6,7 @@ mod ca;
 mod crds;
 mod demo;
 mod echo;
+mod proxy_status;
 mod rotation;
 mod server;
 mod signal;
@@ -47,6 +48,8 @@ enum Command {
     Crds(crds::CrdsArgs),
     /// Size a control plane: generate a mesh, or load an ADS server with simulated sidecars.
     Bench(bench::BenchArgs),
+    /// Every connected proxy's sync state per xDS type (SYNCED, STALE, NACK), as istioctl shows it.
+    ProxyStatus(proxy_status::ProxyStatusArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -76,6 +79,7 @@ fn run() -> anyhow::Result<()> {
         Command::Crds(args) => crds::run(args),
         Command::Token(command) => ca::token(command),
         Command::Ca(command) => ca::ca(command),
+        Command::ProxyStatus(args) => on_runtime(proxy_status::run(args)),
         // The harness sizes its own runtime (`--threads`), to be pinned apart
         // from the server it measures.
         Command::Bench(args) => Ok(bench::run(args)?),

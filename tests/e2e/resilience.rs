@@ -75,6 +75,40 @@ async fn a_config_envoy_rejects_shows_as_a_nack_and_traffic_keeps_flowing() {
     assert!(value("pilot_proxy_convergence_time_count") >= 1.0);
     assert!(value("pilot_xds_push_time_count") >= 1.0);
     assert_eq!(value("bowline_config_errors"), 0.0);
+
+    // `bowline proxy-status` shows the NACK in the LDS column and Envoy's
+    // text; a second server that does not answer makes it exit 1, after
+    // the table of the one that did.
+    let admin = format!("http://{}", mesh.admin);
+    let out = tokio::process::Command::new(crate::harness::BOWLINE)
+        .args(["proxy-status", "--server", &admin])
+        .output()
+        .await
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("reviews-v1.default "))
+        .unwrap_or_else(|| panic!("no reviews-v1 row:\n{table}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        cells[1..5],
+        ["SYNCED", "NACK", "SYNCED", "SYNCED"],
+        "{table}"
+    );
+    assert!(
+        table.contains("NACK reviews-v1.default LDS version") && table.contains("7777"),
+        "{table}"
+    );
+    let unreachable = format!("http://{}:1", mesh.address(250));
+    let out = tokio::process::Command::new(crate::harness::BOWLINE)
+        .args(["proxy-status", "--server", &admin, "--server", &unreachable])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("reviews-v1.default "));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
