@@ -18,6 +18,7 @@
 //! Files are read and written with `std::fs`, keys atomically and mode 0600.
 //! No key material is ever logged or put in an error message.
 
+pub mod admin_token;
 pub mod authority;
 pub mod csr;
 pub mod duration;

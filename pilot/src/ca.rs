@@ -243,6 +243,45 @@ pub(crate) fn ca(command: CaCommand) -> anyhow::Result<()> {
     }
 }
 
+/// The admin API's token file in `state_dir`, made at the first start; a
+/// new token is shown once, here.
+pub(crate) fn admin_token(state_dir: &Path) -> anyhow::Result<PathBuf> {
+    let state = StateDir::open(state_dir)?;
+    if let Some(token) = citadel::admin_token::ensure(&state)
+        .with_context(|| format!("the admin token in {}", state_dir.display()))?
+    {
+        eprintln!(
+            "admin token (shown once; kept in {}): {token}",
+            state.file(citadel::admin_token::FILE).display()
+        );
+    }
+    Ok(state.file(citadel::admin_token::FILE))
+}
+
+/// `bowline admin-token`.
+#[derive(clap::Subcommand, Debug)]
+pub(crate) enum AdminTokenCommand {
+    /// Replace the admin API's token; the running control plane refuses the
+    /// old one from the next request on. Prints the new one.
+    Rotate {
+        /// The state directory, as given to `bowline serve`.
+        #[arg(long, default_value = citadel::state::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+    },
+}
+
+pub(crate) fn admin_token_command(command: AdminTokenCommand) -> anyhow::Result<()> {
+    match command {
+        AdminTokenCommand::Rotate { state_dir } => {
+            let state = StateDir::open(&state_dir)?;
+            let token = citadel::admin_token::rotate(&state)
+                .with_context(|| format!("the admin token in {}", state_dir.display()))?;
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
+
 /// `bowline token`.
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum TokenCommand {

@@ -101,6 +101,8 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         xds_addr: args.xds_addr,
         admin_addr: args.admin_addr,
         mesh_config: args.mesh_config.clone(),
+        admin_token: Some(crate::ca::admin_token(&args.ca.state_dir)?),
+        admin_read_auth: false,
     })
     .await?;
     let (ca, signer) = args

@@ -42,6 +42,9 @@ enum Command {
     /// The CA's roots: rotate them without an outage.
     #[command(subcommand)]
     Ca(ca::CaCommand),
+    /// The admin API's bearer token.
+    #[command(subcommand)]
+    AdminToken(ca::AdminTokenCommand),
     /// Check configuration files offline; exits non-zero on errors.
     Validate(validate::ValidateArgs),
     /// Print (or write with --out) the CustomResourceDefinitions of the kinds Bowline reads.
@@ -79,6 +82,7 @@ fn run() -> anyhow::Result<()> {
         Command::Crds(args) => crds::run(args),
         Command::Token(command) => ca::token(command),
         Command::Ca(command) => ca::ca(command),
+        Command::AdminToken(command) => ca::admin_token_command(command),
         Command::ProxyStatus(args) => on_runtime(proxy_status::run(args)),
         // The harness sizes its own runtime (`--threads`), to be pinned apart
         // from the server it measures.

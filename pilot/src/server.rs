@@ -29,32 +29,39 @@ pub(crate) struct ServeArgs {
     /// is reported in the diagnostics and the defaults are used.
     #[arg(long)]
     pub(crate) mesh_config: Option<PathBuf>,
+    /// Reads of the admin API need the admin token too (mutating requests
+    /// always do), except /healthz and /metrics.
+    #[arg(long)]
+    pub(crate) admin_read_auth: bool,
     #[command(flatten)]
     pub(crate) ca: CaArgs,
 }
 
 impl ServeArgs {
-    fn config(&self) -> ServeConfig {
+    fn config(&self) -> anyhow::Result<ServeConfig> {
         let ServeArgs {
             config_dir,
             xds_addr,
             admin_addr,
             mesh_config,
+            admin_read_auth,
             xds_tls_addr: _,
-            ca: _,
+            ca,
         } = self.clone();
-        ServeConfig {
+        Ok(ServeConfig {
             config_dir,
             xds_addr,
             admin_addr,
             mesh_config,
-        }
+            admin_token: Some(crate::ca::admin_token(&ca.state_dir)?),
+            admin_read_auth,
+        })
     }
 }
 
 /// Runs `bowline serve` until Ctrl-C or SIGTERM.
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let control_plane = ControlPlane::start(&args.config()).await?;
+    let control_plane = ControlPlane::start(&args.config()?).await?;
     let (ca, signer) = args
         .ca
         .start(

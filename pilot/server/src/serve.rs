@@ -42,7 +42,16 @@ pub struct ServeConfig {
     /// Istio MeshConfig YAML. A file with errors is reported in the
     /// diagnostics and the defaults are used.
     pub mesh_config: Option<PathBuf>,
+    /// The admin token's file (see [`crate::auth`]): mutating requests need
+    /// it. `None`: no token (tests and benches that run no CA).
+    pub admin_token: Option<PathBuf>,
+    /// Reads need the token too (`--admin-read-auth`), except `/healthz`
+    /// and `/metrics`.
+    pub admin_read_auth: bool,
 }
+
+/// The largest request body the admin API reads.
+pub const ADMIN_BODY_LIMIT: usize = 8 << 20;
 
 /// Why a control plane did not start.
 #[derive(Debug, thiserror::Error)]
@@ -165,7 +174,19 @@ impl ControlPlane {
             trust_bundle: trust_bundle_rx,
             ca: ca_rx,
             key_failures,
-        });
+        })
+        // Bodies (multi-document YAML) are bounded.
+        .layer(axum::extract::DefaultBodyLimit::max(ADMIN_BODY_LIMIT));
+        let router = match &args.admin_token {
+            Some(file) => router.layer(axum::middleware::from_fn_with_state(
+                Arc::new(crate::auth::AdminAuth::new(
+                    file.clone(),
+                    args.admin_read_auth,
+                )),
+                crate::auth::check,
+            )),
+            None => router,
+        };
         let mut stop = shutdown_rx.clone();
         let admin_task = tokio::spawn(async move {
             let served = axum::serve(admin_listener, router)

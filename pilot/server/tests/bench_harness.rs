@@ -21,6 +21,8 @@ async fn serve(dir: &std::path::Path) -> ControlPlane {
         xds_addr: Some(SocketAddr::from((HOST, 0))),
         admin_addr: SocketAddr::from((HOST, 0)),
         mesh_config: None,
+        admin_token: None,
+        admin_read_auth: false,
     })
     .await
     .expect("the control plane starts on the generated mesh")

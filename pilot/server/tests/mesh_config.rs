@@ -22,6 +22,8 @@ async fn serve(dir: &Path, mesh: &str) -> (ControlPlane, Vec<Value>, Vec<Value>)
         xds_addr: Some("127.0.0.1:0".parse().unwrap()),
         admin_addr: "127.0.0.1:0".parse().unwrap(),
         mesh_config: Some(mesh_config),
+        admin_token: None,
+        admin_read_auth: false,
     })
     .await
     .unwrap();
