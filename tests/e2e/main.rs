@@ -6,6 +6,7 @@
 
 #![allow(unreachable_pub)]
 
+mod admin_apply;
 mod admin_auth;
 mod agent;
 mod blast_radius;

@@ -33,6 +33,10 @@ pub struct AdminState {
     pub ca: watch::Receiver<Option<serde_json::Value>>,
     /// JWT key sources the control plane cannot fetch.
     pub key_failures: watch::Receiver<crate::jwks::Failures>,
+    /// The config directory `POST /api/v1/apply` writes into (file mode).
+    pub config_dir: Option<std::path::PathBuf>,
+    /// Serialises writers.
+    pub writes: Arc<tokio::sync::Mutex<()>>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -45,6 +49,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/trust-bundle", get(trust_bundle))
         .route("/api/v1/ca", get(ca))
         .route("/metrics", get(metrics))
+        .route("/api/v1/apply", axum::routing::post(apply))
         .with_state(state)
         .merge(webhook())
 }
@@ -103,6 +108,56 @@ async fn ca(State(state): State<AdminState>) -> axum::response::Response {
     match state.ca.borrow().clone() {
         Some(view) => Json(view).into_response(),
         None => (StatusCode::NOT_FOUND, "no CA runs in this control plane\n").into_response(),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ApplyQuery {
+    #[serde(rename = "dryRun", default)]
+    dry_run: bool,
+}
+
+/// `POST /api/v1/apply[?dryRun=true]`: see [`crate::apply`].
+async fn apply(
+    State(state): State<AdminState>,
+    axum::extract::Query(query): axum::extract::Query<ApplyQuery>,
+    body: String,
+) -> axum::response::Response {
+    use crate::apply::Refused;
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let Some(dir) = &state.config_dir else {
+        return (
+            StatusCode::NOT_IMPLEMENTED,
+            Json(serde_json::json!({"error": "this control plane reads no config directory"})),
+        )
+            .into_response();
+    };
+    let _writer = state.writes.lock().await;
+    let snapshot = state.snapshots.borrow().clone();
+    let origin = |key: &policy::ObjectKey| snapshot.origins.get(key).map(|(f, _)| f.clone());
+    match crate::apply::apply(dir, &body, query.dry_run, origin) {
+        Ok(applied) => {
+            Json(serde_json::json!({"dryRun": query.dry_run, "applied": applied})).into_response()
+        }
+        Err(Refused::Invalid(errors)) => (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({"errors": errors})),
+        )
+            .into_response(),
+        Err(Refused::HandWritten { object, file }) => (
+            StatusCode::CONFLICT,
+            Json(serde_json::json!({
+                "error": format!("{object} is defined in {file}, by hand: edit that file"),
+                "file": file,
+            })),
+        )
+            .into_response(),
+        Err(Refused::Write { file, error }) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(serde_json::json!({"error": format!("cannot write {file}: {error}")})),
+        )
+            .into_response(),
     }
 }
 

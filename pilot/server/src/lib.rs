@@ -13,6 +13,7 @@
 //! decision, what to compile is `pilot_core::compile`'s.
 
 pub mod admin;
+pub mod apply;
 pub mod auth;
 pub mod debounce;
 pub mod jwks;

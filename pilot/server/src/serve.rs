@@ -174,6 +174,8 @@ impl ControlPlane {
             trust_bundle: trust_bundle_rx,
             ca: ca_rx,
             key_failures,
+            config_dir: Some(args.config_dir.clone()),
+            writes: Arc::default(),
         })
         // Bodies (multi-document YAML) are bounded.
         .layer(axum::extract::DefaultBodyLimit::max(ADMIN_BODY_LIMIT));
