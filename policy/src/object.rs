@@ -76,6 +76,12 @@ impl Kind {
         }
     }
 
+    /// The API group that serves the kind: Istio's, or `core` for
+    /// Kubernetes' own `Service` (the admin API's config paths name it).
+    pub fn group(self) -> &'static str {
+        crate::envelope::served(self).map_or("core", |(group, _)| group)
+    }
+
     /// The kind named `kind` in YAML, if Bowline decodes it.
     pub fn from_name(kind: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.as_str() == kind)

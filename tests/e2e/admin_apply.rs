@@ -22,11 +22,12 @@ async fn a_change_applied_through_the_api_reaches_envoy_all_or_nothing() {
         .trim()
         .to_string();
     let http = reqwest::Client::new();
+    let admin = mesh.admin;
     let apply = |body: String, dry: bool| {
         let request = http
             .post(format!(
                 "http://{}/api/v1/apply{}",
-                mesh.admin,
+                admin,
                 if dry { "?dryRun=true" } else { "" }
             ))
             .bearer_auth(&token)
@@ -101,4 +102,56 @@ async fn a_change_applied_through_the_api_reaches_envoy_all_or_nothing() {
         .await;
     let counts = count_versions(&client, "http://reviews:9080/", 20).await;
     assert_eq!(counts.get("v2"), Some(&20), "{counts:?}");
+
+    // Read back with its resource version; a write over an older one is
+    // refused; the list holds it; a hand-written object cannot be deleted
+    // here; the API's own can.
+    let base = format!("http://{}/api/v1/config", mesh.admin);
+    let vs_url = format!("{base}/networking.istio.io/VirtualService/default/reviews");
+    let stored: Value = http
+        .get(&vs_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let version = stored["resourceVersion"].as_str().unwrap().to_string();
+    assert_eq!(stored["object"]["metadata"]["resourceVersion"], version);
+    let over = |v: &str| {
+        reviews_split(50, 50).replace(
+            "{name: reviews}",
+            &format!("{{name: reviews, resourceVersion: \"{v}\"}}"),
+        )
+    };
+    let (status, body) = apply(over("stale"), false).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["resourceVersion"], version, "{body}");
+    let (status, body) = apply(over(&version), false).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["applied"][0]["action"], "configured", "{body}");
+    let list: Value = http
+        .get(format!("{base}/networking.istio.io/virtualservices"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    let service = http
+        .delete(format!("{base}/core/Service/default/reviews"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(service.status(), StatusCode::CONFLICT);
+    let deleted = http
+        .delete(&vs_url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::OK);
+    assert!(!api_file.exists());
 }

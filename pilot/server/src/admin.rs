@@ -50,6 +50,11 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/ca", get(ca))
         .route("/metrics", get(metrics))
         .route("/api/v1/apply", axum::routing::post(apply))
+        .route("/api/v1/config/{group}/{kind}", get(config_list))
+        .route(
+            "/api/v1/config/{group}/{kind}/{namespace}/{name}",
+            get(config_object).delete(config_object),
+        )
         .with_state(state)
         .merge(webhook())
 }
@@ -123,7 +128,6 @@ async fn apply(
     axum::extract::Query(query): axum::extract::Query<ApplyQuery>,
     body: String,
 ) -> axum::response::Response {
-    use crate::apply::Refused;
     use axum::http::StatusCode;
     use axum::response::IntoResponse;
     let Some(dir) = &state.config_dir else {
@@ -135,17 +139,27 @@ async fn apply(
     };
     let _writer = state.writes.lock().await;
     let snapshot = state.snapshots.borrow().clone();
-    let origin = |key: &policy::ObjectKey| snapshot.origins.get(key).map(|(f, _)| f.clone());
+    let origin = |key: &policy::ObjectKey| snapshot.origins.get(key).cloned();
     match crate::apply::apply(dir, &body, query.dry_run, origin) {
         Ok(applied) => {
             Json(serde_json::json!({"dryRun": query.dry_run, "applied": applied})).into_response()
         }
-        Err(Refused::Invalid(errors)) => (
+        Err(refused) => refusal(refused),
+    }
+}
+
+/// The answer to a refused write.
+fn refusal(refused: crate::apply::Refused) -> axum::response::Response {
+    use crate::apply::Refused;
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    match refused {
+        Refused::Invalid(errors) => (
             StatusCode::BAD_REQUEST,
             Json(serde_json::json!({"errors": errors})),
         )
             .into_response(),
-        Err(Refused::HandWritten { object, file }) => (
+        Refused::HandWritten { object, file } => (
             StatusCode::CONFLICT,
             Json(serde_json::json!({
                 "error": format!("{object} is defined in {file}, by hand: edit that file"),
@@ -153,11 +167,105 @@ async fn apply(
             })),
         )
             .into_response(),
-        Err(Refused::Write { file, error }) => (
+        Refused::Stale {
+            object,
+            asked,
+            current,
+        } => (
+            StatusCode::CONFLICT,
+            Json(serde_json::json!({
+                "error": format!("{object} is no longer at resourceVersion {asked}: read it again"),
+                "resourceVersion": current,
+            })),
+        )
+            .into_response(),
+        Refused::Write { file, error } => (
             StatusCode::INTERNAL_SERVER_ERROR,
             Json(serde_json::json!({"error": format!("cannot write {file}: {error}")})),
         )
             .into_response(),
+    }
+}
+
+/// The kind a config path names: as written (`VirtualService`), in lower
+/// case, or Istio's plural (`virtualservices`), under its own group.
+fn config_kind(group: &str, kind: &str) -> Option<policy::Kind> {
+    let lower = kind.to_ascii_lowercase();
+    policy::Kind::ALL.into_iter().find(|k| {
+        let name = k.as_str().to_ascii_lowercase();
+        k.group() == group && (lower == name || lower == format!("{name}s"))
+    })
+}
+
+fn not_found(what: String) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        axum::http::StatusCode::NOT_FOUND,
+        Json(serde_json::json!({"error": what})),
+    )
+        .into_response()
+}
+
+/// `GET /api/v1/config/{group}/{kind}`: every object of the kind in force.
+async fn config_list(
+    State(state): State<AdminState>,
+    axum::extract::Path((group, kind)): axum::extract::Path<(String, String)>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Some(kind) = config_kind(&group, &kind) else {
+        return not_found(format!("no kind {kind} in group {group}"));
+    };
+    let snapshot = state.snapshots.borrow().clone();
+    let objects: Vec<crate::apply::Stored> = snapshot
+        .origins
+        .iter()
+        .filter(|(key, _)| key.kind == kind)
+        .filter_map(|(key, origin)| crate::apply::stored(key, origin))
+        .collect();
+    Json(objects).into_response()
+}
+
+/// `GET|DELETE /api/v1/config/{group}/{kind}/{namespace}/{name}`.
+async fn config_object(
+    State(state): State<AdminState>,
+    method: axum::http::Method,
+    axum::extract::Path((group, kind, namespace, name)): axum::extract::Path<(
+        String,
+        String,
+        String,
+        String,
+    )>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Some(kind) = config_kind(&group, &kind) else {
+        return not_found(format!("no kind {kind} in group {group}"));
+    };
+    let key = policy::ObjectKey {
+        kind,
+        namespace,
+        name,
+    };
+    let what = format!("{} {}/{}", key.kind, key.namespace, key.name);
+    if method == axum::http::Method::DELETE {
+        let Some(dir) = &state.config_dir else {
+            return not_found("this control plane reads no config directory".to_string());
+        };
+        let _writer = state.writes.lock().await;
+        let snapshot = state.snapshots.borrow().clone();
+        return match crate::apply::delete(dir, &key, snapshot.origins.get(&key)) {
+            Ok(true) => Json(serde_json::json!({"deleted": what})).into_response(),
+            Ok(false) => not_found(format!("{what} is not the admin API's")),
+            Err(refused) => refusal(refused),
+        };
+    }
+    let snapshot = state.snapshots.borrow().clone();
+    match snapshot
+        .origins
+        .get(&key)
+        .and_then(|origin| crate::apply::stored(&key, origin))
+    {
+        Some(stored) => Json(stored).into_response(),
+        None => not_found(format!("no {what}")),
     }
 }
 

@@ -13,6 +13,11 @@
 //!
 //! All or nothing: the files are written only once every document has
 //! passed. Writers are serialised, so two applies never interleave.
+//!
+//! Every object has a resource version, a hash of its content: `GET
+//! /api/v1/config/...` shows it, and a document that names one
+//! (`metadata.resourceVersion`) is applied only over that version, else
+//! 409; one without is unconditional. The version is not stored.
 
 use std::path::{Path, PathBuf};
 
@@ -68,6 +73,12 @@ pub enum Refused {
     Invalid(Vec<ApplyError>),
     /// 409: an object a hand-written file defines; edit that file instead.
     HandWritten { object: String, file: String },
+    /// 409: the document names a resource version the object no longer has.
+    Stale {
+        object: String,
+        asked: String,
+        current: Option<String>,
+    },
     /// 500: a file could not be written.
     Write { file: String, error: String },
 }
@@ -76,26 +87,123 @@ pub enum Refused {
 struct Planned {
     key: ObjectKey,
     text: String,
+    /// The resource version the document was written over, if it names one.
+    over: Option<String>,
+}
+
+/// An object in force, as `GET /api/v1/config/...` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Stored {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub file: String,
+    pub document: usize,
+    #[serde(rename = "resourceVersion")]
+    pub resource_version: String,
+    /// The document as written, with `metadata.resourceVersion` set.
+    pub object: serde_json::Value,
+}
+
+/// The resource version of a document: a hash of its content without
+/// `metadata.resourceVersion`.
+pub fn resource_version(value: &Value) -> String {
+    let mut value = value.clone();
+    strip_version(&mut value);
+    let text = serde_json::to_string(&value).unwrap_or_default();
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes()))
+}
+
+/// Removes `metadata.resourceVersion`, returning it.
+fn strip_version(value: &mut Value) -> Option<String> {
+    let metadata = value.get_mut("metadata")?.as_mapping_mut()?;
+    let version = metadata.remove("resourceVersion")?;
+    version.as_str().map(str::to_string)
+}
+
+/// Document `document` of `file`, read now.
+fn read_document(file: &str, document: usize) -> Option<Value> {
+    use serde::Deserialize;
+    let text = std::fs::read_to_string(file).ok()?;
+    let doc = serde_yaml::Deserializer::from_str(&text).nth(document)?;
+    Value::deserialize(doc).ok()
+}
+
+/// The object `key` as in force (`origin`: its file and document).
+pub fn stored(key: &ObjectKey, origin: &(String, usize)) -> Option<Stored> {
+    let (file, document) = origin;
+    let value = read_document(file, *document)?;
+    let version = resource_version(&value);
+    let mut object = serde_json::to_value(&value).ok()?;
+    object["metadata"]["resourceVersion"] = serde_json::Value::from(version.as_str());
+    Some(Stored {
+        kind: key.kind.to_string(),
+        namespace: key.namespace.clone(),
+        name: key.name.clone(),
+        file: file.clone(),
+        document: *document,
+        resource_version: version,
+        object,
+    })
+}
+
+/// `DELETE /api/v1/config/...`: removes the API's file of `key`; an object
+/// of a hand-written file is refused (409), an unknown one is `Ok(false)`.
+pub fn delete(
+    config_dir: &Path,
+    key: &ObjectKey,
+    origin: Option<&(String, usize)>,
+) -> Result<bool, Refused> {
+    if let Some((file, _)) = origin.filter(|(f, _)| !in_api_dir(f)) {
+        return Err(Refused::HandWritten {
+            object: describe(key),
+            file: file.clone(),
+        });
+    }
+    let path = config_dir.join(API_DIR).join(file_name(key));
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(error) => Err(Refused::Write {
+            file: path.display().to_string(),
+            error: error.to_string(),
+        }),
+    }
 }
 
 /// Checks `body` and, unless `dry_run`, writes its objects under
 /// `config_dir`. `origin` says where the config in force defines an object
-/// (file and document), to refuse objects of hand-written files.
+/// (file and document), to refuse objects of hand-written files and to
+/// check resource versions.
 pub fn apply(
     config_dir: &Path,
     body: &str,
     dry_run: bool,
-    origin: impl Fn(&ObjectKey) -> Option<String>,
+    origin: impl Fn(&ObjectKey) -> Option<(String, usize)>,
 ) -> Result<Vec<Applied>, Refused> {
     let planned = plan(body)?;
     let dir = config_dir.join(API_DIR);
     let mut applied = Vec::with_capacity(planned.len());
     for p in &planned {
-        if let Some(file) = origin(&p.key).filter(|f| !in_api_dir(f)) {
+        let found = origin(&p.key);
+        if let Some((file, _)) = found.as_ref().filter(|(f, _)| !in_api_dir(f)) {
             return Err(Refused::HandWritten {
                 object: describe(&p.key),
-                file,
+                file: file.clone(),
             });
+        }
+        if let Some(asked) = &p.over {
+            let current = found
+                .as_ref()
+                .and_then(|(file, doc)| read_document(file, *doc))
+                .map(|v| resource_version(&v));
+            if current.as_ref() != Some(asked) {
+                return Err(Refused::Stale {
+                    object: describe(&p.key),
+                    asked: asked.clone(),
+                    current,
+                });
+            }
         }
         let path = dir.join(file_name(&p.key));
         let action = match std::fs::read_to_string(&path) {
@@ -133,7 +241,7 @@ fn plan(body: &str) -> Result<Vec<Planned>, Refused> {
     let mut planned = Vec::new();
     let mut errors = Vec::new();
     for (index, document) in serde_yaml::Deserializer::from_str(body).enumerate() {
-        let value = match Value::deserialize(document) {
+        let mut value = match Value::deserialize(document) {
             Ok(value) => value,
             Err(error) => {
                 errors.push(ApplyError {
@@ -146,6 +254,7 @@ fn plan(body: &str) -> Result<Vec<Planned>, Refused> {
                 break;
             }
         };
+        let over = strip_version(&mut value);
         match policy::object::decode_document("request", index, &value) {
             None => {}
             Some(ParsedDocument::Object { object, .. }) => {
@@ -153,6 +262,7 @@ fn plan(body: &str) -> Result<Vec<Planned>, Refused> {
                 planned.push(Planned {
                     key: object.key(),
                     text,
+                    over,
                 });
             }
             Some(parsed) => errors.extend(
@@ -270,7 +380,7 @@ mod tests {
     fn an_object_of_a_hand_written_file_is_not_overwritten() {
         let dir = tempfile::tempdir().unwrap();
         let refused = apply(dir.path(), VS, false, |_| {
-            Some("mesh/reviews.yaml".to_string())
+            Some(("mesh/reviews.yaml".to_string(), 0))
         });
         let Err(Refused::HandWritten { object, file }) = refused else {
             panic!("refused: {refused:?}");
@@ -279,7 +389,56 @@ mod tests {
         assert_eq!(file, "mesh/reviews.yaml");
         // One the API wrote before is the API's to replace.
         let ours = format!("config/{API_DIR}/virtualservice.shop.reviews.yaml");
-        assert!(apply(dir.path(), VS, false, |_| Some(ours.clone())).is_ok());
+        assert!(apply(dir.path(), VS, false, |_| Some((ours.clone(), 0))).is_ok());
+    }
+
+    #[test]
+    fn a_stale_resource_version_is_refused_a_current_one_applies() {
+        let dir = tempfile::tempdir().unwrap();
+        apply(dir.path(), VS, false, |_| None).unwrap();
+        let file = dir
+            .path()
+            .join(API_DIR)
+            .join("virtualservice.shop.reviews.yaml");
+        let origin = (file.display().to_string(), 0);
+        let key = ObjectKey {
+            kind: policy::Kind::VirtualService,
+            namespace: "shop".into(),
+            name: "reviews".into(),
+        };
+        let current = stored(&key, &origin).unwrap();
+        assert_eq!(
+            current.object["metadata"]["resourceVersion"],
+            current.resource_version
+        );
+        let with = |version: &str| {
+            VS.replace(
+                "namespace: shop}",
+                &format!("namespace: shop, resourceVersion: \"{version}\"}}"),
+            )
+            .replace("{host: reviews}", "{host: reviews, port: {number: 9080}}")
+        };
+        let stale = apply(dir.path(), &with("0123"), false, |_| Some(origin.clone()));
+        assert!(matches!(stale, Err(Refused::Stale { .. })), "{stale:?}");
+        let fresh = apply(dir.path(), &with(&current.resource_version), false, |_| {
+            Some(origin.clone())
+        });
+        assert_eq!(fresh.unwrap()[0].action, "configured");
+        // The version is not stored, and it moved with the content.
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(!text.contains("resourceVersion"), "{text}");
+        assert_ne!(
+            stored(&key, &origin).unwrap().resource_version,
+            current.resource_version
+        );
+        // Deleted: the API's file goes; a hand-written one is refused.
+        assert!(delete(dir.path(), &key, Some(&origin)).unwrap());
+        assert!(!delete(dir.path(), &key, None).unwrap());
+        let hand = ("mesh/vs.yaml".to_string(), 0);
+        assert!(matches!(
+            delete(dir.path(), &key, Some(&hand)),
+            Err(Refused::HandWritten { .. })
+        ));
     }
 
     #[test]
