@@ -3,6 +3,7 @@
 
 mod agent;
 mod ca;
+mod config_cli;
 mod crds;
 mod demo;
 mod echo;
@@ -53,6 +54,12 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Every connected proxy's sync state per xDS type (SYNCED, STALE, NACK), as istioctl shows it.
     ProxyStatus(proxy_status::ProxyStatusArgs),
+    /// Apply mesh config through a running control plane's admin API (all or nothing).
+    Apply(config_cli::ApplyArgs),
+    /// Show the mesh config in force.
+    Get(config_cli::GetArgs),
+    /// Delete objects applied through the admin API.
+    Delete(config_cli::DeleteArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -60,7 +67,11 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            std::process::ExitCode::FAILURE
+            // 1 a request failed, 2 bad usage, 3 validation errors.
+            match error.downcast_ref::<config_cli::Failure>() {
+                Some(failure) => std::process::ExitCode::from(failure.code),
+                None => std::process::ExitCode::FAILURE,
+            }
         }
     }
 }
@@ -84,6 +95,9 @@ fn run() -> anyhow::Result<()> {
         Command::Ca(command) => ca::ca(command),
         Command::AdminToken(command) => ca::admin_token_command(command),
         Command::ProxyStatus(args) => on_runtime(proxy_status::run(args)),
+        Command::Apply(args) => on_runtime(config_cli::apply(args)),
+        Command::Get(args) => on_runtime(config_cli::get(args)),
+        Command::Delete(args) => on_runtime(config_cli::delete(args)),
         // The harness sizes its own runtime (`--threads`), to be pinned apart
         // from the server it measures.
         Command::Bench(args) => Ok(bench::run(args)?),

@@ -136,7 +136,11 @@ pub(crate) fn run(args: ValidateArgs) -> anyhow::Result<()> {
     }
     println!("{}", report.summary());
     if report.errors > 0 {
-        anyhow::bail!("validation failed with {} errors", report.errors);
+        // Exit code 3: validation errors, as `bowline apply` says them.
+        return Err(crate::config_cli::fail(
+            3,
+            format!("validation failed with {} errors", report.errors),
+        ));
     }
     Ok(())
 }

@@ -21,7 +21,7 @@ use crate::envelope;
 use crate::object::Kind;
 
 /// Istio's names for a kind's resource: plural and short names.
-fn names(kind: Kind) -> (&'static str, &'static [&'static str]) {
+pub fn names(kind: Kind) -> (&'static str, &'static [&'static str]) {
     match kind {
         Kind::Service => ("services", &[]),
         Kind::WorkloadEntry => ("workloadentries", &["we"]),

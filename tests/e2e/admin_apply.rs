@@ -154,4 +154,56 @@ async fn a_change_applied_through_the_api_reaches_envoy_all_or_nothing() {
         .unwrap();
     assert_eq!(deleted.status(), StatusCode::OK);
     assert!(!api_file.exists());
+
+    // The same from the command line, with its exit codes.
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("vs.yaml");
+    std::fs::write(&good, reviews_split(100, 0)).unwrap();
+    let bad_file = dir.path().join("bad.yaml");
+    std::fs::write(&bad_file, format!("{}---\n{bad}", reviews_split(100, 0))).unwrap();
+    let server = format!("http://{admin}");
+    let bowline = |args: &[&str]| {
+        let mut command = tokio::process::Command::new(crate::harness::BOWLINE);
+        command
+            .args(args)
+            .args(["--server", &server])
+            .env("BOWLINE_TOKEN", &token);
+        async move { command.output().await.unwrap() }
+    };
+    let out = bowline(&["apply", "-f", bad_file.to_str().unwrap()]).await;
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(
+        said.contains(&format!(
+            "{}: document 2: DestinationRule default/reviews-lb: spec.trafficPolicy.loadBalancer.simple",
+            bad_file.display()
+        )),
+        "{said}"
+    );
+    let out = bowline(&["apply", "-f", good.to_str().unwrap()]).await;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "VirtualService default/reviews created"
+    );
+    // `get` shows the config in force: once the file source has read it.
+    let listed = || async {
+        let out = bowline(&["get", "vs"]).await;
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.starts_with("default ") && l.contains(" reviews "))
+    };
+    wait_for(
+        "bowline get vs to list reviews",
+        Duration::from_secs(30),
+        listed,
+    )
+    .await;
+    let out = bowline(&["delete", "vs", "reviews"]).await;
+    assert!(out.status.success(), "{out:?}");
+    let out = bowline(&["get", "vs", "reviews"]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let out = bowline(&["get", "pods"]).await;
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
