@@ -8,6 +8,7 @@
 
 mod admin_apply;
 mod admin_auth;
+mod admin_events;
 mod agent;
 mod blast_radius;
 mod demo;

@@ -50,6 +50,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/api/v1/ca", get(ca))
         .route("/metrics", get(metrics))
         .route("/api/v1/apply", axum::routing::post(apply))
+        .route("/api/v1/events", get(events))
         .route("/api/v1/config/{group}/{kind}", get(config_list))
         .route(
             "/api/v1/config/{group}/{kind}/{namespace}/{name}",
@@ -267,6 +268,47 @@ async fn config_object(
         Some(stored) => Json(stored).into_response(),
         None => not_found(format!("no {what}")),
     }
+}
+
+/// `GET /api/v1/events`: Server-Sent Events, each named by its `type`
+/// and carrying it as JSON: `config_applied` (a new snapshot: generation,
+/// services, errors), `connected`, `disconnected`, `nack` (type URL,
+/// version, Envoy's text) and `push_completed` (a set that a snapshot change
+/// compiled went out), from the moment the client connects. A client too
+/// slow to keep up gets `lagged` with how many it missed.
+async fn events(
+    State(state): State<AdminState>,
+) -> axum::response::sse::Sse<
+    impl tokio_stream::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use tokio_stream::StreamExt;
+    use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+    use tokio_stream::wrappers::{BroadcastStream, WatchStream};
+    let named = |value: serde_json::Value| {
+        let name = value["type"].as_str().unwrap_or("event").to_string();
+        Event::default()
+            .event(name)
+            .json_data(&value)
+            .unwrap_or_default()
+    };
+    let proxies = BroadcastStream::new(state.status.events()).map(move |event| {
+        Ok(match event {
+            Ok(event) => named(serde_json::to_value(event).unwrap_or_default()),
+            Err(BroadcastStreamRecvError::Lagged(missed)) => {
+                Event::default().event("lagged").data(missed.to_string())
+            }
+        })
+    });
+    let configs = WatchStream::from_changes(state.snapshots.clone()).map(move |snapshot| {
+        Ok(named(serde_json::json!({
+            "type": "config_applied",
+            "generation": snapshot.generation,
+            "services": snapshot.registry.services.len(),
+            "errors": snapshot.diagnostics.iter().filter(|d| d.is_error()).count(),
+        })))
+    });
+    Sse::new(proxies.merge(configs)).keep_alive(KeepAlive::default())
 }
 
 /// `GET /metrics`: Prometheus text, Istio's names (see [`crate::metrics`]).

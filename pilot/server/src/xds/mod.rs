@@ -28,4 +28,4 @@ mod tests;
 pub use pilot_core::xds::{Connection, DeltaResponse, Mode, Payload, Response, SotwResponse};
 pub use server::AdsServer;
 pub use service::AdsService;
-pub use status::{Inconsistency, ProxyStatus, StatusRegistry};
+pub use status::{Inconsistency, ProxyEvent, ProxyStatus, StatusRegistry};

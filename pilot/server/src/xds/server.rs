@@ -27,7 +27,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::xds::push::PushQueue;
 use crate::xds::service::AdsService;
-use crate::xds::status::StatusRegistry;
+use crate::xds::status::{ProxyEvent, StatusRegistry};
 use pilot_core::compile::Inconsistent;
 use pilot_core::proxy::Proxy;
 use pilot_core::resources::{ProxyResources, ResourceType};
@@ -273,6 +273,9 @@ impl<T: Send + 'static> StreamTask<T> {
         mut inbound: Requests<V::Request>,
     ) {
         info!("proxy connected");
+        self.status.emit(ProxyEvent::Connected {
+            proxy: proxy.id.clone(),
+        });
         let mut connection = Connection::new(V::MODE);
         let proxy = Arc::new(proxy);
         let mut subscription = self.queue.subscribe(proxy.clone(), self.stream_id);
@@ -283,7 +286,7 @@ impl<T: Send + 'static> StreamTask<T> {
         if let Some(pushed) = first_set {
             connection.on_resources(pushed.resources);
         }
-        let responses = self.handle::<V>(&mut connection, first);
+        let responses = self.handle::<V>(&proxy, &mut connection, first);
         let mut open = self.step::<V>(&proxy, &connection, responses).await;
 
         let mut watching = true;
@@ -291,7 +294,7 @@ impl<T: Send + 'static> StreamTask<T> {
             tokio::select! {
                 request = inbound.next() => match request {
                     Some(Ok(req)) => {
-                        let responses = self.handle::<V>(&mut connection, req);
+                        let responses = self.handle::<V>(&proxy, &mut connection, req);
                         open = self.step::<V>(&proxy, &connection, responses).await;
                     }
                     Some(Err(error)) => {
@@ -325,12 +328,19 @@ impl<T: Send + 'static> StreamTask<T> {
                             timing.compile_started.elapsed(),
                             timing.changed.elapsed(),
                         );
+                        self.status.emit(ProxyEvent::PushCompleted {
+                            proxy: proxy.id.clone(),
+                            generation: pushed.generation,
+                        });
                     }
                 }
             }
         }
         drop(subscription);
         self.status.remove(&proxy.id, self.stream_id);
+        self.status.emit(ProxyEvent::Disconnected {
+            proxy: proxy.id.clone(),
+        });
         info!("proxy disconnected");
     }
 
@@ -338,6 +348,7 @@ impl<T: Send + 'static> StreamTask<T> {
     /// counts against its type.
     fn handle<V: Variant<Response = T>>(
         &self,
+        proxy: &Proxy,
         connection: &mut Connection,
         req: V::Request,
     ) -> Vec<Response> {
@@ -350,6 +361,18 @@ impl<T: Send + 'static> StreamTask<T> {
             self.status
                 .metrics()
                 .rejected(ty, connection.nacks() - before);
+            if let Some(nack) = connection
+                .status()
+                .get(ty.type_url())
+                .and_then(|s| s.nack.clone())
+            {
+                self.status.emit(ProxyEvent::Nack {
+                    proxy: proxy.id.clone(),
+                    type_url: ty.type_url().to_string(),
+                    version: nack.version,
+                    message: nack.message,
+                });
+            }
         }
         responses
     }

@@ -125,6 +125,42 @@ pub struct StatusRegistry {
     inconsistent: DashMap<String, Inconsistency>,
     inconsistent_total: AtomicU64,
     metrics: crate::metrics::XdsMetrics,
+    events: Events,
+}
+
+/// What `GET /api/v1/events` streams about proxies (the config's own
+/// events come from the snapshots).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ProxyEvent {
+    Connected {
+        proxy: String,
+    },
+    Disconnected {
+        proxy: String,
+    },
+    /// The proxy rejected a response: its type URL and Envoy's text.
+    Nack {
+        proxy: String,
+        type_url: String,
+        version: String,
+        message: String,
+    },
+    /// A set compiled for a snapshot change went out to the proxy.
+    PushCompleted {
+        proxy: String,
+        generation: u64,
+    },
+}
+
+/// A broadcast of [`ProxyEvent`]s; sending with no one listening is free.
+#[derive(Debug)]
+struct Events(tokio::sync::broadcast::Sender<ProxyEvent>);
+
+impl Default for Events {
+    fn default() -> Self {
+        Events(tokio::sync::broadcast::channel(1024).0)
+    }
 }
 
 impl StatusRegistry {
@@ -223,6 +259,18 @@ impl StatusRegistry {
     /// Counts `n` more NACKs, from any proxy.
     pub fn record_nacks(&self, n: u64) {
         self.nacks_total.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Tells whoever listens (`GET /api/v1/events`).
+    pub fn emit(&self, event: ProxyEvent) {
+        if self.events.0.receiver_count() > 0 {
+            let _ = self.events.0.send(event);
+        }
+    }
+
+    /// The proxy events from now on.
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<ProxyEvent> {
+        self.events.0.subscribe()
     }
 
     /// What the streams count for `/metrics`.

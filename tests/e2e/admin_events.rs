@@ -1,0 +1,125 @@
+//! `GET /api/v1/events`: Server-Sent Events of a running mesh with real
+//! Envoys: a sidecar connecting, a config change applied and pushed, and a
+//! NACK with Envoy's own text.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::harness::Mesh;
+use crate::{REVIEWS_WORKLOADS, reviews_split, services, workload_entry};
+
+const SUBNET: u8 = 131;
+/// Only a guard against a hang.
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// The event stream, read one event at a time.
+struct Events {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl Events {
+    async fn open(mesh: &Mesh) -> Events {
+        let response = reqwest::get(format!("http://{}/api/v1/events", mesh.admin))
+            .await
+            .unwrap();
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/event-stream",
+            "{response:?}"
+        );
+        Events {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event's name and JSON data (keep-alive comments skipped).
+    async fn next(&mut self) -> (String, Value) {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut name = String::new();
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event: ") {
+                        name = v.to_string();
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data.push_str(v);
+                    }
+                }
+                if name.is_empty() {
+                    continue;
+                }
+                return (name, serde_json::from_str(&data).unwrap_or(Value::Null));
+            }
+            let chunk = tokio::time::timeout(LIMIT, self.response.chunk())
+                .await
+                .expect("an event within the limit")
+                .unwrap()
+                .expect("the stream stays open");
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// Reads until an event `name` whose data satisfies `wanted`.
+    async fn until(&mut self, name: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let (got, data) = self.next().await;
+            if got == name && wanted(&data) {
+                return data;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_tell_of_connections_config_pushes_and_nacks() {
+    let mut mesh = Mesh::new(SUBNET);
+    mesh.write("services.yaml", &services());
+    let entries: Vec<String> = REVIEWS_WORKLOADS
+        .iter()
+        .map(|w| workload_entry(w.name, mesh.address(w.host), w.labels))
+        .collect();
+    mesh.write("workloads.yaml", &entries.join("---\n"));
+    mesh.write("reviews-vs.yaml", &reviews_split(100, 0));
+    mesh.start_control_plane().await;
+    let mut events = Events::open(&mesh).await;
+
+    let reviews = REVIEWS_WORKLOADS
+        .iter()
+        .find(|w| w.name == "reviews-v1")
+        .unwrap();
+    mesh.start_workload(reviews.name, reviews.host, reviews.labels, "sotw")
+        .await;
+    let is_reviews = |v: &Value| {
+        v["proxy"]
+            .as_str()
+            .is_some_and(|p| p.contains("reviews-v1"))
+    };
+    events.until("connected", is_reviews).await;
+    mesh.wait_converged(&["reviews-v1"]).await;
+
+    // A port another process holds on reviews-v1's address: the config is
+    // applied, pushed, and Envoy NACKs its listeners.
+    let _squatter = std::net::TcpListener::bind((mesh.address(reviews.host), 7777)).unwrap();
+    mesh.write(
+        "reviews-admin.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: reviews-admin}\nspec:\n  selector: {app: reviews}\n  ports:\n  - {name: http-admin, port: 7777}\n",
+    );
+    let applied = events.until("config_applied", |_| true).await;
+    let generation = applied["generation"].as_u64().unwrap();
+    assert_eq!(applied["errors"], 0, "{applied}");
+    events
+        .until("push_completed", |v| {
+            is_reviews(v) && v["generation"].as_u64() >= Some(generation)
+        })
+        .await;
+    let nack = events.until("nack", is_reviews).await;
+    assert_eq!(
+        nack["type_url"], "type.googleapis.com/envoy.config.listener.v3.Listener",
+        "{nack}"
+    );
+    assert!(nack["message"].as_str().unwrap().contains("7777"), "{nack}");
+}
