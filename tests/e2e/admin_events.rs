@@ -87,6 +87,35 @@ async fn events_tell_of_connections_config_pushes_and_nacks() {
     mesh.start_control_plane().await;
     let mut events = Events::open(&mesh).await;
 
+    // The graph: reviews routes 100/0 to its subsets, and reaches its
+    // workloads, PERMISSIVE where no PeerAuthentication says otherwise.
+    let topology = mesh.admin_json("/api/v1/topology").await;
+    let reviews_id = "service:reviews.default.svc.cluster.local";
+    let routes: Vec<(String, u64)> = topology["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "route" && e["from"] == reviews_id)
+        .map(|e| {
+            (
+                e["subset"].as_str().unwrap().to_string(),
+                e["weight"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        routes,
+        [("v1".to_string(), 100), ("v2".to_string(), 0)],
+        "{topology}"
+    );
+    let to_v1 = topology["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "endpoint" && e["to"] == "workload:default/reviews-v1")
+        .unwrap_or_else(|| panic!("no endpoint edge to reviews-v1: {topology}"));
+    assert_eq!(to_v1["mtls"], "PERMISSIVE", "{topology}");
+
     let reviews = REVIEWS_WORKLOADS
         .iter()
         .find(|w| w.name == "reviews-v1")

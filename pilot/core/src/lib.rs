@@ -22,4 +22,5 @@ pub mod resources;
 pub mod snapshot;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod topology;
 pub mod xds;

@@ -51,6 +51,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/apply", axum::routing::post(apply))
         .route("/api/v1/events", get(events))
+        .route("/api/v1/topology", get(topology))
         .route("/api/v1/config/{group}/{kind}", get(config_list))
         .route(
             "/api/v1/config/{group}/{kind}/{namespace}/{name}",
@@ -268,6 +269,12 @@ async fn config_object(
         Some(stored) => Json(stored).into_response(),
         None => not_found(format!("no {what}")),
     }
+}
+
+/// `GET /api/v1/topology`: see [`pilot_core::topology`].
+async fn topology(State(state): State<AdminState>) -> Json<pilot_core::topology::Topology> {
+    let snapshot = state.snapshots.borrow().clone();
+    Json(pilot_core::topology::build(&snapshot))
 }
 
 /// `GET /api/v1/events`: Server-Sent Events, each named by its `type`
