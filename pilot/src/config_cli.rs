@@ -405,3 +405,152 @@ mod tests {
         assert_eq!(error_lines(&first, &starts), ["a.yaml: document 2: bad"]);
     }
 }
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct TopologyArgs {
+    /// `text`, `json` (as /api/v1/topology), or `dot` (Graphviz).
+    #[arg(short = 'o', long = "output", default_value = "text")]
+    output: TopologyOutput,
+    #[command(flatten)]
+    server: Server,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TopologyOutput {
+    Text,
+    Json,
+    Dot,
+}
+
+pub(crate) async fn topology(args: TopologyArgs) -> anyhow::Result<()> {
+    let (status, graph) = args
+        .server
+        .send(
+            args.server
+                .request(reqwest::Method::GET, "/api/v1/topology"),
+        )
+        .await?;
+    if status != 200 {
+        return Err(fail(1, message(status, &graph)));
+    }
+    match args.output {
+        TopologyOutput::Json => println!("{}", serde_json::to_string_pretty(&graph)?),
+        TopologyOutput::Text => print!("{}", topology_text(&graph)),
+        TopologyOutput::Dot => print!("{}", topology_dot(&graph)),
+    }
+    Ok(())
+}
+
+/// What an edge says beside its ends: `v1 90% (uri prefix /api)`, `:8080 STRICT`.
+fn edge_label(edge: &Value) -> String {
+    let mut parts = Vec::new();
+    if let Some(subset) = edge["subset"].as_str() {
+        parts.push(subset.to_string());
+    }
+    if let Some(weight) = edge["weight"].as_u64() {
+        parts.push(format!("{weight}%"));
+    }
+    if let Some(m) = edge["matches"].as_str().filter(|m| *m != "*") {
+        parts.push(format!("({m})"));
+    }
+    if let Some(port) = edge["port"].as_u64() {
+        parts.push(format!(":{port}"));
+    }
+    if let Some(mtls) = edge["mtls"].as_str() {
+        parts.push(mtls.to_string());
+    }
+    parts.join(" ")
+}
+
+fn short(id: &str) -> &str {
+    id.split_once(':').map_or(id, |(_, rest)| rest)
+}
+
+/// One line per edge: `FROM -route-> TO  LABEL`, grouped by source.
+pub(crate) fn topology_text(graph: &Value) -> String {
+    let mut out = String::new();
+    for edge in graph["edges"].as_array().into_iter().flatten() {
+        let (from, to) = (
+            edge["from"].as_str().unwrap_or_default(),
+            edge["to"].as_str().unwrap_or_default(),
+        );
+        out.push_str(&format!(
+            "{} -{}-> {}   {}\n",
+            short(from),
+            edge["kind"].as_str().unwrap_or_default(),
+            short(to),
+            edge_label(edge)
+        ));
+    }
+    out
+}
+
+/// Graphviz: services as boxes, workloads as ellipses.
+pub(crate) fn topology_dot(graph: &Value) -> String {
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\\\""));
+    let mut out = String::from("digraph mesh {\n  rankdir=LR;\n");
+    for node in graph["nodes"].as_array().into_iter().flatten() {
+        let id = node["id"].as_str().unwrap_or_default();
+        let shape = if node["kind"] == "service" {
+            "box"
+        } else {
+            "ellipse"
+        };
+        out.push_str(&format!(
+            "  {} [label={}, shape={shape}];\n",
+            quote(id),
+            quote(short(id))
+        ));
+    }
+    for edge in graph["edges"].as_array().into_iter().flatten() {
+        let style = if edge["kind"] == "route" {
+            "solid"
+        } else {
+            "dashed"
+        };
+        out.push_str(&format!(
+            "  {} -> {} [label={}, style={style}];\n",
+            quote(edge["from"].as_str().unwrap_or_default()),
+            quote(edge["to"].as_str().unwrap_or_default()),
+            quote(&edge_label(edge))
+        ));
+    }
+    out.push_str("}\n");
+    out
+}
+
+#[cfg(test)]
+mod topology_tests {
+    use super::*;
+
+    fn graph() -> Value {
+        serde_json::json!({
+            "nodes": [
+                {"id": "service:reviews.shop.svc.cluster.local", "kind": "service"},
+                {"id": "workload:shop/reviews-v1", "kind": "workload"},
+            ],
+            "edges": [
+                {"from": "service:reviews.shop.svc.cluster.local", "to": "service:reviews.shop.svc.cluster.local",
+                 "kind": "route", "subset": "v1", "weight": 90, "matches": "uri prefix /api"},
+                {"from": "service:reviews.shop.svc.cluster.local", "to": "workload:shop/reviews-v1",
+                 "kind": "endpoint", "port": 8080, "mtls": "STRICT"},
+            ],
+        })
+    }
+
+    #[test]
+    fn text_and_dot_say_each_edge() {
+        assert_eq!(
+            topology_text(&graph()),
+            "reviews.shop.svc.cluster.local -route-> reviews.shop.svc.cluster.local   v1 90% (uri prefix /api)\n\
+             reviews.shop.svc.cluster.local -endpoint-> shop/reviews-v1   :8080 STRICT\n"
+        );
+        let dot = topology_dot(&graph());
+        assert!(dot.starts_with("digraph mesh {"), "{dot}");
+        assert!(
+            dot.contains("\"service:reviews.shop.svc.cluster.local\" -> \"workload:shop/reviews-v1\" [label=\":8080 STRICT\", style=dashed];"),
+            "{dot}"
+        );
+        assert!(dot.contains("shape=box"), "{dot}");
+    }
+}

@@ -60,6 +60,8 @@ enum Command {
     Get(config_cli::GetArgs),
     /// Delete objects applied through the admin API.
     Delete(config_cli::DeleteArgs),
+    /// The mesh as a graph: routes between services, endpoints with their mTLS mode.
+    Topology(config_cli::TopologyArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -98,6 +100,7 @@ fn run() -> anyhow::Result<()> {
         Command::Apply(args) => on_runtime(config_cli::apply(args)),
         Command::Get(args) => on_runtime(config_cli::get(args)),
         Command::Delete(args) => on_runtime(config_cli::delete(args)),
+        Command::Topology(args) => on_runtime(config_cli::topology(args)),
         // The harness sizes its own runtime (`--threads`), to be pinned apart
         // from the server it measures.
         Command::Bench(args) => Ok(bench::run(args)?),

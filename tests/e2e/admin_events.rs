@@ -115,6 +115,19 @@ async fn events_tell_of_connections_config_pushes_and_nacks() {
         .find(|e| e["kind"] == "endpoint" && e["to"] == "workload:default/reviews-v1")
         .unwrap_or_else(|| panic!("no endpoint edge to reviews-v1: {topology}"));
     assert_eq!(to_v1["mtls"], "PERMISSIVE", "{topology}");
+    let out = tokio::process::Command::new(crate::harness::BOWLINE)
+        .args(["topology", "--server", &format!("http://{}", mesh.admin)])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        text.contains(
+            "reviews.default.svc.cluster.local -route-> reviews.default.svc.cluster.local   v1 100%"
+        ),
+        "{text}"
+    );
 
     let reviews = REVIEWS_WORKLOADS
         .iter()
