@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::harness::Mesh;
-use crate::{REVIEWS_WORKLOADS, reviews_split, services, workload_entry};
+use crate::{REVIEWS_WORKLOADS, write_reviews_config};
 
 const SUBNET: u8 = 131;
 /// Only a guard against a hang.
@@ -77,13 +77,7 @@ impl Events {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_tell_of_connections_config_pushes_and_nacks() {
     let mut mesh = Mesh::new(SUBNET);
-    mesh.write("services.yaml", &services());
-    let entries: Vec<String> = REVIEWS_WORKLOADS
-        .iter()
-        .map(|w| workload_entry(w.name, mesh.address(w.host), w.labels))
-        .collect();
-    mesh.write("workloads.yaml", &entries.join("---\n"));
-    mesh.write("reviews-vs.yaml", &reviews_split(100, 0));
+    write_reviews_config(&mesh, (100, 0));
     mesh.start_control_plane().await;
     let mut events = Events::open(&mesh).await;
 

@@ -74,8 +74,9 @@ const REVIEWS_WORKLOADS: [fixture::Workload<'static>; 3] = [
 /// Starts the reviews mesh with a `v1`/`v2` split in `reviews-vs.yaml`, each
 /// workload's sidecar using the ADS variant in `modes`, and waits until every
 /// sidecar has ACKed its config.
-pub async fn reviews_mesh(subnet: u8, split: (u32, u32), modes: [&str; 3]) -> harness::Mesh {
-    let mut mesh = harness::Mesh::new(subnet);
+/// The reviews mesh's config files: its services, workloads and the
+/// VirtualService splitting reviews `split`.
+pub fn write_reviews_config(mesh: &harness::Mesh, split: (u32, u32)) {
     mesh.write("services.yaml", &services());
     let entries: Vec<String> = REVIEWS_WORKLOADS
         .iter()
@@ -83,6 +84,11 @@ pub async fn reviews_mesh(subnet: u8, split: (u32, u32), modes: [&str; 3]) -> ha
         .collect();
     mesh.write("workloads.yaml", &entries.join("---\n"));
     mesh.write("reviews-vs.yaml", &reviews_split(split.0, split.1));
+}
+
+pub async fn reviews_mesh(subnet: u8, split: (u32, u32), modes: [&str; 3]) -> harness::Mesh {
+    let mut mesh = harness::Mesh::new(subnet);
+    write_reviews_config(&mesh, split);
     mesh.start_control_plane().await;
     for (w, mode) in REVIEWS_WORKLOADS.iter().zip(modes) {
         mesh.start_workload(w.name, w.host, w.labels, mode).await;
