@@ -134,8 +134,21 @@ async fn events_tell_of_connections_config_pushes_and_nacks() {
             .as_str()
             .is_some_and(|p| p.contains("reviews-v1"))
     };
-    events.until("connected", is_reviews).await;
+    let connected = events.until("connected", is_reviews).await;
     mesh.wait_converged(&["reviews-v1"]).await;
+    // One proxy by its node id, or as WORKLOAD.NAMESPACE.
+    let by_name = mesh.admin_json("/api/v1/proxies/reviews-v1.default").await;
+    assert_eq!(by_name["id"], connected["proxy"], "{by_name}");
+    let node_id = connected["proxy"].as_str().unwrap();
+    let by_id = mesh.admin_json(&format!("/api/v1/proxies/{node_id}")).await;
+    assert_eq!(by_id["workload"], "reviews-v1", "{by_id}");
+    let missing = reqwest::get(format!(
+        "http://{}/api/v1/proxies/nobody.default",
+        mesh.admin
+    ))
+    .await
+    .unwrap();
+    assert_eq!(missing.status(), reqwest::StatusCode::NOT_FOUND);
 
     // A port another process holds on reviews-v1's address: the config is
     // applied, pushed, and Envoy NACKs its listeners.

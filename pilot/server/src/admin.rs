@@ -43,6 +43,7 @@ pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/api/v1/proxies", get(proxies))
+        .route("/api/v1/proxies/{id}", get(proxy))
         .route("/api/v1/services", get(services))
         .route("/api/v1/diagnostics", get(diagnostics))
         .route("/api/v1/snapshot", get(snapshot))
@@ -67,6 +68,38 @@ async fn healthz() -> &'static str {
 
 async fn proxies(State(state): State<AdminState>) -> Json<Vec<ProxyStatus>> {
     Json(state.status.list())
+}
+
+/// `GET /api/v1/proxies/{id}`: one proxy, by its node id or as
+/// `WORKLOAD.NAMESPACE` (as `bowline proxy-status` names it); 404 when
+/// none is connected, 409 when that name fits several (give the node id).
+async fn proxy(
+    State(state): State<AdminState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    if let Some(status) = state.status.get(&id) {
+        return Json(status).into_response();
+    }
+    let named: Vec<ProxyStatus> = state
+        .status
+        .list()
+        .into_iter()
+        .filter(|p| format!("{}.{}", p.workload, p.namespace) == id)
+        .collect();
+    match named.len() {
+        1 => Json(named.into_iter().next()).into_response(),
+        0 => not_found(format!("no proxy {id} is connected")),
+        _ => (
+            StatusCode::CONFLICT,
+            Json(serde_json::json!({
+                "error": format!("{id} names several proxies: give the node id"),
+                "proxies": named.iter().map(|p| p.id.clone()).collect::<Vec<_>>(),
+            })),
+        )
+            .into_response(),
+    }
 }
 
 async fn services(State(state): State<AdminState>) -> Json<Vec<ServiceView>> {
