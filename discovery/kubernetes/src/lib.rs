@@ -20,4 +20,7 @@
 
 pub mod translate;
 
+mod source;
+
+pub use source::{KubeSource, WATCHED_KINDS};
 pub use translate::{Cluster, Translation, translate};
