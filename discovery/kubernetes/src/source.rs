@@ -176,7 +176,6 @@ impl Watch {
         K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
         K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
     {
-        let kind = WATCHED_KINDS[self.index];
         // managedFields are the bulk of most objects and never read.
         let events = watcher::watcher(api, watcher::Config::default())
             .default_backoff()
@@ -184,18 +183,25 @@ impl Watch {
             .reflect(writer);
         let mut events = std::pin::pin!(events);
         while let Some(event) = events.next().await {
-            match event {
-                Ok(Event::InitDone) => {
-                    if !self.synced.0[self.index].swap(true, Ordering::AcqRel) {
-                        debug!(kind, "watch synced");
-                    }
-                    self.changed.notify_one();
+            self.observe(&event);
+        }
+    }
+
+    /// Notes what one event of the watch means for the translation; the
+    /// reflector has already applied it to the store.
+    fn observe<K>(&self, event: &Result<Event<K>, watcher::Error>) {
+        let kind = WATCHED_KINDS[self.index];
+        match event {
+            Ok(Event::InitDone) => {
+                if !self.synced.0[self.index].swap(true, Ordering::AcqRel) {
+                    debug!(kind, "watch synced");
                 }
-                Ok(Event::Apply(_) | Event::Delete(_)) => self.changed.notify_one(),
-                // The store takes the new list at InitDone, in one step.
-                Ok(Event::Init | Event::InitApply(_)) => {}
-                Err(error) => warn!(kind, %error, "watch failed; retrying with backoff"),
+                self.changed.notify_one();
             }
+            Ok(Event::Apply(_) | Event::Delete(_)) => self.changed.notify_one(),
+            // The store takes the new list at InitDone, in one step.
+            Ok(Event::Init | Event::InitApply(_)) => {}
+            Err(error) => warn!(kind, %error, "watch failed; retrying with backoff"),
         }
     }
 }
@@ -235,3 +241,6 @@ async fn publish(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
