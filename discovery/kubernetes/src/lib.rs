@@ -2,6 +2,7 @@
 //! Namespaces from an API server, as Bowline's registry input.
 //!
 //! ```text
+//! client(kubeconfig) ──► kube::Client
 //! API server ──► kube-runtime watcher per kind (backoff on errors)
 //!                  └─► reflector store per kind (a relist replaces it in one step)
 //!                        │ a change, once every watch has synced
@@ -18,9 +19,11 @@
 //! k8s-openapi objects built by hand; the watchers only move objects into
 //! stores and say when something changed.
 
+pub mod client;
 pub mod translate;
 
 mod source;
 
+pub use client::client;
 pub use source::{KubeSource, WATCHED_KINDS};
 pub use translate::{Cluster, Translation, translate};
