@@ -13,9 +13,13 @@
 //! kube). Sources that read or watch live in crates of their own beside
 //! it: the file source in `discovery/file` (`discovery-file`), and a later
 //! Kubernetes source in `discovery/kubernetes`, the one crate that may
-//! depend on kube, feeding the same `Registry`.
+//! depend on kube, feeding the same `Registry`: its Services are
+//! `policy` Services, and their EndpointSlices arrive as
+//! [`ServiceEndpoints`], which [`Registry::build_with`] merges with what
+//! the Services' selectors pick, so the compiler cannot tell the sources
+//! apart.
 
 pub mod file;
 pub mod model;
 
-pub use model::{Endpoint, Port, Protocol, Registry, ServiceModel};
+pub use model::{Endpoint, Port, Protocol, Registry, ServiceEndpoints, ServiceModel};

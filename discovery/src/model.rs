@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 mod build;
 mod protocol;
+mod supplied;
 
 pub use build::CLUSTER_DOMAIN;
+pub use supplied::ServiceEndpoints;
 
 /// Application protocol of a port, from `appProtocol`, the port name prefix
 /// (`http`, `http-web`, `grpc`, `tcp-db`, ...) or a ServiceEntry's `protocol`,
@@ -52,7 +54,11 @@ pub struct Endpoint {
     pub locality: String,
     /// Load-balancing weight, at least 1.
     pub weight: u32,
-    /// The WorkloadEntry (namespace, name) this endpoint came from, if any.
+    /// The workload (namespace, name) this endpoint came from, if any: a
+    /// WorkloadEntry, or a Pod for endpoints a Kubernetes source supplies.
+    /// An endpoint with a workload is a mesh workload: clients reach it
+    /// over mutual TLS unless its `security.istio.io/tlsMode` label says
+    /// otherwise.
     pub workload: Option<(String, String)>,
 }
 

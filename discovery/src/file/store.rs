@@ -21,6 +21,7 @@ use policy::object::parse_stream;
 use policy::{Diagnostic, FieldPath, Object, ObjectKey, ParsedDocument};
 
 use super::FileChange;
+use crate::model::ServiceEndpoints;
 
 /// Every object in force, unique by key and sorted by key, and every problem
 /// found, sorted.
@@ -30,6 +31,11 @@ pub struct ConfigSet {
     pub diagnostics: Vec<Diagnostic>,
     /// Where each object in force was read: file (display form) and document index.
     pub origins: Arc<BTreeMap<ObjectKey, (String, usize)>>,
+    /// Endpoints the source supplies for its Services (a Kubernetes
+    /// source's EndpointSlices); none from files, whose Services select
+    /// WorkloadEntries. A source that changes a Service's entry reports
+    /// that Service's key as changed, so an incremental build looks at it.
+    pub endpoints: Arc<ServiceEndpoints>,
 }
 
 /// The files of a config source and what each provides. Pure and synchronous:
@@ -222,6 +228,7 @@ impl FileStore {
             objects: self.in_force.values().cloned().collect(),
             diagnostics,
             origins: self.origins.clone(),
+            endpoints: Arc::default(),
         }
     }
 }
@@ -264,6 +271,7 @@ impl FileStore {
                 .collect(),
             diagnostics,
             origins: Arc::new(origins),
+            endpoints: Arc::default(),
         }
     }
 }

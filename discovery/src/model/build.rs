@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! Service ──► name.namespace.svc.cluster.local ◄── WorkloadEntries its selector matches
+//!                                               ◄── endpoints a source supplies (ServiceEndpoints)
 //! ServiceEntry ──► one service per host ◄── its endpoints (or the host itself, for DNS)
 //! ```
 //!
@@ -15,7 +16,7 @@ use policy::networking::{self, Location, ServiceEntry, ServiceEntryEndpoint, Wor
 use policy::service::{Service, TargetPort};
 use policy::{Diagnostic, FieldPath, Object, ObjectKey};
 
-use super::{Endpoint, Port, Protocol, Registry, Resolution, ServiceModel};
+use super::{Endpoint, Port, Protocol, Registry, Resolution, ServiceEndpoints, ServiceModel};
 
 /// The suffix Kubernetes Services get in their fully qualified host name.
 pub const CLUSTER_DOMAIN: &str = "svc.cluster.local";
@@ -25,6 +26,16 @@ impl Registry {
     /// define services or workloads. The diagnostics are warnings about hosts
     /// that two objects define: the object that lost is named.
     pub fn build<'a>(objects: impl IntoIterator<Item = &'a Object>) -> (Registry, Vec<Diagnostic>) {
+        Registry::build_with(objects, &ServiceEndpoints::default())
+    }
+
+    /// [`Registry::build`], with the endpoints a source supplies for its
+    /// Services (a Kubernetes source's EndpointSlices) merged with those
+    /// their selectors pick from the WorkloadEntries.
+    pub fn build_with<'a>(
+        objects: impl IntoIterator<Item = &'a Object>,
+        supplied: &ServiceEndpoints,
+    ) -> (Registry, Vec<Diagnostic>) {
         let mut objects: Vec<(ObjectKey, &Object)> =
             objects.into_iter().map(|o| (o.key(), o)).collect();
         objects.sort_by(|a, b| a.0.cmp(&b.0));
@@ -37,7 +48,7 @@ impl Registry {
         for (key, object) in &objects {
             match object {
                 Object::Service(svc) => {
-                    let model = service_model(svc, &workloads);
+                    let model = service_model(svc, &workloads, supplied);
                     claims.claim(model, key, FieldPath::new("metadata.name"));
                 }
                 Object::ServiceEntry(se) => {
@@ -58,7 +69,8 @@ impl Registry {
     }
 
     /// This registry with the endpoints of `services` selected again from
-    /// `workloads` (every WorkloadEntry of those services' namespaces):
+    /// `workloads` (every WorkloadEntry of those services' namespaces),
+    /// beside those `supplied` for them (the same as the build's):
     /// what a change of WorkloadEntries alone gives, the rest untouched. A
     /// Service that does not hold its host here (another object claimed it
     /// first) is left out, as [`Registry::build`] leaves it out; a model
@@ -67,11 +79,12 @@ impl Registry {
         &self,
         services: impl IntoIterator<Item = &'a Service>,
         workloads: impl IntoIterator<Item = &'a WorkloadEntry>,
+        supplied: &ServiceEndpoints,
     ) -> Registry {
         let workloads = Workloads::index(workloads);
         let mut next = self.clone();
         for svc in services {
-            let model = service_model(svc, &workloads);
+            let model = service_model(svc, &workloads, supplied);
             let Some(current) = next.services.get_mut(&model.hostname) else {
                 continue;
             };
@@ -188,7 +201,11 @@ fn service_export_to(svc: &Service) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn service_model(svc: &Service, workloads: &Workloads<'_>) -> ServiceModel {
+fn service_model(
+    svc: &Service,
+    workloads: &Workloads<'_>,
+    supplied: &ServiceEndpoints,
+) -> ServiceModel {
     let meta = &svc.meta;
     let spec = &svc.spec;
     let ports = spec
@@ -201,10 +218,12 @@ fn service_model(svc: &Service, workloads: &Workloads<'_>) -> ServiceModel {
         })
         .collect();
     let selected = workloads.selected(&meta.namespace, &spec.selector);
-    let mut endpoints: Vec<Endpoint> = selected
-        .into_iter()
-        .filter_map(|w| workload_endpoint(svc, w))
-        .collect();
+    let mut endpoints: Vec<Endpoint> = supplied.get(&meta.namespace, &meta.name).to_vec();
+    endpoints.extend(
+        selected
+            .into_iter()
+            .filter_map(|w| workload_endpoint(svc, w)),
+    );
     sort_endpoints(&mut endpoints);
     ServiceModel {
         hostname: format!("{}.{}.{CLUSTER_DOMAIN}", meta.name, meta.namespace),

@@ -158,7 +158,8 @@ impl Snapshot {
     /// Like [`Snapshot::build`], with the mesh-wide settings of `mesh`.
     pub fn build_with_mesh(generation: u64, config: &ConfigSet, mesh: &MeshConfig) -> Snapshot {
         let objects = config.objects.iter().map(|o| o.as_ref());
-        let (registry, registry_diagnostics) = Registry::build(objects.clone());
+        let (registry, registry_diagnostics) =
+            Registry::build_with(objects.clone(), &config.endpoints);
         let mut parts = Parts {
             registry_diagnostics,
             ..Parts::default()

@@ -13,7 +13,9 @@
 //! - `discovery` (the registry model and the file store, which `pilot-core`
 //!   links) links no runtime and no source: no notify, no kube. A source
 //!   that watches or talks to a cluster is a crate of its own beside it
-//!   (`discovery/file`, and `discovery/kubernetes` when that comes);
+//!   (`discovery/file`, `discovery/kubernetes`), and only
+//!   `discovery-kubernetes` links kube: the compiler never sees a
+//!   Kubernetes type, only the registry model it is translated into;
 //! - `citadel` (the CA, its tokens and rate limit) links no runtime and no
 //!   Kubernetes client: its gRPC service is `citadel-server`, which links no
 //!   command line.
@@ -34,6 +36,14 @@ const RUNTIME: &[&str] = &["tokio", "tonic", "hyper", "axum", "nix"];
 const COMMAND_LINE: &[&str] = &["clap", "anyhow"];
 /// What a discovery source reads or watches with.
 const SOURCES: &[&str] = &["notify", "kube", "kube-client", "kube-runtime"];
+/// The Kubernetes client and its object types.
+const KUBERNETES: &[&str] = &[
+    "kube",
+    "kube-client",
+    "kube-runtime",
+    "kube-core",
+    "k8s-openapi",
+];
 
 /// (from, to): edges the walk does not follow; see the module header.
 const KNOWN: &[(&str, &str)] = &[("envoy-types", "tonic"), ("envoy-types", "tonic-prost")];
@@ -243,6 +253,23 @@ fn the_server_leaves_the_command_line_to_the_binary() {
 fn the_discovery_model_links_no_runtime_and_no_source() {
     let graph = graph();
     check(&graph, "discovery", &[RUNTIME, COMMAND_LINE, SOURCES]);
+}
+
+#[test]
+fn only_the_kubernetes_source_links_kube() {
+    let graph = graph();
+    check(&graph, "discovery", &[KUBERNETES]);
+    check(&graph, "discovery-file", &[KUBERNETES]);
+    check(
+        &graph,
+        "pilot-core",
+        &[KUBERNETES, &["discovery-file", "discovery-kubernetes"]],
+    );
+    let linked = graph.linked("discovery-kubernetes");
+    assert!(
+        linked.contains_key("kube-runtime") && linked.contains_key("discovery"),
+        "the Kubernetes source watches with kube-runtime and feeds the registry model"
+    );
 }
 
 #[test]

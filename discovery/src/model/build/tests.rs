@@ -294,7 +294,7 @@ fn reselecting_after_workload_changes_is_a_build_from_scratch() {
         Object::WorkloadEntry(w) => Some(w),
         _ => None,
     });
-    let reselected = registry.with_reselected(services, workloads);
+    let reselected = registry.with_reselected(services, workloads, &ServiceEndpoints::default());
     assert_eq!(reselected, Registry::build(&after).0);
     let ratings = &reselected.services["ratings.shop.svc.cluster.local"];
     let addresses: Vec<&str> = ratings
@@ -324,9 +324,88 @@ fn reselecting_keeps_the_arc_of_a_model_that_comes_out_the_same() {
         _ => None,
     });
     let host = "reviews.shop.svc.cluster.local";
-    let same = registry.with_reselected(services(), workloads);
+    let same = registry.with_reselected(services(), workloads, &ServiceEndpoints::default());
     assert!(Arc::ptr_eq(&same.services[host], &registry.services[host]));
     // Without its workload, the model changes.
-    let without = registry.with_reselected(services(), []);
+    let without = registry.with_reselected(services(), [], &ServiceEndpoints::default());
     assert!(without.services[host].endpoints.is_empty());
+}
+
+fn pod_endpoint(address: &str, pod: &str) -> Endpoint {
+    Endpoint {
+        address: address.to_string(),
+        ports: BTreeMap::from([(9080, 8080)]),
+        labels: BTreeMap::from([("app".to_string(), "reviews".to_string())]),
+        service_account: Some("bookinfo-reviews".to_string()),
+        locality: "eu/eu-west-1a".to_string(),
+        weight: 1,
+        workload: Some(("shop".to_string(), pod.to_string())),
+    }
+}
+
+#[test]
+fn supplied_endpoints_join_those_the_selector_picks() {
+    let text = [
+        REVIEWS.to_string(),
+        workload("vm-a", "shop", "10.0.0.5", "  labels: {app: reviews}\n"),
+    ]
+    .concat();
+    let objects = objects(&text);
+    let mut supplied = ServiceEndpoints::new();
+    supplied.insert(
+        "shop",
+        "reviews",
+        vec![
+            pod_endpoint("10.1.0.9", "reviews-b"),
+            pod_endpoint("10.1.0.2", "reviews-a"),
+        ],
+    );
+    // A Service that is not in the config gets nothing.
+    supplied.insert("shop", "gone", vec![pod_endpoint("10.1.0.7", "gone-a")]);
+    let (registry, diagnostics) = Registry::build_with(&objects, &supplied);
+    assert!(diagnostics.is_empty());
+    assert_eq!(registry.services.len(), 1);
+    let svc = registry.get("reviews.shop.svc.cluster.local").unwrap();
+    let found: Vec<(&str, Option<&str>)> = svc
+        .endpoints
+        .iter()
+        .map(|e| {
+            (
+                e.address.as_str(),
+                e.workload.as_ref().map(|w| w.1.as_str()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("10.0.0.5", Some("vm-a")),
+            ("10.1.0.2", Some("reviews-a")),
+            ("10.1.0.9", Some("reviews-b")),
+        ]
+    );
+    assert_eq!(svc.endpoints[1], pod_endpoint("10.1.0.2", "reviews-a"));
+
+    // Reselecting after a WorkloadEntry change keeps the supplied endpoints.
+    let services = objects.iter().filter_map(|o| match o {
+        Object::Service(s) => Some(s),
+        _ => None,
+    });
+    let reselected = registry.with_reselected(services, [], &supplied);
+    let svc = &reselected.services["reviews.shop.svc.cluster.local"];
+    assert_eq!(svc.endpoints.len(), 2);
+    assert_eq!(reselected, Registry::build_with(&objects[..1], &supplied).0);
+}
+
+#[test]
+fn an_empty_entry_is_no_entry() {
+    let mut supplied = ServiceEndpoints::new();
+    supplied.insert(
+        "shop",
+        "reviews",
+        vec![pod_endpoint("10.1.0.2", "reviews-a")],
+    );
+    supplied.insert("shop", "reviews", Vec::new());
+    assert!(supplied.is_empty());
+    assert!(supplied.get("shop", "reviews").is_empty());
 }

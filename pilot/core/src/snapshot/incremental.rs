@@ -125,7 +125,11 @@ fn incremental(
                 Object::WorkloadEntry(we) => Some(we),
                 _ => None,
             });
-        registry = Some(previous.registry.with_reselected(reselect, workloads));
+        registry = Some(
+            previous
+                .registry
+                .with_reselected(reselect, workloads, &config.endpoints),
+        );
     }
     let registry = registry.unwrap_or_else(|| previous.registry.clone());
 
