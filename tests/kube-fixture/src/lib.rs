@@ -502,7 +502,7 @@ impl ApiServer {
 
     /// How many served requests match.
     pub fn count(&self, matches: impl Fn(&RequestRecord) -> bool) -> usize {
-        lock(&self.shared.log).iter().filter(|r| matches(r)).count()
+        self.requests().iter().filter(|r| matches(r)).count()
     }
 
     /// Waits for the first served request (past or future) that matches.
@@ -513,8 +513,10 @@ impl ApiServer {
     ) -> RequestRecord {
         let mut changed = self.shared.log_changed.subscribe();
         loop {
-            if let Some(found) = lock(&self.shared.log).iter().find(|r| matches(r)) {
-                return found.clone();
+            // A copy, so that `matches` may look at the log itself.
+            let log = lock(&self.shared.log).clone();
+            if let Some(found) = log.into_iter().find(|r| matches(r)) {
+                return found;
             }
             if changed.changed().await.is_err() {
                 std::future::pending::<()>().await;

@@ -20,7 +20,8 @@ pub struct Env {
 
 pub async fn client_from(path: &std::path::Path) -> anyhow::Result<kube::Client> {
     let kubeconfig = Kubeconfig::read_from(path)?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
     Ok(kube::Client::try_from(config)?)
 }
 
@@ -30,12 +31,18 @@ pub async fn env() -> anyhow::Result<Env> {
     let path = dir.path().join("kubeconfig");
     fixture.kubeconfig(&path, TOKEN)?;
     let client = client_from(&path).await?;
-    Ok(Env { fixture, client, dir })
+    Ok(Env {
+        fixture,
+        client,
+        dir,
+    })
 }
 
 /// Waits for `future`, failing the test if it hangs.
 pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> anyhow::Result<T> {
-    tokio::time::timeout(LIMIT, future).await.map_err(|_| anyhow::anyhow!("{what}: no answer within {LIMIT:?}"))
+    tokio::time::timeout(LIMIT, future)
+        .await
+        .map_err(|_| anyhow::anyhow!("{what}: no answer within {LIMIT:?}"))
 }
 
 /// The Status of an API error, or a panic naming what the result was instead.
