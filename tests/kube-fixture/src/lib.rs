@@ -182,7 +182,7 @@ impl Shared {
                     .iter()
                     .map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v}))
                     .collect();
-                json!({"name": name, "versions": list, "preferredVersion": list[0]})
+                json!({"name": name, "versions": list, "preferredVersion": list.first()})
             })
             .collect();
         json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})

@@ -266,6 +266,22 @@ async fn watcher_honours_label_selectors() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn watcher_with_streaming_lists() -> anyhow::Result<()> {
+    let env = env().await?;
+    let fx = &env.fixture;
+    fx.apply(pod("a", json!({})))?;
+    let config = watcher::Config::default().streaming_lists();
+    let mut w = Follower::new(Api::namespaced(env.client.clone(), "default"), config);
+    w.expect(&[Seen::Init, Seen::InitApply("a".into()), Seen::InitDone])
+        .await?;
+    fx.apply(pod("b", json!({})))?;
+    w.expect(&[Seen::Apply("b".into())]).await?;
+    assert_eq!(fx.count(is_list), 0, "a streaming list is one watch");
+    assert_eq!(w.store, stored(fx));
+    Ok(())
+}
+
+#[tokio::test]
 async fn all_namespace_watch_and_bookmarks() -> anyhow::Result<()> {
     let env = env().await?;
     let fx = &env.fixture;
