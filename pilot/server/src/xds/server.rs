@@ -328,10 +328,12 @@ impl<T: Send + 'static> StreamTask<T> {
                             timing.compile_started.elapsed(),
                             timing.changed.elapsed(),
                         );
-                        self.status.emit(ProxyEvent::PushCompleted {
-                            proxy: proxy.id.clone(),
-                            generation: pushed.generation,
-                        });
+                        if self.status.listening() {
+                            self.status.emit(ProxyEvent::PushCompleted {
+                                proxy: proxy.id.clone(),
+                                generation: pushed.generation,
+                            });
+                        }
                     }
                 }
             }

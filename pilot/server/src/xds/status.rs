@@ -261,9 +261,15 @@ impl StatusRegistry {
         self.nacks_total.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Whether anyone listens, so that the push path builds no event for
+    /// no one.
+    pub fn listening(&self) -> bool {
+        self.events.0.receiver_count() > 0
+    }
+
     /// Tells whoever listens (`GET /api/v1/events`).
     pub fn emit(&self, event: ProxyEvent) {
-        if self.events.0.receiver_count() > 0 {
+        if self.listening() {
             let _ = self.events.0.send(event);
         }
     }
