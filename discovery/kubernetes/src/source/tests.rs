@@ -113,6 +113,19 @@ async fn wait_for(
     found.clone().expect("a translation")
 }
 
+/// The Services watch lists `names` (Init, InitApply each, InitDone).
+fn list_services(h: &mut Harness, names: &[&str]) {
+    feed(&mut h.services, &h.watches[0], Event::Init);
+    for name in names {
+        feed(
+            &mut h.services,
+            &h.watches[0],
+            Event::InitApply(service(name)),
+        );
+    }
+    feed(&mut h.services, &h.watches[0], Event::InitDone);
+}
+
 fn names(t: &Translation) -> Vec<&str> {
     t.services.iter().map(|s| s.meta.name.as_str()).collect()
 }
@@ -121,13 +134,7 @@ fn names(t: &Translation) -> Vec<&str> {
 async fn the_first_translation_waits_for_every_watch_and_holds_the_whole_cluster() {
     let mut h = Harness::new();
     let mut rx = h.publish();
-    feed(&mut h.services, &h.watches[0], Event::Init);
-    feed(
-        &mut h.services,
-        &h.watches[0],
-        Event::InitApply(service("reviews")),
-    );
-    feed(&mut h.services, &h.watches[0], Event::InitDone);
+    list_services(&mut h, &["reviews"]);
     synced_empty(&mut h.endpoint_slices, &h.watches[1]);
     synced_empty(&mut h.pods, &h.watches[2]);
     synced_empty(&mut h.nodes, &h.watches[3]);
@@ -149,13 +156,7 @@ async fn the_first_translation_waits_for_every_watch_and_holds_the_whole_cluster
 async fn a_relist_replaces_a_store_in_one_step() {
     let mut h = Harness::new();
     let mut rx = h.publish();
-    feed(&mut h.services, &h.watches[0], Event::Init);
-    feed(
-        &mut h.services,
-        &h.watches[0],
-        Event::InitApply(service("reviews")),
-    );
-    feed(&mut h.services, &h.watches[0], Event::InitDone);
+    list_services(&mut h, &["reviews"]);
     synced_empty(&mut h.endpoint_slices, &h.watches[1]);
     synced_empty(&mut h.pods, &h.watches[2]);
     synced_empty(&mut h.nodes, &h.watches[3]);
