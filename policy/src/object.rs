@@ -82,6 +82,12 @@ impl Kind {
         crate::envelope::served(self).map_or("core", |(group, _)| group)
     }
 
+    /// The custom resource's API group and the versions it serves, the
+    /// preferred first; `None` for Kubernetes' own `Service`.
+    pub fn served(self) -> Option<(&'static str, &'static [&'static str])> {
+        crate::envelope::served(self)
+    }
+
     /// The kind named `kind` in YAML, if Bowline decodes it.
     pub fn from_name(kind: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.as_str() == kind)

@@ -20,10 +20,12 @@
 //! stores and say when something changed.
 
 pub mod client;
+pub mod config;
 pub mod translate;
 
 mod source;
 
 pub use client::client;
+pub use config::ConfigWatch;
 pub use source::{KubeSource, WATCHED_KINDS};
 pub use translate::{Cluster, Translation, translate};

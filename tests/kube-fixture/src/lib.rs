@@ -361,6 +361,12 @@ impl ApiServer {
         resources.push(rt);
     }
 
+    /// Stops serving a resource type, as a cluster without its
+    /// CustomResourceDefinition: its paths answer 404.
+    pub fn remove_resource(&self, group: &str, plural: &str) {
+        lock(&self.shared.resources).retain(|r| !(r.group == group && r.plural == plural));
+    }
+
     /// Creates or replaces an object straight in the store, status included,
     /// as though a controller wrote it; watches see it. Returns it as stored.
     pub fn apply(&self, object: Value) -> Result<Value> {
