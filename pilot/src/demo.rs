@@ -30,7 +30,7 @@ use pilot_agent::{
     self as agent, BootstrapConfig, Mode, NodeMetadata, Sidecar, SidecarConfig, XdsAddress,
 };
 use pilot_core::snapshot::Snapshot;
-use pilot_server::serve::{ControlPlane, ServeConfig};
+use pilot_server::serve::{ControlPlane, Registry, ServeConfig};
 
 use crate::agent::{Identity, IdentityArgs};
 use crate::echo::{self, EchoInfo};
@@ -97,7 +97,8 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create {}", work_dir.display()))?;
 
     let control_plane = ControlPlane::start(&ServeConfig {
-        config_dir: config_dir.clone(),
+        config_dir: Some(config_dir.clone()),
+        registry: Registry::Files,
         xds_addr: args.xds_addr,
         admin_addr: args.admin_addr,
         mesh_config: args.mesh_config.clone(),

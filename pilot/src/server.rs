@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use pilot_server::serve::{ControlPlane, ServeConfig};
+use pilot_server::serve::{ControlPlane, Registry, ServeConfig};
 
 use crate::ca::CaArgs;
 use tracing::info;
@@ -11,9 +11,21 @@ use tracing::info;
 /// Flags of `bowline serve`.
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct ServeArgs {
-    /// Directory of YAML manifests, read recursively and followed for changes.
+    /// Directory of YAML manifests, read recursively and followed for
+    /// changes. Needed with `--registry files`; with `kubernetes`, its
+    /// objects add to the cluster's.
     #[arg(long)]
-    pub(crate) config_dir: PathBuf,
+    pub(crate) config_dir: Option<PathBuf>,
+    /// Where services and their endpoints come from: the config
+    /// directory's files, or a Kubernetes cluster (its Services,
+    /// EndpointSlices, Pods, Nodes and Namespaces, and the Istio custom
+    /// resources).
+    #[arg(long, value_enum, default_value = "files")]
+    pub(crate) registry: RegistryArg,
+    /// The kubeconfig for `--registry kubernetes` [default: KUBECONFIG,
+    /// ~/.kube/config, or the pod's service account]
+    #[arg(long, value_name = "PATH")]
+    pub(crate) kubeconfig: Option<PathBuf>,
     /// Also serve plaintext xDS here (local development, proxies without a
     /// certificate; Istio's 15010): any local process can connect and
     /// claim any node. Without it, xDS is served only over mutual TLS.
@@ -37,10 +49,19 @@ pub(crate) struct ServeArgs {
     pub(crate) ca: CaArgs,
 }
 
+/// `--registry`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RegistryArg {
+    Files,
+    Kubernetes,
+}
+
 impl ServeArgs {
     fn config(&self) -> anyhow::Result<ServeConfig> {
         let ServeArgs {
             config_dir,
+            registry,
+            kubeconfig,
             xds_addr,
             admin_addr,
             mesh_config,
@@ -48,8 +69,17 @@ impl ServeArgs {
             xds_tls_addr: _,
             ca,
         } = self.clone();
+        let registry = match registry {
+            // Before anything is written to the state directory.
+            RegistryArg::Files if config_dir.is_none() => {
+                anyhow::bail!("--config-dir DIR is needed, unless --registry kubernetes")
+            }
+            RegistryArg::Files => Registry::Files,
+            RegistryArg::Kubernetes => Registry::Kubernetes { kubeconfig },
+        };
         Ok(ServeConfig {
             config_dir,
+            registry,
             xds_addr,
             admin_addr,
             mesh_config,

@@ -21,6 +21,7 @@ mod fixture;
 mod harness;
 mod identity;
 mod jwt;
+mod kubernetes;
 mod mtls;
 mod netns;
 mod proxyless_grpc;

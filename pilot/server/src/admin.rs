@@ -157,6 +157,12 @@ struct ApplyQuery {
     dry_run: bool,
 }
 
+/// Why a control plane without a config directory of its own to write
+/// refuses config writes.
+const NO_WRITES: &str = "this control plane writes no config: it reads no config directory, or it \
+                         reads the cluster's, where custom resources are applied with kubectl under \
+                         the user's own RBAC";
+
 /// `POST /api/v1/apply[?dryRun=true]`: see [`crate::apply`].
 async fn apply(
     State(state): State<AdminState>,
@@ -168,7 +174,7 @@ async fn apply(
     let Some(dir) = &state.config_dir else {
         return (
             StatusCode::NOT_IMPLEMENTED,
-            Json(serde_json::json!({"error": "this control plane reads no config directory"})),
+            Json(serde_json::json!({"error": NO_WRITES})),
         )
             .into_response();
     };
@@ -283,7 +289,7 @@ async fn config_object(
     let what = format!("{} {}/{}", key.kind, key.namespace, key.name);
     if method == axum::http::Method::DELETE {
         let Some(dir) = &state.config_dir else {
-            return not_found("this control plane reads no config directory".to_string());
+            return not_found(NO_WRITES.to_string());
         };
         let _writer = state.writes.lock().await;
         let snapshot = state.snapshots.borrow().clone();

@@ -1,19 +1,28 @@
 //! The control plane behind `bowline serve` and `bowline demo`.
 //!
 //! ```text
-//! FileSource ──changes──► build loop (debounce, FileStore, Snapshot::build_after) ──watch──► ADS streams
-//!                                     ▲                                      └──────► admin API
-//! --mesh-config FILE ──► Mesh ────────┘ (read once at start)
+//! FileSource ───────────changes──► build loop (debounce, FileStore, Snapshot::build_after) ──watch──► ADS streams
+//! ConfigWatch (Istio CRs) ─changes─┤     ▲                                          └──────► admin API
+//! KubeSource ─Translation──────────┘     │ Services and endpoints from the cluster
+//! --mesh-config FILE ──► Mesh ───────────┘ (read once at start)
 //! ```
+//!
+//! With `--registry kubernetes`, the Istio custom resources come in as
+//! documents of the same `FileStore` (each at its API path), and the
+//! cluster's Services with their endpoints are merged into every config
+//! set. The first snapshot waits for every source's first listing.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use discovery::file::{FileChange, FileStore};
+use std::collections::BTreeSet;
+
+use discovery::file::{ConfigSet, FileChange, FileStore};
 use discovery_file::FileSource;
-use policy::Diagnostic;
+use discovery_kubernetes::{ConfigWatch, KubeSource, Translation};
+use policy::{Diagnostic, FieldPath, ObjectKey};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -27,11 +36,28 @@ use crate::xds::{AdsServer, AdsService};
 use pilot_core::mesh::Mesh;
 use pilot_core::snapshot::Snapshot;
 
+/// Where services and their endpoints come from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Registry {
+    /// The config directory's Services, WorkloadEntries and ServiceEntries.
+    #[default]
+    Files,
+    /// A Kubernetes cluster: Services, EndpointSlices, Pods, Nodes and
+    /// Namespaces, and the Istio custom resources. `kubeconfig`: the file
+    /// to use, else `KUBECONFIG`, `~/.kube/config` or the pod's own
+    /// service account, as kubectl finds them.
+    Kubernetes { kubeconfig: Option<PathBuf> },
+}
+
 /// What a control plane serves, and where.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    /// Directory of YAML manifests, read recursively and followed for changes.
-    pub config_dir: PathBuf,
+    /// Directory of YAML manifests, read recursively and followed for
+    /// changes. Optional with the Kubernetes registry, where it adds to
+    /// the cluster's config.
+    pub config_dir: Option<PathBuf>,
+    /// Where services and endpoints come from.
+    pub registry: Registry,
     /// Address of a plaintext xDS (ADS) gRPC server, for local development
     /// and proxies without a certificate: any local process can open a
     /// stream there and claim any node id. `None`: xDS only over mutual
@@ -58,6 +84,10 @@ pub const ADMIN_BODY_LIMIT: usize = 8 << 20;
 pub enum Error {
     #[error("the config source stopped before the first snapshot")]
     SourceStopped,
+    #[error("the file registry needs a config directory")]
+    NoConfigDir,
+    #[error("cannot reach the Kubernetes API server")]
+    Kubernetes(#[source] discovery_kubernetes::client::Error),
     #[error("cannot listen for xDS on {addr}")]
     ListenXds {
         addr: SocketAddr,
@@ -95,14 +125,31 @@ impl ControlPlane {
     /// Reads the config directory, builds the first snapshot, then starts
     /// serving. Returns once both servers listen.
     pub async fn start(args: &ServeConfig) -> Result<ControlPlane> {
-        let (changes_tx, changes_rx) = mpsc::channel(64);
-        let source = FileSource::new(args.config_dir.clone());
-        let config_dir = args.config_dir.display().to_string();
-        let source_task = tokio::spawn(async move {
-            if let Err(error) = source.run(changes_tx).await {
-                warn!(%error, dir = %config_dir, "config source stopped");
-            }
-        });
+        let mut sources = Sources::default();
+        if let Some(dir) = &args.config_dir {
+            let (changes_tx, changes_rx) = mpsc::channel(64);
+            let source = FileSource::new(dir.clone());
+            let config_dir = dir.display().to_string();
+            sources.files = Some(changes_rx);
+            sources.tasks.push(tokio::spawn(async move {
+                if let Err(error) = source.run(changes_tx).await {
+                    warn!(%error, dir = %config_dir, "config source stopped");
+                }
+            }));
+        } else if args.registry == Registry::Files {
+            return Err(Error::NoConfigDir);
+        }
+        if let Registry::Kubernetes { kubeconfig } = &args.registry {
+            let client = discovery_kubernetes::client(kubeconfig.as_deref())
+                .await
+                .map_err(Error::Kubernetes)?;
+            let (changes_tx, changes_rx) = mpsc::channel(64);
+            sources.custom = Some(changes_rx);
+            sources.kube = Some((
+                KubeSource::start(client.clone()),
+                ConfigWatch::start(client, changes_tx),
+            ));
+        }
 
         let mesh = mesh::load(args.mesh_config.as_deref());
         for d in &mesh.diagnostics {
@@ -113,7 +160,7 @@ impl ControlPlane {
         let (trust_bundle, trust_bundle_rx) = watch::channel(None);
         let (keys_tx, keys_rx) = watch::channel(jwks::KeySets::default());
         let build_task = tokio::spawn(build_loop(
-            changes_rx,
+            sources,
             Inputs {
                 bundles: trust_bundle_rx.clone(),
                 keys: keys_rx,
@@ -136,7 +183,7 @@ impl ControlPlane {
         let (shutdown, shutdown_rx) = watch::channel(false);
 
         let ads = AdsServer::new(snapshots.clone(), status.clone()).into_service();
-        let mut tasks = vec![source_task, build_task, jwks_task];
+        let mut tasks = vec![build_task, jwks_task];
         let mut xds_addr = None;
         if let Some(addr) = args.xds_addr {
             let listen_xds = |source| Error::ListenXds { addr, source };
@@ -174,7 +221,12 @@ impl ControlPlane {
             trust_bundle: trust_bundle_rx,
             ca: ca_rx,
             key_failures,
-            config_dir: Some(args.config_dir.clone()),
+            // In Kubernetes mode the control plane writes no config: the
+            // custom resources are the users' to apply, under their RBAC.
+            config_dir: match args.registry {
+                Registry::Files => args.config_dir.clone(),
+                Registry::Kubernetes { .. } => None,
+            },
             writes: Arc::default(),
         })
         // Bodies (multi-document YAML) are bounded.
@@ -205,7 +257,8 @@ impl ControlPlane {
         info!(
             plaintext_xds_addr = ?xds_addr,
             %admin_addr,
-            config_dir = %args.config_dir.display(),
+            config_dir = ?args.config_dir,
+            registry = ?args.registry,
             "control plane ready"
         );
         Ok(ControlPlane {
@@ -280,10 +333,64 @@ struct Inputs {
     keys: watch::Receiver<jwks::KeySets>,
 }
 
-/// Applies file changes to the store and publishes a new snapshot per
+/// Where the build loop's config comes from: the file source's changes,
+/// the custom resources' (as documents of the same store), and the
+/// cluster's translation. Dropping it stops them.
+#[derive(Default)]
+struct Sources {
+    files: Option<mpsc::Receiver<Vec<FileChange>>>,
+    custom: Option<mpsc::Receiver<Vec<FileChange>>>,
+    kube: Option<(KubeSource, ConfigWatch)>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Sources {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// The next batch from `changes`; pending forever without one. `None`
+/// once it closed: the source stopped.
+async fn next_batch(
+    changes: &mut Option<mpsc::Receiver<Vec<FileChange>>>,
+) -> Option<Vec<FileChange>> {
+    match changes {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next translation of the cluster; pending forever without one.
+async fn next_translation(
+    kube: &mut Option<(KubeSource, ConfigWatch)>,
+) -> Option<Arc<Translation>> {
+    match kube {
+        Some((source, _)) => source.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What the first snapshot still waits for: each source's first listing.
+#[derive(Debug)]
+struct Awaiting {
+    files: bool,
+    custom: bool,
+    cluster: bool,
+}
+
+impl Awaiting {
+    fn nothing(&self) -> bool {
+        !(self.files || self.custom || self.cluster)
+    }
+}
+
+/// Applies config changes to the store and publishes a new snapshot per
 /// burst, and one per change of the trust bundle or the fetched keys.
 async fn build_loop(
-    mut changes: mpsc::Receiver<Vec<FileChange>>,
+    mut sources: Sources,
     mut inputs: Inputs,
     snapshots: watch::Sender<Arc<Snapshot>>,
     debounce: Debounce,
@@ -295,21 +402,43 @@ async fn build_loop(
     let mut current = Current {
         bundle: inputs.bundles.borrow_and_update().clone(),
         keys: inputs.keys.borrow_and_update().clone(),
+        cluster: None,
+    };
+    let mut published_cluster: Option<Arc<Translation>> = None;
+    let mut awaiting = Awaiting {
+        files: sources.files.is_some(),
+        custom: sources.custom.is_some(),
+        cluster: sources.kube.is_some(),
     };
     loop {
         let due = burst.due(debounce);
         // What to publish now: after the burst's debounce, at once for the
-        // very first listing, and at once when an input of the control
-        // plane's own changes (before the first listing, the first
-        // snapshot takes it).
+        // very first listing of every source, and at once when an input of
+        // the control plane's own changes (before the first listing, the
+        // first snapshot takes it).
         let now = tokio::select! {
-            batch = changes.recv() => {
+            batch = next_batch(&mut sources.files) => {
                 let Some(batch) = batch else { return };
                 apply(&mut store, batch);
                 burst.change(Instant::now());
-                generation == 0
+                awaiting.files = false;
+                generation == 0 && awaiting.nothing()
             }
-            () = sleep_until(due), if due.is_some() => true,
+            batch = next_batch(&mut sources.custom) => {
+                let Some(batch) = batch else { return };
+                apply(&mut store, batch);
+                burst.change(Instant::now());
+                awaiting.custom = false;
+                generation == 0 && awaiting.nothing()
+            }
+            translation = next_translation(&mut sources.kube) => {
+                let Some(translation) = translation else { return };
+                current.cluster = Some(translation);
+                burst.change(Instant::now());
+                awaiting.cluster = false;
+                generation == 0 && awaiting.nothing()
+            }
+            () = sleep_until(due), if due.is_some() && awaiting.nothing() => true,
             changed = inputs.bundles.changed() => {
                 if changed.is_err() {
                     // The control plane is gone.
@@ -329,7 +458,15 @@ async fn build_loop(
         if now {
             burst.reset();
             generation += 1;
-            publish(&mut store, &mesh, generation, &current, &snapshots);
+            publish(
+                &mut store,
+                &mesh,
+                generation,
+                &current,
+                published_cluster.as_deref(),
+                &snapshots,
+            );
+            published_cluster = current.cluster.clone();
         }
     }
 }
@@ -338,6 +475,8 @@ async fn build_loop(
 struct Current {
     bundle: Option<Arc<str>>,
     keys: jwks::KeySets,
+    /// The cluster's Services and endpoints, with the Kubernetes registry.
+    cluster: Option<Arc<Translation>>,
 }
 
 async fn sleep_until(due: Option<Instant>) {
@@ -356,16 +495,25 @@ fn apply(store: &mut FileStore, batch: Vec<FileChange>) {
 }
 
 /// Builds the next snapshot from the last one published and the objects
-/// changed since, and publishes it.
+/// changed since, and publishes it. `published_cluster`: the cluster's
+/// translation the last snapshot was built from.
 fn publish(
     store: &mut FileStore,
     mesh: &Mesh,
     generation: u64,
     current: &Current,
+    published_cluster: Option<&Translation>,
     snapshots: &watch::Sender<Arc<Snapshot>>,
 ) {
-    let changed = store.take_changed();
-    let config = store.config();
+    let mut changed = store.take_changed();
+    let mut config = store.config();
+    if let Some(cluster) = &current.cluster {
+        merge_cluster(&mut config, cluster);
+        match published_cluster {
+            Some(before) => changed.extend(cluster.changed_since(before)),
+            None => changed.extend(cluster.changed_since(&Translation::default())),
+        }
+    }
     let previous = snapshots.borrow().clone();
     let snapshot = mesh
         .build_after(&previous, generation, &config, &changed)
@@ -381,6 +529,37 @@ fn publish(
         "snapshot built"
     );
     snapshots.send_replace(Arc::new(snapshot));
+}
+
+/// Adds the cluster's Services, their endpoints and the translation's
+/// warnings to `config`. A Service that a file defines too is the
+/// cluster's, and the file's definition is reported.
+fn merge_cluster(config: &mut ConfigSet, cluster: &Translation) {
+    let from_cluster = cluster.config_set();
+    let in_cluster: BTreeSet<ObjectKey> = from_cluster.objects.iter().map(|o| o.key()).collect();
+    let mut objects = Vec::with_capacity(config.objects.len() + from_cluster.objects.len());
+    for object in config.objects.drain(..) {
+        let key = object.key();
+        if !in_cluster.contains(&key) {
+            objects.push(object);
+            continue;
+        }
+        let mut shadowed = Diagnostic::error(
+            FieldPath::root(),
+            "the cluster has this Service too: the cluster's is in force",
+        )
+        .on(key.clone());
+        if let Some((file, document)) = config.origins.get(&key) {
+            shadowed = shadowed.in_file(file.clone(), *document);
+        }
+        config.diagnostics.push(shadowed);
+    }
+    objects.extend(from_cluster.objects);
+    objects.sort_by_key(|o| o.key());
+    config.objects = objects;
+    config.diagnostics.extend(from_cluster.diagnostics);
+    config.diagnostics.sort();
+    config.endpoints = from_cluster.endpoints;
 }
 
 /// Logs each diagnostic once, when it first appears.

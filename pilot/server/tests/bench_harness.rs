@@ -11,13 +11,14 @@ use bench::mesh::{self, MeshSpec};
 use bench::report::Report;
 use bench::xds::{self, Scenario, XdsArgs};
 use pilot_core::proxy::Proxy;
-use pilot_server::serve::{ControlPlane, ServeConfig};
+use pilot_server::serve::{ControlPlane, Registry, ServeConfig};
 
 const HOST: Ipv4Addr = Ipv4Addr::new(127, 0, 73, 1);
 
 async fn serve(dir: &std::path::Path) -> ControlPlane {
     ControlPlane::start(&ServeConfig {
-        config_dir: dir.to_path_buf(),
+        config_dir: Some(dir.to_path_buf()),
+        registry: Registry::Files,
         xds_addr: Some(SocketAddr::from((HOST, 0))),
         admin_addr: SocketAddr::from((HOST, 0)),
         mesh_config: None,

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use pilot_server::serve::{ControlPlane, ServeConfig};
+use pilot_server::serve::{ControlPlane, Registry, ServeConfig};
 use serde_json::Value;
 
 const SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: shop}\nspec:\n  selector: {app: reviews}\n  ports: [{name: http, port: 9080}]\n";
@@ -18,7 +18,8 @@ async fn serve(dir: &Path, mesh: &str) -> (ControlPlane, Vec<Value>, Vec<Value>)
     let mesh_config = dir.join("mesh-config.yaml");
     std::fs::write(&mesh_config, mesh).unwrap();
     let control_plane = ControlPlane::start(&ServeConfig {
-        config_dir: config,
+        config_dir: Some(config),
+        registry: Registry::Files,
         xds_addr: Some("127.0.0.1:0".parse().unwrap()),
         admin_addr: "127.0.0.1:0".parse().unwrap(),
         mesh_config: Some(mesh_config),
