@@ -25,6 +25,7 @@ pub mod duration;
 pub mod identity;
 pub mod limit;
 pub mod pem;
+pub mod review;
 pub mod rotation;
 pub mod signing;
 pub mod state;

@@ -5,6 +5,7 @@
 //! ```text
 //! Credential::Bearer(token) ─► Tokens::verify ────────────┐
 //! Credential::Certificate(der) ─► SpiffeId::of_certificate ┼─► RateLimiter::allow ─► Ca::issue
+//! Credential::ServiceAccount (TokenReview'd) ─► SpiffeId ──┤
 //! Credential::None ─► refused (unauthenticated)            ┘
 //! ```
 
@@ -20,6 +21,12 @@ pub enum Credential<'a> {
     /// The leaf of a client certificate chain the TLS stack verified
     /// against the trust bundle (DER): a renewal.
     Certificate(&'a [u8]),
+    /// A Kubernetes service account, proven by the API server's
+    /// TokenReview of the caller's token (see [`crate::review`]).
+    ServiceAccount {
+        namespace: &'a str,
+        name: &'a str,
+    },
     None,
 }
 
@@ -88,6 +95,11 @@ impl Signer {
                 }
                 Ok(id)
             }
+            Credential::ServiceAccount { namespace, name } => Ok(SpiffeId {
+                trust_domain: self.ca.trust_domain().to_string(),
+                namespace: namespace.to_string(),
+                service_account: name.to_string(),
+            }),
             Credential::None => Err(Error::NoCredential),
         }
     }

@@ -6,6 +6,7 @@
 //!        └─► citadel::Tokens::open (state dir: token key) ────────────────┼─► Signer ──► CaServer (TLS, --ca-addr)
 //!            RateLimiter (--ca-rate-limit, 0: none) ──────────────────────┘
 //!   beside it: Trust/Watch, fed by the rotation driver (CaServers::trust)
+//! --registry kubernetes: tokens another issuer claims ──► KubeReviewer (TokenReview on the API server)
 //! ```
 
 use std::net::SocketAddr;
@@ -17,7 +18,7 @@ use anyhow::Context;
 use citadel::signing::Signer;
 use citadel::state::StateDir;
 use citadel::{Ca, CaConfig, DEFAULT_TRUST_DOMAIN, RateLimiter, Tokens, Trust};
-use citadel_server::{CaServer, CaServerConfig, CertificateService, TrustService};
+use citadel_server::{CaServer, CaServerConfig, CertificateService, TokenReviewer, TrustService};
 use pilot_server::xds::AdsService;
 use policy::mesh::MeshConfig;
 use tokio::sync::watch;
@@ -107,14 +108,19 @@ impl CaArgs {
         mesh_config: Option<&Path>,
         ads: AdsService,
         xds_tls_addr: Option<SocketAddr>,
+        reviewer: Option<Arc<dyn TokenReviewer>>,
     ) -> anyhow::Result<(CaServers, Arc<Signer>)> {
         let mesh = pilot_server::mesh::load(mesh_config).config;
         let signer = Arc::new(self.signer(&mesh)?);
         let config = CaServerConfig::new(self.ca_addr, &mesh.root_namespace);
         let (trust, watched) = watch::channel(signer.ca.trust());
+        let certificates = match reviewer {
+            Some(reviewer) => CertificateService::new(signer.clone()).with_reviewer(reviewer),
+            None => CertificateService::new(signer.clone()),
+        };
         let ca_routes = || {
             Routes::from(pilot_server::admin::webhook())
-                .add_service(CertificateService::new(signer.clone()))
+                .add_service(certificates.clone())
                 .add_service(TrustService::new(watched.clone()))
         };
         let servers = match xds_tls_addr.filter(|addr| *addr != self.ca_addr) {
@@ -334,4 +340,24 @@ pub(crate) fn mint(
     let tokens = Tokens::open(&StateDir::open(state_dir)?, DEFAULT_TRUST_DOMAIN)
         .context("the CA's token key")?;
     Ok(tokens.mint(namespace, service_account, ttl, SystemTime::now())?)
+}
+
+/// Service-account tokens reviewed by the cluster's API server, for
+/// `--registry kubernetes`.
+pub(crate) struct KubeReviewer(pub(crate) discovery_kubernetes::TokenReviews);
+
+impl TokenReviewer for KubeReviewer {
+    fn review(
+        &self,
+        token: String,
+    ) -> tonic::codegen::BoxFuture<(String, String), citadel::review::Error> {
+        let reviews = self.0.clone();
+        Box::pin(async move {
+            let answer = reviews
+                .create(citadel::review::request(&token))
+                .await
+                .map_err(citadel::review::Error::Unavailable)?;
+            citadel::review::reviewed(&answer)
+        })
+    }
 }

@@ -112,6 +112,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
             args.mesh_config.as_deref(),
             control_plane.authenticated_ads(),
             None,
+            None,
         )
         .await?;
     control_plane.set_trust_bundle(&signer.ca.trust_bundle_pem());

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 
 use pilot_server::serve::{ControlPlane, Registry, ServeConfig};
 
-use crate::ca::CaArgs;
+use std::sync::Arc;
+
+use citadel_server::TokenReviewer;
+
+use crate::ca::{CaArgs, KubeReviewer};
 use tracing::info;
 
 /// Flags of `bowline serve`.
@@ -92,12 +96,24 @@ impl ServeArgs {
 /// Runs `bowline serve` until Ctrl-C or SIGTERM.
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let control_plane = ControlPlane::start(&args.config()?).await?;
+    // In a cluster, workloads authenticate to the CA with their projected
+    // service-account tokens, which the API server reviews.
+    let reviewer: Option<Arc<dyn TokenReviewer>> = match args.registry {
+        RegistryArg::Kubernetes => {
+            let client = discovery_kubernetes::client(args.kubeconfig.as_deref()).await?;
+            Some(Arc::new(KubeReviewer(
+                discovery_kubernetes::TokenReviews::new(client),
+            )))
+        }
+        RegistryArg::Files => None,
+    };
     let (ca, signer) = args
         .ca
         .start(
             args.mesh_config.as_deref(),
             control_plane.authenticated_ads(),
             args.xds_tls_addr,
+            reviewer,
         )
         .await?;
     info!(xds_tls_addr = %ca.xds_addr(), "xDS over mutual TLS");

@@ -25,5 +25,5 @@ pub mod trust;
 
 pub use client::CaClient;
 pub use server::{CaServer, CaServerConfig};
-pub use service::CertificateService;
+pub use service::{CertificateService, TokenReviewer};
 pub use trust::TrustService;

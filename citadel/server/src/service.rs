@@ -2,13 +2,13 @@
 //! messages are hand-written prost structs, so there is no generated stub).
 
 use std::convert::Infallible;
-use std::future::{Ready, ready};
+use std::future::ready;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
-use citadel::Refusal;
 use citadel::signing::{Credential, Signer};
+use citadel::{Refusal, review};
 use proto::istio::{
     CERTIFICATE_SERVICE, CREATE_CERTIFICATE_PATH, IstioCertificateRequest, IstioCertificateResponse,
 };
@@ -19,15 +19,43 @@ use tonic::{Request, Response, Status};
 use tonic_prost::ProstCodec;
 use tracing::debug;
 
+/// Reviews bearer tokens this CA did not mint: in Kubernetes, the API
+/// server's TokenReview of a projected service-account token
+/// ([`citadel::review`] builds the request and reads the answer).
+pub trait TokenReviewer: Send + Sync + 'static {
+    /// The (namespace, service account) `token` proves.
+    fn review(&self, token: String) -> BoxFuture<(String, String), review::Error>;
+}
+
 /// The signing API as a tower service for tonic's router.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct CertificateService {
     signer: Arc<Signer>,
+    reviewer: Option<Arc<dyn TokenReviewer>>,
+}
+
+impl std::fmt::Debug for CertificateService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertificateService")
+            .field("signer", &self.signer)
+            .field("reviews_tokens", &self.reviewer.is_some())
+            .finish()
+    }
 }
 
 impl CertificateService {
     pub fn new(signer: Arc<Signer>) -> Self {
-        CertificateService { signer }
+        CertificateService {
+            signer,
+            reviewer: None,
+        }
+    }
+
+    /// Tokens another issuer claims go to `reviewer`; without one they
+    /// are refused as not this CA's.
+    pub fn with_reviewer(mut self, reviewer: Arc<dyn TokenReviewer>) -> Self {
+        self.reviewer = Some(reviewer);
+        self
     }
 }
 
@@ -51,6 +79,7 @@ impl Service<http::Request<Body>> for CertificateService {
         }
         let create = CreateCertificate {
             signer: self.signer.clone(),
+            reviewer: self.reviewer.clone(),
         };
         Box::pin(async move {
             let mut grpc = Grpc::new(ProstCodec::<
@@ -64,43 +93,78 @@ impl Service<http::Request<Body>> for CertificateService {
 
 struct CreateCertificate {
     signer: Arc<Signer>,
+    reviewer: Option<Arc<dyn TokenReviewer>>,
 }
 
 impl UnaryService<IstioCertificateRequest> for CreateCertificate {
     type Response = IstioCertificateResponse;
-    type Future = Ready<Result<Response<IstioCertificateResponse>, Status>>;
+    type Future = BoxFuture<Response<IstioCertificateResponse>, Status>;
 
     fn call(&mut self, request: Request<IstioCertificateRequest>) -> Self::Future {
-        ready(create_certificate(&self.signer, &request))
+        let signer = self.signer.clone();
+        let token = match bearer(&request) {
+            Ok(token) => token,
+            Err(status) => return Box::pin(ready(Err(status))),
+        };
+        // A token another issuer claims is the API server's to review; the
+        // review is the one wait, signing runs on the request's task.
+        match (token, &self.reviewer) {
+            (Some(token), Some(reviewer)) if review::is_for_review(&token) => {
+                let reviewing = reviewer.review(token);
+                Box::pin(async move {
+                    let (namespace, name) = reviewing.await.map_err(|error| {
+                        debug!(%error, "certificate refused");
+                        status(error.refusal(), error.to_string())
+                    })?;
+                    let credential = Credential::ServiceAccount {
+                        namespace: &namespace,
+                        name: &name,
+                    };
+                    sign(&signer, credential, request.get_ref())
+                })
+            }
+            (token, _) => {
+                let peer_certs = request.peer_certs();
+                let credential = match (&token, peer_certs.as_deref().and_then(|c| c.first())) {
+                    (Some(token), _) => Credential::Bearer(token),
+                    (None, Some(leaf)) => Credential::Certificate(leaf.as_ref()),
+                    (None, None) => Credential::None,
+                };
+                Box::pin(ready(sign(&signer, credential, request.get_ref())))
+            }
+        }
     }
 }
 
-/// One request: the credential read from the metadata or the TLS session,
-/// then the signer. Signing takes a fraction of a millisecond of CPU, so it
-/// runs on the request's task.
-fn create_certificate(
-    signer: &Signer,
-    request: &Request<IstioCertificateRequest>,
-) -> Result<Response<IstioCertificateResponse>, Status> {
-    let peer_certs = request.peer_certs();
-    let bearer = request
+/// The bearer token of the `authorization` metadata, if there is one.
+fn bearer(request: &Request<IstioCertificateRequest>) -> Result<Option<String>, Status> {
+    request
         .metadata()
         .get("authorization")
-        .map(|v| v.to_str().ok().and_then(bearer_token).ok_or(()))
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(bearer_token)
+                .map(str::to_string)
+                .ok_or_else(|| Status::unauthenticated("authorization: not a bearer token"))
+        })
         .transpose()
-        .map_err(|()| Status::unauthenticated("authorization: not a bearer token"))?;
-    let credential = match (bearer, peer_certs.as_deref().and_then(|c| c.first())) {
-        (Some(token), _) => Credential::Bearer(token),
-        (None, Some(leaf)) => Credential::Certificate(leaf.as_ref()),
-        (None, None) => Credential::None,
-    };
+}
+
+/// One request, its caller's credential known. Signing takes a fraction
+/// of a millisecond of CPU, so it runs on the request's task.
+fn sign(
+    signer: &Signer,
+    credential: Credential<'_>,
+    request: &IstioCertificateRequest,
+) -> Result<Response<IstioCertificateResponse>, Status> {
     let IstioCertificateRequest {
         csr,
         validity_duration,
         // Istio passes node metadata (WorkloadName, WorkloadIP, ClusterID) for
         // impersonation by trusted components; Bowline has none yet.
         metadata: _,
-    } = request.get_ref();
+    } = request;
     match signer.create_certificate(
         credential,
         csr,
@@ -116,15 +180,19 @@ fn create_certificate(
         }
         Err(error) => {
             debug!(%error, "certificate refused");
-            let message = error.to_string();
-            Err(match error.refusal() {
-                Refusal::Unauthenticated => Status::unauthenticated(message),
-                Refusal::PermissionDenied => Status::permission_denied(message),
-                Refusal::InvalidArgument => Status::invalid_argument(message),
-                Refusal::ResourceExhausted => Status::resource_exhausted(message),
-                Refusal::Internal => Status::internal(message),
-            })
+            Err(status(error.refusal(), error.to_string()))
         }
+    }
+}
+
+/// istiod's status code for a refusal.
+fn status(refusal: Refusal, message: String) -> Status {
+    match refusal {
+        Refusal::Unauthenticated => Status::unauthenticated(message),
+        Refusal::PermissionDenied => Status::permission_denied(message),
+        Refusal::InvalidArgument => Status::invalid_argument(message),
+        Refusal::ResourceExhausted => Status::resource_exhausted(message),
+        Refusal::Internal => Status::internal(message),
     }
 }
 

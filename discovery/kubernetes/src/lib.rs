@@ -21,11 +21,13 @@
 
 pub mod client;
 pub mod config;
+pub mod review;
 pub mod translate;
 
 mod source;
 
 pub use client::client;
 pub use config::ConfigWatch;
+pub use review::TokenReviews;
 pub use source::{KubeSource, WATCHED_KINDS};
 pub use translate::{Cluster, Translation, translate};

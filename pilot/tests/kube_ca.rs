@@ -1,0 +1,112 @@
+//! The CA in Kubernetes mode: a workload's projected service-account
+//! token, reviewed by the API server (the loopback kube-fixture, through
+//! Bowline's real kube-rs client), gets a certificate for exactly that
+//! service account; a token bound to another audience, one the API server
+//! does not know, and a CSR for someone else are refused with istiod's codes.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::{Duration, Instant, SystemTime};
+
+use citadel_server::CaClient;
+use citadel_server::client::ClientConfig;
+use kube_fixture::{ApiServer, Verb};
+use rcgen::{CertificateParams, KeyPair, SanType};
+use tokio::process::Command;
+
+const BOWLINE: &str = env!("CARGO_BIN_EXE_bowline");
+/// A loopback address of this test's own.
+const HOST: &str = "127.0.94.250";
+
+async fn trust_bundle() -> String {
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = format!("http://{HOST}:15014/api/v1/trust-bundle");
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = http.get(&url).send().await
+            && r.status().is_success()
+        {
+            return r.text().await.unwrap();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "gave up waiting for {url}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn sign(
+    bundle: &str,
+    token: &str,
+    asks_for: Option<&str>,
+) -> Result<Vec<String>, tonic::Status> {
+    let addr: SocketAddr = format!("{HOST}:15012").parse().unwrap();
+    let mut client = CaClient::connect(
+        addr,
+        &ClientConfig {
+            roots_pem: bundle.to_string(),
+            server_name: "istiod.istio-system.svc".to_string(),
+            identity: None,
+        },
+    )
+    .await
+    .unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::default();
+    if let Some(uri) = asks_for {
+        params.subject_alt_names = vec![SanType::URI(uri.try_into().unwrap())];
+    }
+    let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+    client.create_certificate(Some(token), csr, 0).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reviewed_service_account_token_gets_exactly_its_identity() {
+    let api = ApiServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.kubeconfig(&kubeconfig, "control-plane").unwrap();
+    api.add_service_account_token("reviews-token", "shop", "reviews", &["istio-ca"]);
+    api.add_service_account_token("vault-token", "shop", "reviews", &["vault"]);
+
+    let _server = Command::new(BOWLINE)
+        .args(["serve", "--registry", "kubernetes", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .args(["--admin-addr", &format!("{HOST}:15014")])
+        .args(["--ca-addr", &format!("{HOST}:15012")])
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("serve.log")).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let bundle = trust_bundle().await;
+
+    let chain = sign(&bundle, "reviews-token", None).await.unwrap();
+    let roots = citadel::pem::certificates("bundle", &bundle).unwrap();
+    let id = citadel::verify::workload_chain(&chain, &roots, SystemTime::now()).unwrap();
+    assert_eq!(id.to_string(), "spiffe://cluster.local/ns/shop/sa/reviews");
+    let review = api
+        .requests()
+        .into_iter()
+        .find(|r| r.verb == Verb::TokenReview)
+        .expect("the CA asked the API server");
+    assert!((200..300).contains(&review.status), "{review:?}");
+
+    let other = "spiffe://cluster.local/ns/shop/sa/ratings";
+    let code = |r: Result<Vec<String>, tonic::Status>| r.unwrap_err().code();
+    assert_eq!(
+        code(sign(&bundle, "reviews-token", Some(other)).await),
+        tonic::Code::PermissionDenied
+    );
+    assert_eq!(
+        code(sign(&bundle, "vault-token", None).await),
+        tonic::Code::Unauthenticated
+    );
+    assert_eq!(
+        code(sign(&bundle, "nobody-knows-this", None).await),
+        tonic::Code::Unauthenticated
+    );
+}
