@@ -79,7 +79,10 @@ impl ServeArgs {
                 anyhow::bail!("--config-dir DIR is needed, unless --registry kubernetes")
             }
             RegistryArg::Files => Registry::Files,
-            RegistryArg::Kubernetes => Registry::Kubernetes { kubeconfig },
+            RegistryArg::Kubernetes => Registry::Kubernetes {
+                kubeconfig,
+                lease: None,
+            },
         };
         Ok(ServeConfig {
             config_dir,

@@ -1,7 +1,8 @@
 //! `bowline serve --registry kubernetes`: the control plane reads its
 //! services, endpoints and Istio custom resources from an API server (the
 //! loopback kube-fixture, through Bowline's real kube-rs client and a
-//! kubeconfig), and real Envoys carry the traffic that follows.
+//! kubeconfig), and real Envoys carry the traffic that follows; the leader
+//! writes status conditions on the custom resources it refuses.
 
 use std::time::Duration;
 
@@ -196,7 +197,7 @@ async fn a_cluster_is_the_registry_and_its_custom_resources_the_config() {
     // A VirtualService custom resource routes all of reviews to v2.
     let to_v2 = json!({"hosts": ["reviews"], "http": [{"route": [
         {"destination": {"host": "reviews", "subset": "v2"}}]}]});
-    api.apply(virtual_service(to_v2)).unwrap();
+    api.apply(virtual_service(to_v2.clone())).unwrap();
     wait_for_versions(&mesh, &["v2"], "the VirtualService to send all to v2").await;
 
     // An invalid edit is reported at the object's API path with the field,
@@ -230,6 +231,45 @@ async fn a_cluster_is_the_registry_and_its_custom_resources_the_config() {
     assert_eq!(error["path"], "spec.http[0].route", "{error}");
     let counts = count_versions(&mesh.client(1), "http://reviews:9080/", 40).await;
     assert_eq!(counts.keys().collect::<Vec<_>>(), ["v2"], "{counts:?}");
+    // The leader says so on the object itself.
+    let accepted = || {
+        let vs = api.get(
+            "networking.istio.io/v1",
+            "VirtualService",
+            "default",
+            "reviews",
+        );
+        vs.and_then(|vs| {
+            vs["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == "Accepted")
+                .cloned()
+        })
+    };
+    wait_for(
+        "the Accepted=False condition",
+        Duration::from_secs(20),
+        || async { accepted().is_some_and(|c| c["status"] == "False") },
+    )
+    .await;
+    let refused = accepted().unwrap();
+    assert_eq!(refused["reason"], "Invalid");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("spec.http[0].route: "),
+        "{refused}"
+    );
+    // Fixed: accepted again.
+    api.apply(virtual_service(to_v2.clone())).unwrap();
+    wait_for(
+        "the Accepted=True condition",
+        Duration::from_secs(20),
+        || async { accepted().is_some_and(|c| c["status"] == "True") },
+    )
+    .await;
 
     // Deleting the custom resource takes its routes away.
     api.delete(

@@ -21,13 +21,18 @@
 
 pub mod client;
 pub mod config;
+pub mod leader;
 pub mod review;
+pub mod status;
 pub mod translate;
 
 mod source;
 
 pub use client::client;
 pub use config::ConfigWatch;
+/// The Kubernetes client the source, the election and the reviews share.
+pub use kube::Client as KubeClient;
+pub use leader::{LeaderElector, LeaseConfig};
 pub use review::TokenReviews;
 pub use source::{KubeSource, WATCHED_KINDS};
 pub use translate::{Cluster, Translation, translate};

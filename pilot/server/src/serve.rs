@@ -21,7 +21,9 @@ use std::collections::BTreeSet;
 
 use discovery::file::{ConfigSet, FileChange, FileStore};
 use discovery_file::FileSource;
-use discovery_kubernetes::{ConfigWatch, KubeSource, Translation};
+use discovery_kubernetes::{
+    ConfigWatch, KubeSource, LeaderElector, LeaseConfig, Translation, status,
+};
 use policy::{Diagnostic, FieldPath, ObjectKey};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -46,7 +48,13 @@ pub enum Registry {
     /// Namespaces, and the Istio custom resources. `kubeconfig`: the file
     /// to use, else `KUBECONFIG`, `~/.kube/config` or the pod's own
     /// service account, as kubectl finds them.
-    Kubernetes { kubeconfig: Option<PathBuf> },
+    /// `lease`: the leader election's (`None`: the Lease `bowline-leader`
+    /// in `POD_NAMESPACE`, else the mesh's root namespace, held as
+    /// `POD_NAME`, else the host name and process id).
+    Kubernetes {
+        kubeconfig: Option<PathBuf>,
+        lease: Option<LeaseConfig>,
+    },
 }
 
 /// What a control plane serves, and where.
@@ -139,7 +147,14 @@ impl ControlPlane {
         } else if args.registry == Registry::Files {
             return Err(Error::NoConfigDir);
         }
-        if let Registry::Kubernetes { kubeconfig } = &args.registry {
+        let mesh = mesh::load(args.mesh_config.as_deref());
+        for d in &mesh.diagnostics {
+            warn!("mesh config: {d}");
+        }
+        info!(root_namespace = %mesh.config.root_namespace, "mesh config");
+        let (snapshot_tx, snapshots) = watch::channel(Arc::new(Snapshot::default()));
+        let mut tasks = Vec::new();
+        if let Registry::Kubernetes { kubeconfig, lease } = &args.registry {
             let client = discovery_kubernetes::client(kubeconfig.as_deref())
                 .await
                 .map_err(Error::Kubernetes)?;
@@ -147,16 +162,15 @@ impl ControlPlane {
             sources.custom = Some(changes_rx);
             sources.kube = Some((
                 KubeSource::start(client.clone()),
-                ConfigWatch::start(client, changes_tx),
+                ConfigWatch::start(client.clone(), changes_tx),
             ));
+            let lease = lease
+                .clone()
+                .unwrap_or_else(|| default_lease(&mesh.config.root_namespace));
+            info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "competing for the lead");
+            tasks.extend(status_conditions(client, lease, snapshots.clone()));
         }
 
-        let mesh = mesh::load(args.mesh_config.as_deref());
-        for d in &mesh.diagnostics {
-            warn!("mesh config: {d}");
-        }
-        info!(root_namespace = %mesh.config.root_namespace, "mesh config");
-        let (snapshot_tx, snapshots) = watch::channel(Arc::new(Snapshot::default()));
         let (trust_bundle, trust_bundle_rx) = watch::channel(None);
         let (keys_tx, keys_rx) = watch::channel(jwks::KeySets::default());
         let build_task = tokio::spawn(build_loop(
@@ -183,7 +197,7 @@ impl ControlPlane {
         let (shutdown, shutdown_rx) = watch::channel(false);
 
         let ads = AdsServer::new(snapshots.clone(), status.clone()).into_service();
-        let mut tasks = vec![build_task, jwks_task];
+        tasks.extend([build_task, jwks_task]);
         let mut xds_addr = None;
         if let Some(addr) = args.xds_addr {
             let listen_xds = |source| Error::ListenXds { addr, source };
@@ -331,6 +345,45 @@ impl ControlPlane {
 struct Inputs {
     bundles: watch::Receiver<Option<Arc<str>>>,
     keys: watch::Receiver<jwks::KeySets>,
+}
+
+/// The leader election of a replica started without one: Istio's
+/// downward-API variables where the pod sets them.
+fn default_lease(root_namespace: &str) -> LeaseConfig {
+    let namespace = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| root_namespace.to_string());
+    let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    LeaseConfig::new(namespace, identity)
+}
+
+/// The leader's status conditions on invalid custom resources: the
+/// election, and the writer fed with each snapshot's refused objects.
+fn status_conditions(
+    client: discovery_kubernetes::KubeClient,
+    lease: LeaseConfig,
+    mut snapshots: watch::Receiver<Arc<Snapshot>>,
+) -> [JoinHandle<()>; 2] {
+    let elector = LeaderElector::start(client.clone(), lease);
+    let leading = elector.leading();
+    let (invalid_tx, invalid) = watch::channel(Default::default());
+    let refused = tokio::spawn(async move {
+        while snapshots.changed().await.is_ok() {
+            let now = status::invalid_objects(&snapshots.borrow_and_update().diagnostics);
+            invalid_tx.send_if_modified(|current| {
+                let changed = *current != now;
+                *current = now;
+                changed
+            });
+        }
+    });
+    let writer = tokio::spawn(async move {
+        // The election runs as long as the writer does.
+        let _elector = elector;
+        status::run(client, leading, invalid).await;
+    });
+    [refused, writer]
 }
 
 /// Where the build loop's config comes from: the file source's changes,
