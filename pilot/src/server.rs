@@ -3,9 +3,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use discovery_kubernetes::LeaseConfig;
 use pilot_server::serve::{ControlPlane, Registry, ServeConfig};
 
 use std::sync::Arc;
+
+use anyhow::Context;
 
 use citadel_server::TokenReviewer;
 
@@ -30,6 +33,13 @@ pub(crate) struct ServeArgs {
     /// ~/.kube/config, or the pod's service account]
     #[arg(long, value_name = "PATH")]
     pub(crate) kubeconfig: Option<PathBuf>,
+    /// With `--registry kubernetes`: how long the leader's Lease lasts
+    /// without a renewal before another replica takes over.
+    #[arg(long, default_value = "15s", value_parser = crate::ca::parse_duration)]
+    pub(crate) lease_duration: std::time::Duration,
+    /// How often a replica looks at the Lease, and the leader renews it.
+    #[arg(long, default_value = "2s", value_parser = crate::ca::parse_duration)]
+    pub(crate) lease_retry: std::time::Duration,
     /// Also serve plaintext xDS here (local development, proxies without a
     /// certificate; Istio's 15010): any local process can connect and
     /// claim any node. Without it, xDS is served only over mutual TLS.
@@ -66,6 +76,8 @@ impl ServeArgs {
             config_dir,
             registry,
             kubeconfig,
+            lease_duration,
+            lease_retry,
             xds_addr,
             admin_addr,
             mesh_config,
@@ -79,10 +91,17 @@ impl ServeArgs {
                 anyhow::bail!("--config-dir DIR is needed, unless --registry kubernetes")
             }
             RegistryArg::Files => Registry::Files,
-            RegistryArg::Kubernetes => Registry::Kubernetes {
-                kubeconfig,
-                lease: None,
-            },
+            RegistryArg::Kubernetes => {
+                let mesh = pilot_server::mesh::load(mesh_config.as_deref()).config;
+                Registry::Kubernetes {
+                    kubeconfig,
+                    lease: Some(LeaseConfig {
+                        duration: lease_duration,
+                        retry: lease_retry,
+                        ..LeaseConfig::from_env(&mesh.root_namespace)
+                    }),
+                }
+            }
         };
         Ok(ServeConfig {
             config_dir,
@@ -96,20 +115,52 @@ impl ServeArgs {
     }
 }
 
+/// The files of the state directory every replica shares in Kubernetes:
+/// the root, the token-signing key and the admin token. (A plug-in CA's
+/// `cacerts` is mounted, not shared this way.)
+const SHARED_STATE: [&str; 4] = [
+    citadel::authority::ROOT_CERT,
+    citadel::authority::ROOT_KEY,
+    citadel::token::KEY_FILE,
+    citadel::admin_token::FILE,
+];
+
 /// Runs `bowline serve` until Ctrl-C or SIGTERM.
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let kube = match args.registry {
+        RegistryArg::Kubernetes => {
+            let client = discovery_kubernetes::client(args.kubeconfig.as_deref()).await;
+            Some(client.context("cannot reach the Kubernetes API server")?)
+        }
+        _ => None,
+    };
+    if let Some(client) = &kube {
+        // Every replica signs under one root: the state comes from the
+        // Secret, or this replica makes and publishes it.
+        let mesh = pilot_server::mesh::load(args.mesh_config.as_deref()).config;
+        let namespace = discovery_kubernetes::leader::namespace(&mesh.root_namespace);
+        let make = || {
+            args.ca.signer(&mesh).map_err(|e| format!("{e:#}"))?;
+            crate::ca::admin_token(&args.ca.state_dir).map_err(|e| format!("{e:#}"))?;
+            Ok(())
+        };
+        discovery_kubernetes::state::share(
+            client.clone(),
+            &namespace,
+            &args.ca.state_dir,
+            &SHARED_STATE,
+            make,
+        )
+        .await?;
+    }
     let control_plane = ControlPlane::start(&args.config()?).await?;
     // In a cluster, workloads authenticate to the CA with their projected
     // service-account tokens, which the API server reviews.
-    let reviewer: Option<Arc<dyn TokenReviewer>> = match args.registry {
-        RegistryArg::Kubernetes => {
-            let client = discovery_kubernetes::client(args.kubeconfig.as_deref()).await?;
-            Some(Arc::new(KubeReviewer(
-                discovery_kubernetes::TokenReviews::new(client),
-            )))
-        }
-        RegistryArg::Files => None,
-    };
+    let reviewer: Option<Arc<dyn TokenReviewer>> = kube.map(|client| {
+        Arc::new(KubeReviewer(discovery_kubernetes::TokenReviews::new(
+            client,
+        ))) as Arc<dyn TokenReviewer>
+    });
     let (ca, signer) = args
         .ca
         .start(

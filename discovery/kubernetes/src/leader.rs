@@ -37,6 +37,12 @@ use tracing::{info, warn};
 /// The Lease's name, in the control plane's namespace.
 pub const LEASE_NAME: &str = "bowline-leader";
 
+/// The control plane's own namespace: `POD_NAMESPACE`, else the mesh's
+/// root namespace (where istiod lives too).
+pub fn namespace(root_namespace: &str) -> String {
+    std::env::var("POD_NAMESPACE").unwrap_or_else(|_| root_namespace.to_string())
+}
+
 /// Who competes for which Lease, and how fast.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeaseConfig {
@@ -60,6 +66,17 @@ impl LeaseConfig {
             duration: Duration::from_secs(15),
             retry: Duration::from_secs(2),
         }
+    }
+
+    /// A replica's election from its pod's downward-API variables, as
+    /// Istio's deployment sets them: the Lease in [`namespace`] as
+    /// `POD_NAME`, else the host name and process id.
+    pub fn from_env(root_namespace: &str) -> LeaseConfig {
+        let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            format!("{}-{}", host.trim(), std::process::id())
+        });
+        LeaseConfig::new(namespace(root_namespace), identity)
     }
 
     /// How long a leader keeps leading without a successful renewal.

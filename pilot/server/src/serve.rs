@@ -166,7 +166,7 @@ impl ControlPlane {
             ));
             let lease = lease
                 .clone()
-                .unwrap_or_else(|| default_lease(&mesh.config.root_namespace));
+                .unwrap_or_else(|| LeaseConfig::from_env(&mesh.config.root_namespace));
             info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "competing for the lead");
             tasks.extend(status_conditions(client, lease, snapshots.clone()));
         }
@@ -345,17 +345,6 @@ impl ControlPlane {
 struct Inputs {
     bundles: watch::Receiver<Option<Arc<str>>>,
     keys: watch::Receiver<jwks::KeySets>,
-}
-
-/// The leader election of a replica started without one: Istio's
-/// downward-API variables where the pod sets them.
-fn default_lease(root_namespace: &str) -> LeaseConfig {
-    let namespace = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| root_namespace.to_string());
-    let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        format!("{}-{}", host.trim(), std::process::id())
-    });
-    LeaseConfig::new(namespace, identity)
 }
 
 /// The leader's status conditions on invalid custom resources: the

@@ -1,0 +1,127 @@
+//! Two `bowline serve` replicas on one cluster (the loopback kube-fixture,
+//! through Bowline's real kube-rs client): they share the CA's state
+//! through one Secret, so certificates from either verify under the one
+//! root; one holds the Lease, and when it stops the other takes over.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant, SystemTime};
+
+use citadel_server::CaClient;
+use citadel_server::client::ClientConfig;
+use kube_fixture::ApiServer;
+use rcgen::{CertificateParams, KeyPair};
+use tokio::process::{Child, Command};
+
+const BOWLINE: &str = env!("CARGO_BIN_EXE_bowline");
+/// Only guards against a hang.
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn replica(name: &str, host: &str, kubeconfig: &Path, dir: &Path) -> Child {
+    Command::new(BOWLINE)
+        .args(["serve", "--registry", "kubernetes", "--kubeconfig"])
+        .arg(kubeconfig)
+        .args(["--admin-addr", &format!("{host}:15014")])
+        .args(["--ca-addr", &format!("{host}:15012")])
+        .args(["--lease-duration", "3s", "--lease-retry", "1s"])
+        .arg("--state-dir")
+        .arg(dir.join(name))
+        .env("POD_NAME", name)
+        .env("POD_NAMESPACE", "istio-system")
+        .env("BOWLINE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join(format!("{name}.log"))).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+async fn trust_bundle(host: &str, log: &Path) -> String {
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = format!("http://{host}:15014/api/v1/trust-bundle");
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = http.get(&url).send().await
+            && r.status().is_success()
+        {
+            return r.text().await.unwrap();
+        }
+        assert!(
+            start.elapsed() < LIMIT,
+            "gave up waiting for {url}; the replica logged:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn sign(host: &str, bundle: &str, token: &str) -> Vec<String> {
+    let addr: SocketAddr = format!("{host}:15012").parse().unwrap();
+    let config = ClientConfig {
+        roots_pem: bundle.to_string(),
+        server_name: "istiod.istio-system.svc".to_string(),
+        identity: None,
+    };
+    let mut client = CaClient::connect(addr, &config).await.unwrap();
+    let key = KeyPair::generate().unwrap();
+    let csr = CertificateParams::default()
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap();
+    client
+        .create_certificate(Some(token), csr, 0)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_one_root_and_one_leader_at_a_time() {
+    let api = ApiServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.kubeconfig(&kubeconfig, "control-plane").unwrap();
+    api.add_service_account_token("reviews-token", "shop", "reviews", &["istio-ca"]);
+    let (host_a, host_b) = ("127.0.96.250", "127.0.96.251");
+
+    let mut a = replica("replica-a", host_a, &kubeconfig, dir.path());
+    let bundle_a = trust_bundle(host_a, &dir.path().join("replica-a.log")).await;
+    let b = replica("replica-b", host_b, &kubeconfig, dir.path());
+    let bundle_b = trust_bundle(host_b, &dir.path().join("replica-b.log")).await;
+    assert_eq!(bundle_a, bundle_b, "one root");
+    let token = |name: &str| std::fs::read(dir.path().join(name).join("admin-token")).unwrap();
+    assert_eq!(token("replica-a"), token("replica-b"), "one admin token");
+
+    let roots = citadel::pem::certificates("bundle", &bundle_a).unwrap();
+    for host in [host_a, host_b] {
+        let chain = sign(host, &bundle_b, "reviews-token").await;
+        let id = citadel::verify::workload_chain(&chain, &roots, SystemTime::now()).unwrap();
+        assert_eq!(id.to_string(), "spiffe://cluster.local/ns/shop/sa/reviews");
+    }
+
+    let holder = || {
+        api.get(
+            "coordination.k8s.io/v1",
+            "Lease",
+            "istio-system",
+            "bowline-leader",
+        )
+        .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
+    };
+    let wait_holder = |name: &'static str| async move {
+        let start = Instant::now();
+        while holder().as_deref() != Some(name) {
+            assert!(
+                start.elapsed() < LIMIT,
+                "gave up waiting for {name} to lead"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    // A started first and took the Lease; B follows while A renews.
+    wait_holder("replica-a").await;
+    a.kill().await.unwrap();
+    wait_holder("replica-b").await;
+    drop(b);
+}
