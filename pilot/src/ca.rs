@@ -52,6 +52,11 @@ pub(crate) struct CaArgs {
     /// this); 0 turns the limit off.
     #[arg(long, default_value_t = 10.0)]
     pub(crate) ca_rate_limit: f64,
+    /// How long an xDS connection lives before the proxy is asked to
+    /// reconnect (Istio's 30 minutes), so that proxies spread over the
+    /// replicas after a scale-up or a restart; 0s: forever.
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    pub(crate) xds_max_connection_age: Option<Duration>,
 }
 
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -112,7 +117,11 @@ impl CaArgs {
     ) -> anyhow::Result<(CaServers, Arc<Signer>)> {
         let mesh = pilot_server::mesh::load(mesh_config).config;
         let signer = Arc::new(self.signer(&mesh)?);
-        let config = CaServerConfig::new(self.ca_addr, &mesh.root_namespace);
+        let mut config = CaServerConfig::new(self.ca_addr, &mesh.root_namespace);
+        config.max_connection_age = self
+            .xds_max_connection_age
+            .filter(|age| !age.is_zero())
+            .map(|age| (age, pilot_server::serve::XDS_MAX_CONNECTION_AGE_GRACE));
         let (trust, watched) = watch::channel(signer.ca.trust());
         let certificates = match reviewer {
             Some(reviewer) => CertificateService::new(signer.clone()).with_reviewer(reviewer),

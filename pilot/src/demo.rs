@@ -104,6 +104,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         mesh_config: args.mesh_config.clone(),
         admin_token: Some(crate::ca::admin_token(&args.ca.state_dir)?),
         admin_read_auth: false,
+        xds_max_connection_age: None,
     })
     .await?;
     let (ca, signer) = args

@@ -111,6 +111,10 @@ impl ServeArgs {
             mesh_config,
             admin_token: Some(crate::ca::admin_token(&ca.state_dir)?),
             admin_read_auth,
+            xds_max_connection_age: ca
+                .xds_max_connection_age
+                .filter(|age| !age.is_zero())
+                .map(|age| (age, pilot_server::serve::XDS_MAX_CONNECTION_AGE_GRACE)),
         })
     }
 }

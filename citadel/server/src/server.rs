@@ -51,6 +51,10 @@ pub struct CaServerConfig {
     pub addr: SocketAddr,
     /// DNS names of the serving certificate.
     pub dns_names: Vec<String>,
+    /// How long a connection lives before the server sends GOAWAY (xDS
+    /// over mutual TLS is served here: a fleet then spreads over the
+    /// replicas); the grace after it. `None`: forever.
+    pub max_connection_age: Option<(std::time::Duration, std::time::Duration)>,
 }
 
 impl CaServerConfig {
@@ -64,6 +68,7 @@ impl CaServerConfig {
                 format!("bowline.{namespace}.svc"),
                 "istiod.istio-system.svc".to_string(),
             ],
+            max_connection_age: None,
         }
     }
 }
@@ -119,9 +124,13 @@ impl CaServer {
         )?);
         // HTTP/1.1 too, for plain HTTPS routes (the admission webhook);
         // gRPC clients negotiate h2.
-        let router = tonic::transport::Server::builder()
-            .accept_http1(true)
-            .add_routes(routes);
+        let mut builder = tonic::transport::Server::builder().accept_http1(true);
+        if let Some((age, grace)) = config.max_connection_age {
+            builder = builder
+                .max_connection_age(age)
+                .max_connection_age_grace(grace);
+        }
+        let router = builder.add_routes(routes);
         let (shutdown, mut stop) = watch::channel(false);
         let (connections, incoming) =
             mpsc::channel::<std::io::Result<Coalesced<TlsStream<TcpStream>>>>(64);

@@ -15,7 +15,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use std::collections::BTreeSet;
 
@@ -82,7 +82,18 @@ pub struct ServeConfig {
     /// Reads need the token too (`--admin-read-auth`), except `/healthz`
     /// and `/metrics`.
     pub admin_read_auth: bool,
+    /// How long a plaintext xDS connection lives before the server asks
+    /// the proxy to reconnect (HTTP/2 GOAWAY), so that a fleet spreads over
+    /// the replicas after a scale-up or a restart, and the grace its
+    /// streams get after that. `None`: forever.
+    pub xds_max_connection_age: Option<(Duration, Duration)>,
 }
+
+/// Istio's `MaxServerConnectionAge`: a proxy reconnects every 30 minutes.
+pub const DEFAULT_XDS_MAX_CONNECTION_AGE: Duration = Duration::from_secs(30 * 60);
+/// How long streams get to finish after the GOAWAY (Istio's grace, 10 s);
+/// a proxy reconnects at once, so this bounds an overlap, not an outage.
+pub const XDS_MAX_CONNECTION_AGE_GRACE: Duration = Duration::from_secs(10);
 
 /// The largest request body the admin API reads.
 pub const ADMIN_BODY_LIMIT: usize = 8 << 20;
@@ -204,11 +215,18 @@ impl ControlPlane {
             let xds_listener = listen(addr).map_err(listen_xds)?;
             xds_addr = Some(xds_listener.local_addr().map_err(listen_xds)?);
             let ads = ads.clone();
+            let max_age = args.xds_max_connection_age;
             let mut stop = shutdown_rx.clone();
             tasks.push(tokio::spawn(async move {
                 let incoming = tokio_stream::wrappers::TcpListenerStream::new(xds_listener);
-                let served = tonic::transport::Server::builder()
-                    .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+                let mut builder = tonic::transport::Server::builder()
+                    .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)));
+                if let Some((age, grace)) = max_age {
+                    builder = builder
+                        .max_connection_age(age)
+                        .max_connection_age_grace(grace);
+                }
+                let served = builder
                     .add_service(ads)
                     .serve_with_incoming_shutdown(incoming, async move {
                         let _ = stop.wait_for(|s| *s).await;

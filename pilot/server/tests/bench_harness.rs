@@ -24,6 +24,7 @@ async fn serve(dir: &std::path::Path) -> ControlPlane {
         mesh_config: None,
         admin_token: None,
         admin_read_auth: false,
+        xds_max_connection_age: None,
     })
     .await
     .expect("the control plane starts on the generated mesh")

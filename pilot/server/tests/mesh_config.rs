@@ -25,6 +25,7 @@ async fn serve(dir: &Path, mesh: &str) -> (ControlPlane, Vec<Value>, Vec<Value>)
         mesh_config: Some(mesh_config),
         admin_token: None,
         admin_read_auth: false,
+        xds_max_connection_age: None,
     })
     .await
     .unwrap();
