@@ -104,6 +104,10 @@ pub struct Snapshot {
 /// build can take those a change did not touch.
 #[derive(Debug, Default)]
 struct Parts {
+    /// The Services in force, sorted by namespace and name: an incremental
+    /// build tells a change of their supplied endpoints from one of their
+    /// definition by them.
+    services: Vec<Arc<policy::service::Service>>,
     /// The objects of each policy kind, sorted by namespace and name.
     virtual_services: Vec<Arc<VirtualService>>,
     destination_rules: Vec<Arc<DestinationRule>>,
@@ -184,7 +188,8 @@ impl Snapshot {
                 Object::RequestAuthentication(ra) => {
                     parts.request_authentications.push(Arc::new(ra.clone()))
                 }
-                Object::Service(_) | Object::ServiceEntry(_) => {}
+                Object::Service(svc) => parts.services.push(Arc::new(svc.clone())),
+                Object::ServiceEntry(_) => {}
             }
         }
         Snapshot::finish(

@@ -3,8 +3,9 @@
 //! rebuilding only what they touch.
 //!
 //! ```text
-//! changed keys ──► Service, ServiceEntry, Sidecar or a security policy; a namespace appearing or going; many keys ──► full build
+//! changed keys ──► a Service appearing, going or redefined, ServiceEntry, Sidecar or a security policy; a namespace appearing or going; many keys ──► full build
 //!      │
+//!      ├─ Service, same definition (its supplied endpoints changed) ──► that Service's model rebuilt
 //!      ├─ WorkloadEntry ──► workload list patched ──► the Services of its namespace selecting it
 //!      │                    before or after: endpoints selected again (Registry::with_reselected)
 //!      ├─ VirtualService ──► its list patched ──► its candidates, the Sidecar scopes, the checks again
@@ -62,11 +63,18 @@ fn incremental(
         return None;
     }
     let objects = config.objects.as_slice();
+    // A Service whose endpoints alone changed (a Kubernetes source's
+    // EndpointSlices; its definition is the same object): its model is
+    // rebuilt, as for a WorkloadEntry change.
+    let mut supplied_changed: Vec<&Service> = Vec::new();
+    for key in changed.iter().filter(|k| k.kind == Kind::Service) {
+        let svc = endpoints_only_change(previous, objects, key)?;
+        supplied_changed.push(svc);
+    }
     for key in changed {
         let shapes_the_mesh = matches!(
             key.kind,
-            Kind::Service
-                | Kind::ServiceEntry
+            Kind::ServiceEntry
                 | Kind::Sidecar
                 | Kind::PeerAuthentication
                 | Kind::AuthorizationPolicy
@@ -131,6 +139,22 @@ fn incremental(
                 .with_reselected(reselect, workloads, &config.endpoints),
         );
     }
+    if !supplied_changed.is_empty() {
+        let namespaces: BTreeSet<&str> = supplied_changed
+            .iter()
+            .map(|svc| svc.meta.namespace.as_str())
+            .collect();
+        let workloads: Vec<&WorkloadEntry> = namespaces
+            .iter()
+            .flat_map(|ns| of_kind_in(objects, Kind::WorkloadEntry, ns))
+            .filter_map(|o| match o.as_ref() {
+                Object::WorkloadEntry(we) => Some(we),
+                _ => None,
+            })
+            .collect();
+        let base = registry.as_ref().unwrap_or(&previous.registry);
+        registry = Some(base.with_reselected(supplied_changed, workloads, &config.endpoints));
+    }
     let registry = registry.unwrap_or_else(|| previous.registry.clone());
 
     let p = &previous.parts;
@@ -143,6 +167,7 @@ fn incremental(
         request_authentications: p.request_authentications.clone(),
         namespaces: p.namespaces.clone(),
         registry_diagnostics: p.registry_diagnostics.clone(),
+        services: p.services.clone(),
         ..Parts::default()
     };
     let mut virtual_services_changed = false;
@@ -183,6 +208,32 @@ fn incremental(
         parts,
         reuse,
     ))
+}
+
+/// The Service of `key` when its change is one of supplied endpoints only:
+/// the same definition was in force before and holds its host, with a
+/// static resolution (a DNS-resolved service carries its endpoints in its
+/// cluster), so only its endpoints can differ. `None`: a Service that
+/// appeared, went or changed, which the full build handles.
+fn endpoints_only_change<'a>(
+    previous: &Snapshot,
+    objects: &'a [Arc<Object>],
+    key: &ObjectKey,
+) -> Option<&'a Service> {
+    let Object::Service(svc) = find(objects, key)?.as_ref() else {
+        return None;
+    };
+    let before = previous.parts.services.binary_search_by(|s| {
+        (s.meta.namespace.as_str(), s.meta.name.as_str())
+            .cmp(&(key.namespace.as_str(), key.name.as_str()))
+    });
+    let same = before.is_ok_and(|i| *previous.parts.services[i] == *svc);
+    let holds = previous.registry.services.values().any(|m| {
+        m.name.as_deref() == Some(svc.meta.name.as_str())
+            && m.namespace == svc.meta.namespace
+            && m.resolution == discovery::model::Resolution::Static
+    });
+    (same && holds).then_some(svc)
 }
 
 /// Puts `new` in place of the object of `key` in `list` (sorted by

@@ -438,3 +438,81 @@ fn an_endpoint_change_rebuilds_only_the_services_that_select_it() {
             .all(|(a, b)| Arc::ptr_eq(a, &b))
     );
 }
+
+/// A pod's endpoint as a Kubernetes source supplies it.
+fn pod_endpoint(address: &str, version: &str) -> discovery::Endpoint {
+    discovery::Endpoint {
+        address: address.to_string(),
+        ports: BTreeMap::from([(80, 8080), (9000, 9000)]),
+        labels: BTreeMap::from([
+            ("app".to_string(), "reviews".to_string()),
+            ("version".to_string(), version.to_string()),
+        ]),
+        service_account: Some("reviews".to_string()),
+        locality: "region/zone".to_string(),
+        weight: 1,
+        workload: Some(("shop".to_string(), format!("reviews-{version}"))),
+    }
+}
+
+#[test]
+fn supplied_endpoints_alone_rebuild_only_their_service_and_match_the_full_build() {
+    let mut store = FileStore::default();
+    for (path, text) in initial() {
+        store.apply(Path::new(&path), &text);
+    }
+    store.take_changed();
+    let with = |endpoints: Vec<discovery::Endpoint>| {
+        let mut config = store.config();
+        let mut supplied = discovery::ServiceEndpoints::new();
+        supplied.insert("shop", "reviews", endpoints);
+        config.endpoints = Arc::new(supplied);
+        config
+    };
+    let reviews = ObjectKey {
+        kind: Kind::Service,
+        namespace: "shop".into(),
+        name: "reviews".into(),
+    };
+    let changed = BTreeSet::from([reviews.clone()]);
+    let before = Snapshot::build(1, &with(vec![pod_endpoint("10.1.0.1", "v1")]));
+
+    // A pod joins: incremental, and the same as the full build.
+    let config = with(vec![
+        pod_endpoint("10.1.0.1", "v1"),
+        pod_endpoint("10.1.0.2", "v2"),
+    ]);
+    assert!(incremental(&before, 2, &config, &changed).is_some());
+    let after = Snapshot::build_after(&before, 2, &config, &changed);
+    assert_same(&after, &Snapshot::build(2, &config), &before, "a pod joins");
+    for (host, service) in &after.registry.services {
+        let same = Arc::ptr_eq(service, &before.registry.services[host]);
+        assert_eq!(same, host != "reviews.shop.svc.cluster.local", "{host}");
+    }
+    assert!(Arc::ptr_eq(
+        &after.virtual_services,
+        &before.virtual_services
+    ));
+    assert_eq!(
+        ChangeSet::between(&before, &after).endpoints_only(),
+        Some(crate::snapshot::EndpointChanges {
+            hosts: BTreeSet::from(["reviews.shop.svc.cluster.local".to_string()]),
+            addresses: BTreeSet::from(["10.1.0.2".to_string()]),
+        })
+    );
+
+    // Every pod goes: still incremental, still the full build's.
+    let empty = with(Vec::new());
+    let gone = Snapshot::build_after(&after, 3, &empty, &changed);
+    assert_same(&gone, &Snapshot::build(3, &empty), &after, "every pod goes");
+
+    // The definition changes (a port): that is the full build's to do.
+    store.apply(
+        Path::new("shop/reviews.yaml"),
+        &service("reviews", "shop", "").replace("port: 80}", "port: 8000}"),
+    );
+    let redefined = store.take_changed();
+    let mut config = store.config();
+    config.endpoints = empty.endpoints.clone();
+    assert!(incremental(&gone, 4, &config, &redefined).is_none());
+}
