@@ -4,7 +4,12 @@
 //! kubeconfig), and real Envoys carry the traffic that follows; the leader
 //! writes status conditions on the custom resources it refuses.
 
+use std::net::SocketAddr;
+use std::process::Stdio;
 use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::process::Command;
 
 use kube_fixture::ApiServer;
 use serde_json::{Value, json};
@@ -12,6 +17,8 @@ use serde_json::{Value, json};
 use crate::harness::{Mesh, count_by, count_versions, wait_for};
 
 const SUBNET: u8 = 132;
+/// The two-replica test's.
+const REPLICAS_SUBNET: u8 = 133;
 const NODE: &str = "node-a";
 
 fn pod(name: &str, ip: &str, labels: Value) -> Value {
@@ -104,12 +111,9 @@ async fn wait_for_versions(mesh: &Mesh, versions: &[&str], what: &str) {
     wait_for_answers(mesh, "version", versions, what).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cluster_is_the_registry_and_its_custom_resources_the_config() {
-    let api = ApiServer::start().await.unwrap();
-    let mut mesh = Mesh::new(SUBNET);
-    let kubeconfig = mesh.work_dir("kubeconfig");
-    api.kubeconfig(&kubeconfig, "operator-token").unwrap();
+/// The cluster of both tests: the client and reviews v1 and v2 as
+/// Services, Pods and EndpointSlices, with reviews' subsets.
+fn populate(api: &ApiServer, mesh: &Mesh) {
     for object in [
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}),
         json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE,
@@ -136,7 +140,7 @@ async fn a_cluster_is_the_registry_and_its_custom_resources_the_config() {
             8000,
             &[("client", &mesh.address(1).to_string(), ready())],
         ),
-        reviews_slice(&mesh, ready(), &[]),
+        reviews_slice(mesh, ready(), &[]),
         json!({
             "apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
             "metadata": {"name": "reviews", "namespace": "default"},
@@ -147,6 +151,15 @@ async fn a_cluster_is_the_registry_and_its_custom_resources_the_config() {
     ] {
         api.apply(object).unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_is_the_registry_and_its_custom_resources_the_config() {
+    let api = ApiServer::start().await.unwrap();
+    let mut mesh = Mesh::new(SUBNET);
+    let kubeconfig = mesh.work_dir("kubeconfig");
+    api.kubeconfig(&kubeconfig, "operator-token").unwrap();
+    populate(&api, &mesh);
 
     mesh.set_control_plane_args(&[
         "--registry",
@@ -323,4 +336,103 @@ async fn a_cluster_is_the_registry_and_its_custom_resources_the_config() {
 
 fn mesh_yaml() -> String {
     "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x}\nspec: {hosts: [x]}\n".into()
+}
+
+/// Stands in for the control plane's Service (kube-proxy's virtual IP):
+/// each connection goes to the first backend that accepts it.
+async fn service_vip(listen: SocketAddr, backends: Vec<SocketAddr>) -> tokio::task::JoinHandle<()> {
+    let listener = TcpListener::bind(listen).await.unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                continue;
+            };
+            let backends = backends.clone();
+            tokio::spawn(async move {
+                for backend in backends {
+                    if let Ok(mut outbound) = TcpStream::connect(backend).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        return;
+                    }
+                }
+            });
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecars_reconnect_to_a_live_replica_and_converge() {
+    let api = ApiServer::start().await.unwrap();
+    let mut mesh = Mesh::new(REPLICAS_SUBNET);
+    let kubeconfig = mesh.work_dir("kubeconfig");
+    api.kubeconfig(&kubeconfig, "control-plane").unwrap();
+    populate(&api, &mesh);
+    let args = [
+        "--registry",
+        "kubernetes",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+    ];
+    mesh.set_control_plane_args(&args);
+    mesh.start_control_plane().await;
+    let replica_a = mesh.xds;
+
+    // Replica B, on addresses of its own, sharing the cluster.
+    let b = mesh.address(251);
+    let replica_b = SocketAddr::new(b, 15010);
+    let _b = Command::new(env!("CARGO_BIN_EXE_bowline"))
+        .arg("serve")
+        .args(args)
+        .args(["--xds-addr", &replica_b.to_string()])
+        .args(["--admin-addr", &format!("{b}:15014")])
+        .args(["--ca-addr", &format!("{b}:15012")])
+        .arg("--state-dir")
+        .arg(mesh.work_dir("replica-b"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(mesh.work_dir("replica-b.log")).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_for("replica B to listen", Duration::from_secs(30), || async {
+        crate::harness::listening(replica_b)
+    })
+    .await;
+
+    // The sidecars dial the Service, which reaches A while it lives.
+    let vip = SocketAddr::new(mesh.address(249), 15010);
+    let _vip = service_vip(vip, vec![replica_a, replica_b]).await;
+    mesh.xds = vip;
+    for (name, host, labels) in [
+        ("client", 1, &[("app", "client")][..]),
+        (
+            "reviews-v1",
+            2,
+            &[("app", "reviews"), ("version", "v1")][..],
+        ),
+        (
+            "reviews-v2",
+            3,
+            &[("app", "reviews"), ("version", "v2")][..],
+        ),
+    ] {
+        mesh.start_workload(name, host, labels, "sotw").await;
+    }
+    wait_for_versions(&mesh, &["v1", "v2"], "both reviews pods to answer").await;
+
+    // A stops: the sidecars reconnect through the Service to B, and
+    // follow the config B serves.
+    mesh.stop_control_plane().await;
+    let to_v2 = json!({"hosts": ["reviews"], "http": [{"route": [
+        {"destination": {"host": "reviews", "subset": "v2"}}]}]});
+    api.apply(virtual_service(to_v2)).unwrap();
+    wait_for_versions(&mesh, &["v2"], "the sidecars to take B's config").await;
+    let proxies: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://{b}:15014/api/v1/proxies"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(proxies.as_array().unwrap().len(), 3, "{proxies}");
 }
