@@ -89,17 +89,19 @@ pub(crate) struct ProxyArgs {
 /// The workload certificate: where from, and how it is renewed.
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct IdentityArgs {
-    /// The CA's signing API (`IP:PORT`); with it the agent gets the workload
-    /// certificate and serves it to Envoy over SDS as the secret `default`.
-    #[arg(long, value_name = "IP:PORT", requires_all = ["ca_root", "token_file"])]
-    pub(crate) ca_addr: Option<SocketAddr>,
+    /// The CA's signing API (`HOST:PORT`: an IP, or a name such as
+    /// `istiod.istio-system.svc`, resolved when the agent starts); with it
+    /// the agent gets the workload certificate and serves it to Envoy over
+    /// SDS as the secret `default`.
+    #[arg(long, value_name = "HOST:PORT", requires_all = ["ca_root", "token_file"])]
+    pub(crate) ca_addr: Option<XdsAddress>,
     /// The CA's root certificates (PEM) to trust.
     #[arg(long, value_name = "PATH")]
     pub(crate) ca_root: Option<PathBuf>,
     /// The token to authenticate to the CA with, read again before each request.
     #[arg(long, value_name = "PATH")]
     pub(crate) token_file: Option<PathBuf>,
-    /// The name the CA's serving certificate must hold [default: the IP of --ca-addr]
+    /// The name the CA's serving certificate must hold [default: the host of --ca-addr]
     #[arg(long, value_name = "NAME")]
     pub(crate) ca_server_name: Option<String>,
     /// SPIFFE trust domain of the workload's identity.
@@ -121,11 +123,12 @@ impl IdentityArgs {
         &self,
         node: &pilot_agent::NodeMetadata,
     ) -> anyhow::Result<Option<CertificateConfig>> {
-        let (Some(ca_addr), Some(ca_root), Some(token_file)) =
-            (self.ca_addr, &self.ca_root, &self.token_file)
+        let (Some(ca), Some(ca_root), Some(token_file)) =
+            (&self.ca_addr, &self.ca_root, &self.token_file)
         else {
             return Ok(None);
         };
+        let ca_addr = resolve(ca).with_context(|| format!("--ca-addr {}:{}", ca.host, ca.port))?;
         let service_account = node.service_account.as_deref().unwrap_or("default");
         let identity =
             citadel::SpiffeId::in_domain(&self.trust_domain, &node.namespace, service_account)
@@ -134,6 +137,8 @@ impl IdentityArgs {
             CertificateConfig::new(ca_addr, ca_root.clone(), token_file.clone(), identity);
         if let Some(name) = &self.ca_server_name {
             cfg.ca_server_name = name.clone();
+        } else if !ca.is_ip() {
+            cfg.ca_server_name = ca.host.clone();
         }
         cfg.ttl = self.workload_cert_ttl;
         cfg.rotation_fraction = self.cert_rotation_fraction;
@@ -219,12 +224,22 @@ impl ProxyArgs {
     }
 
     fn xds_address(&self) -> XdsAddress {
-        match (&self.xds_addr, self.identity.ca_addr) {
+        match (&self.xds_addr, &self.identity.ca_addr) {
             (Some(addr), _) => addr.clone(),
-            (None, Some(ca)) if self.xds_tls() => XdsAddress::from(ca),
+            (None, Some(ca)) if self.xds_tls() => ca.clone(),
             (None, _) => XdsAddress::from(SocketAddr::from(([127, 0, 0, 1], 15010))),
         }
     }
+}
+
+/// The first address `addr` resolves to (the system resolver; an IP as is).
+fn resolve(addr: &XdsAddress) -> anyhow::Result<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    (addr.host.as_str(), addr.port)
+        .to_socket_addrs()
+        .context("cannot resolve it")?
+        .next()
+        .context("it resolves to no address")
 }
 
 /// `--xds-mode`: the node contract's [`Mode`], by the names it reads.
@@ -387,6 +402,60 @@ mod tests {
         assert_eq!(cfg.xds_mode, Mode::Sotw);
         assert_eq!(cfg.xds_address.to_string(), "127.0.0.1:15010");
         assert!(cfg.node.labels.is_empty() && cfg.node.app_ports.is_empty());
+    }
+
+    #[test]
+    fn a_ca_by_name_is_resolved_and_its_name_is_what_the_certificate_must_hold() {
+        let cli = Cli::try_parse_from([
+            "proxy",
+            "--workload",
+            "w",
+            "--address",
+            "127.0.1.1",
+            "--ca-addr",
+            "localhost:15012",
+            "--ca-root",
+            "/r.pem",
+            "--token-file",
+            "/t",
+        ])
+        .unwrap();
+        let node = cli.proxy.bootstrap_config().node;
+        let cfg = cli
+            .proxy
+            .identity
+            .certificate_config(&node)
+            .unwrap()
+            .unwrap();
+        assert!(cfg.ca_addr.ip().is_loopback(), "{}", cfg.ca_addr);
+        assert_eq!(cfg.ca_addr.port(), 15012);
+        assert_eq!(cfg.ca_server_name, "localhost");
+        // xDS over mutual TLS goes to the CA's name too, for Envoy to resolve.
+        assert_eq!(
+            cli.proxy.bootstrap_config().xds_address.to_string(),
+            "localhost:15012"
+        );
+
+        let cli = Cli::try_parse_from([
+            "proxy",
+            "--workload",
+            "w",
+            "--address",
+            "127.0.1.1",
+            "--ca-addr",
+            "no-such-host.invalid:15012",
+            "--ca-root",
+            "/r.pem",
+            "--token-file",
+            "/t",
+        ])
+        .unwrap();
+        let node = cli.proxy.bootstrap_config().node;
+        let error = cli.proxy.identity.certificate_config(&node).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("--ca-addr no-such-host.invalid:15012"),
+            "{error:#}"
+        );
     }
 
     #[test]

@@ -343,7 +343,7 @@ impl Demo {
         std::fs::write(&token_file, token)
             .with_context(|| format!("cannot write {}", token_file.display()))?;
         let args = IdentityArgs {
-            ca_addr: Some(self.ca.addr),
+            ca_addr: Some(self.ca.addr.into()),
             ca_root: Some(self.ca.root.clone()),
             token_file: Some(token_file),
             ca_server_name: None,
