@@ -114,6 +114,7 @@ impl CaArgs {
         ads: AdsService,
         xds_tls_addr: Option<SocketAddr>,
         reviewer: Option<Arc<dyn TokenReviewer>>,
+        injection: Option<pilot_inject::Injection>,
     ) -> anyhow::Result<(CaServers, Arc<Signer>)> {
         let mesh = pilot_server::mesh::load(mesh_config).config;
         let signer = Arc::new(self.signer(&mesh)?);
@@ -128,7 +129,7 @@ impl CaArgs {
             None => CertificateService::new(signer.clone()),
         };
         let ca_routes = || {
-            Routes::from(pilot_server::admin::webhook())
+            Routes::from(pilot_server::admin::webhook(injection.clone()))
                 .add_service(certificates.clone())
                 .add_service(TrustService::new(watched.clone()))
         };

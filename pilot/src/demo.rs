@@ -114,6 +114,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
             control_plane.authenticated_ads(),
             None,
             None,
+            None,
         )
         .await?;
     control_plane.set_trust_bundle(&signer.ca.trust_bundle_pem());

@@ -37,6 +37,14 @@ pub(crate) struct ServeArgs {
     /// without a renewal before another replica takes over.
     #[arg(long, default_value = "15s", value_parser = crate::ca::parse_duration)]
     pub(crate) lease_duration: std::time::Duration,
+    /// With `--registry kubernetes`: the image injected sidecars run
+    /// (`bowline` and Envoy), at `POST /inject` on --ca-addr.
+    #[arg(long, default_value = "bowline:dev", value_name = "IMAGE")]
+    pub(crate) proxy_image: String,
+    /// Where injected sidecars reach the CA and xDS [default:
+    /// istiod.NAMESPACE.svc:15012, NAMESPACE the control plane's]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub(crate) injected_ca_addr: Option<String>,
     /// How often a replica looks at the Lease, and the leader renews it.
     #[arg(long, default_value = "2s", value_parser = crate::ca::parse_duration)]
     pub(crate) lease_retry: std::time::Duration,
@@ -78,6 +86,8 @@ impl ServeArgs {
             kubeconfig,
             lease_duration,
             lease_retry,
+            proxy_image: _,
+            injected_ca_addr: _,
             xds_addr,
             admin_addr,
             mesh_config,
@@ -160,6 +170,16 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let control_plane = ControlPlane::start(&args.config()?).await?;
     // In a cluster, workloads authenticate to the CA with their projected
     // service-account tokens, which the API server reviews.
+    // Pods in a cluster get their sidecar from the injection webhook.
+    let injection = kube.as_ref().map(|_| {
+        let mesh = pilot_server::mesh::load(args.mesh_config.as_deref()).config;
+        let namespace = discovery_kubernetes::leader::namespace(&mesh.root_namespace);
+        let mut injection = pilot_inject::Injection::new(&args.proxy_image, namespace);
+        if let Some(addr) = &args.injected_ca_addr {
+            injection.ca_addr = addr.clone();
+        }
+        injection
+    });
     let reviewer: Option<Arc<dyn TokenReviewer>> = kube.map(|client| {
         Arc::new(KubeReviewer(discovery_kubernetes::TokenReviews::new(
             client,
@@ -172,6 +192,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
             control_plane.authenticated_ads(),
             args.xds_tls_addr,
             reviewer,
+            injection,
         )
         .await?;
     info!(xds_tls_addr = %ca.xds_addr(), "xDS over mutual TLS");

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
+use base64::Engine;
 use citadel_server::CaClient;
 use citadel_server::client::ClientConfig;
 use kube_fixture::{ApiServer, Verb};
@@ -109,4 +110,48 @@ async fn a_reviewed_service_account_token_gets_exactly_its_identity() {
         code(sign(&bundle, "nobody-knows-this", None).await),
         tonic::Code::Unauthenticated
     );
+
+    // The injection webhook, over HTTPS as the API server calls it.
+    let https = reqwest::Client::builder()
+        .no_proxy()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(bundle.as_bytes()).unwrap())
+        .resolve(
+            "istiod.istio-system.svc",
+            format!("{HOST}:15012").parse().unwrap(),
+        )
+        .build()
+        .unwrap();
+    let inject = |namespace: &str| {
+        let review = serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "u1", "operation": "CREATE", "namespace": namespace,
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "object": {"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"generateName": "web-", "labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "web", "image": "web:1"}]}}},
+        });
+        let request = https
+            .post("https://istiod.istio-system.svc:15012/inject")
+            .json(&review);
+        async move {
+            let answer: serde_json::Value = request.send().await.unwrap().json().await.unwrap();
+            answer["response"].clone()
+        }
+    };
+    let injected = inject("shop").await;
+    assert_eq!(injected["allowed"], true, "{injected}");
+    assert_eq!(injected["patchType"], "JSONPatch", "{injected}");
+    let patch = base64::engine::general_purpose::STANDARD
+        .decode(injected["patch"].as_str().unwrap())
+        .unwrap();
+    let patch = String::from_utf8(patch).unwrap();
+    assert!(
+        patch.contains("bowline-proxy") && patch.contains("istiod.istio-system.svc:15012"),
+        "{patch}"
+    );
+    // The control plane's own namespace (the mesh's root here) never is.
+    let own = inject("istio-system").await;
+    assert_eq!(own["allowed"], true);
+    assert!(own.get("patch").is_none(), "{own}");
 }

@@ -59,7 +59,7 @@ pub fn router(state: AdminState) -> Router {
             get(config_object).delete(config_object),
         )
         .with_state(state)
-        .merge(webhook())
+        .merge(webhook(None))
 }
 
 async fn healthz() -> &'static str {
@@ -132,8 +132,17 @@ async fn trust_bundle(State(state): State<AdminState>) -> axum::response::Respon
 /// with the checks of `bowline validate`; Istio's webhook path. Served on
 /// the admin API and, over HTTPS as the API server requires, on the CA's
 /// TLS port.
-pub fn webhook() -> Router {
-    Router::new().route("/validate", axum::routing::post(validate))
+pub fn webhook(injection: Option<pilot_inject::Injection>) -> Router {
+    let router = Router::new().route("/validate", axum::routing::post(validate));
+    match injection {
+        Some(injection) => router.route(
+            "/inject",
+            axum::routing::post(move |body: axum::body::Bytes| async move {
+                Json(pilot_inject::review(&body, &injection))
+            }),
+        ),
+        None => router,
+    }
 }
 
 async fn validate(body: axum::body::Bytes) -> Json<serde_json::Value> {

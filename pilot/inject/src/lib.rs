@@ -1,0 +1,290 @@
+//! Sidecar injection: Kubernetes' mutating admission of a Pod, answered
+//! with the JSON patch that adds Bowline's sidecar, as Istio's injector
+//! adds istio-proxy. Pure: the HTTPS endpoint the API server calls
+//! (`/inject`, beside `/validate`) is the server's.
+//!
+//! ```text
+//! AdmissionReview{request: {uid, operation, namespace, object: Pod}}
+//!   not a Pod CREATE · the control plane's namespace · sidecar.istio.io/inject: "false"
+//!   · hostNetwork · already injected                          ──► allowed, no patch
+//!   otherwise ──► allowed, JSONPatch:
+//!     initContainers += bowline-init (capture; NET_ADMIN, NET_RAW, as root)
+//!                     + bowline-proxy (native sidecar: restartPolicy Always, so it
+//!                       starts before the application and stops after it)
+//!     volumes += the projected token (audience istio-ca), the root certificate
+//!                ConfigMap (istio-ca-root-cert), the agent's work directory
+//!     labels += security.istio.io/tlsMode: istio
+//!     annotations += sidecar.istio.io/status, prometheus.io/{scrape,port,path}
+//! ```
+//!
+//! Which namespaces are injected is the webhook configuration's
+//! `namespaceSelector` (`istio-injection=enabled` or
+//! `bowline-injection=enabled`): the API server sends only their pods. The
+//! control plane's own namespace is refused here too, so that a webhook
+//! selecting it by mistake cannot deadlock the control plane's restart.
+//!
+//! Not yet: rewriting the application's HTTP probes (it needs the agent to
+//! serve them on 15020 first, as Istio's does).
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+
+/// The sidecar container's name.
+pub const PROXY_CONTAINER: &str = "bowline-proxy";
+/// The capture init container's name.
+pub const INIT_CONTAINER: &str = "bowline-init";
+/// The annotation and label that opt a pod out (`"false"`), as Istio's.
+pub const INJECT: &str = "sidecar.istio.io/inject";
+/// The annotation that records what was injected, as Istio's.
+pub const STATUS: &str = "sidecar.istio.io/status";
+/// Where the agent reads its token and the CA's root.
+pub const TOKEN_FILE: &str = "/var/run/secrets/tokens/istio-token";
+pub const ROOT_FILE: &str = "/var/run/secrets/istio/root-cert.pem";
+
+/// What the injected sidecar is made of.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Injection {
+    /// The image holding `bowline` and Envoy.
+    pub image: String,
+    /// Where sidecars reach the CA (and xDS over mutual TLS): the control
+    /// plane's Service, `HOST:PORT`.
+    pub ca_addr: String,
+    /// The control plane's namespace: never injected.
+    pub control_plane_namespace: String,
+    /// The sidecar's user: the capture rules let its traffic out uncaptured.
+    pub proxy_uid: i64,
+}
+
+impl Injection {
+    pub fn new(image: impl Into<String>, control_plane_namespace: impl Into<String>) -> Self {
+        let namespace = control_plane_namespace.into();
+        Injection {
+            image: image.into(),
+            ca_addr: format!("istiod.{namespace}.svc:15012"),
+            control_plane_namespace: namespace,
+            proxy_uid: 1337,
+        }
+    }
+}
+
+/// The answer to one AdmissionReview (its JSON body). A body that is not
+/// one is allowed unpatched, saying why in a warning: injection must never
+/// keep a pod from being created.
+pub fn review(body: &[u8], injection: &Injection) -> Value {
+    let review: Value = match serde_json::from_slice(body) {
+        Ok(review) => review,
+        Err(e) => return answer("", None, &[format!("not an AdmissionReview: {e}")]),
+    };
+    let request = &review["request"];
+    let uid = request["uid"].as_str().unwrap_or_default();
+    let is_pod_create = request["kind"]["kind"] == "Pod" && request["operation"] == "CREATE";
+    if !is_pod_create {
+        return answer(uid, None, &[]);
+    }
+    let namespace = request["namespace"]
+        .as_str()
+        .or_else(|| request["object"]["metadata"]["namespace"].as_str())
+        .unwrap_or("default");
+    answer(uid, patch(&request["object"], namespace, injection), &[])
+}
+
+fn answer(uid: &str, patch: Option<Vec<Value>>, warnings: &[String]) -> Value {
+    let mut response = json!({"uid": uid, "allowed": true});
+    if let Some(patch) = patch {
+        response["patchType"] = json!("JSONPatch");
+        response["patch"] = json!(STANDARD.encode(Value::Array(patch).to_string()));
+    }
+    if !warnings.is_empty() {
+        response["warnings"] = json!(warnings);
+    }
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
+}
+
+/// Why a pod gets no sidecar, if it gets none.
+pub fn skipped(pod: &Value, namespace: &str, injection: &Injection) -> Option<&'static str> {
+    let meta = &pod["metadata"];
+    let opted_out = [&meta["annotations"][INJECT], &meta["labels"][INJECT]]
+        .iter()
+        .any(|v| v.as_str().is_some_and(|v| v.eq_ignore_ascii_case("false")));
+    let named = |list: &Value, name: &str| {
+        list.as_array()
+            .is_some_and(|l| l.iter().any(|c| c["name"] == name))
+    };
+    let spec = &pod["spec"];
+    if namespace == injection.control_plane_namespace {
+        Some("the control plane's namespace")
+    } else if opted_out {
+        Some("sidecar.istio.io/inject is false")
+    } else if spec["hostNetwork"] == true {
+        Some("a host-network pod")
+    } else if ["istio-proxy", PROXY_CONTAINER]
+        .iter()
+        .any(|n| named(&spec["containers"], n) || named(&spec["initContainers"], n))
+    {
+        Some("already has a sidecar")
+    } else {
+        None
+    }
+}
+
+/// The JSON patch that adds the sidecar to `pod` (in `namespace`); `None`
+/// when it gets none (see [`skipped`]).
+pub fn patch(pod: &Value, namespace: &str, injection: &Injection) -> Option<Vec<Value>> {
+    if skipped(pod, namespace, injection).is_some() {
+        return None;
+    }
+    let spec = &pod["spec"];
+    let mut ops = Vec::new();
+    // Prepended: the capture rules, then the proxy, before any init
+    // container of the application's (which may itself need the network).
+    let existing_init = spec["initContainers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut init = vec![init_container(injection), proxy_container(pod, injection)];
+    init.extend(existing_init);
+    ops.push(json!({"op": "add", "path": "/spec/initContainers", "value": init}));
+    let mut volumes = spec["volumes"].as_array().cloned().unwrap_or_default();
+    volumes.extend(sidecar_volumes());
+    ops.push(json!({"op": "add", "path": "/spec/volumes", "value": volumes}));
+    let meta = &pod["metadata"];
+    let mut labels = object(&meta["labels"]);
+    labels.insert("security.istio.io/tlsMode".into(), json!("istio"));
+    ops.push(json!({"op": "add", "path": "/metadata/labels", "value": labels}));
+    let mut annotations = object(&meta["annotations"]);
+    annotations.insert(
+        STATUS.into(),
+        json!(
+            json!({
+                "initContainers": [INIT_CONTAINER, PROXY_CONTAINER],
+                "containers": [],
+                "volumes": ["istio-token", "istiod-ca-cert", "bowline-proxy"],
+            })
+            .to_string()
+        ),
+    );
+    // Envoy's own statistics, until the agent merges them on 15020.
+    for (key, value) in [
+        ("prometheus.io/scrape", "true"),
+        ("prometheus.io/port", "15090"),
+        ("prometheus.io/path", "/stats/prometheus"),
+    ] {
+        annotations
+            .entry(key.to_string())
+            .or_insert_with(|| json!(value));
+    }
+    ops.push(json!({"op": "add", "path": "/metadata/annotations", "value": annotations}));
+    Some(ops)
+}
+
+/// A JSON object's entries (none for anything else).
+fn object(value: &Value) -> BTreeMap<String, Value> {
+    value
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default()
+}
+
+fn init_container(injection: &Injection) -> Value {
+    let uid = injection.proxy_uid.to_string();
+    json!({
+        "name": INIT_CONTAINER,
+        "image": injection.image,
+        "args": ["capture", "--proxy-uid", uid, "--inbound-ports", "*",
+                 "--exclude-inbound-ports", "15000,15020,15090"],
+        "resources": resources(),
+        "securityContext": {
+            "runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": false,
+            "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+            "privileged": false,
+            "capabilities": {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]},
+        },
+    })
+}
+
+fn proxy_container(pod: &Value, injection: &Injection) -> Value {
+    let mut args: Vec<String> = [
+        "proxy",
+        "--workload",
+        "$(POD_NAME)",
+        "--namespace",
+        "$(POD_NAMESPACE)",
+        "--address",
+        "$(INSTANCE_IP)",
+        "--service-account",
+        "$(SERVICE_ACCOUNT)",
+        "--ca-addr",
+        &injection.ca_addr,
+        "--ca-root",
+        ROOT_FILE,
+        "--token-file",
+        TOKEN_FILE,
+        "--work-dir",
+        "/var/lib/bowline-proxy",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    // The pod's labels as the node's; the API server has set them all by
+    // the time a pod is created (a Deployment's pod-template-hash included).
+    for (key, value) in object(&pod["metadata"]["labels"]) {
+        if let Some(value) = value.as_str() {
+            args.push("--label".into());
+            args.push(format!("{key}={value}"));
+        }
+    }
+    let field = |path: &str| json!({"valueFrom": {"fieldRef": {"fieldPath": path}}});
+    let env = |name: &str, path: &str| {
+        let mut e = field(path);
+        e["name"] = json!(name);
+        e
+    };
+    let uid = injection.proxy_uid;
+    json!({
+        "name": PROXY_CONTAINER,
+        "image": injection.image,
+        "restartPolicy": "Always",
+        "args": args,
+        "env": [
+            env("POD_NAME", "metadata.name"),
+            env("POD_NAMESPACE", "metadata.namespace"),
+            env("INSTANCE_IP", "status.podIP"),
+            env("SERVICE_ACCOUNT", "spec.serviceAccountName"),
+        ],
+        "ports": [{"name": "http-envoy-prom", "containerPort": 15090, "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": "/ready", "port": 15000},
+                           "periodSeconds": 2, "failureThreshold": 30},
+        "resources": resources(),
+        "securityContext": {
+            "runAsUser": uid, "runAsGroup": uid, "runAsNonRoot": true,
+            "allowPrivilegeEscalation": false, "readOnlyRootFilesystem": true,
+            "privileged": false, "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [
+            {"name": "istio-token", "mountPath": "/var/run/secrets/tokens", "readOnly": true},
+            {"name": "istiod-ca-cert", "mountPath": "/var/run/secrets/istio", "readOnly": true},
+            {"name": "bowline-proxy", "mountPath": "/var/lib/bowline-proxy"},
+        ],
+    })
+}
+
+/// Istio's sidecar defaults.
+fn resources() -> Value {
+    json!({"requests": {"cpu": "100m", "memory": "128Mi"},
+           "limits": {"cpu": "2", "memory": "1Gi"}})
+}
+
+fn sidecar_volumes() -> [Value; 3] {
+    [
+        json!({"name": "istio-token", "projected": {"sources": [{"serviceAccountToken": {
+            "audience": "istio-ca", "expirationSeconds": 43200, "path": "istio-token"}}]}}),
+        json!({"name": "istiod-ca-cert", "configMap": {"name": "istio-ca-root-cert"}}),
+        json!({"name": "bowline-proxy", "emptyDir": {}}),
+    ]
+}
+
+#[cfg(test)]
+mod tests;
