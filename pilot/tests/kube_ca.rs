@@ -70,6 +70,8 @@ async fn a_reviewed_service_account_token_gets_exactly_its_identity() {
     api.kubeconfig(&kubeconfig, "control-plane").unwrap();
     api.add_service_account_token("reviews-token", "shop", "reviews", &["istio-ca"]);
     api.add_service_account_token("vault-token", "shop", "reviews", &["vault"]);
+    let namespace = |name: &str| serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+    api.apply(namespace("shop")).unwrap();
 
     let _server = Command::new(BOWLINE)
         .args(["serve", "--registry", "kubernetes", "--kubeconfig"])
@@ -84,6 +86,30 @@ async fn a_reviewed_service_account_token_gets_exactly_its_identity() {
         .spawn()
         .unwrap();
     let bundle = trust_bundle().await;
+
+    // The leader puts the roots in every namespace, for sidecars to mount;
+    // a namespace created later gets them too.
+    let root_config_map = |ns: &str| {
+        api.get("v1", "ConfigMap", ns, "istio-ca-root-cert")
+            .and_then(|cm| cm["data"]["root-cert.pem"].as_str().map(str::to_string))
+    };
+    let wait_roots = |ns: &'static str| {
+        let bundle = bundle.clone();
+        let root_config_map = &root_config_map;
+        async move {
+            let start = Instant::now();
+            while root_config_map(ns).as_deref() != Some(bundle.as_str()) {
+                assert!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "gave up waiting for {ns}'s root ConfigMap"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    wait_roots("shop").await;
+    api.apply(namespace("late")).unwrap();
+    wait_roots("late").await;
 
     let chain = sign(&bundle, "reviews-token", None).await.unwrap();
     let roots = citadel::pem::certificates("bundle", &bundle).unwrap();

@@ -23,6 +23,7 @@ pub mod client;
 pub mod config;
 pub mod leader;
 pub mod review;
+pub mod roots;
 pub mod state;
 pub mod status;
 pub mod translate;

@@ -164,6 +164,7 @@ impl ControlPlane {
         }
         info!(root_namespace = %mesh.config.root_namespace, "mesh config");
         let (snapshot_tx, snapshots) = watch::channel(Arc::new(Snapshot::default()));
+        let (trust_bundle, trust_bundle_rx) = watch::channel(None);
         let mut tasks = Vec::new();
         if let Registry::Kubernetes { kubeconfig, lease } = &args.registry {
             let client = discovery_kubernetes::client(kubeconfig.as_deref())
@@ -179,10 +180,14 @@ impl ControlPlane {
                 .clone()
                 .unwrap_or_else(|| LeaseConfig::from_env(&mesh.config.root_namespace));
             info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "competing for the lead");
-            tasks.extend(status_conditions(client, lease, snapshots.clone()));
+            tasks.extend(leader_work(
+                client,
+                lease,
+                snapshots.clone(),
+                trust_bundle_rx.clone(),
+            ));
         }
 
-        let (trust_bundle, trust_bundle_rx) = watch::channel(None);
         let (keys_tx, keys_rx) = watch::channel(jwks::KeySets::default());
         let build_task = tokio::spawn(build_loop(
             sources,
@@ -365,13 +370,15 @@ struct Inputs {
     keys: watch::Receiver<jwks::KeySets>,
 }
 
-/// The leader's status conditions on invalid custom resources: the
-/// election, and the writer fed with each snapshot's refused objects.
-fn status_conditions(
+/// The election, and the work its leader does: status conditions on
+/// invalid custom resources (from each snapshot's refused objects), and
+/// the CA's roots as a ConfigMap in every namespace.
+fn leader_work(
     client: discovery_kubernetes::KubeClient,
     lease: LeaseConfig,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
-) -> [JoinHandle<()>; 2] {
+    bundle: watch::Receiver<Option<Arc<str>>>,
+) -> [JoinHandle<()>; 3] {
     let elector = LeaderElector::start(client.clone(), lease);
     let leading = elector.leading();
     let (invalid_tx, invalid) = watch::channel(Default::default());
@@ -385,12 +392,17 @@ fn status_conditions(
             });
         }
     });
+    let roots = tokio::spawn(discovery_kubernetes::roots::run(
+        client.clone(),
+        leading.clone(),
+        bundle,
+    ));
     let writer = tokio::spawn(async move {
         // The election runs as long as the writer does.
         let _elector = elector;
         status::run(client, leading, invalid).await;
     });
-    [refused, writer]
+    [refused, roots, writer]
 }
 
 /// Where the build loop's config comes from: the file source's changes,
