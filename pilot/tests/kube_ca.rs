@@ -72,6 +72,14 @@ async fn a_reviewed_service_account_token_gets_exactly_its_identity() {
     api.add_service_account_token("vault-token", "shop", "reviews", &["vault"]);
     let namespace = |name: &str| serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
     api.apply(namespace("shop")).unwrap();
+    api.apply(serde_json::json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "bowline-validator", "labels": {"app.kubernetes.io/part-of": "bowline"}},
+        "webhooks": [{"name": "validation.bowline.dev", "admissionReviewVersions": ["v1"],
+            "sideEffects": "None",
+            "clientConfig": {"service": {"name": "istiod", "namespace": "istio-system", "path": "/validate"}}}],
+    }))
+    .unwrap();
 
     let _server = Command::new(BOWLINE)
         .args(["serve", "--registry", "kubernetes", "--kubeconfig"])
@@ -110,6 +118,30 @@ async fn a_reviewed_service_account_token_gets_exactly_its_identity() {
     wait_roots("shop").await;
     api.apply(namespace("late")).unwrap();
     wait_roots("late").await;
+
+    // The leader gives the webhooks the roots the API server must trust.
+    let start = Instant::now();
+    loop {
+        let config = api
+            .get(
+                "admissionregistration.k8s.io/v1",
+                "ValidatingWebhookConfiguration",
+                "",
+                "bowline-validator",
+            )
+            .unwrap();
+        let ca_bundle = config["webhooks"][0]["clientConfig"]["caBundle"]
+            .as_str()
+            .map(|b| base64::engine::general_purpose::STANDARD.decode(b).unwrap());
+        if ca_bundle.as_deref() == Some(bundle.as_bytes()) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "gave up waiting for the caBundle"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let chain = sign(&bundle, "reviews-token", None).await.unwrap();
     let roots = citadel::pem::certificates("bundle", &bundle).unwrap();

@@ -27,6 +27,7 @@ pub mod roots;
 pub mod state;
 pub mod status;
 pub mod translate;
+pub mod webhooks;
 
 mod source;
 

@@ -371,14 +371,14 @@ struct Inputs {
 }
 
 /// The election, and the work its leader does: status conditions on
-/// invalid custom resources (from each snapshot's refused objects), and
-/// the CA's roots as a ConfigMap in every namespace.
+/// invalid custom resources (from each snapshot's refused objects), the
+/// CA's roots as a ConfigMap in every namespace, and the webhooks' `caBundle`s.
 fn leader_work(
     client: discovery_kubernetes::KubeClient,
     lease: LeaseConfig,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     bundle: watch::Receiver<Option<Arc<str>>>,
-) -> [JoinHandle<()>; 3] {
+) -> [JoinHandle<()>; 4] {
     let elector = LeaderElector::start(client.clone(), lease);
     let leading = elector.leading();
     let (invalid_tx, invalid) = watch::channel(Default::default());
@@ -395,6 +395,11 @@ fn leader_work(
     let roots = tokio::spawn(discovery_kubernetes::roots::run(
         client.clone(),
         leading.clone(),
+        bundle.clone(),
+    ));
+    let webhooks = tokio::spawn(discovery_kubernetes::webhooks::run(
+        client.clone(),
+        leading.clone(),
         bundle,
     ));
     let writer = tokio::spawn(async move {
@@ -402,7 +407,7 @@ fn leader_work(
         let _elector = elector;
         status::run(client, leading, invalid).await;
     });
-    [refused, roots, writer]
+    [refused, roots, webhooks, writer]
 }
 
 /// Where the build loop's config comes from: the file source's changes,
