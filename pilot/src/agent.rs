@@ -82,6 +82,14 @@ pub(crate) struct ProxyArgs {
     /// Envoy's log file (default: Envoy logs to this process's stderr).
     #[arg(long, value_name = "FILE")]
     pub(crate) envoy_log: Option<PathBuf>,
+    /// The application's HTTP probes the agent makes for the kubelet, as
+    /// the injector rewrites them (Istio's ISTIO_KUBE_APP_PROBERS JSON:
+    /// `{"/app-health/C/readyz": {"httpGet": {...}}, ...}`).
+    #[arg(long, value_name = "JSON", value_parser = crate::probes::parse)]
+    pub(crate) app_probers: Option<std::collections::BTreeMap<String, crate::probes::Prober>>,
+    /// The port on --address where the agent serves those probes.
+    #[arg(long, default_value_t = 15020)]
+    pub(crate) status_port: u16,
     #[command(flatten)]
     pub(crate) identity: IdentityArgs,
 }
@@ -277,6 +285,13 @@ pub(crate) async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let envoy = envoy::locate(args.envoy.as_deref())?;
+    let status = match args.app_probers.clone().filter(|p| !p.is_empty()) {
+        Some(probers) => {
+            let listen = SocketAddr::new(args.address, args.status_port);
+            Some(crate::probes::serve(listen, args.address, probers).await?)
+        }
+        None => None,
+    };
     let identity = match certificates {
         Some(cfg) => Some(Identity::start(cfg, &work_dir, SDS_SOCKET).await?),
         None => None,
@@ -291,6 +306,9 @@ pub(crate) async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         restart: RestartPolicy::default(),
     };
     let outcome = supervise(cfg).await;
+    if let Some(status) = status {
+        status.abort();
+    }
     if let Some(identity) = identity {
         identity.stop().await;
     }

@@ -7,6 +7,7 @@ mod config_cli;
 mod crds;
 mod demo;
 mod echo;
+mod probes;
 mod proxy_status;
 mod rotation;
 mod server;

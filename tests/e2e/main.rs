@@ -24,6 +24,7 @@ mod jwt;
 mod kubernetes;
 mod mtls;
 mod netns;
+mod probes;
 mod proxyless_grpc;
 mod resilience;
 mod resilience_api;

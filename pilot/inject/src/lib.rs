@@ -23,8 +23,14 @@
 //! control plane's own namespace is refused here too, so that a webhook
 //! selecting it by mistake cannot deadlock the control plane's restart.
 //!
-//! Not yet: rewriting the application's HTTP probes (it needs the agent to
-//! serve them on 15020 first, as Istio's does).
+//! **Probes.** Under STRICT mutual TLS the kubelet's plaintext probes
+//! would be refused by the sidecar, so, as Istio's injector does, every
+//! `httpGet` probe of the application's containers is rewritten to the
+//! agent's status port (`15020`, path `/app-health/CONTAINER/readyz`,
+//! `livez` or `startupz`), and the original probes go to the agent
+//! (`--app-probers`, Istio's `ISTIO_KUBE_APP_PROBERS` JSON), which makes
+//! them itself, from inside the pod. The annotation
+//! `sidecar.istio.io/rewriteAppHTTPProbers: "false"` keeps them as they are.
 
 use std::collections::BTreeMap;
 
@@ -40,6 +46,10 @@ pub const INIT_CONTAINER: &str = "bowline-init";
 pub const INJECT: &str = "sidecar.istio.io/inject";
 /// The annotation that records what was injected, as Istio's.
 pub const STATUS: &str = "sidecar.istio.io/status";
+/// The agent's status port, where rewritten probes go (Istio's).
+pub const STATUS_PORT: u16 = 15020;
+/// The annotation that keeps the probes as written (`"false"`).
+pub const REWRITE_PROBES: &str = "sidecar.istio.io/rewriteAppHTTPProbers";
 /// Where the agent reads its token and the CA's root.
 pub const TOKEN_FILE: &str = "/var/run/secrets/tokens/istio-token";
 pub const ROOT_FILE: &str = "/var/run/secrets/istio/root-cert.pem";
@@ -140,11 +150,26 @@ pub fn patch(pod: &Value, namespace: &str, injection: &Injection) -> Option<Vec<
     let mut ops = Vec::new();
     // Prepended: the capture rules, then the proxy, before any init
     // container of the application's (which may itself need the network).
+    let keep_probes = pod["metadata"]["annotations"][REWRITE_PROBES]
+        .as_str()
+        .is_some_and(|v| v.eq_ignore_ascii_case("false"));
+    let probers = if keep_probes {
+        serde_json::Map::new()
+    } else {
+        let (containers, probers) = rewrite_probes(&spec["containers"]);
+        if !probers.is_empty() {
+            ops.push(json!({"op": "add", "path": "/spec/containers", "value": containers}));
+        }
+        probers
+    };
     let existing_init = spec["initContainers"]
         .as_array()
         .cloned()
         .unwrap_or_default();
-    let mut init = vec![init_container(injection), proxy_container(pod, injection)];
+    let mut init = vec![
+        init_container(injection),
+        proxy_container(pod, injection, &probers),
+    ];
     init.extend(existing_init);
     ops.push(json!({"op": "add", "path": "/spec/initContainers", "value": init}));
     let mut volumes = spec["volumes"].as_array().cloned().unwrap_or_default();
@@ -205,7 +230,52 @@ fn init_container(injection: &Injection) -> Value {
     })
 }
 
-fn proxy_container(pod: &Value, injection: &Injection) -> Value {
+/// The containers with their `httpGet` probes pointed at the agent, and
+/// the original probes by their new path (Istio's `ISTIO_KUBE_APP_PROBERS`).
+pub fn rewrite_probes(containers: &Value) -> (Value, serde_json::Map<String, Value>) {
+    let mut containers = containers.clone();
+    let mut probers = serde_json::Map::new();
+    for container in containers.as_array_mut().into_iter().flatten() {
+        let name = container["name"].as_str().unwrap_or_default().to_string();
+        let ports = container["ports"].clone();
+        for (field, kind) in [
+            ("readinessProbe", "readyz"),
+            ("livenessProbe", "livez"),
+            ("startupProbe", "startupz"),
+        ] {
+            let probe = &mut container[field];
+            if !probe["httpGet"].is_object() {
+                continue;
+            }
+            let mut original = probe["httpGet"].clone();
+            // A named port is the container's port of that name.
+            if let Some(port_name) = original["port"].as_str() {
+                let number = ports
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find_map(|p| (p["name"] == port_name).then(|| p["containerPort"].clone()));
+                if let Some(number) = number {
+                    original["port"] = number;
+                }
+            }
+            let path = format!("/app-health/{name}/{kind}");
+            let mut prober = json!({"httpGet": original});
+            if let Some(timeout) = probe.get("timeoutSeconds") {
+                prober["timeoutSeconds"] = timeout.clone();
+            }
+            probers.insert(path.clone(), prober);
+            probe["httpGet"] = json!({"path": path, "port": STATUS_PORT, "scheme": "HTTP"});
+        }
+    }
+    (containers, probers)
+}
+
+fn proxy_container(
+    pod: &Value,
+    injection: &Injection,
+    probers: &serde_json::Map<String, Value>,
+) -> Value {
     let mut args: Vec<String> = [
         "proxy",
         "--workload",
@@ -236,6 +306,10 @@ fn proxy_container(pod: &Value, injection: &Injection) -> Value {
             args.push(format!("{key}={value}"));
         }
     }
+    if !probers.is_empty() {
+        args.push("--app-probers".into());
+        args.push(Value::Object(probers.clone()).to_string());
+    }
     let field = |path: &str| json!({"valueFrom": {"fieldRef": {"fieldPath": path}}});
     let env = |name: &str, path: &str| {
         let mut e = field(path);
@@ -254,7 +328,10 @@ fn proxy_container(pod: &Value, injection: &Injection) -> Value {
             env("INSTANCE_IP", "status.podIP"),
             env("SERVICE_ACCOUNT", "spec.serviceAccountName"),
         ],
-        "ports": [{"name": "http-envoy-prom", "containerPort": 15090, "protocol": "TCP"}],
+        "ports": [
+            {"name": "http-envoy-prom", "containerPort": 15090, "protocol": "TCP"},
+            {"name": "status-port", "containerPort": STATUS_PORT, "protocol": "TCP"},
+        ],
         "readinessProbe": {"httpGet": {"path": "/ready", "port": 15000},
                            "periodSeconds": 2, "failureThreshold": 30},
         "resources": resources(),

@@ -110,11 +110,17 @@ fn a_pod_gets_the_capture_init_container_and_the_proxy_as_a_native_sidecar() {
         .capabilities
         .unwrap();
     assert_eq!(caps.add.unwrap(), ["NET_ADMIN", "NET_RAW"]);
-    // The application's own containers are untouched.
+    // The application's probe goes to the agent, which makes the original.
     assert_eq!(spec.containers.len(), 1);
+    let probe = serde_json::to_value(&spec.containers[0]).unwrap()["readinessProbe"].clone();
     assert_eq!(
-        serde_json::to_value(&spec.containers[0]).unwrap()["readinessProbe"],
-        pod()["spec"]["containers"][0]["readinessProbe"]
+        probe["httpGet"],
+        json!({"path": "/app-health/reviews/readyz", "port": 15020, "scheme": "HTTP"})
+    );
+    let probers: Value = serde_json::from_str(after("--app-probers")).unwrap();
+    assert_eq!(
+        probers["/app-health/reviews/readyz"]["httpGet"],
+        json!({"path": "/health", "port": 9080})
     );
 
     let volumes = spec.volumes.unwrap();
@@ -218,5 +224,32 @@ fn updates_other_kinds_and_garbage_are_allowed_unpatched() {
             .as_str()
             .unwrap()
             .starts_with("not an AdmissionReview")
+    );
+}
+
+#[test]
+fn named_ports_resolve_and_the_annotation_keeps_probes_as_written() {
+    let mut p = pod();
+    p["spec"]["containers"][0]["ports"] = json!([{"name": "http", "containerPort": 9080}]);
+    p["spec"]["containers"][0]["livenessProbe"] =
+        json!({"httpGet": {"path": "/live", "port": "http"}, "timeoutSeconds": 3});
+    p["spec"]["containers"][0]["startupProbe"] = json!({"tcpSocket": {"port": 9080}});
+    let (containers, probers) = rewrite_probes(&p["spec"]["containers"]);
+    assert_eq!(
+        probers["/app-health/reviews/livez"],
+        json!({"httpGet": {"path": "/live", "port": 9080}, "timeoutSeconds": 3})
+    );
+    assert_eq!(probers.len(), 2, "{probers:?}");
+    // Only HTTP probes are rewritten.
+    assert_eq!(
+        containers[0]["startupProbe"],
+        p["spec"]["containers"][0]["startupProbe"]
+    );
+
+    p["metadata"]["annotations"][REWRITE_PROBES] = json!("false");
+    let ops = patch(&p, "shop", &injection()).unwrap();
+    assert!(
+        !ops.iter().any(|op| op["path"] == "/spec/containers"),
+        "{ops:?}"
     );
 }
