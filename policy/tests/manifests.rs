@@ -4,7 +4,10 @@
 //! is in; the RBAC grants exactly what the control plane uses, with no
 //! wildcard; the Deployment is hardened and runs `serve --registry
 //! kubernetes` on the ports the Service and the webhook point at. Without
-//! kubectl those checks are skipped, and say so on stderr.
+//! kubectl those checks are skipped, and say so on stderr. The names the
+//! control plane uses (the Lease, the Secret, the root-cert ConfigMap) are
+//! `discovery_kubernetes`'s; this crate does not depend on it, so they are
+//! written out here.
 //!
 //! The example application of `manifests/examples/kubernetes/` is checked
 //! too (without kubectl): its mesh config is what Bowline accepts.
@@ -412,10 +415,15 @@ fn rbac_grants_only_what_the_control_plane_uses_without_wildcards() {
     let cluster_role = one(docs, "ClusterRole");
     assert_grants(cluster_role, &cluster);
 
+    // The leader's Lease and the CA's shared state, in its own namespace.
     let mut own = Grants::new();
-    let create = &["get", "create", "update"];
-    grant(&mut own, "coordination.k8s.io", &["leases"], create, None);
-    grant(&mut own, "", &["secrets"], create, None);
+    for (group, resource, name) in [
+        ("coordination.k8s.io", "leases", "bowline-leader"),
+        ("", "secrets", "bowline-ca"),
+    ] {
+        grant(&mut own, group, &[resource], &["create"], None);
+        grant(&mut own, group, &[resource], &["get", "update"], Some(name));
+    }
     let role = one(docs, "Role");
     assert_eq!(role["metadata"]["namespace"].as_str(), Some(NAMESPACE));
     assert_grants(role, &own);
@@ -444,9 +452,8 @@ fn the_deployment_is_hardened_and_serves_the_cluster_on_every_port() {
     let Some(docs) = rendered() else { return };
     let deployment = one(docs, "Deployment");
     let spec = &deployment["spec"];
-    // Each pod has a CA root of its own until the root is shared (see the
-    // comment in deployment.yaml): two would sign under two roots.
-    assert_eq!(spec["replicas"].as_i64(), Some(1), "replicas");
+    // Two, sharing the CA's state through a Secret (see deployment.yaml).
+    assert_eq!(spec["replicas"].as_i64(), Some(2), "replicas");
     assert!(selects(
         &labels(&spec["selector"]["matchLabels"]),
         &labels(&spec["template"]["metadata"]["labels"])
@@ -534,6 +541,23 @@ fn the_deployment_is_hardened_and_serves_the_cluster_on_every_port() {
             flag(&args, name),
             Some(format!("0.0.0.0:{port}").as_str()),
             "--{name}: {args:?}"
+        );
+    }
+    // The Lease's holder and the namespace of the Lease and the Secret.
+    for (variable, field) in [
+        ("POD_NAME", "metadata.name"),
+        ("POD_NAMESPACE", "metadata.namespace"),
+    ] {
+        let from = bowline["env"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .find(|e| e["name"].as_str() == Some(variable))
+            .unwrap_or_else(|| panic!("no {variable} in the environment"));
+        assert_eq!(
+            from["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+            Some(field),
+            "{variable}"
         );
     }
     // The only writable place beside the read-only root: an emptyDir.
