@@ -397,6 +397,18 @@ fn rbac_grants_only_what_the_control_plane_uses_without_wildcards() {
         &["get", "update"],
         Some("istio-ca-root-cert"),
     );
+    // The leader lists the webhook configurations by label, then writes
+    // their caBundle by name.
+    grant(
+        &mut cluster,
+        "admissionregistration.k8s.io",
+        &[
+            "validatingwebhookconfigurations",
+            "mutatingwebhookconfigurations",
+        ],
+        &["list"],
+        None,
+    );
     let validator = name(one(docs, "ValidatingWebhookConfiguration"));
     grant(
         &mut cluster,
@@ -645,6 +657,12 @@ fn the_service_and_the_webhook_reach_the_control_plane() {
     assert_eq!(ports, expected, "Service ports (port → container port)");
 
     let configuration = one(docs, "ValidatingWebhookConfiguration");
+    // How the leader finds the configurations whose caBundle it keeps.
+    assert_eq!(
+        labels(&configuration["metadata"]["labels"]).get("app.kubernetes.io/part-of"),
+        Some(&"bowline"),
+        "the webhook configuration's labels"
+    );
     let webhooks = configuration["webhooks"].as_sequence().expect("webhooks");
     assert!(!webhooks.is_empty());
     let mut wanted = BTreeSet::new();
@@ -674,7 +692,7 @@ fn the_service_and_the_webhook_reach_the_control_plane() {
             Some(&CA_PORT),
             "{hook}: port {port} reaches the CA's TLS port"
         );
-        // Filled in by the control plane, not committed.
+        // Filled in by the leader, not committed.
         assert!(
             client["caBundle"].as_str().unwrap_or_default().is_empty(),
             "{hook}: caBundle"
