@@ -2,17 +2,15 @@
 //! state directory, `bowline serve` signs with it over TLS, the admin API
 //! serves the root, and a restart keeps the root.
 
-use std::net::SocketAddr;
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use citadel_server::CaClient;
-use citadel_server::client::ClientConfig;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use rcgen::{CertificateParams, KeyPair};
 use tokio::process::{Child, Command};
 
 const BOWLINE: &str = env!("CARGO_BIN_EXE_bowline");
@@ -62,25 +60,6 @@ fn serve_with(dir: &Path, extra: &[&std::ffi::OsStr]) -> Child {
         .unwrap()
 }
 
-/// The trust bundle, once the admin API serves one.
-async fn trust_bundle() -> String {
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let url = format!("http://{HOST}:15014/api/v1/trust-bundle");
-    let start = Instant::now();
-    loop {
-        if let Ok(r) = http.get(&url).send().await
-            && r.status().is_success()
-        {
-            return r.text().await.unwrap();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "gave up waiting for {url}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn stop(mut child: Child) {
     let pid = i32::try_from(child.id().unwrap()).unwrap();
     kill(Pid::from_raw(pid), Signal::SIGTERM).unwrap();
@@ -89,27 +68,6 @@ async fn stop(mut child: Child) {
         .expect("serve exits on SIGTERM")
         .unwrap();
     assert!(status.success(), "{status}");
-}
-
-async fn sign(bundle: &str, token: &str) -> Result<Vec<String>, tonic::Status> {
-    let addr: SocketAddr = format!("{HOST}:15012").parse().unwrap();
-    let mut client = CaClient::connect(
-        addr,
-        &ClientConfig {
-            roots_pem: bundle.to_string(),
-            server_name: "istiod.istio-system.svc".to_string(),
-            identity: None,
-        },
-    )
-    .await
-    .unwrap();
-    let key = KeyPair::generate().unwrap();
-    let csr = CertificateParams::default()
-        .serialize_request(&key)
-        .unwrap()
-        .pem()
-        .unwrap();
-    client.create_certificate(Some(token), csr, 0).await
 }
 
 #[tokio::test]
@@ -136,31 +94,34 @@ async fn a_minted_token_gets_a_certificate_and_a_restart_keeps_the_root() {
     );
 
     let server = serve(dir.path());
-    let bundle = trust_bundle().await;
-    let chain = sign(&bundle, &minted).await.unwrap();
+    let bundle = common::trust_bundle(HOST, None).await;
+    let chain = common::sign(HOST, &bundle, &minted, None).await.unwrap();
     let roots = citadel::pem::certificates("bundle", &bundle).unwrap();
     let id = citadel::verify::workload_chain(&chain, &roots, SystemTime::now()).unwrap();
     assert_eq!(id.to_string(), "spiffe://cluster.local/ns/shop/sa/web");
     let forged = format!("{minted}x");
     assert_eq!(
-        sign(&bundle, &forged).await.unwrap_err().code(),
+        common::sign(HOST, &bundle, &forged, None)
+            .await
+            .unwrap_err()
+            .code(),
         tonic::Code::Unauthenticated
     );
     stop(server).await;
 
     // The same root after a restart: the old certificate still verifies.
     let server = serve(dir.path());
-    assert_eq!(trust_bundle().await, bundle);
+    assert_eq!(common::trust_bundle(HOST, None).await, bundle);
     assert!(citadel::verify::workload_chain(&chain, &roots, SystemTime::now()).is_ok());
-    assert!(sign(&bundle, &minted).await.is_ok());
+    assert!(common::sign(HOST, &bundle, &minted, None).await.is_ok());
     stop(server).await;
 
     // The mesh config's trust domain is the one certificates carry.
     let mesh = dir.path().join("mesh.yaml");
     std::fs::write(&mesh, "trustDomain: example.org\n").unwrap();
     let server = serve_with(dir.path(), &["--mesh-config".as_ref(), mesh.as_os_str()]);
-    assert_eq!(trust_bundle().await, bundle);
-    let chain = sign(&bundle, &minted).await.unwrap();
+    assert_eq!(common::trust_bundle(HOST, None).await, bundle);
+    let chain = common::sign(HOST, &bundle, &minted, None).await.unwrap();
     let id = citadel::verify::workload_chain(&chain, &roots, SystemTime::now()).unwrap();
     assert_eq!(id.to_string(), "spiffe://example.org/ns/shop/sa/web");
     stop(server).await;

@@ -4,63 +4,18 @@
 //! service account; a token bound to another audience, one the API server
 //! does not know, and a CSR for someone else are refused with istiod's codes.
 
-use std::net::SocketAddr;
+mod common;
+
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
-use citadel_server::CaClient;
-use citadel_server::client::ClientConfig;
 use kube_fixture::{ApiServer, Verb};
-use rcgen::{CertificateParams, KeyPair, SanType};
 use tokio::process::Command;
 
 const BOWLINE: &str = env!("CARGO_BIN_EXE_bowline");
 /// A loopback address of this test's own.
 const HOST: &str = "127.0.94.250";
-
-async fn trust_bundle() -> String {
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let url = format!("http://{HOST}:15014/api/v1/trust-bundle");
-    let start = Instant::now();
-    loop {
-        if let Ok(r) = http.get(&url).send().await
-            && r.status().is_success()
-        {
-            return r.text().await.unwrap();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "gave up waiting for {url}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn sign(
-    bundle: &str,
-    token: &str,
-    asks_for: Option<&str>,
-) -> Result<Vec<String>, tonic::Status> {
-    let addr: SocketAddr = format!("{HOST}:15012").parse().unwrap();
-    let mut client = CaClient::connect(
-        addr,
-        &ClientConfig {
-            roots_pem: bundle.to_string(),
-            server_name: "istiod.istio-system.svc".to_string(),
-            identity: None,
-        },
-    )
-    .await
-    .unwrap();
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::default();
-    if let Some(uri) = asks_for {
-        params.subject_alt_names = vec![SanType::URI(uri.try_into().unwrap())];
-    }
-    let csr = params.serialize_request(&key).unwrap().pem().unwrap();
-    client.create_certificate(Some(token), csr, 0).await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reviewed_service_account_token_gets_exactly_its_identity() {
@@ -93,7 +48,7 @@ async fn a_reviewed_service_account_token_gets_exactly_its_identity() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let bundle = trust_bundle().await;
+    let bundle = common::trust_bundle(HOST, None).await;
 
     // The leader puts the roots in every namespace, for sidecars to mount;
     // a namespace created later gets them too.
@@ -143,7 +98,9 @@ async fn a_reviewed_service_account_token_gets_exactly_its_identity() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let chain = sign(&bundle, "reviews-token", None).await.unwrap();
+    let chain = common::sign(HOST, &bundle, "reviews-token", None)
+        .await
+        .unwrap();
     let roots = citadel::pem::certificates("bundle", &bundle).unwrap();
     let id = citadel::verify::workload_chain(&chain, &roots, SystemTime::now()).unwrap();
     assert_eq!(id.to_string(), "spiffe://cluster.local/ns/shop/sa/reviews");
@@ -157,15 +114,15 @@ async fn a_reviewed_service_account_token_gets_exactly_its_identity() {
     let other = "spiffe://cluster.local/ns/shop/sa/ratings";
     let code = |r: Result<Vec<String>, tonic::Status>| r.unwrap_err().code();
     assert_eq!(
-        code(sign(&bundle, "reviews-token", Some(other)).await),
+        code(common::sign(HOST, &bundle, "reviews-token", Some(other)).await),
         tonic::Code::PermissionDenied
     );
     assert_eq!(
-        code(sign(&bundle, "vault-token", None).await),
+        code(common::sign(HOST, &bundle, "vault-token", None).await),
         tonic::Code::Unauthenticated
     );
     assert_eq!(
-        code(sign(&bundle, "nobody-knows-this", None).await),
+        code(common::sign(HOST, &bundle, "nobody-knows-this", None).await),
         tonic::Code::Unauthenticated
     );
 

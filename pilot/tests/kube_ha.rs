@@ -3,15 +3,13 @@
 //! through one Secret, so certificates from either verify under the one
 //! root; one holds the Lease, and when it stops the other takes over.
 
-use std::net::SocketAddr;
+mod common;
+
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
-use citadel_server::CaClient;
-use citadel_server::client::ClientConfig;
 use kube_fixture::ApiServer;
-use rcgen::{CertificateParams, KeyPair};
 use tokio::process::{Child, Command};
 
 const BOWLINE: &str = env!("CARGO_BIN_EXE_bowline");
@@ -37,45 +35,6 @@ fn replica(name: &str, host: &str, kubeconfig: &Path, dir: &Path) -> Child {
         .unwrap()
 }
 
-async fn trust_bundle(host: &str, log: &Path) -> String {
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let url = format!("http://{host}:15014/api/v1/trust-bundle");
-    let start = Instant::now();
-    loop {
-        if let Ok(r) = http.get(&url).send().await
-            && r.status().is_success()
-        {
-            return r.text().await.unwrap();
-        }
-        assert!(
-            start.elapsed() < LIMIT,
-            "gave up waiting for {url}; the replica logged:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn sign(host: &str, bundle: &str, token: &str) -> Vec<String> {
-    let addr: SocketAddr = format!("{host}:15012").parse().unwrap();
-    let config = ClientConfig {
-        roots_pem: bundle.to_string(),
-        server_name: "istiod.istio-system.svc".to_string(),
-        identity: None,
-    };
-    let mut client = CaClient::connect(addr, &config).await.unwrap();
-    let key = KeyPair::generate().unwrap();
-    let csr = CertificateParams::default()
-        .serialize_request(&key)
-        .unwrap()
-        .pem()
-        .unwrap();
-    client
-        .create_certificate(Some(token), csr, 0)
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_one_root_and_one_leader_at_a_time() {
     let api = ApiServer::start().await.unwrap();
@@ -86,16 +45,18 @@ async fn replicas_share_one_root_and_one_leader_at_a_time() {
     let (host_a, host_b) = ("127.0.96.250", "127.0.96.251");
 
     let mut a = replica("replica-a", host_a, &kubeconfig, dir.path());
-    let bundle_a = trust_bundle(host_a, &dir.path().join("replica-a.log")).await;
+    let bundle_a = common::trust_bundle(host_a, Some(&dir.path().join("replica-a.log"))).await;
     let b = replica("replica-b", host_b, &kubeconfig, dir.path());
-    let bundle_b = trust_bundle(host_b, &dir.path().join("replica-b.log")).await;
+    let bundle_b = common::trust_bundle(host_b, Some(&dir.path().join("replica-b.log"))).await;
     assert_eq!(bundle_a, bundle_b, "one root");
     let token = |name: &str| std::fs::read(dir.path().join(name).join("admin-token")).unwrap();
     assert_eq!(token("replica-a"), token("replica-b"), "one admin token");
 
     let roots = citadel::pem::certificates("bundle", &bundle_a).unwrap();
     for host in [host_a, host_b] {
-        let chain = sign(host, &bundle_b, "reviews-token").await;
+        let chain = common::sign(host, &bundle_b, "reviews-token", None)
+            .await
+            .unwrap();
         let id = citadel::verify::workload_chain(&chain, &roots, SystemTime::now()).unwrap();
         assert_eq!(id.to_string(), "spiffe://cluster.local/ns/shop/sa/reviews");
     }

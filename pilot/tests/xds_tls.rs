@@ -7,6 +7,8 @@
 //! token: a hostile or careless process, which is what the check is for.
 //! The validating admission webhook answers on the same port, over HTTPS.
 
+mod common;
+
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -44,24 +46,6 @@ fn serve(dir: &Path) -> Child {
         .kill_on_drop(true)
         .spawn()
         .unwrap()
-}
-
-async fn trust_bundle() -> String {
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let url = format!("http://{HOST}:15014/api/v1/trust-bundle");
-    let start = Instant::now();
-    loop {
-        if let Ok(r) = http.get(&url).send().await
-            && r.status().is_success()
-        {
-            return r.text().await.unwrap();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "gave up on {url}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A workload certificate (chain, key) for `shop/web`, from the CA.
@@ -170,7 +154,7 @@ async fn xds_over_mutual_tls_serves_only_the_certificates_own_identity() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("config")).unwrap();
     let server = serve(dir.path());
-    let bundle = trust_bundle().await;
+    let bundle = common::trust_bundle(HOST, None).await;
     let web = certificate(dir.path(), &bundle).await;
 
     // The certificate's own identity is served, and the proxy's status

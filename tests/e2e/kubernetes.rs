@@ -168,21 +168,7 @@ async fn a_cluster_is_the_registry_and_its_custom_resources_the_config() {
         kubeconfig.to_str().unwrap(),
     ]);
     mesh.start_control_plane().await;
-    for (name, host, labels) in [
-        ("client", 1, &[("app", "client")][..]),
-        (
-            "reviews-v1",
-            2,
-            &[("app", "reviews"), ("version", "v1")][..],
-        ),
-        (
-            "reviews-v2",
-            3,
-            &[("app", "reviews"), ("version", "v2")][..],
-        ),
-    ] {
-        mesh.start_workload(name, host, labels, "sotw").await;
-    }
+    start_workloads(&mut mesh).await;
     let services = mesh.admin_json("/api/v1/services").await;
     let names: Vec<&str> = services
         .as_array()
@@ -338,6 +324,25 @@ fn mesh_yaml() -> String {
     "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: x}\nspec: {hosts: [x]}\n".into()
 }
 
+/// The sidecars of the cluster's pods (as `populate` lists them).
+async fn start_workloads(mesh: &mut Mesh) {
+    for (name, host, labels) in [
+        ("client", 1, &[("app", "client")][..]),
+        (
+            "reviews-v1",
+            2,
+            &[("app", "reviews"), ("version", "v1")][..],
+        ),
+        (
+            "reviews-v2",
+            3,
+            &[("app", "reviews"), ("version", "v2")][..],
+        ),
+    ] {
+        mesh.start_workload(name, host, labels, "sotw").await;
+    }
+}
+
 /// Stands in for the control plane's Service (kube-proxy's virtual IP):
 /// each connection goes to the first backend that accepts it.
 async fn service_vip(listen: SocketAddr, backends: Vec<SocketAddr>) -> tokio::task::JoinHandle<()> {
@@ -402,21 +407,7 @@ async fn sidecars_reconnect_to_a_live_replica_and_converge() {
     let vip = SocketAddr::new(mesh.address(249), 15010);
     let _vip = service_vip(vip, vec![replica_a, replica_b]).await;
     mesh.xds = vip;
-    for (name, host, labels) in [
-        ("client", 1, &[("app", "client")][..]),
-        (
-            "reviews-v1",
-            2,
-            &[("app", "reviews"), ("version", "v1")][..],
-        ),
-        (
-            "reviews-v2",
-            3,
-            &[("app", "reviews"), ("version", "v2")][..],
-        ),
-    ] {
-        mesh.start_workload(name, host, labels, "sotw").await;
-    }
+    start_workloads(&mut mesh).await;
     wait_for_versions(&mesh, &["v1", "v2"], "both reviews pods to answer").await;
 
     // A stops: the sidecars reconnect through the Service to B, and
