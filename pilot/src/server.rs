@@ -155,7 +155,19 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let namespace = discovery_kubernetes::leader::namespace(&mesh.root_namespace);
         let make = || {
             args.ca.signer(&mesh).map_err(|e| format!("{e:#}"))?;
-            crate::ca::admin_token(&args.ca.state_dir).map_err(|e| format!("{e:#}"))?;
+            // Never in the log (a pod's log is read by more people than
+            // its Secrets): the operator reads it from the Secret.
+            let state =
+                citadel::state::StateDir::open(&args.ca.state_dir).map_err(|e| format!("{e:#}"))?;
+            if citadel::admin_token::ensure(&state)
+                .map_err(|e| format!("the admin token: {e:#}"))?
+                .is_some()
+            {
+                info!(
+                    "admin token made; read it with: kubectl -n {namespace} get secret {} -o jsonpath='{{.data.admin-token}}' | base64 -d",
+                    discovery_kubernetes::state::SECRET_NAME
+                );
+            }
             Ok(())
         };
         discovery_kubernetes::state::share(

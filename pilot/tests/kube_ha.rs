@@ -51,6 +51,12 @@ async fn replicas_share_one_root_and_one_leader_at_a_time() {
     assert_eq!(bundle_a, bundle_b, "one root");
     let token = |name: &str| std::fs::read(dir.path().join(name).join("admin-token")).unwrap();
     assert_eq!(token("replica-a"), token("replica-b"), "one admin token");
+    // Kept in the Secret, never shown in a replica's log.
+    let shown = String::from_utf8(token("replica-a")).unwrap();
+    for log in ["replica-a.log", "replica-b.log"] {
+        let log = std::fs::read_to_string(dir.path().join(log)).unwrap();
+        assert!(!log.contains(shown.trim()), "the admin token in {log}");
+    }
 
     let roots = citadel::pem::certificates("bundle", &bundle_a).unwrap();
     for host in [host_a, host_b] {
