@@ -89,6 +89,8 @@ async fn a_reviewed_service_account_token_gets_exactly_its_identity() {
             .as_str()
             .map(|b| base64::engine::general_purpose::STANDARD.decode(b).unwrap());
         if ca_bundle.as_deref() == Some(bundle.as_bytes()) {
+            // Checkable now: what the webhook cannot check is refused.
+            assert_eq!(config["webhooks"][0]["failurePolicy"], "Fail", "{config}");
             break;
         }
         assert!(

@@ -4,6 +4,13 @@
 //! The webhook configurations are Bowline's by label
 //! (`app.kubernetes.io/part-of: bowline`), validating and mutating alike.
 //!
+//! Once the bundle is in, the validating webhooks' `failurePolicy` becomes
+//! `Fail`, as istiod's validation controller does: installed as `Ignore`
+//! (nothing could call the webhook before its caBundle was filled), they
+//! then refuse what they cannot check rather than let it through. An
+//! object that reaches the store anyway (a write while every replica is
+//! down) still gets its status condition and is not applied.
+//!
 //! ```text
 //! leading ∧ bundle ──► LIST {Validating,Mutating}WebhookConfiguration by label
 //!                     ──► each webhook's clientConfig.caBundle != bundle? ──► REPLACE
@@ -66,7 +73,14 @@ async fn update(client: &Client, pem: &str) {
         Ok(list) => {
             for mut config in list {
                 let hooks = config.webhooks.iter_mut().flatten();
-                if set_bundles(hooks.map(|h| &mut h.client_config.ca_bundle), pem) {
+                let mut changed = set_bundles(hooks.map(|h| &mut h.client_config.ca_bundle), pem);
+                for hook in config.webhooks.iter_mut().flatten() {
+                    if hook.failure_policy.as_deref() != Some("Fail") {
+                        hook.failure_policy = Some("Fail".to_string());
+                        changed = true;
+                    }
+                }
+                if changed {
                     write(&validating, config).await;
                 }
             }
