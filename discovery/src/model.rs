@@ -89,6 +89,10 @@ pub struct ServiceModel {
     /// Service's `networking.istio.io/exportTo` annotation says: `*`, `.`,
     /// `~` or names; empty means all.
     pub export_to: Vec<String>,
+    /// The virtual IPs clients dial for the service: a Service's
+    /// `clusterIP`, a ServiceEntry's single-IP `addresses`. A captured
+    /// sidecar matches outbound connections on them.
+    pub addresses: Vec<std::net::IpAddr>,
 }
 
 /// Every service of the mesh, by host name. Immutable once built.

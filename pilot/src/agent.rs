@@ -63,6 +63,12 @@ pub(crate) struct ProxyArgs {
     /// Port of the outbound listener on --address.
     #[arg(long, default_value_t = DEFAULT_OUTBOUND_PORT)]
     pub(crate) outbound_port: u16,
+    /// How the application's traffic reaches the sidecar: NONE, it dials
+    /// the explicit listeners; REDIRECT, the pod's traffic is captured
+    /// (`bowline capture`) into the virtual listeners on 15002 and 15006.
+    /// Istio's `sidecar.istio.io/interceptionMode` values.
+    #[arg(long, value_name = "MODE", default_value = "NONE", value_parser = ["NONE", "REDIRECT"])]
+    pub(crate) interception_mode: String,
     /// The Envoy binary (default: $BOWLINE_ENVOY, `envoy` on $PATH, or ./.venv).
     #[arg(long, value_name = "PATH")]
     pub(crate) envoy: Option<PathBuf>,
@@ -216,6 +222,7 @@ impl ProxyArgs {
                 outbound_port: self.outbound_port,
                 generator: Default::default(),
                 sds: false,
+                capture: self.interception_mode == "REDIRECT",
             },
             xds_address: self.xds_address(),
             xds_mode: self.xds_mode,

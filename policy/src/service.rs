@@ -21,6 +21,11 @@ pub struct ServiceSpec {
     pub selector: BTreeMap<String, String>,
     #[serde(default)]
     pub ports: Vec<ServicePort>,
+    /// The virtual IP clients dial (`clusterIP`); none for a headless
+    /// service or where it is not given. Captured pods' sidecars match
+    /// their outbound connections on it.
+    #[serde(default, rename = "clusterIP")]
+    pub cluster_ip: Option<std::net::IpAddr>,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]

@@ -60,6 +60,7 @@ fn proxy_for(address: IpAddr, name: &str, namespace: &str) -> Proxy {
         outbound_port: DEFAULT_OUTBOUND_PORT,
         generator: Default::default(),
         sds: false,
+        capture: false,
     })
 }
 

@@ -234,6 +234,7 @@ fn service_model(
         resolution: Resolution::Static,
         mesh_external: false,
         export_to: service_export_to(svc),
+        addresses: spec.cluster_ip.into_iter().collect(),
     }
 }
 
@@ -315,6 +316,18 @@ fn service_entry_model(se: &ServiceEntry, host: &str) -> ServiceModel {
         resolution,
         mesh_external: spec.location == Location::MeshExternal,
         export_to: spec.export_to.clone(),
+        // Single addresses (`10.0.0.1`, `10.0.0.1/32`, `fd00::1/128`); a
+        // wider CIDR block is not matched on (validation says so).
+        addresses: spec
+            .addresses
+            .iter()
+            .filter_map(|a| {
+                let (ip, prefix) = a.split_once('/').unwrap_or((a, ""));
+                let ip: std::net::IpAddr = ip.parse().ok()?;
+                let full = if ip.is_ipv4() { "32" } else { "128" };
+                (prefix.is_empty() || prefix == full).then_some(ip)
+            })
+            .collect(),
     }
 }
 

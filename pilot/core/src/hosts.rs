@@ -96,6 +96,7 @@ mod tests {
             resolution: Resolution::Static,
             mesh_external: false,
             export_to: Vec::new(),
+            addresses: Vec::new(),
         };
         Registry {
             services: BTreeMap::from([(hostname.to_string(), Arc::new(service))]),

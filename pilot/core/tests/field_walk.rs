@@ -498,7 +498,7 @@ fn samples() -> Vec<Sample> {
         set("ServiceEntry.spec.resolution", "DNS"),
         set("ServiceEntry.spec.endpoints", "[{address: 127.0.2.3}]"),
         set("ServiceEntry.spec.exportTo", "[.]"),
-        set("ServiceEntry.spec.addresses", "[240.0.0.1]").diagnoses(),
+        set("ServiceEntry.spec.addresses", "[240.0.0.1]"),
         set("ServiceEntry.spec.ports[].number", "8080"),
         set("ServiceEntry.spec.ports[].protocol", "TCP"),
         set("ServiceEntry.spec.ports[].name", "web"),

@@ -11,6 +11,9 @@
 //! a CA runs: the snapshot's trust bundle is `support/root-cert.pem`, which
 //! the proxy gets as the secret `ROOTCA` (`<case>.secrets.json`, written
 //! only where there are secrets).
+//! With a `# interception: REDIRECT` line the pod's traffic is captured
+//! (node metadata `INTERCEPTION_MODE`) and its application listens on its
+//! own ports at the workload's address.
 //! Lines `# mesh: TEXT` together are the mesh config (`--mesh-config`).
 //!
 //! `REFRESH_GOLDEN=1 cargo test -p pilot --test golden` rewrites the expected
@@ -201,16 +204,21 @@ fn proxy_for(text: &str, objects: &[std::sync::Arc<Object>]) -> Option<Proxy> {
     let sds = text
         .lines()
         .any(|l| l.strip_prefix("# sds: ").map(str::trim) == Some("true"));
+    let capture = text
+        .lines()
+        .any(|l| l.strip_prefix("# interception: ").map(str::trim) == Some("REDIRECT"));
     if proxyless {
-        support::proxyless_of(we)
-    } else if sds {
-        support::proxy_of(we).map(|mut proxy| {
-            proxy.metadata.sds = true;
-            proxy
-        })
-    } else {
-        support::proxy_of(we)
+        return support::proxyless_of(we);
     }
+    support::proxy_of(we).map(|mut proxy| {
+        proxy.metadata.sds = sds;
+        if capture {
+            // A pod's application listens on its own ports.
+            proxy.metadata.capture = true;
+            proxy.metadata.app_address = None;
+        }
+        proxy
+    })
 }
 
 /// The server compiles through a push context, which shares what proxies

@@ -118,6 +118,18 @@ impl NodeMetadata {
                 ));
             }
         };
+        let capture = match fields.optional_string(meta::INTERCEPTION_MODE)?.as_deref() {
+            None | Some("NONE") => false,
+            Some("REDIRECT") => true,
+            Some(other) => {
+                return Err(invalid(
+                    meta::INTERCEPTION_MODE,
+                    format!(
+                        "{other:?} is neither \"REDIRECT\" nor \"NONE\" (TPROXY is not supported)"
+                    ),
+                ));
+            }
+        };
 
         Ok(NodeMetadata {
             namespace,
@@ -130,6 +142,7 @@ impl NodeMetadata {
             outbound_port: outbound_port.unwrap_or(DEFAULT_OUTBOUND_PORT),
             generator,
             sds,
+            capture,
         })
     }
 }

@@ -26,6 +26,7 @@ impl NodeMetadata {
             outbound_port,
             generator,
             sds,
+            capture,
         } = self;
         let mut m = Map::new();
         m.insert(meta::NAMESPACE.into(), namespace.clone().into());
@@ -50,6 +51,9 @@ impl NodeMetadata {
         m.insert(meta::OUTBOUND_PORT.into(), outbound_port.to_string().into());
         if *sds {
             m.insert(meta::SDS.into(), "true".into());
+        }
+        if *capture {
+            m.insert(meta::INTERCEPTION_MODE.into(), "REDIRECT".into());
         }
         // Envoy sidecars leave the key out, as Istio's do.
         if generator.is_proxyless() {

@@ -46,6 +46,11 @@ pub mod meta {
     /// `"true"` when the bootstrap's `sds-grpc` cluster reaches an agent that
     /// serves the workload's certificate as [`DEFAULT_SECRET`](crate::DEFAULT_SECRET).
     pub const SDS: &str = "sds";
+    /// How the pod's traffic reaches the sidecar: `REDIRECT` when the
+    /// capture rules (`bowline capture`, iptables) send it there, `NONE`
+    /// (or absent) when the application dials the explicit listeners.
+    /// Istio's key, with Istio's values.
+    pub const INTERCEPTION_MODE: &str = "INTERCEPTION_MODE";
     /// What kind of xDS client the node is (see [`Generator`](crate::Generator)):
     /// absent for an Envoy sidecar, `grpc` for a proxyless gRPC client.
     /// Istio's key, with Istio's values.
@@ -70,6 +75,16 @@ pub const ROOT_SECRET: &str = "ROOTCA";
 pub const DEFAULT_OUTBOUND_PORT: u16 = 15001;
 /// Port of Envoy's admin interface on the workload's address.
 pub const DEFAULT_ADMIN_PORT: u16 = 15000;
+/// Where the capture rules send a pod's outbound TCP: the virtual outbound
+/// listener's port (15001 is the explicit outbound listener's).
+pub const OUTBOUND_CAPTURE_PORT: u16 = 15002;
+/// Where the capture rules send a pod's inbound TCP: the virtual inbound
+/// listener's port (Istio's).
+pub const INBOUND_CAPTURE_PORT: u16 = 15006;
+/// The address a captured sidecar's connections to its application leave
+/// from (Istio's), which the capture rules let pass, so that they do not
+/// loop back into the capture.
+pub const INBOUND_PASSTHROUGH_SOURCE: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 0, 0, 6);
 
 /// What a sidecar (or a proxyless gRPC client) declares about its workload
 /// in the node metadata.
@@ -97,6 +112,10 @@ pub struct NodeMetadata {
     /// Whether the agent serves the workload's certificate over SDS (see
     /// [`meta::SDS`]); only then can the sidecar speak mutual TLS.
     pub sds: bool,
+    /// Whether the pod's traffic is captured (see [`meta::INTERCEPTION_MODE`]):
+    /// then the sidecar gets the virtual outbound and inbound listeners, and
+    /// the application listens on the inbound ports itself.
+    pub capture: bool,
 }
 
 impl NodeMetadata {
@@ -114,6 +133,7 @@ impl NodeMetadata {
             outbound_port: DEFAULT_OUTBOUND_PORT,
             generator: Generator::Envoy,
             sds: false,
+            capture: false,
         }
     }
 
@@ -144,9 +164,15 @@ impl NodeMetadata {
         format!("{}.{}", self.workload, self.namespace)
     }
 
-    /// Where inbound traffic for `port` goes: the declared application address.
+    /// Where inbound traffic for `port` goes: the declared application
+    /// address; in capture mode, the workload's own address at that port
+    /// unless one is declared.
     pub fn app_for(&self, port: u16) -> Option<SocketAddr> {
-        self.app_ports.get(&port).copied().or(self.app_address)
+        self.app_ports
+            .get(&port)
+            .copied()
+            .or(self.app_address)
+            .or_else(|| self.capture.then(|| SocketAddr::new(self.address, port)))
     }
 }
 

@@ -1,6 +1,7 @@
 //! Reading node metadata, and the round trip through what Envoy sends.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::protobuf::value::Kind;
@@ -100,6 +101,7 @@ fn full_metadata_parses() {
             outbound_port: 15006,
             generator: Generator::Envoy,
             sds: false,
+            capture: false,
         }
     );
 }
@@ -500,5 +502,38 @@ fn sds_says_whether_the_agent_serves_the_workload_certificate() {
     assert_eq!(
         NodeMetadata::from_struct(&metadata.to_struct()).unwrap(),
         metadata
+    );
+}
+
+#[test]
+fn interception_mode_says_whether_the_pods_traffic_is_captured() {
+    assert!(!NodeMetadata::from_node(&node(full())).unwrap().capture);
+    assert!(
+        NodeMetadata::from_node(&with(meta::INTERCEPTION_MODE, string("REDIRECT")))
+            .unwrap()
+            .capture
+    );
+    assert!(
+        !NodeMetadata::from_node(&with(meta::INTERCEPTION_MODE, string("NONE")))
+            .unwrap()
+            .capture
+    );
+    assert_eq!(
+        error(&with(meta::INTERCEPTION_MODE, string("TPROXY"))),
+        "node metadata.INTERCEPTION_MODE: \"TPROXY\" is neither \"REDIRECT\" nor \"NONE\" (TPROXY is not supported)"
+    );
+    let mut metadata = reviews();
+    metadata.capture = true;
+    assert_eq!(metadata.to_json()[meta::INTERCEPTION_MODE], "REDIRECT");
+    assert_eq!(
+        NodeMetadata::from_struct(&metadata.to_struct()).unwrap(),
+        metadata
+    );
+    // The application listens on the workload's own address unless declared.
+    metadata.app_address = None;
+    metadata.app_ports.clear();
+    assert_eq!(
+        metadata.app_for(9080),
+        Some(SocketAddr::new(metadata.address, 9080))
     );
 }

@@ -52,13 +52,23 @@ pub(crate) fn decode_service(
     if let Some((p, v)) = fields.get("type") {
         check_type(&string(v, &p)?, p, findings);
     }
-    if let Some((p, v)) = fields.get("clusterIP")
-        && string(v, &p)? == "None"
-    {
-        findings.push(Diagnostic::warning(
-            p,
-            "headless service: it is served like a ClusterIP service",
-        ));
+    let mut cluster_ip = None;
+    if let Some((p, v)) = fields.get("clusterIP") {
+        match string(v, &p)?.as_str() {
+            "None" => findings.push(Diagnostic::warning(
+                p,
+                "headless service: it is served like a ClusterIP service",
+            )),
+            // Kubernetes allocates one when it is left empty.
+            "" => {}
+            ip => match ip.parse() {
+                Ok(ip) => cluster_ip = Some(ip),
+                Err(_) => findings.push(Diagnostic::error(
+                    p,
+                    format!("{ip:?} is neither an IP address nor \"None\""),
+                )),
+            },
+        }
     }
     let selector = match fields.get("selector") {
         Some((p, v)) => string_map(v, &p)?,
@@ -72,7 +82,11 @@ pub(crate) fn decode_service(
     }
     Ok(Service {
         meta,
-        spec: ServiceSpec { selector, ports },
+        spec: ServiceSpec {
+            selector,
+            ports,
+            cluster_ip,
+        },
     })
 }
 

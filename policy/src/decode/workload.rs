@@ -116,13 +116,10 @@ pub(crate) fn decode_service_entry(
         .map(|(p, v)| string_list(v, &p))
         .transpose()?
         .unwrap_or_default();
-    if let Some((p, _)) = fields.get("addresses")
-        && !addresses.is_empty()
-    {
-        findings.push(Diagnostic::warning(
-            p,
-            "addresses are not used: without traffic capture, clients reach services by host name",
-        ));
+    if let Some((p, _)) = fields.get("addresses") {
+        for (i, address) in addresses.iter().enumerate() {
+            check_entry_address(address, p.index(i), findings);
+        }
     }
     let hosts = fields
         .get("hosts")
@@ -237,4 +234,21 @@ fn decode_port(
         protocol,
         target_port,
     })
+}
+
+/// A ServiceEntry address wider than one host: captured sidecars match
+/// single addresses only. (Validation checks the addresses' form.)
+fn check_entry_address(address: &str, path: FieldPath, findings: &mut Findings) {
+    let Some((ip, prefix)) = address.split_once('/') else {
+        return;
+    };
+    let (Ok(ip), Ok(len)) = (ip.parse::<std::net::IpAddr>(), prefix.parse::<u8>()) else {
+        return;
+    };
+    if len < if ip.is_ipv4() { 32 } else { 128 } {
+        findings.push(Diagnostic::warning(
+            path,
+            format!("the CIDR block {address} is not matched on: captured sidecars match single addresses"),
+        ));
+    }
 }

@@ -44,6 +44,8 @@ pub(super) fn to_service(
         spec: ServiceSpec {
             selector: spec.selector.unwrap_or_default(),
             ports,
+            // `None` for a headless service, which parses as no address.
+            cluster_ip: spec.cluster_ip.as_deref().and_then(|ip| ip.parse().ok()),
         },
     })
 }

@@ -54,5 +54,6 @@ pub(crate) fn proxy(s: usize, e: usize, endpoints: usize) -> Proxy {
         outbound_port: DEFAULT_OUTBOUND_PORT,
         generator: Default::default(),
         sds: false,
+        capture: false,
     })
 }

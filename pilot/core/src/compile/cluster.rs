@@ -43,7 +43,7 @@ use super::tls::{self, MeshTls};
 use super::traffic_policy::{self, EffectivePolicy};
 
 /// Istio's default connect timeout.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Istio's circuit-breaker thresholds when a DestinationRule sets none:
 /// effectively unlimited, rather than Envoy's 1024 connections and 3 retries.
@@ -481,6 +481,7 @@ mod tests {
             resolution: Resolution::Static,
             mesh_external: false,
             export_to: Vec::new(),
+            addresses: Vec::new(),
         }
     }
 

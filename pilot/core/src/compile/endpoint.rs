@@ -411,6 +411,7 @@ mod tests {
             resolution: Resolution::Static,
             mesh_external: false,
             export_to: Vec::new(),
+            addresses: Vec::new(),
         }
     }
 
@@ -749,6 +750,7 @@ spec: {address: 127.0.5.4, labels: {app: cart}, locality: us-east/a}
             outbound_port: crate::proxy::DEFAULT_OUTBOUND_PORT,
             generator: Default::default(),
             sds: false,
+            capture: false,
         })
     }
 

@@ -54,7 +54,23 @@ pub(crate) struct InboundPort {
 /// empty, so that the per-route configs of VirtualServices take effect (as
 /// Istio installs them in every sidecar).
 pub(crate) fn outbound(proxy: &Proxy, normalization: PathNormalization) -> Listener {
-    let hcm = http_connection_manager(
+    Listener {
+        name: names::OUTBOUND.to_string(),
+        address: Some(proto::socket_address(
+            &proxy.metadata.address.to_string(),
+            proxy.metadata.outbound_port,
+        )),
+        filter_chains: vec![chain(outbound_http(normalization))],
+        traffic_direction: TrafficDirection::Outbound as i32,
+        ..Default::default()
+    }
+}
+
+/// The outbound HTTP connection manager, on the outbound route
+/// configuration: the explicit listener's, and the one of every HTTP
+/// service port in the capture-mode virtual outbound listener.
+pub(crate) fn outbound_http(normalization: PathNormalization) -> Filter {
+    hcm_filter(http_connection_manager(
         names::OUTBOUND,
         normalization,
         RouteSpecifier::Rds(Rds {
@@ -65,17 +81,7 @@ pub(crate) fn outbound(proxy: &Proxy, normalization: PathNormalization) -> Liste
             http_filter(filters::FAULT, proto::any(HttpFault::default())),
             http_filter(filters::CORS, proto::any(Cors::default())),
         ],
-    );
-    Listener {
-        name: names::OUTBOUND.to_string(),
-        address: Some(proto::socket_address(
-            &proxy.metadata.address.to_string(),
-            proxy.metadata.outbound_port,
-        )),
-        filter_chains: vec![chain(hcm_filter(hcm))],
-        traffic_direction: TrafficDirection::Outbound as i32,
-        ..Default::default()
-    }
+    ))
 }
 
 /// The filters of the security policies that apply to a workload: `http`
@@ -204,11 +210,14 @@ pub(crate) fn inbound(
     }
 }
 
-const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
+/// The cluster a refusing chain names: none, nothing is ever sent there.
+const BLACK_HOLE: &str = "BlackHoleCluster";
+
+pub(crate) const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
 
 /// A chain that closes every connection: an RBAC network filter that
 /// allows nothing.
-fn refuse_chain(stat_prefix: &str) -> FilterChain {
+pub(crate) fn refuse_chain(stat_prefix: &str) -> FilterChain {
     let rbac = NetworkRbac {
         rules: Some(Rbac {
             action: RbacAction::Allow as i32,
@@ -217,12 +226,18 @@ fn refuse_chain(stat_prefix: &str) -> FilterChain {
         stat_prefix: stat_prefix.to_string(),
         ..Default::default()
     };
+    // Envoy wants a terminal filter last; the RBAC filter closes every
+    // connection before it, so its cluster (Istio's name for nowhere) need
+    // not exist.
     FilterChain {
         name: "refuse".to_string(),
-        filters: vec![Filter {
-            name: "envoy.filters.network.rbac".to_string(),
-            config_type: Some(filter::ConfigType::TypedConfig(proto::any(rbac))),
-        }],
+        filters: vec![
+            Filter {
+                name: "envoy.filters.network.rbac".to_string(),
+                config_type: Some(filter::ConfigType::TypedConfig(proto::any(rbac))),
+            },
+            tcp_proxy(stat_prefix, BLACK_HOLE.to_string()),
+        ],
         ..Default::default()
     }
 }
@@ -303,7 +318,7 @@ fn http_filter(name: &str, config: Any) -> HttpFilter {
     }
 }
 
-fn tcp_proxy(stat_prefix: &str, cluster: String) -> Filter {
+pub(crate) fn tcp_proxy(stat_prefix: &str, cluster: String) -> Filter {
     let proxy = TcpProxy {
         stat_prefix: stat_prefix.to_string(),
         cluster_specifier: Some(ClusterSpecifier::Cluster(cluster)),
@@ -335,6 +350,7 @@ mod tests {
             outbound_port: crate::proxy::DEFAULT_OUTBOUND_PORT,
             generator: Default::default(),
             sds: false,
+            capture: false,
         })
     }
 

@@ -26,6 +26,7 @@
 //! tests work.
 
 mod authz;
+mod capture;
 mod cluster;
 mod context;
 mod endpoint;
@@ -157,8 +158,10 @@ fn compile_parts(
     let peer = snapshot
         .security
         .peer_authentication_for(namespace, &proxy.metadata.labels);
+    let capture = proxy.metadata.capture;
+    let mut captured_inbound = Vec::new();
     for port in &inbound {
-        let c = cluster::inbound(
+        let mut c = cluster::inbound(
             port.port,
             port.app,
             matches!(
@@ -166,11 +169,31 @@ fn compile_parts(
                 discovery::Protocol::Http2 | discovery::Protocol::Grpc
             ),
         );
+        if capture {
+            capture::bind_to_passthrough_source(&mut c);
+        }
         insert(&mut own, ResourceType::Cluster, &c.name.clone(), &c);
         own_clusters.push(c.name.clone());
         let mtls = listener::InboundTls::new(peer.mode_at(port.port), proxy.metadata.sds);
         let l = listener::inbound(proxy, port, normalization, &authz, mtls);
-        insert(&mut listeners, ResourceType::Listener, &l.name.clone(), &l);
+        if capture {
+            captured_inbound.push((port.port, l));
+        } else {
+            insert(&mut listeners, ResourceType::Listener, &l.name.clone(), &l);
+        }
+    }
+    if capture {
+        let strict = peer.mode == policy::security::MtlsMode::Strict;
+        for l in [
+            capture::virtual_outbound(&view, normalization),
+            capture::virtual_inbound(captured_inbound, strict),
+        ] {
+            insert(&mut listeners, ResourceType::Listener, &l.name.clone(), &l);
+        }
+        for c in capture::passthrough_clusters() {
+            insert(&mut own, ResourceType::Cluster, &c.name.clone(), &c);
+            own_clusters.push(c.name.clone());
+        }
     }
 
     let secrets = match context {

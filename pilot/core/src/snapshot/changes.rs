@@ -301,6 +301,7 @@ fn endpoints_differ_only(old: &ServiceModel, new: &ServiceModel) -> bool {
         resolution,
         mesh_external,
         export_to,
+        addresses,
     } = old;
     *resolution == Resolution::Static
         && new.resolution == Resolution::Static
@@ -310,6 +311,7 @@ fn endpoints_differ_only(old: &ServiceModel, new: &ServiceModel) -> bool {
         && *ports == new.ports
         && *mesh_external == new.mesh_external
         && *export_to == new.export_to
+        && *addresses == new.addresses
         && identities(old) == identities(new)
 }
 

@@ -425,5 +425,6 @@ fn proxy(
         outbound_port: DEFAULT_OUTBOUND_PORT,
         generator: Default::default(),
         sds: false,
+        capture: false,
     })
 }

@@ -26,6 +26,7 @@ const ROOTS: &[&str] = &[
     "envoy/extensions/filters/network/rbac/v3/rbac.proto",
     "envoy/extensions/filters/http/jwt_authn/v3/config.proto",
     "envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.proto",
+    "envoy/extensions/filters/listener/original_dst/v3/original_dst.proto",
     "envoy/extensions/transport_sockets/tls/v3/tls.proto",
     "envoy/extensions/transport_sockets/raw_buffer/v3/raw_buffer.proto",
 ];

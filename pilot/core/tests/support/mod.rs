@@ -27,6 +27,7 @@ pub fn proxy_of(we: &WorkloadEntry) -> Option<Proxy> {
         outbound_port: DEFAULT_OUTBOUND_PORT,
         generator: Default::default(),
         sds: false,
+        capture: false,
     }))
 }
 

@@ -143,7 +143,7 @@ pub(crate) fn to_cluster(vhost: &str, cluster: String, protocol: Protocol) -> Ro
 }
 
 /// Ports a plain-HTTP listener can route: anything not declared as raw TCP or TLS.
-fn routable(port: &Port) -> bool {
+pub(crate) fn routable(port: &Port) -> bool {
     !matches!(
         port.protocol,
         Protocol::Tcp | Protocol::Tls | Protocol::Https
@@ -175,6 +175,18 @@ fn domains(
             domains.push(name.clone());
         }
         domains.push(format!("{name}:{}", port.number));
+    }
+    // A captured application may dial the service by its address, and say
+    // so in the Host header.
+    for address in &service.addresses {
+        let host = match address {
+            std::net::IpAddr::V4(ip) => ip.to_string(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        };
+        if default_port == Some(port.number) {
+            domains.push(host.clone());
+        }
+        domains.push(format!("{host}:{}", port.number));
     }
     domains.retain(|d| used.insert(d.clone()));
     domains
@@ -310,6 +322,7 @@ spec:
             outbound_port: 15001,
             generator: Default::default(),
             sds: false,
+            capture: false,
         })
     }
 

@@ -199,6 +199,7 @@ fn proxies(objects: &[Arc<policy::Object>]) -> Vec<Proxy> {
                 outbound_port: DEFAULT_OUTBOUND_PORT,
                 generator: Default::default(),
                 sds: false,
+                capture: false,
             }))
         })
         .collect()
