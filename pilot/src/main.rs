@@ -3,6 +3,7 @@
 
 mod agent;
 mod ca;
+mod capture;
 mod config_cli;
 mod crds;
 mod demo;
@@ -36,6 +37,8 @@ enum Command {
     Proxy(agent::ProxyArgs),
     /// Run a small HTTP application that answers with what it received.
     Echo(echo::EchoArgs),
+    /// Install a pod's traffic capture (iptables), as the injected init container does.
+    Capture(capture::CaptureArgs),
     /// Run a whole mesh on this machine: control plane, applications and sidecars.
     Demo(demo::DemoArgs),
     /// Tokens workloads authenticate to the CA with.
@@ -91,6 +94,7 @@ fn run() -> anyhow::Result<()> {
         Command::Serve(args) => on_runtime(server::run(args)),
         Command::Proxy(args) => on_runtime(agent::run(args)),
         Command::Echo(args) => on_runtime(echo::run(args)),
+        Command::Capture(args) => capture::run(args),
         Command::Demo(args) => on_runtime(demo::run(args)),
         Command::Validate(args) => validate::run(args),
         Command::Crds(args) => crds::run(args),

@@ -11,6 +11,7 @@ mod admin_auth;
 mod admin_events;
 mod agent;
 mod blast_radius;
+mod capture;
 mod demo;
 mod examples;
 mod fidelity_clusters;

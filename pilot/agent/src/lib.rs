@@ -23,6 +23,7 @@
 //! anyhow: the command line is the binary's.
 
 pub mod bootstrap;
+pub mod capture;
 pub mod envoy;
 pub mod rotation;
 pub mod sds;
