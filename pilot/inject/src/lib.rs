@@ -8,7 +8,8 @@
 //!   not a Pod CREATE · the control plane's namespace · sidecar.istio.io/inject: "false"
 //!   · hostNetwork · already injected                          ──► allowed, no patch
 //!   otherwise ──► allowed, JSONPatch:
-//!     initContainers += bowline-init (capture; NET_ADMIN, NET_RAW, as root)
+//!     initContainers += bowline-init (capture; NET_ADMIN, NET_RAW, as root; left
+//!                       out with sidecar.istio.io/interceptionMode: NONE)
 //!                     + bowline-proxy (native sidecar: restartPolicy Always, so it
 //!                       starts before the application and stops after it)
 //!     volumes += the projected token (audience istio-ca), the root certificate
@@ -50,6 +51,15 @@ pub const STATUS: &str = "sidecar.istio.io/status";
 pub const STATUS_PORT: u16 = 15020;
 /// The annotation that keeps the probes as written (`"false"`).
 pub const REWRITE_PROBES: &str = "sidecar.istio.io/rewriteAppHTTPProbers";
+/// The annotation that picks how the pod's traffic reaches the sidecar
+/// (Istio's): `REDIRECT` (the default: captured by the init container's
+/// iptables rules) or `NONE` (no capture; the application dials the
+/// sidecar's explicit listeners, as in the file registry).
+pub const INTERCEPTION_MODE: &str = "sidecar.istio.io/interceptionMode";
+/// Istio's capture exclusions, passed to `bowline capture` as written.
+pub const EXCLUDE_INBOUND_PORTS: &str = "traffic.sidecar.istio.io/excludeInboundPorts";
+pub const EXCLUDE_OUTBOUND_PORTS: &str = "traffic.sidecar.istio.io/excludeOutboundPorts";
+pub const EXCLUDE_OUTBOUND_IP_RANGES: &str = "traffic.sidecar.istio.io/excludeOutboundIPRanges";
 /// Where the agent reads its token and the CA's root.
 pub const TOKEN_FILE: &str = "/var/run/secrets/tokens/istio-token";
 pub const ROOT_FILE: &str = "/var/run/secrets/istio/root-cert.pem";
@@ -166,10 +176,15 @@ pub fn patch(pod: &Value, namespace: &str, injection: &Injection) -> Option<Vec<
         .as_array()
         .cloned()
         .unwrap_or_default();
-    let mut init = vec![
-        init_container(injection),
-        proxy_container(pod, injection, &probers),
-    ];
+    let annotations = &pod["metadata"]["annotations"];
+    let capture = !annotations[INTERCEPTION_MODE]
+        .as_str()
+        .is_some_and(|v| v.eq_ignore_ascii_case("NONE"));
+    let mut init = Vec::new();
+    if capture {
+        init.push(init_container(annotations, injection));
+    }
+    init.push(proxy_container(pod, injection, &probers, capture));
     init.extend(existing_init);
     ops.push(json!({"op": "add", "path": "/spec/initContainers", "value": init}));
     let mut volumes = spec["volumes"].as_array().cloned().unwrap_or_default();
@@ -184,7 +199,11 @@ pub fn patch(pod: &Value, namespace: &str, injection: &Injection) -> Option<Vec<
         STATUS.into(),
         json!(
             json!({
-                "initContainers": [INIT_CONTAINER, PROXY_CONTAINER],
+                "initContainers": if capture {
+                    vec![INIT_CONTAINER, PROXY_CONTAINER]
+                } else {
+                    vec![PROXY_CONTAINER]
+                },
                 "containers": [],
                 "volumes": ["istio-token", "istiod-ca-cert", "bowline-proxy"],
             })
@@ -213,13 +232,41 @@ fn object(value: &Value) -> BTreeMap<String, Value> {
         .unwrap_or_default()
 }
 
-fn init_container(injection: &Injection) -> Value {
+/// The capture init container: `bowline capture`, with the sidecar's
+/// own ports and the pod's exclusion annotations left alone.
+fn init_container(annotations: &Value, injection: &Injection) -> Value {
     let uid = injection.proxy_uid.to_string();
+    let mut inbound_excluded = "15000,15020,15090".to_string();
+    if let Some(ports) = annotations[EXCLUDE_INBOUND_PORTS]
+        .as_str()
+        .filter(|p| !p.is_empty())
+    {
+        inbound_excluded = format!("{inbound_excluded},{}", ports.replace(' ', ""));
+    }
+    let mut args = vec![
+        "capture".to_string(),
+        "--proxy-uid".into(),
+        uid.clone(),
+        "--proxy-gid".into(),
+        uid,
+        "--inbound-ports".into(),
+        "*".into(),
+        "--exclude-inbound-ports".into(),
+        inbound_excluded,
+    ];
+    for (annotation, flag) in [
+        (EXCLUDE_OUTBOUND_PORTS, "--exclude-outbound-ports"),
+        (EXCLUDE_OUTBOUND_IP_RANGES, "--exclude-outbound-ranges"),
+    ] {
+        if let Some(value) = annotations[annotation].as_str().filter(|v| !v.is_empty()) {
+            args.push(flag.into());
+            args.push(value.replace(' ', ""));
+        }
+    }
     json!({
         "name": INIT_CONTAINER,
         "image": injection.image,
-        "args": ["capture", "--proxy-uid", uid, "--inbound-ports", "*",
-                 "--exclude-inbound-ports", "15000,15020,15090"],
+        "args": args,
         "resources": resources(),
         "securityContext": {
             "runAsUser": 0, "runAsGroup": 0, "runAsNonRoot": false,
@@ -275,6 +322,7 @@ fn proxy_container(
     pod: &Value,
     injection: &Injection,
     probers: &serde_json::Map<String, Value>,
+    capture: bool,
 ) -> Value {
     let mut args: Vec<String> = [
         "proxy",
@@ -306,6 +354,8 @@ fn proxy_container(
             args.push(format!("{key}={value}"));
         }
     }
+    args.push("--interception-mode".into());
+    args.push(if capture { "REDIRECT" } else { "NONE" }.into());
     if !probers.is_empty() {
         args.push("--app-probers".into());
         args.push(Value::Object(probers.clone()).to_string());

@@ -253,3 +253,67 @@ fn named_ports_resolve_and_the_annotation_keeps_probes_as_written() {
         "{ops:?}"
     );
 }
+
+/// The args of the patched pod's init container `name`.
+fn init_args(patched: &Value, name: &str) -> Vec<String> {
+    patched["spec"]["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .map(|c| serde_json::from_value(c["args"].clone()).unwrap())
+        .unwrap_or_default()
+}
+
+#[test]
+fn capture_follows_istios_interception_annotations() {
+    // By default the pod is captured, and the sidecar told so.
+    let mut annotated = pod();
+    annotated["metadata"]["annotations"] = json!({
+        EXCLUDE_INBOUND_PORTS: "8080, 8081",
+        EXCLUDE_OUTBOUND_PORTS: "5432",
+        EXCLUDE_OUTBOUND_IP_RANGES: "10.0.0.0/8,192.168.0.0/16",
+    });
+    let patched = apply(
+        annotated.clone(),
+        &patch(&annotated, "shop", &injection()).unwrap(),
+    );
+    let capture = init_args(&patched, INIT_CONTAINER);
+    let after = |args: &[String], flag: &str| {
+        let at = args.iter().position(|a| a == flag).unwrap();
+        args[at + 1].clone()
+    };
+    assert_eq!(after(&capture, "--proxy-uid"), "1337");
+    assert_eq!(after(&capture, "--proxy-gid"), "1337");
+    assert_eq!(
+        after(&capture, "--exclude-inbound-ports"),
+        "15000,15020,15090,8080,8081"
+    );
+    assert_eq!(after(&capture, "--exclude-outbound-ports"), "5432");
+    assert_eq!(
+        after(&capture, "--exclude-outbound-ranges"),
+        "10.0.0.0/8,192.168.0.0/16"
+    );
+    let proxy = init_args(&patched, PROXY_CONTAINER);
+    assert_eq!(after(&proxy, "--interception-mode"), "REDIRECT");
+
+    // NONE: no capture, and a sidecar with explicit listeners only.
+    let mut explicit = pod();
+    explicit["metadata"]["annotations"] = json!({INTERCEPTION_MODE: "NONE"});
+    let patched = apply(
+        explicit.clone(),
+        &patch(&explicit, "shop", &injection()).unwrap(),
+    );
+    let names: Vec<&str> = patched["spec"]["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [PROXY_CONTAINER, "migrate"]);
+    let proxy = init_args(&patched, PROXY_CONTAINER);
+    assert_eq!(after(&proxy, "--interception-mode"), "NONE");
+    let status: Value =
+        serde_json::from_str(patched["metadata"]["annotations"][STATUS].as_str().unwrap()).unwrap();
+    assert_eq!(status["initContainers"], json!([PROXY_CONTAINER]));
+}
