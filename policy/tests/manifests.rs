@@ -210,6 +210,7 @@ fn every_kind_and_every_committed_crd_is_rendered_in_the_namespace() {
         "Service",
         "PodDisruptionBudget",
         "ValidatingWebhookConfiguration",
+        "MutatingWebhookConfiguration",
     ]
     .into_iter()
     .map(|k| (k, 1))
@@ -246,6 +247,7 @@ fn every_kind_and_every_committed_crd_is_rendered_in_the_namespace() {
         "ClusterRole",
         "ClusterRoleBinding",
         "ValidatingWebhookConfiguration",
+        "MutatingWebhookConfiguration",
     ];
     for doc in docs.iter().filter(|d| !cluster_scoped.contains(&kind(d))) {
         assert_eq!(
@@ -422,7 +424,7 @@ fn rbac_grants_only_what_the_control_plane_uses_without_wildcards() {
         "admissionregistration.k8s.io",
         &["mutatingwebhookconfigurations"],
         &["get", "update", "patch"],
-        Some("bowline-sidecar-injector"),
+        Some(name(one(docs, "MutatingWebhookConfiguration"))),
     );
     let cluster_role = one(docs, "ClusterRole");
     assert_grants(cluster_role, &cluster);
@@ -734,6 +736,80 @@ fn the_service_and_the_webhook_reach_the_control_plane() {
             "{hook}: every served version of every CRD, created or updated"
         );
     }
+}
+
+/// The injection webhook: pods created in either injection label's
+/// namespaces, never the control plane's, through the Service to `/inject`
+/// on the CA's TLS port; opted-out pods are not sent at all.
+#[test]
+fn the_injection_webhook_selects_labelled_namespaces_but_the_control_planes() {
+    let Some(docs) = rendered() else { return };
+    let pod = pod_spec(one(docs, "Deployment"));
+    let service = one(docs, "Service");
+    let ports = service_ports(service, pod);
+    let configuration = one(docs, "MutatingWebhookConfiguration");
+    assert_eq!(
+        labels(&configuration["metadata"]["labels"]).get("app.kubernetes.io/part-of"),
+        Some(&"bowline"),
+        "how the leader finds it to write its caBundle"
+    );
+    let webhooks = configuration["webhooks"].as_sequence().expect("webhooks");
+    let mut labels_selected = BTreeSet::new();
+    for webhook in webhooks {
+        let hook = webhook["name"].as_str().unwrap_or_default();
+        let client = &webhook["clientConfig"];
+        let target = &client["service"];
+        assert_eq!(target["name"].as_str(), Some(name(service)), "{hook}");
+        assert_eq!(target["namespace"].as_str(), Some(NAMESPACE), "{hook}");
+        assert_eq!(target["path"].as_str(), Some("/inject"), "{hook}");
+        let port = target["port"].as_i64().unwrap_or(443);
+        assert_eq!(ports.get(&port), Some(&CA_PORT), "{hook}: port {port}");
+        assert!(
+            client["caBundle"].as_str().unwrap_or_default().is_empty(),
+            "{hook}: caBundle is the leader's to write"
+        );
+        assert_eq!(webhook["failurePolicy"].as_str(), Some("Fail"), "{hook}");
+        assert_eq!(webhook["sideEffects"].as_str(), Some("None"), "{hook}");
+        let rules = webhook["rules"].as_sequence().expect("rules");
+        assert_eq!(rules.len(), 1, "{hook}");
+        assert_eq!(strings(&rules[0]["operations"]), ["CREATE"], "{hook}");
+        assert_eq!(strings(&rules[0]["apiGroups"]), [""], "{hook}");
+        assert_eq!(strings(&rules[0]["resources"]), ["pods"], "{hook}");
+
+        let expressions = webhook["namespaceSelector"]["matchExpressions"]
+            .as_sequence()
+            .expect("namespaceSelector.matchExpressions");
+        let expression = |key: &str| {
+            expressions
+                .iter()
+                .find(|e| e["key"].as_str() == Some(key))
+                .map(|e| {
+                    (
+                        e["operator"].as_str().unwrap_or_default(),
+                        strings(&e["values"]),
+                    )
+                })
+        };
+        assert_eq!(
+            expression("kubernetes.io/metadata.name"),
+            Some(("NotIn", vec![NAMESPACE])),
+            "{hook}: never the control plane's own namespace"
+        );
+        for label in ["istio-injection", "bowline-injection"] {
+            if expression(label) == Some(("In", vec!["enabled"])) {
+                labels_selected.insert(label);
+            }
+        }
+        let opt_out = &webhook["objectSelector"]["matchExpressions"][0];
+        assert_eq!(opt_out["key"].as_str(), Some("sidecar.istio.io/inject"));
+        assert_eq!(opt_out["operator"].as_str(), Some("NotIn"));
+        assert_eq!(strings(&opt_out["values"]), ["false"]);
+    }
+    assert_eq!(
+        labels_selected,
+        BTreeSet::from(["istio-injection", "bowline-injection"]),
+        "both injection labels"
+    );
 }
 
 /// The example of `manifests/examples/kubernetes/`: what is mesh config is
