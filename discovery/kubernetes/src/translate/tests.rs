@@ -610,6 +610,21 @@ fn headless_services_are_served_from_their_endpoints() {
     let model = registry.get("reviews.shop.svc.cluster.local").unwrap();
     assert_eq!(model.resolution, discovery::model::Resolution::Static);
     assert_eq!(model.endpoints.len(), 1);
+    // No virtual IP for captured clients to match on.
+    assert!(model.addresses.is_empty());
+}
+
+#[test]
+fn a_services_cluster_ip_is_its_address() {
+    let t = translate(&cluster(vec![reviews()], vec![], vec![], vec![]));
+    let config = t.config_set();
+    let (registry, _) =
+        Registry::build_with(config.objects.iter().map(|o| o.as_ref()), &config.endpoints);
+    let model = registry.get("reviews.shop.svc.cluster.local").unwrap();
+    assert_eq!(
+        model.addresses,
+        ["10.96.0.10".parse::<std::net::IpAddr>().unwrap()]
+    );
 }
 
 #[test]

@@ -22,6 +22,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
+use discovery::model::Resolution;
 use envoy_types::pb::envoy::config::cluster::v3::{
     Cluster, cluster::ClusterDiscoveryType, cluster::DiscoveryType, cluster::LbPolicy,
 };
@@ -54,7 +55,12 @@ const ORIGINAL_DST: &str = "envoy.filters.listener.original_dst";
 pub(crate) fn virtual_outbound(view: &ScopeView, normalization: PathNormalization) -> Listener {
     let mut claimed = BTreeSet::new();
     let mut filter_chains = Vec::new();
-    for service_view in view.services() {
+    // A service without endpoints of its own (resolution NONE) is reached
+    // where the caller was going: the fallback does that.
+    let routed = view
+        .services()
+        .filter(|s| s.service.resolution != Resolution::Passthrough);
+    for service_view in routed {
         let service = &service_view.service;
         for &address in &service.addresses {
             for port in service_view.ports() {
