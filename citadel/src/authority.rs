@@ -378,7 +378,16 @@ impl Ca {
         // the old key is issued after its mark was read.
         let next = {
             let issued = self.issued();
-            let until = issued.signed_until.get(&old).copied().unwrap_or(0);
+            // The mark on file too: with replicas, it holds the latest of
+            // every replica's certificates (they share the state directory's
+            // files through the cluster).
+            let on_file = rotation::read_signed_until(&self.state, &old)?.unwrap_or(0);
+            let until = issued
+                .signed_until
+                .get(&old)
+                .copied()
+                .unwrap_or(0)
+                .max(on_file);
             let next = Rotation {
                 step: Step::Reissuing,
                 signing: new.clone(),

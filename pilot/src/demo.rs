@@ -164,6 +164,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         &control_plane,
         signer.clone(),
         &ca.trust,
+        None,
     ));
     loop {
         tokio::select! {

@@ -14,14 +14,16 @@
 //! files are checked once a second, the way a controller resyncs, since
 //! neither the clock nor another process's write announces itself here.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use citadel::Trust;
 use citadel::rotation::Step;
 use citadel::signing::Signer;
+use discovery_kubernetes::ca_sync::{self, Distribution, Follower, lagging};
 use pilot_core::resources::ResourceType;
-use pilot_server::serve::ControlPlane;
+use pilot_server::serve::{Cluster, ControlPlane};
 use serde_json::json;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -29,18 +31,32 @@ use tracing::{info, warn};
 /// How often the driver looks.
 const RESYNC: Duration = Duration::from_secs(1);
 
-/// Runs until the future is dropped (at shutdown).
+/// Runs until the future is dropped (at shutdown). In Kubernetes mode the
+/// state directory `state_dir` follows the replicas' shared Secret, and
+/// only the leader moves a rotation on, once every replica's proxies have
+/// the bundle (see `discovery_kubernetes::ca_sync`).
 pub(crate) async fn drive(
     control_plane: &ControlPlane,
     signer: Arc<Signer>,
     trust: &watch::Sender<Trust>,
+    state_dir: Option<&Path>,
 ) {
     let mut driver = Driver::default();
+    let mut replicas = control_plane
+        .cluster()
+        .zip(state_dir)
+        .map(|(cluster, dir)| Replicas::new(cluster, dir));
     let mut tick = tokio::time::interval(RESYNC);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if let Some(replicas) = &mut replicas {
+            replicas.before(&mut driver, &signer).await;
+        }
         driver.step(control_plane, &signer, SystemTime::now());
+        if let Some(replicas) = &mut replicas {
+            replicas.after(&mut driver).await;
+        }
         let now = signer.ca.trust();
         trust.send_if_modified(|published| {
             let changed = *published != now;
@@ -62,6 +78,96 @@ struct Driver {
     published: Option<(Arc<str>, u64)>,
     /// The last error, logged once until it changes.
     error: Option<String>,
+    /// With replicas: this one does not lead, so it moves no rotation on.
+    follows: bool,
+    /// With replicas: the others whose proxies do not all have the bundle.
+    lagging: Vec<String>,
+    /// This replica's proxies not done with the bundle, after a step.
+    pending: usize,
+}
+
+/// The CA's state shared with the other replicas, and the leader's view of
+/// how far the trust bundle has reached their proxies.
+struct Replicas {
+    follower: Follower,
+    distribution: Distribution,
+    leading: watch::Receiver<bool>,
+    /// The last error, logged once until it changes.
+    error: Option<String>,
+}
+
+impl Replicas {
+    fn new(cluster: &Cluster, dir: &Path) -> Self {
+        Replicas {
+            follower: Follower::start(cluster.client.clone(), &cluster.namespace, dir),
+            distribution: Distribution::new(
+                cluster.client.clone(),
+                &cluster.namespace,
+                &cluster.identity,
+            ),
+            leading: cluster.leading.clone(),
+            error: None,
+        }
+    }
+
+    /// Before a step: the Secret's state into the directory (or this
+    /// replica's out to it), and, for the leader in a rotation's first
+    /// step, who is not done with the bundle.
+    async fn before(&mut self, driver: &mut Driver, signer: &Signer) {
+        if let Err(error) = self.follower.sync().await {
+            self.fail(&error);
+        }
+        driver.follows = !*self.leading.borrow();
+        driver.lagging.clear();
+        if driver.follows || signer.ca.rotation().step != Step::Distributing {
+            return;
+        }
+        let bundle = bundle_id(&signer.ca.trust_bundle_pem());
+        match self.distribution.reports().await {
+            Ok(reports) => {
+                driver.lagging = lagging(&reports, &bundle, unix(SystemTime::now()));
+            }
+            Err(error) => {
+                self.fail(&error);
+                // Unknown is not done.
+                driver.lagging = vec!["(the reports could not be read)".to_string()];
+            }
+        }
+    }
+
+    /// After a step: this replica's word on the bundle it serves.
+    async fn after(&mut self, driver: &mut Driver) {
+        let Some((bundle, _)) = &driver.published else {
+            return;
+        };
+        let bundle = bundle_id(bundle);
+        let refresh = driver.pending > 0;
+        if let Err(error) = self
+            .distribution
+            .report(&bundle, driver.pending, refresh, SystemTime::now())
+            .await
+        {
+            self.fail(&error);
+        }
+    }
+
+    fn fail(&mut self, error: &ca_sync::Error) {
+        let text = format!("{error:#}");
+        if self.error.as_deref() != Some(&text) {
+            warn!(%error, "the CA's state across replicas");
+            self.error = Some(text);
+        }
+    }
+}
+
+/// A short, stable name for a trust bundle, which replicas compare.
+fn bundle_id(bundle: &str) -> String {
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bundle.as_bytes()))
+}
+
+fn unix(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl Driver {
@@ -93,8 +199,13 @@ impl Driver {
             Some(generation) => pending_proxies(control_plane, generation),
             None => Vec::new(),
         };
+        self.pending = pending.len();
         match rotation.step {
-            Step::Distributing if generation.is_some() && pending.is_empty() => {
+            // A replica that does not lead follows the Secret instead.
+            _ if self.follows => {}
+            Step::Distributing
+                if generation.is_some() && pending.is_empty() && self.lagging.is_empty() =>
+            {
                 match ca.sign_with_new_root() {
                     Ok(next) => info!(
                         signing = %next.signing,
@@ -122,6 +233,8 @@ impl Driver {
         if let Some(rotation) = view.get_mut("rotation") {
             rotation["bundle_generation"] = json!(generation);
             rotation["pending_proxies"] = json!(pending);
+            rotation["pending_replicas"] = json!(self.lagging);
+            rotation["moved_on_here"] = json!(!self.follows);
         }
         control_plane.set_ca_status(view);
     }

@@ -211,7 +211,7 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     control_plane.set_trust_bundle(&signer.ca.trust_bundle_pem());
     tokio::select! {
         () = crate::signal::shutdown() => {}
-        () = crate::rotation::drive(&control_plane, signer.clone(), &ca.trust) => {}
+        () = crate::rotation::drive(&control_plane, signer.clone(), &ca.trust, Some(&args.ca.state_dir)) => {}
     }
     info!("shutting down");
     ca.stop().await;

@@ -438,6 +438,23 @@ fn rbac_grants_only_what_the_control_plane_uses_without_wildcards() {
         grant(&mut own, group, &[resource], &["create"], None);
         grant(&mut own, group, &[resource], &["get", "update"], Some(name));
     }
+    // The Secret followed by a watch of it by name; the replicas' reports
+    // of a rotation's reach.
+    grant(
+        &mut own,
+        "",
+        &["secrets"],
+        &["list", "watch"],
+        Some("bowline-ca"),
+    );
+    grant(&mut own, "", &["configmaps"], &["create"], None);
+    grant(
+        &mut own,
+        "",
+        &["configmaps"],
+        &["get", "patch"],
+        Some("bowline-ca-distribution"),
+    );
     let role = one(docs, "Role");
     assert_eq!(role["metadata"]["namespace"].as_str(), Some(NAMESPACE));
     assert_grants(role, &own);

@@ -19,6 +19,7 @@
 //! k8s-openapi objects built by hand; the watchers only move objects into
 //! stores and say when something changed.
 
+pub mod ca_sync;
 pub mod client;
 pub mod config;
 pub mod leader;

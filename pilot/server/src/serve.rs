@@ -138,6 +138,29 @@ pub struct ControlPlane {
     /// The plaintext xDS listener's address, when one was asked for.
     pub xds_addr: Option<SocketAddr>,
     pub admin_addr: SocketAddr,
+    cluster: Option<Cluster>,
+}
+
+/// A replica's place in its cluster (Kubernetes mode).
+#[derive(Clone)]
+pub struct Cluster {
+    pub client: discovery_kubernetes::KubeClient,
+    /// The control plane's namespace.
+    pub namespace: String,
+    /// This replica's name in the Lease (`POD_NAME`).
+    pub identity: String,
+    /// Whether it holds the Lease now.
+    pub leading: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("namespace", &self.namespace)
+            .field("identity", &self.identity)
+            .field("leading", &*self.leading.borrow())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ControlPlane {
@@ -166,6 +189,7 @@ impl ControlPlane {
         let (snapshot_tx, snapshots) = watch::channel(Arc::new(Snapshot::default()));
         let (trust_bundle, trust_bundle_rx) = watch::channel(None);
         let mut tasks = Vec::new();
+        let mut cluster = None;
         if let Registry::Kubernetes { kubeconfig, lease } = &args.registry {
             let client = discovery_kubernetes::client(kubeconfig.as_deref())
                 .await
@@ -180,12 +204,19 @@ impl ControlPlane {
                 .clone()
                 .unwrap_or_else(|| LeaseConfig::from_env(&mesh.config.root_namespace));
             info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "competing for the lead");
-            tasks.extend(leader_work(
-                client,
-                lease,
+            let (work, leads) = leader_work(
+                client.clone(),
+                lease.clone(),
                 snapshots.clone(),
                 trust_bundle_rx.clone(),
-            ));
+            );
+            tasks.extend(work);
+            cluster = Some(Cluster {
+                client,
+                namespace: lease.namespace,
+                identity: lease.identity,
+                leading: leads,
+            });
         }
 
         let (keys_tx, keys_rx) = watch::channel(jwks::KeySets::default());
@@ -308,7 +339,14 @@ impl ControlPlane {
             ca,
             xds_addr,
             admin_addr,
+            cluster,
         })
+    }
+
+    /// In Kubernetes mode: the client, the control plane's namespace, this
+    /// replica's identity and whether it leads.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.as_ref()
     }
 
     /// Follows the snapshots as they are built.
@@ -378,9 +416,10 @@ fn leader_work(
     lease: LeaseConfig,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     bundle: watch::Receiver<Option<Arc<str>>>,
-) -> [JoinHandle<()>; 4] {
+) -> ([JoinHandle<()>; 4], watch::Receiver<bool>) {
     let elector = LeaderElector::start(client.clone(), lease);
     let leading = elector.leading();
+    let leads = leading.clone();
     let (invalid_tx, invalid) = watch::channel(Default::default());
     let refused = tokio::spawn(async move {
         while snapshots.changed().await.is_ok() {
@@ -407,7 +446,7 @@ fn leader_work(
         let _elector = elector;
         status::run(client, leading, invalid).await;
     });
-    [refused, roots, webhooks, writer]
+    ([refused, roots, webhooks, writer], leads)
 }
 
 /// Where the build loop's config comes from: the file source's changes,
