@@ -93,6 +93,10 @@ pub struct ServiceModel {
     /// `clusterIP`, a ServiceEntry's single-IP `addresses`. A captured
     /// sidecar matches outbound connections on them.
     pub addresses: Vec<std::net::IpAddr>,
+    /// The object that defines the service (the Service, or the
+    /// ServiceEntry that first named the host), for telling operators
+    /// where a piece of config came from.
+    pub object: Option<policy::ObjectKey>,
 }
 
 /// Every service of the mesh, by host name. Immutable once built.

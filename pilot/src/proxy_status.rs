@@ -89,12 +89,25 @@ pub(crate) fn table(proxies: &[(String, ProxyStatus)]) -> String {
             if state == "NACK"
                 && let Some(nack) = status.and_then(|s| s.nack.as_ref())
             {
-                nacks.push(format!(
+                let mut line = format!(
                     "NACK {} {column} version {}: {}",
                     name(proxy),
                     nack.version,
                     nack.message.trim()
-                ));
+                );
+                for object in &nack.objects {
+                    let at = match (&object.file, object.document) {
+                        (Some(file), Some(document)) => format!(" ({file}, document {document})"),
+                        (Some(file), None) => format!(" ({file})"),
+                        _ => String::new(),
+                    };
+                    let _ = write!(
+                        line,
+                        "\n  from {} {}/{}{at}: {}",
+                        object.kind, object.namespace, object.name, object.resource
+                    );
+                }
+                nacks.push(line);
             }
             row.push(state.to_string());
         }
@@ -187,6 +200,7 @@ mod tests {
                 version: v.to_string(),
                 message: "Error adding/updating listener(s) 127.0.1.2_7777: cannot bind"
                     .to_string(),
+                objects: Vec::new(),
             }),
             ..TypeStatus::default()
         }

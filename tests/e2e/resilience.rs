@@ -48,6 +48,48 @@ async fn a_config_envoy_rejects_shows_as_a_nack_and_traffic_keeps_flowing() {
         lds["acked_version"], lds["sent_version"],
         "the new version was not ACKed"
     );
+    // The NACK names the object the rejected listener came from, with the
+    // file it was read from: the new Service (and the workload at that
+    // address), not every object of the mesh.
+    let objects = lds["nack"]["objects"].as_array().expect("nack.objects");
+    let service = objects
+        .iter()
+        .find(|o| o["kind"] == "Service")
+        .unwrap_or_else(|| panic!("no Service in {objects:?}"));
+    assert_eq!(service["name"], "reviews-admin", "{objects:?}");
+    assert_eq!(service["namespace"], "default");
+    assert!(
+        service["file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("reviews-admin.yaml")),
+        "{service}"
+    );
+    assert!(
+        service["resource"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("listener inbound|") && r.ends_with("|7777")),
+        "{service}"
+    );
+    assert!(
+        objects
+            .iter()
+            .all(|o| o["kind"] != "Service" || o["name"] == "reviews-admin"),
+        "only the service at that port: {objects:?}"
+    );
+    // And so does /api/v1/diagnostics, for that proxy.
+    let diagnostics = mesh.admin_json("/api/v1/diagnostics").await;
+    let entry = diagnostics
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["proxy"] == proxy["id"] && d["kind"] == "Service")
+        .unwrap_or_else(|| panic!("no NACK in {diagnostics:#}"));
+    assert_eq!(entry["name"], "reviews-admin");
+    assert_eq!(entry["severity"], "error");
+    assert!(
+        entry["message"].as_str().unwrap().contains("7777"),
+        "{entry}"
+    );
 
     // reviews-v1 keeps its previous listeners and serves on; so does everyone else.
     let client = mesh.client(1);
@@ -99,6 +141,11 @@ async fn a_config_envoy_rejects_shows_as_a_nack_and_traffic_keeps_flowing() {
     );
     assert!(
         table.contains("NACK reviews-v1.default LDS version") && table.contains("7777"),
+        "{table}"
+    );
+    assert!(
+        table.contains("from Service default/reviews-admin (")
+            && table.contains("reviews-admin.yaml"),
         "{table}"
     );
     let unreachable = format!("http://{}:1", mesh.address(250));

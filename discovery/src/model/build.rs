@@ -235,6 +235,11 @@ fn service_model(
         mesh_external: false,
         export_to: service_export_to(svc),
         addresses: spec.cluster_ip.into_iter().collect(),
+        object: Some(policy::ObjectKey {
+            kind: policy::Kind::Service,
+            namespace: meta.namespace.clone(),
+            name: meta.name.clone(),
+        }),
     }
 }
 
@@ -328,6 +333,11 @@ fn service_entry_model(se: &ServiceEntry, host: &str) -> ServiceModel {
                 (prefix.is_empty() || prefix == full).then_some(ip)
             })
             .collect(),
+        object: Some(policy::ObjectKey {
+            kind: policy::Kind::ServiceEntry,
+            namespace: se.meta.namespace.clone(),
+            name: se.meta.name.clone(),
+        }),
     }
 }
 

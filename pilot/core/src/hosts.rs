@@ -97,6 +97,7 @@ mod tests {
             mesh_external: false,
             export_to: Vec::new(),
             addresses: Vec::new(),
+            object: None,
         };
         Registry {
             services: BTreeMap::from([(hostname.to_string(), Arc::new(service))]),

@@ -14,6 +14,7 @@
 //! resolved dependency tree to keep it so). The runtime that moves these
 //! values over the network is `pilot-server`.
 
+pub mod blame;
 pub mod compile;
 pub mod hosts;
 pub mod mesh;

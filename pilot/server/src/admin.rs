@@ -514,7 +514,57 @@ pub fn diagnostic_views(snapshot: &Snapshot, status: &StatusRegistry) -> Vec<Dia
             count: Some(i.count),
         }
     });
-    config.chain(inconsistent).collect()
+    config
+        .chain(inconsistent)
+        .chain(nack_views(status))
+        .collect()
+}
+
+/// Every configuration a proxy rejects now (its last NACK is of the version
+/// it was sent last), once per object it came from, or once without one.
+fn nack_views(status: &StatusRegistry) -> Vec<DiagnosticView> {
+    let mut out = Vec::new();
+    for proxy in status.list() {
+        for (type_url, state) in &proxy.xds {
+            let Some(nack) = &state.nack else { continue };
+            let current = state.sent_version.as_deref() == Some(nack.version.as_str())
+                && state.acked_version != state.sent_version;
+            if !current {
+                continue;
+            }
+            let short = type_url.rsplit('.').next().unwrap_or(type_url);
+            let message = format!(
+                "the proxy rejected {short} version {}: {}",
+                nack.version,
+                nack.message.trim()
+            );
+            let view = |object: Option<&pilot_core::blame::Blamed>| DiagnosticView {
+                severity: "error",
+                file: object.and_then(|o| o.file.clone()).unwrap_or_default(),
+                document: object.and_then(|o| o.document),
+                kind: object.map(|o| o.kind.clone()),
+                namespace: object.map(|o| o.namespace.clone()),
+                name: object.map(|o| o.name.clone()),
+                path: object.map(|o| o.resource.clone()).unwrap_or_default(),
+                text: match object {
+                    Some(o) => format!(
+                        "proxy {}: {message} (from {} {}/{}: {})",
+                        proxy.id, o.kind, o.namespace, o.name, o.resource
+                    ),
+                    None => format!("proxy {}: {message}", proxy.id),
+                },
+                message: message.clone(),
+                proxy: Some(proxy.id.clone()),
+                count: None,
+            };
+            if nack.objects.is_empty() {
+                out.push(view(None));
+            } else {
+                out.extend(nack.objects.iter().map(|o| view(Some(o))));
+            }
+        }
+    }
+    out
 }
 
 /// A service in `GET /api/v1/services`.

@@ -482,6 +482,7 @@ mod tests {
             mesh_external: false,
             export_to: Vec::new(),
             addresses: Vec::new(),
+            object: None,
         }
     }
 

@@ -302,6 +302,7 @@ fn endpoints_differ_only(old: &ServiceModel, new: &ServiceModel) -> bool {
         mesh_external,
         export_to,
         addresses,
+        object,
     } = old;
     *resolution == Resolution::Static
         && new.resolution == Resolution::Static
@@ -312,6 +313,7 @@ fn endpoints_differ_only(old: &ServiceModel, new: &ServiceModel) -> bool {
         && *mesh_external == new.mesh_external
         && *export_to == new.export_to
         && *addresses == new.addresses
+        && *object == new.object
         && identities(old) == identities(new)
 }
 

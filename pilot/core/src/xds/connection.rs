@@ -349,6 +349,7 @@ impl TypeState {
                 self.nack = Some(Nack {
                     version,
                     message: error.message,
+                    objects: Vec::new(),
                 });
                 Reply::Nack
             }
@@ -569,6 +570,13 @@ impl Connection {
 
     /// Per requested type URL: the version and generation sent, the version
     /// and generation ACKed, the last NACK.
+    /// Names the objects behind the last NACK of `ty`.
+    pub fn blame_nack(&mut self, ty: ResourceType, objects: Vec<crate::blame::Blamed>) {
+        if let Some(nack) = self.types.get_mut(&ty).and_then(|s| s.nack.as_mut()) {
+            nack.objects = objects;
+        }
+    }
+
     pub fn status(&self) -> XdsStatus {
         let mut out = XdsStatus::new();
         self.status_into(&mut out);

@@ -15,6 +15,10 @@ pub struct Nack {
     pub version: String,
     /// Envoy's error text.
     pub message: String,
+    /// The config objects the rejected resources came from, as far as the
+    /// text names them (see [`crate::blame`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<crate::blame::Blamed>,
 }
 
 /// Protocol state of one resource type on one stream.

@@ -45,6 +45,8 @@ pub struct AdsServer {
     queue: PushQueue,
     status: Arc<StatusRegistry>,
     next_stream: AtomicU64,
+    /// What a NACK's objects are looked up in.
+    snapshots: watch::Receiver<Arc<Snapshot>>,
 }
 
 impl AdsServer {
@@ -53,9 +55,10 @@ impl AdsServer {
     pub fn new(snapshots: watch::Receiver<Arc<Snapshot>>, status: Arc<StatusRegistry>) -> Self {
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         AdsServer {
-            queue: PushQueue::start(snapshots, status.clone(), workers),
+            queue: PushQueue::start(snapshots.clone(), status.clone(), workers),
             status,
             next_stream: AtomicU64::new(1),
+            snapshots,
         }
     }
 
@@ -82,6 +85,7 @@ impl AdsServer {
             status: self.status.clone(),
             tx,
             nacks_counted: 0,
+            snapshots: self.snapshots.clone(),
         };
         tokio::spawn(stream.run::<V>(inbound));
         ReceiverStream::new(rx)
@@ -187,6 +191,7 @@ struct StreamTask<T> {
     tx: mpsc::Sender<Result<T, Status>>,
     /// NACKs of this stream already counted in the registry.
     nacks_counted: u64,
+    snapshots: watch::Receiver<Arc<Snapshot>>,
 }
 
 /// Decides whether a compiled set may be pushed. A set that fails the
@@ -363,11 +368,32 @@ impl<T: Send + 'static> StreamTask<T> {
             self.status
                 .metrics()
                 .rejected(ty, connection.nacks() - before);
+            // Which objects the rejected resources came from, read from the
+            // set the proxy was compiled (the snapshot's current build).
             if let Some(nack) = connection
                 .status()
                 .get(ty.type_url())
                 .and_then(|s| s.nack.clone())
             {
+                let snapshot = self.snapshots.borrow().clone();
+                let objects = pilot_core::blame::nack_sources(
+                    &snapshot,
+                    proxy,
+                    connection.resources(),
+                    ty,
+                    &nack.message,
+                );
+                for object in &objects {
+                    warn!(
+                        kind = %object.kind,
+                        namespace = %object.namespace,
+                        name = %object.name,
+                        file = object.file.as_deref().unwrap_or(""),
+                        resource = %object.resource,
+                        "the rejected configuration came from this object"
+                    );
+                }
+                connection.blame_nack(ty, objects);
                 self.status.emit(ProxyEvent::Nack {
                     proxy: proxy.id.clone(),
                     type_url: ty.type_url().to_string(),

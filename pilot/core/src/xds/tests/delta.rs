@@ -196,6 +196,7 @@ fn nack_is_recorded_and_not_resent() {
         Some(Nack {
             version: p.system_version_info.clone(),
             message: "cluster a: invalid".to_string(),
+            objects: Vec::new(),
         })
     );
     assert_eq!(

@@ -147,6 +147,7 @@ fn nack_is_recorded_and_the_rejected_version_not_resent() {
         Some(Nack {
             version: v2.version_info.clone(),
             message: "cluster a: bad timeout".to_string(),
+            objects: Vec::new(),
         })
     );
     assert_eq!(s.acked_version.as_deref(), Some(v1.version_info.as_str()));

@@ -39,6 +39,7 @@ fn json_shape_is_the_public_contract() {
             nack: Some(Nack {
                 version: "v2".to_string(),
                 message: "bad cluster".to_string(),
+                objects: Vec::new(),
             }),
             sent_generation: Some(5),
             acked_generation: Some(4),
