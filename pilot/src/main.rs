@@ -9,6 +9,7 @@ mod crds;
 mod demo;
 mod echo;
 mod probes;
+mod proxy_config;
 mod proxy_status;
 mod rotation;
 mod server;
@@ -58,6 +59,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Every connected proxy's sync state per xDS type (SYNCED, STALE, NACK), as istioctl shows it.
     ProxyStatus(proxy_status::ProxyStatusArgs),
+    /// What the control plane last sent a proxy, beside what its Envoy runs.
+    ProxyConfig(proxy_config::ProxyConfigArgs),
     /// Apply mesh config through a running control plane's admin API (all or nothing).
     Apply(config_cli::ApplyArgs),
     /// Show the mesh config in force.
@@ -102,6 +105,7 @@ fn run() -> anyhow::Result<()> {
         Command::Ca(command) => ca::ca(command),
         Command::AdminToken(command) => ca::admin_token_command(command),
         Command::ProxyStatus(args) => on_runtime(proxy_status::run(args)),
+        Command::ProxyConfig(args) => on_runtime(proxy_config::run(args)),
         Command::Apply(args) => on_runtime(config_cli::apply(args)),
         Command::Get(args) => on_runtime(config_cli::get(args)),
         Command::Delete(args) => on_runtime(config_cli::delete(args)),

@@ -148,6 +148,63 @@ async fn a_config_envoy_rejects_shows_as_a_nack_and_traffic_keeps_flowing() {
             && table.contains("reviews-admin.yaml"),
         "{table}"
     );
+    // What was sent and what runs differ: the config view holds the new
+    // listener, exactly as sent; `bowline proxy-config` shows Envoy kept
+    // the others and rejected it.
+    let config = mesh
+        .admin_json(&format!(
+            "/api/v1/proxies/{}/config?type=listener",
+            proxy["id"].as_str().unwrap()
+        ))
+        .await;
+    let listeners = &config["types"]["listener"];
+    assert_eq!(listeners["version"], lds["sent_version"], "{config:#}");
+    let squatted = format!("inbound|{}|7777", mesh.address(2));
+    let new_listener = listeners["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == squatted.as_str())
+        .unwrap_or_else(|| panic!("no {squatted} in {config:#}"));
+    assert_eq!(
+        new_listener["config"]["address"]["socketAddress"]["portValue"], 7777,
+        "{new_listener:#}"
+    );
+    assert!(
+        config["types"].get("cluster").is_none(),
+        "only the type asked for"
+    );
+    let out = tokio::process::Command::new(crate::harness::BOWLINE)
+        .args([
+            "proxy-config",
+            "reviews-v1.default",
+            "--type",
+            "listener",
+            "--server",
+            &admin,
+        ])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    let state_of = |name: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(name))
+            .map(|l| l.split_whitespace().skip(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|| panic!("no {name} row:\n{text}"))
+    };
+    let rejected = state_of(&squatted);
+    assert!(
+        rejected.starts_with("rejected:") || rejected == "missing",
+        "{text}"
+    );
+    assert_eq!(
+        state_of(&format!("inbound|{}|9080", mesh.address(2))),
+        "active",
+        "{text}"
+    );
+
     let unreachable = format!("http://{}:1", mesh.address(250));
     let out = tokio::process::Command::new(crate::harness::BOWLINE)
         .args(["proxy-status", "--server", &admin, "--server", &unreachable])

@@ -77,7 +77,7 @@ fn golden() {
             .to_string();
         let text = std::fs::read_to_string(input).unwrap();
         let display = input.strip_prefix(&root).unwrap().display().to_string();
-        let outputs = compile_case(&pool, &display, &text);
+        let outputs = compile_case(pool, &display, &text);
         for (suffix, content) in outputs {
             let path = PathBuf::from(format!("{case}.{suffix}"));
             expected_files.insert(path.clone());

@@ -19,6 +19,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::xds::{ProxyStatus, StatusRegistry};
+use pilot_core::resources::ResourceType;
 use pilot_core::snapshot::Snapshot;
 
 /// What the handlers read: the current snapshot and the proxies' status.
@@ -44,6 +45,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/healthz", get(healthz))
         .route("/api/v1/proxies", get(proxies))
         .route("/api/v1/proxies/{id}", get(proxy))
+        .route("/api/v1/proxies/{id}/config", get(proxy_config))
         .route("/api/v1/services", get(services))
         .route("/api/v1/diagnostics", get(diagnostics))
         .route("/api/v1/snapshot", get(snapshot))
@@ -77,29 +79,122 @@ async fn proxy(
     State(state): State<AdminState>,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match named_proxy(&state.status, &id) {
+        Ok(status) => Json(status).into_response(),
+        Err(refusal) => *refusal,
+    }
+}
+
+/// The proxy `id` names: its node id, or `WORKLOAD.NAMESPACE`; else the
+/// answer to give (404 for none, 409 for several).
+fn named_proxy(
+    status: &StatusRegistry,
+    id: &str,
+) -> Result<ProxyStatus, Box<axum::response::Response>> {
     use axum::http::StatusCode;
     use axum::response::IntoResponse;
-    if let Some(status) = state.status.get(&id) {
-        return Json(status).into_response();
+    if let Some(status) = status.get(id) {
+        return Ok(status);
     }
-    let named: Vec<ProxyStatus> = state
-        .status
+    let mut named: Vec<ProxyStatus> = status
         .list()
         .into_iter()
         .filter(|p| format!("{}.{}", p.workload, p.namespace) == id)
         .collect();
     match named.len() {
-        1 => Json(named.into_iter().next()).into_response(),
-        0 => not_found(format!("no proxy {id} is connected")),
-        _ => (
-            StatusCode::CONFLICT,
-            Json(serde_json::json!({
-                "error": format!("{id} names several proxies: give the node id"),
-                "proxies": named.iter().map(|p| p.id.clone()).collect::<Vec<_>>(),
-            })),
-        )
-            .into_response(),
+        1 => Ok(named.remove(0)),
+        0 => Err(Box::new(not_found(format!("no proxy {id} is connected")))),
+        _ => Err(Box::new(
+            (
+                StatusCode::CONFLICT,
+                Json(serde_json::json!({
+                    "error": format!("{id} names several proxies: give the node id"),
+                    "proxies": named.iter().map(|p| p.id.clone()).collect::<Vec<_>>(),
+                })),
+            )
+                .into_response(),
+        )),
     }
+}
+
+/// The query of `GET /api/v1/proxies/{id}/config`.
+#[derive(Debug, Default, serde::Deserialize)]
+struct ConfigQuery {
+    #[serde(rename = "type")]
+    ty: Option<String>,
+}
+
+/// The short name of a type in the config view and `bowline proxy-config`.
+pub fn type_name(ty: ResourceType) -> &'static str {
+    match ty {
+        ResourceType::Cluster => "cluster",
+        ResourceType::Endpoint => "endpoint",
+        ResourceType::Listener => "listener",
+        ResourceType::Route => "route",
+        ResourceType::Secret => "secret",
+    }
+}
+
+/// `GET /api/v1/proxies/{id}/config[?type=listener|route|cluster|endpoint|secret]`:
+/// the resources last sent to the proxy, per type, as JSON in the form of
+/// Envoy's config dump, with the version sent; key material redacted.
+async fn proxy_config(
+    State(state): State<AdminState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    axum::extract::Query(query): axum::extract::Query<ConfigQuery>,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let proxy = match named_proxy(&state.status, &id) {
+        Ok(proxy) => proxy,
+        Err(refusal) => return *refusal,
+    };
+    let wanted = match query.ty.as_deref() {
+        None => None,
+        Some(name) => match ResourceType::ALL.iter().find(|t| type_name(**t) == name) {
+            Some(ty) => Some(*ty),
+            None => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(serde_json::json!({"error": format!(
+                        "type {name:?}: expected listener, route, cluster, endpoint or secret"
+                    )})),
+                )
+                    .into_response();
+            }
+        },
+    };
+    let sent = state.status.sent(&proxy.id).unwrap_or_default();
+    let mut types = serde_json::Map::new();
+    for (ty, (version, set)) in &sent {
+        if wanted.is_some_and(|w| w != *ty) {
+            continue;
+        }
+        let resources: Vec<serde_json::Value> = set
+            .values()
+            .map(|r| {
+                let config = match pilot_envoy_json::to_json(ty.type_url(), r.value()) {
+                    Ok(mut config) => {
+                        pilot_envoy_json::redact(&mut config);
+                        config
+                    }
+                    Err(error) => serde_json::json!({"error": error}),
+                };
+                serde_json::json!({"name": r.name, "config": config})
+            })
+            .collect();
+        types.insert(
+            type_name(*ty).to_string(),
+            serde_json::json!({
+                "type_url": ty.type_url(),
+                "version": version,
+                "resources": resources,
+            }),
+        );
+    }
+    Json(serde_json::json!({"proxy": proxy.id, "address": proxy.address, "types": types}))
+        .into_response()
 }
 
 async fn services(State(state): State<AdminState>) -> Json<Vec<ServiceView>> {

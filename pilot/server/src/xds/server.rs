@@ -428,6 +428,7 @@ impl<T: Send + 'static> StreamTask<T> {
                 "sending response"
             );
             let ty = ResourceType::from_type_url(response.type_url());
+            let version = response.version().to_string();
             let Some(message) = V::message(response) else {
                 continue;
             };
@@ -436,6 +437,15 @@ impl<T: Send + 'static> StreamTask<T> {
             }
             if self.tx.send(Ok(message)).await.is_err() {
                 return false;
+            }
+            if let Some(ty) = ty {
+                self.status.record_sent(
+                    &proxy.id,
+                    self.stream_id,
+                    ty,
+                    &version,
+                    connection.resources().get(ty),
+                );
             }
         }
         true

@@ -38,6 +38,7 @@ use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
 use pilot_core::proxy::Proxy;
+use pilot_core::resources::{ResourceSet, ResourceType};
 use pilot_core::xds::Mode;
 use pilot_core::xds::PeerIdentity;
 use pilot_core::xds::connection::Connection;
@@ -121,12 +122,19 @@ pub struct Inconsistency {
 #[derive(Debug, Default)]
 pub struct StatusRegistry {
     proxies: DashMap<String, ProxyStatus>,
+    /// What each proxy's stream sent last, by type (for
+    /// `/api/v1/proxies/{id}/config`), with the stream's id.
+    sent: DashMap<String, (u64, SentConfig)>,
     nacks_total: AtomicU64,
     inconsistent: DashMap<String, Inconsistency>,
     inconsistent_total: AtomicU64,
     metrics: crate::metrics::XdsMetrics,
     events: Events,
 }
+
+/// What a proxy was sent last, by type: the version, and the compiled set
+/// the response was built from (two pointers; nothing is copied).
+pub type SentConfig = std::collections::BTreeMap<ResourceType, (String, ResourceSet)>;
 
 /// What `GET /api/v1/events` streams about proxies (the config's own
 /// events come from the snapshots).
@@ -209,9 +217,39 @@ impl StatusRegistry {
         self.update(ProxyStatus::new(proxy, stream_id, connection, identity));
     }
 
+    /// Records that `proxy`'s stream `stream_id` sent `version` of `ty`,
+    /// built from `set`.
+    pub fn record_sent(
+        &self,
+        proxy: &str,
+        stream_id: u64,
+        ty: ResourceType,
+        version: &str,
+        set: &ResourceSet,
+    ) {
+        if let Some(mut entry) = self.sent.get_mut(proxy) {
+            if entry.0 > stream_id {
+                return;
+            }
+            if entry.0 < stream_id {
+                *entry = (stream_id, SentConfig::new());
+            }
+            entry.1.insert(ty, (version.to_string(), set.clone()));
+            return;
+        }
+        let config = SentConfig::from([(ty, (version.to_string(), set.clone()))]);
+        self.sent.insert(proxy.to_string(), (stream_id, config));
+    }
+
+    /// What `id` was sent last, by type.
+    pub fn sent(&self, id: &str) -> Option<SentConfig> {
+        self.sent.get(id).map(|e| e.1.clone())
+    }
+
     /// Forgets `id` when its stream `stream_id` ends, unless a newer stream
     /// of the same node id replaced it.
     pub fn remove(&self, id: &str, stream_id: u64) {
+        self.sent.remove_if(id, |_, (s, _)| *s == stream_id);
         if self
             .proxies
             .remove_if(id, |_, s| s.stream_id == stream_id)
