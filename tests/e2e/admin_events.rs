@@ -171,4 +171,11 @@ async fn events_tell_of_connections_config_pushes_and_nacks() {
         "{nack}"
     );
     assert!(nack["message"].as_str().unwrap().contains("7777"), "{nack}");
+    // With the object the rejected listener came from.
+    assert!(
+        nack["objects"].as_array().is_some_and(|o| o
+            .iter()
+            .any(|o| o["kind"] == "Service" && o["name"] == "reviews-admin")),
+        "{nack}"
+    );
 }

@@ -393,12 +393,13 @@ impl<T: Send + 'static> StreamTask<T> {
                         "the rejected configuration came from this object"
                     );
                 }
-                connection.blame_nack(ty, objects);
+                connection.blame_nack(ty, objects.clone());
                 self.status.emit(ProxyEvent::Nack {
                     proxy: proxy.id.clone(),
                     type_url: ty.type_url().to_string(),
                     version: nack.version,
                     message: nack.message,
+                    objects,
                 });
             }
         }

@@ -153,6 +153,9 @@ pub enum ProxyEvent {
         type_url: String,
         version: String,
         message: String,
+        /// The config objects the rejected resources came from.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        objects: Vec<pilot_core::blame::Blamed>,
     },
     /// A set compiled for a snapshot change went out to the proxy.
     PushCompleted {
