@@ -7,6 +7,7 @@ mod capture;
 mod config_cli;
 mod crds;
 mod demo;
+mod diff;
 mod echo;
 mod probes;
 mod proxy_config;
@@ -61,6 +62,8 @@ enum Command {
     ProxyStatus(proxy_status::ProxyStatusArgs),
     /// What the control plane last sent a proxy, beside what its Envoy runs.
     ProxyConfig(proxy_config::ProxyConfigArgs),
+    /// What changed files would change in each sidecar's config, without applying them.
+    Diff(diff::DiffArgs),
     /// Apply mesh config through a running control plane's admin API (all or nothing).
     Apply(config_cli::ApplyArgs),
     /// Show the mesh config in force.
@@ -106,6 +109,7 @@ fn run() -> anyhow::Result<()> {
         Command::AdminToken(command) => ca::admin_token_command(command),
         Command::ProxyStatus(args) => on_runtime(proxy_status::run(args)),
         Command::ProxyConfig(args) => on_runtime(proxy_config::run(args)),
+        Command::Diff(args) => diff::run(args),
         Command::Apply(args) => on_runtime(config_cli::apply(args)),
         Command::Get(args) => on_runtime(config_cli::get(args)),
         Command::Delete(args) => on_runtime(config_cli::delete(args)),

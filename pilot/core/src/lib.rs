@@ -16,6 +16,7 @@
 
 pub mod blame;
 pub mod compile;
+pub mod diff;
 pub mod hosts;
 pub mod mesh;
 pub mod proxy;
