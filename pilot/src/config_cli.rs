@@ -83,6 +83,31 @@ impl Server {
     }
 }
 
+/// Kubernetes mode: the API server, with the user's own kubeconfig (so
+/// under the user's RBAC), instead of the control plane's admin API.
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct Cluster {
+    /// Talk to the Kubernetes API server, as kubectl does [kubeconfig:
+    /// $KUBECONFIG, else ~/.kube/config, else in-cluster]
+    #[arg(long)]
+    kubernetes: bool,
+    /// The kubeconfig to use (implies --kubernetes).
+    #[arg(long, value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
+}
+
+impl Cluster {
+    fn client_wanted(&self) -> bool {
+        self.kubernetes || self.kubeconfig.is_some()
+    }
+
+    async fn client(&self) -> anyhow::Result<discovery_kubernetes::KubeClient> {
+        discovery_kubernetes::client(self.kubeconfig.as_deref())
+            .await
+            .map_err(|e| fail(1, format!("the Kubernetes API server: {e:#}")))
+    }
+}
+
 #[derive(clap::Args, Debug)]
 pub(crate) struct ApplyArgs {
     /// Files of mesh config (multi-document YAML or JSON).
@@ -93,6 +118,8 @@ pub(crate) struct ApplyArgs {
     dry_run: bool,
     #[command(flatten)]
     server: Server,
+    #[command(flatten)]
+    cluster: Cluster,
 }
 
 #[derive(clap::Args, Debug)]
@@ -107,8 +134,13 @@ pub(crate) struct GetArgs {
     /// `table`, `json` or `yaml`.
     #[arg(short = 'o', long = "output", default_value = "table")]
     output: GetOutput,
+    /// Every namespace (Kubernetes mode).
+    #[arg(short = 'A', long)]
+    all_namespaces: bool,
     #[command(flatten)]
     server: Server,
+    #[command(flatten)]
+    cluster: Cluster,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,6 +162,8 @@ pub(crate) struct DeleteArgs {
     paths: Vec<PathBuf>,
     #[command(flatten)]
     server: Server,
+    #[command(flatten)]
+    cluster: Cluster,
 }
 
 /// The kind `name` means: as written, in lower case, plural or short name.
@@ -217,6 +251,9 @@ fn read(paths: &[PathBuf]) -> anyhow::Result<Vec<(PathBuf, String)>> {
 }
 
 pub(crate) async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
+    if args.cluster.client_wanted() {
+        return apply_to_cluster(&args).await;
+    }
     let files = read(&args.paths)?;
     let (body, starts) = bundle(&files);
     let path = if args.dry_run {
@@ -268,6 +305,9 @@ pub(crate) async fn get(args: GetArgs) -> anyhow::Result<()> {
     let Some(kind) = kind(&args.kind) else {
         return Err(fail(2, format!("no kind {:?}", args.kind)));
     };
+    if args.cluster.client_wanted() {
+        return get_from_cluster(&args, kind).await;
+    }
     let path = match &args.name {
         Some(name) => object_path(kind, &args.namespace, name),
         None => format!("/api/v1/config/{}/{}", kind.group(), kind.as_str()),
@@ -339,6 +379,23 @@ pub(crate) async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
         }
         _ => return Err(fail(2, "delete KIND NAME [-n NS], or delete -f PATH...")),
     }
+    if args.cluster.client_wanted() {
+        let client = args.cluster.client().await?;
+        let mut failed = 0;
+        for (kind, namespace, name) in targets {
+            match discovery_kubernetes::objects::delete(&client, kind, &namespace, &name).await {
+                Ok(()) => println!("{kind} {namespace}/{name} deleted"),
+                Err(error) => {
+                    eprintln!("{kind} {namespace}/{name}: {error}");
+                    failed += 1;
+                }
+            }
+        }
+        if failed > 0 {
+            return Err(fail(1, format!("{failed} objects not deleted")));
+        }
+        return Ok(());
+    }
     let mut failed = 0;
     for (kind, namespace, name) in targets {
         let path = object_path(kind, &namespace, &name);
@@ -355,6 +412,128 @@ pub(crate) async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
     }
     if failed > 0 {
         return Err(fail(1, format!("{failed} objects not deleted")));
+    }
+    Ok(())
+}
+
+/// `bowline apply --kubernetes`: every document checked as the control
+/// plane's admission webhook would (errors name file, document and field;
+/// nothing is sent then), then applied server-side, all or none.
+async fn apply_to_cluster(args: &ApplyArgs) -> anyhow::Result<()> {
+    use discovery_kubernetes::objects::Applied;
+    use serde::Deserialize;
+    let files = read(&args.paths)?;
+    let mut errors = Vec::new();
+    let mut objects = Vec::new();
+    for (path, text) in &files {
+        let file = path.display().to_string();
+        let raw: Vec<Option<Value>> = serde_yaml::Deserializer::from_str(text)
+            .map(|doc| {
+                serde_yaml::Value::deserialize(doc)
+                    .ok()
+                    .and_then(|v| serde_json::to_value(v).ok())
+            })
+            .collect();
+        for parsed in policy::parse_documents(&file, text) {
+            match parsed {
+                policy::ParsedDocument::Object {
+                    document, object, ..
+                } => {
+                    let key = object.key();
+                    let Some(Some(raw)) = raw.get(document) else {
+                        continue;
+                    };
+                    objects.push(Applied {
+                        kind: key.kind,
+                        namespace: key.namespace,
+                        name: key.name,
+                        document: raw.clone(),
+                    });
+                }
+                policy::ParsedDocument::Rejected { diagnostics, .. } => errors.extend(
+                    diagnostics
+                        .iter()
+                        .filter(|d| d.is_error())
+                        .map(ToString::to_string),
+                ),
+                policy::ParsedDocument::Skipped { diagnostic, .. } => {
+                    eprintln!("{diagnostic}");
+                }
+            }
+        }
+    }
+    if !errors.is_empty() {
+        for line in &errors {
+            eprintln!("{line}");
+        }
+        return Err(fail(
+            3,
+            format!("{} validation errors; nothing applied", errors.len()),
+        ));
+    }
+    let client = args.cluster.client().await?;
+    match discovery_kubernetes::objects::apply(&client, &objects, args.dry_run).await {
+        Ok(()) => {
+            for o in &objects {
+                println!(
+                    "{} {}/{} applied{}",
+                    o.kind,
+                    o.namespace,
+                    o.name,
+                    if args.dry_run { " (dry run)" } else { "" }
+                );
+            }
+            Ok(())
+        }
+        Err((object, error)) => Err(fail(
+            1,
+            format!(
+                "{} {}/{}: the API server refused it: {error}; nothing applied",
+                object.kind, object.namespace, object.name
+            ),
+        )),
+    }
+}
+
+/// `bowline get --kubernetes`: the objects as the cluster holds them.
+async fn get_from_cluster(args: &GetArgs, kind: Kind) -> anyhow::Result<()> {
+    let client = args.cluster.client().await?;
+    let namespace = (!args.all_namespaces).then_some(args.namespace.as_str());
+    let objects =
+        discovery_kubernetes::objects::get(&client, kind, namespace, args.name.as_deref())
+            .await
+            .map_err(|e| fail(1, format!("{kind}: {e}")))?;
+    let values: Vec<Value> = objects
+        .into_iter()
+        .map(|mut o| {
+            o.metadata.managed_fields = None;
+            serde_json::to_value(o).unwrap_or_default()
+        })
+        .collect();
+    match args.output {
+        GetOutput::Json => println!("{}", serde_json::to_string_pretty(&values)?),
+        GetOutput::Yaml => {
+            for (i, value) in values.iter().enumerate() {
+                if i > 0 {
+                    println!("---");
+                }
+                print!("{}", serde_yaml::to_string(value)?);
+            }
+        }
+        GetOutput::Table => {
+            let items: Vec<Value> = values
+                .iter()
+                .map(|v| {
+                    serde_json::json!({
+                        "namespace": v["metadata"]["namespace"],
+                        "name": v["metadata"]["name"],
+                        "resourceVersion": v["metadata"]["resourceVersion"],
+                        "file": "",
+                    })
+                })
+                .collect();
+            print!("{}", table(&items));
+        }
     }
     Ok(())
 }

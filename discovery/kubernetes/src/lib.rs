@@ -23,6 +23,7 @@ pub mod ca_sync;
 pub mod client;
 pub mod config;
 pub mod leader;
+pub mod objects;
 pub mod review;
 pub mod roots;
 pub mod state;

@@ -451,6 +451,8 @@ fn patch(
                 fields.push(entry.clone());
                 object["metadata"]["managedFields"] = Value::Array(fields);
             };
+            // `dryRun=All`: the result, as it would be, stored nowhere.
+            let dry_run = query.get("dryRun").is_some_and(|d| d == "All");
             match current {
                 None if scope == StatusScope::Only => Err(Failure::not_found(&t.rt.plural, name)),
                 None => {
@@ -462,11 +464,18 @@ fn patch(
                         ));
                     }
                     object["metadata"]["name"] = json!(name);
+                    if dry_run {
+                        object["metadata"]["namespace"] = json!(ns);
+                        return Ok(object);
+                    }
                     store.create(&t.rt, &t.version, ns, object)
                 }
                 Some(mut object) => {
                     crate::patch::merge(&mut object, &config);
                     with_manager(&mut object);
+                    if dry_run {
+                        return Ok(object);
+                    }
                     store.update(&t.rt, &t.version, ns, name, object, true, scope)
                 }
             }
