@@ -92,6 +92,28 @@ async fn a_change_applied_through_the_api_reaches_envoy_all_or_nothing() {
         },
     )
     .await;
+    // And the config view shows what the client's sidecar was sent: the
+    // applied split, every request to v2, in its outbound routes.
+    let frontend = mesh.proxy("client").await.expect("client connected");
+    let config = mesh
+        .admin_json(&format!(
+            "/api/v1/proxies/{}/config?type=route",
+            frontend["id"].as_str().unwrap()
+        ))
+        .await;
+    let hosts = config["types"]["route"]["resources"][0]["config"]["virtualHosts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{config:#}"));
+    let reviews = hosts
+        .iter()
+        .find(|h| h["name"] == "reviews.default.svc.cluster.local:9080")
+        .unwrap_or_else(|| panic!("{config:#}"));
+    // A destination of weight 0 is left out, as Istio does: one cluster.
+    assert_eq!(
+        reviews["routes"][0]["route"]["cluster"],
+        "outbound|9080|v2|reviews.default.svc.cluster.local",
+        "{reviews:#}"
+    );
     let (_, again) = apply(reviews_split(0, 100), false).await;
     assert_eq!(again["applied"][0]["action"], "unchanged", "{again}");
 
