@@ -6,6 +6,7 @@
 //! --server URL ... ──GET /api/v1/proxies/{id}/config──► the sent set, per type (JSON, keys redacted)
 //! --envoy-admin URL (default http://ADDRESS:15000) ──GET /config_dump──► the running set, per type
 //! table: TYPE NAME SENT-VERSION RUNNING (active, rejected: Envoy's text, missing)
+//! then the certificates Envoy holds (its admin's /certs: identity, serial, expiry; never keys)
 //! ```
 
 use std::collections::BTreeMap;
@@ -113,6 +114,17 @@ pub(crate) async fn run(args: ProxyConfigArgs) -> anyhow::Result<()> {
             }
         }
     };
+    // The certificates Envoy holds (its admin's `/certs`: no key material),
+    // with the secrets.
+    let certificates = match (&admin, args.ty.as_deref()) {
+        (Some(admin), None | Some("secret")) => {
+            match client.get(format!("{admin}/certs")).send().await {
+                Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
     match args.output {
         crate::proxy_status::Output::Json => {
             let running = match &running {
@@ -125,11 +137,15 @@ pub(crate) async fn run(args: ProxyConfigArgs) -> anyhow::Result<()> {
                     "proxy": sent["proxy"],
                     "sent": sent["types"],
                     "running": running,
+                    "certificates": certificates.as_ref().map(|c| c["certificates"].clone()),
                 }))?
             );
         }
         crate::proxy_status::Output::Table => {
             print!("{}", table(&sent, running.as_ref().ok()));
+            if let Some(certificates) = &certificates {
+                print!("{}", certificate_lines(certificates));
+            }
             if let Err(error) = &running {
                 eprintln!("the running set is left out: {error}");
             }
@@ -288,6 +304,36 @@ pub(crate) fn table(sent: &Value, running: Option<&RunningSet>) -> String {
             w1 = widths[1],
             w2 = widths[2]
         );
+    }
+    out
+}
+
+/// A line per certificate of Envoy's `/certs`: which chain (the workload's
+/// or a CA's), its identity, serial number and expiry.
+pub(crate) fn certificate_lines(certs: &Value) -> String {
+    let mut out = String::new();
+    for entry in certs["certificates"].as_array().into_iter().flatten() {
+        for (what, field) in [("certificate", "cert_chain"), ("ca", "ca_cert")] {
+            for cert in entry[field].as_array().into_iter().flatten() {
+                let ids: Vec<&str> = cert["subject_alt_names"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|san| san["uri"].as_str().or(san["dns"].as_str()))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "{what}   {}   serial {}   expires {}",
+                    if ids.is_empty() {
+                        cert["subject"].as_str().unwrap_or("-").to_string()
+                    } else {
+                        ids.join(",")
+                    },
+                    cert["serial_number"].as_str().unwrap_or("-"),
+                    cert["expiration_time"].as_str().unwrap_or("-"),
+                );
+            }
+        }
     }
     out
 }

@@ -115,6 +115,26 @@ async fn sidecars_speak_mutual_tls_as_peer_authentication_says() {
     // Each sidecar's Envoy holds its own certificate, from its agent.
     let certs = mesh.envoy_admin(1, "/certs").await;
     assert!(certs.contains(FRONTEND_ID), "{certs}");
+    // bowline proxy-config shows them beside the secrets sent.
+    let out = tokio::process::Command::new(crate::harness::BOWLINE)
+        .args(["proxy-config", "frontend.default", "--type", "secret"])
+        .args(["--server", &format!("http://{}", mesh.admin)])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("certificate") && l.contains(FRONTEND_ID)),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("secret") && l.contains("ROOTCA")),
+        "{text}"
+    );
+    assert!(!text.contains("PRIVATE KEY"), "{text}");
     let certs = mesh.envoy_admin(2, "/certs").await;
     assert!(
         certs.contains("spiffe://cluster.local/ns/default/sa/reviews"),
