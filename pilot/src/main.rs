@@ -9,6 +9,7 @@ mod crds;
 mod demo;
 mod diff;
 mod echo;
+mod explain;
 mod probes;
 mod proxy_config;
 mod proxy_status;
@@ -64,6 +65,8 @@ enum Command {
     ProxyConfig(proxy_config::ProxyConfigArgs),
     /// What changed files would change in each sidecar's config, without applying them.
     Diff(diff::DiffArgs),
+    /// What a workload's sidecar would do with one request (no traffic sent).
+    Explain(explain::ExplainArgs),
     /// Apply mesh config through a running control plane's admin API (all or nothing).
     Apply(config_cli::ApplyArgs),
     /// Show the mesh config in force.
@@ -110,6 +113,7 @@ fn run() -> anyhow::Result<()> {
         Command::ProxyStatus(args) => on_runtime(proxy_status::run(args)),
         Command::ProxyConfig(args) => on_runtime(proxy_config::run(args)),
         Command::Diff(args) => diff::run(args),
+        Command::Explain(args) => explain::run(args),
         Command::Apply(args) => on_runtime(config_cli::apply(args)),
         Command::Get(args) => on_runtime(config_cli::get(args)),
         Command::Delete(args) => on_runtime(config_cli::delete(args)),

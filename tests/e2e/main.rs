@@ -14,6 +14,7 @@ mod blast_radius;
 mod capture;
 mod demo;
 mod examples;
+mod explain;
 mod fidelity_clusters;
 mod fidelity_retry;
 mod fidelity_routes;

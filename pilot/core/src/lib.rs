@@ -17,6 +17,7 @@
 pub mod blame;
 pub mod compile;
 pub mod diff;
+pub mod explain;
 pub mod hosts;
 pub mod mesh;
 pub mod proxy;
