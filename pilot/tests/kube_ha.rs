@@ -5,35 +5,12 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
 use kube_fixture::ApiServer;
-use tokio::process::{Child, Command};
 
-const BOWLINE: &str = env!("CARGO_BIN_EXE_bowline");
 /// Only guards against a hang.
 const LIMIT: Duration = Duration::from_secs(30);
-
-fn replica(name: &str, host: &str, kubeconfig: &Path, dir: &Path) -> Child {
-    Command::new(BOWLINE)
-        .args(["serve", "--registry", "kubernetes", "--kubeconfig"])
-        .arg(kubeconfig)
-        .args(["--admin-addr", &format!("{host}:15014")])
-        .args(["--ca-addr", &format!("{host}:15012")])
-        .args(["--lease-duration", "3s", "--lease-retry", "1s"])
-        .arg("--state-dir")
-        .arg(dir.join(name))
-        .env("POD_NAME", name)
-        .env("POD_NAMESPACE", "istio-system")
-        .env("BOWLINE_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join(format!("{name}.log"))).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_one_root_and_one_leader_at_a_time() {
@@ -44,9 +21,9 @@ async fn replicas_share_one_root_and_one_leader_at_a_time() {
     api.add_service_account_token("reviews-token", "shop", "reviews", &["istio-ca"]);
     let (host_a, host_b) = ("127.0.96.250", "127.0.96.251");
 
-    let mut a = replica("replica-a", host_a, &kubeconfig, dir.path());
+    let mut a = common::replica("replica-a", host_a, &kubeconfig, dir.path());
     let bundle_a = common::trust_bundle(host_a, Some(&dir.path().join("replica-a.log"))).await;
-    let b = replica("replica-b", host_b, &kubeconfig, dir.path());
+    let b = common::replica("replica-b", host_b, &kubeconfig, dir.path());
     let bundle_b = common::trust_bundle(host_b, Some(&dir.path().join("replica-b.log"))).await;
     assert_eq!(bundle_a, bundle_b, "one root");
     let token = |name: &str| std::fs::read(dir.path().join(name).join("admin-token")).unwrap();

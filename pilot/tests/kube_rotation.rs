@@ -7,35 +7,15 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
 use kube_fixture::ApiServer;
 use serde_json::Value;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 const BOWLINE: &str = env!("CARGO_BIN_EXE_bowline");
 /// Only guards against a hang.
 const LIMIT: Duration = Duration::from_secs(30);
-
-fn replica(name: &str, host: &str, kubeconfig: &Path, dir: &Path) -> Child {
-    Command::new(BOWLINE)
-        .args(["serve", "--registry", "kubernetes", "--kubeconfig"])
-        .arg(kubeconfig)
-        .args(["--admin-addr", &format!("{host}:15014")])
-        .args(["--ca-addr", &format!("{host}:15012")])
-        .args(["--lease-duration", "3s", "--lease-retry", "1s"])
-        .arg("--state-dir")
-        .arg(dir.join(name))
-        .env("POD_NAME", name)
-        .env("POD_NAMESPACE", "istio-system")
-        .env("BOWLINE_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join(format!("{name}.log"))).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
-}
 
 /// `/api/v1/ca` of the replica on `host`.
 async fn ca_status(host: &str) -> Value {
@@ -80,9 +60,9 @@ async fn a_rotation_begun_on_one_replica_moves_both_on_together() {
     api.add_service_account_token("reviews-token", "shop", "reviews", &["istio-ca"]);
     let (host_a, host_b) = ("127.0.97.250", "127.0.97.251");
 
-    let _a = replica("replica-a", host_a, &kubeconfig, dir.path());
+    let _a = common::replica("replica-a", host_a, &kubeconfig, dir.path());
     let first = common::trust_bundle(host_a, Some(&dir.path().join("replica-a.log"))).await;
-    let _b = replica("replica-b", host_b, &kubeconfig, dir.path());
+    let _b = common::replica("replica-b", host_b, &kubeconfig, dir.path());
     common::trust_bundle(host_b, Some(&dir.path().join("replica-b.log"))).await;
     // A started first, so it leads: the rotation begins on the other.
     let holder = || {

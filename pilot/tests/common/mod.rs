@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use citadel_server::CaClient;
@@ -60,4 +61,31 @@ pub(crate) async fn sign(
     }
     let csr = params.serialize_request(&key).unwrap().pem().unwrap();
     client.create_certificate(Some(token), csr, 0).await
+}
+
+/// A `bowline serve --registry kubernetes` replica named `name` (its
+/// `POD_NAME`) on `host` (admin :15014, CA :15012), against the cluster of
+/// `kubeconfig`, with a short lease; its state directory and log in `dir`.
+pub(crate) fn replica(
+    name: &str,
+    host: &str,
+    kubeconfig: &Path,
+    dir: &Path,
+) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_bowline"))
+        .args(["serve", "--registry", "kubernetes", "--kubeconfig"])
+        .arg(kubeconfig)
+        .args(["--admin-addr", &format!("{host}:15014")])
+        .args(["--ca-addr", &format!("{host}:15012")])
+        .args(["--lease-duration", "3s", "--lease-retry", "1s"])
+        .arg("--state-dir")
+        .arg(dir.join(name))
+        .env("POD_NAME", name)
+        .env("POD_NAMESPACE", "istio-system")
+        .env("BOWLINE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join(format!("{name}.log"))).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
 }
