@@ -127,11 +127,7 @@ pub fn changes(before: &Snapshot, after: &Snapshot, proxies: &[Proxy]) -> Vec<Pr
 mod tests {
     use super::*;
 
-    fn snapshot(generation: u64, text: &str) -> Snapshot {
-        let mut store = discovery::file::FileStore::default();
-        store.apply(std::path::Path::new("mesh.yaml"), text);
-        Snapshot::build(generation, &store.config())
-    }
+    use crate::testing::snapshot_of as snapshot;
 
     const MESH: &str = "\
 apiVersion: v1

@@ -126,3 +126,11 @@ pub fn node(
 }
 
 pub use crate::snapshot::test_mesh;
+
+/// The snapshot of `yaml`, read as the one file `mesh.yaml` (documents
+/// counted from 0, as the file source counts them).
+pub fn snapshot_of(generation: u64, yaml: &str) -> crate::snapshot::Snapshot {
+    let mut store = discovery::file::FileStore::default();
+    store.apply(std::path::Path::new("mesh.yaml"), yaml);
+    crate::snapshot::Snapshot::build(generation, &store.config())
+}

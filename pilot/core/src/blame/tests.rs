@@ -46,9 +46,7 @@ spec:
 ";
 
 fn setup() -> (Snapshot, Proxy, ProxyResources) {
-    let mut store = discovery::file::FileStore::default();
-    store.apply(std::path::Path::new("mesh.yaml"), CONFIG);
-    let snapshot = Snapshot::build(1, &store.config());
+    let snapshot = crate::testing::snapshot_of(1, CONFIG);
     let mut proxy = Proxy::client("shop", "10.0.0.1".parse().unwrap(), &[("app", "reviews")]);
     proxy.metadata.app_address = Some("127.0.0.1:19080".parse().unwrap());
     let resources = compile(&snapshot, &proxy);

@@ -42,9 +42,7 @@ spec:
 ";
 
 fn explained(url: &str, headers: &[(&str, &str)]) -> Vec<String> {
-    let mut store = discovery::file::FileStore::default();
-    store.apply(std::path::Path::new("mesh.yaml"), MESH);
-    let snapshot = Snapshot::build(1, &store.config());
+    let snapshot = crate::testing::snapshot_of(1, MESH);
     let proxy = Proxy::client("shop", "10.0.0.9".parse().unwrap(), &[("app", "client")]);
     let headers: Vec<(String, String)> = headers
         .iter()
