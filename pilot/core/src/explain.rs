@@ -11,11 +11,16 @@
 //!
 //! Matching follows Envoy's: domains exact first, then `*.suffix`, then
 //! `prefix.*` (longest first), then `*`; routes in order, the first whose
-//! path, headers and query parameters all match. Not evaluated yet: the
-//! destination's authorization policies.
+//! path, headers and query parameters all match. At each endpoint with a
+//! sidecar of the mesh, the destination's inbound listener decides: the
+//! chain for mutual TLS or plaintext (its PeerAuthentication), then its RBAC
+//! filters (DENY, then ALLOW), evaluated against the caller's identity and
+//! address and the request. JWT claims are not evaluated (explain sends no
+//! token).
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::config::rbac::v3::{Permission, Principal, rbac::Action as RbacAction};
 use envoy_types::pb::envoy::config::route::v3::header_matcher::HeaderMatchSpecifier;
 use envoy_types::pb::envoy::config::route::v3::query_parameter_matcher::QueryParameterMatchSpecifier;
 use envoy_types::pb::envoy::config::route::v3::route::Action;
@@ -24,6 +29,7 @@ use envoy_types::pb::envoy::config::route::v3::route_match::PathSpecifier;
 use envoy_types::pb::envoy::config::route::v3::{
     HeaderMatcher, Route, RouteConfiguration, RouteMatch, VirtualHost,
 };
+use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac as HttpRbac;
 use envoy_types::pb::envoy::r#type::matcher::v3::StringMatcher;
 use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
 use prost::Message;
@@ -184,7 +190,7 @@ pub fn explain(snapshot: &Snapshot, proxy: &Proxy, request: &Request) -> Vec<Ste
         ),
         route_source(route),
     ));
-    action(snapshot, proxy, &resources, route, &mut steps);
+    action(snapshot, proxy, &resources, route, request, &mut steps);
     steps
 }
 
@@ -204,6 +210,7 @@ fn action(
     proxy: &Proxy,
     resources: &ProxyResources,
     route: &Route,
+    request: &Request,
     steps: &mut Vec<Step>,
 ) {
     let source = route_source(route);
@@ -268,17 +275,318 @@ fn action(
         let cluster = decode::<Cluster>(resources, ResourceType::Cluster, &name);
         let tls = match &cluster {
             Some(c) if !c.transport_socket_matches.is_empty() => {
-                "mutual TLS to endpoints with a sidecar (tlsMode istio), plaintext to the others"
+                "mutual TLS, except to endpoints without a sidecar (tlsMode disabled)"
             }
             Some(c) if c.transport_socket.is_some() => "TLS",
             Some(_) => "plaintext",
             None => "the cluster is not in the sidecar's config",
         };
         steps.push(step("tls", tls, None));
-        let endpoints = decode::<ClusterLoadAssignment>(resources, ResourceType::Endpoint, &name)
-            .map(|cla| endpoint_list(&cla))
+        let assignment = decode::<ClusterLoadAssignment>(resources, ResourceType::Endpoint, &name);
+        let endpoints = assignment
+            .as_ref()
+            .map(endpoint_list)
             .unwrap_or_else(|| "none".to_string());
         steps.push(step("endpoints", endpoints, None));
+        let mutual = cluster
+            .as_ref()
+            .is_some_and(|c| !c.transport_socket_matches.is_empty());
+        for (address, port, sidecar) in assignment.iter().flat_map(endpoints_of) {
+            steps.push(authorization(
+                snapshot,
+                proxy,
+                &address,
+                port,
+                mutual && sidecar,
+                request,
+            ));
+        }
+    }
+}
+
+/// The endpoints of an assignment: address, port, and whether it has a
+/// sidecar (so is sent mutual TLS by a cluster that speaks it).
+fn endpoints_of(cla: &ClusterLoadAssignment) -> Vec<(String, u16, bool)> {
+    use envoy_types::pb::envoy::config::core::v3::address::Address;
+    use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
+    use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
+    use envoy_types::pb::google::protobuf::value::Kind as ValueKind;
+    let mut out = Vec::new();
+    for lb in cla.endpoints.iter().flat_map(|l| &l.lb_endpoints) {
+        let Some(HostIdentifier::Endpoint(endpoint)) = &lb.host_identifier else {
+            continue;
+        };
+        let Some(Address::SocketAddress(socket)) =
+            endpoint.address.as_ref().and_then(|a| a.address.as_ref())
+        else {
+            continue;
+        };
+        let port = match socket.port_specifier {
+            Some(PortSpecifier::PortValue(p)) => u16::try_from(p).unwrap_or(0),
+            _ => 0,
+        };
+        // Endpoints without a sidecar are marked `tlsMode: disabled`; the
+        // others take the cluster's mutual TLS.
+        let sidecar = !lb
+            .metadata
+            .as_ref()
+            .and_then(|m| m.filter_metadata.get("envoy.transport_socket_match"))
+            .and_then(|s| s.fields.get("tlsMode"))
+            .is_some_and(|v| matches!(&v.kind, Some(ValueKind::StringValue(m)) if m == "disabled"));
+        out.push((socket.address.clone(), port, sidecar));
+    }
+    out
+}
+
+/// What the sidecar at `address` does with the request on `port`: its
+/// inbound listener's chain for the way the request comes (mutual TLS or
+/// plaintext), then its RBAC filters in order (AUDIT, DENY, ALLOW).
+fn authorization(
+    snapshot: &Snapshot,
+    caller: &Proxy,
+    address: &str,
+    port: u16,
+    mutual: bool,
+    request: &Request,
+) -> Step {
+    use envoy_types::pb::envoy::config::listener::v3::Listener;
+    let at = format!("{address}:{port}");
+    let Some(destination) = crate::diff::workload_proxies(snapshot, snapshot)
+        .into_iter()
+        .find(|p| p.metadata.address.to_string() == address)
+    else {
+        return step(
+            "authorization",
+            format!("{at}: no sidecar of the mesh there; nothing is checked"),
+            None,
+        );
+    };
+    let resources = compile(snapshot, &destination);
+    let name = names::inbound_listener(address, port);
+    let Some(listener) = decode::<Listener>(&resources, ResourceType::Listener, &name) else {
+        return step(
+            "authorization",
+            format!("{at}: the sidecar has no inbound listener {name}"),
+            None,
+        );
+    };
+    let chain = listener.filter_chains.iter().find(|c| {
+        let tls = c
+            .filter_chain_match
+            .as_ref()
+            .is_some_and(|m| m.transport_protocol == "tls");
+        tls == mutual
+    });
+    let Some(chain) = chain else {
+        return step(
+            "authorization",
+            format!(
+                "{at}: refused: the workload takes {} only (its PeerAuthentication)",
+                if mutual { "plaintext" } else { "mutual TLS" }
+            ),
+            None,
+        );
+    };
+    let identity = mutual.then(|| {
+        format!(
+            "spiffe://{}/ns/{}/sa/{}",
+            snapshot.mesh.trust_domain,
+            caller.metadata.namespace,
+            caller
+                .metadata
+                .service_account
+                .as_deref()
+                .unwrap_or("default")
+        )
+    });
+    let who = Caller {
+        principal: identity.as_deref(),
+        ip: caller.metadata.address,
+    };
+    for filter in &chain.filters {
+        use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType;
+        use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+            HttpConnectionManager, http_filter,
+        };
+        let Some(ConfigType::TypedConfig(any)) = &filter.config_type else {
+            continue;
+        };
+        if filter.name == "envoy.filters.network.rbac" {
+            if let Ok(rbac) =
+                envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac::decode(
+                    any.value.as_slice(),
+                )
+                && let Some(rules) = &rbac.rules
+                && rules.policies.is_empty()
+                && rules.action == RbacAction::Allow as i32
+            {
+                return step(
+                    "authorization",
+                    format!("{at}: refused: no chain takes the connection"),
+                    None,
+                );
+            }
+            continue;
+        }
+        let Ok(hcm) = HttpConnectionManager::decode(any.value.as_slice()) else {
+            continue;
+        };
+        for http in &hcm.http_filters {
+            if http.name != "envoy.filters.http.rbac" {
+                continue;
+            }
+            let Some(http_filter::ConfigType::TypedConfig(any)) = &http.config_type else {
+                continue;
+            };
+            let Ok(rbac) = HttpRbac::decode(any.value.as_slice()) else {
+                continue;
+            };
+            let Some(rules) = rbac.rules else { continue };
+            let mut matched: Vec<&String> = rules
+                .policies
+                .iter()
+                .filter(|(_, p)| {
+                    p.permissions
+                        .iter()
+                        .any(|x| permission_matches(x, request, port))
+                        && p.principals
+                            .iter()
+                            .any(|x| principal_matches(x, &who, request))
+                })
+                .map(|(name, _)| name)
+                .collect();
+            matched.sort();
+            let first = matched.first().map(|n| rule_source(n));
+            match RbacAction::try_from(rules.action) {
+                Ok(RbacAction::Deny) if !matched.is_empty() => {
+                    return step(
+                        "authorization",
+                        format!("{at}: denied (403)"),
+                        first.flatten(),
+                    );
+                }
+                Ok(RbacAction::Allow) if matched.is_empty() => {
+                    return step(
+                        "authorization",
+                        format!(
+                            "{at}: denied (403): an ALLOW policy applies and no rule of one matches"
+                        ),
+                        None,
+                    );
+                }
+                Ok(RbacAction::Allow) => {
+                    return step("authorization", format!("{at}: allowed"), first.flatten());
+                }
+                _ => {}
+            }
+        }
+    }
+    let how = match identity {
+        Some(id) => format!("over mutual TLS as {id}"),
+        None => "in plaintext".to_string(),
+    };
+    step(
+        "authorization",
+        format!("{at}: allowed, {how}: no policy denies it, none restricts it"),
+        None,
+    )
+}
+
+/// The AuthorizationPolicy rule an RBAC policy was compiled from: named
+/// `ns[NS]-policy[NAME]-rule[I]`.
+fn rule_source(name: &str) -> Option<String> {
+    let rest = name.strip_prefix("ns[")?;
+    let (namespace, rest) = rest.split_once("]-policy[")?;
+    let (policy, rest) = rest.rsplit_once("]-rule[")?;
+    let index = rest.strip_suffix(']')?;
+    Some(format!(
+        "AuthorizationPolicy {namespace}/{policy} spec.rules[{index}]"
+    ))
+}
+
+/// Who calls, as the destination's RBAC sees it.
+struct Caller<'a> {
+    principal: Option<&'a str>,
+    ip: std::net::IpAddr,
+}
+
+fn permission_matches(p: &Permission, request: &Request, port: u16) -> bool {
+    use envoy_types::pb::envoy::config::rbac::v3::permission::Rule;
+    use envoy_types::pb::envoy::r#type::matcher::v3::path_matcher::Rule as PathRule;
+    match &p.rule {
+        Some(Rule::Any(any)) => *any,
+        Some(Rule::AndRules(set)) => set
+            .rules
+            .iter()
+            .all(|r| permission_matches(r, request, port)),
+        Some(Rule::OrRules(set)) => set
+            .rules
+            .iter()
+            .any(|r| permission_matches(r, request, port)),
+        Some(Rule::NotRule(inner)) => !permission_matches(inner, request, port),
+        Some(Rule::Header(h)) => header_matches(h, request),
+        Some(Rule::UrlPath(path)) => match &path.rule {
+            Some(PathRule::Path(sm)) => string_matches(sm, request.path_only()),
+            _ => false,
+        },
+        Some(Rule::DestinationPort(p)) => *p == u32::from(port),
+        _ => false,
+    }
+}
+
+fn principal_matches(p: &Principal, caller: &Caller<'_>, request: &Request) -> bool {
+    use envoy_types::pb::envoy::config::rbac::v3::principal::Identifier;
+    match &p.identifier {
+        Some(Identifier::Any(any)) => *any,
+        Some(Identifier::AndIds(set)) => set
+            .ids
+            .iter()
+            .all(|i| principal_matches(i, caller, request)),
+        Some(Identifier::OrIds(set)) => set
+            .ids
+            .iter()
+            .any(|i| principal_matches(i, caller, request)),
+        Some(Identifier::NotId(inner)) => !principal_matches(inner, caller, request),
+        Some(Identifier::Authenticated(a)) => match (&a.principal_name, caller.principal) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(sm), Some(principal)) => string_matches(sm, principal),
+        },
+        Some(Identifier::DirectRemoteIp(cidr) | Identifier::RemoteIp(cidr)) => {
+            in_range(cidr, caller.ip)
+        }
+        Some(Identifier::Header(h)) => header_matches(h, request),
+        // JWT claims and request principals: explain sends no token.
+        _ => false,
+    }
+}
+
+fn in_range(
+    cidr: &envoy_types::pb::envoy::config::core::v3::CidrRange,
+    ip: std::net::IpAddr,
+) -> bool {
+    let Ok(base) = cidr.address_prefix.parse::<std::net::IpAddr>() else {
+        return false;
+    };
+    let len = cidr.prefix_len.as_ref().map_or(0, |l| l.value);
+    match (base, ip) {
+        (std::net::IpAddr::V4(b), std::net::IpAddr::V4(i)) => {
+            let mask = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - len.min(32))
+            };
+            u32::from(b) & mask == u32::from(i) & mask
+        }
+        (std::net::IpAddr::V6(b), std::net::IpAddr::V6(i)) => {
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len.min(128))
+            };
+            u128::from(b) & mask == u128::from(i) & mask
+        }
+        _ => false,
     }
 }
 

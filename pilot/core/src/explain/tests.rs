@@ -42,8 +42,16 @@ spec:
 ";
 
 fn explained(url: &str, headers: &[(&str, &str)]) -> Vec<String> {
-    let snapshot = crate::testing::snapshot_of(1, MESH);
-    let proxy = Proxy::client("shop", "10.0.0.9".parse().unwrap(), &[("app", "client")]);
+    explained_in(MESH, false, url, headers)
+}
+
+/// The steps for `url` from the client at 10.0.0.9 in `mesh`, with a
+/// workload certificate (service account `client`) when `certificate`.
+fn explained_in(mesh: &str, certificate: bool, url: &str, headers: &[(&str, &str)]) -> Vec<String> {
+    let snapshot = crate::testing::snapshot_of(1, mesh);
+    let mut proxy = Proxy::client("shop", "10.0.0.9".parse().unwrap(), &[("app", "client")]);
+    proxy.metadata.sds = certificate;
+    proxy.metadata.service_account = Some("client".to_string());
     let headers: Vec<(String, String)> = headers
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -71,6 +79,7 @@ fn a_header_match_picks_its_rule_and_subset() {
             "cluster: outbound|9080|v2|reviews.shop.svc.cluster.local [DestinationRule shop/reviews spec.subsets[1]]",
             "tls: plaintext",
             "endpoints: 10.0.0.2:9080 (weight 1)",
+            "authorization: 10.0.0.2:9080: allowed, in plaintext: no policy denies it, none restricts it",
         ]
     );
 }
@@ -99,5 +108,64 @@ fn an_unknown_host_gets_404() {
     assert_eq!(
         steps[1],
         "virtual host: none answers to \"ratings:9080\": Envoy answers 404"
+    );
+}
+
+const POLICIES: &str = "\
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: reviews-callers, namespace: shop}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  action: ALLOW
+  rules:
+  - from: [{source: {principals: [cluster.local/ns/shop/sa/client]}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-admin, namespace: shop}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  action: DENY
+  rules:
+  - to: [{operation: {paths: [/admin*]}}]
+";
+
+#[test]
+fn the_destinations_policies_decide_with_the_callers_identity() {
+    let mesh = format!("{MESH}{POLICIES}");
+    let last = |steps: Vec<String>| steps.last().cloned().unwrap();
+    // Over mutual TLS as the client: its ALLOW rule lets it in.
+    assert_eq!(
+        last(explained_in(
+            &mesh,
+            true,
+            "http://reviews:9080/api/books",
+            &[("x-canary", "yes")]
+        )),
+        "authorization: 10.0.0.2:9080: allowed [AuthorizationPolicy shop/reviews-callers spec.rules[0]]"
+    );
+    // The DENY on /admin comes first, at both subsets' endpoints.
+    let decisions: Vec<String> = explained_in(&mesh, true, "http://reviews:9080/admin/x", &[])
+        .into_iter()
+        .filter(|s| s.starts_with("authorization"))
+        .collect();
+    assert_eq!(
+        decisions,
+        [
+            "authorization: 10.0.0.1:9080: denied (403) [AuthorizationPolicy shop/no-admin spec.rules[0]]",
+            "authorization: 10.0.0.2:9080: denied (403) [AuthorizationPolicy shop/no-admin spec.rules[0]]",
+        ]
+    );
+    // Without a certificate there is no identity: no ALLOW rule matches.
+    assert_eq!(
+        last(explained_in(
+            &mesh,
+            false,
+            "http://reviews:9080/api/books",
+            &[("x-canary", "yes")]
+        )),
+        "authorization: 10.0.0.2:9080: denied (403): an ALLOW policy applies and no rule of one matches"
     );
 }
