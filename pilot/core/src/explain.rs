@@ -291,22 +291,31 @@ fn action(
         let mutual = cluster
             .as_ref()
             .is_some_and(|c| !c.transport_socket_matches.is_empty());
-        for (address, port, sidecar) in assignment.iter().flat_map(endpoints_of) {
+        for endpoint in assignment.iter().flat_map(endpoints_of) {
             steps.push(authorization(
                 snapshot,
                 proxy,
-                &address,
-                port,
-                mutual && sidecar,
+                &endpoint.address,
+                endpoint.port,
+                mutual && endpoint.sidecar,
                 request,
             ));
         }
     }
 }
 
-/// The endpoints of an assignment: address, port, and whether it has a
-/// sidecar (so is sent mutual TLS by a cluster that speaks it).
-fn endpoints_of(cla: &ClusterLoadAssignment) -> Vec<(String, u16, bool)> {
+/// One endpoint of an assignment.
+struct EndpointView {
+    address: String,
+    port: u16,
+    weight: u32,
+    /// Whether it has a sidecar (so is sent mutual TLS by a cluster that
+    /// speaks it).
+    sidecar: bool,
+}
+
+/// The endpoints of an assignment.
+fn endpoints_of(cla: &ClusterLoadAssignment) -> Vec<EndpointView> {
     use envoy_types::pb::envoy::config::core::v3::address::Address;
     use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
     use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
@@ -333,7 +342,12 @@ fn endpoints_of(cla: &ClusterLoadAssignment) -> Vec<(String, u16, bool)> {
             .and_then(|m| m.filter_metadata.get("envoy.transport_socket_match"))
             .and_then(|s| s.fields.get("tlsMode"))
             .is_some_and(|v| matches!(&v.kind, Some(ValueKind::StringValue(m)) if m == "disabled"));
-        out.push((socket.address.clone(), port, sidecar));
+        out.push(EndpointView {
+            address: socket.address.clone(),
+            port,
+            weight: lb.load_balancing_weight.as_ref().map_or(1, |w| w.value),
+            sidecar,
+        });
     }
     out
 }
@@ -608,32 +622,14 @@ fn subset_source(snapshot: &Snapshot, proxy: &Proxy, cluster: &str) -> Option<St
 }
 
 fn endpoint_list(cla: &ClusterLoadAssignment) -> String {
-    use envoy_types::pb::envoy::config::core::v3::address::Address;
-    use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
-    use envoy_types::pb::envoy::config::endpoint::v3::lb_endpoint::HostIdentifier;
-    let mut out = Vec::new();
-    for locality in &cla.endpoints {
-        for lb in &locality.lb_endpoints {
-            let Some(HostIdentifier::Endpoint(endpoint)) = &lb.host_identifier else {
-                continue;
-            };
-            let Some(Address::SocketAddress(socket)) =
-                endpoint.address.as_ref().and_then(|a| a.address.as_ref())
-            else {
-                continue;
-            };
-            let port = match socket.port_specifier {
-                Some(PortSpecifier::PortValue(p)) => p,
-                _ => 0,
-            };
-            let weight = lb.load_balancing_weight.as_ref().map_or(1, |w| w.value);
-            out.push(format!("{}:{port} (weight {weight})", socket.address));
-        }
-    }
-    if out.is_empty() {
+    let list: Vec<String> = endpoints_of(cla)
+        .iter()
+        .map(|e| format!("{}:{} (weight {})", e.address, e.port, e.weight))
+        .collect();
+    if list.is_empty() {
         "none".to_string()
     } else {
-        out.join(", ")
+        list.join(", ")
     }
 }
 
