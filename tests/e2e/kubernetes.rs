@@ -179,9 +179,51 @@ async fn a_cluster_is_the_registry_and_its_custom_resources_the_config() {
     assert!(names.contains(&"reviews"), "{services}");
     wait_for_versions(&mesh, &["v1", "v2"], "both reviews pods to answer").await;
 
-    // A terminating endpoint, though still serving, takes no new requests.
+    // A terminating endpoint, though still serving, takes no new requests,
+    // and the requests it is serving finish: slow requests are in flight
+    // at v1 (the client's Envoy says so) when it starts terminating.
+    let slow: Vec<_> = (0..6)
+        .map(|_| {
+            let client = mesh.client(1);
+            tokio::spawn(async move {
+                let response = client
+                    .get("http://reviews:9080/delay/8000")
+                    .timeout(Duration::from_secs(60))
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let status = response.status();
+                let body: Value = response.json().await.map_err(|e| e.to_string())?;
+                Ok::<_, String>((status, body["workload"].as_str().unwrap_or("").to_string()))
+            })
+        })
+        .collect();
+    let v1_active = format!("{}:9080::rq_active::", mesh.address(2));
+    wait_for(
+        "a slow request in flight at v1",
+        Duration::from_secs(30),
+        || async {
+            mesh.envoy_admin(1, "/clusters")
+                .await
+                .lines()
+                .filter(|l| l.starts_with("outbound|9080||reviews."))
+                .filter_map(|l| l.split_once(&v1_active).map(|(_, n)| n.trim().to_string()))
+                .any(|n| n.parse::<u64>().is_ok_and(|n| n > 0))
+        },
+    )
+    .await;
     api.apply(reviews_slice(&mesh, terminating(), &[])).unwrap();
     wait_for_versions(&mesh, &["v2"], "v1, terminating, to get no requests").await;
+    let mut finished_at_v1 = 0;
+    for request in slow {
+        let (status, workload) = request.await.unwrap().expect("the slow request finished");
+        assert!(status.is_success(), "{status} from {workload}");
+        finished_at_v1 += usize::from(workload == "reviews-v1");
+    }
+    assert!(
+        finished_at_v1 > 0,
+        "a request in flight at v1 finished there"
+    );
 
     // A watch that drops resumes; one whose resourceVersion has meanwhile
     // been compacted relists (410): the change made while no watch was
