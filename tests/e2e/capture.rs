@@ -345,32 +345,10 @@ struct Logs(PathBuf);
 
 impl Drop for Logs {
     fn drop(&mut self) {
-        if !std::thread::panicking() {
-            return;
-        }
-        let logs = glob_logs(&self.0);
-        for path in logs {
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(40).collect();
-            eprintln!("----- {} (last lines)", path.display());
-            for line in tail.into_iter().rev() {
-                eprintln!("{line}");
-            }
+        if std::thread::panicking() {
+            crate::harness::print_log_tails(&self.0);
         }
     }
-}
-
-fn glob_logs(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(glob_logs(&path));
-        } else if path.extension().is_some_and(|e| e == "log") {
-            out.push(path);
-        }
-    }
-    out
 }
 
 #[test]

@@ -548,23 +548,33 @@ impl Drop for Mesh {
             }
         }
         if std::thread::panicking() {
-            for entry in std::fs::read_dir(self.dir.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                let path = entry.path();
-                if path.extension().is_some_and(|e| e == "log") {
-                    let text = std::fs::read_to_string(&path).unwrap_or_default();
-                    let tail: Vec<&str> = text.lines().rev().take(40).collect();
-                    eprintln!("----- {} (last lines)", path.display());
-                    for line in tail.into_iter().rev() {
-                        eprintln!("{line}");
-                    }
-                }
-            }
+            print_log_tails(self.dir.path());
             let names: Vec<&str> = self.workloads.iter().map(|w| w.name.as_str()).collect();
             eprintln!("----- workloads: {names:?}");
+        }
+    }
+}
+
+/// The last lines of every `.log` file under `dir`, on stderr: what a
+/// failed test shows of its processes.
+pub fn print_log_tails(dir: &Path) {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            print_log_tails(&path);
+        } else if path.extension().is_some_and(|e| e == "log") {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            eprintln!("----- {} (last lines)", path.display());
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
         }
     }
 }
