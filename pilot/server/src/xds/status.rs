@@ -237,7 +237,18 @@ impl StatusRegistry {
             if entry.0 < stream_id {
                 *entry = (stream_id, SentConfig::new());
             }
-            entry.1.insert(ty, (version.to_string(), set.clone()));
+            // Written over the version it replaces: no allocation per push
+            // once the type has been sent.
+            match entry.1.get_mut(&ty) {
+                Some((sent, sent_set)) => {
+                    sent.clear();
+                    sent.push_str(version);
+                    *sent_set = set.clone();
+                }
+                None => {
+                    entry.1.insert(ty, (version.to_string(), set.clone()));
+                }
+            }
             return;
         }
         let config = SentConfig::from([(ty, (version.to_string(), set.clone()))]);
