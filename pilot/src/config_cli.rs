@@ -620,7 +620,8 @@ pub(crate) async fn topology(args: TopologyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What an edge says beside its ends: `v1 90% (uri prefix /api)`, `:8080 STRICT`.
+/// What an edge says beside its ends: `v1 90% (uri prefix /api)`, `:8080
+/// STRICT`, `:8080 STRICT authz DENY`.
 fn edge_label(edge: &Value) -> String {
     let mut parts = Vec::new();
     if let Some(subset) = edge["subset"].as_str() {
@@ -637,6 +638,9 @@ fn edge_label(edge: &Value) -> String {
     }
     if let Some(mtls) = edge["mtls"].as_str() {
         parts.push(mtls.to_string());
+    }
+    if let Some(outcome) = edge["authz"]["outcome"].as_str() {
+        parts.push(format!("authz {outcome}"));
     }
     parts.join(" ")
 }
@@ -713,6 +717,9 @@ mod topology_tests {
                  "kind": "route", "subset": "v1", "weight": 90, "matches": "uri prefix /api"},
                 {"from": "service:reviews.shop.svc.cluster.local", "to": "workload:shop/reviews-v1",
                  "kind": "endpoint", "port": 8080, "mtls": "STRICT"},
+                {"from": "service:reviews.shop.svc.cluster.local", "to": "workload:shop/reviews-v1",
+                 "kind": "endpoint", "port": 9090, "mtls": "STRICT",
+                 "authz": {"outcome": "DENY", "policies": ["AuthorizationPolicy shop/no-admin (DENY)"]}},
             ],
         })
     }
@@ -722,7 +729,8 @@ mod topology_tests {
         assert_eq!(
             topology_text(&graph()),
             "reviews.shop.svc.cluster.local -route-> reviews.shop.svc.cluster.local   v1 90% (uri prefix /api)\n\
-             reviews.shop.svc.cluster.local -endpoint-> shop/reviews-v1   :8080 STRICT\n"
+             reviews.shop.svc.cluster.local -endpoint-> shop/reviews-v1   :8080 STRICT\n\
+             reviews.shop.svc.cluster.local -endpoint-> shop/reviews-v1   :9090 STRICT authz DENY\n"
         );
         let dot = topology_dot(&graph());
         assert!(dot.starts_with("digraph mesh {"), "{dot}");
