@@ -465,9 +465,18 @@ impl Mesh {
             .unwrap_or_default()
     }
 
+    /// A GET of the admin API, with the admin token where the control
+    /// plane has made one (so it works under `--admin-read-auth` too).
+    fn admin_get(&self, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.get(format!("http://{}{path}", self.admin));
+        match std::fs::read_to_string(self.state_dir().join("admin-token")) {
+            Ok(token) => request.bearer_auth(token.trim()),
+            Err(_) => request,
+        }
+    }
+
     pub async fn admin_text(&self, path: &str) -> String {
-        self.http
-            .get(format!("http://{}{path}", self.admin))
+        self.admin_get(path)
             .send()
             .await
             .unwrap()
@@ -477,8 +486,7 @@ impl Mesh {
     }
 
     pub async fn admin_json(&self, path: &str) -> Value {
-        self.http
-            .get(format!("http://{}{path}", self.admin))
+        self.admin_get(path)
             .send()
             .await
             .unwrap()

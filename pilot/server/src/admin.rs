@@ -42,6 +42,8 @@ pub struct AdminState {
 
 pub fn router(state: AdminState) -> Router {
     Router::new()
+        .route("/", get(dashboard_page))
+        .route("/ui/{file}", get(dashboard_asset))
         .route("/healthz", get(healthz))
         .route("/api/v1/proxies", get(proxies))
         .route("/api/v1/proxies/{id}", get(proxy))
@@ -62,6 +64,52 @@ pub fn router(state: AdminState) -> Router {
         )
         .with_state(state)
         .merge(webhook(None))
+}
+
+/// The dashboard, built from `pilot/server/dashboard/src` into `dist/`
+/// (committed, so the build needs no npm) and embedded here.
+const DASHBOARD_HTML: &str = include_str!("../dashboard/dist/index.html");
+const DASHBOARD_ASSETS: [(&str, &str, &str); 3] = [
+    (
+        "dashboard.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../dashboard/dist/dashboard.js"),
+    ),
+    (
+        "dashboard.css",
+        "text/css; charset=utf-8",
+        include_str!("../dashboard/dist/dashboard.css"),
+    ),
+    (
+        "THIRD-PARTY-LICENSES.txt",
+        "text/plain; charset=utf-8",
+        include_str!("../dashboard/dist/THIRD-PARTY-LICENSES.txt"),
+    ),
+];
+
+/// `GET /`: the dashboard's page. It carries no mesh data (that comes from
+/// the API), so it needs no token; the API it reads may.
+async fn dashboard_page() -> axum::response::Html<&'static str> {
+    axum::response::Html(DASHBOARD_HTML)
+}
+
+/// `GET /ui/{file}`: the dashboard's script, style and licences.
+async fn dashboard_asset(
+    axum::extract::Path(file): axum::extract::Path<String>,
+) -> axum::response::Response {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    match DASHBOARD_ASSETS.iter().find(|(name, _, _)| *name == file) {
+        Some((_, content_type, body)) => (
+            [
+                (header::CONTENT_TYPE, *content_type),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            *body,
+        )
+            .into_response(),
+        None => not_found(format!("no dashboard file {file}")),
+    }
 }
 
 async fn healthz() -> &'static str {
@@ -204,7 +252,12 @@ async fn services(State(state): State<AdminState>) -> Json<Vec<ServiceView>> {
             .registry
             .services
             .values()
-            .map(|s| ServiceView::from(s.as_ref()))
+            .map(|s| {
+                let mut view = ServiceView::from(s.as_ref());
+                (view.subsets, view.policies) =
+                    pilot_core::topology::policies_of(&snapshot, &s.hostname);
+                view
+            })
             .collect(),
     )
 }
@@ -672,6 +725,13 @@ pub struct ServiceView {
     pub mesh_external: bool,
     pub ports: Vec<PortView>,
     pub endpoints: Vec<EndpointView>,
+    /// The subsets of the DestinationRule that applies (from the service's
+    /// own namespace).
+    pub subsets: Vec<pilot_core::topology::SubsetView>,
+    /// The objects that apply to it and its workloads: VirtualService,
+    /// DestinationRule, PeerAuthentication, RequestAuthentication,
+    /// AuthorizationPolicy (see [`pilot_core::topology::policies_of`]).
+    pub policies: Vec<pilot_core::topology::PolicyRef>,
 }
 
 #[derive(Debug, Serialize)]
@@ -728,6 +788,8 @@ impl From<&ServiceModel> for ServiceView {
                     workload: e.workload.as_ref().map(|(ns, name)| format!("{ns}/{name}")),
                 })
                 .collect(),
+            subsets: Vec::new(),
+            policies: Vec::new(),
         }
     }
 }
