@@ -277,6 +277,7 @@ pub(crate) async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
                     if args.dry_run { " (dry run)" } else { "" }
                 );
             }
+            print!("{}", proxies_text(&answer["proxies"], args.dry_run));
             Ok(())
         }
         400 => {
@@ -291,6 +292,49 @@ pub(crate) async fn apply(args: ApplyArgs) -> anyhow::Result<()> {
         }
         _ => Err(fail(1, message(status, &answer))),
     }
+}
+
+/// What an apply changes (or, dry, would change) in each sidecar, from the
+/// answer's `proxies`: as `bowline diff` shows it, the unified diffs where
+/// the answer has them (dry runs).
+fn proxies_text(preview: &Value, dry_run: bool) -> String {
+    let Some(changed) = preview["changed"].as_array() else {
+        return String::new();
+    };
+    let mut out = String::new();
+    for proxy in changed {
+        let changes = proxy["changes"].as_array().cloned().unwrap_or_default();
+        out.push_str(&format!(
+            "{} ({}): {} resource(s)\n",
+            proxy["workload"].as_str().unwrap_or_default(),
+            proxy["proxy"].as_str().unwrap_or_default(),
+            changes.len()
+        ));
+        for change in &changes {
+            let sign = match change["change"].as_str() {
+                Some("added") => '+',
+                Some("removed") => '-',
+                _ => '~',
+            };
+            out.push_str(&format!(
+                "  {sign} {} {}\n",
+                change["type"].as_str().unwrap_or_default(),
+                change["name"].as_str().unwrap_or_default()
+            ));
+            for line in change["diff"].as_str().unwrap_or_default().lines() {
+                out.push_str("    ");
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out.push_str(&format!(
+        "{} of {} sidecar(s) {}\n",
+        changed.len(),
+        preview["sidecars"].as_u64().unwrap_or_default(),
+        if dry_run { "would change" } else { "change" }
+    ));
+    out
 }
 
 fn message(status: u16, answer: &Value) -> String {
@@ -705,6 +749,37 @@ pub(crate) fn topology_dot(graph: &Value) -> String {
 #[cfg(test)]
 mod topology_tests {
     use super::*;
+
+    #[test]
+    fn an_apply_prints_what_changes_in_each_sidecar() {
+        let preview = serde_json::json!({
+            "sidecars": 3,
+            "changed": [{
+                "proxy": "sidecar~127.0.1.2~reviews-v1.default~default.svc.cluster.local",
+                "workload": "reviews-v1.default",
+                "changes": [
+                    {"type": "route", "name": "outbound", "change": "changed", "diff": "--- a\n+++ b\n-x\n+y\n"},
+                    {"type": "cluster", "name": "outbound|9080|v3|reviews.default.svc.cluster.local", "change": "added"},
+                ],
+            }],
+        });
+        assert_eq!(
+            proxies_text(&preview, true),
+            "reviews-v1.default (sidecar~127.0.1.2~reviews-v1.default~default.svc.cluster.local): 2 resource(s)\n\
+             \x20 ~ route outbound\n\
+             \x20   --- a\n\
+             \x20   +++ b\n\
+             \x20   -x\n\
+             \x20   +y\n\
+             \x20 + cluster outbound|9080|v3|reviews.default.svc.cluster.local\n\
+             1 of 3 sidecar(s) would change\n"
+        );
+        assert_eq!(
+            proxies_text(&serde_json::json!({"sidecars": 2, "changed": []}), false),
+            "0 of 2 sidecar(s) change\n"
+        );
+        assert_eq!(proxies_text(&Value::Null, false), "", "an older server");
+    }
 
     fn graph() -> Value {
         serde_json::json!({

@@ -14,8 +14,8 @@
 use std::path::{Path, PathBuf};
 
 use discovery::file::FileStore;
-use pilot_core::diff::{Change, ProxyChanges, workload_proxies};
-use pilot_core::resources::Resource;
+use pilot_core::diff::{ProxyChanges, workload_proxies};
+use pilot_server::preview::{describe, sign, unified};
 use policy::Severity;
 
 use crate::validate::{Input, collect};
@@ -73,24 +73,6 @@ fn stores(base: &[Input], changed: &[Input]) -> Result<(FileStore, FileStore), V
     }
 }
 
-/// A resource as JSON text, for the diff.
-fn json_text(resource: Option<&std::sync::Arc<Resource>>) -> String {
-    let Some(resource) = resource else {
-        return String::new();
-    };
-    match pilot_envoy_json::to_json(resource.resource_type().type_url(), resource.value()) {
-        Ok(mut json) => {
-            pilot_envoy_json::redact(&mut json);
-            serde_json::to_string_pretty(&json).unwrap_or_default() + "\n"
-        }
-        Err(error) => format!("({error})\n"),
-    }
-}
-
-fn type_word(ty: pilot_core::resources::ResourceType) -> &'static str {
-    pilot_server::admin::type_name(ty)
-}
-
 /// The text report: per proxy its changed resources, each with its diff.
 pub(crate) fn text(changes: &[ProxyChanges], proxies: usize) -> String {
     let mut out = String::new();
@@ -104,27 +86,8 @@ pub(crate) fn text(changes: &[ProxyChanges], proxies: usize) -> String {
             proxy.changes.len()
         ));
         for change in &proxy.changes {
-            let sign = match change.change {
-                Change::Added => '+',
-                Change::Removed => '-',
-                Change::Changed => '~',
-            };
-            let what = format!("{} {}", type_word(change.ty), change.name);
-            out.push_str(&format!("  {sign} {what}\n"));
-            let (before, after) = (
-                json_text(change.before.as_ref()),
-                json_text(change.after.as_ref()),
-            );
-            let diff = similar::TextDiff::from_lines(&before, &after);
-            let unified = diff
-                .unified_diff()
-                .context_radius(3)
-                .header(
-                    &format!("{what} (in force)"),
-                    &format!("{what} (with the changes)"),
-                )
-                .to_string();
-            for line in unified.lines() {
+            out.push_str(&format!("  {} {}\n", sign(change.change), describe(change)));
+            for line in unified(change).lines() {
                 out.push_str("    ");
                 out.push_str(line);
                 out.push('\n');
@@ -178,21 +141,8 @@ pub(crate) fn run(args: DiffArgs) -> anyhow::Result<()> {
     match args.output {
         DiffOutput::Text => print!("{}", text(&changes, proxies.len())),
         DiffOutput::Json => {
-            let json: Vec<serde_json::Value> = changes
-                .iter()
-                .map(|p| {
-                    serde_json::json!({
-                        "proxy": p.proxy.id,
-                        "workload": format!("{}.{}", p.proxy.metadata.workload, p.proxy.metadata.namespace),
-                        "changes": p.changes.iter().map(|c| serde_json::json!({
-                            "type": type_word(c.ty),
-                            "name": c.name,
-                            "change": c.change.as_str(),
-                        })).collect::<Vec<_>>(),
-                    })
-                })
-                .collect();
-            println!("{}", serde_json::to_string_pretty(&json)?);
+            let summary = pilot_server::preview::summarise(&changes, proxies.len(), false);
+            println!("{}", serde_json::to_string_pretty(&summary.changed)?);
         }
     }
     Ok(())

@@ -75,6 +75,28 @@ async fn a_change_applied_through_the_api_reaches_envoy_all_or_nothing() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["applied"][0]["action"], "created", "{body}");
     assert!(!api_file.exists());
+    // With what it would change in each sidecar: the client's routes move
+    // to v2, shown as a diff of the route configuration.
+    assert_eq!(body["proxies"]["sidecars"], 3, "{body}");
+    let client_changes = body["proxies"]["changed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["workload"] == "client.default")
+        .unwrap_or_else(|| panic!("the client's sidecar changes: {body:#}"))["changes"]
+        .clone();
+    let route = client_changes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "route" && c["change"] == "changed")
+        .unwrap_or_else(|| panic!("{client_changes:#}"));
+    let diff = route["diff"].as_str().unwrap();
+    assert!(
+        diff.lines().any(|l| l.starts_with('+')
+            && l.contains("outbound|9080|v2|reviews.default.svc.cluster.local")),
+        "{diff}"
+    );
 
     // Applied: every request goes to v2, through the real Envoys.
     let (status, body) = apply(reviews_split(0, 100), false).await;
@@ -202,12 +224,28 @@ async fn a_change_applied_through_the_api_reaches_envoy_all_or_nothing() {
         )),
         "{said}"
     );
+    let out = bowline(&["apply", "-f", good.to_str().unwrap(), "--dry-run"]).await;
+    assert!(out.status.success(), "{out:?}");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let mut lines = printed.lines();
+    assert_eq!(
+        lines.next(),
+        Some("VirtualService default/reviews created (dry run)"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("  ~ route ") && printed.ends_with("3 of 3 sidecar(s) would change\n"),
+        "{printed}"
+    );
     let out = bowline(&["apply", "-f", good.to_str().unwrap()]).await;
     assert!(out.status.success(), "{out:?}");
+    let printed = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "VirtualService default/reviews created"
+        printed.lines().next(),
+        Some("VirtualService default/reviews created"),
+        "{printed}"
     );
+    assert!(printed.ends_with(" sidecar(s) change\n"), "{printed}");
     // `get` shows the config in force: once the file source has read it.
     let listed = || async {
         let out = bowline(&["get", "vs"]).await;

@@ -38,6 +38,8 @@ pub struct AdminState {
     pub config_dir: Option<std::path::PathBuf>,
     /// Serialises writers.
     pub writes: Arc<tokio::sync::Mutex<()>>,
+    /// The mesh config, to compile what an apply would change.
+    pub mesh: Arc<pilot_core::mesh::Mesh>,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -312,6 +314,13 @@ async fn ca(State(state): State<AdminState>) -> axum::response::Response {
 struct ApplyQuery {
     #[serde(rename = "dryRun", default)]
     dry_run: bool,
+    /// `diff=false`: no per-proxy summary (it compiles the mesh twice).
+    #[serde(default = "yes")]
+    diff: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Why a control plane without a config directory of its own to write
@@ -338,12 +347,41 @@ async fn apply(
     let _writer = state.writes.lock().await;
     let snapshot = state.snapshots.borrow().clone();
     let origin = |key: &policy::ObjectKey| snapshot.origins.get(key).cloned();
-    match crate::apply::apply(dir, &body, query.dry_run, origin) {
-        Ok(applied) => {
-            Json(serde_json::json!({"dryRun": query.dry_run, "applied": applied})).into_response()
+    // Checked as a dry run first: what it would write is compiled against
+    // the files in force for the summary, before anything is written.
+    let planned = match crate::apply::apply(dir, &body, true, origin) {
+        Ok(planned) => planned,
+        Err(refused) => return refusal(refused),
+    };
+    let preview = if query.diff {
+        let (dir, mesh, dry_run) = (dir.clone(), state.mesh.clone(), query.dry_run);
+        let writes: Vec<(std::path::PathBuf, String)> = planned
+            .iter()
+            .map(|a| (std::path::PathBuf::from(&a.file), a.text.clone()))
+            .collect();
+        let compiled = tokio::task::spawn_blocking(move || {
+            let files = crate::preview::read_dir(&dir);
+            crate::preview::preview(&mesh, &files, &writes, dry_run)
+        })
+        .await;
+        compiled.ok()
+    } else {
+        None
+    };
+    let applied = if query.dry_run {
+        planned
+    } else {
+        let origin = |key: &policy::ObjectKey| snapshot.origins.get(key).cloned();
+        match crate::apply::apply(dir, &body, false, origin) {
+            Ok(applied) => applied,
+            Err(refused) => return refusal(refused),
         }
-        Err(refused) => refusal(refused),
+    };
+    let mut answer = serde_json::json!({"dryRun": query.dry_run, "applied": applied});
+    if let Some(preview) = preview {
+        answer["proxies"] = serde_json::to_value(preview).unwrap_or_default();
     }
+    Json(answer).into_response()
 }
 
 /// The answer to a refused write.

@@ -64,6 +64,9 @@ pub struct Applied {
     pub file: String,
     /// `created`, `configured` or `unchanged`.
     pub action: &'static str,
+    /// What is (or would be) written to `file`.
+    #[serde(skip)]
+    pub text: String,
 }
 
 /// Why an apply was refused.
@@ -217,6 +220,7 @@ pub fn apply(
             name: p.key.name.clone(),
             file: path.display().to_string(),
             action,
+            text: p.text.clone(),
         });
     }
     if dry_run {

@@ -19,5 +19,6 @@ pub mod debounce;
 pub mod jwks;
 pub mod mesh;
 pub mod metrics;
+pub mod preview;
 pub mod serve;
 pub mod xds;

@@ -228,7 +228,7 @@ impl ControlPlane {
             },
             snapshot_tx,
             Debounce::default(),
-            mesh,
+            mesh.clone(),
         ));
         let (failures_tx, key_failures) = watch::channel(jwks::Failures::default());
         let jwks_task = tokio::spawn(jwks::run(snapshots.clone(), keys_tx, failures_tx));
@@ -296,6 +296,7 @@ impl ControlPlane {
                 Registry::Kubernetes { .. } => None,
             },
             writes: Arc::default(),
+            mesh: Arc::new(mesh.clone()),
         })
         // Bodies (multi-document YAML) are bounded.
         .layer(axum::extract::DefaultBodyLimit::max(ADMIN_BODY_LIMIT));
