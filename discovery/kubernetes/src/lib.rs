@@ -24,6 +24,7 @@ pub mod client;
 pub mod config;
 pub mod leader;
 pub mod objects;
+pub mod replicas;
 pub mod review;
 pub mod roots;
 pub mod state;
