@@ -97,11 +97,11 @@ pub(crate) struct Cluster {
 }
 
 impl Cluster {
-    fn client_wanted(&self) -> bool {
+    pub(crate) fn client_wanted(&self) -> bool {
         self.kubernetes || self.kubeconfig.is_some()
     }
 
-    async fn client(&self) -> anyhow::Result<discovery_kubernetes::KubeClient> {
+    pub(crate) async fn client(&self) -> anyhow::Result<discovery_kubernetes::KubeClient> {
         discovery_kubernetes::client(self.kubeconfig.as_deref())
             .await
             .map_err(|e| fail(1, format!("the Kubernetes API server: {e:#}")))

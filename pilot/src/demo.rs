@@ -105,6 +105,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         admin_token: Some(crate::ca::admin_token(&args.ca.state_dir)?),
         admin_read_auth: false,
         xds_max_connection_age: None,
+        replicas: Default::default(),
     })
     .await?;
     let (ca, signer) = args

@@ -33,6 +33,50 @@ pub(crate) struct ProxyStatusArgs {
     /// `table`, or `json` (the merged /api/v1/proxies answers, each with its server).
     #[arg(short = 'o', long = "output", default_value = "table")]
     pub(crate) output: Output,
+    /// With --kubernetes: ask every replica, found from the ready endpoints
+    /// of this Service (NAMESPACE/NAME), at its port http-admin.
+    #[arg(
+        long,
+        value_name = "NAMESPACE/NAME",
+        default_value = "istio-system/istiod"
+    )]
+    pub(crate) control_plane: String,
+    #[command(flatten)]
+    pub(crate) cluster: crate::config_cli::Cluster,
+}
+
+/// The replicas' admin URLs, from the control plane's Service's endpoints.
+async fn replicas(args: &ProxyStatusArgs) -> anyhow::Result<Vec<String>> {
+    use discovery_kubernetes::replicas::{ControlPlaneService, admin_addresses_of};
+    let Some(service) = ControlPlaneService::parse(&args.control_plane) else {
+        return Err(crate::config_cli::fail(
+            2,
+            format!(
+                "--control-plane {}: give NAMESPACE/NAME",
+                args.control_plane
+            ),
+        ));
+    };
+    let client = args.cluster.client().await?;
+    let found = admin_addresses_of(client, &service).await.map_err(|e| {
+        crate::config_cli::fail(
+            1,
+            format!(
+                "the endpoints of {}/{}: {e}",
+                service.namespace, service.name
+            ),
+        )
+    })?;
+    if found.is_empty() {
+        return Err(crate::config_cli::fail(
+            1,
+            format!(
+                "the Service {}/{} has no ready endpoint at a port named {}",
+                service.namespace, service.name, service.port_name
+            ),
+        ));
+    }
+    Ok(found.into_iter().map(|a| format!("http://{a}")).collect())
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,7 +179,11 @@ pub(crate) fn table(proxies: &[(String, ProxyStatus)]) -> String {
 /// Runs the command; an error (exit code 1) when a server could not be
 /// asked, after the proxies of those that answered are shown.
 pub(crate) async fn run(args: ProxyStatusArgs) -> anyhow::Result<()> {
-    let servers = if args.servers.is_empty() {
+    let servers = if args.cluster.client_wanted() {
+        let mut servers = args.servers.clone();
+        servers.extend(replicas(&args).await?);
+        servers
+    } else if args.servers.is_empty() {
         vec![std::env::var("BOWLINE_SERVER").unwrap_or_else(|_| DEFAULT_SERVER.to_string())]
     } else {
         args.servers.clone()

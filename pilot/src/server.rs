@@ -67,6 +67,12 @@ pub(crate) struct ServeArgs {
     /// always do), except /healthz and /metrics.
     #[arg(long)]
     pub(crate) admin_read_auth: bool,
+    /// Another replica's admin API, for `/api/v1/replicas/proxies` and the
+    /// dashboard (once per replica) [default: with `--registry kubernetes`,
+    /// the ready endpoints of the Service istiod in the control plane's
+    /// namespace, port http-admin; else none]
+    #[arg(long = "peer", value_name = "URL")]
+    pub(crate) peers: Vec<String>,
     #[command(flatten)]
     pub(crate) ca: CaArgs,
 }
@@ -93,6 +99,7 @@ impl ServeArgs {
             mesh_config,
             admin_read_auth,
             xds_tls_addr: _,
+            peers,
             ca,
         } = self.clone();
         let registry = match registry {
@@ -125,6 +132,11 @@ impl ServeArgs {
                 .xds_max_connection_age
                 .filter(|age| !age.is_zero())
                 .map(|age| (age, pilot_server::serve::XDS_MAX_CONNECTION_AGE_GRACE)),
+            replicas: if peers.is_empty() {
+                pilot_server::serve::ReplicaSource::Service
+            } else {
+                pilot_server::serve::ReplicaSource::Peers(peers)
+            },
         })
     }
 }

@@ -40,6 +40,39 @@ pub struct AdminState {
     pub writes: Arc<tokio::sync::Mutex<()>>,
     /// The mesh config, to compile what an apply would change.
     pub mesh: Arc<pilot_core::mesh::Mesh>,
+    /// The other replicas of the control plane.
+    pub replicas: Replicas,
+}
+
+/// The replicas `GET /api/v1/replicas/proxies` asks.
+#[derive(Clone, Debug)]
+pub struct Replicas {
+    /// This replica's admin address (not asked over the network).
+    pub own: std::net::SocketAddr,
+    /// The admin token's file: the replicas share one (a Secret), and a
+    /// peer under `--admin-read-auth` needs it.
+    pub token: Option<std::path::PathBuf>,
+    pub peers: Peers,
+}
+
+#[derive(Clone)]
+pub enum Peers {
+    /// Admin API URLs, as given (`--peer`).
+    Urls(Vec<String>),
+    /// The endpoints of the control plane's Service, read at each request.
+    Service {
+        client: discovery_kubernetes::KubeClient,
+        service: discovery_kubernetes::replicas::ControlPlaneService,
+    },
+}
+
+impl std::fmt::Debug for Peers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Peers::Urls(urls) => f.debug_tuple("Urls").field(urls).finish(),
+            Peers::Service { service, .. } => f.debug_tuple("Service").field(service).finish(),
+        }
+    }
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -48,6 +81,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/ui/{file}", get(dashboard_asset))
         .route("/healthz", get(healthz))
         .route("/api/v1/proxies", get(proxies))
+        .route("/api/v1/replicas/proxies", get(replica_proxies))
         .route("/api/v1/proxies/{id}", get(proxy))
         .route("/api/v1/proxies/{id}/config", get(proxy_config))
         .route("/api/v1/services", get(services))
@@ -120,6 +154,93 @@ async fn healthz() -> &'static str {
 
 async fn proxies(State(state): State<AdminState>) -> Json<Vec<ProxyStatus>> {
     Json(state.status.list())
+}
+
+/// Only a guard: a replica that does not answer in this time is reported
+/// as unreachable.
+const REPLICA_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `GET /api/v1/replicas/proxies`: the proxies of every replica, merged,
+/// as `bowline proxy-status` merges several `--server`s: `servers` (each
+/// replica asked: `server`, `proxies` or `error`) and `proxies` (each
+/// entry of its `/api/v1/proxies` with the `server` it is connected to).
+/// The replicas are the Service's ready endpoints in Kubernetes mode (this
+/// one answered locally), else the `--peer` URLs.
+async fn replica_proxies(State(state): State<AdminState>) -> Json<serde_json::Value> {
+    let own_url = format!("http://{}", state.replicas.own);
+    let local = state.status.list();
+    let mut servers =
+        vec![serde_json::json!({"server": own_url, "proxies": local.len(), "self": true})];
+    let mut proxies: Vec<serde_json::Value> = local
+        .into_iter()
+        .map(|p| {
+            let mut value = serde_json::to_value(p).unwrap_or_default();
+            value["server"] = own_url.clone().into();
+            value
+        })
+        .collect();
+    let urls = match &state.replicas.peers {
+        Peers::Urls(urls) => urls.clone(),
+        Peers::Service { client, service } => {
+            match discovery_kubernetes::replicas::admin_addresses_of(client.clone(), service).await
+            {
+                Ok(addrs) => {
+                    let pod_ip: Option<std::net::IpAddr> =
+                        std::env::var("POD_IP").ok().and_then(|ip| ip.parse().ok());
+                    addrs
+                        .into_iter()
+                        .filter(|a| *a != state.replicas.own && Some(a.ip()) != pod_ip)
+                        .map(|a| format!("http://{a}"))
+                        .collect()
+                }
+                Err(error) => {
+                    servers.push(serde_json::json!({
+                        "server": format!("endpoints of {}/{}", service.namespace, service.name),
+                        "error": error.to_string(),
+                    }));
+                    Vec::new()
+                }
+            }
+        }
+    };
+    let token = state
+        .replicas
+        .token
+        .as_ref()
+        .and_then(|f| std::fs::read_to_string(f).ok())
+        .map(|t| t.trim().to_string());
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(REPLICA_TIMEOUT)
+        .build()
+        .unwrap_or_default();
+    for url in urls {
+        let mut request = http.get(format!("{}/api/v1/proxies", url.trim_end_matches('/')));
+        if let Some(token) = &token {
+            request = request.bearer_auth(token);
+        }
+        let answer = async {
+            let response = request.send().await.map_err(|e| e.to_string())?;
+            if !response.status().is_success() {
+                return Err(format!("answered {}", response.status()));
+            }
+            response
+                .json::<Vec<serde_json::Value>>()
+                .await
+                .map_err(|e| e.to_string())
+        };
+        match answer.await {
+            Ok(list) => {
+                servers.push(serde_json::json!({"server": url, "proxies": list.len()}));
+                proxies.extend(list.into_iter().map(|mut p| {
+                    p["server"] = url.clone().into();
+                    p
+                }));
+            }
+            Err(error) => servers.push(serde_json::json!({"server": url, "error": error})),
+        }
+    }
+    Json(serde_json::json!({"servers": servers, "proxies": proxies}))
 }
 
 /// `GET /api/v1/proxies/{id}`: one proxy, by its node id or as

@@ -87,6 +87,19 @@ pub struct ServeConfig {
     /// the replicas after a scale-up or a restart, and the grace its
     /// streams get after that. `None`: forever.
     pub xds_max_connection_age: Option<(Duration, Duration)>,
+    /// The other replicas, for `GET /api/v1/replicas/proxies`.
+    pub replicas: ReplicaSource,
+}
+
+/// Where a control plane finds the other replicas of its mesh.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ReplicaSource {
+    /// From the control plane's Service's endpoints (Kubernetes registry
+    /// only; elsewhere, none).
+    #[default]
+    Service,
+    /// These admin API URLs (`--peer`).
+    Peers(Vec<String>),
 }
 
 /// Istio's `MaxServerConnectionAge`: a proxy reconnects every 30 minutes.
@@ -297,6 +310,21 @@ impl ControlPlane {
             },
             writes: Arc::default(),
             mesh: Arc::new(mesh.clone()),
+            replicas: admin::Replicas {
+                own: admin_addr,
+                token: args.admin_token.clone(),
+                peers: match (&args.replicas, &cluster) {
+                    (ReplicaSource::Peers(urls), _) => admin::Peers::Urls(urls.clone()),
+                    (ReplicaSource::Service, Some(cluster)) => admin::Peers::Service {
+                        client: cluster.client.clone(),
+                        service: discovery_kubernetes::replicas::ControlPlaneService {
+                            namespace: cluster.namespace.clone(),
+                            ..Default::default()
+                        },
+                    },
+                    (ReplicaSource::Service, None) => admin::Peers::Urls(Vec::new()),
+                },
+            },
         })
         // Bodies (multi-document YAML) are bounded.
         .layer(axum::extract::DefaultBodyLimit::max(ADMIN_BODY_LIMIT));

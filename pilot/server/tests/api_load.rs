@@ -145,6 +145,7 @@ async fn writers_readers_and_proxies_at_once_lose_nothing() {
         admin_token: None,
         admin_read_auth: false,
         xds_max_connection_age: None,
+        replicas: Default::default(),
     })
     .await
     .unwrap();

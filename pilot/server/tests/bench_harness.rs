@@ -25,6 +25,7 @@ async fn serve(dir: &std::path::Path) -> ControlPlane {
         admin_token: None,
         admin_read_auth: false,
         xds_max_connection_age: None,
+        replicas: Default::default(),
     })
     .await
     .expect("the control plane starts on the generated mesh")

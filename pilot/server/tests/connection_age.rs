@@ -29,6 +29,7 @@ async fn serve(dir: &std::path::Path, age: Option<(Duration, Duration)>) -> Cont
         admin_token: None,
         admin_read_auth: false,
         xds_max_connection_age: age,
+        replicas: Default::default(),
     })
     .await
     .unwrap()

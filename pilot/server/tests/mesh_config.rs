@@ -26,6 +26,7 @@ async fn serve(dir: &Path, mesh: &str) -> (ControlPlane, Vec<Value>, Vec<Value>)
         admin_token: None,
         admin_read_auth: false,
         xds_max_connection_age: None,
+        replicas: Default::default(),
     })
     .await
     .unwrap();

@@ -72,6 +72,17 @@ pub(crate) fn replica(
     kubeconfig: &Path,
     dir: &Path,
 ) -> tokio::process::Child {
+    replica_with(name, host, kubeconfig, dir, &[])
+}
+
+/// [`replica`], with more `bowline serve` flags.
+pub(crate) fn replica_with(
+    name: &str,
+    host: &str,
+    kubeconfig: &Path,
+    dir: &Path,
+    extra: &[&str],
+) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_bowline"))
         .args(["serve", "--registry", "kubernetes", "--kubeconfig"])
         .arg(kubeconfig)
@@ -80,6 +91,7 @@ pub(crate) fn replica(
         .args(["--lease-duration", "3s", "--lease-retry", "1s"])
         .arg("--state-dir")
         .arg(dir.join(name))
+        .args(extra)
         .env("POD_NAME", name)
         .env("POD_NAMESPACE", "istio-system")
         .env("BOWLINE_LOG", "info")
