@@ -69,6 +69,12 @@ async fn the_dashboard_shows_the_mesh_and_a_nack_live_after_signing_in() {
             "document.body.innerText",
         )
         .await;
+    let replicas = text(
+        browser
+            .eval("document.getElementById('count-replicas').textContent")
+            .await,
+    );
+    assert_eq!(replicas, "1", "one control plane, no peers");
     let cookie = browser.eval("document.cookie").await;
     assert_eq!(cookie, "", "the session cookie is HttpOnly: {cookie}");
 

@@ -5,7 +5,8 @@
 // What it reads (all JSON, the admin API's public contract):
 //   /api/v1/topology     nodes and edges of the graph
 //   /api/v1/services     per-service ports, endpoints, subsets, policies
-//   /api/v1/proxies      sync state per type, NACKs and their objects
+//   /api/v1/replicas/proxies  every replica's proxies (sync state per type,
+//                        NACKs and their objects), merged
 //   /api/v1/diagnostics  config errors and warnings
 //   /api/v1/snapshot     the generation served and how many proxies ACKed it
 //   /api/v1/events       Server-Sent Events: when to read the rest again
@@ -28,6 +29,7 @@ const state = {
   topology: { nodes: [], edges: [] },
   services: [],
   proxies: [],
+  servers: [],
   diagnostics: [],
   snapshot: null,
   selected: null,
@@ -430,7 +432,13 @@ function drawProxies() {
       el(
         "tr",
         { class: nacks.length ? "nacked" : null, "data-proxy": p.id },
-        el("td", {}, el("b", {}, `${p.workload}.${p.namespace}`), el("div", { class: "file" }, p.id)),
+        el(
+          "td",
+          {},
+          el("b", {}, `${p.workload}.${p.namespace}`),
+          el("div", { class: "file" }, p.id),
+          state.servers.length > 1 ? el("div", { class: "file" }, `via ${p.server}`) : null,
+        ),
         el("td", {}, p.proxyless ? "gRPC" : p.mode),
         TYPES.map(([, url]) => {
           const s = syncState(p.xds[url]);
@@ -458,8 +466,12 @@ function drawProxies() {
 function drawDiagnostics() {
   const panel = document.getElementById("diagnostics-panel");
   const list = document.getElementById("diagnostics");
-  list.replaceChildren(...state.diagnostics.map((d) => el("li", { class: d.severity }, el("b", {}, d.severity), " ", d.text)));
-  panel.hidden = state.diagnostics.length === 0;
+  const unreachable = state.servers.filter((s) => s.error);
+  list.replaceChildren(
+    ...unreachable.map((s) => el("li", { class: "error" }, el("b", {}, "replica"), ` ${s.server} could not be asked: ${s.error}`)),
+    ...state.diagnostics.map((d) => el("li", { class: d.severity }, el("b", {}, d.severity), " ", d.text)),
+  );
+  panel.hidden = state.diagnostics.length === 0 && unreachable.length === 0;
 }
 
 function drawSummary() {
@@ -470,6 +482,7 @@ function drawSummary() {
   document.getElementById("count-services").textContent = services;
   document.getElementById("count-workloads").textContent = workloads;
   document.getElementById("count-proxies").textContent = state.proxies.length;
+  document.getElementById("count-replicas").textContent = state.servers.filter((s) => !s.error).length;
   document.getElementById("count-synced").textContent = synced;
   document.getElementById("count-nacks").textContent = nacked;
   document.getElementById("count-nacks").parentElement.parentElement.classList.toggle("alarm", nacked > 0);
@@ -480,14 +493,16 @@ function drawSummary() {
 // ---- loading, live updates and login ----
 
 async function load() {
-  const [topology, services, proxies, diagnostics, snapshot] = await Promise.all([
+  const [topology, services, replicas, diagnostics, snapshot] = await Promise.all([
     api("/api/v1/topology"),
     api("/api/v1/services"),
-    api("/api/v1/proxies"),
+    api("/api/v1/replicas/proxies"),
     api("/api/v1/diagnostics"),
     api("/api/v1/snapshot"),
   ]);
-  Object.assign(state, { topology, services, proxies, diagnostics, snapshot });
+  const proxies = replicas.proxies;
+  const servers = replicas.servers;
+  Object.assign(state, { topology, services, proxies, servers, diagnostics, snapshot });
   drawSummary();
   drawGraph();
   drawProxies();
