@@ -28,6 +28,18 @@ pub(crate) struct ExplainArgs {
     /// `text` (a step a line), or `json`.
     #[arg(short = 'o', long = "output", default_value = "text")]
     pub(crate) output: crate::diff::DiffOutput,
+    /// `redirect`: the workload's traffic is captured (as `bowline proxy
+    /// --interception-mode REDIRECT`, or a pod injected so): the
+    /// application dials the service's address and the capture listener
+    /// takes it.
+    #[arg(long, value_enum, default_value = "none", ignore_case = true)]
+    pub(crate) interception_mode: InterceptionMode,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum InterceptionMode {
+    Redirect,
+    None,
 }
 
 pub(crate) fn run(args: ExplainArgs) -> anyhow::Result<()> {
@@ -52,7 +64,7 @@ pub(crate) fn run(args: ExplainArgs) -> anyhow::Result<()> {
     }
     let snapshot = mesh.build(1, &store.config());
     let (name, namespace) = args.from.split_once('.').unwrap_or((&args.from, "default"));
-    let proxy = pilot_core::diff::workload_proxies(&snapshot, &snapshot)
+    let mut proxy = pilot_core::diff::workload_proxies(&snapshot, &snapshot)
         .into_iter()
         .find(|p| p.metadata.workload == name && p.metadata.namespace == namespace)
         .ok_or_else(|| {
@@ -64,6 +76,7 @@ pub(crate) fn run(args: ExplainArgs) -> anyhow::Result<()> {
                 ),
             )
         })?;
+    proxy.metadata.capture = args.interception_mode == InterceptionMode::Redirect;
     let steps = explain(&snapshot, &proxy, &request);
     match args.output {
         crate::diff::DiffOutput::Text => {

@@ -17,6 +17,13 @@
 //! filters (DENY, then ALLOW), evaluated against the caller's identity and
 //! address and the request. JWT claims are not evaluated (explain sends no
 //! token).
+//!
+//! For a workload whose traffic is captured (`INTERCEPTION_MODE:
+//! REDIRECT`), the application dials the address the URL's host resolves
+//! to (a service's cluster IP or ServiceEntry address), and the virtual
+//! outbound listener's chain for that address and port decides: HTTP goes
+//! on into the same routes, TCP straight to the service's cluster, and an
+//! address no chain claims out through the passthrough cluster.
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
@@ -127,17 +134,25 @@ fn step(name: &'static str, detail: impl Into<String>, source: Option<String>) -
 /// What `proxy`'s sidecar would do with `request` in `snapshot`.
 pub fn explain(snapshot: &Snapshot, proxy: &Proxy, request: &Request) -> Vec<Step> {
     let resources = compile(snapshot, proxy);
-    let mut steps = vec![step(
-        "listener",
-        format!(
-            "{} on {}:{}, HTTP, routes from route configuration {}",
-            names::OUTBOUND,
-            proxy.metadata.address,
-            proxy.metadata.outbound_port,
-            names::OUTBOUND
-        ),
-        None,
-    )];
+    let mut steps = Vec::new();
+    if proxy.metadata.capture {
+        match captured(snapshot, proxy, &resources, request, &mut steps) {
+            Captured::Http => {}
+            Captured::Done => return steps,
+        }
+    } else {
+        steps.push(step(
+            "listener",
+            format!(
+                "{} on {}:{}, HTTP, routes from route configuration {}",
+                names::OUTBOUND,
+                proxy.metadata.address,
+                proxy.metadata.outbound_port,
+                names::OUTBOUND
+            ),
+            None,
+        ));
+    }
     let Some(routes) =
         decode::<RouteConfiguration>(&resources, ResourceType::Route, names::OUTBOUND)
     else {
@@ -192,6 +207,158 @@ pub fn explain(snapshot: &Snapshot, proxy: &Proxy, request: &Request) -> Vec<Ste
     ));
     action(snapshot, proxy, &resources, route, request, &mut steps);
     steps
+}
+
+/// Where a captured connection goes on from the virtual outbound listener.
+enum Captured {
+    /// Into the outbound routes, as an explicit request would.
+    Http,
+    /// Somewhere the steps already say (TCP to a cluster, or out through
+    /// the passthrough): nothing is routed.
+    Done,
+}
+
+/// A request of an application whose traffic is captured: it dials the
+/// address its URL's host resolves to (the service's cluster IP or
+/// ServiceEntry address; an IP as given) at the URL's port, and the
+/// capture rules take the connection to the virtual outbound listener,
+/// whose chain for that address and port decides, as Envoy matches chains
+/// on the original destination.
+fn captured(
+    snapshot: &Snapshot,
+    proxy: &Proxy,
+    resources: &ProxyResources,
+    request: &Request,
+    steps: &mut Vec<Step>,
+) -> Captured {
+    use envoy_types::pb::envoy::config::listener::v3::Listener;
+    use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType;
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::RouteSpecifier;
+    use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
+    use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::tcp_proxy::ClusterSpecifier as TcpCluster;
+    let listener_name = crate::compile::capture::VIRTUAL_OUTBOUND;
+    let at = format!(
+        "{listener_name} on 0.0.0.0:{} (the application's traffic is captured)",
+        pilot_node::OUTBOUND_CAPTURE_PORT
+    );
+    let (host, port) = match request.authority.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() => (h, p.parse().unwrap_or(80)),
+        _ => (
+            request.authority.as_str(),
+            if request.scheme == "https" { 443 } else { 80 },
+        ),
+    };
+    let dialled_ip: Option<std::net::IpAddr> = host.parse().ok();
+    let service = match dialled_ip {
+        // An address: the service that has it, if one does.
+        Some(ip) => snapshot
+            .registry
+            .services
+            .values()
+            .find(|s| s.addresses.contains(&ip)),
+        None => snapshot.registry.services.get(&crate::hosts::resolve(
+            &snapshot.registry,
+            host,
+            &proxy.metadata.namespace,
+        )),
+    };
+    let service_source = service
+        .and_then(|s| s.object.as_ref())
+        .map(|k| format!("{} {}/{}", k.kind, k.namespace, k.name));
+    let ip: std::net::IpAddr = match dialled_ip {
+        Some(ip) => ip,
+        None => match service.and_then(|s| s.addresses.first()) {
+            Some(ip) => *ip,
+            None => {
+                steps.push(step(
+                    "listener",
+                    format!(
+                        "{at}: {host:?} names no service address (no clusterIP, no ServiceEntry address): the application's DNS decides where it connects, and the connection goes out there through {}",
+                        crate::compile::capture::PASSTHROUGH
+                    ),
+                    service_source,
+                ));
+                return Captured::Done;
+            }
+        },
+    };
+    let dialled = std::net::SocketAddr::new(ip, port);
+    let Some(listener) = decode::<Listener>(resources, ResourceType::Listener, listener_name)
+    else {
+        steps.push(step(
+            "listener",
+            format!("{at}: the sidecar has no {listener_name} listener"),
+            None,
+        ));
+        return Captured::Done;
+    };
+    let chain = listener.filter_chains.iter().find(|c| {
+        c.filter_chain_match.as_ref().is_some_and(|m| {
+            m.destination_port
+                .as_ref()
+                .is_some_and(|p| p.value == u32::from(port))
+                && m.prefix_ranges.iter().any(|r| in_range(r, ip))
+        })
+    });
+    let Some(chain) = chain else {
+        steps.push(step(
+            "listener",
+            format!(
+                "{at}: no chain for {dialled}: the connection goes out to where it was going, through {} (outbound traffic policy ALLOW_ANY)",
+                crate::compile::capture::PASSTHROUGH
+            ),
+            None,
+        ));
+        return Captured::Done;
+    };
+    for filter in &chain.filters {
+        let Some(ConfigType::TypedConfig(any)) = &filter.config_type else {
+            continue;
+        };
+        if let Ok(hcm) = HttpConnectionManager::decode(any.value.as_slice())
+            && let Some(RouteSpecifier::Rds(rds)) = &hcm.route_specifier
+        {
+            steps.push(step(
+                "listener",
+                format!(
+                    "{at}: the application dialled {dialled}; chain {}, HTTP, routes from route configuration {}",
+                    chain.name, rds.route_config_name
+                ),
+                service_source,
+            ));
+            return Captured::Http;
+        }
+        if filter.name == "envoy.filters.network.tcp_proxy"
+            && let Ok(tcp) = TcpProxy::decode(any.value.as_slice())
+            && let Some(TcpCluster::Cluster(cluster)) = &tcp.cluster_specifier
+        {
+            steps.push(step(
+                "listener",
+                format!(
+                    "{at}: the application dialled {dialled}; chain {}, TCP to cluster {cluster}: nothing is routed by path or header",
+                    chain.name
+                ),
+                service_source,
+            ));
+            cluster_steps(
+                snapshot,
+                proxy,
+                resources,
+                cluster,
+                String::new(),
+                request,
+                steps,
+            );
+            return Captured::Done;
+        }
+    }
+    steps.push(step(
+        "listener",
+        format!("{at}: chain {} has no filter explain reads", chain.name),
+        None,
+    ));
+    Captured::Done
 }
 
 /// The VirtualService rule a route was compiled from: routes are named
@@ -267,40 +434,54 @@ fn action(
             (Some(w), t) if t > 0 => format!(" ({}% of requests)", w * 100 / t),
             _ => String::new(),
         };
-        steps.push(step(
-            "cluster",
-            format!("{name}{share}"),
-            subset_source(snapshot, proxy, &name),
-        ));
-        let cluster = decode::<Cluster>(resources, ResourceType::Cluster, &name);
-        let tls = match &cluster {
-            Some(c) if !c.transport_socket_matches.is_empty() => {
-                "mutual TLS, except to endpoints without a sidecar (tlsMode disabled)"
-            }
-            Some(c) if c.transport_socket.is_some() => "TLS",
-            Some(_) => "plaintext",
-            None => "the cluster is not in the sidecar's config",
-        };
-        steps.push(step("tls", tls, None));
-        let assignment = decode::<ClusterLoadAssignment>(resources, ResourceType::Endpoint, &name);
-        let endpoints = assignment
-            .as_ref()
-            .map(endpoint_list)
-            .unwrap_or_else(|| "none".to_string());
-        steps.push(step("endpoints", endpoints, None));
-        let mutual = cluster
-            .as_ref()
-            .is_some_and(|c| !c.transport_socket_matches.is_empty());
-        for endpoint in assignment.iter().flat_map(endpoints_of) {
-            steps.push(authorization(
-                snapshot,
-                proxy,
-                &endpoint.address,
-                endpoint.port,
-                mutual && endpoint.sidecar,
-                request,
-            ));
+        cluster_steps(snapshot, proxy, resources, &name, share, request, steps);
+    }
+}
+
+/// The cluster `name` (`share`: how much of the traffic it takes): the TLS
+/// it speaks, its endpoints, and what each endpoint's sidecar decides.
+fn cluster_steps(
+    snapshot: &Snapshot,
+    proxy: &Proxy,
+    resources: &ProxyResources,
+    name: &str,
+    share: String,
+    request: &Request,
+    steps: &mut Vec<Step>,
+) {
+    steps.push(step(
+        "cluster",
+        format!("{name}{share}"),
+        subset_source(snapshot, proxy, name),
+    ));
+    let cluster = decode::<Cluster>(resources, ResourceType::Cluster, name);
+    let tls = match &cluster {
+        Some(c) if !c.transport_socket_matches.is_empty() => {
+            "mutual TLS, except to endpoints without a sidecar (tlsMode disabled)"
         }
+        Some(c) if c.transport_socket.is_some() => "TLS",
+        Some(_) => "plaintext",
+        None => "the cluster is not in the sidecar's config",
+    };
+    steps.push(step("tls", tls, None));
+    let assignment = decode::<ClusterLoadAssignment>(resources, ResourceType::Endpoint, name);
+    let endpoints = assignment
+        .as_ref()
+        .map(endpoint_list)
+        .unwrap_or_else(|| "none".to_string());
+    steps.push(step("endpoints", endpoints, None));
+    let mutual = cluster
+        .as_ref()
+        .is_some_and(|c| !c.transport_socket_matches.is_empty());
+    for endpoint in assignment.iter().flat_map(endpoints_of) {
+        steps.push(authorization(
+            snapshot,
+            proxy,
+            &endpoint.address,
+            endpoint.port,
+            mutual && endpoint.sidecar,
+            request,
+        ));
     }
 }
 

@@ -26,7 +26,7 @@
 //! tests work.
 
 mod authz;
-mod capture;
+pub(crate) mod capture;
 mod cluster;
 mod context;
 mod endpoint;
