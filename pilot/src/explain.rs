@@ -42,7 +42,7 @@ pub(crate) enum InterceptionMode {
     None,
 }
 
-pub(crate) fn run(args: ExplainArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: ExplainArgs) -> anyhow::Result<()> {
     let mut headers = Vec::new();
     for header in &args.headers {
         let Some((name, value)) = header.split_once(':') else {
@@ -53,7 +53,11 @@ pub(crate) fn run(args: ExplainArgs) -> anyhow::Result<()> {
         };
         headers.push((name.trim().to_string(), value.trim().to_string()));
     }
-    let request = Request::get(&args.url, &headers).map_err(|e| crate::config_cli::fail(2, e))?;
+    let mut request =
+        Request::get(&args.url, &headers).map_err(|e| crate::config_cli::fail(2, e))?;
+    request.now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let mesh = pilot_server::mesh::load(args.mesh_config.as_deref());
     let mut store = discovery::file::FileStore::new();
     for (path, text) in collect(std::slice::from_ref(&args.config_dir)) {
@@ -63,6 +67,16 @@ pub(crate) fn run(args: ExplainArgs) -> anyhow::Result<()> {
         }
     }
     let snapshot = mesh.build(1, &store.config());
+    // Keys at a `jwksUri` (or an issuer's discovery document) are fetched
+    // as the control plane fetches them, so tokens verify as they would;
+    // one that cannot be fetched verifies nothing, as in the control plane.
+    let (keys, failures) = pilot_server::jwks::fetch_once(&snapshot).await;
+    for (source, error) in failures.iter() {
+        eprintln!(
+            "warning: cannot fetch the JWT keys of {source:?}: {error}; its tokens are refused"
+        );
+    }
+    let snapshot = snapshot.with_jwks(keys);
     let (name, namespace) = args.from.split_once('.').unwrap_or((&args.from, "default"));
     let mut proxy = pilot_core::diff::workload_proxies(&snapshot, &snapshot)
         .into_iter()

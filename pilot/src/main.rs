@@ -113,7 +113,7 @@ fn run() -> anyhow::Result<()> {
         Command::ProxyStatus(args) => on_runtime(proxy_status::run(args)),
         Command::ProxyConfig(args) => on_runtime(proxy_config::run(args)),
         Command::Diff(args) => diff::run(args),
-        Command::Explain(args) => explain::run(args),
+        Command::Explain(args) => on_runtime(explain::run(args)),
         Command::Apply(args) => on_runtime(config_cli::apply(args)),
         Command::Get(args) => on_runtime(config_cli::get(args)),
         Command::Delete(args) => on_runtime(config_cli::delete(args)),

@@ -63,6 +63,16 @@ impl Issuer {
     }
 }
 
+/// The status of `GET http://reviews:9080PATH` through `client`, with a
+/// bearer token if given.
+async fn call_with(client: &reqwest::Client, path: &str, token: Option<&str>) -> Option<u16> {
+    let mut request = client.get(format!("http://reviews:9080{path}"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.map(|r| r.status().as_u16()).ok()
+}
+
 /// Serves `body` as JSON to every request, on `addr`, counting requests.
 async fn serve_keys(addr: &str, body: String) -> Arc<std::sync::atomic::AtomicU64> {
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
@@ -141,14 +151,60 @@ apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {{name: r
     let mut forged = alice.clone();
     forged.replace_range(at..=at, swapped);
     assert_eq!(call("/open", Some(forged.clone())).await, Some(401));
-    assert_eq!(call("/secure", Some(forged)).await, Some(401));
+    assert_eq!(call("/secure", Some(forged.clone())).await, Some(401));
 
     // No token: passes where no request principal is required, 403 where
     // one is; another subject's valid token is not alice's.
     assert_eq!(call("/open", None).await, Some(200));
     assert_eq!(call("/secure", None).await, Some(403));
     assert_eq!(call("/secure", Some(issuer.token("bob"))).await, Some(403));
+
     // The sidecar never fetched the keys itself: only the control plane did
     // (one fetch, refreshed every 20 minutes).
     assert_eq!(served.load(std::sync::atomic::Ordering::Relaxed), 1);
+
+    // `bowline explain` decides each of those requests as the real Envoy
+    // did: it fetches the keys from the jwksUri as the control plane does.
+    let config_dir = mesh.config_dir();
+    let explain = |path: &str, token: Option<&str>| {
+        let mut command = tokio::process::Command::new(crate::harness::BOWLINE);
+        command
+            .args(["explain", "--from", "frontend"])
+            .arg(format!("http://reviews:9080{path}"))
+            .arg("--config-dir")
+            .arg(&config_dir);
+        if let Some(token) = token {
+            command.args(["-H", &format!("authorization: Bearer {token}")]);
+        }
+        async move {
+            let out = command.output().await.unwrap();
+            assert!(out.status.success(), "{out:?}");
+            let text = String::from_utf8(out.stdout).unwrap();
+            text.lines().last().unwrap_or_default().to_string()
+        }
+    };
+    let bob = issuer.token("bob");
+    for (path, token, envoy, decided) in [
+        ("/secure", Some(alice.as_str()), 200, "allowed"),
+        ("/open", None, 200, "allowed"),
+        ("/secure", None, 403, "denied (403)"),
+        ("/secure", Some(bob.as_str()), 403, "denied (403)"),
+        (
+            "/secure",
+            Some(forged.as_str()),
+            401,
+            "denied (401): Jwt verification fails",
+        ),
+    ] {
+        assert_eq!(
+            call_with(&client, path, token).await,
+            Some(envoy),
+            "{path} {token:?}"
+        );
+        let last = explain(path, token).await;
+        assert!(
+            last.contains(decided),
+            "Envoy answered {envoy} to {path} with {token:?}; explain says: {last}"
+        );
+    }
 }

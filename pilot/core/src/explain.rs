@@ -15,8 +15,11 @@
 //! sidecar of the mesh, the destination's inbound listener decides: the
 //! chain for mutual TLS or plaintext (its PeerAuthentication), then its RBAC
 //! filters (DENY, then ALLOW), evaluated against the caller's identity and
-//! address and the request. JWT claims are not evaluated (explain sends no
-//! token).
+//! address and the request. A token the request carries (`-H
+//! 'authorization: Bearer ...'`, or where a rule's `fromHeaders` or
+//! `fromParams` say) goes through the destination's JWT filter first (see
+//! `jwt`): refused with 401 if it does not verify, else its request
+//! principal and claims are what the RBAC filters read.
 //!
 //! For a workload whose traffic is captured (`INTERCEPTION_MODE:
 //! REDIRECT`), the application dials the address the URL's host resolves
@@ -59,6 +62,10 @@ pub struct Request {
     pub path: String,
     /// Other headers, names in lower case.
     pub headers: Vec<(String, String)>,
+    /// The time the request is made, Unix seconds: what a JWT's `exp` and
+    /// `nbf` are checked against. `Request::get` leaves it 0; the caller
+    /// sets it.
+    pub now: u64,
 }
 
 impl Request {
@@ -83,6 +90,7 @@ impl Request {
                 .iter()
                 .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
                 .collect(),
+            now: 0,
         })
     }
 
@@ -474,14 +482,18 @@ fn cluster_steps(
         .as_ref()
         .is_some_and(|c| !c.transport_socket_matches.is_empty());
     for endpoint in assignment.iter().flat_map(endpoints_of) {
-        steps.push(authorization(
+        let mut authentication = Vec::new();
+        let decided = authorization(
             snapshot,
             proxy,
             &endpoint.address,
             endpoint.port,
             mutual && endpoint.sidecar,
             request,
-        ));
+            &mut authentication,
+        );
+        steps.extend(authentication);
+        steps.push(decided);
     }
 }
 
@@ -543,6 +555,7 @@ fn authorization(
     port: u16,
     mutual: bool,
     request: &Request,
+    authentication: &mut Vec<Step>,
 ) -> Step {
     use envoy_types::pb::envoy::config::listener::v3::Listener;
     let at = format!("{address}:{port}");
@@ -594,9 +607,46 @@ fn authorization(
                 .unwrap_or("default")
         )
     });
+    // The JWT filter runs before the RBAC filters.
+    let verified = match jwt_filter(chain) {
+        None => None,
+        Some(config) => {
+            let source = |provider: &str| provider_source(snapshot, &destination, provider);
+            match jwt::authenticate(&config, request, request.now) {
+                jwt::Outcome::NoToken => {
+                    authentication.push(step(
+                        "authentication",
+                        format!("{at}: no token: passes, without a request principal"),
+                        None,
+                    ));
+                    None
+                }
+                jwt::Outcome::Refused { why, provider } => {
+                    return step(
+                        "authentication",
+                        format!("{at}: denied (401): {why}"),
+                        provider.as_deref().and_then(source),
+                    );
+                }
+                jwt::Outcome::Verified(verified) => {
+                    authentication.push(step(
+                        "authentication",
+                        format!(
+                            "{at}: token verified, request principal {}/{}",
+                            verified.issuer,
+                            verified.payload["sub"].as_str().unwrap_or_default()
+                        ),
+                        source(&verified.provider),
+                    ));
+                    Some(verified)
+                }
+            }
+        }
+    };
     let who = Caller {
         principal: identity.as_deref(),
         ip: caller.metadata.address,
+        jwt: verified.as_ref(),
     };
     for filter in &chain.filters {
         use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType;
@@ -687,6 +737,53 @@ fn authorization(
     )
 }
 
+/// The JWT filter of an inbound chain's HTTP connection manager, if it has one.
+fn jwt_filter(
+    chain: &envoy_types::pb::envoy::config::listener::v3::FilterChain,
+) -> Option<envoy_types::pb::envoy::extensions::filters::http::jwt_authn::v3::JwtAuthentication> {
+    use envoy_types::pb::envoy::config::listener::v3::filter::ConfigType;
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+        HttpConnectionManager, http_filter,
+    };
+    chain.filters.iter().find_map(|filter| {
+        let Some(ConfigType::TypedConfig(any)) = &filter.config_type else {
+            return None;
+        };
+        let hcm = HttpConnectionManager::decode(any.value.as_slice()).ok()?;
+        hcm.http_filters.iter().find_map(|http| {
+            if http.name != crate::compile::jwt::JWT_AUTHN {
+                return None;
+            }
+            let Some(http_filter::ConfigType::TypedConfig(any)) = &http.config_type else {
+                return None;
+            };
+            prost::Message::decode(any.value.as_slice()).ok()
+        })
+    })
+}
+
+/// The RequestAuthentication rule a JWT provider was compiled from: the
+/// compiler numbers them `origins-N` across the workload's
+/// RequestAuthentications, in namespace and name order.
+fn provider_source(snapshot: &Snapshot, destination: &Proxy, provider: &str) -> Option<String> {
+    let index: usize = provider.strip_prefix("origins-")?.parse().ok()?;
+    snapshot
+        .security
+        .request_authentications_for(
+            &destination.metadata.namespace,
+            &destination.metadata.labels,
+        )
+        .flat_map(|ra| {
+            (0..ra.spec.jwt_rules.len()).map(move |i| {
+                format!(
+                    "RequestAuthentication {}/{} spec.jwtRules[{i}]",
+                    ra.meta.namespace, ra.meta.name
+                )
+            })
+        })
+        .nth(index)
+}
+
 /// The AuthorizationPolicy rule an RBAC policy was compiled from: named
 /// `ns[NS]-policy[NAME]-rule[I]`.
 fn rule_source(name: &str) -> Option<String> {
@@ -703,6 +800,8 @@ fn rule_source(name: &str) -> Option<String> {
 struct Caller<'a> {
     principal: Option<&'a str>,
     ip: std::net::IpAddr,
+    /// The token the JWT filter verified, if any.
+    jwt: Option<&'a jwt::Verified>,
 }
 
 fn permission_matches(p: &Permission, request: &Request, port: u16) -> bool {
@@ -751,7 +850,11 @@ fn principal_matches(p: &Principal, caller: &Caller<'_>, request: &Request) -> b
             in_range(cidr, caller.ip)
         }
         Some(Identifier::Header(h)) => header_matches(h, request),
-        // JWT claims and request principals: explain sends no token.
+        // Request principals and claims: the JWT filter's metadata.
+        Some(Identifier::SourcedMetadata(sourced)) => sourced
+            .metadata_matcher
+            .as_ref()
+            .is_some_and(|m| jwt::metadata_matches(m, crate::compile::jwt::JWT_AUTHN, caller.jwt)),
         _ => false,
     }
 }
@@ -945,6 +1048,8 @@ fn string_matches(sm: &StringMatcher, value: &str) -> bool {
 fn full_match(pattern: &str, value: &str) -> bool {
     regex::Regex::new(&format!("^(?:{pattern})$")).is_ok_and(|r| r.is_match(value))
 }
+
+mod jwt;
 
 #[cfg(test)]
 mod tests;

@@ -114,6 +114,25 @@ async fn sleep_until(due: Option<Instant>) {
     }
 }
 
+/// The key sets `snapshot`'s rules need, fetched once now, and the sources
+/// that could not be fetched with why: what `bowline explain` verifies
+/// tokens with, as the control plane would.
+pub async fn fetch_once(snapshot: &Snapshot) -> (KeySets, Failures) {
+    let client = client();
+    let (mut keys, mut failed) = (BTreeMap::new(), BTreeMap::new());
+    for source in wanted(snapshot) {
+        match fetch(&client, &source).await {
+            Ok(text) => {
+                keys.insert(source, Arc::from(text));
+            }
+            Err(error) => {
+                failed.insert(source, error);
+            }
+        }
+    }
+    (Arc::new(keys), Arc::new(failed))
+}
+
 /// Every source the snapshot's RequestAuthentications need.
 fn wanted(snapshot: &Snapshot) -> Vec<KeySource> {
     let mut out: Vec<KeySource> = snapshot

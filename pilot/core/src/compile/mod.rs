@@ -31,7 +31,7 @@ mod cluster;
 mod context;
 mod endpoint;
 mod grpc;
-mod jwt;
+pub(crate) mod jwt;
 mod listener;
 pub mod names;
 mod proto;
