@@ -142,6 +142,35 @@ async fn events_tell_of_connections_config_pushes_and_nacks() {
     let node_id = connected["proxy"].as_str().unwrap();
     let by_id = mesh.admin_json(&format!("/api/v1/proxies/{node_id}")).await;
     assert_eq!(by_id["workload"], "reviews-v1", "{by_id}");
+    // When it was last pushed to: RFC 3339, UTC, to the millisecond.
+    let pushed = by_id["last_push"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{by_id}"));
+    assert!(
+        pushed.len() == 24 && pushed.ends_with('Z') && pushed.as_bytes()[10] == b'T',
+        "{pushed}"
+    );
+    let year: u32 = pushed[..4].parse().unwrap();
+    assert!(year >= 2026, "{pushed} is not a time of this push");
+    // Services: each endpoint's health and the identity it presents.
+    let services = mesh.admin_json("/api/v1/services").await;
+    let reviews_service = services
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "reviews")
+        .unwrap_or_else(|| panic!("{services}"));
+    let endpoint = reviews_service["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["workload"] == "default/reviews-v1")
+        .unwrap_or_else(|| panic!("{reviews_service}"));
+    assert_eq!(endpoint["health"], "HEALTHY", "{endpoint}");
+    assert_eq!(
+        endpoint["identity"], "spiffe://cluster.local/ns/default/sa/default",
+        "{endpoint}"
+    );
     let missing = reqwest::get(format!(
         "http://{}/api/v1/proxies/nobody.default",
         mesh.admin

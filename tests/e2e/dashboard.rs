@@ -119,6 +119,7 @@ async fn the_dashboard_shows_the_mesh_and_a_nack_live_after_signing_in() {
             row.contains("SYNCED") && !row.contains("NACK") && !row.contains("STALE"),
             "{row}"
         );
+        assert!(row.contains(" s ago"), "when it was last pushed: {row}");
     }
     // A service's details: its endpoints, subsets and the policies that
     // apply, with their files.

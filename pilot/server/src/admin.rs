@@ -338,7 +338,7 @@ async fn proxy_config(
     };
     let sent = state.status.sent(&proxy.id).unwrap_or_default();
     let mut types = serde_json::Map::new();
-    for (ty, (version, set)) in &sent {
+    for (ty, (version, set, _)) in &sent {
         if wanted.is_some_and(|w| w != *ty) {
             continue;
         }
@@ -379,6 +379,15 @@ async fn services(State(state): State<AdminState>) -> Json<Vec<ServiceView>> {
                 let mut view = ServiceView::from(s.as_ref());
                 (view.subsets, view.policies) =
                     pilot_core::topology::policies_of(&snapshot, &s.hostname);
+                for (view, endpoint) in view.endpoints.iter_mut().zip(&s.endpoints) {
+                    view.identity = endpoint.workload.as_ref().map(|(namespace, _)| {
+                        format!(
+                            "spiffe://{}/ns/{namespace}/sa/{}",
+                            snapshot.mesh.trust_domain,
+                            endpoint.service_account.as_deref().unwrap_or("default")
+                        )
+                    });
+                }
                 view
             })
             .collect(),
@@ -911,6 +920,13 @@ pub struct EndpointView {
     pub weight: u32,
     /// `namespace/name` of the WorkloadEntry behind the endpoint.
     pub workload: Option<String>,
+    /// `HEALTHY`: endpoints that are not ready, or are terminating, are not
+    /// in the registry at all (not sent to proxies, as Istio by default).
+    pub health: &'static str,
+    /// The SPIFFE identity a mesh workload's sidecar presents there
+    /// (`spiffe://TRUST_DOMAIN/ns/NS/sa/SA`); `null` for an endpoint
+    /// without a workload (a ServiceEntry's).
+    pub identity: Option<String>,
 }
 
 impl From<&ServiceModel> for ServiceView {
@@ -945,6 +961,8 @@ impl From<&ServiceModel> for ServiceView {
                     locality: e.locality.clone(),
                     weight: e.weight,
                     workload: e.workload.as_ref().map(|(ns, name)| format!("{ns}/{name}")),
+                    health: "HEALTHY",
+                    identity: None,
                 })
                 .collect(),
             subsets: Vec::new(),

@@ -339,7 +339,7 @@ function serviceDetails(node) {
             {},
             el("td", {}, e.address),
             el("td", {}, e.workload ? e.workload.split("/")[1] : "-"),
-            el("td", {}, e.service_account ?? "default"),
+            el("td", { title: e.identity ?? "" }, e.service_account ?? (e.identity ? "default" : "-")),
             localities ? el("td", {}, e.locality || "-") : null,
             el("td", {}, e.weight),
           ),
@@ -419,12 +419,21 @@ function nackBox(label, nack) {
 
 // ---- proxies and diagnostics ----
 
+// `2026-12-06T21:40:00.123Z` as "12 s ago".
+function ago(when) {
+  if (!when) return "-";
+  const seconds = Math.max(0, Math.round((Date.now() - Date.parse(when)) / 1000));
+  if (seconds < 60) return `${seconds} s ago`;
+  if (seconds < 3600) return `${Math.round(seconds / 60)} min ago`;
+  return `${Math.round(seconds / 3600)} h ago`;
+}
+
 function drawProxies() {
   const body = document.querySelector("#proxies tbody");
   body.replaceChildren();
   const proxies = [...state.proxies].sort((a, b) => `${a.workload}.${a.namespace}`.localeCompare(`${b.workload}.${b.namespace}`));
   if (!proxies.length) {
-    body.append(el("tr", {}, el("td", { colspan: 9, class: "hint" }, "no proxy connected")));
+    body.append(el("tr", {}, el("td", { colspan: 10, class: "hint" }, "no proxy connected")));
   }
   for (const p of proxies) {
     const nacks = currentNacks(p);
@@ -445,6 +454,7 @@ function drawProxies() {
           return el("td", {}, el("span", { class: `badge ${s.toLowerCase().replace(" ", "-")}` }, s));
         }),
         el("td", {}, p.acked_generation ?? "-"),
+        el("td", { title: p.last_push ?? "" }, ago(p.last_push)),
         el(
           "td",
           { class: "nack-cell" },

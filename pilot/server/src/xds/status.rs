@@ -70,6 +70,20 @@ pub struct ProxyStatus {
     #[serde(default)]
     pub identity: Option<String>,
     pub xds: XdsStatus,
+    /// When the stream last sent a response (of any type), RFC 3339 in
+    /// UTC; `null` before the first.
+    #[serde(default)]
+    pub last_push: Option<String>,
+}
+
+/// `at` as RFC 3339 in UTC, to the millisecond.
+fn rfc3339(at: std::time::SystemTime) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    time::OffsetDateTime::from(at)
+        .format(&format)
+        .unwrap_or_default()
 }
 
 impl ProxyStatus {
@@ -93,6 +107,7 @@ impl ProxyStatus {
             acked_generation: acked_generation(&xds),
             identity: identity.map(ToString::to_string),
             xds,
+            last_push: None,
         }
     }
 
@@ -132,9 +147,10 @@ pub struct StatusRegistry {
     events: Events,
 }
 
-/// What a proxy was sent last, by type: the version, and the compiled set
-/// the response was built from (two pointers; nothing is copied).
-pub type SentConfig = std::collections::BTreeMap<ResourceType, (String, ResourceSet)>;
+/// What a proxy was sent last, by type: the version, the compiled set the
+/// response was built from (two pointers; nothing is copied), and when.
+pub type SentConfig =
+    std::collections::BTreeMap<ResourceType, (String, ResourceSet, std::time::SystemTime)>;
 
 /// What `GET /api/v1/events` streams about proxies (the config's own
 /// events come from the snapshots).
@@ -239,19 +255,22 @@ impl StatusRegistry {
             }
             // Written over the version it replaces: no allocation per push
             // once the type has been sent.
+            let now = std::time::SystemTime::now();
             match entry.1.get_mut(&ty) {
-                Some((sent, sent_set)) => {
+                Some((sent, sent_set, at)) => {
                     sent.clear();
                     sent.push_str(version);
                     *sent_set = set.clone();
+                    *at = now;
                 }
                 None => {
-                    entry.1.insert(ty, (version.to_string(), set.clone()));
+                    entry.1.insert(ty, (version.to_string(), set.clone(), now));
                 }
             }
             return;
         }
-        let config = SentConfig::from([(ty, (version.to_string(), set.clone()))]);
+        let now = std::time::SystemTime::now();
+        let config = SentConfig::from([(ty, (version.to_string(), set.clone(), now))]);
         self.sent.insert(proxy.to_string(), (stream_id, config));
     }
 
@@ -342,14 +361,31 @@ impl StatusRegistry {
     }
 
     pub fn get(&self, id: &str) -> Option<ProxyStatus> {
-        self.proxies.get(id).map(|s| s.clone())
+        self.proxies.get(id).map(|s| self.with_last_push(s.clone()))
     }
 
     /// Every connected proxy, sorted by node id.
     pub fn list(&self) -> Vec<ProxyStatus> {
-        let mut all: Vec<ProxyStatus> = self.proxies.iter().map(|s| s.clone()).collect();
+        let mut all: Vec<ProxyStatus> = self
+            .proxies
+            .iter()
+            .map(|s| self.with_last_push(s.clone()))
+            .collect();
         all.sort_by(|a, b| a.id.cmp(&b.id));
         all
+    }
+
+    /// `status` with the time its stream last sent a response, read from
+    /// the record of what it was sent (kept there, so the push path writes
+    /// one time beside the version it writes anyway).
+    fn with_last_push(&self, mut status: ProxyStatus) -> ProxyStatus {
+        status.last_push = self
+            .sent
+            .get(&status.id)
+            .filter(|e| e.0 == status.stream_id)
+            .and_then(|e| e.1.values().map(|(_, _, at)| *at).max())
+            .map(rfc3339);
+        status
     }
 
     pub fn len(&self) -> usize {

@@ -135,6 +135,7 @@ fn the_snapshot_view_counts_the_proxies_that_acked_it() {
             acked_generation: acked,
             identity: None,
             xds: XdsStatus::new(),
+            last_push: None,
         });
     }
     let mut snapshot = Snapshot::default();

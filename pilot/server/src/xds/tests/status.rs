@@ -20,6 +20,7 @@ fn status(id: &str, stream_id: u64) -> ProxyStatus {
         acked_generation: None,
         identity: None,
         xds: XdsStatus::new(),
+        last_push: None,
     }
 }
 
@@ -31,6 +32,7 @@ fn json_shape_is_the_public_contract() {
     s.generation = 5;
     s.acked_generation = Some(4);
     s.identity = Some("spiffe://cluster.local/ns/store/sa/shop".to_string());
+    s.last_push = Some("2026-12-06T21:40:00.123Z".to_string());
     s.xds.insert(
         CDS.to_string(),
         TypeStatus {
@@ -60,6 +62,7 @@ fn json_shape_is_the_public_contract() {
             "generation": 5,
             "acked_generation": 4,
             "identity": "spiffe://cluster.local/ns/store/sa/shop",
+            "last_push": "2026-12-06T21:40:00.123Z",
             "xds": {
                 CDS: {
                     "sent_version": "v2",
