@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Bowline reads the fields it honours (`rootNamespace`, `trustDomain`,
-//! `pathNormalization`); Istio's
+//! `pathNormalization`, and the access log's `accessLogFile`,
+//! `accessLogEncoding`, `accessLogFormat`); Istio's
 //! other MeshConfig fields are "not supported yet" and anything else is an
 //! unknown field, each reported at its path, with the same decoding machinery
 //! as the objects. A file with any error is not used: the caller runs with
@@ -50,6 +51,10 @@ pub struct MeshConfig {
     /// The trust domain of the mesh's SPIFFE identities.
     pub trust_domain: String,
     pub path_normalization: PathNormalization,
+    /// Every sidecar's access log (`accessLogFile` and its format), as
+    /// most Istio users turn logs on; `None` (the default, or an empty
+    /// path): no access log.
+    pub access_log: Option<AccessLog>,
 }
 
 impl Default for MeshConfig {
@@ -58,13 +63,43 @@ impl Default for MeshConfig {
             root_namespace: DEFAULT_ROOT_NAMESPACE.to_string(),
             trust_domain: DEFAULT_TRUST_DOMAIN.to_string(),
             path_normalization: PathNormalization::default(),
+            access_log: None,
         }
     }
 }
 
+/// The mesh-wide access log: `accessLogFile`, `accessLogEncoding` and
+/// `accessLogFormat`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessLog {
+    /// Where each sidecar writes it (`/dev/stdout`, as Istio's docs have
+    /// it, or a file path).
+    pub path: String,
+    pub format: AccessLogFormat,
+}
+
+/// An access log's format.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// `accessLogEncoding: TEXT` (the default): Envoy's command operators
+    /// in a line; `None` is Istio's default line.
+    Text(Option<String>),
+    /// `accessLogEncoding: JSON`: one JSON object per line; `None` is
+    /// Istio's default fields, else the object `accessLogFormat` gives
+    /// (its values strings of command operators, or nested objects).
+    Json(Option<serde_json::Map<String, serde_json::Value>>),
+}
+
 pub(crate) const MESH_CONFIG: Shape = Shape {
     name: "MeshConfig",
-    known: &["rootNamespace", "trustDomain", "pathNormalization"],
+    known: &[
+        "rootNamespace",
+        "trustDomain",
+        "pathNormalization",
+        "accessLogFile",
+        "accessLogFormat",
+        "accessLogEncoding",
+    ],
     unsupported: &[
         "proxyListenPort",
         "proxyInboundListenPort",
@@ -77,9 +112,6 @@ pub(crate) const MESH_CONFIG: Shape = Shape {
         "ingressControllerMode",
         "ingressSelector",
         "enableTracing",
-        "accessLogFile",
-        "accessLogFormat",
-        "accessLogEncoding",
         "enableEnvoyAccessLogService",
         "disableEnvoyListenerLog",
         "defaultConfig",
@@ -203,7 +235,82 @@ fn decode(value: &Value) -> Result<MeshConfig, Vec<Diagnostic>> {
             .map_err(one)?;
         }
     }
+    config.access_log = access_log(&fields)?;
     Ok(config)
+}
+
+/// `accessLogFile`, `accessLogEncoding` and `accessLogFormat`. A JSON
+/// format must be a JSON object whose values are strings or such objects
+/// (Envoy's `json_format`); a text format gets the line end Istio adds.
+fn access_log(fields: &Fields<'_>) -> Result<Option<AccessLog>, Vec<Diagnostic>> {
+    let one = |e: crate::decode::DecodeError| vec![e.into_diagnostic()];
+    let path = match fields.get("accessLogFile") {
+        Some((at, v)) => string(v, &at).map_err(one)?,
+        None => String::new(),
+    };
+    let json = match fields.get("accessLogEncoding") {
+        Some((at, v)) => keyword(v, &at, &[("TEXT", false), ("JSON", true)]).map_err(one)?,
+        None => false,
+    };
+    let text = match fields.get("accessLogFormat") {
+        Some((at, v)) => Some((string(v, &at).map_err(one)?, at)),
+        None => None,
+    };
+    let text = text.filter(|(t, _)| !t.is_empty());
+    let format = match (json, text) {
+        (false, None) => AccessLogFormat::Text(None),
+        (false, Some((text, _))) => AccessLogFormat::Text(Some(if text.ends_with('\n') {
+            text
+        } else {
+            text + "\n"
+        })),
+        (true, None) => AccessLogFormat::Json(None),
+        (true, Some((text, at))) => {
+            let parsed: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                vec![Diagnostic::error(
+                    at.clone(),
+                    format!("with accessLogEncoding JSON, the format must be a JSON object: {e}"),
+                )]
+            })?;
+            let serde_json::Value::Object(object) = parsed else {
+                return Err(vec![Diagnostic::error(
+                    at,
+                    "with accessLogEncoding JSON, the format must be a JSON object".to_string(),
+                )]);
+            };
+            if let Some(bad) = bad_json_value(&object, "") {
+                return Err(vec![Diagnostic::error(
+                    at,
+                    format!(
+                        "{bad}: a JSON log format's values are strings of command operators or objects of them"
+                    ),
+                )]);
+            }
+            AccessLogFormat::Json(Some(object))
+        }
+    };
+    Ok((!path.is_empty()).then_some(AccessLog { path, format }))
+}
+
+/// The first key whose value is neither a string nor an object of such.
+fn bad_json_value(object: &serde_json::Map<String, serde_json::Value>, at: &str) -> Option<String> {
+    for (key, value) in object {
+        let here = if at.is_empty() {
+            key.clone()
+        } else {
+            format!("{at}.{key}")
+        };
+        match value {
+            serde_json::Value::String(_) => {}
+            serde_json::Value::Object(inner) => {
+                if let Some(bad) = bad_json_value(inner, &here) {
+                    return Some(bad);
+                }
+            }
+            _ => return Some(here),
+        }
+    }
+    None
 }
 
 /// A trust domain, as Istio checks it: dot-separated labels of letters,
@@ -308,6 +415,55 @@ mod tests {
             [
                 "mesh.yaml: trustDomain: trust domain \"a..b\" must be dot-separated labels of letters, digits, '-' and '_'"
             ]
+        );
+    }
+
+    #[test]
+    fn reads_the_access_log_as_istio_does() {
+        assert_eq!(MeshConfig::default().access_log, None);
+        let config = parse_mesh_config("mesh.yaml", "accessLogFile: /dev/stdout\n").unwrap();
+        assert_eq!(
+            config.access_log,
+            Some(AccessLog {
+                path: "/dev/stdout".to_string(),
+                format: AccessLogFormat::Text(None),
+            })
+        );
+        let config = parse_mesh_config(
+            "mesh.yaml",
+            "accessLogFile: /tmp/a.log\naccessLogFormat: '%RESPONSE_CODE% %UPSTREAM_HOST%'\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.access_log.unwrap().format,
+            AccessLogFormat::Text(Some("%RESPONSE_CODE% %UPSTREAM_HOST%\n".to_string())),
+            "Istio ends the line"
+        );
+        let config = parse_mesh_config(
+            "mesh.yaml",
+            "accessLogFile: /dev/stdout\naccessLogEncoding: JSON\naccessLogFormat: '{\"code\": \"%RESPONSE_CODE%\", \"up\": {\"host\": \"%UPSTREAM_HOST%\"}}'\n",
+        )
+        .unwrap();
+        let AccessLogFormat::Json(Some(object)) = config.access_log.unwrap().format else {
+            panic!("not JSON");
+        };
+        assert_eq!(object["code"], "%RESPONSE_CODE%");
+        // No file, no log, whatever the format.
+        let config = parse_mesh_config("mesh.yaml", "accessLogEncoding: JSON\n").unwrap();
+        assert_eq!(config.access_log, None);
+        assert_eq!(
+            errors("accessLogFile: /dev/stdout\naccessLogEncoding: XML\n"),
+            ["mesh.yaml: accessLogEncoding: unknown value \"XML\"; expected one of TEXT, JSON"]
+        );
+        assert_eq!(
+            errors("accessLogFile: x\naccessLogEncoding: JSON\naccessLogFormat: '{\"n\": 1}'\n"),
+            [
+                "mesh.yaml: accessLogFormat: n: a JSON log format's values are strings of command operators or objects of them"
+            ]
+        );
+        assert!(
+            errors("accessLogFile: x\naccessLogEncoding: JSON\naccessLogFormat: 'not json'\n")[0]
+                .starts_with("mesh.yaml: accessLogFormat: with accessLogEncoding JSON, the format must be a JSON object")
         );
     }
 

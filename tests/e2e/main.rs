@@ -6,6 +6,7 @@
 
 #![allow(unreachable_pub)]
 
+mod access_log;
 mod admin_apply;
 mod admin_auth;
 mod admin_events;

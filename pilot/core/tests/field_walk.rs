@@ -326,8 +326,13 @@ enum Expect {
 }
 
 /// Samples with this `doc` set a field of the mesh config (`--mesh-config`),
-/// which starts empty, instead of a document of [`BASE`].
+/// which starts as [`BASE_MESH`], instead of a document of [`BASE`].
 const MESH_CONFIG: &str = "MeshConfig";
+
+/// The mesh config every sample starts from: an access log on, so that its
+/// encoding and format change what is sent (without a file they do nothing,
+/// as in Istio).
+const BASE_MESH: &str = "accessLogFile: /dev/stdout\n";
 
 /// One field set to one value in one document of [`BASE`].
 #[derive(Clone, Debug)]
@@ -836,6 +841,9 @@ fn samples() -> Vec<Sample> {
             "{normalization: MERGE_SLASHES}",
         ),
         set("MeshConfig.pathNormalization.normalization", "NONE"),
+        set("MeshConfig.accessLogFile", "/var/log/envoy/access.log"),
+        set("MeshConfig.accessLogEncoding", "JSON"),
+        set("MeshConfig.accessLogFormat", "'%RESPONSE_CODE% %UPSTREAM_HOST%'"),
         // AuthorizationPolicy: the base one allows GET from 127.0.0.0/8
         // with `x-user: alice` on reviews.
         set(
@@ -1047,7 +1055,7 @@ fn slot<'a>(mut at: &'a mut Value, path: &str) -> &'a mut Value {
 /// [`BASE`] and the mesh config with one sample applied.
 fn mutate(base: &[Value], sample: &Sample) -> Result<(String, String), String> {
     let mut docs = base.to_vec();
-    let mut mesh = Value::Mapping(Default::default());
+    let mut mesh: Value = serde_yaml::from_str(BASE_MESH).map_err(|e| e.to_string())?;
     let (kind, name) = sample.doc.split_once('/').unwrap_or((&sample.doc, ""));
     let doc = if sample.doc == MESH_CONFIG {
         &mut mesh
@@ -1166,7 +1174,7 @@ fn every_known_field_changes_the_output_or_is_diagnosed() {
             _ => None,
         })
         .collect();
-    let base = run(BASE, "", &proxies);
+    let base = run(BASE, BASE_MESH, &proxies);
     assert_eq!(
         base.diagnostics
             .iter()

@@ -25,6 +25,7 @@
 //! give the same bytes, which is what makes content-hash versions and golden
 //! tests work.
 
+mod access_log;
 mod authz;
 pub(crate) mod capture;
 mod cluster;
@@ -124,7 +125,14 @@ fn compile_parts(
     let mut routes = ResourceMap::new();
 
     let normalization = snapshot.mesh.path_normalization;
-    let outbound = listener::outbound(proxy, normalization);
+    let access_logs: Vec<_> = snapshot
+        .mesh
+        .access_log
+        .iter()
+        .map(access_log::file)
+        .collect();
+    let mut outbound = listener::outbound(proxy, normalization);
+    access_log::attach(&mut outbound, &access_logs);
     insert(
         &mut listeners,
         ResourceType::Listener,
@@ -175,19 +183,21 @@ fn compile_parts(
         insert(&mut own, ResourceType::Cluster, &c.name.clone(), &c);
         own_clusters.push(c.name.clone());
         let mtls = listener::InboundTls::new(peer.mode_at(port.port), proxy.metadata.sds);
-        let l = listener::inbound(proxy, port, normalization, &authz, mtls);
+        let mut l = listener::inbound(proxy, port, normalization, &authz, mtls);
         if capture {
             captured_inbound.push((port.port, l));
         } else {
+            access_log::attach(&mut l, &access_logs);
             insert(&mut listeners, ResourceType::Listener, &l.name.clone(), &l);
         }
     }
     if capture {
         let strict = peer.mode == policy::security::MtlsMode::Strict;
-        for l in [
+        for mut l in [
             capture::virtual_outbound(&view, normalization),
             capture::virtual_inbound(captured_inbound, strict),
         ] {
+            access_log::attach(&mut l, &access_logs);
             insert(&mut listeners, ResourceType::Listener, &l.name.clone(), &l);
         }
         for c in capture::passthrough_clusters() {

@@ -1,0 +1,297 @@
+//! The mesh config's access log (`accessLogFile`, `accessLogEncoding`,
+//! `accessLogFormat`) on every sidecar listener, as Istio installs it:
+//!
+//! ```text
+//! MeshConfig.access_log ──► envoy.access_loggers.file { path, format } ──► the access_log of
+//!     every HTTP connection manager and TCP proxy of the sidecar's listeners (outbound,
+//!     inbound, and the capture listeners), not of proxyless gRPC clients
+//! TEXT: the format, or Istio's default line   JSON: the object, or Istio's default fields
+//! ```
+//!
+//! Attached to the listeners after they are built, one pass over their
+//! chains, so that nothing else in the listener code needs to know.
+
+use envoy_types::pb::envoy::config::accesslog::v3::{AccessLog, access_log};
+use envoy_types::pb::envoy::config::core::v3::{
+    DataSource, SubstitutionFormatString, data_source, substitution_format_string,
+};
+use envoy_types::pb::envoy::config::listener::v3::{FilterChain, Listener, filter};
+use envoy_types::pb::envoy::extensions::access_loggers::file::v3::{
+    FileAccessLog, file_access_log,
+};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
+use envoy_types::pb::google::protobuf::Any;
+use policy::mesh::{AccessLog as MeshAccessLog, AccessLogFormat};
+use prost::Message;
+
+use super::proto;
+
+/// Istio's default access log line (its `EnvoyTextLogFormat`).
+pub(crate) const ISTIO_TEXT_FORMAT: &str = concat!(
+    "[%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" ",
+    "%RESPONSE_CODE% %RESPONSE_FLAGS% %RESPONSE_CODE_DETAILS% %CONNECTION_TERMINATION_DETAILS% ",
+    "\"%UPSTREAM_TRANSPORT_FAILURE_REASON%\" %BYTES_RECEIVED% %BYTES_SENT% %DURATION% ",
+    "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% \"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" ",
+    "\"%REQ(X-REQUEST-ID)%\" \"%REQ(:AUTHORITY)%\" \"%UPSTREAM_HOST%\" %UPSTREAM_CLUSTER_RAW% ",
+    "%UPSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_LOCAL_ADDRESS% %DOWNSTREAM_REMOTE_ADDRESS% ",
+    "%REQUESTED_SERVER_NAME% %ROUTE_NAME%\n",
+);
+
+/// Istio's default JSON fields (its `EnvoyJSONLogFormatIstio`).
+pub(crate) const ISTIO_JSON_FIELDS: [(&str, &str); 24] = [
+    ("authority", "%REQ(:AUTHORITY)%"),
+    ("bytes_received", "%BYTES_RECEIVED%"),
+    ("bytes_sent", "%BYTES_SENT%"),
+    (
+        "connection_termination_details",
+        "%CONNECTION_TERMINATION_DETAILS%",
+    ),
+    ("downstream_local_address", "%DOWNSTREAM_LOCAL_ADDRESS%"),
+    ("downstream_remote_address", "%DOWNSTREAM_REMOTE_ADDRESS%"),
+    ("duration", "%DURATION%"),
+    ("method", "%REQ(:METHOD)%"),
+    ("path", "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%"),
+    ("protocol", "%PROTOCOL%"),
+    ("request_id", "%REQ(X-REQUEST-ID)%"),
+    ("requested_server_name", "%REQUESTED_SERVER_NAME%"),
+    ("response_code", "%RESPONSE_CODE%"),
+    ("response_code_details", "%RESPONSE_CODE_DETAILS%"),
+    ("response_flags", "%RESPONSE_FLAGS%"),
+    ("route_name", "%ROUTE_NAME%"),
+    ("start_time", "%START_TIME%"),
+    ("upstream_cluster", "%UPSTREAM_CLUSTER_RAW%"),
+    ("upstream_host", "%UPSTREAM_HOST%"),
+    ("upstream_local_address", "%UPSTREAM_LOCAL_ADDRESS%"),
+    (
+        "upstream_service_time",
+        "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%",
+    ),
+    (
+        "upstream_transport_failure_reason",
+        "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
+    ),
+    ("user_agent", "%REQ(USER-AGENT)%"),
+    ("x_forwarded_for", "%REQ(X-FORWARDED-FOR)%"),
+];
+
+const FILE_ACCESS_LOG: &str = "envoy.access_loggers.file";
+const HCM: &str = "envoy.filters.network.http_connection_manager";
+const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
+
+/// The file access log the mesh config asks for.
+pub(crate) fn file(log: &MeshAccessLog) -> AccessLog {
+    let typed_config = match &log.format {
+        AccessLogFormat::Text(text) => {
+            let format = substitution_format_string::Format::TextFormatSource(DataSource {
+                specifier: Some(data_source::Specifier::InlineString(
+                    text.clone()
+                        .unwrap_or_else(|| ISTIO_TEXT_FORMAT.to_string()),
+                )),
+                ..Default::default()
+            });
+            proto::any(FileAccessLog {
+                path: log.path.clone(),
+                access_log_format: Some(file_access_log::AccessLogFormat::LogFormat(
+                    SubstitutionFormatString {
+                        format: Some(format),
+                        ..Default::default()
+                    },
+                )),
+            })
+        }
+        AccessLogFormat::Json(object) => {
+            let fields: Vec<(String, Field)> = match object {
+                Some(object) => fields_of(object),
+                None => ISTIO_JSON_FIELDS
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), Field::Text(v.to_string())))
+                    .collect(),
+            };
+            json_file_access_log(&log.path, &fields)
+        }
+    };
+    AccessLog {
+        name: FILE_ACCESS_LOG.to_string(),
+        filter: None,
+        config_type: Some(access_log::ConfigType::TypedConfig(typed_config)),
+    }
+}
+
+/// A value of a JSON log format: a string of command operators, or an
+/// object of them.
+enum Field {
+    Text(String),
+    Object(Vec<(String, Field)>),
+}
+
+/// The fields of a JSON object, sorted by key (the mesh config checked the
+/// values are strings or objects; anything else is written as its text).
+fn fields_of(object: &serde_json::Map<String, serde_json::Value>) -> Vec<(String, Field)> {
+    let mut fields: Vec<(String, Field)> = object
+        .iter()
+        .map(|(k, v)| {
+            let field = match v {
+                serde_json::Value::Object(inner) => Field::Object(fields_of(inner)),
+                serde_json::Value::String(s) => Field::Text(s.clone()),
+                other => Field::Text(other.to_string()),
+            };
+            (k.clone(), field)
+        })
+        .collect();
+    fields.sort_by(|a, b| a.0.cmp(&b.0));
+    fields
+}
+
+/// A `FileAccessLog` with a JSON format, encoded by hand: the generated
+/// `google.protobuf.Struct` keeps its fields in a `HashMap`, whose order
+/// changes from run to run, and the version of a resource is a hash of its
+/// bytes. The fields go in key order (protobuf reads a map in any order).
+fn json_file_access_log(path: &str, fields: &[(String, Field)]) -> Any {
+    // FileAccessLog { path: 1, log_format: 5 { json_format: 2 { Struct } } }
+    let mut value = FileAccessLog {
+        path: path.to_string(),
+        access_log_format: None,
+    }
+    .encode_to_vec();
+    let format = length_delimited(2, &encode_struct(fields));
+    value.extend(length_delimited(5, &format));
+    Any {
+        type_url: format!(
+            "type.googleapis.com/{}",
+            <FileAccessLog as prost::Name>::full_name()
+        ),
+        value,
+    }
+}
+
+/// `google.protobuf.Struct`: one map entry (tag 1) per field, each
+/// `{key: 1, value: 2}`; a `Value` is `string_value` (3) or `struct_value` (5).
+fn encode_struct(fields: &[(String, Field)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (key, field) in fields {
+        let value = match field {
+            Field::Text(text) => length_delimited(3, text.as_bytes()),
+            Field::Object(inner) => length_delimited(5, &encode_struct(inner)),
+        };
+        let mut entry = length_delimited(1, key.as_bytes());
+        entry.extend(length_delimited(2, &value));
+        out.extend(length_delimited(1, &entry));
+    }
+    out
+}
+
+fn length_delimited(tag: u32, bytes: &[u8]) -> Vec<u8> {
+    use prost::encoding::{WireType, encode_key, encode_varint};
+    let mut out = Vec::with_capacity(bytes.len() + 6);
+    encode_key(tag, WireType::LengthDelimited, &mut out);
+    encode_varint(bytes.len() as u64, &mut out);
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// `logs` on every HTTP connection manager and TCP proxy of `listener`.
+pub(crate) fn attach(listener: &mut Listener, logs: &[AccessLog]) {
+    if logs.is_empty() {
+        return;
+    }
+    for chain in listener
+        .filter_chains
+        .iter_mut()
+        .chain(listener.default_filter_chain.iter_mut())
+    {
+        attach_to_chain(chain, logs);
+    }
+}
+
+fn attach_to_chain(chain: &mut FilterChain, logs: &[AccessLog]) {
+    for f in &mut chain.filters {
+        let Some(filter::ConfigType::TypedConfig(any)) = &mut f.config_type else {
+            continue;
+        };
+        if f.name == HCM {
+            if let Ok(mut hcm) = HttpConnectionManager::decode(any.value.as_slice()) {
+                hcm.access_log.extend(logs.iter().cloned());
+                *any = proto::any(hcm);
+            }
+        } else if f.name == TCP_PROXY
+            && let Ok(mut tcp) = TcpProxy::decode(any.value.as_slice())
+        {
+            tcp.access_log.extend(logs.iter().cloned());
+            *any = proto::any(tcp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_json_format_encodes_the_same_every_time_and_decodes_as_written() {
+        use envoy_types::pb::google::protobuf::value::Kind;
+        let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
+            r#"{"code": "%RESPONSE_CODE%", "peer": {"principal": "%DOWNSTREAM_PEER_URI_SAN%", "address": "%DOWNSTREAM_REMOTE_ADDRESS%"}}"#,
+        )
+        .unwrap();
+        let log = MeshAccessLog {
+            path: "/dev/stdout".to_string(),
+            format: AccessLogFormat::Json(Some(object)),
+        };
+        let Some(access_log::ConfigType::TypedConfig(any)) = file(&log).config_type else {
+            panic!("no config");
+        };
+        for _ in 0..20 {
+            let Some(access_log::ConfigType::TypedConfig(again)) = file(&log).config_type else {
+                panic!("no config");
+            };
+            assert_eq!(again, any);
+        }
+        let decoded = FileAccessLog::decode(any.value.as_slice()).unwrap();
+        assert_eq!(decoded.path, "/dev/stdout");
+        let Some(file_access_log::AccessLogFormat::LogFormat(format)) = decoded.access_log_format
+        else {
+            panic!("{decoded:?}");
+        };
+        let Some(substitution_format_string::Format::JsonFormat(json)) = format.format else {
+            panic!("{format:?}");
+        };
+        assert_eq!(
+            json.fields["code"].kind,
+            Some(Kind::StringValue("%RESPONSE_CODE%".to_string()))
+        );
+        let Some(Kind::StructValue(peer)) = &json.fields["peer"].kind else {
+            panic!("{json:?}");
+        };
+        assert_eq!(peer.fields.len(), 2);
+        // Istio's default fields when the mesh config gives none.
+        let default = MeshAccessLog {
+            path: "/dev/stdout".to_string(),
+            format: AccessLogFormat::Json(None),
+        };
+        let Some(access_log::ConfigType::TypedConfig(any)) = file(&default).config_type else {
+            panic!("no config");
+        };
+        let decoded = FileAccessLog::decode(any.value.as_slice()).unwrap();
+        let Some(file_access_log::AccessLogFormat::LogFormat(format)) = decoded.access_log_format
+        else {
+            panic!("{decoded:?}");
+        };
+        let Some(substitution_format_string::Format::JsonFormat(json)) = format.format else {
+            panic!("{format:?}");
+        };
+        assert_eq!(json.fields.len(), ISTIO_JSON_FIELDS.len());
+    }
+
+    #[test]
+    fn istios_default_line_and_fields() {
+        // The line ends in a newline, as Envoy needs; the fields are
+        // Istio's, sorted.
+        assert!(ISTIO_TEXT_FORMAT.ends_with("%ROUTE_NAME%\n"));
+        assert_eq!(ISTIO_TEXT_FORMAT.matches('%').count() % 2, 0);
+        let keys: Vec<&str> = ISTIO_JSON_FIELDS.iter().map(|(k, _)| *k).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted);
+    }
+}
