@@ -32,6 +32,7 @@ pub fn names(kind: Kind) -> (&'static str, &'static [&'static str]) {
         Kind::PeerAuthentication => ("peerauthentications", &["pa"]),
         Kind::AuthorizationPolicy => ("authorizationpolicies", &["ap"]),
         Kind::RequestAuthentication => ("requestauthentications", &["ra"]),
+        Kind::Telemetry => ("telemetries", &["telemetry"]),
     }
 }
 

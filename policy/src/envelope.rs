@@ -29,6 +29,8 @@ const ISTIO_NETWORKING: &str = "networking.istio.io";
 const ISTIO_VERSIONS: [&str; 3] = ["v1", "v1beta1", "v1alpha3"];
 const ISTIO_SECURITY: &str = "security.istio.io";
 const SECURITY_VERSIONS: [&str; 2] = ["v1", "v1beta1"];
+const ISTIO_TELEMETRY: &str = "telemetry.istio.io";
+const TELEMETRY_VERSIONS: [&str; 2] = ["v1", "v1alpha1"];
 
 /// Istio kinds Bowline does not decode yet, in any `*.istio.io` group.
 const ISTIO_KINDS: &[&str] = &[
@@ -36,7 +38,6 @@ const ISTIO_KINDS: &[&str] = &[
     "EnvoyFilter",
     "WorkloadGroup",
     "ProxyConfig",
-    "Telemetry",
     "WasmPlugin",
     "IstioOperator",
 ];
@@ -58,6 +59,7 @@ pub(crate) fn route(api_version: &str, kind: &str) -> Route {
         let served = match known {
             Kind::Service => group.is_empty() && version == "v1",
             k if is_security(k) => group == ISTIO_SECURITY && SECURITY_VERSIONS.contains(&version),
+            Kind::Telemetry => group == ISTIO_TELEMETRY && TELEMETRY_VERSIONS.contains(&version),
             _ => group == ISTIO_NETWORKING && ISTIO_VERSIONS.contains(&version),
         };
         return if served {
@@ -93,6 +95,7 @@ pub(crate) fn served(kind: Kind) -> Option<(&'static str, &'static [&'static str
     match kind {
         Kind::Service => None,
         k if is_security(k) => Some((ISTIO_SECURITY, &SECURITY_VERSIONS)),
+        Kind::Telemetry => Some((ISTIO_TELEMETRY, &TELEMETRY_VERSIONS)),
         _ => Some((ISTIO_NETWORKING, &ISTIO_VERSIONS)),
     }
 }
@@ -104,6 +107,11 @@ pub(crate) fn expected_versions(kind: Kind) -> String {
         k if is_security(k) => SECURITY_VERSIONS
             .iter()
             .map(|v| format!("{ISTIO_SECURITY}/{v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        Kind::Telemetry => TELEMETRY_VERSIONS
+            .iter()
+            .map(|v| format!("{ISTIO_TELEMETRY}/{v}"))
             .collect::<Vec<_>>()
             .join(", "),
         _ => ISTIO_VERSIONS

@@ -24,6 +24,7 @@ pub mod protocol;
 pub mod schema;
 pub mod security;
 pub mod service;
+pub mod telemetry;
 pub mod validate;
 
 pub use decode::DEFAULT_NAMESPACE;

@@ -55,6 +55,32 @@ pub struct MeshConfig {
     /// most Istio users turn logs on; `None` (the default, or an empty
     /// path): no access log.
     pub access_log: Option<AccessLog>,
+    /// `accessLogEncoding` and `accessLogFormat`, file or none: what Istio's
+    /// built-in `envoy` provider writes.
+    pub access_log_format: AccessLogFormat,
+    /// `extensionProviders`: the providers Telemetry names (for now the
+    /// Envoy file access log).
+    pub extension_providers: Vec<ExtensionProvider>,
+    /// `defaultProviders.accessLogging`: the providers a workload logs to
+    /// where no Telemetry names any.
+    pub default_access_logging: Vec<String>,
+}
+
+/// One of `extensionProviders`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExtensionProvider {
+    pub name: String,
+    pub kind: ProviderKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// `envoyFileAccessLog`: `path` (default `/dev/stdout`) and
+    /// `logFormat` (`text`, or `labels` for JSON; default Istio's line).
+    EnvoyFileAccessLog {
+        path: String,
+        format: AccessLogFormat,
+    },
 }
 
 impl Default for MeshConfig {
@@ -64,6 +90,9 @@ impl Default for MeshConfig {
             trust_domain: DEFAULT_TRUST_DOMAIN.to_string(),
             path_normalization: PathNormalization::default(),
             access_log: None,
+            access_log_format: AccessLogFormat::Text(None),
+            extension_providers: Vec::new(),
+            default_access_logging: Vec::new(),
         }
     }
 }
@@ -99,6 +128,8 @@ pub(crate) const MESH_CONFIG: Shape = Shape {
         "accessLogFile",
         "accessLogFormat",
         "accessLogEncoding",
+        "extensionProviders",
+        "defaultProviders",
     ],
     unsupported: &[
         "proxyListenPort",
@@ -136,8 +167,6 @@ pub(crate) const MESH_CONFIG: Shape = Shape {
         "enablePrometheusMerge",
         "verifyCertificateAtClient",
         "ca",
-        "extensionProviders",
-        "defaultProviders",
         "discoverySelectors",
         "defaultHttpRetryPolicy",
         "defaultInboundHttpRetryPolicy",
@@ -145,6 +174,53 @@ pub(crate) const MESH_CONFIG: Shape = Shape {
         "meshMTLS",
         "tlsDefaults",
     ],
+    ignored: &[],
+    proto_names: true,
+};
+
+pub(crate) const EXTENSION_PROVIDER: Shape = Shape {
+    name: "MeshConfig.extensionProviders[]",
+    known: &["name", "envoyFileAccessLog"],
+    unsupported: &[
+        "envoyExtAuthzHttp",
+        "envoyExtAuthzGrpc",
+        "zipkin",
+        "lightstep",
+        "datadog",
+        "stackdriver",
+        "opencensus",
+        "skywalking",
+        "opentelemetry",
+        "prometheus",
+        "envoyHttpAls",
+        "envoyTcpAls",
+        "envoyOtelAls",
+        "sds",
+    ],
+    ignored: &[],
+    proto_names: true,
+};
+
+pub(crate) const FILE_ACCESS_LOG_PROVIDER: Shape = Shape {
+    name: "MeshConfig.extensionProviders[].envoyFileAccessLog",
+    known: &["path", "logFormat"],
+    unsupported: &["omitEmptyValues"],
+    ignored: &[],
+    proto_names: true,
+};
+
+pub(crate) const LOG_FORMAT: Shape = Shape {
+    name: "MeshConfig.extensionProviders[].envoyFileAccessLog.logFormat",
+    known: &["text", "labels"],
+    unsupported: &[],
+    ignored: &[],
+    proto_names: true,
+};
+
+pub(crate) const DEFAULT_PROVIDERS: Shape = Shape {
+    name: "MeshConfig.defaultProviders",
+    known: &["accessLogging"],
+    unsupported: &["tracing", "metrics"],
     ignored: &[],
     proto_names: true,
 };
@@ -235,14 +311,128 @@ fn decode(value: &Value) -> Result<MeshConfig, Vec<Diagnostic>> {
             .map_err(one)?;
         }
     }
-    config.access_log = access_log(&fields)?;
+    (config.access_log, config.access_log_format) = access_log(&fields)?;
+    if let Some((path, v)) = fields.get("extensionProviders") {
+        for (path, v) in crate::decode::list(v, &path).map_err(one)? {
+            config
+                .extension_providers
+                .push(extension_provider(v, &path)?);
+        }
+        let mut names: Vec<&str> = config
+            .extension_providers
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        names.sort();
+        if let Some(twice) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(vec![Diagnostic::error(
+                path,
+                format!("provider {:?} is defined twice", twice[0]),
+            )]);
+        }
+    }
+    if let Some((path, v)) = fields.get("defaultProviders") {
+        let defaults = Fields::new(v, &path, ShapeId::DefaultProviders).map_err(one)?;
+        if let Some((path, v)) = defaults.get("accessLogging") {
+            config.default_access_logging = crate::decode::string_list(v, &path).map_err(one)?;
+        }
+    }
     Ok(config)
+}
+
+/// One of `extensionProviders`: its name and what it is.
+fn extension_provider(
+    value: &Value,
+    path: &FieldPath,
+) -> Result<ExtensionProvider, Vec<Diagnostic>> {
+    let one = |e: crate::decode::DecodeError| vec![e.into_diagnostic()];
+    let fields = Fields::new(value, path, ShapeId::ExtensionProvider).map_err(one)?;
+    let name = match fields.get("name") {
+        Some((p, v)) => string(v, &p).map_err(one)?,
+        None => String::new(),
+    };
+    if name.is_empty() {
+        return Err(vec![Diagnostic::error(
+            path.field("name"),
+            "an extension provider needs a name".to_string(),
+        )]);
+    }
+    let Some((path, v)) = fields.get("envoyFileAccessLog") else {
+        return Err(vec![Diagnostic::error(
+            path.clone(),
+            format!(
+                "provider {name:?} names no provider type Bowline supports (envoyFileAccessLog)"
+            ),
+        )]);
+    };
+    let file = Fields::new(v, &path, ShapeId::FileAccessLogProvider).map_err(one)?;
+    let log_path = match file.get("path") {
+        Some((p, v)) => string(v, &p).map_err(one)?,
+        None => String::new(),
+    };
+    let format = match file.get("logFormat") {
+        None => AccessLogFormat::Text(None),
+        Some((p, v)) => {
+            let format = Fields::new(v, &p, ShapeId::LogFormat).map_err(one)?;
+            match (format.get("text"), format.get("labels")) {
+                (Some(_), Some(_)) => {
+                    return Err(vec![Diagnostic::error(
+                        p,
+                        "logFormat takes text or labels, not both".to_string(),
+                    )]);
+                }
+                (Some((p, v)), None) => {
+                    let text = string(v, &p).map_err(one)?;
+                    AccessLogFormat::Text((!text.is_empty()).then(|| {
+                        if text.ends_with('\n') {
+                            text
+                        } else {
+                            text + "\n"
+                        }
+                    }))
+                }
+                (None, Some((p, v))) => {
+                    let json = serde_json::to_value(v)
+                        .map_err(|e| vec![Diagnostic::error(p.clone(), format!("labels: {e}"))])?;
+                    let serde_json::Value::Object(object) = json else {
+                        return Err(vec![Diagnostic::error(
+                            p,
+                            "labels must be a mapping".to_string(),
+                        )]);
+                    };
+                    if let Some(bad) = bad_json_value(&object, "") {
+                        return Err(vec![Diagnostic::error(
+                            p,
+                            format!(
+                                "{bad}: a JSON log format's values are strings of command operators or objects of them"
+                            ),
+                        )]);
+                    }
+                    AccessLogFormat::Json((!object.is_empty()).then_some(object))
+                }
+                (None, None) => AccessLogFormat::Text(None),
+            }
+        }
+    };
+    Ok(ExtensionProvider {
+        name,
+        kind: ProviderKind::EnvoyFileAccessLog {
+            path: if log_path.is_empty() {
+                "/dev/stdout".to_string()
+            } else {
+                log_path
+            },
+            format,
+        },
+    })
 }
 
 /// `accessLogFile`, `accessLogEncoding` and `accessLogFormat`. A JSON
 /// format must be a JSON object whose values are strings or such objects
 /// (Envoy's `json_format`); a text format gets the line end Istio adds.
-fn access_log(fields: &Fields<'_>) -> Result<Option<AccessLog>, Vec<Diagnostic>> {
+fn access_log(
+    fields: &Fields<'_>,
+) -> Result<(Option<AccessLog>, AccessLogFormat), Vec<Diagnostic>> {
     let one = |e: crate::decode::DecodeError| vec![e.into_diagnostic()];
     let path = match fields.get("accessLogFile") {
         Some((at, v)) => string(v, &at).map_err(one)?,
@@ -289,7 +479,11 @@ fn access_log(fields: &Fields<'_>) -> Result<Option<AccessLog>, Vec<Diagnostic>>
             AccessLogFormat::Json(Some(object))
         }
     };
-    Ok((!path.is_empty()).then_some(AccessLog { path, format }))
+    let log = (!path.is_empty()).then(|| AccessLog {
+        path,
+        format: format.clone(),
+    });
+    Ok((log, format))
 }
 
 /// The first key whose value is neither a string nor an object of such.
@@ -464,6 +658,73 @@ mod tests {
         assert!(
             errors("accessLogFile: x\naccessLogEncoding: JSON\naccessLogFormat: 'not json'\n")[0]
                 .starts_with("mesh.yaml: accessLogFormat: with accessLogEncoding JSON, the format must be a JSON object")
+        );
+    }
+
+    #[test]
+    fn reads_file_access_log_providers_and_the_default() {
+        let config = parse_mesh_config(
+            "mesh.yaml",
+            r#"
+extensionProviders:
+- name: plain
+  envoyFileAccessLog: {}
+- name: lines
+  envoyFileAccessLog: {path: /tmp/a.log, logFormat: {text: "%RESPONSE_CODE%"}}
+- name: json
+  envoyFileAccessLog: {logFormat: {labels: {code: "%RESPONSE_CODE%"}}}
+defaultProviders: {accessLogging: [json]}
+"#,
+        )
+        .unwrap();
+        let kinds: Vec<(&str, &ProviderKind)> = config
+            .extension_providers
+            .iter()
+            .map(|p| (p.name.as_str(), &p.kind))
+            .collect();
+        assert_eq!(
+            kinds[0],
+            (
+                "plain",
+                &ProviderKind::EnvoyFileAccessLog {
+                    path: "/dev/stdout".to_string(),
+                    format: AccessLogFormat::Text(None)
+                }
+            )
+        );
+        assert_eq!(
+            kinds[1].1,
+            &ProviderKind::EnvoyFileAccessLog {
+                path: "/tmp/a.log".to_string(),
+                format: AccessLogFormat::Text(Some("%RESPONSE_CODE%\n".to_string()))
+            }
+        );
+        let ProviderKind::EnvoyFileAccessLog {
+            format: AccessLogFormat::Json(Some(labels)),
+            ..
+        } = kinds[2].1
+        else {
+            panic!("{kinds:?}");
+        };
+        assert_eq!(labels["code"], "%RESPONSE_CODE%");
+        assert_eq!(config.default_access_logging, ["json"]);
+        assert_eq!(
+            errors("extensionProviders:\n- name: z\n  zipkin: {service: z, port: 9411}\n"),
+            ["mesh.yaml: extensionProviders[0].zipkin: field is not supported yet"]
+        );
+        assert_eq!(
+            errors("extensionProviders:\n- envoyFileAccessLog: {}\n"),
+            ["mesh.yaml: extensionProviders[0].name: an extension provider needs a name"]
+        );
+        assert_eq!(
+            errors(
+                "extensionProviders:\n- {name: a, envoyFileAccessLog: {}}\n- {name: a, envoyFileAccessLog: {}}\n"
+            ),
+            ["mesh.yaml: extensionProviders: provider \"a\" is defined twice"]
+        );
+        assert_eq!(
+            errors("defaultProviders: {tracing: [zipkin]}\n"),
+            ["mesh.yaml: defaultProviders.tracing: field is not supported yet"]
         );
     }
 

@@ -8,6 +8,7 @@ use crate::meta::ObjectMeta;
 use crate::networking::{DestinationRule, ServiceEntry, Sidecar, VirtualService, WorkloadEntry};
 use crate::security::{AuthorizationPolicy, PeerAuthentication, RequestAuthentication};
 use crate::service::Service;
+use crate::telemetry::Telemetry;
 
 pub use crate::parse::{ParsedDocument, decode_document, parse_documents, parse_stream};
 
@@ -23,6 +24,7 @@ pub enum Kind {
     PeerAuthentication,
     AuthorizationPolicy,
     RequestAuthentication,
+    Telemetry,
 }
 
 /// Identifies one object across files: two documents with the same key are the same object.
@@ -45,11 +47,12 @@ pub enum Object {
     PeerAuthentication(PeerAuthentication),
     AuthorizationPolicy(AuthorizationPolicy),
     RequestAuthentication(RequestAuthentication),
+    Telemetry(Telemetry),
 }
 
 impl Kind {
     /// Every kind, in key order.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Service,
         Kind::WorkloadEntry,
         Kind::ServiceEntry,
@@ -59,6 +62,7 @@ impl Kind {
         Kind::PeerAuthentication,
         Kind::AuthorizationPolicy,
         Kind::RequestAuthentication,
+        Kind::Telemetry,
     ];
 
     /// The `kind` as written in YAML.
@@ -73,6 +77,7 @@ impl Kind {
             Kind::PeerAuthentication => "PeerAuthentication",
             Kind::AuthorizationPolicy => "AuthorizationPolicy",
             Kind::RequestAuthentication => "RequestAuthentication",
+            Kind::Telemetry => "Telemetry",
         }
     }
 
@@ -118,6 +123,7 @@ impl Object {
             Object::PeerAuthentication(_) => Kind::PeerAuthentication,
             Object::AuthorizationPolicy(_) => Kind::AuthorizationPolicy,
             Object::RequestAuthentication(_) => Kind::RequestAuthentication,
+            Object::Telemetry(_) => Kind::Telemetry,
         }
     }
 
@@ -132,6 +138,7 @@ impl Object {
             Object::PeerAuthentication(o) => &o.meta,
             Object::AuthorizationPolicy(o) => &o.meta,
             Object::RequestAuthentication(o) => &o.meta,
+            Object::Telemetry(o) => &o.meta,
         }
     }
 

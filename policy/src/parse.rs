@@ -247,6 +247,7 @@ fn decode_object(
         Kind::RequestAuthentication => Object::RequestAuthentication(
             decode::decode_request_authentication(meta, &path, spec, findings)?,
         ),
+        Kind::Telemetry => Object::Telemetry(decode::decode_telemetry(meta, &path, spec)?),
     })
 }
 

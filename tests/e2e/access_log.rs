@@ -28,13 +28,17 @@ async fn sidecars_write_the_access_log_the_mesh_config_asks_for() {
     let mut mesh = Mesh::new(SUBNET);
     write_reviews_config(&mesh, (100, 0));
     let log = mesh.work_dir("logs").join("access.log");
+    let errors = mesh.work_dir("logs").join("errors.log");
     std::fs::create_dir_all(log.parent().unwrap()).unwrap();
     let mesh_config = mesh.work_dir("logs").join("mesh.yaml");
     std::fs::write(
         &mesh_config,
         format!(
-            "accessLogFile: {}\naccessLogEncoding: JSON\naccessLogFormat: '{{\"code\": \"%RESPONSE_CODE%\", \"authority\": \"%REQ(:AUTHORITY)%\", \"upstream\": {{\"cluster\": \"%UPSTREAM_CLUSTER%\", \"host\": \"%UPSTREAM_HOST%\"}}, \"id\": \"%REQ(X-REQUEST-ID)%\"}}'\n",
-            log.display()
+            "accessLogFile: {}\naccessLogEncoding: JSON\naccessLogFormat: '{{\"code\": \"%RESPONSE_CODE%\", \"authority\": \"%REQ(:AUTHORITY)%\", \"upstream\": {{\"cluster\": \"%UPSTREAM_CLUSTER%\", \"host\": \"%UPSTREAM_HOST%\"}}, \"id\": \"%REQ(X-REQUEST-ID)%\"}}'\n\
+             extensionProviders:\n\
+             - name: errors\n  envoyFileAccessLog:\n    path: {}\n    logFormat: {{labels: {{code: '%RESPONSE_CODE%', id: '%REQ(X-REQUEST-ID)%', cluster: '%UPSTREAM_CLUSTER%'}}}}\n",
+            log.display(),
+            errors.display()
         ),
     )
     .unwrap();
@@ -93,5 +97,69 @@ async fn sidecars_write_the_access_log_the_mesh_config_asks_for() {
     for line in &seen {
         assert_eq!(line["code"].to_string().trim_matches('"'), "200", "{line}");
         assert_eq!(line["authority"], "reviews:9080", "{line}");
+    }
+
+    // The Telemetry API: mesh-wide, failed requests only, to the provider
+    // "errors" (a CEL filter Envoy evaluates); it replaces accessLogFile.
+    mesh.write(
+        "telemetry.yaml",
+        "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: mesh-default, namespace: istio-system}\nspec:\n  accessLogging:\n  - providers: [{name: errors}]\n    filter: {expression: 'response.code >= 400'}\n",
+    );
+    let mut attempt = 0;
+    wait_for("a failed request in the errors log", LIMIT, || {
+        attempt += 1;
+        let id = format!("failing-{attempt}");
+        let client = client.clone();
+        let errors = errors.clone();
+        async move {
+            let _ = client
+                .get("http://reviews:9080/status/503")
+                .header("x-request-id", id.as_str())
+                .send()
+                .await;
+            lines(&errors).iter().any(|l| l["id"] == id.as_str())
+        }
+    })
+    .await;
+    // A request that succeeds is logged nowhere now; the one after it,
+    // failing, at both sidecars.
+    let ok = client
+        .get("http://reviews:9080/books")
+        .header("x-request-id", "ok-after-telemetry")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let marker = client
+        .get("http://reviews:9080/status/503")
+        .header("x-request-id", "marker")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(marker.status(), 503);
+    wait_for("both sidecars' lines of the marker", LIMIT, || {
+        let found = lines(&errors)
+            .iter()
+            .filter(|l| l["id"] == "marker")
+            .count();
+        async move { found >= 2 }
+    })
+    .await;
+    let clusters: Vec<String> = lines(&errors)
+        .iter()
+        .filter(|l| l["id"] == "marker")
+        .map(|l| l["cluster"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        clusters.iter().any(|c| c == "inbound|9080||"),
+        "{clusters:?}"
+    );
+    for file in [&errors, &log] {
+        assert!(
+            !lines(file).iter().any(|l| l["id"] == "ok-after-telemetry"),
+            "a successful request was logged to {} after the Telemetry: {:#?}",
+            file.display(),
+            lines(file)
+        );
     }
 }

@@ -35,6 +35,7 @@ mod changes;
 mod incremental;
 mod scope;
 mod security;
+pub mod telemetry;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
@@ -81,6 +82,8 @@ pub struct Snapshot {
     sidecars: Arc<scope::Sidecars>,
     /// PeerAuthentications, AuthorizationPolicies and RequestAuthentications.
     pub security: Arc<Security>,
+    /// Telemetry resources, resolved per workload.
+    pub telemetry: Arc<telemetry::Telemetries>,
     /// The CA's roots (PEM, one or more certificates), which sidecars get
     /// as the SDS secret `ROOTCA` over ADS; `None` while no CA runs. Not
     /// read from the config: the control plane sets it (see
@@ -115,6 +118,7 @@ struct Parts {
     peer_authentications: Vec<Arc<PeerAuthentication>>,
     authorization_policies: Vec<Arc<AuthorizationPolicy>>,
     request_authentications: Vec<Arc<RequestAuthentication>>,
+    telemetries: Vec<Arc<policy::telemetry::Telemetry>>,
     /// Every namespace some object is in: root-namespace scopes are
     /// precomputed for each.
     namespaces: BTreeSet<String>,
@@ -122,6 +126,7 @@ struct Parts {
     registry_diagnostics: Vec<Diagnostic>,
     sidecar_diagnostics: Vec<Diagnostic>,
     security_diagnostics: Vec<Diagnostic>,
+    telemetry_diagnostics: Vec<Diagnostic>,
     overlap_diagnostics: Vec<Diagnostic>,
     virtual_service_diagnostics: Vec<Diagnostic>,
     destination_rule_diagnostics: Vec<Diagnostic>,
@@ -189,6 +194,7 @@ impl Snapshot {
                     parts.request_authentications.push(Arc::new(ra.clone()))
                 }
                 Object::Service(svc) => parts.services.push(Arc::new(svc.clone())),
+                Object::Telemetry(t) => parts.telemetries.push(Arc::new(t.clone())),
                 Object::ServiceEntry(_) => {}
             }
         }
@@ -238,6 +244,11 @@ impl Snapshot {
             &workload_entries,
             &mut parts.security_diagnostics,
         ));
+        let telemetry = Arc::new(telemetry::Telemetries::build(
+            mesh,
+            parts.telemetries.clone(),
+            &mut parts.telemetry_diagnostics,
+        ));
         let virtual_services = match previous.filter(|_| reuse.virtual_services) {
             Some(p) => {
                 parts.virtual_service_diagnostics = p.parts.virtual_service_diagnostics.clone();
@@ -271,6 +282,7 @@ impl Snapshot {
             mesh: mesh.clone(),
             sidecars,
             security,
+            telemetry,
             trust_bundle: previous.and_then(|p| p.trust_bundle.clone()),
             jwks: previous.map(|p| p.jwks.clone()).unwrap_or_default(),
             origins: config.origins.clone(),
@@ -289,6 +301,7 @@ impl Snapshot {
             &parts.registry_diagnostics,
             &parts.sidecar_diagnostics,
             &parts.security_diagnostics,
+            &parts.telemetry_diagnostics,
             &parts.overlap_diagnostics,
             &parts.virtual_service_diagnostics,
             &parts.destination_rule_diagnostics,
@@ -312,7 +325,7 @@ impl Snapshot {
 
     /// Whether the two snapshots differ at most in their VirtualServices:
     /// the services and their endpoints, the DestinationRules, the Sidecars,
-    /// the security policies and the mesh settings are the same. A proxy whose scope admits the
+    /// the security policies, the Telemetry and the mesh settings are the same. A proxy whose scope admits the
     /// same in both ([`SidecarScope::same_admission`]) then has the same
     /// listeners, clusters and endpoints in both, and only its routes may
     /// differ: a VirtualService never changes a listener (outbound traffic
@@ -335,6 +348,7 @@ impl Snapshot {
         self.mesh == other.mesh
             && self.sidecars.same_sources(&other.sidecars)
             && (Arc::ptr_eq(&self.security, &other.security) || self.security == other.security)
+            && (Arc::ptr_eq(&self.telemetry, &other.telemetry) || self.telemetry == other.telemetry)
             && same_rules(&self.destination_rules, &other.destination_rules)
             && self.registry == other.registry
     }

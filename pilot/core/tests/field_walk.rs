@@ -286,6 +286,13 @@ spec:
   - issuer: issuer.example
     jwks: '{"keys": [{"kty": "EC", "crv": "P-256", "x": "hHSJImHoET8S6qLxxK-GcAB0Nw0sk39mABdiVCiY-z0", "y": "a7fSFS5dGbLDDrzLhC1GebuZNPUHEW0xZZB5uOtPN7g"}]}'
     fromHeaders: [{name: x-jwt}]
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: reviews}
+spec:
+  selector: {matchLabels: {app: reviews}}
+  accessLogging: [{providers: [{name: walk}]}]
 "#;
 
 /// Fields that are being made to work on other branches; each must leave
@@ -332,7 +339,7 @@ const MESH_CONFIG: &str = "MeshConfig";
 /// The mesh config every sample starts from: an access log on, so that its
 /// encoding and format change what is sent (without a file they do nothing,
 /// as in Istio).
-const BASE_MESH: &str = "accessLogFile: /dev/stdout\n";
+const BASE_MESH: &str = "accessLogFile: /dev/stdout\nextensionProviders: [{name: walk, envoyFileAccessLog: {path: /tmp/walk.log}}]\n";
 
 /// One field set to one value in one document of [`BASE`].
 #[derive(Clone, Debug)]
@@ -415,6 +422,7 @@ const BASE_DOCS: &[(&str, &str)] = &[
     ("AuthorizationPolicy", "reviews"),
     ("PeerAuthentication", "reviews"),
     ("RequestAuthentication", "reviews"),
+    ("Telemetry", "reviews"),
 ];
 
 const VS: &str = "VirtualService.spec.http[]";
@@ -842,6 +850,51 @@ fn samples() -> Vec<Sample> {
         ),
         set("MeshConfig.pathNormalization.normalization", "NONE"),
         set("MeshConfig.accessLogFile", "/var/log/envoy/access.log"),
+        // The reviews workloads log to the provider `walk` (their Telemetry);
+        // the others to the mesh config's file.
+        set("Telemetry.spec.selector", "{matchLabels: {app: nobody}}"),
+        set("Telemetry.spec.selector.matchLabels", "{app: nobody}"),
+        set("Telemetry.spec.accessLogging", "[{disabled: true}]"),
+        set("Telemetry.spec.accessLogging[].providers", "[{name: envoy}]"),
+        set("Telemetry.spec.accessLogging[].providers[].name", "envoy"),
+        set("Telemetry.spec.accessLogging[].disabled", "true"),
+        set("Telemetry.spec.accessLogging[].match", "{mode: SERVER}"),
+        set("Telemetry.spec.accessLogging[].match.mode", "CLIENT"),
+        set(
+            "Telemetry.spec.accessLogging[].filter",
+            "{expression: 'response.code >= 400'}",
+        ),
+        set(
+            "Telemetry.spec.accessLogging[].filter.expression",
+            "'response.code >= 500'",
+        ),
+        set(
+            "MeshConfig.extensionProviders",
+            "[{name: other, envoyFileAccessLog: {}}]",
+        ),
+        set("MeshConfig.extensionProviders[].name", "renamed"),
+        set(
+            "MeshConfig.extensionProviders[].envoyFileAccessLog",
+            "{path: /tmp/other.log}",
+        ),
+        set(
+            "MeshConfig.extensionProviders[].envoyFileAccessLog.path",
+            "/tmp/other.log",
+        ),
+        set(
+            "MeshConfig.extensionProviders[].envoyFileAccessLog.logFormat",
+            "{text: '%RESPONSE_CODE%'}",
+        ),
+        set(
+            "MeshConfig.extensionProviders[].envoyFileAccessLog.logFormat.text",
+            "'%RESPONSE_CODE%'",
+        ),
+        set(
+            "MeshConfig.extensionProviders[].envoyFileAccessLog.logFormat.labels",
+            "{code: '%RESPONSE_CODE%'}",
+        ),
+        set("MeshConfig.defaultProviders", "{accessLogging: [walk]}"),
+        set("MeshConfig.defaultProviders.accessLogging", "[walk]"),
         set("MeshConfig.accessLogEncoding", "JSON"),
         set("MeshConfig.accessLogFormat", "'%RESPONSE_CODE% %UPSTREAM_HOST%'"),
         // AuthorizationPolicy: the base one allows GET from 127.0.0.0/8

@@ -93,8 +93,18 @@ registry! {
     RequestAuthentication => super::security::REQUEST_AUTHENTICATION,
     JwtRule => super::security::JWT_RULE,
     JwtHeader => super::security::JWT_HEADER,
+    Telemetry => super::telemetry::TELEMETRY,
+    TelemetrySelector => super::telemetry::SELECTOR,
+    TelemetryAccessLogging => super::telemetry::ACCESS_LOGGING,
+    TelemetryProvider => super::telemetry::PROVIDER,
+    TelemetryMatch => super::telemetry::MATCH,
+    TelemetryFilter => super::telemetry::FILTER,
     MeshConfig => crate::mesh::MESH_CONFIG,
     PathNormalization => crate::mesh::PATH_NORMALIZATION,
+    ExtensionProvider => crate::mesh::EXTENSION_PROVIDER,
+    FileAccessLogProvider => crate::mesh::FILE_ACCESS_LOG_PROVIDER,
+    LogFormat => crate::mesh::LOG_FORMAT,
+    DefaultProviders => crate::mesh::DEFAULT_PROVIDERS,
 }
 
 #[cfg(test)]

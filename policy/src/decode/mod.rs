@@ -24,6 +24,7 @@ mod scalar;
 mod security;
 mod service;
 mod sidecar;
+mod telemetry;
 mod traffic;
 mod workload;
 
@@ -42,6 +43,7 @@ pub(crate) use security::{
 };
 pub(crate) use service::decode_service;
 pub(crate) use sidecar::decode_sidecar;
+pub(crate) use telemetry::decode_telemetry;
 pub(crate) use traffic::decode_destination_rule;
 pub(crate) use workload::{decode_service_entry, decode_workload_entry};
 

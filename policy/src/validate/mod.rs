@@ -51,6 +51,7 @@ pub fn validate(object: &Object) -> Vec<Diagnostic> {
         Object::RequestAuthentication(r) => {
             security::check_request_authentication(&r.spec, &mut out)
         }
+        Object::Telemetry(_) => {}
     }
     out
 }

@@ -142,5 +142,12 @@ pub(crate) fn builtin() -> Vec<ResourceType> {
             "requestauthentications",
             true,
         ),
+        ResourceType::new(
+            "telemetry.istio.io",
+            &["v1", "v1alpha1"],
+            "Telemetry",
+            "telemetries",
+            true,
+        ),
     ]
 }

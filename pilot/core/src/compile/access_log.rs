@@ -11,7 +11,14 @@
 //! Attached to the listeners after they are built, one pass over their
 //! chains, so that nothing else in the listener code needs to know.
 
-use envoy_types::pb::envoy::config::accesslog::v3::{AccessLog, access_log};
+use envoy_types::pb::envoy::config::accesslog::v3::{
+    AccessLog, AccessLogFilter, ExtensionFilter, access_log, access_log_filter, extension_filter,
+};
+use envoy_types::pb::envoy::extensions::access_loggers::filters::cel::v3::ExpressionFilter;
+use policy::mesh::ProviderKind;
+use policy::telemetry::WorkloadMode;
+
+use crate::snapshot::telemetry::BUILTIN_ENVOY;
 use envoy_types::pb::envoy::config::core::v3::{
     DataSource, SubstitutionFormatString, data_source, substitution_format_string,
 };
@@ -76,6 +83,7 @@ pub(crate) const ISTIO_JSON_FIELDS: [(&str, &str); 24] = [
 ];
 
 const FILE_ACCESS_LOG: &str = "envoy.access_loggers.file";
+const CEL_FILTER: &str = "envoy.access_loggers.extension_filters.cel";
 const HCM: &str = "envoy.filters.network.http_connection_manager";
 const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
 
@@ -188,6 +196,68 @@ fn length_delimited(tag: u32, bytes: &[u8]) -> Vec<u8> {
     encode_varint(bytes.len() as u64, &mut out);
     out.extend_from_slice(bytes);
     out
+}
+
+/// What a proxy's `side` (`Client`: outbound listeners, `Server`: inbound)
+/// logs: the providers its Telemetry resolves to, each with its CEL filter,
+/// or, where no Telemetry or default provider says anything, the mesh
+/// config's `accessLogFile`. A provider the mesh config does not define
+/// (the build warned of it) logs nothing; `envoy`, unless defined, is
+/// Istio's built-in: `/dev/stdout` in the mesh config's format.
+pub(crate) fn for_side(
+    snapshot: &crate::snapshot::Snapshot,
+    proxy: &crate::proxy::Proxy,
+    side: WorkloadMode,
+) -> Vec<AccessLog> {
+    let mesh = &snapshot.mesh;
+    let Some(providers) = snapshot.telemetry.access_logs(
+        mesh,
+        &proxy.metadata.namespace,
+        &proxy.metadata.labels,
+        side,
+    ) else {
+        return mesh.access_log.iter().map(file).collect();
+    };
+    providers
+        .iter()
+        .filter_map(|(name, filter)| {
+            let log = match mesh.extension_providers.iter().find(|p| &p.name == name) {
+                Some(provider) => match &provider.kind {
+                    ProviderKind::EnvoyFileAccessLog { path, format } => MeshAccessLog {
+                        path: path.clone(),
+                        format: format.clone(),
+                    },
+                },
+                None if name == BUILTIN_ENVOY => MeshAccessLog {
+                    path: "/dev/stdout".to_string(),
+                    format: mesh.access_log_format.clone(),
+                },
+                None => return None,
+            };
+            let mut log = file(&log);
+            if let Some(expression) = filter {
+                log.filter = Some(cel(expression));
+            }
+            Some(log)
+        })
+        .collect()
+}
+
+/// Envoy's CEL access log filter: only requests `expression` holds for.
+fn cel(expression: &str) -> AccessLogFilter {
+    AccessLogFilter {
+        filter_specifier: Some(access_log_filter::FilterSpecifier::ExtensionFilter(
+            ExtensionFilter {
+                name: CEL_FILTER.to_string(),
+                config_type: Some(extension_filter::ConfigType::TypedConfig(proto::any(
+                    ExpressionFilter {
+                        expression: expression.to_string(),
+                        cel_config: None,
+                    },
+                ))),
+            },
+        )),
+    }
 }
 
 /// `logs` on every HTTP connection manager and TCP proxy of `listener`.

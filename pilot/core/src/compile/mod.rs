@@ -125,14 +125,12 @@ fn compile_parts(
     let mut routes = ResourceMap::new();
 
     let normalization = snapshot.mesh.path_normalization;
-    let access_logs: Vec<_> = snapshot
-        .mesh
-        .access_log
-        .iter()
-        .map(access_log::file)
-        .collect();
+    let client_logs =
+        access_log::for_side(snapshot, proxy, policy::telemetry::WorkloadMode::Client);
+    let server_logs =
+        access_log::for_side(snapshot, proxy, policy::telemetry::WorkloadMode::Server);
     let mut outbound = listener::outbound(proxy, normalization);
-    access_log::attach(&mut outbound, &access_logs);
+    access_log::attach(&mut outbound, &client_logs);
     insert(
         &mut listeners,
         ResourceType::Listener,
@@ -187,17 +185,23 @@ fn compile_parts(
         if capture {
             captured_inbound.push((port.port, l));
         } else {
-            access_log::attach(&mut l, &access_logs);
+            access_log::attach(&mut l, &server_logs);
             insert(&mut listeners, ResourceType::Listener, &l.name.clone(), &l);
         }
     }
     if capture {
         let strict = peer.mode == policy::security::MtlsMode::Strict;
-        for mut l in [
-            capture::virtual_outbound(&view, normalization),
-            capture::virtual_inbound(captured_inbound, strict),
+        for (mut l, logs) in [
+            (
+                capture::virtual_outbound(&view, normalization),
+                &client_logs,
+            ),
+            (
+                capture::virtual_inbound(captured_inbound, strict),
+                &server_logs,
+            ),
         ] {
-            access_log::attach(&mut l, &access_logs);
+            access_log::attach(&mut l, logs);
             insert(&mut listeners, ResourceType::Listener, &l.name.clone(), &l);
         }
         for c in capture::passthrough_clusters() {

@@ -106,6 +106,14 @@ impl ChangeSet {
         changes.workload_entries(previous, next);
         changes.sidecars(previous, next);
         changes.security(previous, next);
+        // Telemetry goes into the listeners of the workloads it selects;
+        // rare enough to reach everyone.
+        if !Arc::ptr_eq(&previous.telemetry, &next.telemetry)
+            && previous.telemetry != next.telemetry
+        {
+            changes.reasons.insert(PushReason::ConfigUpdate);
+            changes.everyone = true;
+        }
         // Fetched keys go into the JWT filters of the workloads their
         // RequestAuthentications select; rare enough to reach everyone.
         if !Arc::ptr_eq(&previous.jwks, &next.jwks) && previous.jwks != next.jwks {

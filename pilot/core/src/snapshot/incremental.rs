@@ -79,6 +79,7 @@ fn incremental(
                 | Kind::PeerAuthentication
                 | Kind::AuthorizationPolicy
                 | Kind::RequestAuthentication
+                | Kind::Telemetry
         );
         let was = previous.parts.namespaces.contains(&key.namespace);
         if shapes_the_mesh || was != in_use(objects, &key.namespace) {
@@ -165,6 +166,7 @@ fn incremental(
         peer_authentications: p.peer_authentications.clone(),
         authorization_policies: p.authorization_policies.clone(),
         request_authentications: p.request_authentications.clone(),
+        telemetries: p.telemetries.clone(),
         namespaces: p.namespaces.clone(),
         registry_diagnostics: p.registry_diagnostics.clone(),
         services: p.services.clone(),

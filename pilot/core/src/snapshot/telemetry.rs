@@ -1,0 +1,340 @@
+//! Telemetry resources, resolved per workload as Istio resolves their
+//! `accessLogging` (its `mergeLogs`):
+//!
+//! ```text
+//! levels: the root namespace's Telemetry without a selector ─► the namespace's without one
+//!         ─► the namespace's that selects the workload (the first by name at each level)
+//! providers in scope: those of the narrowest level that names any, else defaultProviders
+//! each entry, in order: its providers (or the previous entry's), for its match.mode side:
+//!         disabled ─► dropped · else ─► on, with the filter last set for the provider
+//! ```
+//!
+//! Where no level configures access logging and the mesh config names no
+//! default provider, the mesh config's `accessLogFile` applies, as in Istio.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use policy::diag::{Diagnostic, FieldPath};
+use policy::mesh::MeshConfig;
+use policy::security::selects;
+use policy::telemetry::{AccessLogging, Telemetry, WorkloadMode};
+
+/// Istio's built-in provider: a file log to `/dev/stdout` in the mesh
+/// config's encoding and format, unless `extensionProviders` defines it.
+pub const BUILTIN_ENVOY: &str = "envoy";
+
+#[derive(Debug, Default, PartialEq)]
+pub struct Telemetries {
+    root_namespace: String,
+    /// Sorted by namespace and name.
+    telemetries: Vec<Arc<Telemetry>>,
+}
+
+/// What a workload's side logs to: provider name and the CEL filter (if any).
+pub type AccessLogs = BTreeMap<String, Option<String>>;
+
+impl Telemetries {
+    pub fn build(
+        mesh: &MeshConfig,
+        telemetries: Vec<Arc<Telemetry>>,
+        diagnostics: &mut Vec<Diagnostic>,
+    ) -> Telemetries {
+        let known = |name: &str| {
+            name == BUILTIN_ENVOY || mesh.extension_providers.iter().any(|p| p.name == name)
+        };
+        for t in &telemetries {
+            for (i, entry) in t.spec.access_logging.iter().enumerate() {
+                for (j, provider) in entry.providers.iter().enumerate() {
+                    if !known(provider) {
+                        diagnostics.push(
+                            Diagnostic::warning(
+                                FieldPath::new(format!(
+                                    "spec.accessLogging[{i}].providers[{j}].name"
+                                )),
+                                format!(
+                                    "provider {provider:?} is not in the mesh config's extensionProviders: nothing is logged to it"
+                                ),
+                            )
+                            .on(t_key(t)),
+                        );
+                    }
+                }
+            }
+        }
+        for (i, d) in mesh.default_access_logging.iter().enumerate() {
+            if !known(d) {
+                diagnostics.push(Diagnostic::warning(
+                    FieldPath::new(format!("defaultProviders.accessLogging[{i}]")),
+                    format!("provider {d:?} is not in the mesh config's extensionProviders"),
+                ));
+            }
+        }
+        Telemetries {
+            root_namespace: mesh.root_namespace.clone(),
+            telemetries,
+        }
+    }
+
+    /// The levels that apply to a workload, widest first: only those with
+    /// access logging configured.
+    fn levels<'a>(
+        &'a self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Vec<&'a [AccessLogging]> {
+        let wide_in = |ns: &str| {
+            self.telemetries.iter().find(|t| {
+                t.meta.namespace == ns && t.spec.selector.as_ref().is_none_or(|s| s.is_empty())
+            })
+        };
+        let root = wide_in(&self.root_namespace);
+        let namespace_wide = (namespace != self.root_namespace)
+            .then(|| wide_in(namespace))
+            .flatten();
+        let workload = self.telemetries.iter().find(|t| {
+            t.meta.namespace == namespace
+                && t.spec
+                    .selector
+                    .as_ref()
+                    .is_some_and(|s| !s.is_empty() && selects(s, labels))
+        });
+        [root, namespace_wide, workload]
+            .into_iter()
+            .flatten()
+            .map(|t| t.spec.access_logging.as_slice())
+            .filter(|entries| !entries.is_empty())
+            .collect()
+    }
+
+    /// The providers a workload logs to on `side` (`Client`: outbound,
+    /// `Server`: inbound), with their filters; `None` where neither a
+    /// Telemetry nor `defaultProviders` says anything (the mesh config's
+    /// `accessLogFile` then applies).
+    pub fn access_logs(
+        &self,
+        mesh: &MeshConfig,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+        side: WorkloadMode,
+    ) -> Option<AccessLogs> {
+        let levels = self.levels(namespace, labels);
+        let defaults = &mesh.default_access_logging;
+        if levels.is_empty() {
+            if defaults.is_empty() {
+                return None;
+            }
+            return Some(defaults.iter().map(|d| (d.clone(), None)).collect());
+        }
+        let mut in_scope: Vec<String> = defaults.clone();
+        let mut filters: BTreeMap<&str, Option<&str>> = BTreeMap::new();
+        for level in &levels {
+            let mut named = Vec::new();
+            for entry in level.iter() {
+                for p in &entry.providers {
+                    named.push(p.clone());
+                    filters.insert(p, entry.filter.as_deref());
+                }
+            }
+            if !named.is_empty() {
+                in_scope = named;
+            }
+        }
+        let mut parent: Vec<String> = defaults.clone();
+        let mut out = AccessLogs::new();
+        for level in &levels {
+            for entry in level.iter() {
+                let names = if entry.providers.is_empty() {
+                    parent.clone()
+                } else {
+                    entry.providers.clone()
+                };
+                parent = names.clone();
+                for provider in names {
+                    if !in_scope.contains(&provider) || !entry.mode.covers(side) {
+                        continue;
+                    }
+                    if entry.disabled == Some(true) {
+                        out.remove(&provider);
+                        continue;
+                    }
+                    let filter = filters.get(provider.as_str()).copied().flatten();
+                    out.insert(provider, filter.map(str::to_string));
+                }
+            }
+        }
+        Some(out)
+    }
+}
+
+fn t_key(t: &Telemetry) -> policy::ObjectKey {
+    policy::ObjectKey {
+        kind: policy::Kind::Telemetry,
+        namespace: t.meta.namespace.clone(),
+        name: t.meta.name.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mesh(defaults: &[&str]) -> MeshConfig {
+        let mut text = String::from(
+            "extensionProviders:\n- {name: a, envoyFileAccessLog: {}}\n- {name: b, envoyFileAccessLog: {}}\n",
+        );
+        if !defaults.is_empty() {
+            text.push_str(&format!(
+                "defaultProviders: {{accessLogging: [{}]}}\n",
+                defaults.join(", ")
+            ));
+        }
+        policy::mesh::parse_mesh_config("mesh.yaml", &text).unwrap()
+    }
+
+    fn telemetries(yaml: &str, mesh: &MeshConfig) -> (Telemetries, Vec<Diagnostic>) {
+        let list: Vec<Arc<Telemetry>> = policy::parse_documents("t.yaml", yaml)
+            .into_iter()
+            .filter_map(|d| match d {
+                policy::ParsedDocument::Object { object, .. } => match object {
+                    policy::Object::Telemetry(t) => Some(Arc::new(t)),
+                    _ => None,
+                },
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let mut diagnostics = Vec::new();
+        (
+            Telemetries::build(mesh, list, &mut diagnostics),
+            diagnostics,
+        )
+    }
+
+    fn logs(
+        t: &Telemetries,
+        mesh: &MeshConfig,
+        ns: &str,
+        app: &str,
+        side: WorkloadMode,
+    ) -> Option<Vec<String>> {
+        let labels = [("app".to_string(), app.to_string())].into_iter().collect();
+        t.access_logs(mesh, ns, &labels, side).map(|m| {
+            m.into_iter()
+                .map(|(p, f)| match f {
+                    Some(f) => format!("{p} if {f}"),
+                    None => p,
+                })
+                .collect()
+        })
+    }
+
+    const LEVELS: &str = r#"apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: mesh-default, namespace: istio-system}
+spec:
+  accessLogging: [{providers: [{name: a}]}]
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: shop, namespace: shop}
+spec:
+  accessLogging:
+  - filter: {expression: "response.code >= 400"}
+---
+apiVersion: telemetry.istio.io/v1alpha1
+kind: Telemetry
+metadata: {name: quiet-db, namespace: shop}
+spec:
+  selector: {matchLabels: {app: db}}
+  accessLogging:
+  - {match: {mode: SERVER}, disabled: true}
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: to-b, namespace: books}
+spec:
+  accessLogging: [{providers: [{name: b}], match: {mode: CLIENT}}]
+"#;
+
+    #[test]
+    fn levels_merge_as_istio_merges_them() {
+        let mesh = mesh(&[]);
+        let (t, diagnostics) = telemetries(LEVELS, &mesh);
+        assert_eq!(diagnostics, []);
+        use WorkloadMode::{Client, Server};
+        // Mesh-wide: provider a everywhere.
+        assert_eq!(
+            logs(&t, &mesh, "other", "x", Client),
+            Some(vec!["a".to_string()])
+        );
+        // The namespace's entry names no provider: it inherits a; its filter
+        // stays its own (Istio keeps a filter with the entry that names the
+        // provider).
+        assert_eq!(
+            logs(&t, &mesh, "shop", "web", Server),
+            Some(vec!["a".to_string()])
+        );
+        // The workload's entry turns the server side off, the client side stays.
+        assert_eq!(logs(&t, &mesh, "shop", "db", Server), Some(vec![]));
+        assert_eq!(
+            logs(&t, &mesh, "shop", "db", Client),
+            Some(vec!["a".to_string()])
+        );
+        // A namespace that names b for its clients: b only, and only there.
+        assert_eq!(
+            logs(&t, &mesh, "books", "x", Client),
+            Some(vec!["b".to_string()])
+        );
+        assert_eq!(logs(&t, &mesh, "books", "x", Server), Some(vec![]));
+    }
+
+    #[test]
+    fn defaults_apply_without_a_telemetry_and_unknown_providers_are_warned() {
+        let mesh_with = mesh(&["b"]);
+        let (none, _) = telemetries("", &mesh_with);
+        assert_eq!(
+            logs(&none, &mesh_with, "shop", "web", WorkloadMode::Server),
+            Some(vec!["b".to_string()])
+        );
+        let plain = mesh(&[]);
+        let (none, _) = telemetries("", &plain);
+        assert_eq!(
+            logs(&none, &plain, "shop", "web", WorkloadMode::Server),
+            None
+        );
+        let filtered = r#"apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: errors, namespace: shop}
+spec:
+  accessLogging: [{providers: [{name: b}, {name: nowhere}], filter: {expression: "response.code >= 500"}}]
+"#;
+        let (t, diagnostics) = telemetries(filtered, &plain);
+        assert_eq!(
+            logs(&t, &plain, "shop", "web", WorkloadMode::Client),
+            Some(vec![
+                "b if response.code >= 500".to_string(),
+                "nowhere if response.code >= 500".to_string()
+            ])
+        );
+        assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");
+        assert_eq!(
+            diagnostics[0].path.as_str(),
+            "spec.accessLogging[0].providers[1].name"
+        );
+    }
+
+    #[test]
+    fn a_telemetry_change_is_not_a_route_only_change() {
+        let mesh = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{name: http, port: 80}]\n";
+        let with = format!(
+            "{mesh}---\napiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {{name: t, namespace: istio-system}}\nspec:\n  accessLogging: [{{providers: [{{name: envoy}}]}}]\n"
+        );
+        let before = crate::testing::snapshot_of(1, mesh);
+        let after = crate::testing::snapshot_of(2, &with);
+        assert!(
+            !before.same_apart_from_routes(&after),
+            "listeners carry the access logs"
+        );
+        assert!(before.same_apart_from_routes(&crate::testing::snapshot_of(3, mesh)));
+    }
+}
