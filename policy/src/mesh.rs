@@ -64,6 +64,8 @@ pub struct MeshConfig {
     /// `defaultProviders.accessLogging`: the providers a workload logs to
     /// where no Telemetry names any.
     pub default_access_logging: Vec<String>,
+    /// `defaultProviders.tracing`: the tracer where no Telemetry names one.
+    pub default_tracing: Vec<String>,
 }
 
 /// One of `extensionProviders`.
@@ -81,6 +83,22 @@ pub enum ProviderKind {
         path: String,
         format: AccessLogFormat,
     },
+    /// `zipkin`: spans to a Zipkin collector (B3 propagation).
+    Zipkin(Collector),
+    /// `opentelemetry`: spans over OTLP/gRPC (W3C trace context).
+    OpenTelemetry(Collector),
+}
+
+/// Where a tracer sends spans: a service of the mesh (`NAMESPACE/HOST` or
+/// `HOST`) and port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Collector {
+    pub service: String,
+    pub port: u16,
+    /// `maxTagLength`: the longest path tag (Envoy's default 256).
+    pub max_tag_length: Option<u32>,
+    /// Zipkin's `path` (default `/api/v2/spans`).
+    pub path: String,
 }
 
 impl Default for MeshConfig {
@@ -93,6 +111,7 @@ impl Default for MeshConfig {
             access_log_format: AccessLogFormat::Text(None),
             extension_providers: Vec::new(),
             default_access_logging: Vec::new(),
+            default_tracing: Vec::new(),
         }
     }
 }
@@ -180,17 +199,15 @@ pub(crate) const MESH_CONFIG: Shape = Shape {
 
 pub(crate) const EXTENSION_PROVIDER: Shape = Shape {
     name: "MeshConfig.extensionProviders[]",
-    known: &["name", "envoyFileAccessLog"],
+    known: &["name", "envoyFileAccessLog", "zipkin", "opentelemetry"],
     unsupported: &[
         "envoyExtAuthzHttp",
         "envoyExtAuthzGrpc",
-        "zipkin",
         "lightstep",
         "datadog",
         "stackdriver",
         "opencensus",
         "skywalking",
-        "opentelemetry",
         "prometheus",
         "envoyHttpAls",
         "envoyTcpAls",
@@ -217,10 +234,37 @@ pub(crate) const LOG_FORMAT: Shape = Shape {
     proto_names: true,
 };
 
+pub(crate) const ZIPKIN: Shape = Shape {
+    name: "MeshConfig.extensionProviders[].zipkin",
+    known: &["service", "port", "maxTagLength", "path"],
+    unsupported: &[
+        "enable64bitTraceId",
+        "traceContextOption",
+        "timeout",
+        "headers",
+    ],
+    ignored: &[],
+    proto_names: true,
+};
+
+pub(crate) const OPENTELEMETRY: Shape = Shape {
+    name: "MeshConfig.extensionProviders[].opentelemetry",
+    known: &["service", "port", "maxTagLength"],
+    unsupported: &[
+        "http",
+        "resourceDetectors",
+        "dynatraceSampler",
+        "timeout",
+        "headers",
+    ],
+    ignored: &[],
+    proto_names: true,
+};
+
 pub(crate) const DEFAULT_PROVIDERS: Shape = Shape {
     name: "MeshConfig.defaultProviders",
-    known: &["accessLogging"],
-    unsupported: &["tracing", "metrics"],
+    known: &["accessLogging", "tracing"],
+    unsupported: &["metrics"],
     ignored: &[],
     proto_names: true,
 };
@@ -336,8 +380,60 @@ fn decode(value: &Value) -> Result<MeshConfig, Vec<Diagnostic>> {
         if let Some((path, v)) = defaults.get("accessLogging") {
             config.default_access_logging = crate::decode::string_list(v, &path).map_err(one)?;
         }
+        if let Some((path, v)) = defaults.get("tracing") {
+            config.default_tracing = crate::decode::string_list(v, &path).map_err(one)?;
+        }
     }
     Ok(config)
+}
+
+/// A tracer's collector: `service` and `port` are required.
+fn collector(
+    value: &Value,
+    path: &FieldPath,
+    shape: ShapeId,
+    zipkin: bool,
+) -> Result<Collector, Vec<Diagnostic>> {
+    let one = |e: crate::decode::DecodeError| vec![e.into_diagnostic()];
+    let fields = Fields::new(value, path, shape).map_err(one)?;
+    let service = match fields.get("service") {
+        Some((p, v)) => string(v, &p).map_err(one)?,
+        None => String::new(),
+    };
+    if service.is_empty() {
+        return Err(vec![Diagnostic::error(
+            path.field("service"),
+            "the collector's service is required".to_string(),
+        )]);
+    }
+    let port = match fields.get("port") {
+        Some((p, v)) => crate::decode::port(v, &p).map_err(one)?,
+        None => {
+            return Err(vec![Diagnostic::error(
+                path.field("port"),
+                "the collector's port is required".to_string(),
+            )]);
+        }
+    };
+    let max_tag_length = match fields.get("maxTagLength") {
+        Some((p, v)) => Some(crate::decode::uint32(v, &p).map_err(one)?).filter(|n| *n > 0),
+        None => None,
+    };
+    let path_field = if zipkin { fields.get("path") } else { None };
+    let collector_path = match path_field {
+        Some((p, v)) => string(v, &p).map_err(one)?,
+        None => String::new(),
+    };
+    Ok(Collector {
+        service,
+        port,
+        max_tag_length,
+        path: if collector_path.is_empty() {
+            "/api/v2/spans".to_string()
+        } else {
+            collector_path
+        },
+    })
 }
 
 /// One of `extensionProviders`: its name and what it is.
@@ -357,11 +453,38 @@ fn extension_provider(
             "an extension provider needs a name".to_string(),
         )]);
     }
+    let kinds: Vec<&str> = ["envoyFileAccessLog", "zipkin", "opentelemetry"]
+        .into_iter()
+        .filter(|k| fields.get(k).is_some())
+        .collect();
+    if kinds.len() > 1 {
+        return Err(vec![Diagnostic::error(
+            path.clone(),
+            format!(
+                "provider {name:?} is one kind of provider; it names {}",
+                kinds.join(" and ")
+            ),
+        )]);
+    }
+    for (field, shape) in [
+        ("zipkin", ShapeId::Zipkin),
+        ("opentelemetry", ShapeId::OpenTelemetry),
+    ] {
+        if let Some((path, v)) = fields.get(field) {
+            let collector = collector(v, &path, shape, field == "zipkin")?;
+            let kind = if field == "zipkin" {
+                ProviderKind::Zipkin(collector)
+            } else {
+                ProviderKind::OpenTelemetry(collector)
+            };
+            return Ok(ExtensionProvider { name, kind });
+        }
+    }
     let Some((path, v)) = fields.get("envoyFileAccessLog") else {
         return Err(vec![Diagnostic::error(
             path.clone(),
             format!(
-                "provider {name:?} names no provider type Bowline supports (envoyFileAccessLog)"
+                "provider {name:?} names no provider type Bowline supports (envoyFileAccessLog, zipkin, opentelemetry)"
             ),
         )]);
     };
@@ -709,8 +832,8 @@ defaultProviders: {accessLogging: [json]}
         assert_eq!(labels["code"], "%RESPONSE_CODE%");
         assert_eq!(config.default_access_logging, ["json"]);
         assert_eq!(
-            errors("extensionProviders:\n- name: z\n  zipkin: {service: z, port: 9411}\n"),
-            ["mesh.yaml: extensionProviders[0].zipkin: field is not supported yet"]
+            errors("extensionProviders:\n- name: d\n  datadog: {service: d, port: 8126}\n"),
+            ["mesh.yaml: extensionProviders[0].datadog: field is not supported yet"]
         );
         assert_eq!(
             errors("extensionProviders:\n- envoyFileAccessLog: {}\n"),
@@ -723,8 +846,51 @@ defaultProviders: {accessLogging: [json]}
             ["mesh.yaml: extensionProviders: provider \"a\" is defined twice"]
         );
         assert_eq!(
-            errors("defaultProviders: {tracing: [zipkin]}\n"),
-            ["mesh.yaml: defaultProviders.tracing: field is not supported yet"]
+            errors("defaultProviders: {metrics: [prometheus]}\n"),
+            ["mesh.yaml: defaultProviders.metrics: field is not supported yet"]
+        );
+    }
+
+    #[test]
+    fn reads_tracing_providers() {
+        let config = parse_mesh_config(
+            "mesh.yaml",
+            "extensionProviders:\n- {name: zipkin, zipkin: {service: zipkin.istio-system.svc.cluster.local, port: 9411, maxTagLength: 100}}\n- {name: otel, opentelemetry: {service: observability/otel-collector, port: 4317}}\ndefaultProviders: {tracing: [zipkin]}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.extension_providers[0].kind,
+            ProviderKind::Zipkin(Collector {
+                service: "zipkin.istio-system.svc.cluster.local".to_string(),
+                port: 9411,
+                max_tag_length: Some(100),
+                path: "/api/v2/spans".to_string(),
+            })
+        );
+        assert!(matches!(
+            &config.extension_providers[1].kind,
+            ProviderKind::OpenTelemetry(c) if c.port == 4317 && c.service == "observability/otel-collector"
+        ));
+        assert_eq!(config.default_tracing, ["zipkin"]);
+        assert_eq!(
+            errors(
+                "extensionProviders:\n- {name: both, envoyFileAccessLog: {}, zipkin: {service: z, port: 1}}\n"
+            ),
+            [
+                "mesh.yaml: extensionProviders[0]: provider \"both\" is one kind of provider; it names envoyFileAccessLog and zipkin"
+            ]
+        );
+        assert_eq!(
+            errors("extensionProviders:\n- {name: z, zipkin: {port: 9411}}\n"),
+            [
+                "mesh.yaml: extensionProviders[0].zipkin.service: the collector's service is required"
+            ]
+        );
+        assert_eq!(
+            errors(
+                "extensionProviders:\n- {name: o, opentelemetry: {service: o, port: 4317, http: {path: /v1/traces}}}\n"
+            ),
+            ["mesh.yaml: extensionProviders[0].opentelemetry.http: field is not supported yet"]
         );
     }
 

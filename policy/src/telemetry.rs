@@ -1,6 +1,6 @@
 //! `telemetry.istio.io` (`v1`, `v1alpha1`): Telemetry, the subset Bowline
-//! honours: who it applies to (`selector`) and its `accessLogging`.
-//! `tracing`, `metrics` and `targetRef(s)` are not supported yet.
+//! honours: who it applies to (`selector`), its `accessLogging` and its
+//! `tracing`. `metrics` and `targetRef(s)` are not supported yet.
 
 use crate::meta::ObjectMeta;
 use crate::security::MatchLabels;
@@ -16,6 +16,36 @@ pub struct TelemetrySpec {
     /// `None`: the whole namespace (or, in the root namespace, the mesh).
     pub selector: Option<MatchLabels>,
     pub access_logging: Vec<AccessLogging>,
+    pub tracing: Vec<Tracing>,
+}
+
+/// One `tracing` entry.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Tracing {
+    /// Provider names (Istio uses the first); empty: the parent's.
+    pub providers: Vec<String>,
+    pub mode: WorkloadMode,
+    /// `randomSamplingPercentage`, 0 to 100.
+    pub random_sampling_percentage: Option<f64>,
+    pub disable_span_reporting: Option<bool>,
+    /// `customTags`, by tag name.
+    pub custom_tags: std::collections::BTreeMap<String, CustomTag>,
+}
+
+/// A `customTags` value: what a span's tag is set to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CustomTag {
+    Literal(String),
+    /// An environment variable of the proxy, else `default`.
+    Environment {
+        name: String,
+        default: String,
+    },
+    /// A request header, else `default`.
+    Header {
+        name: String,
+        default: String,
+    },
 }
 
 /// One `accessLogging` entry.

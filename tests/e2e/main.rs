@@ -35,6 +35,7 @@ mod resilience;
 mod resilience_api;
 mod rotation;
 mod sidecar_scope;
+mod tracing;
 mod traffic;
 mod traffic_api;
 mod xds_modes;

@@ -293,6 +293,7 @@ metadata: {name: reviews}
 spec:
   selector: {matchLabels: {app: reviews}}
   accessLogging: [{providers: [{name: walk}]}]
+  tracing: [{providers: [{name: tracer}], randomSamplingPercentage: 10}]
 "#;
 
 /// Fields that are being made to work on other branches; each must leave
@@ -339,7 +340,12 @@ const MESH_CONFIG: &str = "MeshConfig";
 /// The mesh config every sample starts from: an access log on, so that its
 /// encoding and format change what is sent (without a file they do nothing,
 /// as in Istio).
-const BASE_MESH: &str = "accessLogFile: /dev/stdout\nextensionProviders: [{name: walk, envoyFileAccessLog: {path: /tmp/walk.log}}]\n";
+const BASE_MESH: &str = "accessLogFile: /dev/stdout\n\
+extensionProviders:\n\
+- {name: walk, envoyFileAccessLog: {path: /tmp/walk.log}}\n\
+- {name: tracer, zipkin: {service: ratings.default.svc.cluster.local, port: 9080}}\n\
+- {name: otel, opentelemetry: {service: default/ratings.default.svc.cluster.local, port: 9080}}\n\
+defaultProviders: {tracing: [otel]}\n";
 
 /// One field set to one value in one document of [`BASE`].
 #[derive(Clone, Debug)]
@@ -894,6 +900,70 @@ fn samples() -> Vec<Sample> {
             "{code: '%RESPONSE_CODE%'}",
         ),
         set("MeshConfig.defaultProviders", "{accessLogging: [walk]}"),
+        // Tracing: the reviews workloads trace with `tracer` (Zipkin) at 10%,
+        // the others with `otel`, the default.
+        set("Telemetry.spec.tracing", "[{providers: [{name: otel}]}]"),
+        set("Telemetry.spec.tracing[].providers", "[{name: otel}]"),
+        set("Telemetry.spec.tracing[].providers[].name", "otel"),
+        set("Telemetry.spec.tracing[].match", "{mode: SERVER}"),
+        set("Telemetry.spec.tracing[].match.mode", "CLIENT"),
+        set("Telemetry.spec.tracing[].randomSamplingPercentage", "50"),
+        set("Telemetry.spec.tracing[].disableSpanReporting", "true"),
+        set(
+            "Telemetry.spec.tracing[].customTags",
+            "{team: {literal: {value: books}}}",
+        ),
+        set("Telemetry.spec.tracing[].customTags.tag.literal", "{value: books}"),
+        set("Telemetry.spec.tracing[].customTags.tag.literal.value", "books"),
+        set(
+            "Telemetry.spec.tracing[].customTags.tag.environment",
+            "{name: POD_NAME}",
+        ),
+        set("Telemetry.spec.tracing[].customTags.tag.environment.name", "POD_NAME"),
+        set(
+            "Telemetry.spec.tracing[].customTags.tag.environment.defaultValue",
+            "unknown",
+        )
+        .diagnoses_at("spec.tracing[0].customTags[tag].environment.name"),
+        set("Telemetry.spec.tracing[].customTags.tag.header", "{name: x-user}"),
+        set("Telemetry.spec.tracing[].customTags.tag.header.name", "x-user"),
+        set(
+            "Telemetry.spec.tracing[].customTags.tag.header.defaultValue",
+            "nobody",
+        )
+        .diagnoses_at("spec.tracing[0].customTags[tag].header.name"),
+        set(
+            "MeshConfig.extensionProviders[].zipkin",
+            "{service: productpage.default.svc.cluster.local, port: 9080}",
+        )
+        .at("extensionProviders[1].zipkin"),
+        set(
+            "MeshConfig.extensionProviders[].zipkin.service",
+            "productpage.default.svc.cluster.local",
+        )
+        .at("extensionProviders[1].zipkin.service"),
+        set("MeshConfig.extensionProviders[].zipkin.port", "9090")
+            .at("extensionProviders[1].zipkin.port"),
+        set("MeshConfig.extensionProviders[].zipkin.maxTagLength", "64")
+            .at("extensionProviders[1].zipkin.maxTagLength"),
+        set("MeshConfig.extensionProviders[].zipkin.path", "/spans")
+            .at("extensionProviders[1].zipkin.path"),
+        set(
+            "MeshConfig.extensionProviders[].opentelemetry",
+            "{service: productpage.default.svc.cluster.local, port: 9080}",
+        )
+        .at("extensionProviders[1].opentelemetry")
+        .unset(&["zipkin"]),
+        set(
+            "MeshConfig.extensionProviders[].opentelemetry.service",
+            "productpage.default.svc.cluster.local",
+        )
+        .at("extensionProviders[2].opentelemetry.service"),
+        set("MeshConfig.extensionProviders[].opentelemetry.port", "9090")
+            .at("extensionProviders[2].opentelemetry.port"),
+        set("MeshConfig.extensionProviders[].opentelemetry.maxTagLength", "64")
+            .at("extensionProviders[2].opentelemetry.maxTagLength"),
+        set("MeshConfig.defaultProviders.tracing", "[tracer]"),
         set("MeshConfig.defaultProviders.accessLogging", "[walk]"),
         set("MeshConfig.accessLogEncoding", "JSON"),
         set("MeshConfig.accessLogFormat", "'%RESPONSE_CODE% %UPSTREAM_HOST%'"),

@@ -99,12 +99,21 @@ registry! {
     TelemetryProvider => super::telemetry::PROVIDER,
     TelemetryMatch => super::telemetry::MATCH,
     TelemetryFilter => super::telemetry::FILTER,
+    TelemetryTracing => super::telemetry::TRACING,
+    TelemetryTracingProvider => super::telemetry::TRACING_PROVIDER,
+    TelemetryTracingMatch => super::telemetry::TRACING_MATCH,
+    TelemetryCustomTag => super::telemetry::CUSTOM_TAG,
+    TelemetryTagLiteral => super::telemetry::TAG_LITERAL,
+    TelemetryTagEnvironment => super::telemetry::TAG_ENVIRONMENT,
+    TelemetryTagHeader => super::telemetry::TAG_HEADER,
     MeshConfig => crate::mesh::MESH_CONFIG,
     PathNormalization => crate::mesh::PATH_NORMALIZATION,
     ExtensionProvider => crate::mesh::EXTENSION_PROVIDER,
     FileAccessLogProvider => crate::mesh::FILE_ACCESS_LOG_PROVIDER,
     LogFormat => crate::mesh::LOG_FORMAT,
     DefaultProviders => crate::mesh::DEFAULT_PROVIDERS,
+    Zipkin => crate::mesh::ZIPKIN,
+    OpenTelemetry => crate::mesh::OPENTELEMETRY,
 }
 
 #[cfg(test)]

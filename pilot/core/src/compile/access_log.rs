@@ -14,7 +14,16 @@
 use envoy_types::pb::envoy::config::accesslog::v3::{
     AccessLog, AccessLogFilter, ExtensionFilter, access_log, access_log_filter, extension_filter,
 };
+use envoy_types::pb::envoy::config::core::v3::{GrpcService, grpc_service};
+use envoy_types::pb::envoy::config::trace::v3::tracing::{Http, http};
+use envoy_types::pb::envoy::config::trace::v3::{
+    OpenTelemetryConfig, ZipkinConfig, zipkin_config::CollectorEndpointVersion,
+};
 use envoy_types::pb::envoy::extensions::access_loggers::filters::cel::v3::ExpressionFilter;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::Tracing;
+use envoy_types::pb::envoy::r#type::tracing::v3::CustomTag as EnvoyCustomTag;
+use envoy_types::pb::envoy::r#type::v3::Percent;
+use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 use policy::mesh::ProviderKind;
 use policy::telemetry::WorkloadMode;
 
@@ -227,6 +236,8 @@ pub(crate) fn for_side(
                         path: path.clone(),
                         format: format.clone(),
                     },
+                    // A tracer logs nothing (the build warned of it).
+                    ProviderKind::Zipkin(_) | ProviderKind::OpenTelemetry(_) => return None,
                 },
                 None if name == BUILTIN_ENVOY => MeshAccessLog {
                     path: "/dev/stdout".to_string(),
@@ -261,8 +272,8 @@ fn cel(expression: &str) -> AccessLogFilter {
 }
 
 /// `logs` on every HTTP connection manager and TCP proxy of `listener`.
-pub(crate) fn attach(listener: &mut Listener, logs: &[AccessLog]) {
-    if logs.is_empty() {
+pub(crate) fn attach(listener: &mut Listener, logs: &[AccessLog], tracing: Option<&Tracing>) {
+    if logs.is_empty() && tracing.is_none() {
         return;
     }
     for chain in listener
@@ -270,11 +281,134 @@ pub(crate) fn attach(listener: &mut Listener, logs: &[AccessLog]) {
         .iter_mut()
         .chain(listener.default_filter_chain.iter_mut())
     {
-        attach_to_chain(chain, logs);
+        attach_to_chain(chain, logs, tracing);
     }
 }
 
-fn attach_to_chain(chain: &mut FilterChain, logs: &[AccessLog]) {
+/// How a proxy's `side` traces (its Telemetry, else `defaultProviders.tracing`),
+/// as Envoy's HTTP connection manager takes it: the tracer with its
+/// collector cluster (`outbound|PORT||HOST`, as Istio names it), the
+/// sampling, the path tag's length and the custom tags. `None` where
+/// nothing traces, or the provider or its service is unknown (the build
+/// warned of a provider; a service it cannot find is left out as Istio
+/// leaves it). With span reporting disabled, sampling and tags stay and
+/// no tracer is set.
+pub(crate) fn tracing_for_side(
+    snapshot: &crate::snapshot::Snapshot,
+    proxy: &crate::proxy::Proxy,
+    side: WorkloadMode,
+) -> Option<Tracing> {
+    let mesh = &snapshot.mesh;
+    let spec = snapshot.telemetry.tracing(
+        mesh,
+        &proxy.metadata.namespace,
+        &proxy.metadata.labels,
+        side,
+    )?;
+    let provider = mesh
+        .extension_providers
+        .iter()
+        .find(|p| p.name == spec.provider)?;
+    let (collector, zipkin) = match &provider.kind {
+        ProviderKind::Zipkin(c) => (c, true),
+        ProviderKind::OpenTelemetry(c) => (c, false),
+        ProviderKind::EnvoyFileAccessLog { .. } => return None,
+    };
+    let host = collector_host(snapshot, &collector.service)?;
+    let cluster = super::names::outbound_cluster(collector.port, None, &host);
+    let tracer = if zipkin {
+        Http {
+            name: "envoy.tracers.zipkin".to_string(),
+            config_type: Some(http::ConfigType::TypedConfig(proto::any(ZipkinConfig {
+                collector_cluster: cluster,
+                collector_endpoint: collector.path.clone(),
+                trace_id_128bit: true,
+                shared_span_context: Some(BoolValue { value: false }),
+                collector_endpoint_version: CollectorEndpointVersion::HttpJson as i32,
+                collector_hostname: host.clone(),
+                ..Default::default()
+            }))),
+        }
+    } else {
+        let labels = &proxy.metadata.labels;
+        let service = labels
+            .get("service.istio.io/canonical-name")
+            .or_else(|| labels.get("app"))
+            .cloned()
+            .unwrap_or_else(|| proxy.metadata.workload.clone());
+        Http {
+            name: "envoy.tracers.opentelemetry".to_string(),
+            config_type: Some(http::ConfigType::TypedConfig(proto::any(
+                OpenTelemetryConfig {
+                    grpc_service: Some(GrpcService {
+                        target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(
+                            grpc_service::EnvoyGrpc {
+                                cluster_name: cluster,
+                                authority: host.clone(),
+                                ..Default::default()
+                            },
+                        )),
+                        ..Default::default()
+                    }),
+                    service_name: format!("{service}.{}", proxy.metadata.namespace),
+                    ..Default::default()
+                },
+            ))),
+        }
+    };
+    Some(Tracing {
+        random_sampling: Some(Percent {
+            value: spec.random_sampling_percentage,
+        }),
+        max_path_tag_length: collector.max_tag_length.map(|value| UInt32Value { value }),
+        custom_tags: spec
+            .custom_tags
+            .iter()
+            .map(|(name, tag)| custom_tag(name, tag))
+            .collect(),
+        provider: (!spec.disable_span_reporting).then_some(tracer),
+        ..Default::default()
+    })
+}
+
+/// The service a collector names: `NAMESPACE/HOST` or `HOST`, a host of the
+/// registry (short names resolved in the namespace given).
+fn collector_host(snapshot: &crate::snapshot::Snapshot, service: &str) -> Option<String> {
+    let (namespace, host) = match service.split_once('/') {
+        Some((ns, host)) => (ns, host),
+        None => ("default", service),
+    };
+    let host = crate::hosts::resolve(&snapshot.registry, host, namespace);
+    snapshot
+        .registry
+        .services
+        .contains_key(&host)
+        .then_some(host)
+}
+
+fn custom_tag(name: &str, tag: &policy::telemetry::CustomTag) -> EnvoyCustomTag {
+    use envoy_types::pb::envoy::r#type::tracing::v3::custom_tag::{self, Type};
+    use policy::telemetry::CustomTag as Tag;
+    let r#type = match tag {
+        Tag::Literal(value) => Type::Literal(custom_tag::Literal {
+            value: value.clone(),
+        }),
+        Tag::Environment { name, default } => Type::Environment(custom_tag::Environment {
+            name: name.clone(),
+            default_value: default.clone(),
+        }),
+        Tag::Header { name, default } => Type::RequestHeader(custom_tag::Header {
+            name: name.clone(),
+            default_value: default.clone(),
+        }),
+    };
+    EnvoyCustomTag {
+        tag: name.to_string(),
+        r#type: Some(r#type),
+    }
+}
+
+fn attach_to_chain(chain: &mut FilterChain, logs: &[AccessLog], tracing: Option<&Tracing>) {
     for f in &mut chain.filters {
         let Some(filter::ConfigType::TypedConfig(any)) = &mut f.config_type else {
             continue;
@@ -282,9 +416,13 @@ fn attach_to_chain(chain: &mut FilterChain, logs: &[AccessLog]) {
         if f.name == HCM {
             if let Ok(mut hcm) = HttpConnectionManager::decode(any.value.as_slice()) {
                 hcm.access_log.extend(logs.iter().cloned());
+                if let Some(tracing) = tracing {
+                    hcm.tracing = Some(tracing.clone());
+                }
                 *any = proto::any(hcm);
             }
         } else if f.name == TCP_PROXY
+            && !logs.is_empty()
             && let Ok(mut tcp) = TcpProxy::decode(any.value.as_slice())
         {
             tcp.access_log.extend(logs.iter().cloned());

@@ -129,8 +129,12 @@ fn compile_parts(
         access_log::for_side(snapshot, proxy, policy::telemetry::WorkloadMode::Client);
     let server_logs =
         access_log::for_side(snapshot, proxy, policy::telemetry::WorkloadMode::Server);
+    let client_tracing =
+        access_log::tracing_for_side(snapshot, proxy, policy::telemetry::WorkloadMode::Client);
+    let server_tracing =
+        access_log::tracing_for_side(snapshot, proxy, policy::telemetry::WorkloadMode::Server);
     let mut outbound = listener::outbound(proxy, normalization);
-    access_log::attach(&mut outbound, &client_logs);
+    access_log::attach(&mut outbound, &client_logs, client_tracing.as_ref());
     insert(
         &mut listeners,
         ResourceType::Listener,
@@ -185,23 +189,25 @@ fn compile_parts(
         if capture {
             captured_inbound.push((port.port, l));
         } else {
-            access_log::attach(&mut l, &server_logs);
+            access_log::attach(&mut l, &server_logs, server_tracing.as_ref());
             insert(&mut listeners, ResourceType::Listener, &l.name.clone(), &l);
         }
     }
     if capture {
         let strict = peer.mode == policy::security::MtlsMode::Strict;
-        for (mut l, logs) in [
+        for (mut l, logs, tracing) in [
             (
                 capture::virtual_outbound(&view, normalization),
                 &client_logs,
+                client_tracing.as_ref(),
             ),
             (
                 capture::virtual_inbound(captured_inbound, strict),
                 &server_logs,
+                server_tracing.as_ref(),
             ),
         ] {
-            access_log::attach(&mut l, logs);
+            access_log::attach(&mut l, logs, tracing);
             insert(&mut listeners, ResourceType::Listener, &l.name.clone(), &l);
         }
         for c in capture::passthrough_clusters() {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use policy::diag::{Diagnostic, FieldPath};
 use policy::mesh::MeshConfig;
 use policy::security::selects;
-use policy::telemetry::{AccessLogging, Telemetry, WorkloadMode};
+use policy::telemetry::{AccessLogging, CustomTag, Telemetry, Tracing, WorkloadMode};
 
 /// Istio's built-in provider: a file log to `/dev/stdout` in the mesh
 /// config's encoding and format, unless `extensionProviders` defines it.
@@ -33,6 +33,21 @@ pub struct Telemetries {
 
 /// What a workload's side logs to: provider name and the CEL filter (if any).
 pub type AccessLogs = BTreeMap<String, Option<String>>;
+
+/// Istio's default sampling when nothing sets `randomSamplingPercentage`
+/// (the proxy config's `tracing.sampling`, 1%).
+pub const DEFAULT_SAMPLING: f64 = 1.0;
+
+/// How one side of a workload traces.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TracingSpec {
+    /// The tracer (a provider of the mesh config's).
+    pub provider: String,
+    pub random_sampling_percentage: f64,
+    /// Spans are sampled and propagated but not sent.
+    pub disable_span_reporting: bool,
+    pub custom_tags: BTreeMap<String, CustomTag>,
+}
 
 impl Telemetries {
     pub fn build(
@@ -62,6 +77,31 @@ impl Telemetries {
                 }
             }
         }
+        for t in &telemetries {
+            for (i, entry) in t.spec.tracing.iter().enumerate() {
+                for (j, provider) in entry.providers.iter().enumerate() {
+                    let tracer = mesh.extension_providers.iter().any(|p| {
+                        p.name == *provider
+                            && matches!(
+                                p.kind,
+                                policy::mesh::ProviderKind::Zipkin(_)
+                                    | policy::mesh::ProviderKind::OpenTelemetry(_)
+                            )
+                    });
+                    if !tracer {
+                        diagnostics.push(
+                            Diagnostic::warning(
+                                FieldPath::new(format!("spec.tracing[{i}].providers[{j}].name")),
+                                format!(
+                                    "provider {provider:?} is no tracer of the mesh config's extensionProviders (zipkin, opentelemetry): nothing is traced with it"
+                                ),
+                            )
+                            .on(t_key(t)),
+                        );
+                    }
+                }
+            }
+        }
         for (i, d) in mesh.default_access_logging.iter().enumerate() {
             if !known(d) {
                 diagnostics.push(Diagnostic::warning(
@@ -76,13 +116,14 @@ impl Telemetries {
         }
     }
 
-    /// The levels that apply to a workload, widest first: only those with
-    /// access logging configured.
-    fn levels<'a>(
+    /// The Telemetry resources that apply to a workload, widest first: the
+    /// root namespace's without a selector, the namespace's without one,
+    /// and the namespace's that selects it (the first by name of each).
+    fn applying<'a>(
         &'a self,
         namespace: &str,
         labels: &BTreeMap<String, String>,
-    ) -> Vec<&'a [AccessLogging]> {
+    ) -> Vec<&'a Telemetry> {
         let wide_in = |ns: &str| {
             self.telemetries.iter().find(|t| {
                 t.meta.namespace == ns && t.spec.selector.as_ref().is_none_or(|s| s.is_empty())
@@ -102,9 +143,67 @@ impl Telemetries {
         [root, namespace_wide, workload]
             .into_iter()
             .flatten()
+            .map(|t| t.as_ref())
+            .collect()
+    }
+
+    /// The levels with access logging configured, widest first.
+    fn levels<'a>(
+        &'a self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Vec<&'a [AccessLogging]> {
+        self.applying(namespace, labels)
+            .into_iter()
             .map(|t| t.spec.access_logging.as_slice())
             .filter(|entries| !entries.is_empty())
             .collect()
+    }
+
+    /// How a workload traces on `side`, as Istio's `mergeTracing`: the
+    /// provider of the narrowest level that names one (its first), else
+    /// `defaultProviders.tracing`'s first; `None` without either. Each entry
+    /// for the side then sets what it sets, wider first: provider,
+    /// sampling, span reporting, and custom tags by name.
+    pub fn tracing(
+        &self,
+        mesh: &MeshConfig,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+        side: WorkloadMode,
+    ) -> Option<TracingSpec> {
+        let entries: Vec<&Tracing> = self
+            .applying(namespace, labels)
+            .into_iter()
+            .flat_map(|t| &t.spec.tracing)
+            .collect();
+        let mut provider = mesh.default_tracing.first().cloned();
+        for e in &entries {
+            if let Some(first) = e.providers.first() {
+                provider = Some(first.clone());
+            }
+        }
+        let mut spec = TracingSpec {
+            provider: provider?,
+            random_sampling_percentage: DEFAULT_SAMPLING,
+            disable_span_reporting: false,
+            custom_tags: BTreeMap::new(),
+        };
+        for e in entries.iter().filter(|e| e.mode.covers(side)) {
+            if let Some(first) = e.providers.first() {
+                spec.provider = first.clone();
+            }
+            if let Some(pct) = e.random_sampling_percentage {
+                spec.random_sampling_percentage = pct;
+            }
+            if let Some(disabled) = e.disable_span_reporting {
+                spec.disable_span_reporting = disabled;
+            }
+            for (k, v) in &e.custom_tags {
+                spec.custom_tags.insert(k.clone(), v.clone());
+            }
+        }
+        Some(spec)
     }
 
     /// The providers a workload logs to on `side` (`Client`: outbound,
