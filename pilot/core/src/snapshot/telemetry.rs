@@ -436,4 +436,65 @@ spec:
         );
         assert!(before.same_apart_from_routes(&crate::testing::snapshot_of(3, mesh)));
     }
+
+    #[test]
+    fn tracing_takes_the_narrowest_provider_and_each_sides_settings() {
+        let mesh = policy::mesh::parse_mesh_config(
+            "mesh.yaml",
+            "extensionProviders:\n- {name: zipkin, zipkin: {service: z, port: 9411}}\n- {name: otel, opentelemetry: {service: o, port: 4317}}\ndefaultProviders: {tracing: [zipkin]}\n",
+        )
+        .unwrap();
+        let yaml = r#"apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: mesh-default, namespace: istio-system}
+spec:
+  tracing: [{randomSamplingPercentage: 5, customTags: {a: {literal: {value: "1"}}}}]
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  tracing:
+  - {providers: [{name: otel}], match: {mode: SERVER}, randomSamplingPercentage: 100}
+  - {match: {mode: CLIENT}, disableSpanReporting: true, customTags: {b: {header: {name: x-b}}}}
+"#;
+        let (t, diagnostics) = telemetries(yaml, &mesh);
+        assert_eq!(diagnostics, []);
+        let labels = |app: &str| [("app".to_string(), app.to_string())].into_iter().collect();
+        let other = t
+            .tracing(&mesh, "shop", &labels("db"), WorkloadMode::Server)
+            .unwrap();
+        assert_eq!(
+            (other.provider.as_str(), other.random_sampling_percentage),
+            ("zipkin", 5.0)
+        );
+        let server = t
+            .tracing(&mesh, "shop", &labels("web"), WorkloadMode::Server)
+            .unwrap();
+        assert_eq!(
+            (
+                server.provider.as_str(),
+                server.random_sampling_percentage,
+                server.disable_span_reporting
+            ),
+            ("otel", 100.0, false)
+        );
+        let client = t
+            .tracing(&mesh, "shop", &labels("web"), WorkloadMode::Client)
+            .unwrap();
+        // The provider named at the narrowest level is the tracer on both
+        // sides (as Istio's mergeTracing picks it); the client's own entry
+        // stops span reporting and adds its tag to the mesh's.
+        assert_eq!(client.provider, "otel");
+        assert_eq!(client.random_sampling_percentage, 5.0);
+        assert!(client.disable_span_reporting);
+        assert_eq!(client.custom_tags.keys().collect::<Vec<_>>(), ["a", "b"]);
+        let none = policy::mesh::MeshConfig::default();
+        let (empty, _) = telemetries("", &none);
+        assert_eq!(
+            empty.tracing(&none, "shop", &labels("web"), WorkloadMode::Client),
+            None
+        );
+    }
 }
