@@ -11,8 +11,8 @@ use crate::harness::{Mesh, wait_for};
 use crate::{REVIEWS_WORKLOADS, write_reviews_config};
 
 const SUBNET: u8 = 138;
-/// Only a guard against a hang.
-const LIMIT: Duration = Duration::from_secs(30);
+/// Only a guard against a hang (Envoy flushes access log files every 10 s).
+const LIMIT: Duration = Duration::from_secs(60);
 
 /// The JSON lines of `path` so far.
 fn lines(path: &std::path::Path) -> Vec<Value> {
@@ -106,20 +106,33 @@ async fn sidecars_write_the_access_log_the_mesh_config_asks_for() {
         "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: mesh-default, namespace: istio-system}\nspec:\n  accessLogging:\n  - providers: [{name: errors}]\n    filter: {expression: 'response.code >= 400'}\n",
     );
     let mut attempt = 0;
-    wait_for("a failed request in the errors log", LIMIT, || {
-        attempt += 1;
-        let id = format!("failing-{attempt}");
-        let client = client.clone();
-        let errors = errors.clone();
-        async move {
-            let _ = client
-                .get("http://reviews:9080/status/503")
-                .header("x-request-id", id.as_str())
-                .send()
-                .await;
-            lines(&errors).iter().any(|l| l["id"] == id.as_str())
-        }
-    })
+    wait_for(
+        "a failed request in the errors log, from both sides",
+        LIMIT,
+        || {
+            attempt += 1;
+            let id = format!("failing-{attempt}");
+            let client = client.clone();
+            let errors = errors.clone();
+            async move {
+                let _ = client
+                    .get("http://reviews:9080/status/503")
+                    .header("x-request-id", id.as_str())
+                    .send()
+                    .await;
+                // Both sidecars have the Telemetry once some failing request
+                // was logged to it at the client and at the server.
+                let logged = lines(&errors);
+                let mut sides: std::collections::BTreeMap<String, usize> = Default::default();
+                for l in &logged {
+                    if let Some(id) = l["id"].as_str().filter(|i| i.starts_with("failing-")) {
+                        *sides.entry(id.to_string()).or_default() += 1;
+                    }
+                }
+                sides.values().any(|n| *n >= 2)
+            }
+        },
+    )
     .await;
     // A request that succeeds is logged nowhere now; the one after it,
     // failing, at both sidecars.
