@@ -8,8 +8,9 @@
 //! TEXT: the format, or Istio's default line   JSON: the object, or Istio's default fields
 //! ```
 //!
-//! Attached to the listeners after they are built, one pass over their
-//! chains, so that nothing else in the listener code needs to know.
+//! The listener builders take each side's logs and tracing
+//! (`listener::Observe`) and set them as they build each connection manager
+//! and TCP proxy: nothing is decoded and encoded again.
 
 use envoy_types::pb::envoy::config::accesslog::v3::{
     AccessLog, AccessLogFilter, ExtensionFilter, access_log, access_log_filter, extension_filter,
@@ -31,12 +32,9 @@ use crate::snapshot::telemetry::BUILTIN_ENVOY;
 use envoy_types::pb::envoy::config::core::v3::{
     DataSource, SubstitutionFormatString, data_source, substitution_format_string,
 };
-use envoy_types::pb::envoy::config::listener::v3::{FilterChain, Listener, filter};
 use envoy_types::pb::envoy::extensions::access_loggers::file::v3::{
     FileAccessLog, file_access_log,
 };
-use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
-use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::TcpProxy;
 use envoy_types::pb::google::protobuf::Any;
 use policy::mesh::{AccessLog as MeshAccessLog, AccessLogFormat};
 use prost::Message;
@@ -93,8 +91,6 @@ pub(crate) const ISTIO_JSON_FIELDS: [(&str, &str); 24] = [
 
 const FILE_ACCESS_LOG: &str = "envoy.access_loggers.file";
 const CEL_FILTER: &str = "envoy.access_loggers.extension_filters.cel";
-const HCM: &str = "envoy.filters.network.http_connection_manager";
-const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
 
 /// The file access log the mesh config asks for.
 pub(crate) fn file(log: &MeshAccessLog) -> AccessLog {
@@ -271,20 +267,6 @@ fn cel(expression: &str) -> AccessLogFilter {
     }
 }
 
-/// `logs` on every HTTP connection manager and TCP proxy of `listener`.
-pub(crate) fn attach(listener: &mut Listener, logs: &[AccessLog], tracing: Option<&Tracing>) {
-    if logs.is_empty() && tracing.is_none() {
-        return;
-    }
-    for chain in listener
-        .filter_chains
-        .iter_mut()
-        .chain(listener.default_filter_chain.iter_mut())
-    {
-        attach_to_chain(chain, logs, tracing);
-    }
-}
-
 /// How a proxy's `side` traces (its Telemetry, else `defaultProviders.tracing`),
 /// as Envoy's HTTP connection manager takes it: the tracer with its
 /// collector cluster (`outbound|PORT||HOST`, as Istio names it), the
@@ -405,29 +387,6 @@ fn custom_tag(name: &str, tag: &policy::telemetry::CustomTag) -> EnvoyCustomTag 
     EnvoyCustomTag {
         tag: name.to_string(),
         r#type: Some(r#type),
-    }
-}
-
-fn attach_to_chain(chain: &mut FilterChain, logs: &[AccessLog], tracing: Option<&Tracing>) {
-    for f in &mut chain.filters {
-        let Some(filter::ConfigType::TypedConfig(any)) = &mut f.config_type else {
-            continue;
-        };
-        if f.name == HCM {
-            if let Ok(mut hcm) = HttpConnectionManager::decode(any.value.as_slice()) {
-                hcm.access_log.extend(logs.iter().cloned());
-                if let Some(tracing) = tracing {
-                    hcm.tracing = Some(tracing.clone());
-                }
-                *any = proto::any(hcm);
-            }
-        } else if f.name == TCP_PROXY
-            && !logs.is_empty()
-            && let Ok(mut tcp) = TcpProxy::decode(any.value.as_slice())
-        {
-            tcp.access_log.extend(logs.iter().cloned());
-            *any = proto::any(tcp);
-        }
     }
 }
 

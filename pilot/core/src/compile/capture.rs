@@ -52,7 +52,11 @@ const ORIGINAL_DST: &str = "envoy.filters.listener.original_dst";
 /// The virtual outbound listener: a chain per service address and port the
 /// scope admits (the first service to claim one keeps it), and everything
 /// else out to where it was going (Istio's default `ALLOW_ANY`).
-pub(crate) fn virtual_outbound(view: &ScopeView, normalization: PathNormalization) -> Listener {
+pub(crate) fn virtual_outbound(
+    view: &ScopeView,
+    normalization: PathNormalization,
+    observe: listener::Observe<'_>,
+) -> Listener {
     let mut claimed = BTreeSet::new();
     let mut filter_chains = Vec::new();
     // A service without endpoints of its own (resolution NONE) is reached
@@ -68,10 +72,10 @@ pub(crate) fn virtual_outbound(view: &ScopeView, normalization: PathNormalizatio
                     continue;
                 }
                 let filter = if route::routable(port) {
-                    listener::outbound_http(normalization)
+                    listener::outbound_http(normalization, observe)
                 } else {
                     let cluster = names::outbound_cluster(port.number, None, &service.hostname);
-                    listener::tcp_proxy(&cluster, cluster.clone())
+                    listener::tcp_proxy(&cluster, cluster.clone(), observe.logs)
                 };
                 filter_chains.push(FilterChain {
                     name: format!("{address}:{}", port.number),
@@ -90,7 +94,11 @@ pub(crate) fn virtual_outbound(view: &ScopeView, normalization: PathNormalizatio
     }
     let passthrough = FilterChain {
         name: PASSTHROUGH.to_string(),
-        filters: vec![listener::tcp_proxy(PASSTHROUGH, PASSTHROUGH.to_string())],
+        filters: vec![listener::tcp_proxy(
+            PASSTHROUGH,
+            PASSTHROUGH.to_string(),
+            observe.logs,
+        )],
         ..Default::default()
     };
     let (filter_chains, default_filter_chain) = with_fallback(filter_chains, passthrough);
@@ -125,7 +133,11 @@ fn with_fallback(
 /// (the workload's PeerAuthentication is STRICT), where it is closed (as
 /// Istio closes plaintext there; a mesh client only dials the service
 /// ports).
-pub(crate) fn virtual_inbound(ports: Vec<(u16, Listener)>, strict: bool) -> Listener {
+pub(crate) fn virtual_inbound(
+    ports: Vec<(u16, Listener)>,
+    strict: bool,
+    logs: &[envoy_types::pb::envoy::config::accesslog::v3::AccessLog],
+) -> Listener {
     let mut inspect = false;
     let mut filter_chains = Vec::new();
     for (port, explicit) in ports {
@@ -159,13 +171,14 @@ pub(crate) fn virtual_inbound(ports: Vec<(u16, Listener)>, strict: bool) -> List
         });
     }
     let fallback = if strict {
-        listener::refuse_chain(VIRTUAL_INBOUND)
+        listener::refuse_chain(VIRTUAL_INBOUND, logs)
     } else {
         FilterChain {
             name: INBOUND_PASSTHROUGH.to_string(),
             filters: vec![listener::tcp_proxy(
                 INBOUND_PASSTHROUGH,
                 INBOUND_PASSTHROUGH.to_string(),
+                logs,
             )],
             ..Default::default()
         }

@@ -31,6 +31,8 @@ use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
     TcpProxy, tcp_proxy::ClusterSpecifier,
 };
 
+use envoy_types::pb::envoy::config::accesslog::v3::AccessLog;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::Tracing;
 use envoy_types::pb::google::protobuf::{Any, BoolValue};
 use policy::mesh::PathNormalization;
 use policy::security::MtlsMode;
@@ -50,17 +52,39 @@ pub(crate) struct InboundPort {
     pub(crate) app: SocketAddr,
 }
 
+/// What the telemetry config adds to one side's (outbound or inbound) HTTP
+/// connection managers and TCP proxies: access logs, and for HTTP the
+/// tracing (see `access_log`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Observe<'a> {
+    pub(crate) logs: &'a [AccessLog],
+    pub(crate) tracing: Option<&'a Tracing>,
+}
+
+impl Observe<'_> {
+    fn http(&self, hcm: &mut HttpConnectionManager) {
+        hcm.access_log.extend(self.logs.iter().cloned());
+        if let Some(tracing) = self.tracing {
+            hcm.tracing = Some(tracing.clone());
+        }
+    }
+}
+
 /// The outbound listener. Its HTTP filters include fault injection and CORS,
 /// empty, so that the per-route configs of VirtualServices take effect (as
 /// Istio installs them in every sidecar).
-pub(crate) fn outbound(proxy: &Proxy, normalization: PathNormalization) -> Listener {
+pub(crate) fn outbound(
+    proxy: &Proxy,
+    normalization: PathNormalization,
+    observe: Observe<'_>,
+) -> Listener {
     Listener {
         name: names::OUTBOUND.to_string(),
         address: Some(proto::socket_address(
             &proxy.metadata.address.to_string(),
             proxy.metadata.outbound_port,
         )),
-        filter_chains: vec![chain(outbound_http(normalization))],
+        filter_chains: vec![chain(outbound_http(normalization, observe))],
         traffic_direction: TrafficDirection::Outbound as i32,
         ..Default::default()
     }
@@ -69,8 +93,8 @@ pub(crate) fn outbound(proxy: &Proxy, normalization: PathNormalization) -> Liste
 /// The outbound HTTP connection manager, on the outbound route
 /// configuration: the explicit listener's, and the one of every HTTP
 /// service port in the capture-mode virtual outbound listener.
-pub(crate) fn outbound_http(normalization: PathNormalization) -> Filter {
-    hcm_filter(http_connection_manager(
+pub(crate) fn outbound_http(normalization: PathNormalization, observe: Observe<'_>) -> Filter {
+    let mut hcm = http_connection_manager(
         names::OUTBOUND,
         normalization,
         RouteSpecifier::Rds(Rds {
@@ -81,7 +105,9 @@ pub(crate) fn outbound_http(normalization: PathNormalization) -> Filter {
             http_filter(filters::FAULT, proto::any(HttpFault::default())),
             http_filter(filters::CORS, proto::any(Cors::default())),
         ],
-    ))
+    );
+    observe.http(&mut hcm);
+    hcm_filter(hcm)
 }
 
 /// The filters of the security policies that apply to a workload: `http`
@@ -135,6 +161,7 @@ pub(crate) fn inbound(
     normalization: PathNormalization,
     authz: &Authz<'_>,
     mtls: InboundTls,
+    observe: Observe<'_>,
 ) -> Listener {
     let address = proxy.metadata.address.to_string();
     let name = names::inbound_listener(&address, port.port);
@@ -149,6 +176,7 @@ pub(crate) fn inbound(
                 RouteSpecifier::RouteConfig(routes),
                 authz.http.clone(),
             );
+            observe.http(&mut hcm);
             if peer_certificate {
                 hcm.forward_client_cert_details = ForwardClientCertDetails::SanitizeSet as i32;
                 hcm.set_current_client_cert_details = Some(SetCurrentClientCertDetails {
@@ -161,7 +189,7 @@ pub(crate) fn inbound(
             vec![hcm_filter(hcm)]
         } else {
             let mut filters = (authz.network)(&name);
-            filters.push(tcp_proxy(&name, cluster.clone()));
+            filters.push(tcp_proxy(&name, cluster.clone(), observe.logs));
             filters
         }
     };
@@ -188,7 +216,7 @@ pub(crate) fn inbound(
             true,
         ),
         InboundTls::Strict => (vec![mtls_chain(Vec::new())], true),
-        InboundTls::Refuse => (vec![refuse_chain(&name)], false),
+        InboundTls::Refuse => (vec![refuse_chain(&name, observe.logs)], false),
     };
     Listener {
         name,
@@ -217,7 +245,7 @@ pub(crate) const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
 
 /// A chain that closes every connection: an RBAC network filter that
 /// allows nothing.
-pub(crate) fn refuse_chain(stat_prefix: &str) -> FilterChain {
+pub(crate) fn refuse_chain(stat_prefix: &str, logs: &[AccessLog]) -> FilterChain {
     let rbac = NetworkRbac {
         rules: Some(Rbac {
             action: RbacAction::Allow as i32,
@@ -236,7 +264,7 @@ pub(crate) fn refuse_chain(stat_prefix: &str) -> FilterChain {
                 name: "envoy.filters.network.rbac".to_string(),
                 config_type: Some(filter::ConfigType::TypedConfig(proto::any(rbac))),
             },
-            tcp_proxy(stat_prefix, BLACK_HOLE.to_string()),
+            tcp_proxy(stat_prefix, BLACK_HOLE.to_string(), logs),
         ],
         ..Default::default()
     }
@@ -318,10 +346,11 @@ fn http_filter(name: &str, config: Any) -> HttpFilter {
     }
 }
 
-pub(crate) fn tcp_proxy(stat_prefix: &str, cluster: String) -> Filter {
+pub(crate) fn tcp_proxy(stat_prefix: &str, cluster: String, logs: &[AccessLog]) -> Filter {
     let proxy = TcpProxy {
         stat_prefix: stat_prefix.to_string(),
         cluster_specifier: Some(ClusterSpecifier::Cluster(cluster)),
+        access_log: logs.to_vec(),
         ..Default::default()
     };
     Filter {
@@ -371,7 +400,11 @@ mod tests {
             app: "127.0.0.1:19080".parse().unwrap(),
         };
         vec![
-            hcm_of(&outbound(&proxy(), PathNormalization::Base)),
+            hcm_of(&outbound(
+                &proxy(),
+                PathNormalization::Base,
+                Observe::default(),
+            )),
             hcm_of(&super::inbound(
                 &proxy(),
                 &inbound,
@@ -381,6 +414,7 @@ mod tests {
                     network: &|_| Vec::new(),
                 },
                 InboundTls::Plaintext,
+                Observe::default(),
             )),
         ]
     }
@@ -434,7 +468,7 @@ mod tests {
             ),
         ];
         for (level, normalize_path, merge, escaped) in cases {
-            let hcm = hcm_of(&outbound(&proxy(), level));
+            let hcm = hcm_of(&outbound(&proxy(), level, Observe::default()));
             assert_eq!(
                 hcm.normalize_path,
                 Some(BoolValue {

@@ -133,8 +133,15 @@ fn compile_parts(
         access_log::tracing_for_side(snapshot, proxy, policy::telemetry::WorkloadMode::Client);
     let server_tracing =
         access_log::tracing_for_side(snapshot, proxy, policy::telemetry::WorkloadMode::Server);
-    let mut outbound = listener::outbound(proxy, normalization);
-    access_log::attach(&mut outbound, &client_logs, client_tracing.as_ref());
+    let client = listener::Observe {
+        logs: &client_logs,
+        tracing: client_tracing.as_ref(),
+    };
+    let server = listener::Observe {
+        logs: &server_logs,
+        tracing: server_tracing.as_ref(),
+    };
+    let outbound = listener::outbound(proxy, normalization, client);
     insert(
         &mut listeners,
         ResourceType::Listener,
@@ -185,29 +192,19 @@ fn compile_parts(
         insert(&mut own, ResourceType::Cluster, &c.name.clone(), &c);
         own_clusters.push(c.name.clone());
         let mtls = listener::InboundTls::new(peer.mode_at(port.port), proxy.metadata.sds);
-        let mut l = listener::inbound(proxy, port, normalization, &authz, mtls);
+        let l = listener::inbound(proxy, port, normalization, &authz, mtls, server);
         if capture {
             captured_inbound.push((port.port, l));
         } else {
-            access_log::attach(&mut l, &server_logs, server_tracing.as_ref());
             insert(&mut listeners, ResourceType::Listener, &l.name.clone(), &l);
         }
     }
     if capture {
         let strict = peer.mode == policy::security::MtlsMode::Strict;
-        for (mut l, logs, tracing) in [
-            (
-                capture::virtual_outbound(&view, normalization),
-                &client_logs,
-                client_tracing.as_ref(),
-            ),
-            (
-                capture::virtual_inbound(captured_inbound, strict),
-                &server_logs,
-                server_tracing.as_ref(),
-            ),
+        for l in [
+            capture::virtual_outbound(&view, normalization, client),
+            capture::virtual_inbound(captured_inbound, strict, &server_logs),
         ] {
-            access_log::attach(&mut l, logs, tracing);
             insert(&mut listeners, ResourceType::Listener, &l.name.clone(), &l);
         }
         for c in capture::passthrough_clusters() {
