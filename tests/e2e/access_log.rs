@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::harness::{Mesh, wait_for};
-use crate::{REVIEWS_WORKLOADS, write_reviews_config};
+use crate::write_reviews_config;
 
 const SUBNET: u8 = 138;
 /// Only a guard against a hang (Envoy flushes access log files every 10 s).
@@ -43,12 +43,7 @@ async fn sidecars_write_the_access_log_the_mesh_config_asks_for() {
     )
     .unwrap();
     mesh.set_control_plane_args(&["--mesh-config", mesh_config.to_str().unwrap()]);
-    mesh.start_control_plane().await;
-    for w in &REVIEWS_WORKLOADS {
-        mesh.start_workload(w.name, w.host, w.labels, "sotw").await;
-    }
-    mesh.wait_converged(&["client", "reviews-v1", "reviews-v2"])
-        .await;
+    crate::start_reviews(&mut mesh, ["sotw"; 3]).await;
 
     let client = mesh.client(1);
     let response = client

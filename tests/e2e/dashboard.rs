@@ -31,12 +31,7 @@ async fn the_dashboard_shows_the_mesh_and_a_nack_live_after_signing_in() {
     let mut mesh = Mesh::new(SUBNET);
     write_reviews_config(&mesh, (80, 20));
     mesh.set_control_plane_args(&["--admin-read-auth"]);
-    mesh.start_control_plane().await;
-    for w in &REVIEWS_WORKLOADS {
-        mesh.start_workload(w.name, w.host, w.labels, "sotw").await;
-    }
-    mesh.wait_converged(&["client", "reviews-v1", "reviews-v2"])
-        .await;
+    crate::start_reviews(&mut mesh, ["sotw"; 3]).await;
 
     browser.resize(1440, 900).await;
     browser.navigate(&format!("http://{}/", mesh.admin)).await;

@@ -97,13 +97,20 @@ pub fn write_reviews_config(mesh: &harness::Mesh, split: (u32, u32)) {
 pub async fn reviews_mesh(subnet: u8, split: (u32, u32), modes: [&str; 3]) -> harness::Mesh {
     let mut mesh = harness::Mesh::new(subnet);
     write_reviews_config(&mesh, split);
+    start_reviews(&mut mesh, modes).await;
+    mesh
+}
+
+/// Starts the control plane of a mesh whose reviews config is written (and
+/// whose control-plane flags are set), then the reviews workloads with the
+/// ADS variants `modes`, and waits until every sidecar has ACKed its config.
+pub async fn start_reviews(mesh: &mut harness::Mesh, modes: [&str; 3]) {
     mesh.start_control_plane().await;
     for (w, mode) in REVIEWS_WORKLOADS.iter().zip(modes) {
         mesh.start_workload(w.name, w.host, w.labels, mode).await;
     }
     mesh.wait_converged(&["client", "reviews-v1", "reviews-v2"])
         .await;
-    mesh
 }
 
 /// A WorkloadEntry document.

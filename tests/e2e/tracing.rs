@@ -11,7 +11,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::{Mesh, wait_for};
-use crate::{REVIEWS_WORKLOADS, workload_entry, write_reviews_config};
+use crate::{workload_entry, write_reviews_config};
 
 const SUBNET: u8 = 139;
 /// Only a guard against a hang (Envoy's Zipkin tracer flushes every 5 s).
@@ -127,12 +127,7 @@ async fn a_request_is_traced_across_both_sidecars_to_zipkin() {
     )
     .unwrap();
     mesh.set_control_plane_args(&["--mesh-config", mesh_config.to_str().unwrap()]);
-    mesh.start_control_plane().await;
-    for w in &REVIEWS_WORKLOADS {
-        mesh.start_workload(w.name, w.host, w.labels, "sotw").await;
-    }
-    mesh.wait_converged(&["client", "reviews-v1", "reviews-v2"])
-        .await;
+    crate::start_reviews(&mut mesh, ["sotw"; 3]).await;
 
     // The application sees the trace the client's sidecar started.
     let client = mesh.client(1);
